@@ -1,0 +1,23 @@
+"""kinsim: a discrete-event simulator of LLM inference on GPU hardware.
+
+The library API::
+
+    import kinsim
+    hw = kinsim.load_hardware("hardware/h100.yaml")
+    faster = kinsim.with_overrides(hw, {"gpu.memory.bandwidth": "6.7 TB/s"})
+    workload = kinsim.load_workload("workloads/aime_bon32.yaml")
+    model = kinsim.load_model("Qwen3-8B")
+"""
+
+__version__ = "0.1.0"
+
+from kinsim.errors import KinsimError, SpecError  # noqa: E402
+from kinsim.hardware import HardwareSpec, load_hardware  # noqa: E402
+from kinsim.model import ModelSpec, load_model  # noqa: E402
+from kinsim.schema import to_raw, with_overrides  # noqa: E402
+from kinsim.workload import WorkloadSpec, load_workload, workload_requests  # noqa: E402
+
+__all__ = [
+    "HardwareSpec", "KinsimError", "ModelSpec", "SpecError", "WorkloadSpec", "__version__", "load_hardware",
+    "load_model", "load_workload", "to_raw", "with_overrides", "workload_requests",
+]

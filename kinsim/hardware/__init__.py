@@ -1,0 +1,21 @@
+"""Hardware descriptions: specs, loading with ``extends`` and overrides, and the link topology."""
+
+from kinsim.hardware.load import load_hardware
+from kinsim.hardware.spec import (
+    ClusterSpec,
+    ComputeSpec,
+    GPULinkSpec,
+    GPUSpec,
+    HardwareSpec,
+    HostLinkSpec,
+    MemorySpec,
+    NetworkSpec,
+    NodeSpec,
+    PowerSpec,
+)
+from kinsim.hardware.topology import build_topology
+
+__all__ = [
+    "ClusterSpec", "ComputeSpec", "GPULinkSpec", "GPUSpec", "HardwareSpec", "HostLinkSpec", "MemorySpec",
+    "NetworkSpec", "NodeSpec", "PowerSpec", "build_topology", "load_hardware",
+]

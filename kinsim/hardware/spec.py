@@ -1,0 +1,192 @@
+"""Hardware as frozen, validated data: a GPU, the node that holds several, an optional cluster of nodes.
+
+All numbers are SI floats (bytes, B/s, FLOP/s, s, Hz, W, $/s); YAML writes them with units. Every
+section carries a ``source`` naming the datasheet or document its figures come from, and says which
+figures, if any, are estimates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kinsim.dtypes import DTYPES
+from kinsim.errors import SpecError
+from kinsim.schema import at_least, check_fields, non_empty, non_negative, positive, spec_field
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComputeSpec:
+    """The GPU's compute units and their peak dense throughput."""
+
+    units: int = spec_field("Streaming multiprocessors (NVIDIA) or compute units (AMD).",
+                            check=at_least(1))
+    clock: float = spec_field("Boost clock at which the peak rates are quoted.", unit="frequency",
+                              check=positive)
+    peak: dict[str, float] = spec_field(
+        "Peak dense throughput per data type, without structured sparsity: tensor-core rates for "
+        "bf16, fp16, fp8 (and fp4, tf32, int8 where quoted), the vector rate for fp32. bf16 is required.",
+        unit="flop_rate", check=positive)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for dtype in self.peak:
+            if dtype not in DTYPES:
+                raise SpecError("unknown data type", path=f"peak.{dtype}", value=dtype,
+                                hint="use one of " + ", ".join(DTYPES))
+        if "bf16" not in self.peak:
+            raise SpecError("missing required key", path="peak.bf16",
+                            hint="the bf16 tensor rate is the reference rate for every model")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemorySpec:
+    """The GPU's device memory (HBM), modelled as ``channels`` equal, independent channels."""
+
+    capacity: float = spec_field("Device memory capacity.", unit="bytes", check=positive)
+    bandwidth: float = spec_field("Peak device memory bandwidth, all channels together.",
+                                  unit="bandwidth", check=positive)
+    channels: int = spec_field("Independent memory channels (HBM stacks) sharing the bandwidth equally.",
+                               check=at_least(1))
+    technology: str = spec_field("Memory technology, for reports (HBM2e, HBM3, HBM3e).", default="HBM")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @property
+    def channel_bandwidth(self) -> float:
+        """Bandwidth of one channel, B/s."""
+        return self.bandwidth / self.channels
+
+
+@dataclass(frozen=True, kw_only=True)
+class PowerSpec:
+    """Board power, used for energy estimates."""
+
+    tdp: float = spec_field("Maximum board power (thermal design power).", unit="power", check=positive)
+    idle: float = spec_field("Board power when idle.", unit="power", check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.idle > self.tdp:
+            raise SpecError("must not exceed power.tdp", path="idle", value=f"{self.idle:g} W")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GPUSpec:
+    """One GPU."""
+
+    name: str = spec_field("Marketing name of the part.", check=non_empty)
+    source: str = spec_field("Where the figures come from (datasheet titles and addresses); name any "
+                             "figure that is an estimate.", check=non_empty)
+    compute: ComputeSpec = spec_field("Compute units and peak rates.")
+    memory: MemorySpec = spec_field("Device memory.")
+    l2_cache: float = spec_field("Last-level on-chip cache (L2) size.", unit="bytes", check=positive)
+    launch_overhead: float = spec_field("Fixed cost of launching one kernel.", unit="time",
+                                        check=non_negative)
+    power: PowerSpec = spec_field("Board power.")
+    price: float | None = spec_field("Rental price of one GPU, for cost estimates.", unit="price",
+                                     default=None, check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GPULinkSpec:
+    """The GPU-to-GPU fabric inside a node (NVLink with NVSwitch, Infinity Fabric mesh)."""
+
+    kind: str = spec_field("Fabric name, for reports.", choices=("nvlink", "infinity_fabric", "pcie"))
+    topology: str = spec_field(
+        "`switch`: every GPU has one port of `bandwidth` to a non-blocking switch; `full_mesh`: a "
+        "direct link to each other GPU, each with bandwidth/(gpus-1); `ring`: links to two neighbours, "
+        "each with bandwidth/2.", choices=("switch", "full_mesh", "ring"))
+    bandwidth: float = spec_field("Per-GPU bandwidth in one direction, all links together.",
+                                  unit="bandwidth", check=positive)
+    latency: float = spec_field("One-way latency of a transfer between two GPUs.", unit="time",
+                                check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostLinkSpec:
+    """Each GPU's link to its host CPU and memory."""
+
+    kind: str = spec_field("Link name, for reports.", default="pcie", choices=("pcie", "nvlink_c2c"))
+    generation: int | None = spec_field("PCIe generation.", default=None, check=at_least(1))
+    bandwidth: float = spec_field("Bandwidth per GPU in one direction.", unit="bandwidth", check=positive)
+    latency: float = spec_field("One-way latency of a transfer.", unit="time", check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSpec:
+    """A server holding several GPUs."""
+
+    gpus: int = spec_field("GPUs in one node.", check=at_least(1))
+    source: str = spec_field("Where the node figures come from.", check=non_empty)
+    gpu_link: GPULinkSpec = spec_field("GPU-to-GPU fabric.")
+    host_link: HostLinkSpec = spec_field("GPU-to-host link.")
+    host_memory: float = spec_field("Host (CPU) memory of the node.", unit="bytes", check=positive)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkSpec:
+    """The scale-out network between nodes (InfiniBand or Ethernet, one NIC per GPU)."""
+
+    bandwidth_per_gpu: float = spec_field("NIC bandwidth per GPU in one direction.", unit="bandwidth",
+                                          check=positive)
+    latency: float = spec_field("One-way latency between GPUs of different nodes.", unit="time",
+                                check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSpec:
+    """Several identical nodes joined by a network."""
+
+    nodes: int = spec_field("Number of nodes.", check=at_least(1))
+    source: str = spec_field("Where the network figures come from.", check=non_empty)
+    network: NetworkSpec = spec_field("Network between nodes.")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardwareSpec:
+    """A hardware file: one GPU model, the node and optionally the cluster built from it."""
+
+    name: str = spec_field("Short name of this hardware description (h100, my-h100-2x-hbm).",
+                           check=non_empty)
+    description: str = spec_field("One line for people.", default="")
+    gpu: GPUSpec = spec_field("The GPU.")
+    node: NodeSpec = spec_field("The node.")
+    cluster: ClusterSpec | None = spec_field("Several nodes; absent for a single node.", default=None)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @property
+    def total_gpus(self) -> int:
+        """GPUs in the whole system (nodes x GPUs per node)."""
+        return self.node.gpus * (self.cluster.nodes if self.cluster else 1)
+
+    def peak(self, dtype: str) -> float:
+        """Peak dense rate for ``dtype`` in FLOP/s; a type the GPU does not list runs at the bf16 rate
+        (as a kernel would upcast it)."""
+        return self.gpu.compute.peak.get(dtype, self.gpu.compute.peak["bf16"])
+
+    @property
+    def ridge_flop_per_byte(self) -> dict[str, float]:
+        """Roofline ridge point per listed data type: peak FLOP/s over memory bandwidth, FLOP/byte."""
+        bandwidth = self.gpu.memory.bandwidth
+        return {dtype: rate / bandwidth for dtype, rate in self.gpu.compute.peak.items()}

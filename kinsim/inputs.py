@@ -1,0 +1,88 @@
+"""Telling what kind of input a file is, and loading it: hardware, workload, model or trace.
+
+Used by the commands that accept any of them (``kinsim validate``, ``kinsim info``).
+
+* ``.jsonl`` and ``.csv`` files are request traces;
+* ``.json`` files and folders holding a ``config.json`` are Hugging Face model configs;
+* YAML files are hardware files when they (or the file they extend) have a ``gpu`` key, workload files
+  when they have ``requests``, model files when they have ``layers``;
+* a name that is not a file is a model preset (``Qwen3-8B``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kinsim.errors import SpecError
+from kinsim.hardware import HardwareSpec, load_hardware
+from kinsim.model import ModelSpec, load_model
+from kinsim.model.presets import PRESETS
+from kinsim.schema import apply_overrides, build
+from kinsim.workload import Request, WorkloadSpec, load_workload, read_trace, workload_requests
+from kinsim.yamlio import read_with_extends
+
+KINDS = ("hardware", "workload", "model", "trace")
+
+
+@dataclass(frozen=True)
+class LoadedInput:
+    """A loaded input: its ``kind`` (one of :data:`KINDS`), the spec, and for workloads and traces the
+    requests (a workload's trace or generator is read, so that validation covers it)."""
+
+    kind: str
+    source: str
+    spec: HardwareSpec | WorkloadSpec | ModelSpec | None
+    requests: list[Request] | None = None
+
+
+def input_kind(name: str) -> str:
+    """The kind of input ``name`` is, without validating it."""
+    path = Path(name)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".csv"):
+        return "trace"
+    if suffix == ".json" or (path.is_dir() and (path / "config.json").is_file()):
+        return "model"
+    if suffix in (".yaml", ".yml"):
+        raw = read_with_extends(path)
+        for key, kind in (("gpu", "hardware"), ("requests", "workload"), ("layers", "model")):
+            if key in raw:
+                return kind
+        raise SpecError(
+            "cannot tell what kind of file this is", file=name,
+            hint="a hardware file has a gpu: section, a workload file a requests: section, a model "
+                 "file a layers: key")
+    if not path.exists() and (name in PRESETS or suffix == ""):
+        return "model"
+    if not path.exists():
+        raise SpecError("file not found", file=name)
+    raise SpecError("unknown file type", value=path.suffix, file=name,
+                    hint="expected .yaml, .json (model config), .jsonl or .csv (trace)")
+
+
+def load_input(name: str, overrides: Mapping[str, Any] | None = None) -> LoadedInput:
+    """Load and validate ``name`` as whatever kind of input it is."""
+    kind = input_kind(name)
+    if kind == "hardware":
+        return LoadedInput(kind, name, load_hardware(name, overrides))
+    if kind == "workload":
+        workload = load_workload(name, overrides)
+        return LoadedInput(kind, name, workload, workload_requests(workload))
+    if kind == "trace":
+        if overrides:
+            raise SpecError("--set does not apply to a trace file", file=name)
+        return LoadedInput(kind, name, None, read_trace(name))
+    if Path(name).suffix.lower() in (".yaml", ".yml"):
+        raw = read_with_extends(name)
+        if overrides:
+            raw = apply_overrides(raw, overrides, file=name)
+        return LoadedInput(kind, name, build(ModelSpec, raw, file=name))
+    model = load_model(name)
+    if overrides:
+        from kinsim.schema import with_overrides
+
+        model = with_overrides(model, overrides)
+    return LoadedInput(kind, name, model)

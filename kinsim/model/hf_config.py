@@ -1,0 +1,88 @@
+"""Reading a Hugging Face ``config.json`` into the raw mapping of a :class:`~kinsim.model.ModelSpec`.
+
+Understood: Llama, Mistral, Qwen2/Qwen3 (dense and MoE) and Mixtral-style keys. Architectural details
+kinsim does not model (rope scaling, sliding-window layers, a few dense layers in an MoE stack) are
+ignored; the counts then describe a uniform stack of the configured layer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kinsim.errors import SpecError
+
+_TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+_QK_NORM_TYPES = {"qwen3", "qwen3_moe", "olmo2", "gemma3"}
+_QKV_BIAS_TYPES = {"qwen2", "qwen2_moe"}
+
+
+def read_hf_config(path: str | Path) -> dict[str, Any]:
+    """Read ``config.json`` at ``path`` (or a folder holding one) into a raw model mapping."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    file = str(path)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError("file not found", file=file) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpecError(f"is not valid JSON ({error})", file=file) from None
+    if not isinstance(config, dict):
+        raise SpecError("expected a JSON object at the top level", value=config, file=file)
+    return hf_config_to_raw(config, default_name=path.parent.name or path.stem, file=file)
+
+
+def hf_config_to_raw(config: dict[str, Any], *, default_name: str, file: str | None = None) -> dict[str, Any]:
+    """Map the keys of a Hugging Face config dict to kinsim's model keys."""
+
+    def need(key: str) -> Any:
+        if key not in config:
+            raise SpecError("missing required key", path=key, file=file,
+                            hint="a decoder-only transformer config.json has it")
+        return config[key]
+
+    model_type = str(config.get("model_type", ""))
+    heads = need("num_attention_heads")
+    hidden = need("hidden_size")
+    raw: dict[str, Any] = {
+        "name": str(config.get("_name_or_path") or default_name),
+        "layers": need("num_hidden_layers"),
+        "hidden_size": hidden,
+        "attention_heads": heads,
+        "kv_heads": config.get("num_key_value_heads") or heads,
+        "vocab_size": need("vocab_size"),
+        "tie_embeddings": bool(config.get("tie_word_embeddings", False)),
+        "qk_norm": model_type in _QK_NORM_TYPES,
+        "attention_bias": bool(config.get("attention_bias", model_type in _QKV_BIAS_TYPES)),
+    }
+    head_dim = config.get("head_dim")
+    if head_dim is None and isinstance(hidden, int) and isinstance(heads, int) and heads:
+        head_dim = hidden // heads
+    raw["head_dim"] = head_dim
+    if "max_position_embeddings" in config:
+        raw["max_position_embeddings"] = config["max_position_embeddings"]
+    dtype = config.get("torch_dtype") or config.get("dtype")
+    if dtype in _TORCH_DTYPES:
+        raw["weight_dtype"] = raw["kv_dtype"] = _TORCH_DTYPES[dtype]
+
+    experts = config.get("num_experts") or config.get("n_routed_experts") or config.get("num_local_experts")
+    if experts:
+        moe: dict[str, Any] = {
+            "experts": experts,
+            "active_experts": need("num_experts_per_tok"),
+            "expert_intermediate_size": config.get("moe_intermediate_size") or need("intermediate_size"),
+        }
+        shared_width = config.get("shared_expert_intermediate_size")
+        if shared_width:
+            moe["shared_experts"] = 1
+            moe["shared_expert_intermediate_size"] = shared_width
+        elif config.get("n_shared_experts"):
+            moe["shared_experts"] = config["n_shared_experts"]
+        raw["moe"] = moe
+        raw["intermediate_size"] = 0
+    else:
+        raw["intermediate_size"] = need("intermediate_size")
+    return raw

@@ -1,0 +1,156 @@
+"""Decoder-only transformer architectures (dense and mixture-of-experts) and the sizes that follow.
+
+Parameter counting (all weights, with embeddings; biases only where ``attention_bias``):
+
+* attention per layer: Q ``h x (q_heads x d)``, K and V ``h x (kv_heads x d)`` each, O ``(q_heads x d) x h``;
+  QK-norm adds two weight vectors of ``d``; the two RMSNorms add ``2h``;
+* dense MLP per layer: gate, up and down, ``3 x h x i`` (SiLU-gated);
+* MoE per layer: router ``h x experts``, each expert ``3 x h x i_expert``, each shared expert
+  ``3 x h x i_shared``; *active* parameters count ``active_experts`` routed experts plus the shared ones;
+* embeddings ``vocab x h``, LM head another ``vocab x h`` unless tied, final norm ``h``.
+
+KV cache bytes per token = 2 (K and V) x kv_heads x head_dim x layers x bytes per element of kv_dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kinsim.dtypes import DTYPES, bytes_per_element
+from kinsim.errors import SpecError
+from kinsim.schema import at_least, check_fields, non_empty, non_negative, spec_field
+
+
+@dataclass(frozen=True, kw_only=True)
+class MoESpec:
+    """Mixture-of-experts MLP replacing the dense MLP in every layer."""
+
+    experts: int = spec_field("Routed experts per layer.", check=at_least(1))
+    active_experts: int = spec_field("Routed experts each token is sent to (top-k).", check=at_least(1))
+    expert_intermediate_size: int = spec_field("Hidden width of one expert's MLP.", check=at_least(1))
+    shared_experts: int = spec_field("Experts every token passes through.", default=0, check=non_negative)
+    shared_expert_intermediate_size: int = spec_field(
+        "Hidden width of each shared expert's MLP (0: same as a routed expert).", default=0,
+        check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.active_experts > self.experts:
+            raise SpecError(f"must not exceed experts ({self.experts})", path="active_experts",
+                            value=self.active_experts)
+
+    @property
+    def shared_width(self) -> int:
+        """Hidden width of a shared expert."""
+        return self.shared_expert_intermediate_size or self.expert_intermediate_size
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """A decoder-only transformer with grouped-query attention and a SiLU-gated MLP or MoE."""
+
+    name: str = spec_field("Model name.", check=non_empty)
+    layers: int = spec_field("Decoder layers.", check=at_least(1))
+    hidden_size: int = spec_field("Residual stream width h.", check=at_least(1))
+    attention_heads: int = spec_field("Query heads.", check=at_least(1))
+    kv_heads: int = spec_field("Key/value heads (grouped-query attention).", check=at_least(1))
+    head_dim: int = spec_field("Width of one attention head.", check=at_least(1))
+    intermediate_size: int = spec_field("Hidden width of the dense MLP (0 for a pure MoE model).",
+                                        check=non_negative)
+    vocab_size: int = spec_field("Vocabulary size.", check=at_least(1))
+    tie_embeddings: bool = spec_field("The LM head shares the embedding matrix.", default=False)
+    qk_norm: bool = spec_field("RMSNorm on queries and keys per head (Qwen3).", default=False)
+    attention_bias: bool = spec_field("Q, K and V projections have biases (Qwen2).", default=False)
+    moe: MoESpec | None = spec_field("Mixture of experts; absent for a dense model.", default=None)
+    max_position_embeddings: int = spec_field("Longest context the model supports, tokens.",
+                                              default=131072, check=at_least(1))
+    weight_dtype: str = spec_field("Data type of the weights.", default="bf16", choices=DTYPES)
+    kv_dtype: str = spec_field("Data type of the KV cache.", default="bf16", choices=DTYPES)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.attention_heads % self.kv_heads:
+            raise SpecError(f"must divide attention_heads ({self.attention_heads})", path="kv_heads",
+                            value=self.kv_heads)
+        if self.moe is None and self.intermediate_size == 0:
+            raise SpecError("must be positive for a dense model (or give a moe section)",
+                            path="intermediate_size", value=0)
+
+    # ----------------------------------------------------------------- parameter counts per part
+    @property
+    def gqa_ratio(self) -> int:
+        """Query heads per KV head."""
+        return self.attention_heads // self.kv_heads
+
+    @property
+    def attention_params_per_layer(self) -> int:
+        """Weights of Q, K, V, O (plus biases and QK-norm) of one layer."""
+        h, d = self.hidden_size, self.head_dim
+        q, kv = self.attention_heads * d, self.kv_heads * d
+        params = h * q + 2 * h * kv + q * h
+        if self.attention_bias:
+            params += q + 2 * kv
+        if self.qk_norm:
+            params += 2 * d
+        return params
+
+    @property
+    def dense_mlp_params_per_layer(self) -> int:
+        """Weights of the dense SiLU-gated MLP of one layer (0 for MoE)."""
+        return 0 if self.moe else 3 * self.hidden_size * self.intermediate_size
+
+    @property
+    def expert_params(self) -> int:
+        """Weights of one routed expert."""
+        return 3 * self.hidden_size * self.moe.expert_intermediate_size if self.moe else 0
+
+    def _moe_params_per_layer(self, experts_counted: int) -> int:
+        moe = self.moe
+        if moe is None:
+            return 0
+        router = self.hidden_size * moe.experts
+        shared = moe.shared_experts * 3 * self.hidden_size * moe.shared_width
+        return router + experts_counted * self.expert_params + shared
+
+    @property
+    def norm_params_per_layer(self) -> int:
+        """Input and post-attention RMSNorm weights of one layer."""
+        return 2 * self.hidden_size
+
+    @property
+    def embedding_params(self) -> int:
+        """Token embeddings plus the LM head (unless tied) plus the final norm."""
+        embed = self.vocab_size * self.hidden_size
+        return embed * (1 if self.tie_embeddings else 2) + self.hidden_size
+
+    # ----------------------------------------------------------------- totals
+    @property
+    def params_total(self) -> int:
+        """All parameters, embeddings included."""
+        experts = self.moe.experts if self.moe else 0
+        per_layer = (self.attention_params_per_layer + self.dense_mlp_params_per_layer
+                     + self._moe_params_per_layer(experts) + self.norm_params_per_layer)
+        return self.layers * per_layer + self.embedding_params
+
+    @property
+    def params_active(self) -> int:
+        """Parameters one token uses: for MoE only the active routed experts (embeddings included)."""
+        experts = self.moe.active_experts if self.moe else 0
+        per_layer = (self.attention_params_per_layer + self.dense_mlp_params_per_layer
+                     + self._moe_params_per_layer(experts) + self.norm_params_per_layer)
+        return self.layers * per_layer + self.embedding_params
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes of all weights in ``weight_dtype``."""
+        return self.params_total * bytes_per_element(self.weight_dtype)
+
+    @property
+    def kv_elements_per_token(self) -> int:
+        """K and V elements stored per token over all layers (the Kinetics paper's D)."""
+        return 2 * self.kv_heads * self.head_dim * self.layers
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """KV-cache bytes one token occupies, over all layers, in ``kv_dtype``."""
+        return self.kv_elements_per_token * bytes_per_element(self.kv_dtype)

@@ -1,0 +1,53 @@
+"""Turning a workload's request source into the list of requests the engine serves.
+
+Random draws use one ``numpy.random.Generator`` seeded with the workload's seed, in a fixed order:
+prompt lengths (one per problem), then output lengths (problem-major, one per sample), then arrival
+gaps. The same workload and seed therefore always give the same requests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kinsim.workload.request import Request
+from kinsim.workload.spec import (
+    BestOfNRequests,
+    LongCoTRequests,
+    PoissonArrivals,
+    TraceRequests,
+    WorkloadSpec,
+)
+from kinsim.workload.trace import read_trace
+
+
+def workload_requests(workload: WorkloadSpec) -> list[Request]:
+    """The requests of ``workload``, sorted by arrival time (ties in generation order)."""
+    source = workload.requests
+    if isinstance(source, TraceRequests):
+        return read_trace(source.path, source.time_scale)
+    return generate_requests(source, seed=workload.seed)
+
+
+def generate_requests(source: BestOfNRequests | LongCoTRequests, seed: int) -> list[Request]:
+    """Draw the requests of a Best-of-N or long-CoT generator.
+
+    Closed-loop arrivals are written as time 0; the engine releases problems as earlier ones finish.
+    """
+    rng = np.random.default_rng(seed)
+    problems, samples = source.problems, source.samples
+    prompts = source.prompt_tokens.sample(rng, problems)
+    outputs = np.minimum(source.output_tokens.sample(rng, problems * samples), source.max_output_tokens)
+    arrivals = np.zeros(problems)
+    if isinstance(source.arrival, PoissonArrivals):
+        arrivals = np.cumsum(rng.exponential(1.0 / source.arrival.rate, size=problems))
+    requests = []
+    for p in range(problems):
+        for s in range(samples):
+            requests.append(Request(
+                request_id=f"p{p}-s{s}" if samples > 1 else f"p{p}",
+                group_id=f"p{p}",
+                arrival_s=float(arrivals[p]),
+                prompt_tokens=int(prompts[p]),
+                output_tokens=int(outputs[p * samples + s]),
+            ))
+    return requests

@@ -1,0 +1,43 @@
+"""Loading workload files: YAML with ``extends:`` and overrides, model references and trace paths
+resolved relative to the file, into a :class:`WorkloadSpec`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kinsim.errors import SpecError
+from kinsim.model.load import expand_model_ref
+from kinsim.schema import apply_overrides, build
+from kinsim.workload.spec import WorkloadSpec
+from kinsim.yamlio import read_with_extends
+
+
+def load_workload(path: str | Path, overrides: Mapping[str, Any] | None = None) -> WorkloadSpec:
+    """Read a workload file, apply ``overrides`` (dotted keys, e.g. ``{"model.kv_dtype": "fp8",
+    "deployment.tensor_parallel": 2}``) and validate. Raises :class:`~kinsim.errors.SpecError`."""
+    path = Path(path)
+    file = str(path)
+    raw = read_with_extends(path)
+    if isinstance(raw.get("model"), str):
+        raw["model"] = {"preset": raw["model"]}
+    if overrides:
+        raw = apply_overrides(raw, overrides, file=file)
+    return workload_from_raw(raw, base_dir=path.parent, file=file)
+
+
+def workload_from_raw(raw: Mapping[str, Any], base_dir: Path, file: str | None = None) -> WorkloadSpec:
+    """Build a workload from a raw mapping whose relative paths are relative to ``base_dir``."""
+    raw = dict(raw)
+    if "model" not in raw:
+        raise SpecError("missing required key", path="model", file=file,
+                        hint="a preset name such as Qwen3-8B, or {config: path/to/config.json}")
+    try:
+        raw["model"] = expand_model_ref(raw["model"], base_dir=base_dir, file=file)
+    except SpecError as error:
+        raise error if error.file else error.within("", file) from None
+    requests = raw.get("requests")
+    if isinstance(requests, Mapping) and requests.get("kind") == "trace" and isinstance(requests.get("path"), str):
+        raw["requests"] = {**requests, "path": str((base_dir / requests["path"]).resolve())}
+    return build(WorkloadSpec, raw, file=file)

@@ -1,0 +1,248 @@
+"""Workloads as frozen, validated data: which model, deployed how, with which attention policy, serving
+which requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from kinsim.errors import SpecError
+from kinsim.model.spec import ModelSpec
+from kinsim.schema import at_least, check_fields, fraction, non_empty, non_negative, positive, spec_field
+from kinsim.workload.distributions import LengthDistribution, length_field
+
+# ------------------------------------------------------------------------------------- deployment
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentSpec:
+    """How the model is laid on the GPUs and how the serving engine batches."""
+
+    tensor_parallel: int = spec_field("GPUs that split every layer (one replica).", default=1,
+                                      check=at_least(1))
+    data_parallel: int = spec_field("Independent replicas; requests are routed among them.", default=1,
+                                    check=at_least(1))
+    expert_parallel: int = spec_field("GPUs of a replica that split the experts of an MoE layer (1: "
+                                      "experts are split like every other weight, by tensor "
+                                      "parallelism).", default=1, check=at_least(1))
+    max_num_seqs: int = spec_field("Most sequences in one step's batch.", default=256, check=at_least(1))
+    max_num_batched_tokens: int = spec_field("Most tokens (prefill and decode) in one step.",
+                                             default=8192, check=at_least(1))
+    chunked_prefill: bool = spec_field("Split long prompts into chunks mixed with decode steps.",
+                                       default=True)
+    kv_block_size: int = spec_field("Tokens per paged KV-cache block.", default=16, check=at_least(1))
+    gpu_memory_fraction: float = spec_field(
+        "Share of GPU memory the serving engine may use for weights, activations and the KV cache.",
+        default=0.9, check=fraction)
+    prefix_shared_read: bool = spec_field(
+        "Decode attention reads a shared prompt's KV once per group of sequences rather than once per "
+        "sequence (common paged kernels read it per sequence).", default=False)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+# ------------------------------------------------------------------------------------- attention
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenseAttention:
+    """Every step reads the whole KV cache of each sequence."""
+
+    TAG_KEY: ClassVar[str] = "policy"
+    KIND: ClassVar[str] = "dense"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockTopKAttention:
+    """Block top-k sparse attention (Kinetics): KV in blocks summarised by their mean key; each step
+    scores all summaries and reads only the top-k blocks plus the local window and sink tokens. The KV
+    footprint is unchanged: every block stays resident."""
+
+    TAG_KEY: ClassVar[str] = "policy"
+    KIND: ClassVar[str] = "block_topk"
+    block_size: int = spec_field("Tokens per selection block.", default=16, check=at_least(1))
+    top_k: int = spec_field("Blocks selected per step and KV head.", default=64, check=at_least(1))
+    local_window: int = spec_field("Most recent tokens always read.", default=0, check=non_negative)
+    sink_tokens: int = spec_field("First tokens always read (attention sinks).", default=0,
+                                  check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @property
+    def token_budget(self) -> int:
+        """Most KV tokens one step reads per sequence: top_k x block_size + local_window + sink_tokens."""
+        return self.top_k * self.block_size + self.local_window + self.sink_tokens
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopKAttention:
+    """Oracle token top-k: each step reads the ``token_budget`` most relevant tokens, with no cost of
+    finding them (an upper bound on what sparse attention can save)."""
+
+    TAG_KEY: ClassVar[str] = "policy"
+    KIND: ClassVar[str] = "topk"
+    token_budget: int = spec_field("KV tokens read per step and sequence.", check=at_least(1))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlidingWindowAttention:
+    """Each step reads the last ``window`` tokens (plus sink tokens); older KV is evicted, so the
+    footprint is bounded too."""
+
+    TAG_KEY: ClassVar[str] = "policy"
+    KIND: ClassVar[str] = "sliding_window"
+    window: int = spec_field("Most recent tokens kept and read.", check=at_least(1))
+    sink_tokens: int = spec_field("First tokens kept and read.", default=0, check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+AttentionPolicy = DenseAttention | BlockTopKAttention | TopKAttention | SlidingWindowAttention
+
+# ------------------------------------------------------------------------------------- arrivals
+
+
+@dataclass(frozen=True, kw_only=True)
+class AllAtOnce:
+    """Every request (or problem) arrives at time 0: an offline batch."""
+
+    TAG_KEY: ClassVar[str] = "process"
+    KIND: ClassVar[str] = "all_at_once"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoissonArrivals:
+    """Problems arrive as a Poisson process; all samples of a problem arrive together."""
+
+    TAG_KEY: ClassVar[str] = "process"
+    KIND: ClassVar[str] = "poisson"
+    rate: float = spec_field("Mean arrivals per unit time, e.g. \"0.5 /s\".", unit="frequency",
+                             check=positive)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClosedLoopArrivals:
+    """``concurrency`` problems are in flight; the next arrives when one completes."""
+
+    TAG_KEY: ClassVar[str] = "process"
+    KIND: ClassVar[str] = "closed_loop"
+    concurrency: int = spec_field("Problems in flight at once.", check=at_least(1))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+ArrivalProcess = AllAtOnce | PoissonArrivals | ClosedLoopArrivals
+
+# ------------------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, kw_only=True)
+class _GeneratedRequests:
+    problems: int = spec_field("Problems (tasks).", check=at_least(1))
+    prompt_tokens: LengthDistribution = length_field("Prompt length of each problem, tokens.")
+    output_tokens: LengthDistribution = length_field("Generated length of each sample, tokens, before "
+                                                     "the cap.")
+    max_output_tokens: int = spec_field("Generation cap: a sample stops after this many tokens.",
+                                        check=at_least(1))
+    arrival: ArrivalProcess = spec_field("When problems arrive.", default=AllAtOnce(), tag="process")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BestOfNRequests(_GeneratedRequests):
+    """``problems`` prompts, each sampled ``samples`` times; the samples of one problem share its
+    prompt (and its KV) and the problem is done when all of them are."""
+
+    TAG_KEY: ClassVar[str] = "kind"
+    KIND: ClassVar[str] = "best_of_n"
+    samples: int = spec_field("Samples per problem (N).", check=at_least(1))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongCoTRequests(_GeneratedRequests):
+    """One long chain of thought per problem."""
+
+    TAG_KEY: ClassVar[str] = "kind"
+    KIND: ClassVar[str] = "long_cot"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @property
+    def samples(self) -> int:
+        """One sample per problem."""
+        return 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceRequests:
+    """Requests replayed from a JSONL or CSV file (columns in :mod:`kinsim.workload.trace`)."""
+
+    TAG_KEY: ClassVar[str] = "kind"
+    KIND: ClassVar[str] = "trace"
+    path: str = spec_field("Trace file, relative to the workload file.", check=non_empty)
+    time_scale: float = spec_field("Multiplies every arrival time (0.5 replays twice as fast).",
+                                   default=1.0, check=positive)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+RequestSource = BestOfNRequests | LongCoTRequests | TraceRequests
+
+# ------------------------------------------------------------------------------------- workload
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadSpec:
+    """A workload file."""
+
+    name: str = spec_field("Short name of the workload.", check=non_empty)
+    description: str = spec_field("What is simulated and what its figures are based on.", default="")
+    model: ModelSpec = spec_field("The model: a preset name, {preset: NAME, ...changed keys}, "
+                                  "{config: path/to/config.json} or every key written out.")
+    deployment: DeploymentSpec = spec_field("Parallelism and batching.", default=DeploymentSpec())
+    attention: AttentionPolicy = spec_field("Attention policy.", default=DenseAttention(), tag="policy")
+    requests: RequestSource = spec_field("The requests: generated or replayed from a trace.", tag="kind")
+    seed: int = spec_field("Seed of every random draw (lengths, arrivals).", default=0, check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        tp = self.deployment.tensor_parallel
+        if self.model.attention_heads % tp:
+            raise SpecError(f"must divide the model's attention heads ({self.model.attention_heads})",
+                            path="deployment.tensor_parallel", value=tp)
+        if self.model.moe is None and self.deployment.expert_parallel != 1:
+            raise SpecError("must be 1 for a dense model", path="deployment.expert_parallel",
+                            value=self.deployment.expert_parallel)
+        if self.model.moe and self.model.moe.experts % self.deployment.expert_parallel:
+            raise SpecError(f"must divide the model's experts ({self.model.moe.experts})",
+                            path="deployment.expert_parallel", value=self.deployment.expert_parallel)
+        block = self.deployment.kv_block_size
+        if isinstance(self.attention, BlockTopKAttention) and self.attention.block_size % block:
+            raise SpecError(f"must be a multiple of deployment.kv_block_size ({block}) so that a "
+                                "selected block is whole pages", path="attention.block_size",
+                                value=self.attention.block_size)
+
+    @property
+    def gpus(self) -> int:
+        """GPUs the deployment uses (tensor_parallel x data_parallel)."""
+        return self.deployment.tensor_parallel * self.deployment.data_parallel
