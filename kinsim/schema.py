@@ -353,14 +353,16 @@ class KeyDoc:
     doc: str
 
 
-def iter_keys(cls: type, prefix: str = "") -> Iterator[KeyDoc]:
+def iter_keys(cls: type, prefix: str = "", skip: Callable[[type], bool] = lambda c: False) -> Iterator[KeyDoc]:
     """Every key a spec class accepts, depth first, with nested classes expanded. For a tagged union
-    each variant's keys are listed after its tag key, so a path may appear once per variant."""
+    each variant's keys are listed after its tag key, so a path may appear once per variant. Classes
+    for which ``skip`` is true are not expanded (they are documented elsewhere)."""
     hints = _hints(cls)
     tag_key = getattr(cls, "TAG_KEY", None)
     if tag_key:
-        yield KeyDoc(_join(prefix, tag_key), "string", None, True, None,
-                     f"`{cls.KIND}` selects this variant")
+        summary = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        summary = " ".join(summary.split())
+        yield KeyDoc(f"{_join(prefix, tag_key)}: {cls.KIND}", "variant", None, True, None, summary)
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
@@ -372,7 +374,8 @@ def iter_keys(cls: type, prefix: str = "") -> Iterator[KeyDoc]:
         yield KeyDoc(path, _type_words(tp, f.metadata), f.metadata.get("unit"), required, default,
                      f.metadata["doc"])
         for nested_prefix, nested in _nested_classes(tp, path):
-            yield from iter_keys(nested, nested_prefix)
+            if not skip(nested):
+                yield from iter_keys(nested, nested_prefix, skip)
 
 
 def _nested_classes(tp: Any, path: str) -> Iterator[tuple[str, type]]:

@@ -54,6 +54,7 @@ def preset_raw(name: str, *, path: str = "model.preset", file: str | None = None
     lowered = {key.lower(): key for key in PRESETS}
     if isinstance(name, str) and name.lower() in lowered:
         return dict(PRESETS[lowered[name.lower()]])
-    close = difflib.get_close_matches(str(name), list(PRESETS), n=3)
-    hint = ("did you mean " + " or ".join(close) + "?") if close else "known presets: " + ", ".join(PRESETS)
+    close = difflib.get_close_matches(str(name).lower(), list(lowered), n=3, cutoff=0.5)
+    known = "known presets: " + ", ".join(PRESETS)
+    hint = f"did you mean {' or '.join(lowered[c] for c in close)}? {known}" if close else known
     raise SpecError("unknown model preset", path=path, value=name, file=file, hint=hint)
