@@ -4,6 +4,7 @@ from kinsim.hardware.load import load_hardware
 from kinsim.hardware.spec import (
     ClusterSpec,
     ComputeSpec,
+    EfficiencySpec,
     GPULinkSpec,
     GPUSpec,
     HardwareSpec,
@@ -16,6 +17,6 @@ from kinsim.hardware.spec import (
 from kinsim.hardware.topology import build_topology
 
 __all__ = [
-    "ClusterSpec", "ComputeSpec", "GPULinkSpec", "GPUSpec", "HardwareSpec", "HostLinkSpec", "MemorySpec",
+    "ClusterSpec", "ComputeSpec", "EfficiencySpec", "GPULinkSpec", "GPUSpec", "HardwareSpec", "HostLinkSpec", "MemorySpec",
     "NetworkSpec", "NodeSpec", "PowerSpec", "build_topology", "load_hardware",
 ]

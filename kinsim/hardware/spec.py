@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kinsim.dtypes import DTYPES
 from kinsim.errors import SpecError
-from kinsim.schema import at_least, check_fields, non_empty, non_negative, positive, spec_field
+from kinsim.schema import at_least, check_fields, fraction, non_empty, non_negative, positive, spec_field
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +161,41 @@ class ClusterSpec:
         check_fields(self)
 
 
+_DEFAULT_EFFICIENCY_SOURCE = (
+    "kinsim defaults, estimates within published ranges (not calibration data): large bf16 GEMMs reach "
+    "about 80% of peak on H100/H200, streaming kernels about 90% of HBM peak, long-context decode "
+    "attention close to HBM peak, page-gathered sparse attention about 90% of dense attention's "
+    "bandwidth, 8-GPU NCCL all-reduce about 80% of NVLink bandwidth. Replaced by a calibration profile.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EfficiencySpec:
+    """Fractions of the peak rates that kernels reach, per kernel kind (used by the roofline cost model
+    until a calibration profile replaces them with fitted curves)."""
+
+    source: str = spec_field("Where the efficiencies come from.", default=_DEFAULT_EFFICIENCY_SOURCE,
+                             check=non_empty)
+    gemm_compute: float = spec_field("Share of peak tensor throughput a large GEMM reaches.", default=0.8,
+                                     check=fraction)
+    gemm_memory: float = spec_field("Share of HBM bandwidth a memory-bound GEMM (small M) reaches.",
+                                    default=0.85, check=fraction)
+    attention_compute: float = spec_field("Share of peak a prefill (flash) attention kernel reaches.",
+                                          default=0.6, check=fraction)
+    attention_memory: float = spec_field("Share of HBM bandwidth a dense decode attention kernel reaches.",
+                                         default=0.9, check=fraction)
+    sparse_attention_memory: float = spec_field(
+        "Share of HBM bandwidth a page-gathered sparse attention or block-selection kernel reaches.",
+        default=0.81, check=fraction)
+    elementwise_memory: float = spec_field("Share of HBM bandwidth a streaming elementwise kernel reaches "
+                                           "(norms, RoPE, activations, sampling).", default=0.9,
+                                           check=fraction)
+    link: float = spec_field("Share of link bandwidth a large collective reaches.", default=0.8,
+                             check=fraction)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 @dataclass(frozen=True, kw_only=True)
 class HardwareSpec:
     """A hardware file: one GPU model, the node and optionally the cluster built from it."""
@@ -171,6 +206,8 @@ class HardwareSpec:
     gpu: GPUSpec = spec_field("The GPU.")
     node: NodeSpec = spec_field("The node.")
     cluster: ClusterSpec | None = spec_field("Several nodes; absent for a single node.", default=None)
+    efficiency: EfficiencySpec = spec_field("Shares of the peak rates kernels reach (roofline cost model).",
+                                            default=EfficiencySpec())
 
     def __post_init__(self) -> None:
         check_fields(self)

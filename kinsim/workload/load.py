@@ -39,5 +39,9 @@ def workload_from_raw(raw: Mapping[str, Any], base_dir: Path, file: str | None =
         raise error if error.file else error.within("", file) from None
     requests = raw.get("requests")
     if isinstance(requests, Mapping) and requests.get("kind") == "trace" and isinstance(requests.get("path"), str):
-        raw["requests"] = {**requests, "path": str((base_dir / requests["path"]).resolve())}
+        trace = (base_dir / requests["path"]).resolve()
+        if not trace.is_file():
+            raise SpecError("trace file not found", path="requests.path", value=requests["path"], file=file,
+                            hint=f"looked for {trace}")
+        raw["requests"] = {**requests, "path": str(trace)}
     return build(WorkloadSpec, raw, file=file)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,9 @@ def _csv_rows(text: str, file: str) -> list[tuple[int, dict[str, Any]]]:
     if header is None:
         raise SpecError("is empty, expected a header row", file=file)
     header = [h.strip() for h in header]
+    for i, name in enumerate(header):
+        if name in header[:i]:
+            raise SpecError(f"column {name!r} appears twice in the header", path="line 1", file=file)
     rows = []
     for number, cells in enumerate(reader, start=2):
         if not any(c.strip() for c in cells):
@@ -131,7 +135,7 @@ def _number(value: Any, path: str, file: str) -> float:
 
 
 def _count(value: Any, path: str, file: str) -> int:
-    if isinstance(value, str) and value.strip().lstrip("+").isdigit():
+    if isinstance(value, str) and re.fullmatch(r"\+?[0-9]+", value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError("expected a whole number of tokens", path=path, value=value, file=file)
