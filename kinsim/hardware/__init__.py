@@ -17,6 +17,6 @@ from kinsim.hardware.spec import (
 from kinsim.hardware.topology import build_topology
 
 __all__ = [
-    "ClusterSpec", "ComputeSpec", "EfficiencySpec", "GPULinkSpec", "GPUSpec", "HardwareSpec", "HostLinkSpec", "MemorySpec",
-    "NetworkSpec", "NodeSpec", "PowerSpec", "build_topology", "load_hardware",
+    "ClusterSpec", "ComputeSpec", "EfficiencySpec", "GPULinkSpec", "GPUSpec", "HardwareSpec", "HostLinkSpec",
+    "MemorySpec", "NetworkSpec", "NodeSpec", "PowerSpec", "build_topology", "load_hardware",
 ]
