@@ -230,8 +230,16 @@ class WorkloadSpec:
         if self.model.attention_heads % tp:
             raise SpecError(f"must divide the model's attention heads ({self.model.attention_heads})",
                             path="deployment.tensor_parallel", value=tp)
+        kv = self.model.kv_heads
+        if kv % tp and tp % kv:
+            raise SpecError(f"must divide the model's KV heads ({kv}) or be a multiple of them",
+                            path="deployment.tensor_parallel", value=tp)
         if self.model.moe is None and self.deployment.expert_parallel != 1:
             raise SpecError("must be 1 for a dense model", path="deployment.expert_parallel",
+                            value=self.deployment.expert_parallel)
+        if self.deployment.tensor_parallel % self.deployment.expert_parallel:
+            raise SpecError(f"must divide deployment.tensor_parallel ({self.deployment.tensor_parallel}); experts "
+                            "are spread over the GPUs of one replica", path="deployment.expert_parallel",
                             value=self.deployment.expert_parallel)
         if self.model.moe and self.model.moe.experts % self.deployment.expert_parallel:
             raise SpecError(f"must divide the model's experts ({self.model.moe.experts})",

@@ -1,0 +1,205 @@
+"""Attention operators for each policy, in decode and in prefill, on one GPU for one layer.
+
+Notation (per GPU): ``hq`` query heads, ``hkv`` KV heads, ``d`` head dimension, ``b_kv`` bytes per KV
+element, ``b_a`` bytes per activation element. A decode sequence with ``c`` tokens cached attends over
+``c + 1`` tokens (its cache and the new token).
+
+Decode, per sequence, for ``n`` tokens of KV read:
+
+* FLOPs ``4 hq d n`` (``q.k`` and ``p.v``, a multiply-add each per head dimension);
+* KV bytes read ``2 hkv d b_kv n``; query read and output written ``hq d b_a`` each; the new token's K
+  and V written ``2 hkv d b_kv``.
+
+Tokens read per policy: ``dense`` all ``c + 1`` (with ``prefix_shared_read`` a group's shared prompt is
+read once per group); ``block_topk`` ``min(c + 1, top_k x block + local + sink)``; ``topk`` ``min(c + 1,
+budget)``; ``sliding_window`` ``min(c + 1, window + sink)``.
+
+Block top-k adds a selection op per step: the mean key of each of the ``floor(c / block)`` complete blocks
+is read (``hkv d b_kv`` bytes each) and scored against every query head (``2 d`` FLOPs per block and
+query head), and the fp32 scores are written and read back for the top-k (``2 x 4 hq`` bytes per block).
+
+Prefill is dense for every policy but ``sliding_window`` (sparse selection is a decode-time technique).
+A chunk of ``q`` new tokens after ``c`` cached ones is causal: FLOPs ``4 hq d sum_i min(c + i, w)`` with
+``w`` unbounded except for a sliding window. A flash-attention kernel reads the KV once per tile of 128
+query rows, up to the tile's last row: KV bytes ``2 hkv d b_kv sum_tiles (c + last row)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kinsim.dtypes import bytes_per_element
+from kinsim.ops.op import Number, Op
+from kinsim.ops.sharding import HeadShard
+from kinsim.workload.spec import (
+    AttentionPolicy,
+    BlockTopKAttention,
+    DenseAttention,
+    SlidingWindowAttention,
+    TopKAttention,
+)
+
+#: Query rows per tile of a flash-attention prefill kernel.
+PREFILL_QUERY_TILE = 128
+
+
+@dataclass(frozen=True)
+class AttentionDims:
+    """Per-GPU attention sizes and data types."""
+
+    shard: HeadShard
+    kv_dtype: str = "bf16"
+    act_dtype: str = "bf16"
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """K and V bytes of one token for one layer on this GPU."""
+        return 2 * self.shard.kv_heads * self.shard.head_dim * bytes_per_element(self.kv_dtype)
+
+    @property
+    def q_bytes_per_token(self) -> float:
+        """Query (or output) bytes of one token for one layer on this GPU."""
+        return self.shard.q_heads * self.shard.head_dim * bytes_per_element(self.act_dtype)
+
+    @property
+    def flops_per_key(self) -> float:
+        """FLOPs of one query token against one key, all query heads of this GPU."""
+        return 4.0 * self.shard.q_heads * self.shard.head_dim
+
+
+@dataclass(frozen=True)
+class PrefillChunk:
+    """``tokens`` prompt tokens computed this step after ``cached`` tokens already in the KV cache;
+    ``completes_prompt`` when this chunk ends the prompt (the sequence then needs logits)."""
+
+    tokens: int
+    cached: int = 0
+    completes_prompt: bool = True
+
+
+def decode_tokens_read(policy: AttentionPolicy, context: Number) -> Number:
+    """KV tokens one decode step reads for a sequence with ``context`` tokens cached (any shape)."""
+    attended = np.asarray(context, dtype=float) + 1.0
+    if isinstance(policy, DenseAttention):
+        return attended
+    if isinstance(policy, BlockTopKAttention | TopKAttention):
+        return np.minimum(attended, policy.token_budget)
+    if isinstance(policy, SlidingWindowAttention):
+        return np.minimum(attended, policy.window + policy.sink_tokens)
+    raise TypeError(f"unknown attention policy {policy!r}")
+
+
+def decode_attention_ops(
+    dims: AttentionDims,
+    policy: AttentionPolicy,
+    context: Number,
+    *,
+    shared_prefix: np.ndarray | None = None,
+    group_index: np.ndarray | None = None,
+    prefix_shared_read: bool = False,
+    count: int = 1,
+) -> list[Op]:
+    """Decode attention (and block top-k selection) for sequences with ``context`` tokens cached.
+
+    ``context`` has shape ``(n,)`` for one step or ``(steps, n)`` for a segment; FLOPs and bytes then have
+    shape ``()`` or ``(steps,)``. ``shared_prefix`` and ``group_index`` (shape ``(n,)``) give each
+    sequence's shared prompt length and group, used when ``prefix_shared_read`` and the policy is dense.
+    """
+    context = np.asarray(context, dtype=float)
+    n = context.shape[-1]
+    tokens = decode_tokens_read(policy, context)
+    tokens_total = tokens.sum(axis=-1)
+    if prefix_shared_read and isinstance(policy, DenseAttention) and shared_prefix is not None:
+        prefix = np.asarray(shared_prefix, dtype=float)
+        groups = np.asarray(group_index)
+        _, first = np.unique(groups, return_index=True)
+        tokens_total = tokens_total - prefix.sum() + prefix[first].sum()
+    sparse = isinstance(policy, BlockTopKAttention | TopKAttention | SlidingWindowAttention)
+    ops = [Op(
+        name="attention_decode",
+        op_class="attention",
+        kernel="attention_sparse" if sparse else "attention_decode",
+        dtype=dims.act_dtype,
+        flops=dims.flops_per_key * tokens.sum(axis=-1),
+        bytes_read=dims.kv_bytes_per_token * tokens_total + n * dims.q_bytes_per_token,
+        bytes_written=n * (dims.q_bytes_per_token + dims.kv_bytes_per_token),
+        count=count,
+        shape={"batch": n, "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads,
+               "head_dim": dims.shard.head_dim, "kv_tokens_read": tokens_total},
+    )]
+    if isinstance(policy, BlockTopKAttention):
+        ops.append(block_selection_op(dims, policy, context, count=count))
+    return ops
+
+
+def block_selection_op(dims: AttentionDims, policy: BlockTopKAttention, context: Number, count: int = 1) -> Op:
+    """Scoring every complete block's mean key against the queries, and the top-k over the scores."""
+    context = np.asarray(context, dtype=float)
+    blocks = np.floor(context / policy.block_size).sum(axis=-1)
+    shard = dims.shard
+    summary_bytes = shard.kv_heads * shard.head_dim * bytes_per_element(dims.kv_dtype)
+    score_bytes = 4.0 * shard.q_heads
+    n = context.shape[-1]
+    return Op(
+        name="block_selection",
+        op_class="selection",
+        kernel="selection",
+        dtype=dims.act_dtype,
+        flops=2.0 * shard.q_heads * shard.head_dim * blocks,
+        bytes_read=summary_bytes * blocks + score_bytes * blocks + n * dims.q_bytes_per_token,
+        bytes_written=score_bytes * blocks,
+        count=count,
+        shape={"batch": n, "blocks_scored": blocks, "block_size": policy.block_size, "top_k": policy.top_k},
+    )
+
+
+def _sum_min_linear(start: np.ndarray, count: np.ndarray, cap: float) -> np.ndarray:
+    """``sum_{i=1..count} min(start + i, cap)``, elementwise."""
+    if not np.isfinite(cap):
+        return count * start + count * (count + 1) / 2
+    linear = np.clip(cap - start, 0, count)
+    return linear * start + linear * (linear + 1) / 2 + (count - linear) * cap
+
+
+def prefill_attention_op(
+    dims: AttentionDims, policy: AttentionPolicy, chunks: Sequence[PrefillChunk], count: int = 1
+) -> Op:
+    """Causal attention of prefill chunks (one variable-length kernel for all of them)."""
+    q = np.array([c.tokens for c in chunks], dtype=float)
+    cached = np.array([c.cached for c in chunks], dtype=float)
+    window = np.inf
+    if isinstance(policy, SlidingWindowAttention):
+        window = float(policy.window + policy.sink_tokens)
+    keys = _sum_min_linear(cached, q, window)
+    tiles = np.ceil(q / PREFILL_QUERY_TILE)
+    # sum over tiles of the tile's last row, min(PREFILL_QUERY_TILE * j, q) for j = 1..tiles
+    full = tiles - 1
+    last_rows = PREFILL_QUERY_TILE * full * (full + 1) / 2 + q
+    kv_tokens_read = tiles * cached + last_rows
+    if np.isfinite(window):
+        kv_tokens_read = np.minimum(kv_tokens_read, tiles * (window + PREFILL_QUERY_TILE))
+    return Op(
+        name="attention_prefill",
+        op_class="attention",
+        kernel="attention_prefill",
+        dtype=dims.act_dtype,
+        flops=float(dims.flops_per_key * keys.sum()),
+        bytes_read=float(dims.kv_bytes_per_token * kv_tokens_read.sum() + dims.q_bytes_per_token * q.sum()),
+        bytes_written=float((dims.q_bytes_per_token + dims.kv_bytes_per_token) * q.sum()),
+        count=count,
+        shape={"sequences": len(chunks), "tokens": float(q.sum()), "cached": float(cached.sum()),
+               "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads, "head_dim": dims.shard.head_dim},
+    )
+
+
+def resident_kv_bytes_per_token(kv_bytes_per_token: float, policy: AttentionPolicy, kv_heads: int, head_dim: int,
+                                layers: int, kv_dtype: str) -> float:
+    """KV-cache bytes a token keeps resident, all layers: block top-k adds a mean key per block (the
+    footprint does not shrink: every block stays resident); other policies add nothing. A sliding window
+    bounds the number of resident tokens instead (see the KV manager)."""
+    if isinstance(policy, BlockTopKAttention):
+        return kv_bytes_per_token + kv_heads * head_dim * layers * bytes_per_element(kv_dtype) / policy.block_size
+    return kv_bytes_per_token

@@ -1,0 +1,53 @@
+"""Builders of the non-attention operators: GEMMs, elementwise kernels and collectives.
+
+A GEMM ``(m x k) @ (k x n)`` does ``2 m n k`` FLOPs and moves its weights (``n k`` elements in the
+weight type), its input (``m k`` activations) and its output (``m n`` activations). An elementwise
+kernel moves what it reads and writes and does a few FLOPs per element (``flops_per_element``), far
+below any GPU's ridge point, so its FLOPs only matter for completeness.
+"""
+
+from __future__ import annotations
+
+from kinsim.dtypes import bytes_per_element
+from kinsim.ops.op import Collective, Number, Op
+
+
+def gemm_op(name: str, m: Number, n: float, k: float, *, weight_dtype: str, act_dtype: str = "bf16",
+            op_class: str = "linear", count: int = 1, weight_rows: Number | None = None) -> Op:
+    """A GEMM of ``m`` tokens by an ``n x k`` weight. ``weight_rows`` overrides how many of the ``n``
+    output rows' weights are read (MoE: only the experts that receive tokens)."""
+    wb, ab = bytes_per_element(weight_dtype), bytes_per_element(act_dtype)
+    rows = n if weight_rows is None else weight_rows
+    return Op(
+        name=name, op_class=op_class, kernel="gemm", dtype=weight_dtype,
+        flops=2.0 * m * n * k,
+        bytes_read=rows * k * wb + m * k * ab,
+        bytes_written=m * n * ab,
+        count=count,
+        shape={"m": m, "n": n, "k": k},
+    )
+
+
+def elementwise_op(name: str, elements_read: Number, elements_written: Number, *, act_dtype: str = "bf16",
+                   extra_bytes_read: Number = 0.0, flops_per_element: float = 4.0, op_class: str = "other",
+                   count: int = 1) -> Op:
+    """A streaming kernel over activations (norm, RoPE, activation function, residual add)."""
+    ab = bytes_per_element(act_dtype)
+    return Op(
+        name=name, op_class=op_class, kernel="elementwise", dtype="fp32",
+        flops=flops_per_element * elements_read,
+        bytes_read=elements_read * ab + extra_bytes_read,
+        bytes_written=elements_written * ab,
+        count=count,
+        shape={"elements": elements_read},
+    )
+
+
+def collective_op(name: str, kind: str, nbytes: Number, gpus: int, *, op_class: str = "communication",
+                  count: int = 1, algorithm: str = "auto") -> Op:
+    """A collective of ``nbytes`` per GPU over ``gpus`` GPUs (see :class:`~kinsim.ops.op.Collective`)."""
+    return Op(
+        name=name, op_class=op_class, kernel="collective", dtype="bf16",
+        collective=Collective(kind, nbytes, gpus, algorithm), count=count,
+        shape={"bytes": nbytes, "gpus": gpus},
+    )

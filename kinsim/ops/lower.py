@@ -1,0 +1,195 @@
+"""Lowering one forward step of a batch into the operators one GPU of a replica runs.
+
+Per layer: fused residual-add + RMSNorm, QKV projection, QK-norm (Qwen3), RoPE, attention (and block
+selection), output projection, tensor-parallel all-reduce, fused residual-add + RMSNorm, then the dense
+MLP (gate/up GEMM, SiLU-and-multiply, down GEMM) or the MoE block (router, dispatch, expert GEMMs sized
+by the expected tokens per expert, combine, all-to-all under expert parallelism), and a second
+all-reduce. Once per step: embedding lookup, final norm, LM head, logits gather and sampling.
+
+Residual adds are fused into the following RMSNorm, as serving engines do (``fused_add_rms_norm``), so
+they are not separate kernels; the KV-cache write is part of the attention op.
+
+Under tensor parallelism ``tp`` each GPU holds ``1/tp`` of every weight (columns of QKV and gate/up, rows
+of O and down, a slice of the vocabulary) and sees every token. Under expert parallelism ``ep`` (dividing
+``tp``) each GPU holds ``experts/ep`` experts, each split ``tp/ep`` ways; tokens are dispatched to and
+combined from the experts' GPUs with two all-to-alls, each moving ``tokens x active x hidden / ep``
+activations per GPU (an approximation that treats the replica's tokens as spread over the EP group).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from kinsim.dtypes import bytes_per_element
+from kinsim.model.spec import ModelSpec
+from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
+from kinsim.ops.layers import collective_op, elementwise_op, gemm_op
+from kinsim.ops.op import Op
+from kinsim.ops.sharding import shard_heads
+from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
+
+#: Data type of activations and of the attention computation.
+ACT_DTYPE = "bf16"
+
+#: Logits are computed and sampled in fp32.
+LOGIT_BYTES = 4.0
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """What one step computes.
+
+    Attributes:
+        decode_context: tokens cached for each decoding sequence before this step, shape ``(n,)``, or
+            ``(steps, n)`` for a segment of decode steps priced at once.
+        prefill: prompt chunks computed this step.
+        shared_prefix: for each decoding sequence, the length of the prompt it shares with its group.
+        group_index: for each decoding sequence, its group (for ``prefix_shared_read``).
+    """
+
+    decode_context: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    prefill: tuple[PrefillChunk, ...] = ()
+    shared_prefix: np.ndarray | None = None
+    group_index: np.ndarray | None = None
+
+    @property
+    def n_decode(self) -> int:
+        return int(np.shape(self.decode_context)[-1])
+
+    @property
+    def prefill_tokens(self) -> int:
+        return sum(c.tokens for c in self.prefill)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens through the linear layers: one per decoding sequence plus every prefill token."""
+        return self.n_decode + self.prefill_tokens
+
+    @property
+    def logit_rows(self) -> int:
+        """Sequences that need next-token logits: every decoding one and each that finishes its prompt."""
+        return self.n_decode + sum(1 for c in self.prefill if c.completes_prompt)
+
+
+@dataclass(frozen=True)
+class Step:
+    """The operators of one forward step on one GPU; ``Op.count`` says how often each runs."""
+
+    ops: tuple[Op, ...]
+    tokens: int
+    logit_rows: int
+
+    def total(self, attribute: str):
+        """Sum of ``count x attribute`` over the ops (``flops``, ``bytes_read``, ``bytes``...)."""
+        return sum(op.count * getattr(op, attribute) for op in self.ops)
+
+
+def decode_batch(context: np.ndarray | list[int]) -> StepBatch:
+    """A batch of decoding sequences with the given cached context lengths."""
+    return StepBatch(decode_context=np.asarray(context, dtype=float))
+
+
+def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy, batch: StepBatch) -> Step:
+    """The operators one GPU of a replica runs for ``batch``."""
+    tp, ep = deployment.tensor_parallel, deployment.expert_parallel
+    shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp,
+                        path="deployment.tensor_parallel")
+    dims = AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=ACT_DTYPE)
+    h, d, layers, wd = model.hidden_size, model.head_dim, model.layers, model.weight_dtype
+    t = batch.tokens
+    ops: list[Op] = []
+
+    def per_layer(op: Op) -> None:
+        ops.append(replace(op, count=layers))
+
+    if t == 0:
+        return Step((), 0, 0)
+    # ---- once per step, before the layers
+    ops.append(Op(name="embedding", op_class="other", kernel="elementwise", dtype="fp32",
+                  bytes_read=t * h * bytes_per_element(wd), bytes_written=t * h * bytes_per_element(ACT_DTYPE),
+                  shape={"tokens": t, "hidden": h}))
+    if tp > 1:
+        ops.append(collective_op("allreduce_embedding", "allreduce", t * h * bytes_per_element(ACT_DTYPE), tp))
+    # ---- attention block
+    per_layer(elementwise_op("input_norm", 2 * t * h, 2 * t * h, extra_bytes_read=h * bytes_per_element(wd)))
+    qkv_width = (shard.q_heads + 2 * shard.kv_heads) * d
+    per_layer(gemm_op("qkv_proj", t, qkv_width, h, weight_dtype=wd))
+    if model.qk_norm:
+        per_layer(elementwise_op("qk_norm", t * (shard.q_heads + shard.kv_heads) * d,
+                                 t * (shard.q_heads + shard.kv_heads) * d))
+    per_layer(elementwise_op("rope", t * (shard.q_heads + shard.kv_heads) * d,
+                             t * (shard.q_heads + shard.kv_heads) * d))
+    if batch.n_decode:
+        for op in decode_attention_ops(dims, policy, batch.decode_context, shared_prefix=batch.shared_prefix,
+                                       group_index=batch.group_index,
+                                       prefix_shared_read=deployment.prefix_shared_read):
+            per_layer(op)
+    if batch.prefill:
+        per_layer(prefill_attention_op(dims, policy, batch.prefill))
+    per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd))
+    activation_bytes = t * h * bytes_per_element(ACT_DTYPE)
+    if tp > 1:
+        per_layer(collective_op("allreduce_attention", "allreduce", activation_bytes, tp))
+    per_layer(elementwise_op("post_attention_norm", 2 * t * h, 2 * t * h,
+                             extra_bytes_read=h * bytes_per_element(wd)))
+    # ---- MLP or MoE block
+    if model.moe is None:
+        width = model.intermediate_size / tp
+        per_layer(gemm_op("mlp_gate_up", t, 2 * width, h, weight_dtype=wd))
+        per_layer(elementwise_op("mlp_act", 2 * t * width, t * width))
+        per_layer(gemm_op("mlp_down", t, h, width, weight_dtype=wd))
+        if tp > 1:
+            per_layer(collective_op("allreduce_mlp", "allreduce", activation_bytes, tp))
+    else:
+        for op in _moe_ops(model, t, tp, ep, activation_bytes):
+            per_layer(op)
+    # ---- once per step, after the layers
+    rows = batch.logit_rows
+    vocab_local = model.vocab_size / tp
+    ops.append(elementwise_op("final_norm", t * h, t * h, extra_bytes_read=h * bytes_per_element(wd)))
+    if rows:
+        ops.append(gemm_op("lm_head", rows, vocab_local, h, weight_dtype=wd))
+        if tp > 1:
+            ops.append(collective_op("allgather_logits", "allgather", rows * model.vocab_size * LOGIT_BYTES, tp))
+        # softmax, top-k/top-p filtering and the draw: three passes over the fp32 logits
+        logits = rows * model.vocab_size
+        ops.append(Op(name="sampling", op_class="other", kernel="elementwise", dtype="fp32",
+                      flops=10.0 * logits, bytes_read=2 * logits * LOGIT_BYTES, bytes_written=logits * LOGIT_BYTES,
+                      shape={"rows": rows, "vocab": model.vocab_size}))
+    return Step(tuple(ops), t, rows)
+
+
+def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float) -> list[Op]:
+    moe = model.moe
+    h, wd = model.hidden_size, model.weight_dtype
+    k, experts = moe.active_experts, moe.experts
+    split = tp // ep  # each expert's width is split this many ways
+    width = moe.expert_intermediate_size / split
+    # Expected experts receiving at least one of t tokens, each token choosing k of E uniformly.
+    touched = experts * (1.0 - (1.0 - k / experts) ** t)
+    touched_local = touched / ep
+    routed = t * k / ep  # token-expert pairs this GPU computes
+    ops = [gemm_op("moe_router", t, experts, h, weight_dtype=wd, op_class="moe")]
+    ops.append(elementwise_op("moe_dispatch", t * h, t * k * h, op_class="moe", flops_per_element=1.0))
+    if ep > 1:
+        ops.append(collective_op("alltoall_dispatch", "alltoall", t * k * h * bytes_per_element(ACT_DTYPE) / ep, ep,
+                                 op_class="communication"))
+    ops.append(gemm_op("moe_experts_gate_up", routed, 2 * width, h, weight_dtype=wd, op_class="moe",
+                       weight_rows=touched_local * 2 * width))
+    ops.append(elementwise_op("moe_act", 2 * routed * width, routed * width, op_class="moe"))
+    ops.append(gemm_op("moe_experts_down", routed, h, width, weight_dtype=wd, op_class="moe",
+                       weight_rows=touched_local * h))
+    if ep > 1:
+        ops.append(collective_op("alltoall_combine", "alltoall", t * k * h * bytes_per_element(ACT_DTYPE) / ep, ep,
+                                 op_class="communication"))
+    ops.append(elementwise_op("moe_combine", t * k * h, t * h, op_class="moe", flops_per_element=2.0))
+    if moe.shared_experts:
+        shared_width = moe.shared_experts * moe.shared_width / tp
+        ops.append(gemm_op("shared_expert_gate_up", t, 2 * shared_width, h, weight_dtype=wd, op_class="moe"))
+        ops.append(elementwise_op("shared_expert_act", 2 * t * shared_width, t * shared_width, op_class="moe"))
+        ops.append(gemm_op("shared_expert_down", t, h, shared_width, weight_dtype=wd, op_class="moe"))
+    if split > 1:  # partial sums of split experts
+        ops.append(collective_op("allreduce_moe", "allreduce", activation_bytes, tp))
+    return ops
