@@ -160,8 +160,8 @@ def _step(p: Mapping[str, Any], hw: HardwareSpec) -> Step:
     from kinsim.workload.load import load_workload
 
     workload = load_workload(p["workload"])
-    batch = StepBatch(decode_context=np.full(p["batch_size"], float(p["context"])),
-                      prefill=tuple(PrefillChunk(p["prefill_tokens"], 0) for _ in range(1 if p["prefill_tokens"] else 0)))
+    prefill = (PrefillChunk(p["prefill_tokens"], 0),) if p["prefill_tokens"] else ()
+    batch = StepBatch(decode_context=np.full(p["batch_size"], float(p["context"])), prefill=prefill)
     return lower_step(workload.model, workload.deployment, workload.attention, batch)
 
 

@@ -9,11 +9,10 @@ such a segment and stay scalars.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
-Number = Union[float, np.ndarray]
+Number = float | np.ndarray
 
 #: Classes that time is reported by.
 OP_CLASSES = ("attention", "selection", "linear", "moe", "communication", "other")
