@@ -124,21 +124,20 @@ class ModelSpec:
         return embed * (1 if self.tie_embeddings else 2) + self.hidden_size
 
     # ----------------------------------------------------------------- totals
+    def _params_with_experts(self, routed_experts: int) -> int:
+        per_layer = (self.attention_params_per_layer + self.dense_mlp_params_per_layer
+                     + self._moe_params_per_layer(routed_experts) + self.norm_params_per_layer)
+        return self.layers * per_layer + self.embedding_params
+
     @property
     def params_total(self) -> int:
         """All parameters, embeddings included."""
-        experts = self.moe.experts if self.moe else 0
-        per_layer = (self.attention_params_per_layer + self.dense_mlp_params_per_layer
-                     + self._moe_params_per_layer(experts) + self.norm_params_per_layer)
-        return self.layers * per_layer + self.embedding_params
+        return self._params_with_experts(self.moe.experts if self.moe else 0)
 
     @property
     def params_active(self) -> int:
         """Parameters one token uses: for MoE only the active routed experts (embeddings included)."""
-        experts = self.moe.active_experts if self.moe else 0
-        per_layer = (self.attention_params_per_layer + self.dense_mlp_params_per_layer
-                     + self._moe_params_per_layer(experts) + self.norm_params_per_layer)
-        return self.layers * per_layer + self.embedding_params
+        return self._params_with_experts(self.moe.active_experts if self.moe else 0)
 
     @property
     def weight_bytes(self) -> float:
