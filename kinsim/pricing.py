@@ -203,8 +203,9 @@ OP_KINDS: dict[str, OpKind] = {
 
 
 def resolve_params(kind: str, values: Mapping[str, Any], *, file: str | None = None, where: str = "",
-                   flag_names: bool = True) -> dict[str, Any]:
-    """Validated parameters of ``kind`` from ``values`` (defaults filled in)."""
+                   flag_names: bool = True, hw: HardwareSpec | None = None) -> dict[str, Any]:
+    """Validated parameters of ``kind`` from ``values`` (defaults filled in); with ``hw``, also checked
+    against the hardware (a collective over more GPUs than it has)."""
     spec = OP_KINDS[kind]
     known = {p.name for p in spec.params}
     for name in values:
@@ -222,6 +223,10 @@ def resolve_params(kind: str, values: Mapping[str, Any], *, file: str | None = N
             out[param.name] = value
             continue
         out[param.name] = convert_param(param, value, label, file)
+    if hw is not None and out.get("gpus", 0) > hw.total_gpus:
+        gpus_label = where + (OP_KINDS[kind].param("gpus").flag if flag_names else "gpus")
+        raise SpecError(f"more GPUs than {hw.name} has ({hw.total_gpus})", path=gpus_label, value=out["gpus"],
+                        file=file, hint="raise cluster.nodes with --set to add nodes")
     if out.get("kv_dtype") == "":
         out["kv_dtype"] = out["dtype"]
     if "heads" in out:
@@ -242,7 +247,7 @@ def price_op(kind: str, hw: HardwareSpec, cost_model: str = "roofline", **params
     and ``by_class``."""
     if kind not in OP_KINDS:
         raise SpecError("unknown op kind", value=kind, hint="one of " + ", ".join(OP_KINDS))
-    return price_resolved(kind, resolve_params(kind, params, flag_names=False), hw, cost_model)
+    return price_resolved(kind, resolve_params(kind, params, flag_names=False, hw=hw), hw, cost_model)
 
 
 def price_resolved(kind: str, params: Mapping[str, Any], hw: HardwareSpec, cost_model: str) -> dict[str, Any]:

@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     given = {p.name: getattr(args, p.name) for p in spec.params if getattr(args, p.name) is not None}
     if args.shapes:
         results = [price_resolved(args.kind, params, hw, args.cost_model)
-                   for params in _shape_rows(args.kind, args.shapes, given)]
+                   for params in _shape_rows(args.kind, args.shapes, given, hw)]
     else:
-        results = [price_resolved(args.kind, resolve_params(args.kind, given), hw, args.cost_model)]
+        results = [price_resolved(args.kind, resolve_params(args.kind, given, hw=hw), hw, args.cost_model)]
     if args.json:
         for result in results:
             print(json.dumps(result))
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shape_rows(kind: str, path: str, given: dict[str, Any]) -> list[dict[str, Any]]:
+def _shape_rows(kind: str, path: str, given: dict[str, Any], hw) -> list[dict[str, Any]]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -71,7 +71,7 @@ def _shape_rows(kind: str, path: str, given: dict[str, Any]) -> list[dict[str, A
         if None in row:
             raise SpecError("has more cells than the header", path=f"line {number}", file=path)
         values = {**given, **{k.strip(): v.strip() for k, v in row.items() if v is not None and v.strip()}}
-        rows.append(resolve_params(kind, values, file=path, where=f"line {number}.", flag_names=False))
+        rows.append(resolve_params(kind, values, file=path, where=f"line {number}.", flag_names=False, hw=hw))
     if not rows:
         raise SpecError("holds no shapes", file=path)
     return rows

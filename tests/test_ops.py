@@ -1,0 +1,121 @@
+"""Operators of a step: FLOPs and bytes worked out by hand for a tiny model."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kinsim.model.spec import ModelSpec, MoESpec
+from kinsim.ops import PrefillChunk, StepBatch, decode_batch, lower_step
+from kinsim.ops.attention import AttentionDims, decode_attention_ops, prefill_attention_op
+from kinsim.ops.sharding import shard_heads
+from kinsim.workload.spec import BlockTopKAttention, DenseAttention, DeploymentSpec
+
+TINY = ModelSpec(name="tiny", layers=2, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
+                 intermediate_size=128, vocab_size=100)
+
+
+def ops_by_name(step):
+    return {op.name: op for op in step.ops}
+
+
+def test_tiny_decode_step_by_hand():
+    step = lower_step(TINY, DeploymentSpec(), DenseAttention(), decode_batch([10, 20]))
+    ops = ops_by_name(step)
+    t, h, d = 2, 64, 16
+    # QKV: (4 + 2*2) heads x 16 = 128 outputs from 64 inputs, two tokens, bf16 everywhere.
+    assert ops["qkv_proj"].flops == 2 * t * 128 * h
+    assert ops["qkv_proj"].bytes_read == 128 * h * 2 + t * h * 2
+    assert ops["qkv_proj"].bytes_written == t * 128 * 2
+    assert ops["qkv_proj"].count == 2
+    # Attention over 11 and 21 tokens: 4 FLOPs per head dim per query head per key.
+    attention = ops["attention_decode"]
+    assert attention.flops == 4 * 4 * d * (11 + 21)
+    kv_per_token = 2 * 2 * d * 2  # K and V, 2 KV heads, bf16
+    q_bytes = 4 * d * 2
+    assert attention.bytes_read == kv_per_token * (11 + 21) + t * q_bytes
+    assert attention.bytes_written == t * (q_bytes + kv_per_token)
+    # MLP: gate and up (2 x 128 outputs), down back to 64.
+    assert ops["mlp_gate_up"].flops == 2 * t * 256 * h
+    assert ops["mlp_down"].flops == 2 * t * h * 128
+    assert ops["mlp_down"].bytes_read == h * 128 * 2 + t * 128 * 2
+    # LM head once per step, one row per decoding sequence.
+    assert ops["lm_head"].count == 1 and ops["lm_head"].flops == 2 * t * 100 * h
+    assert "allreduce_attention" not in ops  # no tensor parallelism
+    assert step.tokens == 2 and step.logit_rows == 2
+
+
+def test_tensor_parallel_splits_weights_and_adds_allreduces():
+    step = lower_step(TINY, DeploymentSpec(tensor_parallel=2), DenseAttention(), decode_batch([10, 20]))
+    ops = ops_by_name(step)
+    assert ops["qkv_proj"].flops == 2 * 2 * (2 + 2 * 1) * 16 * 64
+    assert ops["allreduce_attention"].collective.bytes == 2 * 64 * 2
+    assert ops["allreduce_mlp"].collective.gpus == 2
+
+
+def test_prefill_attention_by_hand():
+    dims = AttentionDims(shard_heads(4, 2, 16, 1))
+    op = prefill_attention_op(dims, DenseAttention(), [PrefillChunk(tokens=200, cached=0)])
+    assert op.flops == 4 * 4 * 16 * (200 * 201 / 2)
+    # Two tiles of 128 query rows: the first reads keys up to row 128, the second up to row 200.
+    kv_per_token = 2 * 2 * 16 * 2
+    assert op.bytes_read == kv_per_token * (128 + 200) + 200 * 4 * 16 * 2
+
+
+def test_prefill_after_cache_reads_cache_per_tile():
+    dims = AttentionDims(shard_heads(4, 2, 16, 1))
+    op = prefill_attention_op(dims, DenseAttention(), [PrefillChunk(tokens=100, cached=50)])
+    assert op.flops == 4 * 4 * 16 * (100 * 50 + 100 * 101 / 2)
+    assert op.bytes_read == 2 * 2 * 16 * 2 * (50 + 100) + 100 * 4 * 16 * 2
+
+
+def test_block_topk_reads_budget_and_scores_blocks():
+    dims = AttentionDims(shard_heads(4, 2, 16, 1))
+    policy = BlockTopKAttention(block_size=16, top_k=4, local_window=16)  # budget 80 tokens
+    attention, selection = decode_attention_ops(dims, policy, np.array([1000.0, 50.0]))
+    assert attention.shape["kv_tokens_read"] == 80 + 51
+    assert selection.shape["blocks_scored"] == 62 + 3  # floor(1000/16), floor(50/16)
+    assert selection.flops == 2 * 4 * 16 * 65
+    # mean keys (2 KV heads x 16 x bf16) + fp32 scores read back + queries
+    assert selection.bytes_read == 65 * 2 * 16 * 2 + 65 * 4 * 4 + 2 * 4 * 16 * 2
+
+
+def test_prefix_shared_read_reads_the_prompt_once_per_group():
+    context = np.array([150.0, 160.0, 170.0, 180.0])
+    batch = StepBatch(decode_context=context, shared_prefix=np.full(4, 100.0), group_index=np.zeros(4))
+    shared = lower_step(TINY, DeploymentSpec(prefix_shared_read=True), DenseAttention(), batch)
+    separate = lower_step(TINY, DeploymentSpec(), DenseAttention(), batch)
+    tokens = (context + 1).sum()
+    assert ops_by_name(separate)["attention_decode"].shape["kv_tokens_read"] == tokens
+    assert ops_by_name(shared)["attention_decode"].shape["kv_tokens_read"] == tokens - 4 * 100 + 100
+
+
+@given(context=st.integers(0, 200_000), top_k=st.integers(1, 256), local=st.integers(0, 512))
+def test_block_topk_never_reads_more_than_dense(context, top_k, local):
+    dims = AttentionDims(shard_heads(32, 8, 128, 1))
+    policy = BlockTopKAttention(block_size=16, top_k=top_k, local_window=local)
+    sparse = decode_attention_ops(dims, policy, np.array([float(context)]))[0]
+    dense = decode_attention_ops(dims, DenseAttention(), np.array([float(context)]))[0]
+    assert sparse.bytes_read <= dense.bytes_read
+    if context + 1 > policy.token_budget:
+        assert sparse.bytes_read < dense.bytes_read
+
+
+def test_segment_of_steps_matches_steps_one_by_one():
+    contexts = np.array([[10.0, 20.0], [11.0, 21.0], [12.0, 22.0]])
+    segment = lower_step(TINY, DeploymentSpec(), DenseAttention(), StepBatch(decode_context=contexts))
+    for i, row in enumerate(contexts):
+        single = lower_step(TINY, DeploymentSpec(), DenseAttention(), decode_batch(row))
+        assert segment.total("bytes")[i] == pytest.approx(single.total("bytes"), rel=1e-12)
+        assert segment.total("flops")[i] == pytest.approx(single.total("flops"), rel=1e-12)
+
+
+def test_moe_reads_only_experts_that_receive_tokens():
+    moe_model = ModelSpec(name="tiny-moe", layers=1, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
+                          intermediate_size=0, vocab_size=100,
+                          moe=MoESpec(experts=8, active_experts=2, expert_intermediate_size=32))
+    ops = ops_by_name(lower_step(moe_model, DeploymentSpec(), DenseAttention(), decode_batch([5.0])))
+    # One token chooses 2 of 8 experts: expected experts touched 8 * (1 - (1 - 2/8)^1) = 2.
+    gate_up = ops["moe_experts_gate_up"]
+    assert gate_up.flops == 2 * 2 * (2 * 32) * 64
+    assert gate_up.bytes_read == pytest.approx(2 * 64 * 64 * 2 + 2 * 64 * 2)
