@@ -15,7 +15,7 @@ from pathlib import Path
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.model.spec import ModelSpec
 from kinsim.schema import iter_keys
-from kinsim.units import UNITS
+from kinsim.units import UNITS, format_quantity
 from kinsim.workload.distributions import LengthDistribution, length_field
 from kinsim.workload.spec import WorkloadSpec
 
@@ -60,8 +60,6 @@ def _default_text(key) -> str:
     if isinstance(key.default, (int, float, str)) and not key.unit:
         return f"`{key.default}`" if key.default != "" else '`""`'
     if key.unit:
-        from kinsim.units import format_quantity
-
         return f"`{format_quantity(key.unit, key.default)}`"
     if hasattr(key.default, "KIND"):
         return f"`{key.default.KIND}`"

@@ -20,7 +20,7 @@ from kinsim.errors import SpecError
 from kinsim.hardware import HardwareSpec, load_hardware
 from kinsim.model import ModelSpec, load_model
 from kinsim.model.presets import PRESETS
-from kinsim.schema import apply_overrides, build
+from kinsim.schema import apply_overrides, build, with_overrides
 from kinsim.workload import Request, WorkloadSpec, load_workload, read_trace, workload_requests
 from kinsim.yamlio import read_with_extends
 
@@ -82,7 +82,5 @@ def load_input(name: str, overrides: Mapping[str, Any] | None = None) -> LoadedI
         return LoadedInput(kind, name, build(ModelSpec, raw, file=name))
     model = load_model(name)
     if overrides:
-        from kinsim.schema import with_overrides
-
         model = with_overrides(model, overrides)
     return LoadedInput(kind, name, model)

@@ -27,6 +27,7 @@ from kinsim.ops.layers import collective_op, gemm_op
 from kinsim.ops.lower import Step, StepBatch, lower_step
 from kinsim.ops.sharding import shard_heads
 from kinsim.units import parse_quantity
+from kinsim.workload.load import load_workload
 from kinsim.workload.spec import (
     BlockTopKAttention,
     DenseAttention,
@@ -157,8 +158,6 @@ def _collective(kind: str) -> Callable[[Mapping[str, Any], HardwareSpec], Step]:
 
 
 def _step(p: Mapping[str, Any], hw: HardwareSpec) -> Step:
-    from kinsim.workload.load import load_workload
-
     workload = load_workload(p["workload"])
     prefill = (PrefillChunk(p["prefill_tokens"], 0),) if p["prefill_tokens"] else ()
     batch = StepBatch(decode_context=np.full(p["batch_size"], float(p["context"])), prefill=prefill)

@@ -20,6 +20,7 @@ and a union of spec classes told apart by a tag key (``policy: block_topk``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -28,8 +29,10 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Union
 
+import yaml
+
 from kinsim.errors import SpecError
-from kinsim.units import exact_quantity, parse_quantity
+from kinsim.units import exact_quantity, format_quantity, parse_quantity
 
 Check = Callable[[Any], "str | None"]
 
@@ -150,8 +153,6 @@ def _shown(value: Any, metadata: Mapping[str, Any]) -> Any:
     """Show an SI float back in its unit in messages ("-3.35 TB/s" reads better than -3.35e12)."""
     unit = metadata.get("unit")
     if unit and isinstance(value, float):
-        from kinsim.units import format_quantity
-
         return format_quantity(unit, value)
     return value
 
@@ -297,8 +298,6 @@ def _raw_value(value: Any, unit: str | None) -> Any:
 def parse_override(text: str) -> tuple[str, Any]:
     """Split a command-line override ``KEY=VALUE``; the value is read as YAML (``2`` is a number,
     ``"6.7 TB/s"`` a string, ``true`` a boolean)."""
-    import yaml
-
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise SpecError("expected an override like gpu.memory.bandwidth=\"6.7 TB/s\"", path="--set",
@@ -314,8 +313,6 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any],
                     file: str | None = None) -> dict[str, Any]:
     """A deep copy of ``raw`` with each dotted key of ``overrides`` set (intermediate mappings are
     created). Whether the key exists is checked when the result is built."""
-    import copy
-
     out = copy.deepcopy(dict(raw))
     for dotted, value in overrides.items():
         parts = dotted.split(".")
