@@ -60,6 +60,14 @@ def at_least(bound: float) -> Check:
     return rule
 
 
+def one_of(*choices: str) -> Check:
+    def rule(value: str) -> str | None:
+        return None if value in choices else "must be one of " + ", ".join(choices)
+
+    rule.__name__ = "one_of"
+    return rule
+
+
 def power_of_two(value: int) -> str | None:
     return None if value > 0 and value & (value - 1) == 0 else "must be a power of two"
 

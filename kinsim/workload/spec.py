@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from kinsim.errors import SpecError
 from kinsim.model.spec import ModelSpec
-from kinsim.schema import at_least, check_fields, fraction, non_empty, non_negative, positive, spec_field
+from kinsim.schema import at_least, check_fields, fraction, non_empty, non_negative, one_of, positive, spec_field
 from kinsim.workload.distributions import LengthDistribution, length_field
 
 # ------------------------------------------------------------------------------------- deployment
@@ -34,6 +34,10 @@ class DeploymentSpec:
     gpu_memory_fraction: float = spec_field(
         "Share of GPU memory the serving engine may use for weights, activations and the KV cache.",
         default=0.9, check=fraction)
+    router: str = spec_field(
+        "How requests are placed on replicas: group_affinity (a group's requests share one replica), "
+        "least_loaded (fewest outstanding requests) or round_robin.", default="group_affinity",
+        check=one_of("group_affinity", "least_loaded", "round_robin"))
     prefix_shared_read: bool = spec_field(
         "Decode attention reads a shared prompt's KV once per group of sequences rather than once per "
         "sequence (common paged kernels read it per sequence).", default=False)

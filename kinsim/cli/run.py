@@ -1,0 +1,118 @@
+"""``kinsim run WORKLOAD --hw HW``: simulate, print a summary, optionally write the metrics as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kinsim.cli.options import add_set_option, overrides_of
+from kinsim.engine.simulation import Progress
+from kinsim.errors import SpecError
+from kinsim.runner import simulate
+from kinsim.units import format_quantity as fq
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help="simulate a workload on hardware",
+        description="Simulate serving WORKLOAD on HW and print throughput, latency, where the time went and "
+                    "KV-cache use. --set keys address the workload (deployment.max_num_seqs=128) or, with a "
+                    "hw. prefix, the hardware (hw.gpu.memory.bandwidth=\"6.7 TB/s\").")
+    parser.add_argument("workload", metavar="WORKLOAD", help="workload YAML file")
+    parser.add_argument("--hw", required=True, metavar="HW", help="hardware YAML file")
+    add_set_option(parser)
+    parser.add_argument("--seed", type=int, default=None, help="replace the workload's seed")
+    parser.add_argument("--json", metavar="PATH", default=None, help="write the metrics as one JSON object")
+    parser.add_argument("--exact-steps", action="store_true",
+                        help="one event per step instead of exact fast-forward (same figures, slower)")
+    parser.add_argument("--cost-model", default="roofline", choices=("roofline", "kinetics"),
+                        help="operator cost model (default: roofline)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None and not json_path.parent.is_dir():
+        raise SpecError("directory does not exist", path="--json", value=str(json_path))
+    bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+    result = simulate(args.workload, args.hw, overrides_of(args), seed=args.seed, exact_steps=args.exact_steps,
+                      cost_model=args.cost_model, progress=bar.update)
+    bar.close()
+    summary = result.to_dict()
+    if json_path is not None:
+        tmp = json_path.with_name(json_path.name + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(json_path)
+    if not args.quiet:
+        print("\n".join(summary_lines(summary)))
+    return 0
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, shown only on a terminal and only after the first second."""
+
+    def __init__(self, enabled: bool, width: int = 30) -> None:
+        self.enabled, self.width = enabled, width
+        self.started = time.perf_counter()
+        self.shown = False
+
+    def update(self, progress: Progress) -> None:
+        if not self.enabled or time.perf_counter() - self.started < 1.0:
+            return
+        share = progress.ended / progress.total if progress.total else 1.0
+        filled = int(share * self.width)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {progress.ended}/{progress.total} "
+                         f"requests, {progress.sim_time_s:,.1f} s simulated")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e3:,.1f} ms"
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} s"
+
+
+def summary_lines(s: dict[str, Any]) -> list[str]:
+    """The human-readable summary of a run's metrics."""
+    req, tok, thr, lat = s["requests"], s["tokens"], s["throughput"], s["latency"]
+    kv, util = s["kv"], s["utilization"]
+    busy = sum(s["breakdown_s"].values()) or 1.0
+    breakdown = ", ".join(f"{c} {v / busy:.0%}" for c, v in s["breakdown_s"].items() if v > 0)
+    rows = [
+        ("simulated", f"{s['workload']} ({s['model']}, {s['attention']} attention) on {s['gpus']} x "
+                      f"{s['hardware']}"),
+        ("makespan", f"{s['sim_time_s']:,.2f} s simulated in {s['wall_time_s']:.2f} s ({s['mode']})"),
+        ("requests", f"{req['completed']:,} completed, {req['unfinished']:,} unfinished, "
+                     f"{req['preemptions']:,} preemptions"),
+        ("tasks", f"{s['tasks']['completed']:,} of {s['tasks']['total']:,} completed"),
+        ("tokens", f"{tok['generated']:,} generated, {tok['prompt']:,} prompt, "
+                   f"{tok['prefill_computed']:,} prefilled (with recomputation)"),
+        ("throughput", f"{thr['output_tokens_per_s']:,.0f} output tokens/s, {thr['tasks_per_s']:.4f} tasks/s"),
+        ("TTFT p50/p90/p99", " / ".join(_ms(lat['request']['ttft'][p]) for p in ("p50", "p90", "p99"))),
+        ("TPOT p50/p90/p99", " / ".join(_ms(lat['request']['tpot'][p]) for p in ("p50", "p90", "p99"))),
+        ("request e2e p50/p90/p99", " / ".join(_s(lat['request']['e2e'][p]) for p in ("p50", "p90", "p99"))),
+        ("task e2e p50/p99", " / ".join(_s(lat['task']['e2e'][p]) for p in ("p50", "p99"))),
+        ("time by op class", breakdown),
+        ("utilisation", f"compute {util['compute']:.1%}, HBM {util['hbm']:.1%}, links {util['link']:.1%}"),
+        ("KV per replica", f"capacity {fq('bytes', kv['capacity_bytes'])}, peak {fq('bytes', kv['peak_bytes'])}, "
+                           f"mean {fq('bytes', kv['mean_bytes'])}"),
+        ("energy", f"{s['energy_j'] / 3.6e6:,.3f} kWh" + (f", cost ${s['cost_usd']:,.2f}"
+                                                          if s["cost_usd"] is not None else "")),
+    ]
+    for reason, count in req["unfinished_reasons"].items():
+        rows.append(("unfinished", f"{count} x {reason}"))
+    width = max(len(label) for label, _ in rows)
+    return [f"{label:<{width}}  {value}" for label, value in rows]

@@ -1,0 +1,148 @@
+"""A replica: a tensor-parallel group of GPUs running the scheduler's steps as flows on its resources.
+
+A step is one flow over the replica's resources: for each of its GPUs the compute units and HBM, and the
+links between its GPUs; its usage of each is the share of the step's time that resource is busy (the cost
+model's terms). The GPUs of a tensor-parallel group run in lock-step, collectives included, so one flow
+stands for all of them.
+
+**Exact fast-forward.** When the next step is decode-only, nothing can change the batch until a sequence
+finishes, the KV cache runs out or a request arrives. The replica then asks the scheduler how many steps
+that leaves, prices them at once and runs them as one flow. An arrival that could be admitted (the
+waiting queue was empty) cuts the segment at the first step boundary at or after the arrival, exactly
+where the step-by-step simulation (``exact_steps``) would have seen it. Segments run only on replicas
+whose resources no other replica shares, so no other flow can change their speed mid-segment; replicas
+that share a link run step by step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from kinsim.engine.fluid import Flow, FluidNetwork
+from kinsim.engine.pricer import StepFigures, StepPricer
+from kinsim.engine.records import SegmentRecord
+from kinsim.engine.scheduler import Plan, Scheduler
+from kinsim.engine.sequence import Sequence
+from kinsim.ops.lower import StepBatch
+from kinsim.ops.op import OP_CLASSES
+
+#: Most steps priced in one segment (bounds the memory of the per-step arrays).
+MAX_SEGMENT_STEPS = 2048
+
+
+@dataclass
+class _InFlight:
+    start_s: float
+    ends_s: np.ndarray
+    flow: Flow
+    steps: int
+
+
+class Replica:
+    """One data-parallel replica: its scheduler and the SimPy process that runs its steps."""
+
+    def __init__(self, index: int, env: simpy.Environment, network: FluidNetwork, scheduler: Scheduler,
+                 pricer: StepPricer, gpus: list[str], links: list[str], segments_allowed: bool,
+                 decide: Callable[[], simpy.Event], record: Callable[[SegmentRecord], None]) -> None:
+        self.index, self.env, self.network, self.scheduler, self.pricer = index, env, network, scheduler, pricer
+        self.gpus, self.links = gpus, links
+        self.segments_allowed = segments_allowed
+        self._decide, self._record = decide, record
+        self._wake: simpy.Event | None = None
+        self._in_flight: _InFlight | None = None
+
+    def enqueue(self, seq: Sequence) -> None:
+        """Take a newly arrived request (called at the arrival's time)."""
+        seq.replica = self.index
+        head_was_empty = self.scheduler._peek_waiting() is None
+        self.scheduler.enqueue(seq)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+        elif head_was_empty and self._in_flight is not None:
+            self._cut()
+
+    def _cut(self) -> None:
+        """End the running segment at the first step boundary at or after now."""
+        run = self._in_flight
+        if run.steps == 1:
+            return
+        j = int(np.searchsorted(run.ends_s, self.env.now, side="left"))
+        if j + 1 < run.steps:
+            run.steps = j + 1
+            self.network.resize(run.flow, float(run.ends_s[j] - run.start_s))
+
+    def process(self):
+        """The replica's SimPy process."""
+        env, scheduler = self.env, self.scheduler
+        while True:
+            if not scheduler.has_work:
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                yield self._decide()
+                continue
+            plan = scheduler.plan(env.now)
+            if plan.empty:
+                if scheduler.has_work and not scheduler.resident:
+                    continue  # the queue's head was ended as impossible; look again
+                raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
+            figures, occupied = self._price(plan)
+            start = env.now
+            ends = np.cumsum(np.concatenate(([start], figures.time_s)))[1:]
+            work = float(ends[-1] - start)
+            usage = self._usage(figures, work)
+            flow = self.network.start(f"replica{self.index}", work, usage)
+            self._in_flight = _InFlight(start, ends, flow, figures.steps)
+            yield flow.done
+            steps = self._in_flight.steps
+            self._in_flight = None
+            self._record_segment(plan, figures, occupied, steps, start, env.now)
+            scheduler.apply(plan, steps, env.now)
+            yield self._decide()
+
+    def _price(self, plan: Plan) -> tuple[StepFigures, np.ndarray]:
+        decode = plan.decode
+        shared = np.array([s.group.shared_tokens for s in decode], dtype=float)
+        groups = np.array([s.group.index for s in decode], dtype=int)
+        if plan.chunks:
+            context = np.array([s.kv_tokens for s in decode], dtype=float)
+            batch = StepBatch(decode_context=context, prefill=plan.prefill_chunks(), shared_prefix=shared,
+                              group_index=groups)
+            occupied = np.array([self.scheduler.used_blocks + self.scheduler._decode_need(decode)])
+            return self.pricer.step(batch), occupied
+        segment = self.scheduler.decode_segment(decode, MAX_SEGMENT_STEPS if self.segments_allowed else 1)
+        return self.pricer.decode_segment(segment.context, shared, groups), segment.occupied_blocks
+
+    def _usage(self, figures: StepFigures, work: float) -> dict[str, float]:
+        if work <= 0.0:
+            return {}
+        compute = min(float(figures.compute_s.sum()) / work, 1.0)
+        memory = min(float(figures.memory_s.sum()) / work, 1.0)
+        network = min(float(figures.network_s.sum()) / work, 1.0)
+        usage = {}
+        for gpu in self.gpus:
+            usage[f"{gpu}.compute"] = compute
+            usage[f"{gpu}.hbm"] = memory
+        for link in self.links:
+            usage[link] = network
+        return usage
+
+    def _record_segment(self, plan: Plan, figures: StepFigures, occupied: np.ndarray, steps: int,
+                        start: float, end: float) -> None:
+        s = slice(0, steps)
+        completed = sum(1 + len(lead.followers) for lead, take in plan.chunks if take == lead.prefill_left)
+        self._record(SegmentRecord(
+            replica=self.index, start_s=start, end_s=end, steps=steps, decode_seqs=len(plan.decode),
+            prefill_tokens=sum(take for _, take in plan.chunks),
+            tokens_out=len(plan.decode) * steps + completed,
+            kv_peak_blocks=int(occupied[s].max()),
+            kv_block_s=float((occupied[s] * figures.time_s[s]).sum()),
+            class_s=tuple(float(figures.class_s[c][s].sum()) for c in OP_CLASSES),
+            flops=float(figures.flops[s].sum()), hbm_bytes=float(figures.hbm_bytes[s].sum()),
+            compute_s=float(figures.compute_s[s].sum()), memory_s=float(figures.memory_s[s].sum()),
+            network_s=float(figures.network_s[s].sum()),
+        ))

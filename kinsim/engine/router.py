@@ -1,0 +1,42 @@
+"""Placing requests on data-parallel replicas.
+
+* ``round_robin``: request ``i`` goes to replica ``i mod R``.
+* ``least_loaded``: the replica with the fewest outstanding requests (placed and not ended); ties go to
+  the lowest index.
+* ``group_affinity`` (default): all requests of a group go where the group's first request went, so the
+  N samples of a Best-of-N problem share one prefill and one copy of the prompt's KV; a new group goes
+  to the least-loaded replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+ROUTERS = ("group_affinity", "least_loaded", "round_robin")
+
+
+class Router:
+    """Chooses a replica per request; ``load(i)`` is replica ``i``'s outstanding requests."""
+
+    def __init__(self, policy: str, replicas: int, load: Callable[[int], int]) -> None:
+        if policy not in ROUTERS:
+            raise ValueError(f"unknown router {policy!r}; one of {', '.join(ROUTERS)}")
+        self.policy, self.replicas, self.load = policy, replicas, load
+        self._next = 0
+        self._placed: dict[str, int] = {}
+
+    def place(self, group_id: str) -> int:
+        if self.policy == "round_robin":
+            choice = self._next % self.replicas
+            self._next += 1
+            return choice
+        if self.policy == "group_affinity" and group_id in self._placed:
+            return self._placed[group_id]
+        choice = least_loaded([self.load(i) for i in range(self.replicas)])
+        self._placed[group_id] = choice
+        return choice
+
+
+def least_loaded(loads: Sequence[int]) -> int:
+    """Index of the smallest load; the lowest index among equals."""
+    return min(range(len(loads)), key=lambda i: (loads[i], i))

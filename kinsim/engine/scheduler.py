@@ -1,0 +1,311 @@
+"""Continuous batching for one replica, in the manner of vLLM's scheduler.
+
+Each step, in this order:
+
+1. **Decode first.** Every decoding sequence gets one token in the step; its KV block for that token is
+   allocated now. When the free blocks do not cover them, the newest resident sequence (latest arrival,
+   then latest in generation order) is preempted by *recompute*: its blocks are freed and it returns to
+   the waiting queue, to prefill its prompt and the tokens generated so far again when readmitted. A
+   sequence alone that still does not fit is ended unfinished.
+2. **Prefills in progress** continue, oldest first, within the step's token budget
+   (``max_num_batched_tokens`` minus the decoding sequences); with ``chunked_prefill`` a prompt is split
+   across steps, without it a prompt runs whole or waits.
+3. **Admission** from the waiting queue, first come first served with head-of-line blocking, while the
+   step has budget, the batch has room (``max_num_seqs``) and the free blocks minus a watermark cover the
+   newcomer's blocks. Not in a step that preempted. A newcomer that has generated nothing takes the
+   other waiting members of its group with it: one prefill of the prompt, then every member decodes on
+   the shared prompt blocks (see :mod:`kinsim.engine.kv`). When the group's prompt blocks are still
+   resident, only the rest is computed (a prefix-cache hit).
+
+A sequence finishes at the end of the step that produces its last token.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kinsim.engine.kv import KVLayout
+from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, UNFINISHED, WAITING, GroupState, Sequence
+from kinsim.ops.attention import PrefillChunk
+from kinsim.workload.spec import DeploymentSpec
+
+
+@dataclass
+class Plan:
+    """What the next step computes: the decoding sequences (in FCFS order) and the prefill chunks."""
+
+    decode: list[Sequence] = field(default_factory=list)
+    chunks: list[tuple[Sequence, int]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.decode and not self.chunks
+
+    def prefill_chunks(self) -> tuple[PrefillChunk, ...]:
+        return tuple(PrefillChunk(tokens=take, cached=lead.prefill_cached + lead.prefill_done,
+                                  completes_prompt=take == lead.prefill_left) for lead, take in self.chunks)
+
+
+@dataclass
+class DecodeSegment:
+    """Up to ``steps`` decode steps of a fixed batch, with per-step arrays.
+
+    Attributes:
+        context: cached tokens per step and sequence, shape ``(steps, n)``.
+        occupied_blocks: blocks allocated during each step, shape ``(steps,)``.
+    """
+
+    steps: int
+    context: np.ndarray
+    occupied_blocks: np.ndarray
+
+
+class Scheduler:
+    """The waiting queue, the resident sequences and the KV blocks of one replica."""
+
+    def __init__(self, layout: KVLayout, deployment: DeploymentSpec,
+                 on_finish: Callable[[Sequence], None] = lambda s: None) -> None:
+        self.layout = layout
+        self.deployment = deployment
+        self.on_finish = on_finish
+        self.used_blocks = 0
+        self.resident: list[Sequence] = []
+        self._waiting: list[tuple[float, int, Sequence]] = []
+        self._waiting_count = 0
+        self.groups: dict[str, GroupState] = {}
+
+    # ------------------------------------------------------------------------------ queue
+    @property
+    def free_blocks(self) -> int:
+        return self.layout.total_blocks - self.used_blocks
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.resident) or self._waiting_count > 0
+
+    @property
+    def outstanding(self) -> int:
+        """Requests placed here and not yet ended."""
+        return len(self.resident) + self._waiting_count
+
+    def group_state(self, group_id: str, prompt_tokens: int) -> GroupState:
+        group = self.groups.get(group_id)
+        if group is None:
+            group = GroupState(len(self.groups), prompt_tokens, self.layout.shared_tokens(prompt_tokens))
+            self.groups[group_id] = group
+        return group
+
+    def enqueue(self, seq: Sequence) -> None:
+        seq.state = WAITING
+        heapq.heappush(self._waiting, (seq.arrival_s, seq.order, seq))
+        seq.group.waiting.append(seq)
+        self._waiting_count += 1
+
+    def _peek_waiting(self) -> Sequence | None:
+        while self._waiting and self._waiting[0][2].state != WAITING:
+            heapq.heappop(self._waiting)
+        return self._waiting[0][2] if self._waiting else None
+
+    def _leave_waiting(self, seq: Sequence) -> None:
+        self._waiting_count -= 1
+        seq.group.waiting = [s for s in seq.group.waiting if s is not seq]
+
+    # ------------------------------------------------------------------------------ KV blocks
+    def _private(self, tokens: int, group: GroupState) -> int:
+        return int(self.layout.private_blocks(tokens, group.shared_tokens))
+
+    def _shared_blocks(self, group: GroupState) -> int:
+        return group.shared_tokens // self.layout.block_size
+
+    def _hold_shared(self, group: GroupState, members: int) -> None:
+        if group.holders == 0:
+            self.used_blocks += self._shared_blocks(group)
+        group.holders += members
+
+    def _release(self, seq: Sequence) -> None:
+        """Free a resident sequence's blocks and its hold on the shared prompt blocks."""
+        self.used_blocks -= seq.private_blocks
+        seq.private_blocks = 0
+        seq.kv_tokens = 0
+        group = seq.group
+        group.holders -= 1
+        if group.holders == 0:
+            self.used_blocks -= self._shared_blocks(group)
+        self.resident.remove(seq)
+
+    def _decode_need(self, decode: list[Sequence]) -> int:
+        return sum(self._private(s.kv_tokens + 1, s.group) - s.private_blocks for s in decode)
+
+    # ------------------------------------------------------------------------------ planning
+    def plan(self, now: float) -> Plan:
+        """Decide the next step (admitting and preempting as needed)."""
+        preempted = False
+        decode = self._decoding()
+        need = self._decode_need(decode)
+        while need > self.free_blocks:
+            victim = max(self.resident, key=lambda s: s.key)
+            if len(self.resident) == 1:
+                self._abort(victim, now, "needs more KV-cache blocks than the replica holds "
+                            f"({self.layout.total_blocks} blocks of {self.layout.block_size} tokens) at "
+                            f"{victim.kv_tokens + 1} tokens")
+            else:
+                self._preempt(victim)
+                preempted = True
+            decode = self._decoding()
+            need = self._decode_need(decode)
+        budget = self.deployment.max_num_batched_tokens - len(decode)
+        plan = Plan(decode=decode)
+        for lead in sorted((s for s in self.resident if s.state == PREFILL and s.prefill_target), key=lambda s: s.key):
+            take = self._chunk(lead.prefill_left, budget)
+            if take:
+                plan.chunks.append((lead, take))
+                budget -= take
+        if not preempted:
+            self._admit(plan, budget, now, reserved=need)
+        return plan
+
+    def _decoding(self) -> list[Sequence]:
+        return sorted((s for s in self.resident if s.state == DECODE), key=lambda s: s.key)
+
+    def _chunk(self, left: int, budget: int) -> int:
+        if self.deployment.chunked_prefill:
+            return min(left, budget)
+        return left if left <= budget else 0
+
+    def _admit(self, plan: Plan, budget: int, now: float, reserved: int) -> None:
+        """Admit from the waiting queue; ``reserved`` blocks are already promised to this step's decodes."""
+        layout, deployment = self.layout, self.deployment
+        while budget > 0:
+            head = self._peek_waiting()
+            if head is None:
+                return
+            group = head.group
+            target = group.prompt_tokens + head.generated
+            cached = 0
+            if group.holders > 0 and group.shared_tokens > 0:
+                cached = min(group.shared_tokens, target - 1)
+            lead_blocks = self._private(target, group)
+            empty_need = self._shared_blocks(group) + lead_blocks
+            if empty_need > layout.total_blocks - layout.watermark_blocks:
+                self._abort(head, now, f"its {target} tokens need {empty_need} KV-cache blocks; the replica "
+                            f"holds {layout.total_blocks} (less a {layout.watermark_blocks}-block watermark)")
+                continue
+            if not deployment.chunked_prefill and target - cached > deployment.max_num_batched_tokens:
+                self._abort(head, now, f"its prefill of {target - cached} tokens exceeds "
+                            f"deployment.max_num_batched_tokens ({deployment.max_num_batched_tokens}) and "
+                            "chunked_prefill is off")
+                continue
+            seats = deployment.max_num_seqs - len(self.resident)
+            blocks = lead_blocks + (self._shared_blocks(group) if group.holders == 0 else 0)
+            available = self.free_blocks - reserved - layout.watermark_blocks
+            take = self._chunk(target - cached, budget)
+            if seats < 1 or blocks > available or take == 0:
+                return
+            followers = []
+            if head.generated == 0:
+                follower_blocks = self._private(group.prompt_tokens, group)
+                for other in group.waiting:
+                    if len(followers) + 1 >= seats or blocks + follower_blocks > available:
+                        break
+                    if other is not head and other.state == WAITING and other.generated == 0:
+                        followers.append(other)
+                        blocks += follower_blocks
+            self._hold_shared(group, 1 + len(followers))
+            for seq, private, tokens in [(head, lead_blocks, cached)] + [
+                    (f, self._private(group.prompt_tokens, group), 0) for f in followers]:
+                self._leave_waiting(seq)
+                seq.state = PREFILL
+                seq.private_blocks = private
+                seq.kv_tokens = tokens
+                self.used_blocks += private
+                if seq.admitted_s is None:
+                    seq.admitted_s = now
+                self.resident.append(seq)
+            head.prefill_target, head.prefill_cached, head.prefill_done = target, cached, 0
+            head.followers = followers
+            plan.chunks.append((head, take))
+            budget -= take
+
+    def _preempt(self, victim: Sequence) -> None:
+        passengers = [victim]
+        if victim.state == PREFILL:
+            for lead in self.resident:
+                if victim in lead.followers:
+                    lead.followers.remove(victim)
+            passengers += victim.followers
+        for seq in passengers:
+            self._release(seq)
+            seq.preemptions += 1
+            seq.prefill_target = seq.prefill_done = seq.prefill_cached = 0
+            seq.followers = []
+            self.enqueue(seq)
+
+    def _abort(self, seq: Sequence, now: float, reason: str) -> None:
+        if seq.state == WAITING:
+            heapq.heappop(self._waiting)  # it is the head
+            self._leave_waiting(seq)
+        else:
+            for lead in self.resident:
+                if seq in lead.followers:
+                    lead.followers.remove(seq)
+            for follower in list(seq.followers):
+                self._release(follower)
+                follower.state = WAITING
+                follower.prefill_target = follower.prefill_done = follower.prefill_cached = 0
+                self.enqueue(follower)
+            seq.followers = []
+            self._release(seq)
+        seq.state, seq.reason, seq.finish_s = UNFINISHED, reason, now
+        self.on_finish(seq)
+
+    # ------------------------------------------------------------------------------ decode segments
+    def decode_segment(self, decode: list[Sequence], max_steps: int) -> DecodeSegment:
+        """How many steps the decode-only batch ``decode`` can run before its first sequence finishes or
+        the KV cache runs out (at most ``max_steps``), with the per-step contexts and block occupancy."""
+        kv = np.fromiter((s.kv_tokens for s in decode), dtype=np.int64, count=len(decode))
+        shared = np.fromiter((s.group.shared_tokens for s in decode), dtype=np.int64, count=len(decode))
+        held = np.fromiter((s.private_blocks for s in decode), dtype=np.int64, count=len(decode))
+        limit = min(min(s.remaining_output for s in decode), max_steps)
+        offsets = np.arange(limit, dtype=np.int64)[:, None]
+        tokens = kv[None, :] + offsets
+        extra = (self.layout.private_blocks(tokens + 1, shared[None, :]) - held[None, :]).sum(axis=1)
+        steps = int(np.searchsorted(extra, self.free_blocks, side="right"))
+        steps = max(min(steps, limit), 1)
+        return DecodeSegment(steps, tokens[:steps].astype(float), self.used_blocks + extra[:steps])
+
+    # ------------------------------------------------------------------------------ applying steps
+    def apply(self, plan: Plan, steps: int, end_s: float) -> list[Sequence]:
+        """Account for ``steps`` steps of ``plan`` ending at ``end_s``; return the sequences that finished."""
+        ended = []
+        for seq in plan.decode:
+            seq.kv_tokens += steps
+            seq.generated += steps
+            blocks = self._private(seq.kv_tokens, seq.group)
+            self.used_blocks += blocks - seq.private_blocks
+            seq.private_blocks = blocks
+            if seq.generated >= seq.request.output_tokens:
+                ended.append(seq)
+        for lead, take in plan.chunks:
+            lead.prefill_done += take
+            lead.kv_tokens = lead.prefill_cached + lead.prefill_done
+            if lead.prefill_left:
+                continue
+            for seq in [lead, *lead.followers]:
+                seq.kv_tokens = seq.group.prompt_tokens + seq.generated
+                seq.generated += 1
+                seq.state = DECODE
+                if seq.first_token_s is None:
+                    seq.first_token_s = end_s
+                if seq.generated >= seq.request.output_tokens:
+                    ended.append(seq)
+            lead.followers = []
+            lead.prefill_target = lead.prefill_done = lead.prefill_cached = 0
+        for seq in ended:
+            self._release(seq)
+            seq.state, seq.finish_s = FINISHED, end_s
+            self.on_finish(seq)
+        return ended

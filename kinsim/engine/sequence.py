@@ -1,0 +1,72 @@
+"""A request's state inside a replica, and the state a replica keeps per group of requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kinsim.workload.request import Request
+
+WAITING, PREFILL, DECODE, FINISHED, UNFINISHED = "waiting", "prefill", "decode", "finished", "unfinished"
+
+
+@dataclass(eq=False)
+class GroupState:
+    """A group (a Best-of-N problem) on one replica.
+
+    Attributes:
+        index: small integer naming the group within the replica (for the prefix-shared-read kernel).
+        prompt_tokens: the group's prompt length, tokens.
+        shared_tokens: prompt tokens held in shared blocks (whole blocks only).
+        holders: resident members holding the shared blocks; the blocks are freed when it drops to 0.
+        waiting: members waiting for admission (some may have left; check their state).
+    """
+
+    index: int
+    prompt_tokens: int
+    shared_tokens: int
+    holders: int = 0
+    waiting: list[Sequence] = field(default_factory=list)
+
+
+@dataclass(eq=False, slots=True)
+class Sequence:
+    """One request being served.
+
+    Token accounting: a sequence that has generated ``generated`` tokens holds ``kv_tokens = prompt +
+    generated - 1`` tokens in its KV cache while decoding (the newest token's K and V are written by the
+    next step). A prefill of ``prompt + generated`` tokens (the whole prompt, or prompt and output again
+    after a preemption) produces the next token.
+    """
+
+    request: Request
+    order: int
+    group: GroupState
+    arrival_s: float
+    state: str = WAITING
+    generated: int = 0
+    kv_tokens: int = 0
+    private_blocks: int = 0
+    prefill_target: int = 0
+    prefill_done: int = 0
+    prefill_cached: int = 0
+    followers: list[Sequence] = field(default_factory=list)
+    admitted_s: float | None = None
+    first_token_s: float | None = None
+    finish_s: float | None = None
+    preemptions: int = 0
+    reason: str | None = None
+    replica: int = -1
+
+    @property
+    def key(self) -> tuple[float, int]:
+        """FCFS priority: earlier arrival first, then generation order."""
+        return (self.arrival_s, self.order)
+
+    @property
+    def remaining_output(self) -> int:
+        return self.request.output_tokens - self.generated
+
+    @property
+    def prefill_left(self) -> int:
+        """Prefill tokens still to compute (for a sequence that leads a prefill)."""
+        return self.prefill_target - self.prefill_cached - self.prefill_done

@@ -1,0 +1,189 @@
+"""One simulation: the SimPy environment, the replicas, the router, the arrivals and the records.
+
+**Order of events at one instant** (the only place it is decided; ``tests/test_engine.py`` checks it):
+
+1. steps and segments that end (SimPy's normal priority): finished sequences free their KV blocks and
+   a finished task releases the next problem of a closed loop;
+2. arrivals (priority :data:`ARRIVAL`): requests arriving now are routed, in generation order, and see
+   the loads left by step 1;
+3. decisions (priority :data:`DECIDE`): every replica at a step boundary plans its next step, seeing
+   every request that arrived at or before now.
+
+Everything the simulation owns (clock, queues, id counters, records) lives on the :class:`Simulation`
+object, so two simulations in one process do not interfere.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import simpy
+from simpy.events import Event
+
+from kinsim.cost.registry import make_cost_model
+from kinsim.engine.fluid import FluidNetwork
+from kinsim.engine.kv import KVLayout, kv_layout
+from kinsim.engine.pricer import StepPricer
+from kinsim.engine.records import Records
+from kinsim.engine.replica import Replica
+from kinsim.engine.router import Router
+from kinsim.engine.scheduler import Scheduler
+from kinsim.engine.sequence import FINISHED, Sequence
+from kinsim.errors import SpecError
+from kinsim.hardware.spec import HardwareSpec
+from kinsim.hardware.topology import build_topology, gpu_name, route
+from kinsim.workload.generate import workload_requests
+from kinsim.workload.request import Request
+from kinsim.workload.spec import ClosedLoopArrivals, WorkloadSpec
+
+#: Event priorities within one instant (SimPy's own: 0 urgent, 1 normal).
+ARRIVAL, DECIDE = 2, 3
+
+
+class _Scheduled(Event):
+    """An event that fires after ``delay`` at ``priority`` (lower first among events at one instant)."""
+
+    def __init__(self, env: simpy.Environment, priority: int, delay: float = 0.0) -> None:
+        super().__init__(env)
+        self._ok, self._value = True, None
+        env.schedule(self, priority, delay)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a running simulation is: simulated seconds, and requests ended out of all."""
+
+    sim_time_s: float
+    ended: int
+    total: int
+
+
+class Simulation:
+    """Serve ``workload`` on ``hardware``; :meth:`run` returns the :class:`Records`."""
+
+    def __init__(self, workload: WorkloadSpec, hardware: HardwareSpec, *, exact_steps: bool = False,
+                 cost_model: str = "roofline", requests: list[Request] | None = None) -> None:
+        deployment = workload.deployment
+        if workload.gpus > hardware.total_gpus:
+            raise SpecError(f"needs {workload.gpus} GPUs (tensor_parallel x data_parallel) but the hardware "
+                            f"has {hardware.total_gpus}", path="deployment.data_parallel",
+                            value=deployment.data_parallel)
+        if deployment.max_num_batched_tokens < deployment.max_num_seqs:
+            raise SpecError(f"must be at least deployment.max_num_seqs ({deployment.max_num_seqs}) so that "
+                            "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",
+                            value=deployment.max_num_batched_tokens)
+        self.workload, self.hardware, self.exact_steps = workload, hardware, exact_steps
+        self.layout: KVLayout = kv_layout(workload.model, deployment, workload.attention, hardware)
+        self.env = simpy.Environment()
+        self.network = FluidNetwork(self.env)
+        self.records = Records()
+        requests = workload_requests(workload) if requests is None else requests
+        self._pricer = StepPricer(workload.model, deployment, workload.attention,
+                                  make_cost_model(cost_model, hardware))
+        self.replicas = self._build_replicas(hardware, deployment.tensor_parallel, deployment.data_parallel)
+        self.router = Router(deployment.router, len(self.replicas), lambda i: self.replicas[i].scheduler.outstanding)
+        self.records.sequences = [Sequence(r, i, None, r.arrival_s) for i, r in enumerate(requests)]  # type: ignore[arg-type]
+        self._groups: dict[str, list[Sequence]] = {}
+        for seq in self.records.sequences:
+            self._groups.setdefault(seq.request.group_id, []).append(seq)
+        self._group_left = {g: len(members) for g, members in self._groups.items()}
+        self._group_order = list(self._groups)
+        self._released = 0
+        self._ended = 0
+        self.progress: Callable[[Progress], None] | None = None
+
+    # ------------------------------------------------------------------------------ building
+    def _build_replicas(self, hw: HardwareSpec, tp: int, dp: int) -> list[Replica]:
+        graph = build_topology(hw)
+        per_node = hw.node.gpus
+        gpu_sets = [[gpu_name(g // per_node, g % per_node) for g in range(r * tp, (r + 1) * tp)] for r in range(dp)]
+        link_sets = []
+        for gpus in gpu_sets:
+            links = set()
+            for a, b in itertools.permutations(gpus, 2):
+                path = route(graph, a, b)
+                links.update(f"{u}->{v}" for u, v in zip(path, path[1:]))
+            link_sets.append(sorted(links))
+        replicas = []
+        for r, (gpus, links) in enumerate(zip(gpu_sets, link_sets)):
+            private = all(not set(links) & set(other) for k, other in enumerate(link_sets) if k != r)
+            scheduler = Scheduler(self.layout, self.workload.deployment, on_finish=self._on_end)
+            replica = Replica(r, self.env, self.network, scheduler, self._pricer, gpus, links,
+                              segments_allowed=private and not self.exact_steps, decide=self._decide,
+                              record=self.records.segments.append)
+            replicas.append(replica)
+        return replicas
+
+    def _decide(self) -> Event:
+        return _Scheduled(self.env, DECIDE)
+
+    # ------------------------------------------------------------------------------ arrivals
+    def _arrivals(self):
+        """Open arrivals: every request at its arrival time (groups whole under a closed loop)."""
+        arrival = self.workload.requests.arrival if hasattr(self.workload.requests, "arrival") else None
+        if isinstance(arrival, ClosedLoopArrivals):
+            self._release(min(arrival.concurrency, len(self._group_order)))
+            return
+        pending = sorted(self.records.sequences, key=lambda s: s.key)
+        for time, batch in itertools.groupby(pending, key=lambda s: s.arrival_s):
+            yield _Scheduled(self.env, ARRIVAL, max(time - self.env.now, 0.0))
+            for seq in batch:
+                self._route(seq)
+
+    def _release(self, problems: int) -> None:
+        """Release the next ``problems`` groups of a closed loop now (at the arrival priority)."""
+        groups = self._group_order[self._released:self._released + problems]
+        self._released += len(groups)
+        if not groups:
+            return
+        event = _Scheduled(self.env, ARRIVAL)
+        event.callbacks.append(lambda _e: self._route_groups(groups))
+
+    def _route_groups(self, groups: list[str]) -> None:
+        for group in groups:
+            for seq in self._groups[group]:
+                seq.arrival_s = self.env.now
+                self._route(seq)
+
+    def _route(self, seq: Sequence) -> None:
+        replica = self.replicas[self.router.place(seq.request.group_id)]
+        seq.group = replica.scheduler.group_state(seq.request.group_id, seq.request.prompt_tokens)
+        replica.enqueue(seq)
+
+    def _on_end(self, seq: Sequence) -> None:
+        self._ended += 1
+        group = seq.request.group_id
+        self._group_left[group] -= 1
+        if self._group_left[group] == 0 and isinstance(getattr(self.workload.requests, "arrival", None),
+                                                       ClosedLoopArrivals):
+            self._release(1)
+
+    # ------------------------------------------------------------------------------ running
+    def run(self) -> Records:
+        """Run to the end: until every request has ended."""
+        env = self.env
+        for replica in self.replicas:
+            env.process(replica.process())
+        env.process(self._arrivals())
+        events = 0
+        last_report = 0
+        total = len(self.records.sequences)
+        while env.peek() != float("inf"):
+            env.step()
+            events += 1
+            if self.progress is not None and events - last_report >= 2000:
+                last_report = events
+                self.progress(Progress(env.now, self._ended, total))
+        self.records.events = events
+        for seq in self.records.sequences:
+            if seq.finish_s is None and seq.reason is None:
+                seq.reason = f"still {seq.state} when the simulation ran out of events (a bug in kinsim)"
+        if self.progress is not None:
+            self.progress(Progress(env.now, self._ended, total))
+        return self.records
+
+    @property
+    def finished(self) -> int:
+        return sum(1 for s in self.records.sequences if s.state == FINISHED)

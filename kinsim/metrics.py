@@ -1,0 +1,131 @@
+"""Metrics of a run, computed from the engine's records only.
+
+Conventions (see ``docs/metrics.md`` for each metric's formula):
+
+* ``sim_time_s`` (makespan) is when the last request ended; throughputs divide by it.
+* Latency percentiles are over finished requests (tasks: over completed tasks), linear interpolation
+  between order statistics; ``null`` when there is nothing to measure.
+* TTFT is first token minus arrival; TPOT is (finish - first token) / (output tokens - 1), for requests
+  of at least two output tokens; e2e is finish minus arrival. A task's e2e runs from its first request's
+  arrival to its last request's finish.
+* ``breakdown_s`` sums step time per op class over replicas (replica-seconds; each GPU of a
+  tensor-parallel group spends the same time).
+* Utilisation averages over the deployment's GPUs and the makespan: ``compute`` is FLOPs over the bf16
+  peak, ``hbm`` bytes over the HBM bandwidth, ``link`` the share of time the links are busy.
+* KV figures are per replica: capacity; the highest occupancy any replica reached; the time-mean
+  occupancy over the makespan, averaged over replicas.
+* Energy: each GPU draws its idle power for the whole makespan plus (TDP - idle) while its replica runs
+  a step, an upper-bound style estimate (a memory-bound step draws less than TDP).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from kinsim.engine.records import Records
+from kinsim.engine.sequence import FINISHED
+from kinsim.hardware.spec import HardwareSpec
+from kinsim.engine.kv import KVLayout
+from kinsim.ops.op import OP_CLASSES
+from kinsim.workload.spec import WorkloadSpec
+
+PERCENTILES = (50, 90, 99)
+
+
+def percentiles(values: list[float] | np.ndarray, which: tuple[int, ...] = PERCENTILES) -> dict[str, float | None]:
+    """``{"p50": ..., "p90": ..., "p99": ..., "mean": ...}`` of ``values`` (``None`` when empty)."""
+    data = np.asarray(values, dtype=float)
+    out: dict[str, float | None] = {f"p{p}": (float(np.percentile(data, p)) if data.size else None) for p in which}
+    out["mean"] = float(data.mean()) if data.size else None
+    return out
+
+
+def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, layout: KVLayout) -> dict[str, Any]:
+    """The headline metrics of a run as a JSON-ready nested dict."""
+    seqs = records.sequences
+    segments = records.segments
+    finished = [s for s in seqs if s.state == FINISHED]
+    ended_times = [s.finish_s for s in seqs if s.finish_s is not None]
+    makespan = max(ended_times + [seg.end_s for seg in segments], default=0.0)
+    generated = sum(s.generated for s in seqs)
+    tasks_total, tasks_done, task_e2e = _tasks(seqs)
+    tp, dp = workload.deployment.tensor_parallel, workload.deployment.data_parallel
+    gpus = tp * dp
+
+    ttft = [s.first_token_s - s.arrival_s for s in finished]
+    tpot = [(s.finish_s - s.first_token_s) / (s.request.output_tokens - 1)
+            for s in finished if s.request.output_tokens > 1]
+    e2e = [s.finish_s - s.arrival_s for s in finished]
+    breakdown = {c: 0.0 for c in OP_CLASSES}
+    for seg in segments:
+        for c, value in zip(OP_CLASSES, seg.class_s):
+            breakdown[c] += value
+    busy_by_replica = [0.0] * dp
+    for seg in segments:
+        busy_by_replica[seg.replica] += seg.end_s - seg.start_s
+    denominator = dp * makespan if makespan > 0 else float("inf")
+    flops = sum(seg.flops for seg in segments)
+    hbm = sum(seg.hbm_bytes for seg in segments)
+    link = sum(seg.network_s for seg in segments)
+    power = hardware.gpu.power
+    energy = tp * sum(power.idle * makespan + (power.tdp - power.idle) * busy for busy in busy_by_replica)
+    price = hardware.gpu.price
+    replica_bytes = layout.block_bytes * layout.gpus
+    reasons = Counter(s.reason for s in seqs if s.state != FINISHED)
+    return {
+        "workload": workload.name,
+        "hardware": hardware.name,
+        "model": workload.model.name,
+        "attention": type(workload.attention).KIND,
+        "seed": workload.seed,
+        "gpus": gpus,
+        "sim_time_s": makespan,
+        "requests": {
+            "total": len(seqs), "completed": len(finished), "unfinished": len(seqs) - len(finished),
+            "preemptions": sum(s.preemptions for s in seqs),
+            "unfinished_reasons": dict(sorted(reasons.items())),
+        },
+        "tasks": {"total": tasks_total, "completed": tasks_done},
+        "tokens": {
+            "generated": generated,
+            "prompt": sum(s.request.prompt_tokens for s in seqs),
+            "prefill_computed": sum(seg.prefill_tokens for seg in segments),
+        },
+        "throughput": {
+            "output_tokens_per_s": generated / makespan if makespan else 0.0,
+            "tasks_per_s": tasks_done / makespan if makespan else 0.0,
+            "requests_per_s": len(finished) / makespan if makespan else 0.0,
+        },
+        "latency": {
+            "request": {"ttft": percentiles(ttft), "tpot": percentiles(tpot), "e2e": percentiles(e2e)},
+            "task": {"e2e": percentiles(task_e2e)},
+        },
+        "breakdown_s": breakdown,
+        "utilization": {
+            "compute": flops / (hardware.peak("bf16") * denominator),
+            "hbm": hbm / (hardware.gpu.memory.bandwidth * denominator),
+            "link": link / denominator,
+        },
+        "kv": {
+            "capacity_bytes": layout.capacity_bytes,
+            "peak_bytes": max((seg.kv_peak_blocks for seg in segments), default=0) * replica_bytes,
+            "mean_bytes": sum(seg.kv_block_s for seg in segments) / denominator * replica_bytes,
+            "block_tokens": layout.block_size,
+            "capacity_blocks": layout.total_blocks,
+        },
+        "energy_j": energy,
+        "cost_usd": price * gpus * makespan if price is not None else None,
+        "engine": {"events": records.events, "segments": len(segments), "steps": sum(seg.steps for seg in segments)},
+    }
+
+
+def _tasks(seqs) -> tuple[int, int, list[float]]:
+    groups: dict[str, list] = {}
+    for s in seqs:
+        groups.setdefault(s.request.group_id, []).append(s)
+    done = [members for members in groups.values() if all(m.state == FINISHED for m in members)]
+    e2e = [max(m.finish_s for m in members) - min(m.arrival_s for m in members) for members in done]
+    return len(groups), len(done), e2e
