@@ -87,9 +87,9 @@ class Replica:
                 continue
             plan = scheduler.plan(env.now)
             if plan.empty:
-                if scheduler.has_work and not scheduler.resident:
-                    continue  # the queue's head was ended as impossible; look again
-                raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
+                if scheduler.resident:
+                    raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
+                continue  # planning ended requests that can never run; look again
             figures, occupied = self._price(plan)
             start = env.now
             ends = np.cumsum(np.concatenate(([start], figures.time_s)))[1:]

@@ -1,0 +1,309 @@
+"""The engine: hand-checked timings, scheduler rules, conservation, determinism, fast-forward = exact."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kinsim import load_hardware
+from kinsim.cost.roofline import RooflineCost
+from kinsim.cost.step_cost import price_step
+from kinsim.engine.kv import kv_layout
+from kinsim.engine.router import Router, least_loaded
+from kinsim.engine.sequence import FINISHED, UNFINISHED
+from kinsim.errors import SpecError
+from kinsim.ops.attention import PrefillChunk
+from kinsim.ops.lower import StepBatch, lower_step
+from kinsim.runner import simulate
+from kinsim.workload.load import workload_from_raw
+from kinsim.workload.request import Request
+
+from .conftest import HARDWARE, ROOT, WORKLOADS
+
+H100 = load_hardware(HARDWARE / "h100.yaml")
+
+#: Figures that describe the engine's work rather than the simulated system.
+ENGINE_ONLY = ("wall_time_s", "mode", "engine")
+
+
+def workload(**changes):
+    raw = {
+        "name": "test", "model": "Qwen3-0.6B",
+        "deployment": {"tensor_parallel": 1, "data_parallel": 1},
+        "requests": {"kind": "best_of_n", "problems": 2, "samples": 3, "prompt_tokens": 100,
+                     "output_tokens": 20, "max_output_tokens": 1000},
+    }
+    for key, value in changes.items():
+        node = raw
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return workload_from_raw(raw, base_dir=ROOT)
+
+
+def figures(result):
+    return {k: v for k, v in result.to_dict().items() if k not in ENGINE_ONLY}
+
+
+def assert_same_figures(a: dict, b: dict, rel: float = 1e-9, path: str = "") -> None:
+    assert a.keys() == b.keys(), path
+    for key in a:
+        x, y = a[key], b[key]
+        where = f"{path}.{key}".lstrip(".")
+        if isinstance(x, dict):
+            assert_same_figures(x, y, rel, where)
+        elif isinstance(x, float) and isinstance(y, float):
+            assert x == pytest.approx(y, rel=rel, abs=1e-300), where
+        else:
+            assert x == y, where
+
+
+def hardware_with_kv_blocks(w, blocks: int):
+    """H100 with its memory shrunk so that ``w`` gets exactly ``blocks`` KV blocks per replica."""
+    layout = kv_layout(w.model, w.deployment, w.attention, H100)
+    fraction = w.deployment.gpu_memory_fraction
+    capacity = H100.gpu.memory.capacity - (layout.total_blocks - blocks) * layout.block_bytes / fraction
+    hw = load_hardware(HARDWARE / "h100.yaml", {"gpu.memory.capacity": f"{capacity!r} B"})
+    assert kv_layout(w.model, w.deployment, w.attention, hw).total_blocks == blocks
+    return hw
+
+
+def step_time(model, deployment, policy, batch):
+    return float(price_step(lower_step(model, deployment, policy, batch), RooflineCost(H100)).time_s)
+
+
+# ----------------------------------------------------------------------------------- timings by hand
+def test_one_request_takes_its_prefill_then_one_decode_step_per_further_token():
+    w = workload(**{"requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 5})
+    result = simulate(w, H100)
+    m, d, p = w.model, w.deployment, w.attention
+    # prefill of the 100-token prompt yields token 1; decode steps with 100..103 tokens cached yield 2..5
+    expected = step_time(m, d, p, StepBatch(prefill=(PrefillChunk(100),)))
+    ttft = expected
+    for cached in range(100, 104):
+        expected += step_time(m, d, p, StepBatch(decode_context=np.array([cached], dtype=float)))
+    assert result["sim_time_s"] == pytest.approx(expected, rel=1e-12)
+    assert result["latency.request.ttft.p50"] == pytest.approx(ttft, rel=1e-12)
+    assert result["latency.request.tpot.p50"] == pytest.approx((expected - ttft) / 4, rel=1e-12)
+    assert result["tokens.generated"] == 5
+
+
+def test_best_of_n_prefills_the_prompt_once_and_shares_its_whole_blocks():
+    w = workload(**{"requests.problems": 1, "requests.samples": 4, "requests.output_tokens": 40})
+    result = simulate(w, H100)
+    assert result["tokens.prefill_computed"] == 100
+    layout = kv_layout(w.model, w.deployment, w.attention, H100)
+    # 6 whole prompt blocks shared; each sample: its copy of the partial block (4 tokens) then growth to
+    # 100 + 40 - 1 = 139 tokens at its last step -> ceil((139 - 96) / 16) = 3 private blocks.
+    assert layout.shared_tokens(100) == 96
+    assert result["kv.peak_bytes"] == (6 + 4 * 3) * layout.block_bytes
+
+
+def test_a_model_that_does_not_fit_is_a_clear_error():
+    w = workload(model="Qwen3-32B")
+    small = load_hardware(HARDWARE / "h100.yaml", {"gpu.memory.capacity": "40 GB"})
+    with pytest.raises(SpecError, match="does not fit") as error:
+        simulate(w, small)
+    assert error.value.path == "deployment.tensor_parallel"
+
+
+# ----------------------------------------------------------------------------------- scheduler rules
+def test_batch_limits_are_respected():
+    w = workload(**{"requests.problems": 6, "requests.samples": 8, "deployment.max_num_seqs": 10,
+                    "deployment.max_num_batched_tokens": 150, "requests.prompt_tokens": 300})
+    result = simulate(w, H100)
+    segments = result.records.segments
+    assert max(s.decode_seqs for s in segments) <= 10
+    assert max(s.decode_seqs + s.prefill_tokens for s in segments) <= 150
+    assert max(s.prefill_tokens for s in segments) == 150 - 0  # a chunk fills the budget at the start
+    assert result["requests.completed"] == 48
+
+
+def test_preemption_takes_the_newest_sequence_and_recomputes_it():
+    # 100 blocks of 16 tokens: two requests that grow to 999 tokens (63 blocks each) do not fit together,
+    # so the later one is preempted and prefilled again (prompt and output so far) after the first ends.
+    w = workload(**{"requests.problems": 2, "requests.samples": 1, "requests.output_tokens": 900,
+                    "requests.arrival": {"process": "poisson", "rate": "1000 /s"}})
+    hw = hardware_with_kv_blocks(w, 100)
+    result = simulate(w, hw)
+    first, second = result.records.sequences
+    assert first.preemptions == 0 and second.preemptions >= 1
+    assert first.state == second.state == FINISHED
+    assert result["tokens.prefill_computed"] > 200  # the recompute came on top of the two prompts
+
+
+def test_a_sequence_that_can_never_fit_ends_unfinished_with_a_reason():
+    w = workload(**{"requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 900})
+    hw = hardware_with_kv_blocks(w, 20)
+    result = simulate(w, hw)
+    (seq,) = result.records.sequences
+    assert seq.state == UNFINISHED
+    assert "more KV-cache blocks than the replica holds" in seq.reason
+    assert result["requests.unfinished"] == 1
+    assert seq.generated == 20 * 16 - 100 + 1  # it ran until its 20 blocks were full
+
+
+def test_sliding_window_bounds_the_blocks_a_sequence_holds():
+    w = workload(**{"requests.problems": 1, "requests.samples": 2, "requests.output_tokens": 500,
+                    "attention": {"policy": "sliding_window", "window": 64}})
+    result = simulate(w, H100)
+    layout = kv_layout(w.model, w.deployment, w.attention, H100)
+    assert layout.window_blocks == 64 // 16 + 1
+    assert max(s.kv_peak_blocks for s in result.records.segments) == 2 * 5
+
+
+def test_routers_place_as_documented():
+    loads = [3, 1, 1]
+    assert least_loaded(loads) == 1
+    rr = Router("round_robin", 3, lambda i: 0)
+    assert [rr.place("g") for _ in range(4)] == [0, 1, 2, 0]
+    counts = [0, 0]
+    affinity = Router("group_affinity", 2, lambda i: counts[i])
+    placed = []
+    for group in ["a", "a", "b", "a", "c"]:
+        r = affinity.place(group)
+        counts[r] += 1
+        placed.append(r)
+    assert placed == [0, 0, 1, 0, 1]
+
+
+def test_group_affinity_keeps_a_problem_on_one_replica_and_round_robin_spreads_it():
+    w = workload(**{"deployment.data_parallel": 2, "requests.problems": 2, "requests.samples": 4})
+    together = simulate(w, H100)
+    assert {s.replica for s in together.records.sequences if s.request.group_id == "p0"} == {0}
+    assert together["tokens.prefill_computed"] == 2 * 100
+    spread = simulate(w, H100, {"deployment.router": "round_robin"})
+    assert {s.replica for s in spread.records.sequences if s.request.group_id == "p0"} == {0, 1}
+    assert spread["tokens.prefill_computed"] == 4 * 100  # each replica prefills each prompt
+
+
+def test_tensor_parallel_steps_use_the_links():
+    w = workload(**{"deployment.tensor_parallel": 2})
+    result = simulate(w, H100)
+    assert result["breakdown_s.communication"] > 0
+    assert result["utilization.link"] > 0
+    single = simulate(workload(), H100)
+    assert single["breakdown_s.communication"] == 0 and single["utilization.link"] == 0
+
+
+def test_same_instant_order_an_arrival_at_a_step_boundary_joins_the_next_step(tmp_path: Path):
+    # Request a alone; b arrives exactly when a's first step (its prefill) ends. By the documented order
+    # (step ends, then arrivals, then decisions) b is admitted at that instant, in both modes.
+    w = workload(**{"requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 50})
+    first_step = simulate(w, H100).records.segments[0].end_s
+    trace = tmp_path / "trace.jsonl"
+    rows = [{"request_id": "a", "arrival_s": 0.0, "prompt_tokens": 100, "output_tokens": 50},
+            {"request_id": "b", "arrival_s": first_step, "prompt_tokens": 100, "output_tokens": 50}]
+    trace.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tw = workload(requests={"kind": "trace", "path": str(trace)})
+    for exact in (False, True):
+        a, b = simulate(tw, H100, exact_steps=exact).records.sequences
+        assert b.admitted_s == first_step
+
+
+# ----------------------------------------------------------------------------------- properties
+def check_invariants(result) -> None:
+    seqs = result.records.sequences
+    segments = result.records.segments
+    # tokens conserved: every generated token was produced by exactly one step
+    assert sum(s.tokens_out for s in segments) == sum(s.generated for s in seqs) == result["tokens.generated"]
+    for s in seqs:
+        if s.state == FINISHED:
+            assert s.generated == s.request.output_tokens
+            assert s.arrival_s <= s.admitted_s <= s.first_token_s <= s.finish_s
+        else:
+            assert s.state == UNFINISHED and s.reason
+    # KV never above capacity
+    assert max((seg.kv_peak_blocks for seg in segments), default=0) <= result["kv.capacity_blocks"]
+    assert result["kv.peak_bytes"] <= result["kv.capacity_bytes"]
+    # per replica, steps do not overlap and time runs forward
+    for replica in {seg.replica for seg in segments}:
+        mine = [seg for seg in segments if seg.replica == replica]
+        assert all(a.end_s <= b.start_s + 1e-12 for a, b in zip(mine, mine[1:]))
+
+
+small_workloads = st.fixed_dictionaries({
+    "requests.problems": st.integers(1, 5),
+    "requests.samples": st.integers(1, 6),
+    "requests.prompt_tokens": st.integers(1, 300),
+    "requests.output_tokens": st.fixed_dictionaries({"dist": st.just("uniform"), "low": st.integers(1, 20),
+                                                     "high": st.integers(21, 400)}),
+    "deployment.data_parallel": st.integers(1, 3),
+    "deployment.max_num_seqs": st.integers(4, 16),
+    "deployment.max_num_batched_tokens": st.sampled_from([16, 64, 512]),
+    "deployment.chunked_prefill": st.booleans(),
+    "deployment.router": st.sampled_from(["group_affinity", "least_loaded", "round_robin"]),
+    "requests.arrival": st.sampled_from([{"process": "all_at_once"}, {"process": "poisson", "rate": "50 /s"},
+                                         {"process": "closed_loop", "concurrency": 2}]),
+    "attention": st.sampled_from([{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top_k": 2},
+                                  {"policy": "sliding_window", "window": 40}]),
+})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=small_workloads, kv_blocks=st.integers(30, 200), seed=st.integers(0, 5))
+def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks, seed):
+    w = workload(**changes, seed=seed)
+    hw = hardware_with_kv_blocks(w, kv_blocks)
+    fast = simulate(w, hw)
+    exact = simulate(w, hw, exact_steps=True)
+    assert_same_figures(figures(fast), figures(exact))
+    check_invariants(fast)
+    check_invariants(exact)
+    assert fast["requests.completed"] + fast["requests.unfinished"] == len(fast.records.sequences)
+
+
+def test_shipped_long_cot_workload_same_figures_in_both_modes():
+    fast = simulate(WORKLOADS / "aime_longcot.yaml", HARDWARE / "h100.yaml")
+    exact = simulate(WORKLOADS / "aime_longcot.yaml", HARDWARE / "h100.yaml", exact_steps=True)
+    assert_same_figures(figures(fast), figures(exact))
+    assert fast["engine.events"] * 20 < exact["engine.events"]
+    check_invariants(fast)
+
+
+def test_runs_are_deterministic():
+    a = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml", {"requests.problems": 6})
+    b = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml", {"requests.problems": 6})
+    assert json.dumps(figures(a), sort_keys=True) == json.dumps(figures(b), sort_keys=True)
+    other = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml", {"requests.problems": 6}, seed=1)
+    assert figures(other)["sim_time_s"] != figures(a)["sim_time_s"]
+
+
+# ----------------------------------------------------------------------------------- physics
+def test_one_decode_stream_is_no_faster_than_bandwidth_over_bytes_per_token():
+    w = workload(model="Qwen3-8B", **{"requests.problems": 1, "requests.samples": 1,
+                                      "requests.prompt_tokens": 1000, "requests.output_tokens": 2000})
+    result = simulate(w, H100)
+    effective = H100.gpu.memory.bandwidth * max(H100.efficiency.gemm_memory, H100.efficiency.attention_memory)
+    # every decode step reads all weights and at least the prompt's KV
+    bound = effective / (w.model.weight_bytes + w.model.kv_bytes_per_token * 1000)
+    decode_rate = 1.0 / result["latency.request.tpot.p50"]
+    assert decode_rate <= bound
+    assert decode_rate > 0.7 * bound  # and not absurdly slower: decode is bandwidth-bound
+
+
+def test_block_topk_never_has_lower_task_throughput_than_dense_on_aime_best_of_n():
+    dense = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml")
+    sparse = simulate(WORKLOADS / "aime_bon32_blocktopk.yaml", HARDWARE / "h100.yaml")
+    assert sparse["throughput.tasks_per_s"] >= dense["throughput.tasks_per_s"]
+    assert sparse["breakdown_s.selection"] > 0 and dense["breakdown_s.selection"] == 0
+    check_invariants(dense)
+    assert math.isclose(sum(dense.to_dict()["breakdown_s"].values()),
+                        sum(seg.end_s - seg.start_s for seg in dense.records.segments), rel_tol=1e-9)
+
+
+def test_trace_requests_replay(tmp_path: Path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("request_id,arrival_s,prompt_tokens,output_tokens\nr1,0.0,50,10\nr2,0.5,60,12\n")
+    result = simulate(workload(requests={"kind": "trace", "path": str(trace)}), H100)
+    r1, r2 = result.records.sequences
+    assert r2.arrival_s == 0.5 and r2.admitted_s == 0.5
+    assert result["tokens.generated"] == 22
+    assert isinstance(r1.request, Request)
