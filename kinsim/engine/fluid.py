@@ -50,6 +50,8 @@ class FluidNetwork:
     busy_s: dict[str, float] = field(default_factory=dict)
     _last_s: float = 0.0
     _generation: int = 0
+    _users: dict[str, int] = field(default_factory=dict)
+    _shared: int = 0  # resources with more than one flow; while 0 every flow runs at full speed
 
     def start(self, name: str, work_s: float, usage: Mapping[str, float]) -> Flow:
         """Start a flow now; its ``done`` event fires when its work is complete."""
@@ -62,6 +64,11 @@ class FluidNetwork:
             flow.done.succeed(flow)
             return flow
         self.flows.append(flow)
+        for resource in flow.usage:
+            count = self._users.get(resource, 0) + 1
+            self._users[resource] = count
+            if count == 2:
+                self._shared += 1
         self._reshare()
         self._schedule_next()
         return flow
@@ -88,15 +95,14 @@ class FluidNetwork:
         if elapsed > 0.0:
             for flow in self.flows:
                 flow.remaining_s -= flow.rate * elapsed
-                for resource, share in flow.usage.items():
-                    self.busy_s[resource] = self.busy_s.get(resource, 0.0) + share * flow.rate * elapsed
         self._last_s = self.env.now
 
     def _reshare(self) -> None:
         """Max-min fair rates by progressive filling."""
         flows = self.flows
-        if len(flows) == 1:  # the common case: a flow alone runs at full speed
-            flows[0].rate = 1.0
+        if not self._shared:  # the common case: no resource has two flows, so each runs at full speed
+            for flow in flows:
+                flow.rate = 1.0
             return
         left: dict[str, float] = {}
         for flow in flows:
@@ -149,4 +155,11 @@ class FluidNetwork:
         self.flows = [f for f in self.flows if f not in finished]
         for flow in finished:
             flow.remaining_s = 0.0
+            for resource, share in flow.usage.items():
+                # the integral of share x rate over the flow's life is share x work
+                self.busy_s[resource] = self.busy_s.get(resource, 0.0) + share * flow.work_s
+                count = self._users[resource] - 1
+                self._users[resource] = count
+                if count == 1:
+                    self._shared -= 1
             flow.done.succeed(flow)

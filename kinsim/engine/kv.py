@@ -71,7 +71,13 @@ class KVLayout:
         """Prompt tokens held in shared blocks."""
         return (prompt_tokens // self.block_size) * self.block_size if self.shares_prompt else 0
 
-    def private_blocks(self, tokens, shared_tokens: int):
+    def private_blocks_of(self, tokens: int, shared_tokens: int) -> int:
+        """:meth:`private_blocks` for one sequence, in integer arithmetic (the scheduler's hot path)."""
+        if self.window_blocks is not None:
+            return min(-(-tokens // self.block_size), self.window_blocks)
+        return -(-(tokens - shared_tokens) // self.block_size)
+
+    def private_blocks(self, tokens, shared_tokens):
         """Private blocks of a sequence with ``tokens`` in its KV (int or integer array)."""
         if self.window_blocks is not None:
             return np.minimum(-(-np.asarray(tokens) // self.block_size), self.window_blocks)

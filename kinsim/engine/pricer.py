@@ -26,48 +26,90 @@ from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
 CONTEXT_OPS = ("attention_decode", "block_selection")
 
 
+#: Rows of :attr:`StepFigures.matrix`: step time, seconds per op class, then work and busy terms.
+ROWS = ("time_s", *(f"{c}_s" for c in OP_CLASSES), "flops", "hbm_bytes", "compute_s", "memory_s", "network_s")
+_ROW = {name: i for i, name in enumerate(ROWS)}
+_CLASS_ROW = {c: _ROW[f"{c}_s"] for c in OP_CLASSES}
+_FLOPS, _HBM, _COMPUTE, _MEMORY, _NETWORK = (_ROW[k] for k in ("flops", "hbm_bytes", "compute_s", "memory_s",
+                                                               "network_s"))
+
+
 @dataclass
 class StepFigures:
-    """Figures of ``steps`` consecutive steps, each an array of shape ``(steps,)``, per GPU.
+    """Figures of consecutive steps, per GPU of the replica: ``matrix`` has one row per entry of
+    :data:`ROWS` and one column per step.
 
-    Attributes:
-        time_s: duration of each step, seconds.
-        class_s: seconds of each step per op class (keys: :data:`OP_CLASSES`).
-        flops: FLOPs executed.
-        hbm_bytes: bytes read from and written to HBM.
-        compute_s, memory_s, network_s: busy seconds of the compute units (at their achievable rate),
-            of HBM and of the links (the cost model's terms, summed over the step's ops).
+    Rows: ``time_s`` (duration of each step, seconds); ``<class>_s`` (seconds per op class);
+    ``flops`` (FLOPs executed); ``hbm_bytes`` (bytes read from and written to HBM); ``compute_s``,
+    ``memory_s``, ``network_s`` (busy seconds of the compute units at their achievable rate, of HBM and of
+    the links: the cost model's terms summed over the step's ops).
     """
 
-    time_s: np.ndarray
-    class_s: dict[str, np.ndarray]
-    flops: np.ndarray
-    hbm_bytes: np.ndarray
-    compute_s: np.ndarray
-    memory_s: np.ndarray
-    network_s: np.ndarray
+    matrix: np.ndarray
 
     @property
     def steps(self) -> int:
-        return len(self.time_s)
+        return self.matrix.shape[1]
+
+    @property
+    def time_s(self) -> np.ndarray:
+        return self.matrix[0]
+
+    def row(self, name: str) -> np.ndarray:
+        return self.matrix[_ROW[name]]
+
+    def class_s(self, op_class: str) -> np.ndarray:
+        return self.matrix[_CLASS_ROW[op_class]]
+
+    def totals(self, steps: int) -> dict[str, float]:
+        """Each row summed over the first ``steps`` steps."""
+        return dict(zip(ROWS, self.matrix[:, :steps].sum(axis=1).tolist()))
 
 
 def _accumulate(ops: tuple[Op, ...] | list[Op], cost_model: CostModel, steps: int) -> StepFigures:
-    zeros = np.zeros(steps)
-    fig = StepFigures(zeros.copy(), {c: zeros.copy() for c in OP_CLASSES}, zeros.copy(), zeros.copy(),
-                      zeros.copy(), zeros.copy(), zeros.copy())
+    """Sum the ops' figures; ``steps`` is the length of their per-step arrays (1 for scalar figures)."""
+    if steps == 1:
+        return StepFigures(np.array(_accumulate_scalar(ops, cost_model))[:, None])
+    matrix = np.zeros((len(ROWS), steps))
     for op in ops:
         cost = cost_model.op_cost(op)
         n = op.count
-        time = n * np.asarray(cost.time_s, dtype=float)
-        fig.time_s += time
-        fig.class_s[op.op_class] += time
-        fig.flops += n * np.asarray(op.flops, dtype=float)
-        fig.hbm_bytes += n * np.asarray(op.bytes, dtype=float) if op.collective is None else 0.0
-        fig.compute_s += n * np.asarray(cost.compute_s, dtype=float)
-        fig.memory_s += n * np.asarray(cost.memory_s, dtype=float)
-        fig.network_s += n * np.asarray(cost.network_s, dtype=float)
-    return fig
+        time = n * cost.time_s
+        matrix[0] += time
+        matrix[_CLASS_ROW[op.op_class]] += time
+        matrix[_FLOPS] += n * op.flops
+        if op.collective is None:
+            matrix[_HBM] += n * op.bytes
+        matrix[_COMPUTE] += n * cost.compute_s
+        matrix[_MEMORY] += n * cost.memory_s
+        matrix[_NETWORK] += n * cost.network_s
+    return StepFigures(matrix)
+
+
+def _f(value) -> float:
+    """A float from a float, an int or a one-element array."""
+    if isinstance(value, float):
+        return value
+    return value.item() if hasattr(value, "item") else float(value)
+
+
+def _accumulate_scalar(ops, cost_model: CostModel) -> list[float]:
+    """:func:`_accumulate` for one step in Python floats: the same operations in the same order, so the
+    same bits, without the overhead of tiny arrays."""
+    row = [0.0] * len(ROWS)
+    for op in ops:
+        cost = cost_model.op_cost(op)
+        n = op.count
+        time = n * _f((cost.time_s))
+        row[0] += time
+        row[_CLASS_ROW[op.op_class]] += time
+        row[_FLOPS] += n * _f((op.flops))
+        if op.collective is None:
+            row[_HBM] += n * _f((op.bytes))
+        row[_COMPUTE] += n * _f((cost.compute_s))
+        row[_MEMORY] += n * _f((cost.memory_s))
+        row[_NETWORK] += n * _f((cost.network_s))
+    return row
 
 
 class StepPricer:
@@ -94,14 +136,7 @@ class StepPricer:
                                    group_index=group_index, prefix_shared_read=self.deployment.prefix_shared_read,
                                    count=self.model.layers)
         fig = _accumulate(ops, self.cost_model, steps)
-        fig.time_s += static.time_s
-        for c in OP_CLASSES:
-            fig.class_s[c] += static.class_s[c]
-        fig.flops += static.flops
-        fig.hbm_bytes += static.hbm_bytes
-        fig.compute_s += static.compute_s
-        fig.memory_s += static.memory_s
-        fig.network_s += static.network_s
+        fig.matrix += static.matrix
         return fig
 
     def _static_part(self, n: int) -> StepFigures:

@@ -94,7 +94,7 @@ class Replica:
             start = env.now
             ends = np.cumsum(np.concatenate(([start], figures.time_s)))[1:]
             work = float(ends[-1] - start)
-            usage = self._usage(figures, work)
+            usage = self._usage(figures.totals(figures.steps), work)
             flow = self.network.start(f"replica{self.index}", work, usage)
             self._in_flight = _InFlight(start, ends, flow, figures.steps)
             yield flow.done
@@ -117,12 +117,12 @@ class Replica:
         segment = self.scheduler.decode_segment(decode, MAX_SEGMENT_STEPS if self.segments_allowed else 1)
         return self.pricer.decode_segment(segment.context, shared, groups), segment.occupied_blocks
 
-    def _usage(self, figures: StepFigures, work: float) -> dict[str, float]:
+    def _usage(self, totals: dict[str, float], work: float) -> dict[str, float]:
         if work <= 0.0:
             return {}
-        compute = min(float(figures.compute_s.sum()) / work, 1.0)
-        memory = min(float(figures.memory_s.sum()) / work, 1.0)
-        network = min(float(figures.network_s.sum()) / work, 1.0)
+        compute = min(totals["compute_s"] / work, 1.0)
+        memory = min(totals["memory_s"] / work, 1.0)
+        network = min(totals["network_s"] / work, 1.0)
         usage = {}
         for gpu in self.gpus:
             usage[f"{gpu}.compute"] = compute
@@ -133,16 +133,15 @@ class Replica:
 
     def _record_segment(self, plan: Plan, figures: StepFigures, occupied: np.ndarray, steps: int,
                         start: float, end: float) -> None:
-        s = slice(0, steps)
         completed = sum(1 + len(lead.followers) for lead, take in plan.chunks if take == lead.prefill_left)
+        totals = figures.totals(steps)
         self._record(SegmentRecord(
             replica=self.index, start_s=start, end_s=end, steps=steps, decode_seqs=len(plan.decode),
             prefill_tokens=sum(take for _, take in plan.chunks),
             tokens_out=len(plan.decode) * steps + completed,
-            kv_peak_blocks=int(occupied[s].max()),
-            kv_block_s=float((occupied[s] * figures.time_s[s]).sum()),
-            class_s=tuple(float(figures.class_s[c][s].sum()) for c in OP_CLASSES),
-            flops=float(figures.flops[s].sum()), hbm_bytes=float(figures.hbm_bytes[s].sum()),
-            compute_s=float(figures.compute_s[s].sum()), memory_s=float(figures.memory_s[s].sum()),
-            network_s=float(figures.network_s[s].sum()),
+            kv_peak_blocks=int(occupied[:steps].max()),
+            kv_block_s=float(np.dot(occupied[:steps], figures.time_s[:steps])),
+            class_s=tuple(totals[f"{c}_s"] for c in OP_CLASSES),
+            flops=totals["flops"], hbm_bytes=totals["hbm_bytes"], compute_s=totals["compute_s"],
+            memory_s=totals["memory_s"], network_s=totals["network_s"],
         ))

@@ -22,6 +22,7 @@ A sequence finishes at the end of the step that produces its last token.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,10 @@ from kinsim.engine.kv import KVLayout
 from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, UNFINISHED, WAITING, GroupState, Sequence
 from kinsim.ops.attention import PrefillChunk
 from kinsim.workload.spec import DeploymentSpec
+
+
+def _key(seq: Sequence) -> tuple[float, int]:
+    return seq.key
 
 
 @dataclass
@@ -73,7 +78,7 @@ class Scheduler:
         self.deployment = deployment
         self.on_finish = on_finish
         self.used_blocks = 0
-        self.resident: list[Sequence] = []
+        self.resident: list[Sequence] = []  # admitted and not ended, in FCFS order (arrival, then order)
         self._waiting: list[tuple[float, int, Sequence]] = []
         self._waiting_count = 0
         self.groups: dict[str, GroupState] = {}
@@ -116,7 +121,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------------------ KV blocks
     def _private(self, tokens: int, group: GroupState) -> int:
-        return int(self.layout.private_blocks(tokens, group.shared_tokens))
+        return self.layout.private_blocks_of(tokens, group.shared_tokens)
 
     def _shared_blocks(self, group: GroupState) -> int:
         return group.shared_tokens // self.layout.block_size
@@ -147,7 +152,7 @@ class Scheduler:
         decode = self._decoding()
         need = self._decode_need(decode)
         while need > self.free_blocks:
-            victim = max(self.resident, key=lambda s: s.key)
+            victim = self.resident[-1]  # the newest: resident is kept in FCFS order
             if len(self.resident) == 1:
                 self._abort(victim, now, "needs more KV-cache blocks than the replica holds "
                             f"({self.layout.total_blocks} blocks of {self.layout.block_size} tokens) at "
@@ -159,7 +164,7 @@ class Scheduler:
             need = self._decode_need(decode)
         budget = self.deployment.max_num_batched_tokens - len(decode)
         plan = Plan(decode=decode)
-        for lead in sorted((s for s in self.resident if s.state == PREFILL and s.prefill_target), key=lambda s: s.key):
+        for lead in [s for s in self.resident if s.state == PREFILL and s.prefill_target]:
             take = self._chunk(lead.prefill_left, budget)
             if take:
                 plan.chunks.append((lead, take))
@@ -169,7 +174,7 @@ class Scheduler:
         return plan
 
     def _decoding(self) -> list[Sequence]:
-        return sorted((s for s in self.resident if s.state == DECODE), key=lambda s: s.key)
+        return [s for s in self.resident if s.state == DECODE]  # resident is kept in FCFS order
 
     def _chunk(self, left: int, budget: int) -> int:
         if self.deployment.chunked_prefill:
@@ -224,7 +229,7 @@ class Scheduler:
                 self.used_blocks += private
                 if seq.admitted_s is None:
                     seq.admitted_s = now
-                self.resident.append(seq)
+                bisect.insort(self.resident, seq, key=_key)
             head.prefill_target, head.prefill_cached, head.prefill_done = target, cached, 0
             head.followers = followers
             plan.chunks.append((head, take))

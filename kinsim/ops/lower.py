@@ -102,7 +102,7 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     ops: list[Op] = []
 
     def per_layer(op: Op) -> None:
-        ops.append(replace(op, count=layers))
+        ops.append(op if op.count == layers else replace(op, count=layers))
 
     if t == 0:
         return Step((), 0, 0)
@@ -113,35 +113,36 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     if tp > 1:
         ops.append(collective_op("allreduce_embedding", "allreduce", t * h * bytes_per_element(ACT_DTYPE), tp))
     # ---- attention block
-    per_layer(elementwise_op("input_norm", 2 * t * h, 2 * t * h, extra_bytes_read=h * bytes_per_element(wd)))
+    per_layer(elementwise_op("input_norm", 2 * t * h, 2 * t * h, extra_bytes_read=h * bytes_per_element(wd),
+                             count=layers))
     qkv_width = (shard.q_heads + 2 * shard.kv_heads) * d
-    per_layer(gemm_op("qkv_proj", t, qkv_width, h, weight_dtype=wd))
+    per_layer(gemm_op("qkv_proj", t, qkv_width, h, weight_dtype=wd, count=layers))
     if model.qk_norm:
         per_layer(elementwise_op("qk_norm", t * (shard.q_heads + shard.kv_heads) * d,
-                                 t * (shard.q_heads + shard.kv_heads) * d))
+                                 t * (shard.q_heads + shard.kv_heads) * d, count=layers))
     per_layer(elementwise_op("rope", t * (shard.q_heads + shard.kv_heads) * d,
-                             t * (shard.q_heads + shard.kv_heads) * d))
+                             t * (shard.q_heads + shard.kv_heads) * d, count=layers))
     if batch.n_decode:
         for op in decode_attention_ops(dims, policy, batch.decode_context, shared_prefix=batch.shared_prefix,
                                        group_index=batch.group_index,
-                                       prefix_shared_read=deployment.prefix_shared_read):
+                                       prefix_shared_read=deployment.prefix_shared_read, count=layers):
             per_layer(op)
     if batch.prefill:
-        per_layer(prefill_attention_op(dims, policy, batch.prefill))
-    per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd))
+        per_layer(prefill_attention_op(dims, policy, batch.prefill, count=layers))
+    per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd, count=layers))
     activation_bytes = t * h * bytes_per_element(ACT_DTYPE)
     if tp > 1:
-        per_layer(collective_op("allreduce_attention", "allreduce", activation_bytes, tp))
+        per_layer(collective_op("allreduce_attention", "allreduce", activation_bytes, tp, count=layers))
     per_layer(elementwise_op("post_attention_norm", 2 * t * h, 2 * t * h,
-                             extra_bytes_read=h * bytes_per_element(wd)))
+                             extra_bytes_read=h * bytes_per_element(wd), count=layers))
     # ---- MLP or MoE block
     if model.moe is None:
         width = model.intermediate_size / tp
-        per_layer(gemm_op("mlp_gate_up", t, 2 * width, h, weight_dtype=wd))
-        per_layer(elementwise_op("mlp_act", 2 * t * width, t * width))
-        per_layer(gemm_op("mlp_down", t, h, width, weight_dtype=wd))
+        per_layer(gemm_op("mlp_gate_up", t, 2 * width, h, weight_dtype=wd, count=layers))
+        per_layer(elementwise_op("mlp_act", 2 * t * width, t * width, count=layers))
+        per_layer(gemm_op("mlp_down", t, h, width, weight_dtype=wd, count=layers))
         if tp > 1:
-            per_layer(collective_op("allreduce_mlp", "allreduce", activation_bytes, tp))
+            per_layer(collective_op("allreduce_mlp", "allreduce", activation_bytes, tp, count=layers))
     else:
         for op in _moe_ops(model, t, tp, ep, activation_bytes):
             per_layer(op)
