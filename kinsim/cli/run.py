@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kinsim.cli.options import add_set_option, overrides_of
-from kinsim.engine.simulation import Progress
 from kinsim.errors import SpecError
-from kinsim.runner import simulate
 from kinsim.units import format_quantity as fq
 
 
@@ -36,6 +34,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kinsim.runner import simulate  # the engine (and SimPy) only when a simulation runs
+
     json_path = Path(args.json) if args.json else None
     if json_path is not None and not json_path.parent.is_dir():
         raise SpecError("directory does not exist", path="--json", value=str(json_path))
@@ -61,7 +61,8 @@ class ProgressBar:
         self.started = time.perf_counter()
         self.shown = False
 
-    def update(self, progress: Progress) -> None:
+    def update(self, progress) -> None:
+        """Redraw from a :class:`kinsim.engine.simulation.Progress`."""
         if not self.enabled or time.perf_counter() - self.started < 1.0:
             return
         share = progress.ended / progress.total if progress.total else 1.0
