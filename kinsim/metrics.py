@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from kinsim.engine.kv import KVLayout
 from kinsim.engine.records import Records
 from kinsim.engine.sequence import FINISHED
 from kinsim.hardware.spec import HardwareSpec
-from kinsim.engine.kv import KVLayout
 from kinsim.ops.op import OP_CLASSES
 from kinsim.workload.spec import WorkloadSpec
 

@@ -100,15 +100,15 @@ def _accumulate_scalar(ops, cost_model: CostModel) -> list[float]:
     for op in ops:
         cost = cost_model.op_cost(op)
         n = op.count
-        time = n * _f((cost.time_s))
+        time = n * _f(cost.time_s)
         row[0] += time
         row[_CLASS_ROW[op.op_class]] += time
-        row[_FLOPS] += n * _f((op.flops))
+        row[_FLOPS] += n * _f(op.flops)
         if op.collective is None:
-            row[_HBM] += n * _f((op.bytes))
-        row[_COMPUTE] += n * _f((cost.compute_s))
-        row[_MEMORY] += n * _f((cost.memory_s))
-        row[_NETWORK] += n * _f((cost.network_s))
+            row[_HBM] += n * _f(op.bytes)
+        row[_COMPUTE] += n * _f(cost.compute_s)
+        row[_MEMORY] += n * _f(cost.memory_s)
+        row[_NETWORK] += n * _f(cost.network_s)
     return row
 
 

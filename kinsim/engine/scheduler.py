@@ -143,7 +143,11 @@ class Scheduler:
         self.resident.remove(seq)
 
     def _decode_need(self, decode: list[Sequence]) -> int:
-        return sum(self._private(s.kv_tokens + 1, s.group) - s.private_blocks for s in decode)
+        """Blocks the decoding sequences must add for one more token each."""
+        if self.layout.window_blocks is not None:
+            return sum(self._private(s.kv_tokens + 1, s.group) - s.private_blocks for s in decode)
+        block = self.layout.block_size  # the arithmetic of KVLayout.private_blocks_of, inlined (hot path)
+        return sum(-((s.group.shared_tokens - s.kv_tokens - 1) // block) - s.private_blocks for s in decode)
 
     # ------------------------------------------------------------------------------ planning
     def plan(self, now: float) -> Plan:

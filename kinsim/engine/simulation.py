@@ -96,7 +96,7 @@ class Simulation:
 
     # ------------------------------------------------------------------------------ building
     def _build_replicas(self, hw: HardwareSpec, tp: int, dp: int) -> list[Replica]:
-        graph = build_topology(hw)
+        graph = build_topology(hw) if tp > 1 else None  # one-GPU replicas use no links
         per_node = hw.node.gpus
         gpu_sets = [[gpu_name(g // per_node, g % per_node) for g in range(r * tp, (r + 1) * tp)] for r in range(dp)]
         link_sets = []

@@ -8,7 +8,10 @@ transfer's route is given by :func:`route`.
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # networkx is imported when a graph is built (it costs 0.15 s at start-up)
+    import networkx as nx
 
 from kinsim.hardware.spec import HardwareSpec
 
@@ -20,6 +23,8 @@ def gpu_name(node: int, gpu: int) -> str:
 
 def build_topology(hw: HardwareSpec) -> nx.DiGraph:
     """Build the link graph of ``hw``: both directions of every link, with bandwidth and latency."""
+    import networkx as nx
+
     graph = nx.DiGraph()
     nodes = hw.cluster.nodes if hw.cluster else 1
     link = hw.node.gpu_link
@@ -79,4 +84,6 @@ def gpu_to_gpu_bandwidth(hw: HardwareSpec, graph: nx.DiGraph | None = None) -> f
 def route(graph: nx.DiGraph, src: str, dst: str) -> list[str]:
     """The vertices a transfer from ``src`` to ``dst`` passes: the path of least serialisation time
     per byte (sum of 1/bandwidth), so NVLink is preferred to a detour through the host."""
+    import networkx as nx
+
     return nx.shortest_path(graph, src, dst, weight=lambda a, b, edge: 1.0 / edge["bandwidth"])
