@@ -247,7 +247,7 @@ small_workloads = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=small_workloads, kv_blocks=st.integers(30, 200), seed=st.integers(0, 5))
 def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks, seed):
     w = workload(**changes, seed=seed)
@@ -297,6 +297,15 @@ def test_block_topk_never_has_lower_task_throughput_than_dense_on_aime_best_of_n
     check_invariants(dense)
     assert math.isclose(sum(dense.to_dict()["breakdown_s"].values()),
                         sum(seg.end_s - seg.start_s for seg in dense.records.segments), rel_tol=1e-9)
+
+
+def test_a_closed_loop_releases_the_next_problem_when_one_completes():
+    w = workload(**{"requests.problems": 3, "requests.samples": 2,
+                    "requests.arrival": {"process": "closed_loop", "concurrency": 1}})
+    seqs = simulate(w, H100).records.sequences
+    finish = {g: max(s.finish_s for s in seqs if s.request.group_id == g) for g in ("p0", "p1", "p2")}
+    arrival = {g: min(s.arrival_s for s in seqs if s.request.group_id == g) for g in ("p0", "p1", "p2")}
+    assert arrival == {"p0": 0.0, "p1": finish["p0"], "p2": finish["p1"]}
 
 
 def test_trace_requests_replay(tmp_path: Path):

@@ -35,6 +35,10 @@ from kinsim.ops.attention import PrefillChunk
 from kinsim.workload.spec import DeploymentSpec
 
 
+#: Steps examined before the whole of a decode segment (see :meth:`Scheduler.decode_segment`).
+SEGMENT_PROBE_STEPS = 64
+
+
 def _key(seq: Sequence) -> tuple[float, int]:
     return seq.key
 
@@ -279,11 +283,16 @@ class Scheduler:
         shared = np.fromiter((s.group.shared_tokens for s in decode), dtype=np.int64, count=len(decode))
         held = np.fromiter((s.private_blocks for s in decode), dtype=np.int64, count=len(decode))
         limit = min(min(s.remaining_output for s in decode), max_steps)
-        offsets = np.arange(limit, dtype=np.int64)[:, None]
-        tokens = kv[None, :] + offsets
-        extra = (self.layout.private_blocks(tokens + 1, shared[None, :]) - held[None, :]).sum(axis=1)
-        steps = int(np.searchsorted(extra, self.free_blocks, side="right"))
-        steps = max(min(steps, limit), 1)
+        # Look a little ahead first: when the cache is nearly full the segment is short, and the arrays
+        # for the whole limit would be mostly wasted.
+        for horizon in (min(limit, SEGMENT_PROBE_STEPS), limit):
+            offsets = np.arange(horizon, dtype=np.int64)[:, None]
+            tokens = kv[None, :] + offsets
+            extra = (self.layout.private_blocks(tokens + 1, shared[None, :]) - held[None, :]).sum(axis=1)
+            steps = int(np.searchsorted(extra, self.free_blocks, side="right"))
+            if steps < horizon:
+                break
+        steps = max(min(steps, horizon), 1)
         return DecodeSegment(steps, tokens[:steps].astype(float), self.used_blocks + extra[:steps])
 
     # ------------------------------------------------------------------------------ applying steps
