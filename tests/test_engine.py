@@ -236,6 +236,7 @@ small_workloads = st.fixed_dictionaries({
     "requests.output_tokens": st.fixed_dictionaries({"dist": st.just("uniform"), "low": st.integers(1, 20),
                                                      "high": st.integers(21, 400)}),
     "deployment.data_parallel": st.integers(1, 3),
+    "deployment.tensor_parallel": st.sampled_from([1, 2]),
     "deployment.max_num_seqs": st.integers(4, 16),
     "deployment.max_num_batched_tokens": st.sampled_from([16, 64, 512]),
     "deployment.chunked_prefill": st.booleans(),
