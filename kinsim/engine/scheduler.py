@@ -34,7 +34,6 @@ from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, UNFINISHED, WAITIN
 from kinsim.ops.attention import PrefillChunk
 from kinsim.workload.spec import DeploymentSpec
 
-
 #: Steps examined before the whole of a decode segment (see :meth:`Scheduler.decode_segment`).
 SEGMENT_PROBE_STEPS = 64
 
