@@ -37,5 +37,8 @@ class RooflineCost:
             return OpCost(time_s=network + hop_latency + launch, network_s=network, latency_s=hop_latency + launch)
         compute = op.flops / (self.hw.peak(op.dtype) * self.efficiency.compute(op))
         memory = op.bytes / (self.hw.gpu.memory.bandwidth * self.efficiency.memory(op))
-        return OpCost(time_s=np.maximum(compute, memory) + launch, compute_s=compute, memory_s=memory,
-                      latency_s=launch)
+        if isinstance(compute, float) and isinstance(memory, float):
+            longest = compute if compute >= memory else memory  # scalars: no array machinery
+        else:
+            longest = np.maximum(compute, memory)
+        return OpCost(time_s=longest + launch, compute_s=compute, memory_s=memory, latency_s=launch)

@@ -298,14 +298,17 @@ class Scheduler:
     def apply(self, plan: Plan, steps: int, end_s: float) -> list[Sequence]:
         """Account for ``steps`` steps of ``plan`` ending at ``end_s``; return the sequences that finished."""
         ended = []
+        private = self._private
+        added = 0
         for seq in plan.decode:
             seq.kv_tokens += steps
             seq.generated += steps
-            blocks = self._private(seq.kv_tokens, seq.group)
-            self.used_blocks += blocks - seq.private_blocks
+            blocks = private(seq.kv_tokens, seq.group)
+            added += blocks - seq.private_blocks
             seq.private_blocks = blocks
             if seq.generated >= seq.request.output_tokens:
                 ended.append(seq)
+        self.used_blocks += added
         for lead, take in plan.chunks:
             lead.prefill_done += take
             lead.kv_tokens = lead.prefill_cached + lead.prefill_done
