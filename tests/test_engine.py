@@ -15,11 +15,12 @@ from kinsim import load_hardware
 from kinsim.cost.roofline import RooflineCost
 from kinsim.cost.step_cost import price_step
 from kinsim.engine.kv import kv_layout
+from kinsim.engine.pricer import StepPricer
 from kinsim.engine.router import Router, least_loaded
 from kinsim.engine.sequence import FINISHED, UNFINISHED
 from kinsim.errors import SpecError
 from kinsim.ops.attention import PrefillChunk
-from kinsim.ops.lower import StepBatch, lower_step
+from kinsim.ops.lower import StepBatch, decode_batch, lower_step
 from kinsim.runner import simulate
 from kinsim.workload.load import workload_from_raw
 from kinsim.workload.request import Request
@@ -80,6 +81,26 @@ def step_time(model, deployment, policy, batch):
 
 
 # ----------------------------------------------------------------------------------- timings by hand
+@pytest.mark.parametrize("attention", [{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top_k": 4}])
+def test_pricer_matches_lower_step_priced_step_by_step(attention):
+    w = workload(model="Qwen3-8B", attention=attention, **{"deployment.tensor_parallel": 2})
+    cost = RooflineCost(H100)
+    pricer = StepPricer(w.model, w.deployment, w.attention, cost)
+    rng = np.random.default_rng(0)
+    context = rng.integers(10, 5000, size=5)[None, :] + np.arange(7)[:, None]
+    segment = pricer.decode_segment(context.astype(float))
+    for k in range(7):
+        step = price_step(lower_step(w.model, w.deployment, w.attention, decode_batch(context[k])), cost)
+        assert segment.time_s[k] == pytest.approx(float(step.time_s), rel=1e-12)
+        for op_class, seconds in step.by_class().items():
+            assert segment.class_s(op_class)[k] == pytest.approx(float(seconds), rel=1e-12, abs=1e-15)
+    mixed = StepBatch(decode_context=context[0].astype(float), prefill=(PrefillChunk(300, 200, True),))
+    expected = price_step(lower_step(w.model, w.deployment, w.attention, mixed), cost)
+    assert pricer.step(mixed).time_s[0] == pytest.approx(float(expected.time_s), rel=1e-12)
+    assert pricer.step(mixed).row("flops")[0] == pytest.approx(float(expected.total("flops")), rel=1e-12)
+
+
+
 def test_one_request_takes_its_prefill_then_one_decode_step_per_further_token():
     w = workload(**{"requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 5})
     result = simulate(w, H100)

@@ -1,30 +1,26 @@
 """Step times for the engine: what a step (or a segment of decode steps) costs on one GPU of a replica.
 
-A decode step's operators depend on the batch only through the batch size, except attention (and block
-selection), which depend on each sequence's context. :class:`StepPricer` therefore prices the
-context-independent operators once per batch size and the attention operators for a whole segment of
-steps at once, as arrays with one entry per step. Mixed steps with prefill are lowered and priced whole.
-Both paths use :func:`kinsim.ops.lower.lower_step` and the same cost model, so a segment priced at once
-and the same steps priced one by one give the same figures (a test checks it).
+A step's operators depend on the batch only through its token count and logit rows, except attention
+(and block selection), which depend on each sequence's context. :class:`StepPricer` therefore prices the
+other operators once per ``(tokens, rows)`` and the attention operators per step, for a whole segment of
+decode steps at once as arrays with one entry per step. Both come from :mod:`kinsim.ops.lower` and the
+same cost model, so the figures equal those of pricing ``lower_step`` step by step
+(``tests/test_engine.py::test_pricer_matches_lower_step_priced_step_by_step``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from kinsim.cost.base import CostModel
 from kinsim.model.spec import ModelSpec
-from kinsim.ops.attention import AttentionDims, decode_attention_ops
-from kinsim.ops.lower import ACT_DTYPE, StepBatch, lower_step
+from kinsim.ops.attention import AttentionDims
+from kinsim.ops.lower import ACT_DTYPE, CONTEXT_OPS, StepBatch, attention_ops, lower_step
 from kinsim.ops.op import OP_CLASSES, Op
 from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
-
-#: Operators whose cost depends on the sequences' contexts (priced per step of a segment).
-CONTEXT_OPS = ("attention_decode", "block_selection")
-
 
 #: Rows of :attr:`StepFigures.matrix`: step time, seconds per op class, then work and busy terms.
 ROWS = ("time_s", *(f"{c}_s" for c in OP_CLASSES), "flops", "hbm_bytes", "compute_s", "memory_s", "network_s")
@@ -113,7 +109,15 @@ def _accumulate_scalar(ops, cost_model: CostModel) -> list[float]:
 
 
 class StepPricer:
-    """Prices steps of one replica's batches."""
+    """Prices steps of one replica's batches.
+
+    A step's ops other than attention depend only on its token count and logit rows
+    (:func:`kinsim.ops.lower.attention_ops`), so they are priced once per ``(tokens, rows)`` and cached;
+    attention is priced per step, for a whole segment of decode steps at once.
+    """
+
+    #: Most cached ``(tokens, rows)`` entries before the cache is cleared (bounds its memory).
+    CACHE_LIMIT = 4096
 
     def __init__(self, model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy,
                  cost_model: CostModel) -> None:
@@ -121,29 +125,34 @@ class StepPricer:
         shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, deployment.tensor_parallel,
                             path="deployment.tensor_parallel")
         self.dims = AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=ACT_DTYPE)
-        self._static: dict[int, StepFigures] = {}
+        self._static: dict[tuple[int, int], np.ndarray] = {}
 
     def step(self, batch: StepBatch) -> StepFigures:
         """One step of any batch (decode and prefill mixed)."""
-        return _accumulate(lower_step(self.model, self.deployment, self.policy, batch).ops, self.cost_model, 1)
+        return self._price(batch, 1)
 
     def decode_segment(self, context: np.ndarray, shared_prefix: np.ndarray | None = None,
                        group_index: np.ndarray | None = None) -> StepFigures:
         """Decode-only steps; ``context`` has shape ``(steps, n)``: tokens cached per sequence per step."""
-        steps, n = context.shape
-        static = self._static_part(n)
-        ops = decode_attention_ops(self.dims, self.policy, context, shared_prefix=shared_prefix,
-                                   group_index=group_index, prefix_shared_read=self.deployment.prefix_shared_read,
-                                   count=self.model.layers)
-        fig = _accumulate(ops, self.cost_model, steps)
-        fig.matrix += static.matrix
+        batch = StepBatch(decode_context=context, shared_prefix=shared_prefix, group_index=group_index)
+        return self._price(batch, context.shape[0])
+
+    def _price(self, batch: StepBatch, steps: int) -> StepFigures:
+        fig = _accumulate(attention_ops(self.dims, self.deployment, self.policy, batch, self.model.layers),
+                          self.cost_model, steps)
+        fig.matrix += self._static_part(batch)
         return fig
 
-    def _static_part(self, n: int) -> StepFigures:
-        """Figures of the context-independent ops of a decode step of ``n`` sequences (cached)."""
-        fig = self._static.get(n)
-        if fig is None:
-            step = lower_step(self.model, self.deployment, self.policy, StepBatch(decode_context=np.zeros(n)))
-            fig = _accumulate([op for op in step.ops if op.name not in CONTEXT_OPS], self.cost_model, 1)
-            self._static[n] = fig
-        return fig
+    def _static_part(self, batch: StepBatch) -> np.ndarray:
+        """Figures (a column) of the ops that depend only on the batch's token count and logit rows."""
+        key = (batch.tokens, batch.logit_rows)
+        column = self._static.get(key)
+        if column is None:
+            if len(self._static) >= self.CACHE_LIMIT:
+                self._static.clear()
+            one_step = replace(batch, decode_context=np.zeros(batch.n_decode)) if np.ndim(batch.decode_context) > 1 \
+                else batch
+            ops = lower_step(self.model, self.deployment, self.policy, one_step).ops
+            column = _accumulate([op for op in ops if op.name not in CONTEXT_OPS], self.cost_model, 1).matrix
+            self._static[key] = column
+        return column

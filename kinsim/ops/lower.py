@@ -122,13 +122,7 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
                                  t * (shard.q_heads + shard.kv_heads) * d, count=layers))
     per_layer(elementwise_op("rope", t * (shard.q_heads + shard.kv_heads) * d,
                              t * (shard.q_heads + shard.kv_heads) * d, count=layers))
-    if batch.n_decode:
-        for op in decode_attention_ops(dims, policy, batch.decode_context, shared_prefix=batch.shared_prefix,
-                                       group_index=batch.group_index,
-                                       prefix_shared_read=deployment.prefix_shared_read, count=layers):
-            per_layer(op)
-    if batch.prefill:
-        per_layer(prefill_attention_op(dims, policy, batch.prefill, count=layers))
+    ops.extend(attention_ops(dims, deployment, policy, batch, layers))
     per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd, count=layers))
     activation_bytes = t * h * bytes_per_element(ACT_DTYPE)
     if tp > 1:
@@ -160,6 +154,25 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
                       flops=10.0 * logits, bytes_read=2 * logits * LOGIT_BYTES, bytes_written=logits * LOGIT_BYTES,
                       shape={"rows": rows, "vocab": model.vocab_size}))
     return Step(tuple(ops), t, rows)
+
+
+#: Names of the ops whose cost depends on the sequences' contexts, not only on the batch's token counts.
+CONTEXT_OPS = ("attention_decode", "block_selection", "attention_prefill")
+
+
+def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: AttentionPolicy, batch: StepBatch,
+                  layers: int) -> list[Op]:
+    """The attention ops of a step (decode attention, block selection, prefill attention), one per layer
+    (``count=layers``). Every other op of the step depends only on ``batch.tokens`` and
+    ``batch.logit_rows``, which lets the engine price those once per token count."""
+    ops: list[Op] = []
+    if batch.n_decode:
+        ops += decode_attention_ops(dims, policy, batch.decode_context, shared_prefix=batch.shared_prefix,
+                                    group_index=batch.group_index,
+                                    prefix_shared_read=deployment.prefix_shared_read, count=layers)
+    if batch.prefill:
+        ops.append(prefill_attention_op(dims, policy, batch.prefill, count=layers))
+    return ops
 
 
 def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float) -> list[Op]:
