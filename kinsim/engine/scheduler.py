@@ -299,11 +299,15 @@ class Scheduler:
         """Account for ``steps`` steps of ``plan`` ending at ``end_s``; return the sequences that finished."""
         ended = []
         private = self._private
+        block = self.layout.block_size
+        windowed = self.layout.window_blocks is not None
         added = 0
         for seq in plan.decode:
             seq.kv_tokens += steps
             seq.generated += steps
-            blocks = private(seq.kv_tokens, seq.group)
+            # KVLayout.private_blocks_of, inlined without a window (hot path)
+            blocks = private(seq.kv_tokens, seq.group) if windowed else \
+                -((seq.group.shared_tokens - seq.kv_tokens) // block)
             added += blocks - seq.private_blocks
             seq.private_blocks = blocks
             if seq.generated >= seq.request.output_tokens:
