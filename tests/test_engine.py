@@ -21,6 +21,7 @@ from kinsim.engine.sequence import FINISHED, UNFINISHED
 from kinsim.errors import SpecError
 from kinsim.ops.attention import PrefillChunk
 from kinsim.ops.lower import StepBatch, decode_batch, lower_step
+from kinsim.ops.op import OP_CLASSES
 from kinsim.runner import simulate
 from kinsim.workload.load import workload_from_raw
 from kinsim.workload.request import Request
@@ -97,7 +98,8 @@ def test_pricer_matches_lower_step_priced_step_by_step(attention):
     mixed = StepBatch(decode_context=context[0].astype(float), prefill=(PrefillChunk(300, 200, True),))
     expected = price_step(lower_step(w.model, w.deployment, w.attention, mixed), cost)
     assert pricer.step(mixed).time_s[0] == pytest.approx(float(expected.time_s), rel=1e-12)
-    assert pricer.step(mixed).row("flops")[0] == pytest.approx(float(expected.total("flops")), rel=1e-12)
+    flops = sum(pricer.step(mixed).row(f"{c}_flops")[0] for c in OP_CLASSES)
+    assert flops == pytest.approx(float(expected.total("flops")), rel=1e-12)
 
 
 
@@ -110,9 +112,10 @@ def test_one_request_takes_its_prefill_then_one_decode_step_per_further_token():
     ttft = expected
     for cached in range(100, 104):
         expected += step_time(m, d, p, StepBatch(decode_context=np.array([cached], dtype=float)))
-    assert result["sim_time_s"] == pytest.approx(expected, rel=1e-12)
-    assert result["latency.request.ttft.p50"] == pytest.approx(ttft, rel=1e-12)
-    assert result["latency.request.tpot.p50"] == pytest.approx((expected - ttft) / 4, rel=1e-12)
+    # the engine's clock rounds each step to whole nanoseconds (kinsim/engine/clock.py)
+    assert result["sim_time_s"] == pytest.approx(expected, abs=5 * 0.5e-9)
+    assert result["latency.request.ttft.p50"] == pytest.approx(ttft, abs=0.5e-9)
+    assert result["latency.request.tpot.p50"] == pytest.approx((expected - ttft) / 4, abs=5 * 0.5e-9)
     assert result["tokens.generated"] == 5
 
 
@@ -269,7 +272,7 @@ small_workloads = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=small_workloads, kv_blocks=st.integers(30, 200), seed=st.integers(0, 5))
 def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks, seed):
     w = workload(**changes, seed=seed)
@@ -320,7 +323,7 @@ def test_block_topk_never_has_lower_task_throughput_than_dense_on_aime_best_of_n
     assert sparse["breakdown_s.selection"] > 0 and dense["breakdown_s.selection"] == 0
     check_invariants(dense)
     assert math.isclose(sum(dense.to_dict()["breakdown_s"].values()),
-                        sum(seg.end_s - seg.start_s for seg in dense.records.segments), rel_tol=1e-9)
+                        sum(seg.end_s - seg.start_s for seg in dense.records.segments), rel_tol=1e-6)
 
 
 def test_a_closed_loop_releases_the_next_problem_when_one_completes():

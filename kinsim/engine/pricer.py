@@ -22,12 +22,15 @@ from kinsim.ops.op import OP_CLASSES, Op
 from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
 
-#: Rows of :attr:`StepFigures.matrix`: step time, seconds per op class, then work and busy terms.
-ROWS = ("time_s", *(f"{c}_s" for c in OP_CLASSES), "flops", "hbm_bytes", "compute_s", "memory_s", "network_s")
+#: Rows of :attr:`StepFigures.matrix`: step time; per op class its seconds, FLOPs and HBM bytes; then the
+#: busy terms.
+ROWS = ("time_s", *(f"{c}_s" for c in OP_CLASSES), *(f"{c}_flops" for c in OP_CLASSES),
+        *(f"{c}_bytes" for c in OP_CLASSES), "compute_s", "memory_s", "network_s")
 _ROW = {name: i for i, name in enumerate(ROWS)}
 _CLASS_ROW = {c: _ROW[f"{c}_s"] for c in OP_CLASSES}
-_FLOPS, _HBM, _COMPUTE, _MEMORY, _NETWORK = (_ROW[k] for k in ("flops", "hbm_bytes", "compute_s", "memory_s",
-                                                               "network_s"))
+_CLASS_FLOPS = {c: _ROW[f"{c}_flops"] for c in OP_CLASSES}
+_CLASS_BYTES = {c: _ROW[f"{c}_bytes"] for c in OP_CLASSES}
+_COMPUTE, _MEMORY, _NETWORK = (_ROW[k] for k in ("compute_s", "memory_s", "network_s"))
 
 
 @dataclass
@@ -35,8 +38,9 @@ class StepFigures:
     """Figures of consecutive steps, per GPU of the replica: ``matrix`` has one row per entry of
     :data:`ROWS` and one column per step.
 
-    Rows: ``time_s`` (duration of each step, seconds); ``<class>_s`` (seconds per op class);
-    ``flops`` (FLOPs executed); ``hbm_bytes`` (bytes read from and written to HBM); ``compute_s``,
+    Rows: ``time_s`` (duration of each step, seconds); per op class ``<class>_s`` (seconds),
+    ``<class>_flops`` (FLOPs executed) and ``<class>_bytes`` (bytes read from and written to HBM; a
+    collective's link bytes are not HBM bytes); ``compute_s``,
     ``memory_s``, ``network_s`` (busy seconds of the compute units at their achievable rate, of HBM and of
     the links: the cost model's terms summed over the step's ops).
     """
@@ -73,9 +77,9 @@ def _accumulate(ops: tuple[Op, ...] | list[Op], cost_model: CostModel, steps: in
         time = n * cost.time_s
         matrix[0] += time
         matrix[_CLASS_ROW[op.op_class]] += time
-        matrix[_FLOPS] += n * op.flops
+        matrix[_CLASS_FLOPS[op.op_class]] += n * op.flops
         if op.collective is None:
-            matrix[_HBM] += n * op.bytes
+            matrix[_CLASS_BYTES[op.op_class]] += n * op.bytes
         matrix[_COMPUTE] += n * cost.compute_s
         matrix[_MEMORY] += n * cost.memory_s
         matrix[_NETWORK] += n * cost.network_s
@@ -99,9 +103,9 @@ def _accumulate_scalar(ops, cost_model: CostModel) -> list[float]:
         time = n * _f(cost.time_s)
         row[0] += time
         row[_CLASS_ROW[op.op_class]] += time
-        row[_FLOPS] += n * _f(op.flops)
+        row[_CLASS_FLOPS[op.op_class]] += n * _f(op.flops)
         if op.collective is None:
-            row[_HBM] += n * _f(op.bytes)
+            row[_CLASS_BYTES[op.op_class]] += n * _f(op.bytes)
         row[_COMPUTE] += n * _f(cost.compute_s)
         row[_MEMORY] += n * _f(cost.memory_s)
         row[_NETWORK] += n * _f(cost.network_s)

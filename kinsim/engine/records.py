@@ -23,8 +23,9 @@ class SegmentRecord:
         tokens_out: tokens generated (one per decoding sequence per step, plus one per completed prefill).
         kv_peak_blocks: most KV blocks allocated during the segment.
         kv_block_s: integral of allocated blocks over the segment's time, block-seconds.
-        class_s: seconds per op class, in the order of :data:`kinsim.ops.op.OP_CLASSES`.
-        flops, hbm_bytes: work per GPU.
+        class_s, class_flops, class_bytes: seconds, FLOPs and HBM bytes per op class, in the order of
+            :data:`kinsim.ops.op.OP_CLASSES`, per GPU.
+        flops, hbm_bytes: totals over the classes.
         compute_s, memory_s, network_s: busy seconds per GPU of its compute, HBM and links.
     """
 
@@ -38,6 +39,8 @@ class SegmentRecord:
     kv_peak_blocks: int
     kv_block_s: float
     class_s: tuple[float, ...]
+    class_flops: tuple[float, ...]
+    class_bytes: tuple[float, ...]
     flops: float
     hbm_bytes: float
     compute_s: float

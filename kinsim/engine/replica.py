@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from kinsim.engine.clock import to_seconds, to_ticks
 from kinsim.engine.fluid import Flow, FluidNetwork
 from kinsim.engine.pricer import StepFigures, StepPricer
 from kinsim.engine.records import SegmentRecord
@@ -36,8 +37,8 @@ MAX_SEGMENT_STEPS = 2048
 
 @dataclass
 class _InFlight:
-    start_s: float
-    ends_s: np.ndarray
+    start: float  # clock ticks
+    ends: np.ndarray  # clock ticks at the end of each step
     flow: Flow
     steps: int
 
@@ -70,10 +71,10 @@ class Replica:
         run = self._in_flight
         if run.steps == 1:
             return
-        j = int(np.searchsorted(run.ends_s, self.env.now, side="left"))
+        j = int(np.searchsorted(run.ends, self.env.now, side="left"))
         if j + 1 < run.steps:
             run.steps = j + 1
-            self.network.resize(run.flow, float(run.ends_s[j] - run.start_s))
+            self.network.resize(run.flow, float(run.ends[j] - run.start))
 
     def process(self):
         """The replica's SimPy process."""
@@ -85,23 +86,24 @@ class Replica:
                 self._wake = None
                 yield self._decide()
                 continue
-            plan = scheduler.plan(env.now)
+            plan = scheduler.plan(to_seconds(env.now))
             if plan.empty:
                 if scheduler.resident:
                     raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
                 continue  # planning ended requests that can never run; look again
             figures, occupied = self._price(plan)
             start = env.now
-            ends = np.cumsum(np.concatenate(([start], figures.time_s)))[1:]
+            durations = to_ticks(figures.time_s)
+            ends = np.cumsum(np.concatenate(([start], durations)))[1:]
             work = float(ends[-1] - start)
-            usage = self._usage(figures.totals(figures.steps), work)
+            usage = self._usage(figures.totals(figures.steps), float(figures.time_s.sum()))
             flow = self.network.start(f"replica{self.index}", work, usage)
             self._in_flight = _InFlight(start, ends, flow, figures.steps)
             yield flow.done
             steps = self._in_flight.steps
             self._in_flight = None
-            self._record_segment(plan, figures, occupied, steps, start, env.now)
-            scheduler.apply(plan, steps, env.now)
+            self._record_segment(plan, figures, occupied, durations, steps, start, env.now)
+            scheduler.apply(plan, steps, to_seconds(env.now))
             yield self._decide()
 
     def _price(self, plan: Plan) -> tuple[StepFigures, np.ndarray]:
@@ -114,7 +116,8 @@ class Replica:
                               group_index=groups)
             occupied = np.array([self.scheduler.used_blocks + self.scheduler._decode_need(decode)])
             return self.pricer.step(batch), occupied
-        segment = self.scheduler.decode_segment(decode, MAX_SEGMENT_STEPS if self.segments_allowed else 1)
+        longest = MAX_SEGMENT_STEPS if self.segments_allowed and not plan.admission_skipped else 1
+        segment = self.scheduler.decode_segment(decode, longest)
         return self.pricer.decode_segment(segment.context, shared, groups), segment.occupied_blocks
 
     def _usage(self, totals: dict[str, float], work: float) -> dict[str, float]:
@@ -131,17 +134,20 @@ class Replica:
             usage[link] = network
         return usage
 
-    def _record_segment(self, plan: Plan, figures: StepFigures, occupied: np.ndarray, steps: int,
-                        start: float, end: float) -> None:
+    def _record_segment(self, plan: Plan, figures: StepFigures, occupied: np.ndarray, durations: np.ndarray,
+                        steps: int, start: float, end: float) -> None:
         completed = sum(1 + len(lead.followers) for lead, take in plan.chunks if take == lead.prefill_left)
         totals = figures.totals(steps)
+        class_flops = tuple(totals[f"{c}_flops"] for c in OP_CLASSES)
+        class_bytes = tuple(totals[f"{c}_bytes"] for c in OP_CLASSES)
         self._record(SegmentRecord(
-            replica=self.index, start_s=start, end_s=end, steps=steps, decode_seqs=len(plan.decode),
+            replica=self.index, start_s=to_seconds(start), end_s=to_seconds(end), steps=steps, decode_seqs=len(plan.decode),
             prefill_tokens=sum(take for _, take in plan.chunks),
             tokens_out=len(plan.decode) * steps + completed,
             kv_peak_blocks=int(occupied[:steps].max()),
-            kv_block_s=float(np.dot(occupied[:steps], figures.time_s[:steps])),
+            kv_block_s=to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),
             class_s=tuple(totals[f"{c}_s"] for c in OP_CLASSES),
-            flops=totals["flops"], hbm_bytes=totals["hbm_bytes"], compute_s=totals["compute_s"],
+            class_flops=class_flops, class_bytes=class_bytes, flops=sum(class_flops), hbm_bytes=sum(class_bytes),
+            compute_s=totals["compute_s"],
             memory_s=totals["memory_s"], network_s=totals["network_s"],
         ))

@@ -48,6 +48,8 @@ class Plan:
 
     decode: list[Sequence] = field(default_factory=list)
     chunks: list[tuple[Sequence, int]] = field(default_factory=list)
+    #: Admission was not tried (the step preempted), so the next step may admit: no segment beyond it.
+    admission_skipped: bool = False
 
     @property
     def empty(self) -> bool:
@@ -176,7 +178,9 @@ class Scheduler:
             if take:
                 plan.chunks.append((lead, take))
                 budget -= take
-        if not preempted:
+        if preempted:
+            plan.admission_skipped = True
+        else:
             self._admit(plan, budget, now, reserved=need)
         return plan
 

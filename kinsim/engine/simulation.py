@@ -23,6 +23,7 @@ import simpy
 from simpy.events import Event
 
 from kinsim.cost.registry import make_cost_model
+from kinsim.engine.clock import to_seconds, to_ticks
 from kinsim.engine.fluid import FluidNetwork
 from kinsim.engine.kv import KVLayout, kv_layout
 from kinsim.engine.pricer import StepPricer
@@ -127,9 +128,10 @@ class Simulation:
             self._release(min(arrival.concurrency, len(self._group_order)))
             return
         pending = sorted(self.records.sequences, key=lambda s: s.key)
-        for time, batch in itertools.groupby(pending, key=lambda s: s.arrival_s):
-            yield _Scheduled(self.env, ARRIVAL, max(time - self.env.now, 0.0))
+        for tick, batch in itertools.groupby(pending, key=lambda s: float(to_ticks(s.arrival_s))):
+            yield _Scheduled(self.env, ARRIVAL, max(tick - self.env.now, 0.0))
             for seq in batch:
+                seq.arrival_s = to_seconds(tick)  # on the engine's clock
                 self._route(seq)
 
     def _release(self, problems: int) -> None:
@@ -144,7 +146,7 @@ class Simulation:
     def _route_groups(self, groups: list[str]) -> None:
         for group in groups:
             for seq in self._groups[group]:
-                seq.arrival_s = self.env.now
+                seq.arrival_s = to_seconds(self.env.now)
                 self._route(seq)
 
     def _route(self, seq: Sequence) -> None:
@@ -175,13 +177,13 @@ class Simulation:
             events += 1
             if self.progress is not None and events - last_report >= 2000:
                 last_report = events
-                self.progress(Progress(env.now, self._ended, total))
+                self.progress(Progress(to_seconds(env.now), self._ended, total))
         self.records.events = events
         for seq in self.records.sequences:
             if seq.finish_s is None and seq.reason is None:
                 seq.reason = f"still {seq.state} when the simulation ran out of events (a bug in kinsim)"
         if self.progress is not None:
-            self.progress(Progress(env.now, self._ended, total))
+            self.progress(Progress(to_seconds(env.now), self._ended, total))
         return self.records
 
     @property
