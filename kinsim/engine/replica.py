@@ -141,7 +141,8 @@ class Replica:
         class_flops = tuple(totals[f"{c}_flops"] for c in OP_CLASSES)
         class_bytes = tuple(totals[f"{c}_bytes"] for c in OP_CLASSES)
         self._record(SegmentRecord(
-            replica=self.index, start_s=to_seconds(start), end_s=to_seconds(end), steps=steps, decode_seqs=len(plan.decode),
+            replica=self.index, start_s=to_seconds(start), end_s=to_seconds(end), steps=steps,
+            decode_seqs=len(plan.decode),
             prefill_tokens=sum(take for _, take in plan.chunks),
             tokens_out=len(plan.decode) * steps + completed,
             kv_peak_blocks=int(occupied[:steps].max()),
