@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HW = ROOT / "hardware" / "h100.yaml"
 AIME = ("aime_bon32", "aime_bon32_blocktopk", "aime_longcot")
-ENGINE_ONLY = ("wall_time_s", "mode", "engine")
+ENGINE_ONLY = ("wall_time_s", "mode", "engine", "series")
 
 # Runs kinsim in the child and reports its own peak RSS (bytes) on stderr's last line.
 CHILD = """

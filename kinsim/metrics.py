@@ -30,9 +30,13 @@ from kinsim.engine.records import Records
 from kinsim.engine.sequence import FINISHED
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.ops.op import OP_CLASSES
+from kinsim.schema import to_raw
 from kinsim.workload.spec import WorkloadSpec
 
 PERCENTILES = (50, 90, 99)
+
+#: Bins of the plot series over the makespan.
+TIMELINE_BINS = 200
 
 
 def percentiles(values: list[float] | np.ndarray, which: tuple[int, ...] = PERCENTILES) -> dict[str, float | None]:
@@ -75,7 +79,7 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     price = hardware.gpu.price
     replica_bytes = layout.block_bytes * layout.gpus
     reasons = Counter(s.reason for s in seqs if s.state != FINISHED)
-    return {
+    summary = {
         "workload": workload.name,
         "hardware": hardware.name,
         "model": workload.model.name,
@@ -119,6 +123,72 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         "energy_j": energy,
         "cost_usd": price * gpus * makespan if price is not None else None,
         "engine": {"events": records.events, "segments": len(segments), "steps": sum(seg.steps for seg in segments)},
+        "by_class": by_class(segments),
+        "ceilings": {"peak_flop_per_s": hardware.peak("bf16"), "hbm_bandwidth": hardware.gpu.memory.bandwidth},
+        "series": {
+            **timeline(segments, makespan, dp, replica_bytes),
+            "latency_quantiles": {
+                "q": [q / 100 for q in range(101)],
+                "ttft": quantiles(ttft), "tpot": quantiles(tpot), "e2e": quantiles(e2e), "task_e2e": quantiles(task_e2e),
+            },
+        },
+        "inputs": {"workload": to_raw(workload), "hardware": to_raw(hardware)},
+    }
+    return summary
+
+
+def quantiles(values: list[float]) -> list[float] | None:
+    """The 0th to 100th percentiles of ``values`` (101 numbers), ``None`` when empty."""
+    if not values:
+        return None
+    return np.percentile(np.asarray(values, dtype=float), np.arange(101)).tolist()
+
+
+def by_class(segments) -> dict[str, dict[str, float]]:
+    """Per op class: seconds (replica-seconds), FLOPs and HBM bytes per GPU, summed over the run."""
+    out = {c: {"seconds": 0.0, "flops": 0.0, "hbm_bytes": 0.0} for c in OP_CLASSES}
+    for seg in segments:
+        for c, t, f, b in zip(OP_CLASSES, seg.class_s, seg.class_flops, seg.class_bytes):
+            entry = out[c]
+            entry["seconds"] += t
+            entry["flops"] += f
+            entry["hbm_bytes"] += b
+    return out
+
+
+def timeline(segments, makespan: float, replicas: int, replica_bytes: float, bins: int = TIMELINE_BINS) -> dict:
+    """Output tokens/s and mean KV bytes per replica in ``bins`` equal bins of the makespan.
+
+    A segment's tokens and KV block-seconds are spread evenly over its duration (the records keep a
+    segment's totals, not each step's), so these plot series are the one output that differs slightly
+    between fast-forward and exact steps; their totals agree.
+    """
+    if makespan <= 0:
+        return {"t_s": [], "output_tokens_per_s": [], "kv_bytes": []}
+    edges = np.linspace(0.0, makespan, bins + 1)
+    width = edges[1] - edges[0]
+    tokens = np.zeros(bins)
+    kv = np.zeros(bins)
+    if segments:
+        start = np.array([seg.start_s for seg in segments])
+        end = np.array([seg.end_s for seg in segments])
+        produced = np.array([seg.tokens_out for seg in segments], dtype=float)
+        block_s = np.array([seg.kv_block_s for seg in segments])
+        duration = np.maximum(end - start, 1e-30)
+        # overlap of each segment with each bin, as a share of the segment
+        overlap = np.clip(np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1]),
+                          0.0, None) / duration[:, None] if len(segments) * bins <= 4_000_000 else None
+        if overlap is not None:
+            tokens = produced @ overlap
+            kv = block_s @ overlap
+        else:  # many segments: assign each to the bin of its midpoint
+            index = np.minimum(((start + end) / 2 / width).astype(int), bins - 1)
+            np.add.at(tokens, index, produced)
+            np.add.at(kv, index, block_s)
+    return {
+        "t_s": ((edges[:-1] + edges[1:]) / 2).tolist(),
+        "output_tokens_per_s": (tokens / width).tolist(),
+        "kv_bytes": (kv / width / replicas * replica_bytes).tolist(),
     }
 
 

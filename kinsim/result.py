@@ -7,6 +7,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from kinsim.engine.records import Records
+from kinsim.ops.op import OP_CLASSES
+
+REQUEST_COLUMNS = ("request_id", "group_id", "replica", "arrival_s", "admitted_s", "first_token_s", "finish_s",
+                   "prompt_tokens", "output_tokens", "generated_tokens", "preemptions", "state", "reason")
+STEP_COLUMNS = ("replica", "start_s", "end_s", "steps", "decode_seqs", "prefill_tokens", "tokens_out",
+                "kv_peak_blocks", "kv_block_s", *(f"{c}_s" for c in OP_CLASSES), "flops", "hbm_bytes",
+                "compute_s", "memory_s", "network_s")
+
+
+def request_rows(records: Records) -> list[tuple]:
+    """Rows of :data:`REQUEST_COLUMNS`, one per request in generation order."""
+    return [(s.request.request_id, s.request.group_id, s.replica, s.arrival_s, s.admitted_s, s.first_token_s,
+             s.finish_s, s.request.prompt_tokens, s.request.output_tokens, s.generated, s.preemptions, s.state,
+             s.reason or "") for s in records.sequences]
+
+
+def step_rows(records: Records) -> list[tuple]:
+    """Rows of :data:`STEP_COLUMNS`, one per recorded step or segment, in the order they ended."""
+    return [(g.replica, g.start_s, g.end_s, g.steps, g.decode_seqs, g.prefill_tokens, g.tokens_out,
+             g.kv_peak_blocks, g.kv_block_s, *g.class_s, g.flops, g.hbm_bytes, g.compute_s, g.memory_s,
+             g.network_s) for g in records.segments]
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.workload.spec import WorkloadSpec
 
@@ -29,6 +50,32 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``kinsim run --json`` (a deep copy)."""
         return copy.deepcopy(self.summary)
+
+    # ---------------------------------------------------------------------------------- tables
+    @property
+    def requests(self):
+        """One row per request (a ``pandas.DataFrame``): lifecycle times in seconds, tokens, replica."""
+        import pandas as pd
+
+        return pd.DataFrame(request_rows(self.records), columns=REQUEST_COLUMNS)
+
+    @property
+    def steps(self):
+        """One row per recorded step or segment (a ``pandas.DataFrame``; see ``SegmentRecord``)."""
+        import pandas as pd
+
+        return pd.DataFrame(step_rows(self.records), columns=STEP_COLUMNS)
+
+    @property
+    def breakdown(self):
+        """Per op class: seconds, share of busy time, FLOPs and HBM bytes (a ``pandas.DataFrame``)."""
+        import pandas as pd
+
+        frame = pd.DataFrame.from_dict(self.summary["by_class"], orient="index")
+        total = frame["seconds"].sum()
+        frame["share"] = frame["seconds"] / total if total else 0.0
+        frame.index.name = "op_class"
+        return frame[["seconds", "share", "flops", "hbm_bytes"]]
 
     def __getitem__(self, dotted: str) -> Any:
         """A metric by dotted key, e.g. ``result["throughput.tasks_per_s"]``."""

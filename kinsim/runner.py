@@ -35,7 +35,8 @@ def split_overrides(overrides: Mapping[str, Any] | None) -> tuple[dict[str, Any]
 
 def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str | Path,
              overrides: Mapping[str, Any] | None = None, *, seed: int | None = None, exact_steps: bool = False,
-             cost_model: str = "roofline", progress: Callable[[Progress], None] | None = None) -> Result:
+             cost_model: str = "roofline", progress: Callable[[Progress], None] | None = None,
+             op_window: tuple[float, float] | None = None) -> Result:
     """Simulate ``workload`` on ``hardware`` (specs or file paths).
 
     Args:
@@ -45,6 +46,7 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
         exact_steps: one event per step instead of exact fast-forward (same figures, slower).
         cost_model: ``roofline`` or ``kinetics``.
         progress: called now and then with a :class:`Progress`.
+        op_window: (start, end) seconds: also record op-level slices of the steps in it (for timelines).
     """
     started = time.perf_counter()
     workload_overrides, hardware_overrides = split_overrides(overrides)
@@ -58,7 +60,7 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
         hardware = load_hardware(hardware, hardware_overrides)
     elif hardware_overrides:
         hardware = with_overrides(hardware, hardware_overrides)
-    sim = Simulation(workload, hardware, exact_steps=exact_steps, cost_model=cost_model)
+    sim = Simulation(workload, hardware, exact_steps=exact_steps, cost_model=cost_model, op_window=op_window)
     sim.progress = progress
     records = sim.run()
     summary = summarize(records, workload, hardware, sim.layout)

@@ -31,7 +31,7 @@ from .conftest import HARDWARE, ROOT, WORKLOADS
 H100 = load_hardware(HARDWARE / "h100.yaml")
 
 #: Figures that describe the engine's work rather than the simulated system.
-ENGINE_ONLY = ("wall_time_s", "mode", "engine")
+ENGINE_ONLY = ("wall_time_s", "mode", "engine", "series")
 
 
 def workload(**changes):
@@ -51,7 +51,9 @@ def workload(**changes):
 
 
 def figures(result):
-    return {k: v for k, v in result.to_dict().items() if k not in ENGINE_ONLY}
+    out = {k: v for k, v in result.to_dict().items() if k not in ENGINE_ONLY}
+    out["latency_quantiles"] = result.to_dict()["series"]["latency_quantiles"]  # exact in both modes
+    return out
 
 
 def assert_same_figures(a: dict, b: dict, rel: float = 1e-9, path: str = "") -> None:
@@ -61,6 +63,9 @@ def assert_same_figures(a: dict, b: dict, rel: float = 1e-9, path: str = "") -> 
         where = f"{path}.{key}".lstrip(".")
         if isinstance(x, dict):
             assert_same_figures(x, y, rel, where)
+        elif isinstance(x, list):
+            assert len(x) == len(y), where
+            assert x == pytest.approx(y, rel=rel, abs=1e-300), where
         elif isinstance(x, float) and isinstance(y, float):
             assert x == pytest.approx(y, rel=rel, abs=1e-300), where
         else:

@@ -29,25 +29,81 @@ def add_parser(subparsers) -> None:
                         help="one event per step instead of exact fast-forward (same figures, slower)")
     parser.add_argument("--cost-model", default="roofline", choices=("roofline", "kinetics"),
                         help="operator cost model (default: roofline)")
+    parser.add_argument("--plots", metavar="DIR", default=None,
+                        help="write plots (time by op class, throughput and KV over time, latency CDFs, roofline) "
+                             "as PNG and SVG into DIR")
+    parser.add_argument("--requests-csv", metavar="PATH", default=None, help="write one row per request")
+    parser.add_argument("--steps-csv", metavar="PATH", default=None,
+                        help="write one row per step (exact steps) or decode segment (fast-forward)")
+    parser.add_argument("--trace", metavar="PATH", default=None,
+                        help="write a Chrome Trace Event timeline (open it in ui.perfetto.dev)")
+    parser.add_argument("--trace-window", metavar="START:END", default=None,
+                        help="keep only the part of the timeline between START and END seconds")
+    parser.add_argument("--trace-ops", action="store_true",
+                        help="add one slice per kernel kind per step inside --trace-window")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(run=run)
+
+
+def parse_window(text: str | None) -> tuple[float, float] | None:
+    """``"START:END"`` in seconds, or ``None``."""
+    if text is None:
+        return None
+    try:
+        start, end = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise SpecError("expected START:END in seconds, like 10:12.5", path="--trace-window", value=text) from None
+    if not 0 <= start < end:
+        raise SpecError("needs 0 <= START < END", path="--trace-window", value=text)
+    return start, end
+
+
+def _output_file(text: str | None, option: str) -> Path | None:
+    if text is None:
+        return None
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise SpecError("directory does not exist", path=option, value=text)
+    return path
+
+
+def _write_atomically(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
 
 
 def run(args: argparse.Namespace) -> int:
     from kinsim.runner import simulate  # the engine (and SimPy) only when a simulation runs
 
-    json_path = Path(args.json) if args.json else None
-    if json_path is not None and not json_path.parent.is_dir():
-        raise SpecError("directory does not exist", path="--json", value=str(json_path))
+    json_path = _output_file(args.json, "--json")
+    requests_csv = _output_file(args.requests_csv, "--requests-csv")
+    steps_csv = _output_file(args.steps_csv, "--steps-csv")
+    trace_path = _output_file(args.trace, "--trace")
+    window = parse_window(args.trace_window)
+    if args.trace_ops and (window is None or trace_path is None):
+        raise SpecError("needs --trace and --trace-window (op-level slices are kept for a window only)",
+                        path="--trace-ops", value=True)
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     result = simulate(args.workload, args.hw, overrides_of(args), seed=args.seed, exact_steps=args.exact_steps,
-                      cost_model=args.cost_model, progress=bar.update)
+                      cost_model=args.cost_model, progress=bar.update,
+                      op_window=window if args.trace_ops else None)
     bar.close()
     summary = result.to_dict()
     if json_path is not None:
-        tmp = json_path.with_name(json_path.name + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(json_path)
+        _write_atomically(json_path, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    if requests_csv is not None:
+        _write_atomically(requests_csv, lambda p: result.requests.to_csv(p, index=False))
+    if steps_csv is not None:
+        _write_atomically(steps_csv, lambda p: result.steps.to_csv(p, index=False))
+    if trace_path is not None:
+        from kinsim.report.trace import write_trace
+
+        write_trace(trace_path, result.records, summary, window)
+    if args.plots is not None:
+        from kinsim.report.plots import write_plots
+
+        write_plots(summary, args.plots)
     if not args.quiet:
         print("\n".join(summary_lines(summary)))
     return 0

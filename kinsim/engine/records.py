@@ -48,6 +48,19 @@ class SegmentRecord:
     network_s: float
 
 
+@dataclass(slots=True)
+class OpRecord:
+    """One kind of kernel in one step of a replica, recorded only inside a requested time window: it starts
+    at ``start_s`` and runs ``count`` times back to back for ``duration_s`` in all (per GPU)."""
+
+    replica: int
+    start_s: float
+    duration_s: float
+    name: str
+    op_class: str
+    count: int
+
+
 @dataclass
 class Records:
     """Everything one simulation recorded.
@@ -56,8 +69,13 @@ class Records:
         sequences: every request's lifecycle, in generation order.
         segments: steps or segments of every replica, in the order they ended.
         events: SimPy events processed.
+        ops: op-level records of steps overlapping the simulation's ``op_window`` (empty without one).
+        replica_gpus, replica_links: each replica's GPU names and the directed links between them.
     """
 
     sequences: list[Sequence] = field(default_factory=list)
     segments: list[SegmentRecord] = field(default_factory=list)
     events: int = 0
+    ops: list[OpRecord] = field(default_factory=list)
+    replica_gpus: list[list[str]] = field(default_factory=list)
+    replica_links: list[list[str]] = field(default_factory=list)

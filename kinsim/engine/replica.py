@@ -25,10 +25,10 @@ import simpy
 from kinsim.engine.clock import to_seconds, to_ticks
 from kinsim.engine.fluid import Flow, FluidNetwork
 from kinsim.engine.pricer import StepFigures, StepPricer
-from kinsim.engine.records import SegmentRecord
+from kinsim.engine.records import OpRecord, SegmentRecord
 from kinsim.engine.scheduler import Plan, Scheduler
 from kinsim.engine.sequence import Sequence
-from kinsim.ops.lower import StepBatch
+from kinsim.ops.lower import StepBatch, lower_step
 from kinsim.ops.op import OP_CLASSES
 
 #: Most steps priced in one segment (bounds the memory of the per-step arrays).
@@ -48,11 +48,14 @@ class Replica:
 
     def __init__(self, index: int, env: simpy.Environment, network: FluidNetwork, scheduler: Scheduler,
                  pricer: StepPricer, gpus: list[str], links: list[str], segments_allowed: bool,
-                 decide: Callable[[], simpy.Event], record: Callable[[SegmentRecord], None]) -> None:
+                 decide: Callable[[], simpy.Event], record: Callable[[SegmentRecord], None],
+                 record_op: Callable[[OpRecord], None] | None = None,
+                 op_window: tuple[float, float] | None = None) -> None:
         self.index, self.env, self.network, self.scheduler, self.pricer = index, env, network, scheduler, pricer
         self.gpus, self.links = gpus, links
         self.segments_allowed = segments_allowed
-        self._decide, self._record = decide, record
+        self._decide, self._record, self._record_op = decide, record, record_op
+        self.op_window = op_window  # (start, end) in clock ticks: record op-level slices of steps inside it
         self._wake: simpy.Event | None = None
         self._in_flight: _InFlight | None = None
 
@@ -91,7 +94,7 @@ class Replica:
                 if scheduler.resident:
                     raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
                 continue  # planning ended requests that can never run; look again
-            figures, occupied = self._price(plan)
+            figures, occupied, batch_of = self._price(plan)
             start = env.now
             durations = to_ticks(figures.time_s)
             ends = np.cumsum(np.concatenate(([start], durations)))[1:]
@@ -103,10 +106,13 @@ class Replica:
             steps = self._in_flight.steps
             self._in_flight = None
             self._record_segment(plan, figures, occupied, durations, steps, start, env.now)
+            if self.op_window is not None:
+                self._record_ops(batch_of, ends, start, steps)
             scheduler.apply(plan, steps, to_seconds(env.now))
             yield self._decide()
 
-    def _price(self, plan: Plan) -> tuple[StepFigures, np.ndarray]:
+    def _price(self, plan: Plan) -> tuple[StepFigures, np.ndarray, Callable[[int], StepBatch]]:
+        """The figures of the next step or segment, its KV blocks per step, and each step's batch."""
         decode = plan.decode
         shared = np.array([s.group.shared_tokens for s in decode], dtype=float)
         groups = np.array([s.group.index for s in decode], dtype=int)
@@ -115,10 +121,22 @@ class Replica:
             batch = StepBatch(decode_context=context, prefill=plan.prefill_chunks(), shared_prefix=shared,
                               group_index=groups)
             occupied = np.array([self.scheduler.used_blocks + self.scheduler._decode_need(decode)])
-            return self.pricer.step(batch), occupied
+            return self.pricer.step(batch), occupied, lambda k: batch
         longest = MAX_SEGMENT_STEPS if self.segments_allowed and not plan.admission_skipped else 1
         segment = self.scheduler.decode_segment(decode, longest)
-        return self.pricer.decode_segment(segment.context, shared, groups), segment.occupied_blocks
+        return (self.pricer.decode_segment(segment.context, shared, groups), segment.occupied_blocks,
+                lambda k: StepBatch(decode_context=segment.context[k], shared_prefix=shared, group_index=groups))
+
+    def _record_ops(self, batch_of: Callable[[int], StepBatch], ends: np.ndarray, start: float, steps: int) -> None:
+        """Op records of the steps that overlap the op window (ticks)."""
+        low, high = self.op_window
+        begins = np.concatenate(([start], ends[:steps - 1]))
+        for k in np.nonzero((ends[:steps] > low) & (begins < high))[0]:
+            at = to_seconds(float(begins[k]))
+            for op in lower_step(self.pricer.model, self.pricer.deployment, self.pricer.policy, batch_of(int(k))).ops:
+                duration = float(op.count * np.sum(self.pricer.cost_model.op_cost(op).time_s))
+                self._record_op(OpRecord(self.index, at, duration, op.name, op.op_class, op.count))
+                at += duration
 
     def _usage(self, totals: dict[str, float], work: float) -> dict[str, float]:
         if work <= 0.0:

@@ -65,7 +65,9 @@ class Simulation:
     """Serve ``workload`` on ``hardware``; :meth:`run` returns the :class:`Records`."""
 
     def __init__(self, workload: WorkloadSpec, hardware: HardwareSpec, *, exact_steps: bool = False,
-                 cost_model: str = "roofline", requests: list[Request] | None = None) -> None:
+                 cost_model: str = "roofline", requests: list[Request] | None = None,
+                 op_window: tuple[float, float] | None = None) -> None:
+        """``op_window`` (start, end) in seconds: record op-level slices of the steps overlapping it."""
         deployment = workload.deployment
         if workload.gpus > hardware.total_gpus:
             raise SpecError(f"needs {workload.gpus} GPUs (tensor_parallel x data_parallel) but the hardware "
@@ -76,6 +78,7 @@ class Simulation:
                             "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",
                             value=deployment.max_num_batched_tokens)
         self.workload, self.hardware, self.exact_steps = workload, hardware, exact_steps
+        self._op_window = None if op_window is None else (float(to_ticks(op_window[0])), float(to_ticks(op_window[1])))
         self.layout: KVLayout = kv_layout(workload.model, deployment, workload.attention, hardware)
         self.env = simpy.Environment()
         self.network = FluidNetwork(self.env)
@@ -107,13 +110,15 @@ class Simulation:
                 path = route(graph, a, b)
                 links.update(f"{u}->{v}" for u, v in zip(path, path[1:]))
             link_sets.append(sorted(links))
+        self.records.replica_gpus, self.records.replica_links = gpu_sets, link_sets
         replicas = []
         for r, (gpus, links) in enumerate(zip(gpu_sets, link_sets)):
             private = all(not set(links) & set(other) for k, other in enumerate(link_sets) if k != r)
             scheduler = Scheduler(self.layout, self.workload.deployment, on_finish=self._on_end)
             replica = Replica(r, self.env, self.network, scheduler, self._pricer, gpus, links,
                               segments_allowed=private and not self.exact_steps, decide=self._decide,
-                              record=self.records.segments.append)
+                              record=self.records.segments.append, record_op=self.records.ops.append,
+                              op_window=self._op_window)
             replicas.append(replica)
         return replicas
 

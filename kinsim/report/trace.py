@@ -1,0 +1,168 @@
+"""A run as a Chrome Trace Event file, which Perfetto (ui.perfetto.dev) and chrome://tracing open.
+
+Layout:
+
+* one process per GPU, with a track for its compute units, one for its HBM and one per link it drives;
+  each step (or run of decode steps with the same batch) is a slice on each, whose ``busy`` argument is
+  the share of the slice that resource is busy;
+* one process per replica: a ``steps`` track with a slice per step or decode run, counters (batch size,
+  prompt tokens per step, KV occupancy, output tokens/s), and each request's lifecycle as async slices
+  (``request`` with ``waiting``, ``prefill`` and ``decode`` inside);
+* with op records (``kinsim run --trace-ops``, inside ``--trace-window``), a ``kernels`` track per GPU
+  with one slice per kind of kernel per step.
+
+Consecutive decode steps of one replica with the same batch are drawn as one slice, so the file has the
+same size whether the run used fast-forward or exact steps. Timestamps are microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from kinsim import __version__
+from kinsim.engine.records import Records, SegmentRecord
+from kinsim.engine.sequence import FINISHED
+
+US = 1e6
+REPLICA_PID = 100_000  # replica processes follow the GPU processes
+
+
+def _merged(segments: Iterable[SegmentRecord]) -> list[dict[str, Any]]:
+    """Segments with consecutive decode-only steps of one replica and one batch size merged."""
+    merged: list[dict[str, Any]] = []
+    last: dict[int, dict[str, Any]] = {}
+    for seg in segments:
+        prev = last.get(seg.replica)
+        if (prev is not None and seg.prefill_tokens == 0 and prev["prefill_tokens"] == 0
+                and prev["decode_seqs"] == seg.decode_seqs and prev["end_s"] == seg.start_s):
+            prev["end_s"] = seg.end_s
+            for key in ("steps", "tokens_out", "kv_block_s", "compute_s", "memory_s", "network_s"):
+                prev[key] += getattr(seg, key)
+            prev["kv_peak_blocks"] = max(prev["kv_peak_blocks"], seg.kv_peak_blocks)
+            continue
+        entry = {key: getattr(seg, key) for key in ("replica", "start_s", "end_s", "steps", "decode_seqs",
+                                                      "prefill_tokens", "tokens_out", "kv_block_s",
+                                                      "kv_peak_blocks", "compute_s", "memory_s", "network_s")}
+        merged.append(entry)
+        last[seg.replica] = entry
+    return merged
+
+
+def _in_window(start: float, end: float, window: tuple[float, float] | None) -> bool:
+    return window is None or (end >= window[0] and start <= window[1])
+
+
+def chrome_trace(records: Records, summary: dict[str, Any], window: tuple[float, float] | None = None) -> dict:
+    """The trace of a run as a JSON-ready dict. ``window`` (seconds) keeps only what overlaps it."""
+    events: list[dict[str, Any]] = []
+    meta: list[dict[str, Any]] = []
+    gpu_pid: dict[str, int] = {}
+    link_tid: dict[tuple[int, str], int] = {}
+    block_bytes = summary["kv"]["capacity_bytes"] / max(summary["kv"]["capacity_blocks"], 1)
+
+    def name_process(pid: int, name: str, sort: int) -> None:
+        meta.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": name}})
+        meta.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": sort}})
+
+    def name_thread(pid: int, tid: int, name: str) -> None:
+        meta.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": name}})
+
+    for r, gpus in enumerate(records.replica_gpus):
+        for gpu in gpus:
+            pid = len(gpu_pid) + 1
+            gpu_pid[gpu] = pid
+            name_process(pid, f"GPU {gpu} (replica {r})", pid)
+            name_thread(pid, 1, "compute")
+            name_thread(pid, 2, "HBM")
+            name_thread(pid, 3, "kernels")
+            for link in records.replica_links[r]:
+                if link.startswith(f"{gpu}->"):
+                    tid = 4 + sum(1 for key in link_tid if key[0] == pid)
+                    link_tid[(pid, link)] = tid
+                    name_thread(pid, tid, f"link {link}")
+        rpid = REPLICA_PID + r
+        name_process(rpid, f"replica {r}", rpid)
+        name_thread(rpid, 1, "steps")
+
+    for seg in _merged(records.segments):
+        start, end = seg["start_s"], seg["end_s"]
+        if not _in_window(start, end, window):
+            continue
+        ts, dur = start * US, (end - start) * US
+        span = max(end - start, 1e-30)
+        r = seg["replica"]
+        rpid = REPLICA_PID + r
+        kind = "prefill+decode" if seg["prefill_tokens"] else "decode"
+        events.append({"ph": "X", "name": kind, "cat": "step", "pid": rpid, "tid": 1, "ts": ts, "dur": dur,
+                       "args": {"steps": seg["steps"], "decode_seqs": seg["decode_seqs"],
+                                "prefill_tokens": seg["prefill_tokens"], "tokens_out": seg["tokens_out"]}})
+        counters = {
+            "batch": {"decode_seqs": seg["decode_seqs"], "prefill_tokens_per_step": seg["prefill_tokens"] / seg["steps"]},
+            "KV cache (GB)": {"mean": seg["kv_block_s"] / span * block_bytes / 1e9,
+                              "peak": seg["kv_peak_blocks"] * block_bytes / 1e9},
+            "output tokens/s": {"rate": seg["tokens_out"] / span},
+        }
+        for name, args in counters.items():
+            events.append({"ph": "C", "name": name, "pid": rpid, "tid": 0, "ts": ts, "args": args})
+        for gpu in records.replica_gpus[r]:
+            pid = gpu_pid[gpu]
+            events.append({"ph": "X", "name": kind, "cat": "compute", "pid": pid, "tid": 1, "ts": ts, "dur": dur,
+                           "args": {"busy": min(seg["compute_s"] / span, 1.0)}})
+            events.append({"ph": "X", "name": kind, "cat": "hbm", "pid": pid, "tid": 2, "ts": ts, "dur": dur,
+                           "args": {"busy": min(seg["memory_s"] / span, 1.0)}})
+            if seg["network_s"] > 0:
+                for (lpid, _link), tid in link_tid.items():
+                    if lpid == pid:
+                        events.append({"ph": "X", "name": "collectives", "cat": "link", "pid": pid, "tid": tid,
+                                       "ts": ts, "dur": dur, "args": {"busy": min(seg["network_s"] / span, 1.0)}})
+
+    for op in records.ops:
+        if not _in_window(op.start_s, op.start_s + op.duration_s, window):
+            continue
+        for gpu in records.replica_gpus[op.replica]:
+            events.append({"ph": "X", "name": op.name, "cat": op.op_class, "pid": gpu_pid[gpu], "tid": 3,
+                           "ts": op.start_s * US, "dur": op.duration_s * US, "args": {"count": op.count}})
+
+    for seq in records.sequences:
+        end = seq.finish_s if seq.finish_s is not None else seq.arrival_s
+        if seq.replica < 0 or not _in_window(seq.arrival_s, end, window):
+            continue
+        pid, ident = REPLICA_PID + seq.replica, seq.order
+        phases = [("waiting", seq.arrival_s, seq.admitted_s), ("prefill", seq.admitted_s, seq.first_token_s),
+                  ("decode", seq.first_token_s, seq.finish_s if seq.state == FINISHED else None)]
+        args = {"request_id": seq.request.request_id, "group": seq.request.group_id, "state": seq.state,
+                "prompt_tokens": seq.request.prompt_tokens, "output_tokens": seq.request.output_tokens,
+                "generated": seq.generated, "preemptions": seq.preemptions}
+        if seq.reason:
+            args["reason"] = seq.reason
+        events.append({"ph": "b", "name": "request", "cat": "request", "id": ident, "pid": pid, "tid": 0,
+                       "ts": seq.arrival_s * US, "args": args})
+        for name, begin, finish in phases:
+            if begin is not None and finish is not None:
+                events.append({"ph": "b", "name": name, "cat": "request", "id": ident, "pid": pid, "tid": 0,
+                               "ts": begin * US})
+                events.append({"ph": "e", "name": name, "cat": "request", "id": ident, "pid": pid, "tid": 0,
+                               "ts": finish * US})
+        events.append({"ph": "e", "name": "request", "cat": "request", "id": ident, "pid": pid, "tid": 0,
+                       "ts": end * US})
+
+    events.sort(key=lambda e: e["ts"])  # stable: nested async slices keep their begin/end order
+    return {
+        "traceEvents": meta + events,
+        "displayTimeUnit": "ms",
+        "otherData": {"kinsim": __version__, "workload": summary["workload"], "hardware": summary["hardware"],
+                      "window_s": list(window) if window else None},
+    }
+
+
+def write_trace(path: str | Path, records: Records, summary: dict[str, Any],
+                window: tuple[float, float] | None = None) -> Path:
+    """Write :func:`chrome_trace` to ``path`` (compact JSON); return the path."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(chrome_trace(records, summary, window), separators=(",", ":")))
+    tmp.replace(path)
+    return path
