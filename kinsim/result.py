@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kinsim.engine.records import Records
+from kinsim.hardware.spec import HardwareSpec
 from kinsim.ops.op import OP_CLASSES
+from kinsim.workload.spec import WorkloadSpec
 
 REQUEST_COLUMNS = ("request_id", "group_id", "replica", "arrival_s", "admitted_s", "first_token_s", "finish_s",
                    "prompt_tokens", "output_tokens", "generated_tokens", "preemptions", "state", "reason")
@@ -28,8 +30,6 @@ def step_rows(records: Records) -> list[tuple]:
     return [(g.replica, g.start_s, g.end_s, g.steps, g.decode_seqs, g.prefill_tokens, g.tokens_out,
              g.kv_peak_blocks, g.kv_block_s, *g.class_s, g.flops, g.hbm_bytes, g.compute_s, g.memory_s,
              g.network_s) for g in records.segments]
-from kinsim.hardware.spec import HardwareSpec
-from kinsim.workload.spec import WorkloadSpec
 
 
 @dataclass

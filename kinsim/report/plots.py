@@ -126,7 +126,8 @@ PLOTTERS = {"breakdown": plot_breakdown, "timeline": plot_timeline, "latency": p
             "roofline": plot_roofline}
 
 
-def write_plots(summary: Mapping[str, Any], directory: str | Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+def write_plots(summary: Mapping[str, Any], directory: str | Path,
+                formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
     """Save every plot of :data:`PLOTS` as ``DIR/<name>.<format>``; return the paths written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

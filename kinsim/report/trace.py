@@ -100,7 +100,8 @@ def chrome_trace(records: Records, summary: dict[str, Any], window: tuple[float,
                        "args": {"steps": seg["steps"], "decode_seqs": seg["decode_seqs"],
                                 "prefill_tokens": seg["prefill_tokens"], "tokens_out": seg["tokens_out"]}})
         counters = {
-            "batch": {"decode_seqs": seg["decode_seqs"], "prefill_tokens_per_step": seg["prefill_tokens"] / seg["steps"]},
+            "batch": {"decode_seqs": seg["decode_seqs"],
+                      "prefill_tokens_per_step": seg["prefill_tokens"] / seg["steps"]},
             "KV cache (GB)": {"mean": seg["kv_block_s"] / span * block_bytes / 1e9,
                               "peak": seg["kv_peak_blocks"] * block_bytes / 1e9},
             "output tokens/s": {"rate": seg["tokens_out"] / span},
