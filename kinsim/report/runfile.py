@@ -1,0 +1,31 @@
+"""Reading the JSON that ``kinsim run --json`` writes, with clear errors for anything else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kinsim.errors import SpecError
+
+#: Keys a run file must have for reports and comparisons.
+REQUIRED_KEYS = ("workload", "hardware", "model", "attention", "gpus", "sim_time_s", "requests", "tasks", "tokens",
+                 "throughput", "latency", "breakdown_s", "utilization", "kv", "by_class", "ceilings", "series",
+                 "mode", "wall_time_s")
+
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """The metrics of a run, or :class:`SpecError` naming the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("file not found", file=str(path))
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SpecError(f"not JSON: {error}", file=str(path)) from None
+    if not isinstance(summary, dict):
+        raise SpecError("expected a JSON object written by kinsim run --json", file=str(path))
+    for key in REQUIRED_KEYS:
+        if key not in summary:
+            raise SpecError("missing key; is this a file written by kinsim run --json?", path=key, file=str(path))
+    return summary

@@ -1,0 +1,48 @@
+"""The human-readable summary of a run, from its metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kinsim.units import format_quantity as fq
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e3:,.1f} ms"
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} s"
+
+
+def summary_lines(s: dict[str, Any]) -> list[str]:
+    """The human-readable summary of a run's metrics."""
+    req, tok, thr, lat = s["requests"], s["tokens"], s["throughput"], s["latency"]
+    kv, util = s["kv"], s["utilization"]
+    busy = sum(s["breakdown_s"].values()) or 1.0
+    breakdown = ", ".join(f"{c} {v / busy:.0%}" for c, v in s["breakdown_s"].items() if v > 0)
+    rows = [
+        ("simulated", f"{s['workload']} ({s['model']}, {s['attention']} attention) on {s['gpus']} x "
+                      f"{s['hardware']}"),
+        ("makespan", f"{s['sim_time_s']:,.2f} s simulated in {s['wall_time_s']:.2f} s ({s['mode']})"),
+        ("requests", f"{req['completed']:,} completed, {req['unfinished']:,} unfinished, "
+                     f"{req['preemptions']:,} preemptions"),
+        ("tasks", f"{s['tasks']['completed']:,} of {s['tasks']['total']:,} completed"),
+        ("tokens", f"{tok['generated']:,} generated, {tok['prompt']:,} prompt, "
+                   f"{tok['prefill_computed']:,} prefilled (with recomputation)"),
+        ("throughput", f"{thr['output_tokens_per_s']:,.0f} output tokens/s, {thr['tasks_per_s']:.4f} tasks/s"),
+        ("TTFT p50/p90/p99", " / ".join(_ms(lat['request']['ttft'][p]) for p in ("p50", "p90", "p99"))),
+        ("TPOT p50/p90/p99", " / ".join(_ms(lat['request']['tpot'][p]) for p in ("p50", "p90", "p99"))),
+        ("request e2e p50/p90/p99", " / ".join(_s(lat['request']['e2e'][p]) for p in ("p50", "p90", "p99"))),
+        ("task e2e p50/p99", " / ".join(_s(lat['task']['e2e'][p]) for p in ("p50", "p99"))),
+        ("time by op class", breakdown),
+        ("utilisation", f"compute {util['compute']:.1%}, HBM {util['hbm']:.1%}, links {util['link']:.1%}"),
+        ("KV per replica", f"capacity {fq('bytes', kv['capacity_bytes'])}, peak {fq('bytes', kv['peak_bytes'])}, "
+                           f"mean {fq('bytes', kv['mean_bytes'])}"),
+        ("energy", f"{s['energy_j'] / 3.6e6:,.3f} kWh" + (f", cost ${s['cost_usd']:,.2f}"
+                                                          if s["cost_usd"] is not None else "")),
+    ]
+    for reason, count in req["unfinished_reasons"].items():
+        rows.append(("unfinished", f"{count} x {reason}"))
+    width = max(len(label) for label, _ in rows)
+    return [f"{label:<{width}}  {value}" for label, value in rows]
