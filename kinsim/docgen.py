@@ -90,19 +90,29 @@ def render_reference() -> str:
     return "\n".join(out)
 
 
-def splice(document: str, generated: str) -> str:
+def splice(document: str, generated: str, begin_marker: str = BEGIN) -> str:
     """``document`` with the text between the markers replaced by ``generated``."""
-    head, begin, rest = document.partition(BEGIN)
+    head, begin, rest = document.partition(begin_marker)
     _, end, tail = rest.partition(END)
     if not begin or not end:
         raise ValueError("the document lacks the generated-section markers")
-    return f"{head}{BEGIN}\n\n{generated}\n{END}{tail}"
+    return f"{head}{begin_marker}\n\n{generated}\n{END}{tail}"
+
+
+METRICS_BEGIN = "<!-- BEGIN GENERATED: python -m kinsim.docgen docs/metrics.md -->"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Regenerate the given documents (default: both): ``file-formats.md`` and ``metrics.md``."""
+    from kinsim.metrics import render_metrics_table
+
     args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0] if args else "docs/file-formats.md")
-    path.write_text(splice(path.read_text(encoding="utf-8"), render_reference()), encoding="utf-8")
+    for path in map(Path, args or ["docs/file-formats.md", "docs/metrics.md"]):
+        if path.name == "metrics.md":
+            text = splice(path.read_text(encoding="utf-8"), render_metrics_table(), METRICS_BEGIN)
+        else:
+            text = splice(path.read_text(encoding="utf-8"), render_reference())
+        path.write_text(text, encoding="utf-8")
     return 0
 
 

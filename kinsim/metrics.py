@@ -38,6 +38,75 @@ PERCENTILES = (50, 90, 99)
 #: Bins of the plot series over the makespan.
 TIMELINE_BINS = 200
 
+#: Every reported metric: (dotted key, with ``{a,b}`` for alternatives; unit; definition). A key also
+#: covers everything under it. ``docs/metrics.md`` shows this table and a test checks it against a run.
+METRIC_DOCS = (
+    ("workload, hardware, model, attention", "", "names of what was simulated; attention is the policy"),
+    ("seed", "", "seed of the workload's random draws"),
+    ("gpus", "GPUs", "tensor_parallel x data_parallel"),
+    ("sim_time_s", "s", "makespan: when the last request ended (simulated time)"),
+    ("requests.{total,completed,unfinished}", "requests", "all requests; every one ends completed or unfinished"),
+    ("requests.preemptions", "count", "preemptions by recompute, over all requests"),
+    ("requests.unfinished_reasons", "{reason: count}", "why requests did not finish"),
+    ("tasks.{total,completed}", "tasks", "groups (Best-of-N problems); complete when all their requests are"),
+    ("tokens.generated", "tokens", "output tokens produced"),
+    ("tokens.prompt", "tokens", "prompt tokens of all requests, once per request"),
+    ("tokens.prefill_computed", "tokens", "prompt tokens computed: one prefill per group on a replica, plus "
+                                          "recomputation after preemption"),
+    ("throughput.output_tokens_per_s", "tokens/s", "tokens.generated / sim_time_s"),
+    ("throughput.tasks_per_s", "tasks/s", "tasks.completed / sim_time_s"),
+    ("throughput.requests_per_s", "requests/s", "requests.completed / sim_time_s"),
+    ("latency.request.ttft.{p50,p90,p99,mean}", "s", "first token minus arrival, over finished requests"),
+    ("latency.request.tpot.{p50,p90,p99,mean}", "s", "(finish - first token) / (output tokens - 1), finished "
+                                                     "requests with at least two output tokens"),
+    ("latency.request.e2e.{p50,p90,p99,mean}", "s", "finish minus arrival, over finished requests"),
+    ("latency.task.e2e.{p50,p90,p99,mean}", "s", "last finish minus first arrival of a task's requests, over "
+                                                 "completed tasks"),
+    ("breakdown_s.{attention,selection,linear,moe,communication,other}", "replica-seconds",
+     "step time per op class summed over replicas; the classes add up to the replicas' busy time"),
+    ("by_class.{attention,selection,linear,moe,communication,other}.{seconds,flops,hbm_bytes}",
+     "replica-s, FLOP, B", "per op class: step time, and FLOPs and HBM bytes per GPU, summed over the run"),
+    ("ceilings.{peak_flop_per_s,hbm_bandwidth}", "FLOP/s, B/s", "the GPU's bf16 dense peak and HBM bandwidth"),
+    ("utilization.compute", "fraction", "FLOPs per GPU / (bf16 peak x sim_time_s), mean over the GPUs"),
+    ("utilization.hbm", "fraction", "HBM bytes per GPU / (HBM bandwidth x sim_time_s), mean over the GPUs"),
+    ("utilization.link", "fraction", "time a GPU's links are busy (the cost model's network term) / sim_time_s, "
+                                     "mean over the GPUs"),
+    ("kv.capacity_bytes", "B", "KV cache of one replica (all its GPUs)"),
+    ("kv.peak_bytes", "B", "most KV bytes allocated on any replica in any step"),
+    ("kv.mean_bytes", "B", "time-mean of allocated KV bytes over sim_time_s, mean over replicas"),
+    ("kv.{block_tokens,capacity_blocks}", "tokens, blocks", "block size; blocks per replica"),
+    ("energy_j", "J", "per GPU: idle power x sim_time_s + (TDP - idle) x its replica's busy time; summed"),
+    ("cost_usd", "$", "GPU price x GPUs x sim_time_s; null without gpu.price"),
+    ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
+                                                "differ between modes; not figures of the simulated system)"),
+    ("series.{t_s,output_tokens_per_s,kv_bytes}", "s, tokens/s, B", f"plot series in {TIMELINE_BINS} equal bins of "
+     "sim_time_s: bin centres, output rate, mean KV bytes per replica (a segment's tokens and KV spread "
+     "evenly over it)"),
+    ("series.latency_quantiles.{q,ttft,tpot,e2e,task_e2e}", "fraction, s", "the 0th to 100th percentiles of "
+     "each latency (for CDFs)"),
+    ("inputs.{workload,hardware}", "", "the resolved input files, every key written out"),
+    ("mode", "", "fast_forward or exact_steps"),
+    ("wall_time_s", "s", "wall-clock time of the simulation, loading included"),
+)
+
+
+def expand_key(pattern: str) -> list[str]:
+    """``"a.{b,c}.d"`` -> ``["a.b.d", "a.c.d"]``; ``"x, y"`` -> ``["x", "y"]``."""
+    if ", " in pattern and "{" not in pattern:
+        return pattern.split(", ")
+    head, brace, rest = pattern.partition("{")
+    if not brace:
+        return [pattern]
+    options, _, tail = rest.partition("}")
+    return [key for option in options.split(",") for key in expand_key(head + option + tail)]
+
+
+def render_metrics_table() -> str:
+    """The Markdown table of :data:`METRIC_DOCS` (``docs/metrics.md``)."""
+    lines = ["| key | unit | definition |", "|---|---|---|"]
+    lines += [f"| `{key}` | {unit} | {text} |" for key, unit, text in METRIC_DOCS]
+    return "\n".join(lines)
+
 
 def percentiles(values: list[float] | np.ndarray, which: tuple[int, ...] = PERCENTILES) -> dict[str, float | None]:
     """``{"p50": ..., "p90": ..., "p99": ..., "mean": ...}`` of ``values`` (``None`` when empty)."""

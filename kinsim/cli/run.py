@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from kinsim.cli.options import add_set_option, overrides_of
 from kinsim.errors import SpecError
