@@ -6,8 +6,8 @@ Layout:
   each step (or run of decode steps with the same batch) is a slice on each, whose ``busy`` argument is
   the share of the slice that resource is busy;
 * one process per replica: a ``steps`` track with a slice per step or decode run, counters (batch size,
-  prompt tokens per step, KV occupancy, output tokens/s), and each request's lifecycle as async slices
-  (``request`` with ``waiting``, ``prefill`` and ``decode`` inside);
+  prompt tokens per step, tokens in flight, KV occupancy, output tokens/s), and each request's lifecycle
+  as async slices (``request`` with ``waiting``, ``prefill`` and ``decode`` inside);
 * with op records (``kinsim run --trace-ops``, inside ``--trace-window``), a ``kernels`` track per GPU
   with one slice per kind of kernel per step.
 
@@ -102,6 +102,7 @@ def chrome_trace(records: Records, summary: dict[str, Any], window: tuple[float,
         counters = {
             "batch": {"decode_seqs": seg["decode_seqs"],
                       "prefill_tokens_per_step": seg["prefill_tokens"] / seg["steps"]},
+            "tokens in flight": {"kv_tokens": seg["kv_block_s"] / span * summary["kv"]["block_tokens"]},
             "KV cache (GB)": {"mean": seg["kv_block_s"] / span * block_bytes / 1e9,
                               "peak": seg["kv_peak_blocks"] * block_bytes / 1e9},
             "output tokens/s": {"rate": seg["tokens_out"] / span},
