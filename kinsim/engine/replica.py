@@ -122,8 +122,8 @@ class Replica:
                               group_index=groups)
             occupied = np.array([self.scheduler.used_blocks + self.scheduler._decode_need(decode)])
             return self.pricer.step(batch), occupied, lambda k: batch
-        longest = MAX_SEGMENT_STEPS if self.segments_allowed and not plan.admission_skipped else 1
-        segment = self.scheduler.decode_segment(decode, longest)
+        longest = MAX_SEGMENT_STEPS if self.segments_allowed else 1
+        segment = self.scheduler.decode_segment(decode, longest, admission_pending=plan.admission_skipped)
         return (self.pricer.decode_segment(segment.context, shared, groups), segment.occupied_blocks,
                 lambda k: StepBatch(decode_context=segment.context[k], shared_prefix=shared, group_index=groups))
 

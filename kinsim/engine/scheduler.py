@@ -200,12 +200,7 @@ class Scheduler:
             if head is None:
                 return
             group = head.group
-            target = group.prompt_tokens + head.generated
-            cached = 0
-            if group.holders > 0 and group.shared_tokens > 0:
-                cached = min(group.shared_tokens, target - 1)
-            lead_blocks = self._private(target, group)
-            empty_need = self._shared_blocks(group) + lead_blocks
+            target, cached, lead_blocks, empty_need, blocks = self._head_terms(head)
             if empty_need > layout.total_blocks - layout.watermark_blocks:
                 self._abort(head, now, f"its {target} tokens need {empty_need} KV-cache blocks; the replica "
                             f"holds {layout.total_blocks} (less a {layout.watermark_blocks}-block watermark)")
@@ -216,7 +211,6 @@ class Scheduler:
                             "chunked_prefill is off")
                 continue
             seats = deployment.max_num_seqs - len(self.resident)
-            blocks = lead_blocks + (self._shared_blocks(group) if group.holders == 0 else 0)
             available = self.free_blocks - reserved - layout.watermark_blocks
             take = self._chunk(target - cached, budget)
             if seats < 1 or blocks > available or take == 0:
@@ -245,6 +239,34 @@ class Scheduler:
             head.followers = followers
             plan.chunks.append((head, take))
             budget -= take
+
+    def _head_terms(self, head: Sequence) -> tuple[int, int, int, int, int]:
+        """For the queue's head: (tokens to hold, tokens already cached by its group, its private blocks,
+        blocks it needs in an empty cache, blocks it needs now)."""
+        group = head.group
+        target = group.prompt_tokens + head.generated
+        cached = min(group.shared_tokens, target - 1) if group.holders > 0 and group.shared_tokens > 0 else 0
+        lead_blocks = self._private(target, group)
+        empty_need = self._shared_blocks(group) + lead_blocks
+        blocks = lead_blocks + (self._shared_blocks(group) if group.holders == 0 else 0)
+        return target, cached, lead_blocks, empty_need, blocks
+
+    def admission_would_act(self, free_blocks: int, reserved: int, budget: int) -> bool:
+        """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes and
+        ``budget`` tokens left would admit the queue's head or end it as impossible (a dry run of the first
+        decision of :meth:`_admit`, changing nothing)."""
+        head = self._peek_waiting()
+        if head is None or budget <= 0:
+            return False
+        layout, deployment = self.layout, self.deployment
+        target, cached, _, empty_need, blocks = self._head_terms(head)
+        if empty_need > layout.total_blocks - layout.watermark_blocks:
+            return True
+        if not deployment.chunked_prefill and target - cached > deployment.max_num_batched_tokens:
+            return True
+        seats = deployment.max_num_seqs - len(self.resident)
+        available = free_blocks - reserved - layout.watermark_blocks
+        return seats >= 1 and blocks <= available and self._chunk(target - cached, budget) > 0
 
     def _preempt(self, victim: Sequence) -> None:
         passengers = [victim]
@@ -279,9 +301,13 @@ class Scheduler:
         self.on_finish(seq)
 
     # ------------------------------------------------------------------------------ decode segments
-    def decode_segment(self, decode: list[Sequence], max_steps: int) -> DecodeSegment:
+    def decode_segment(self, decode: list[Sequence], max_steps: int, admission_pending: bool = False) -> DecodeSegment:
         """How many steps the decode-only batch ``decode`` can run before its first sequence finishes or
-        the KV cache runs out (at most ``max_steps``), with the per-step contexts and block occupancy."""
+        the KV cache runs out (at most ``max_steps``), with the per-step contexts and block occupancy.
+
+        ``admission_pending``: this step did not try admission (it preempted), so the segment stops after
+        one step if the next step's admission would act; if it would not, it never will within the
+        segment (blocks only get scarcer)."""
         kv = np.fromiter((s.kv_tokens for s in decode), dtype=np.int64, count=len(decode))
         shared = np.fromiter((s.group.shared_tokens for s in decode), dtype=np.int64, count=len(decode))
         held = np.fromiter((s.private_blocks for s in decode), dtype=np.int64, count=len(decode))
@@ -296,6 +322,11 @@ class Scheduler:
             if steps < horizon:
                 break
         steps = max(min(steps, horizon), 1)
+        if admission_pending and steps > 1:
+            free_then = self.layout.total_blocks - (self.used_blocks + int(extra[0]))
+            if self.admission_would_act(free_then, int(extra[1] - extra[0]),
+                                        self.deployment.max_num_batched_tokens - len(decode)):
+                steps = 1
         return DecodeSegment(steps, tokens[:steps].astype(float), self.used_blocks + extra[:steps])
 
     # ------------------------------------------------------------------------------ applying steps
