@@ -17,9 +17,13 @@ TICKS_PER_S = 1e9
 
 
 def to_ticks(seconds):
-    """Seconds (float or array) to whole ticks (as floats), at least one tick for a positive duration."""
-    ticks = np.rint(np.asarray(seconds, dtype=float) * TICKS_PER_S)
-    return np.where((ticks == 0) & (np.asarray(seconds) > 0), 1.0, ticks)
+    """Durations in seconds (float or array, all positive) to whole ticks (as floats), at least one tick."""
+    return np.maximum(np.rint(np.asarray(seconds, dtype=float) * TICKS_PER_S), 1.0)
+
+
+def to_tick(seconds: float) -> float:
+    """A time in seconds (zero or more) to the nearest whole tick."""
+    return float(round(seconds * TICKS_PER_S))
 
 
 def to_seconds(ticks: float) -> float:

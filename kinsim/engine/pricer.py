@@ -1,23 +1,24 @@
 """Step times for the engine: what a step (or a segment of decode steps) costs on one GPU of a replica.
 
-A step's operators depend on the batch only through its token count and logit rows, except attention
-(and block selection), which depend on each sequence's context. :class:`StepPricer` therefore prices the
-other operators once per ``(tokens, rows)`` and the attention operators per step, for a whole segment of
-decode steps at once as arrays with one entry per step. Both come from :mod:`kinsim.ops.lower` and the
+A step's operators depend on the batch only through its token count (most of them) or its logit rows
+(LM head and sampling), except attention (and block selection), which depend on each sequence's context.
+:class:`StepPricer` therefore prices the former once per token count and per row count, and the
+attention operators per step, for a whole segment of decode steps at once as arrays with one entry per
+step. Both come from :mod:`kinsim.ops.lower` and the
 same cost model, so the figures equal those of pricing ``lower_step`` step by step
 (``tests/test_engine.py::test_pricer_matches_lower_step_priced_step_by_step``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from kinsim.cost.base import CostModel
 from kinsim.model.spec import ModelSpec
-from kinsim.ops.attention import AttentionDims
-from kinsim.ops.lower import ACT_DTYPE, CONTEXT_OPS, StepBatch, attention_ops, lower_step
+from kinsim.ops.attention import AttentionDims, PrefillChunk
+from kinsim.ops.lower import ACT_DTYPE, StepBatch, attention_ops, logit_ops, lower_step
 from kinsim.ops.op import OP_CLASSES, Op
 from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
@@ -115,13 +116,14 @@ def _accumulate_scalar(ops, cost_model: CostModel) -> list[float]:
 class StepPricer:
     """Prices steps of one replica's batches.
 
-    A step's ops other than attention depend only on its token count and logit rows
-    (:func:`kinsim.ops.lower.attention_ops`), so they are priced once per ``(tokens, rows)`` and cached;
-    attention is priced per step, for a whole segment of decode steps at once.
+    A step's ops other than attention (:func:`kinsim.ops.lower.attention_ops`) depend only on its token
+    count, except the logit ops (:func:`kinsim.ops.lower.logit_ops`), which depend only on its logit rows;
+    both parts are priced once per value and cached. Attention is priced per step, for a whole segment of
+    decode steps at once.
     """
 
-    #: Most cached ``(tokens, rows)`` entries before the cache is cleared (bounds its memory).
-    CACHE_LIMIT = 4096
+    #: Most cached token counts before the cache is cleared (bounds its memory).
+    CACHE_LIMIT = 65536
 
     def __init__(self, model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy,
                  cost_model: CostModel) -> None:
@@ -129,7 +131,8 @@ class StepPricer:
         shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, deployment.tensor_parallel,
                             path="deployment.tensor_parallel")
         self.dims = AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=ACT_DTYPE)
-        self._static: dict[tuple[int, int], np.ndarray] = {}
+        self._by_tokens: dict[int, np.ndarray] = {}
+        self._by_rows: dict[int, np.ndarray] = {}
 
     def step(self, batch: StepBatch) -> StepFigures:
         """One step of any batch (decode and prefill mixed)."""
@@ -148,15 +151,23 @@ class StepPricer:
         return fig
 
     def _static_part(self, batch: StepBatch) -> np.ndarray:
-        """Figures (a column) of the ops that depend only on the batch's token count and logit rows."""
-        key = (batch.tokens, batch.logit_rows)
-        column = self._static.get(key)
+        """Figures (a column) of the ops other than attention: those that depend on the token count alone,
+        priced once per count, plus the logit ops, priced once per number of rows."""
+        return self._token_part(batch.tokens) + self._rows_part(batch.logit_rows)
+
+    def _token_part(self, tokens: int) -> np.ndarray:
+        column = self._by_tokens.get(tokens)
         if column is None:
-            if len(self._static) >= self.CACHE_LIMIT:
-                self._static.clear()
-            one_step = replace(batch, decode_context=np.zeros(batch.n_decode)) if np.ndim(batch.decode_context) > 1 \
-                else batch
-            ops = lower_step(self.model, self.deployment, self.policy, one_step).ops
-            column = _accumulate([op for op in ops if op.name not in CONTEXT_OPS], self.cost_model, 1).matrix
-            self._static[key] = column
+            if len(self._by_tokens) >= self.CACHE_LIMIT:
+                self._by_tokens.clear()
+            only_tokens = StepBatch(prefill=(PrefillChunk(tokens, 0, completes_prompt=False),))  # no logit rows
+            ops = lower_step(self.model, self.deployment, self.policy, only_tokens, attention=False).ops
+            column = self._by_tokens[tokens] = _accumulate(ops, self.cost_model, 1).matrix
+        return column
+
+    def _rows_part(self, rows: int) -> np.ndarray:
+        column = self._by_rows.get(rows)
+        if column is None:
+            ops = logit_ops(self.model, self.deployment, rows)
+            column = self._by_rows[rows] = _accumulate(ops, self.cost_model, 1).matrix
         return column

@@ -99,13 +99,16 @@ class Replica:
             durations = to_ticks(figures.time_s)
             ends = np.cumsum(np.concatenate(([start], durations)))[1:]
             work = float(ends[-1] - start)
-            usage = self._usage(figures.totals(figures.steps), float(figures.time_s.sum()))
+            totals = figures.totals(figures.steps)
+            usage = self._usage(totals, totals["time_s"])
             flow = self.network.start(f"replica{self.index}", work, usage)
             self._in_flight = _InFlight(start, ends, flow, figures.steps)
             yield flow.done
             steps = self._in_flight.steps
             self._in_flight = None
-            self._record_segment(plan, figures, occupied, durations, steps, start, env.now)
+            if steps < figures.steps:  # cut short by an arrival
+                totals = figures.totals(steps)
+            self._record_segment(plan, totals, occupied, durations, steps, start, env.now)
             if self.op_window is not None:
                 self._record_ops(batch_of, ends, start, steps)
             scheduler.apply(plan, steps, to_seconds(env.now))
@@ -152,10 +155,9 @@ class Replica:
             usage[link] = network
         return usage
 
-    def _record_segment(self, plan: Plan, figures: StepFigures, occupied: np.ndarray, durations: np.ndarray,
+    def _record_segment(self, plan: Plan, totals: dict[str, float], occupied: np.ndarray, durations: np.ndarray,
                         steps: int, start: float, end: float) -> None:
         completed = sum(1 + len(lead.followers) for lead, take in plan.chunks if take == lead.prefill_left)
-        totals = figures.totals(steps)
         class_flops = tuple(totals[f"{c}_flops"] for c in OP_CLASSES)
         class_bytes = tuple(totals[f"{c}_bytes"] for c in OP_CLASSES)
         self._record(SegmentRecord(

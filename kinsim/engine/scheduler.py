@@ -312,9 +312,11 @@ class Scheduler:
         shared = np.fromiter((s.group.shared_tokens for s in decode), dtype=np.int64, count=len(decode))
         held = np.fromiter((s.private_blocks for s in decode), dtype=np.int64, count=len(decode))
         limit = min(min(s.remaining_output for s in decode), max_steps)
-        # Look a little ahead first: when the cache is nearly full the segment is short, and the arrays
-        # for the whole limit would be mostly wasted.
-        for horizon in (min(limit, SEGMENT_PROBE_STEPS), limit):
+        # When the cache may run out, look a little ahead first: the segment is then often short, and the
+        # arrays for the whole limit would be mostly wasted. Each sequence adds at most limit // block + 1
+        # blocks over the limit, so with that many free the cache cannot run out.
+        roomy = self.free_blocks >= len(decode) * (limit // self.layout.block_size + 1)
+        for horizon in ((limit,) if roomy else (min(limit, SEGMENT_PROBE_STEPS), limit)):
             offsets = np.arange(horizon, dtype=np.int64)[:, None]
             tokens = kv[None, :] + offsets
             extra = (self.layout.private_blocks(tokens + 1, shared[None, :]) - held[None, :]).sum(axis=1)

@@ -23,7 +23,7 @@ import simpy
 from simpy.events import Event
 
 from kinsim.cost.registry import make_cost_model
-from kinsim.engine.clock import to_seconds, to_ticks
+from kinsim.engine.clock import to_seconds, to_tick
 from kinsim.engine.fluid import FluidNetwork
 from kinsim.engine.kv import KVLayout, kv_layout
 from kinsim.engine.pricer import StepPricer
@@ -78,7 +78,7 @@ class Simulation:
                             "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",
                             value=deployment.max_num_batched_tokens)
         self.workload, self.hardware, self.exact_steps = workload, hardware, exact_steps
-        self._op_window = None if op_window is None else (float(to_ticks(op_window[0])), float(to_ticks(op_window[1])))
+        self._op_window = None if op_window is None else (to_tick(op_window[0]), to_tick(op_window[1]))
         self.layout: KVLayout = kv_layout(workload.model, deployment, workload.attention, hardware)
         self.env = simpy.Environment()
         self.network = FluidNetwork(self.env)
@@ -133,7 +133,7 @@ class Simulation:
             self._release(min(arrival.concurrency, len(self._group_order)))
             return
         pending = sorted(self.records.sequences, key=lambda s: s.key)
-        for tick, batch in itertools.groupby(pending, key=lambda s: float(to_ticks(s.arrival_s))):
+        for tick, batch in itertools.groupby(pending, key=lambda s: to_tick(s.arrival_s)):
             yield _Scheduled(self.env, ARRIVAL, max(tick - self.env.now, 0.0))
             for seq in batch:
                 seq.arrival_s = to_seconds(tick)  # on the engine's clock

@@ -91,8 +91,10 @@ def decode_batch(context: np.ndarray | list[int]) -> StepBatch:
     return StepBatch(decode_context=np.asarray(context, dtype=float))
 
 
-def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy, batch: StepBatch) -> Step:
-    """The operators one GPU of a replica runs for ``batch``."""
+def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy, batch: StepBatch,
+               attention: bool = True) -> Step:
+    """The operators one GPU of a replica runs for ``batch`` (without the :func:`attention_ops` when
+    ``attention`` is false)."""
     tp, ep = deployment.tensor_parallel, deployment.expert_parallel
     shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp,
                         path="deployment.tensor_parallel")
@@ -122,7 +124,8 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
                                  t * (shard.q_heads + shard.kv_heads) * d, count=layers))
     per_layer(elementwise_op("rope", t * (shard.q_heads + shard.kv_heads) * d,
                              t * (shard.q_heads + shard.kv_heads) * d, count=layers))
-    ops.extend(attention_ops(dims, deployment, policy, batch, layers))
+    if attention:
+        ops.extend(attention_ops(dims, deployment, policy, batch, layers))
     per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd, count=layers))
     activation_bytes = t * h * bytes_per_element(ACT_DTYPE)
     if tp > 1:
@@ -142,22 +145,26 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
             per_layer(op)
     # ---- once per step, after the layers
     rows = batch.logit_rows
-    vocab_local = model.vocab_size / tp
     ops.append(elementwise_op("final_norm", t * h, t * h, extra_bytes_read=h * bytes_per_element(wd)))
-    if rows:
-        ops.append(gemm_op("lm_head", rows, vocab_local, h, weight_dtype=wd))
-        if tp > 1:
-            ops.append(collective_op("allgather_logits", "allgather", rows * model.vocab_size * LOGIT_BYTES, tp))
-        # softmax, top-k/top-p filtering and the draw: three passes over the fp32 logits
-        logits = rows * model.vocab_size
-        ops.append(Op(name="sampling", op_class="other", kernel="elementwise", dtype="fp32",
-                      flops=10.0 * logits, bytes_read=2 * logits * LOGIT_BYTES, bytes_written=logits * LOGIT_BYTES,
-                      shape={"rows": rows, "vocab": model.vocab_size}))
+    ops.extend(logit_ops(model, deployment, rows))
     return Step(tuple(ops), t, rows)
 
 
-#: Names of the ops whose cost depends on the sequences' contexts, not only on the batch's token counts.
-CONTEXT_OPS = ("attention_decode", "block_selection", "attention_prefill")
+def logit_ops(model: ModelSpec, deployment: DeploymentSpec, rows: int) -> list[Op]:
+    """LM head, logits gather and sampling for ``rows`` sequences (none for 0 rows). With
+    :func:`attention_ops`, the only ops of a step that do not depend on its token count alone."""
+    if not rows:
+        return []
+    tp, wd = deployment.tensor_parallel, model.weight_dtype
+    ops = [gemm_op("lm_head", rows, model.vocab_size / tp, model.hidden_size, weight_dtype=wd)]
+    if tp > 1:
+        ops.append(collective_op("allgather_logits", "allgather", rows * model.vocab_size * LOGIT_BYTES, tp))
+    # softmax, top-k/top-p filtering and the draw: three passes over the fp32 logits
+    logits = rows * model.vocab_size
+    ops.append(Op(name="sampling", op_class="other", kernel="elementwise", dtype="fp32",
+                  flops=10.0 * logits, bytes_read=2 * logits * LOGIT_BYTES, bytes_written=logits * LOGIT_BYTES,
+                  shape={"rows": rows, "vocab": model.vocab_size}))
+    return ops
 
 
 def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: AttentionPolicy, batch: StepBatch,
