@@ -79,3 +79,15 @@ def test_a_missing_workload_file_is_exit_2(tmp_path: Path, capsys):
     code = main(["run", str(tmp_path / "nope.yaml"), "--hw", str(HARDWARE / "h100.yaml")])
     assert code == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_no_file(tmp_path: Path):
+    from kinsim.files import write_atomically
+
+    def fail(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_atomically(tmp_path / "out.json", fail)
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kinsim.cli.options import add_set_option, overrides_of
 from kinsim.errors import SpecError
+from kinsim.files import write_text_atomically
 
 
 def add_parser(subparsers) -> None:
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     runs = gather_runs(args)
     print("\n".join(format_table(runs)))
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": [label for label, _ in runs],
-                                               "metrics": compare_rows(runs)}, indent=2) + "\n")
+        write_text_atomically(args.json, json.dumps({"runs": [label for label, _ in runs],
+                                                     "metrics": compare_rows(runs)}, indent=2) + "\n")
     if args.plot:
         plot_compare(runs).savefig(args.plot, dpi=110)
     return 0

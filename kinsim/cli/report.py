@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from kinsim.errors import SpecError
+from kinsim.files import write_text_atomically
 
 
 def add_parser(subparsers) -> None:
@@ -27,8 +28,6 @@ def run(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():
         raise SpecError("directory does not exist", path="--output", value=args.output)
     page = render_report(load_run(args.run_file))
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(output)
+    write_text_atomically(output, page)
     print(f"wrote {output}")
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kinsim.cli.options import add_set_option, overrides_of
 from kinsim.errors import SpecError
+from kinsim.files import write_atomically, write_text_atomically
 from kinsim.report.summary import summary_lines
 
 
@@ -66,11 +67,6 @@ def _output_file(text: str | None, option: str) -> Path | None:
     return path
 
 
-def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
-
 
 def run(args: argparse.Namespace) -> int:
     from kinsim.runner import simulate  # the engine (and SimPy) only when a simulation runs
@@ -90,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     summary = result.to_dict()
     if json_path is not None:
-        _write_atomically(json_path, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+        write_text_atomically(json_path, json.dumps(summary, indent=2) + "\n")
     if requests_csv is not None:
-        _write_atomically(requests_csv, lambda p: result.requests.to_csv(p, index=False))
+        write_atomically(requests_csv, lambda p: result.requests.to_csv(p, index=False))
     if steps_csv is not None:
-        _write_atomically(steps_csv, lambda p: result.steps.to_csv(p, index=False))
+        write_atomically(steps_csv, lambda p: result.steps.to_csv(p, index=False))
     if trace_path is not None:
         from kinsim.report.trace import write_trace
 

@@ -25,6 +25,7 @@ from typing import Any
 from kinsim import __version__
 from kinsim.engine.records import Records, SegmentRecord
 from kinsim.engine.sequence import FINISHED
+from kinsim.files import write_text_atomically
 
 US = 1e6
 REPLICA_PID = 100_000  # replica processes follow the GPU processes
@@ -163,8 +164,4 @@ def chrome_trace(records: Records, summary: dict[str, Any], window: tuple[float,
 def write_trace(path: str | Path, records: Records, summary: dict[str, Any],
                 window: tuple[float, float] | None = None) -> Path:
     """Write :func:`chrome_trace` to ``path`` (compact JSON); return the path."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(chrome_trace(records, summary, window), separators=(",", ":")))
-    tmp.replace(path)
-    return path
+    return write_text_atomically(path, json.dumps(chrome_trace(records, summary, window), separators=(",", ":")))
