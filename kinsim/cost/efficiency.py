@@ -1,14 +1,23 @@
 """Shares of the peak rates kernels reach, per kernel kind.
 
 :class:`ConstantEfficiency` reads the hardware file's ``efficiency`` section (defaults are documented
-estimates). A calibration profile replaces it with curves fitted to measured kernels.
+estimates). :class:`FittedEfficiency` uses the curves of a calibration profile (``calibration:`` in the
+hardware file) for the kernel kinds it covers.
+
+Fitted curves: a kernel kind's efficiency rises with its work and saturates: for ``w`` FLOPs (or HBM
+bytes) ``e(w) = maximum x w / (w + half)``, so a kernel of ``w`` FLOPs takes ``(w + half) / (peak x
+maximum)``: the work at the saturated rate plus a fixed cost ``half / (peak x maximum)`` that small kernels
+show (too few thread blocks to fill the GPU, tails). The roofline then gives ``time = launch +
+max(flops / (peak x e_c(flops)), bytes / (bandwidth x e_m(bytes)))``.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from kinsim.hardware.spec import EfficiencySpec
+import numpy as np
+
+from kinsim.hardware.spec import CalibrationSpec, EfficiencySpec, KernelCurveSpec
 from kinsim.ops.op import Number, Op
 
 
@@ -58,3 +67,44 @@ class ConstantEfficiency:
 
     def link(self, op: Op) -> float:
         return self.spec.link
+
+
+def saturating(work: Number, maximum: float, half: float) -> Number:
+    """``maximum x work / (work + half)``, and ``maximum`` for no work (so that 0 / e is 0, not 0 / 0)."""
+    if np.ndim(work) == 0:
+        work = float(work)
+        return maximum * work / (work + half) if work > 0 else maximum
+    work = np.asarray(work, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(work > 0, maximum * work / (work + half), maximum)
+
+
+def predict_time(curve: KernelCurveSpec, flops: Number, nbytes: Number, peak: float, bandwidth: float,
+                 launch: float) -> Number:
+    """Seconds of a kernel with ``flops`` and ``nbytes`` under ``curve`` (arrays allowed)."""
+    compute = np.asarray(flops, dtype=float) / (peak * saturating(flops, curve.compute_max, curve.flops_half))
+    memory = np.asarray(nbytes, dtype=float) / (bandwidth * saturating(nbytes, curve.memory_max, curve.bytes_half))
+    return launch + np.maximum(compute, memory)
+
+
+class FittedEfficiency:
+    """Efficiencies from a calibration profile's curves; kernel kinds it lacks keep the constants."""
+
+    def __init__(self, spec: EfficiencySpec, calibration: CalibrationSpec) -> None:
+        self.constant = ConstantEfficiency(spec)
+        self.calibration = calibration
+
+    def compute(self, op: Op) -> Number:
+        curve = self.calibration.curve(op.kernel)
+        if curve is None:
+            return self.constant.compute(op)
+        return saturating(op.flops, curve.compute_max, curve.flops_half)
+
+    def memory(self, op: Op) -> Number:
+        curve = self.calibration.curve(op.kernel)
+        if curve is None:
+            return self.constant.memory(op)
+        return saturating(op.bytes, curve.memory_max, curve.bytes_half)
+
+    def link(self, op: Op) -> Number:
+        return self.constant.link(op)

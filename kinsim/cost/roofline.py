@@ -13,19 +13,23 @@ import numpy as np
 
 from kinsim.cost.base import OpCost
 from kinsim.cost.collectives import collective_time
-from kinsim.cost.efficiency import ConstantEfficiency, Efficiency
+from kinsim.cost.efficiency import ConstantEfficiency, Efficiency, FittedEfficiency
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.ops.op import Op
 
 
 class RooflineCost:
-    """Roofline times on ``hw``, with ``efficiency`` (default: the hardware file's constants)."""
+    """Roofline times on ``hw``, with ``efficiency`` (default: the hardware's calibration profile where it
+    has one, else the hardware file's constants)."""
 
     name = "roofline"
 
     def __init__(self, hw: HardwareSpec, efficiency: Efficiency | None = None):
         self.hw = hw
-        self.efficiency = efficiency or ConstantEfficiency(hw.efficiency)
+        if efficiency is None:
+            efficiency = (FittedEfficiency(hw.efficiency, hw.calibration) if hw.calibration is not None
+                          else ConstantEfficiency(hw.efficiency))
+        self.efficiency = efficiency
 
     def op_cost(self, op: Op) -> OpCost:
         launch = self.hw.gpu.launch_overhead

@@ -196,6 +196,54 @@ class EfficiencySpec:
         check_fields(self)
 
 
+#: Kernel kinds a calibration profile may carry curves for (communication is not calibrated).
+CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_sparse", "attention_prefill", "selection",
+                      "elementwise")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KernelCurveSpec:
+    """Fitted efficiency curves of one kernel kind: ``e(w) = maximum x w / (w + half)`` for FLOPs and for
+    HBM bytes (see :mod:`kinsim.calibration.curves`)."""
+
+    compute_max: float = spec_field("Share of the peak FLOP rate large kernels reach.", check=fraction)
+    flops_half: float = spec_field("FLOPs at which a kernel reaches half of compute_max.", check=non_negative)
+    memory_max: float = spec_field("Share of the HBM bandwidth large kernels reach.", check=fraction)
+    bytes_half: float = spec_field("HBM bytes at which a kernel reaches half of memory_max.", check=non_negative)
+    points: int = spec_field("Measurements the fit used.", default=0, check=non_negative)
+    held_out_mape: float | None = spec_field("Mean absolute percentage error on held-out measurements, as a "
+                                             "fraction.", default=None, check=non_negative)
+    note: str = spec_field("What the fit could and could not determine.", default="")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.compute_max == 0 or self.memory_max == 0:
+            raise SpecError("must be above 0", path="compute_max" if self.compute_max == 0 else "memory_max",
+                            value=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationSpec:
+    """A calibration profile: efficiency curves fitted to kernels measured on one GPU model."""
+
+    source: str = spec_field("Provenance: measurement directory, device, driver, library versions, date.",
+                             check=non_empty)
+    device: str = spec_field("The GPU the kernels were measured on.", check=non_empty)
+    gemm: KernelCurveSpec | None = spec_field("Linear layers (GEMM).", default=None)
+    attention_decode: KernelCurveSpec | None = spec_field("Dense paged decode attention.", default=None)
+    attention_sparse: KernelCurveSpec | None = spec_field("Sparse (block top-k) decode attention.", default=None)
+    attention_prefill: KernelCurveSpec | None = spec_field("Prefill (flash) attention.", default=None)
+    selection: KernelCurveSpec | None = spec_field("Block scoring and top-k selection.", default=None)
+    elementwise: KernelCurveSpec | None = spec_field("Streaming elementwise kernels.", default=None)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def curve(self, kernel: str) -> KernelCurveSpec | None:
+        """The curves of ``kernel`` (a kernel kind), or ``None`` when the profile has none."""
+        return getattr(self, kernel, None) if kernel in CALIBRATED_KERNELS else None
+
+
 @dataclass(frozen=True, kw_only=True)
 class HardwareSpec:
     """A hardware file: one GPU model, the node and optionally the cluster built from it."""
@@ -208,6 +256,10 @@ class HardwareSpec:
     cluster: ClusterSpec | None = spec_field("Several nodes; absent for a single node.", default=None)
     efficiency: EfficiencySpec = spec_field("Shares of the peak rates kernels reach (roofline cost model).",
                                             default=EfficiencySpec())
+    calibration: CalibrationSpec | None = spec_field(
+        "Efficiency curves fitted to measured kernels; in a file, the path of a profile written by kinsim "
+        "calibrate fit (relative to the hardware file). Kernel kinds it covers replace the constants of "
+        "efficiency.", default=None)
 
     def __post_init__(self) -> None:
         check_fields(self)
