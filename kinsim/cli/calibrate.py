@@ -1,0 +1,98 @@
+"""``kinsim calibrate fit|validate``: fit efficiency curves to measured kernels, and check them.
+
+``fit DIR --hw HW -o PROFILE``: read ``DIR/measurements.csv`` (and ``metadata.json``), fit per kernel kind,
+write a calibration profile YAML with its provenance. Reference it from a hardware file with
+``calibration: PROFILE`` (a path relative to that file) and ``kinsim op`` and ``kinsim run`` use it.
+
+``validate DIR --hw HW``: predicted against measured time per kernel and shape with the hardware's
+calibration (or its constants when it has none): MAPE and worst case per kernel, optionally a CSV and a
+plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from kinsim.errors import SpecError
+from kinsim.files import write_atomically, write_text_atomically
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("calibrate", help="fit and validate kernel efficiency curves",
+                                   description=__doc__.split("\n\n", 1)[1])
+    commands = parser.add_subparsers(dest="calibrate_command", metavar="STEP", required=True)
+    fit = commands.add_parser("fit", help="fit a calibration profile to measurements")
+    fit.add_argument("directory", metavar="DIR", help="directory with measurements.csv (and metadata.json)")
+    fit.add_argument("--hw", required=True, metavar="HW", help="hardware file of the measured GPU")
+    fit.add_argument("-o", "--output", required=True, metavar="PROFILE", help="calibration profile YAML to write")
+    fit.set_defaults(run=run_fit)
+    validate = commands.add_parser("validate", help="predicted against measured kernel times")
+    validate.add_argument("directory", metavar="DIR", help="directory with measurements.csv")
+    validate.add_argument("--hw", required=True, metavar="HW", help="hardware file (with its calibration)")
+    validate.add_argument("--csv", metavar="PATH", default=None, help="write every row with its prediction")
+    validate.add_argument("--plot", metavar="PATH", default=None, help="write predicted against measured (PNG/SVG)")
+    validate.set_defaults(run=run_validate)
+
+
+def _check_parent(value: str | None, option: str) -> None:
+    if value is not None and not Path(value).parent.is_dir():
+        raise SpecError("directory does not exist", path=option, value=value)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from kinsim.calibration.fit import fit_profile
+    from kinsim.calibration.measurements import read_measurements, read_metadata
+    from kinsim.hardware.load import load_hardware
+    from kinsim.schema import to_raw
+
+    _check_parent(args.output, "--output")
+    hw = load_hardware(args.hw)
+    frame = read_measurements(args.directory)
+    meta = read_metadata(args.directory)
+    device = str(meta.get("device", hw.gpu.name))
+    details = ", ".join(f"{k} {meta[k]}" for k in ("driver", "torch", "triton", "date", "copy_bandwidth",
+                                                   "gemm_flop_rate") if k in meta)
+    source = f"kinsim calibrate fit of {Path(args.directory)} measured on {device}"
+    source += f" ({details})" if details else ""
+    try:
+        profile, fits = fit_profile(frame, hw, source=source, device=device)
+    except ValueError as error:
+        raise SpecError(str(error), file=str(Path(args.directory) / "measurements.csv")) from None
+    for fit in fits:
+        for line in fit.rejected:
+            print(f"kinsim: warning: rejected {line}")
+    text = "# Written by kinsim calibrate fit; efficiencies are shares of the hardware file's peaks.\n"
+    text += yaml.safe_dump(to_raw(profile), sort_keys=False)
+    write_text_atomically(args.output, text)
+    print(f"{'kernel':<18} {'points':>6} {'compute max':>11} {'FLOPs half':>11} {'memory max':>10} "
+          f"{'bytes half':>11} {'held-out MAPE':>13}")
+    for fit in fits:
+        c = fit.curve
+        print(f"{fit.kernel:<18} {c.points:>6} {c.compute_max:>11.3f} {c.flops_half:>11.3g} {c.memory_max:>10.3f} "
+              f"{c.bytes_half:>11.3g} {c.held_out_mape:>12.2%}" + (f"  ({c.note})" if c.note else ""))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from kinsim.calibration.measurements import read_measurements
+    from kinsim.calibration.validate import errors_by_kernel, plot_validation, predictions
+    from kinsim.hardware.load import load_hardware
+
+    _check_parent(args.csv, "--csv")
+    _check_parent(args.plot, "--plot")
+    hw = load_hardware(args.hw)
+    table = predictions(read_measurements(args.directory), hw)
+    source = "calibration profile" if hw.calibration is not None else "constant efficiencies (no calibration)"
+    print(f"{hw.name} with its {source}")
+    print(f"{'kernel':<18} {'impl':<14} {'points':>6} {'MAPE':>7} {'worst':>7}  worst row")
+    for e in errors_by_kernel(table):
+        print(f"{e.kernel:<18} {e.impl:<14} {e.points:>6} {e.mape:>7.2%} {e.worst:>7.2%}  {e.worst_row + 2}")
+    if args.csv:
+        write_atomically(args.csv, lambda p: table.to_csv(p, index=False))
+    if args.plot:
+        plot_validation(table, f"{hw.name}: predicted against measured ({source})").savefig(args.plot, dpi=110)
+    return 0
