@@ -1,0 +1,111 @@
+"""The reference Triton kernels against float64 references, on the CPU in Triton's interpreter.
+
+Runs with the ``calibrate`` extra (torch, Triton). Triton's interpreter does not handle bf16, so the
+kernels run in fp16 and fp32 here; on a GPU the harness runs them in bf16.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+torch = pytest.importorskip("torch", reason="the kernel tests need the calibrate extra: pip install '.[calibrate]'")
+pytest.importorskip("triton", reason="the kernel tests need the calibrate extra: pip install '.[calibrate]'")
+
+from kinsim.calibration.kernels.attention import (  # noqa: E402
+    block_topk_decode_attention,
+    page_summaries,
+    paged_decode_attention,
+)
+from kinsim.calibration.kernels.gemm import gemm  # noqa: E402
+
+TOLERANCE = {torch.float16: 2e-2, torch.float32: 1e-4}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("m, n, k", [(1, 48, 40), (33, 70, 96), (64, 64, 64)])
+def test_gemm_matches_float64(m, n, k, dtype):
+    gen = torch.Generator().manual_seed(m * 1000 + n + k)
+    a = torch.randn(m, k, generator=gen).to(dtype)
+    b = torch.randn(k, n, generator=gen).to(dtype)
+    expected = a.double() @ b.double()
+    got = gemm(a, b, block_m=16, block_n=32, block_k=16).double()
+    assert torch.allclose(got, expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * np.sqrt(k))
+
+
+def paged_case(batch, q_heads, kv_heads, head_dim, page, lengths, dtype, seed):
+    """Random q and KV cache laid out in shuffled pages, with the block table and lengths."""
+    gen = torch.Generator().manual_seed(seed)
+    max_pages = max(-(-n // page) for n in lengths)
+    total = batch * max_pages + 3
+    order = torch.randperm(total, generator=gen)
+    table = order[:batch * max_pages].reshape(batch, max_pages).to(torch.int32)
+    q = torch.randn(batch, q_heads, head_dim, generator=gen).to(dtype)
+    k_cache = torch.randn(total, page, kv_heads, head_dim, generator=gen).to(dtype)
+    v_cache = torch.randn(total, page, kv_heads, head_dim, generator=gen).to(dtype)
+    return q, k_cache, v_cache, table, torch.tensor(lengths, dtype=torch.int32)
+
+
+def reference(q, k_cache, v_cache, table, lengths, pages_of=None):
+    """float64 attention of each query head over its sequence's tokens (or over chosen pages only)."""
+    batch, q_heads, head_dim = q.shape
+    _, page, kv_heads, _ = k_cache.shape
+    group = q_heads // kv_heads
+    out = np.zeros((batch, q_heads, head_dim))
+    for b in range(batch):
+        n = int(lengths[b])
+        for h in range(q_heads):
+            kv = h // group
+            indices = range(-(-n // page)) if pages_of is None else [i for i in pages_of(b, kv) if i >= 0]
+            keys, values = [], []
+            for i in indices:
+                page_id = int(table[b, i])
+                valid = min(page, n - i * page)
+                keys.append(k_cache[page_id, :valid, kv].double().numpy())
+                values.append(v_cache[page_id, :valid, kv].double().numpy())
+            keys, values = np.concatenate(keys), np.concatenate(values)
+            scores = keys @ q[b, h].double().numpy() / np.sqrt(head_dim)
+            weights = np.exp(scores - scores.max())
+            out[b, h] = weights @ values / weights.sum()
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("pages_per_split", [None, 1, 2])
+def test_paged_decode_attention_matches_float64(dtype, pages_per_split):
+    # GQA group of 4 (Qwen3-8B's 32:8), pages of 16, lengths that end mid-page, split or not
+    q, k_cache, v_cache, table, lengths = paged_case(3, 8, 2, 32, 16, [5, 37, 64], dtype, seed=1)
+    got = paged_decode_attention(q, k_cache, v_cache, table, lengths, pages_per_split=pages_per_split)
+    expected = reference(q, k_cache, v_cache, table, lengths)
+    assert np.allclose(got.double().numpy(), expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_block_topk_attends_over_the_best_pages_and_the_local_window(dtype):
+    q, k_cache, v_cache, table, lengths = paged_case(2, 8, 2, 32, 16, [150, 100], dtype, seed=2)
+    summaries = page_summaries(k_cache)
+    top_k, local = 3, 1
+    out, selected = block_topk_decode_attention(q, k_cache, v_cache, table, lengths, summaries, top_k, local)
+    group = 4
+    for b in range(2):
+        n = int(lengths[b])
+        pages, complete = -(-n // 16), n // 16
+        candidates = list(range(min(complete, pages - local)))
+        for kv in range(2):
+            chosen = [int(i) for i in selected[b, kv, :top_k] if i >= 0]
+            window = [int(i) for i in selected[b, kv, top_k:] if i >= 0]
+            assert window == list(range(pages - local, pages))
+            # the chosen pages are the best by summed query . mean-key score (float64), up to rounding
+            queries = q[b, kv * group:(kv + 1) * group].double().numpy()
+            score = {i: float((queries @ summaries[int(table[b, i]), kv].double().numpy()).sum()) for i in candidates}
+            assert len(chosen) == min(top_k, len(candidates)) and set(chosen) <= set(candidates)
+            unchosen = [score[i] for i in candidates if i not in chosen]
+            if unchosen:
+                assert min(score[i] for i in chosen) >= max(unchosen) - 1e-2
+    expected = reference(q, k_cache, v_cache, table, lengths,
+                         pages_of=lambda b, kv: [int(i) for i in selected[b, kv]])
+    assert np.allclose(out.double().numpy(), expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
