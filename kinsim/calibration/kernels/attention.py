@@ -21,6 +21,9 @@ import torch
 import triton
 import triton.language as tl
 
+#: Programs a dense decode launch aims for when it splits long contexts.
+TARGET_PROGRAMS = 128
+
 
 @triton.jit
 def _attend_pages(q, k_ptr, v_ptr, page, first_pos, seq_len, head, m_i, l_i, acc, scale,
@@ -101,13 +104,14 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
                            seq_lens: torch.Tensor, pages_per_split: int | None = None,
                            scale: float | None = None) -> torch.Tensor:
     """Dense decode attention; the context is split into runs of ``pages_per_split`` pages handled by
-    separate programs and merged (default: one split unless the batch leaves the GPU idle)."""
+    separate programs and merged (default: enough splits for about :data:`TARGET_PROGRAMS` programs)."""
     batch, q_heads, head_dim = q.shape
     _, page_size, kv_heads, _ = k_cache.shape
     group = q_heads // kv_heads
     max_pages = block_table.shape[1]
-    if pages_per_split is None:
-        pages_per_split = max_pages if batch * kv_heads >= 128 else max(1, math.ceil(max_pages * batch * kv_heads / 128))
+    if pages_per_split is None:  # enough programs to fill the GPU's ~132 SMs (H100, H200)
+        wanted = min(max(math.ceil(TARGET_PROGRAMS / (batch * kv_heads)), 1), max_pages)
+        pages_per_split = math.ceil(max_pages / wanted)
     splits = math.ceil(max_pages / pages_per_split)
     block_g = _group_block(group)
     scale = head_dim ** -0.5 if scale is None else scale
