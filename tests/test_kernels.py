@@ -109,3 +109,44 @@ def test_block_topk_attends_over_the_best_pages_and_the_local_window(dtype):
     expected = reference(q, k_cache, v_cache, table, lengths,
                          pages_of=lambda b, kv: [int(i) for i in selected[b, kv]])
     assert np.allclose(out.double().numpy(), expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
+def test_harness_smoke_run_writes_what_the_fitter_reads(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from kinsim.calibration.measurements import read_measurements
+    from kinsim.cli import main
+
+    from .conftest import HARDWARE, ROOT
+
+    # The harness must run where only torch, Triton, numpy and pyyaml exist: block the rest.
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('simpy', 'pandas', 'matplotlib', 'networkx', 'scipy'):\n"
+        "            raise ImportError(f'{name} is not on the GPU machine')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from kinsim.calibration.measure import main\n"
+        f"sys.exit(main(['--out', {str(tmp_path / 'smoke')!r}, '--cpu-smoke']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    frame = read_measurements(tmp_path / "smoke")
+    assert set(frame["kernel"]) == {"attention_decode", "selection", "attention_sparse", "gemm"}
+    assert set(frame[frame["kernel"] == "gemm"]["impl"]) == {"triton", "torch.matmul"}
+    # work by hand: 1 sequence, 16 tokens, 8 query and 2 KV heads of 32 dims, fp16
+    row = frame[(frame["kernel"] == "attention_decode") & (frame["batch"] == 1) & (frame["context"] == 16)].iloc[0]
+    assert row["flops"] == 4 * 8 * 32 * 16
+    assert row["bytes"] == 2 * 2 * 32 * 2 * 16 + 2 * 8 * 32 * 2 + 2 * 2 * 32 * 2
+    gemm_row = frame[(frame["kernel"] == "gemm") & (frame["m"] == 8) & (frame["n"] == 64)].iloc[0]
+    assert gemm_row["flops"] == 2 * 8 * 64 * 32 and gemm_row["bytes"] == 2 * (64 * 32 + 8 * 32 + 8 * 64)
+    profile = tmp_path / "profile.yaml"
+    assert main(["calibrate", "fit", str(tmp_path / "smoke"), "--hw", str(HARDWARE / "h100.yaml"),
+                 "-o", str(profile)]) == 0
+    written = yaml.safe_load(profile.read_text())
+    assert {"gemm", "attention_decode", "attention_sparse", "selection"} <= set(written)
+    assert "CPU (Triton interpreter" in written["device"]

@@ -1,4 +1,8 @@
-"""``kinsim calibrate fit|validate``: fit efficiency curves to measured kernels, and check them.
+"""``kinsim calibrate measure|fit|validate``: time reference kernels, fit efficiency curves, check them.
+
+``measure --out DIR [--quick]``: on a GPU machine, time the reference kernels (see
+:mod:`kinsim.calibration.measure`; also ``python -m kinsim.calibration.measure`` where kinsim is not
+installed).
 
 ``fit DIR --hw HW -o PROFILE``: read ``DIR/measurements.csv`` (and ``metadata.json``), fit per kernel kind,
 write a calibration profile YAML with its provenance. Reference it from a hardware file with
@@ -24,6 +28,14 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("calibrate", help="fit and validate kernel efficiency curves",
                                    description=__doc__.split("\n\n", 1)[1])
     commands = parser.add_subparsers(dest="calibrate_command", metavar="STEP", required=True)
+    measure = commands.add_parser("measure", help="time the reference kernels on this machine's GPU",
+                                  description="Time the reference Triton kernels over a grid of shapes with "
+                                              "triton.testing.do_bench; write measurements.csv and metadata.json. "
+                                              "Needs the calibrate extra and a CUDA GPU (or --cpu-smoke).")
+    from kinsim.calibration.measure import add_arguments
+
+    add_arguments(measure)
+    measure.set_defaults(run=run_measure)
     fit = commands.add_parser("fit", help="fit a calibration profile to measurements")
     fit.add_argument("directory", metavar="DIR", help="directory with measurements.csv (and metadata.json)")
     fit.add_argument("--hw", required=True, metavar="HW", help="hardware file of the measured GPU")
@@ -40,6 +52,19 @@ def add_parser(subparsers) -> None:
 def _check_parent(value: str | None, option: str) -> None:
     if value is not None and not Path(value).parent.is_dir():
         raise SpecError("directory does not exist", path=option, value=value)
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    from kinsim.calibration.measure import run
+
+    try:
+        import torch  # noqa: F401
+        import triton  # noqa: F401
+    except ImportError as error:
+        raise SpecError(f"needs torch and Triton ({error.name} is missing)", path="calibrate measure",
+                        hint='pip install "kinsim[calibrate]"') from None
+    print(f"wrote {run(Path(args.out), args.quick, args.cpu_smoke)}")
+    return 0
 
 
 def run_fit(args: argparse.Namespace) -> int:

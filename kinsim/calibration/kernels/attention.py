@@ -189,35 +189,50 @@ def page_summaries(k_cache: torch.Tensor) -> torch.Tensor:
     return k_cache.float().mean(dim=1).to(k_cache.dtype)
 
 
-def block_topk_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                                block_table: torch.Tensor, seq_lens: torch.Tensor, summaries: torch.Tensor,
-                                top_k: int, local_pages: int = 1,
-                                scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block top-k sparse decode attention; returns the output and the kept pages per (sequence, KV head)
-    as sequence page indices, ``-1`` where fewer were kept."""
+def page_scores(q: torch.Tensor, summaries: torch.Tensor, block_table: torch.Tensor, seq_lens: torch.Tensor,
+                top_k: int, local_pages: int = 1, page_size: int = 16) -> torch.Tensor:
+    """The selection of block top-k: the kept pages per (sequence, KV head), as sequence page indices
+    (``-1`` where fewer were kept): the ``top_k`` best-scoring complete pages outside the local window,
+    then the window's ``local_pages`` pages."""
     batch, q_heads, head_dim = q.shape
-    _, page_size, kv_heads, _ = k_cache.shape
+    kv_heads = summaries.shape[1]
     group = q_heads // kv_heads
     max_pages = block_table.shape[1]
-    block_g = _group_block(group)
-    scale = head_dim ** -0.5 if scale is None else scale
     scores = torch.empty((batch, kv_heads, max_pages), dtype=torch.float32, device=q.device)
     _page_scores_kernel[(batch, kv_heads)](
         q, summaries, block_table, seq_lens, scores, local_pages, max_pages, q.stride(0), q.stride(1),
         summaries.stride(0), summaries.stride(1), block_table.stride(0),
-        GROUP=group, BLOCK_G=block_g, BLOCK_P=16, PAGE=page_size, D=head_dim)
-    k = min(top_k, max_pages)
-    best, chosen = torch.topk(scores, k, dim=-1)
+        GROUP=group, BLOCK_G=_group_block(group), BLOCK_P=16, PAGE=page_size, D=head_dim)
+    best, chosen = torch.topk(scores, min(top_k, max_pages), dim=-1)
     chosen = torch.where(torch.isfinite(best), chosen, torch.full_like(chosen, -1))
     pages = (seq_lens + page_size - 1) // page_size
     window = pages[:, None] - local_pages + torch.arange(local_pages, device=q.device)[None, :]
     window = torch.where(window >= 0, window, torch.full_like(window, -1))
     selected = torch.cat([chosen, window[:, None, :].expand(batch, kv_heads, local_pages)], dim=-1)
-    selected = selected.to(torch.int32).contiguous()
+    return selected.to(torch.int32).contiguous()
+
+
+def selected_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_table: torch.Tensor,
+                       seq_lens: torch.Tensor, selected: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Attention of each group of query heads over its KV head's ``selected`` pages only."""
+    batch, q_heads, head_dim = q.shape
+    _, page_size, kv_heads, _ = k_cache.shape
+    group = q_heads // kv_heads
+    scale = head_dim ** -0.5 if scale is None else scale
     out = torch.empty_like(q)
     _selected_attention_kernel[(batch, kv_heads)](
         q, k_cache, v_cache, block_table, seq_lens, selected, out, scale, selected.shape[-1],
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_table.stride(0), out.stride(0), out.stride(1),
-        GROUP=group, BLOCK_G=block_g, PAGE=page_size, D=head_dim)
-    return out, selected
+        GROUP=group, BLOCK_G=_group_block(group), PAGE=page_size, D=head_dim)
+    return out
+
+
+def block_topk_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                                block_table: torch.Tensor, seq_lens: torch.Tensor, summaries: torch.Tensor,
+                                top_k: int, local_pages: int = 1,
+                                scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block top-k sparse decode attention: :func:`page_scores` then :func:`selected_attention`. Returns
+    the output and the kept pages."""
+    selected = page_scores(q, summaries, block_table, seq_lens, top_k, local_pages, page_size=k_cache.shape[1])
+    return selected_attention(q, k_cache, v_cache, block_table, seq_lens, selected, scale), selected
