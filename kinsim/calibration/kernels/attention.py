@@ -186,7 +186,7 @@ def _selected_attention_kernel(q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, selecte
 def page_summaries(k_cache: torch.Tensor) -> torch.Tensor:
     """Mean key of every page, ``(pages, kv_heads, head_dim)`` (kept up to date at KV write time by a real
     engine; not part of the measured decode step)."""
-    return k_cache.float().mean(dim=1).to(k_cache.dtype)
+    return k_cache.mean(dim=1, dtype=torch.float32).to(k_cache.dtype)  # no full fp32 copy of the cache
 
 
 def page_scores(q: torch.Tensor, summaries: torch.Tensor, block_table: torch.Tensor, seq_lens: torch.Tensor,
