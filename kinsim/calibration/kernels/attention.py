@@ -26,6 +26,15 @@ TARGET_PROGRAMS = 128
 
 
 @triton.jit
+def _group_queries(q_ptr, b, h, stride_qb, stride_qh, GROUP: tl.constexpr, BLOCK_G: tl.constexpr, D: tl.constexpr):
+    """The queries of KV head ``h``'s group in sequence ``b``, padded with zero rows to ``BLOCK_G``."""
+    g = tl.arange(0, BLOCK_G)
+    d = tl.arange(0, D)
+    return tl.load(q_ptr + b * stride_qb + (h * GROUP + g)[:, None] * stride_qh + d[None, :],
+                   mask=g[:, None] < GROUP, other=0.0)
+
+
+@triton.jit
 def _attend_pages(q, k_ptr, v_ptr, page, first_pos, seq_len, head, m_i, l_i, acc, scale,
                   stride_kp, stride_ks, stride_kh, stride_vp, stride_vs, stride_vh,
                   PAGE: tl.constexpr, D: tl.constexpr):
@@ -55,8 +64,7 @@ def _paged_decode_split_kernel(q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, po_ptr,
     seq_len = tl.load(lens_ptr + b)
     g = tl.arange(0, BLOCK_G)
     d = tl.arange(0, D)
-    q = tl.load(q_ptr + b * stride_qb + (h * GROUP + g)[:, None] * stride_qh + d[None, :],
-                mask=g[:, None] < GROUP, other=0.0)
+    q = _group_queries(q_ptr, b, h, stride_qb, stride_qh, GROUP, BLOCK_G, D)
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, D], tl.float32)
@@ -139,10 +147,8 @@ def _page_scores_kernel(q_ptr, summary_ptr, table_ptr, lens_ptr, scores_ptr, loc
     h = tl.program_id(1)
     heads = tl.num_programs(1)
     seq_len = tl.load(lens_ptr + b)
-    g = tl.arange(0, BLOCK_G)
     d = tl.arange(0, D)
-    q = tl.load(q_ptr + b * stride_qb + (h * GROUP + g)[:, None] * stride_qh + d[None, :],
-                mask=g[:, None] < GROUP, other=0.0)
+    q = _group_queries(q_ptr, b, h, stride_qb, stride_qh, GROUP, BLOCK_G, D)
     pages = tl.cdiv(seq_len, PAGE)
     scored = tl.maximum(tl.minimum(seq_len // PAGE, pages - local_pages), 0)  # complete, outside the window
     for p0 in range(0, max_pages, BLOCK_P):
@@ -167,8 +173,7 @@ def _selected_attention_kernel(q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, selecte
     seq_len = tl.load(lens_ptr + b)
     g = tl.arange(0, BLOCK_G)
     d = tl.arange(0, D)
-    q = tl.load(q_ptr + b * stride_qb + (h * GROUP + g)[:, None] * stride_qh + d[None, :],
-                mask=g[:, None] < GROUP, other=0.0)
+    q = _group_queries(q_ptr, b, h, stride_qb, stride_qh, GROUP, BLOCK_G, D)
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, D], tl.float32)
