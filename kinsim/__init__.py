@@ -4,7 +4,7 @@ The library API::
 
     import kinsim
     hw = kinsim.load_hardware("hardware/h100.yaml")
-    faster = kinsim.with_overrides(hw, {"gpu.memory.bandwidth": "6.7 TB/s"})
+    faster = hw.with_overrides({"gpu.memory.bandwidth": "6.7 TB/s"})
     workload = kinsim.load_workload("workloads/aime_bon32.yaml")
     model = kinsim.load_model("Qwen3-8B")
     result = kinsim.simulate(workload, faster)
@@ -17,14 +17,15 @@ engine (and SimPy): the calibration tools run on machines without it.
 __version__ = "0.1.0"
 
 from kinsim.errors import KinsimError, SpecError  # noqa: E402
-from kinsim.hardware import HardwareSpec, load_hardware  # noqa: E402
+from kinsim.hardware import HardwareSpec, hardware_from_dict, load_hardware  # noqa: E402
 from kinsim.model import ModelSpec, load_model  # noqa: E402
 from kinsim.schema import to_raw, with_overrides  # noqa: E402
 from kinsim.workload import WorkloadSpec, load_workload, workload_requests  # noqa: E402
 
 __all__ = [
     "HardwareSpec", "KinsimError", "ModelSpec", "Result", "SpecError", "WorkloadSpec", "__version__",
-    "load_hardware", "load_model", "load_workload", "simulate", "to_raw", "with_overrides", "workload_requests",
+    "hardware_from_dict", "load_hardware", "load_model", "load_workload", "simulate", "to_raw", "with_overrides",
+    "workload_requests",
 ]
 
 

@@ -21,3 +21,58 @@ def test_hbm_bandwidth_what_if(capsys):
     assert speedups[(64, 16384)] == pytest.approx(2.0, abs=0.1)
     assert speedups[(64, 16384)] > speedups[(1, 1000)]
     assert capsys.readouterr().out.count("\n") == 2
+
+
+def test_what_if_double_hbm(capsys):
+    out = load_example("what_if_double_hbm").main()
+    # all-memory-bound decode: close to, but under, the 2x of the bandwidth; KV capacity is unchanged
+    assert 1.8 < out["ratio"] < 2.0
+    assert out["preemptions"] == out["preemptions_doubled"]
+    assert "(1.9" in capsys.readouterr().out
+
+
+def test_what_if_fp8_kv(capsys):
+    out = load_example("what_if_fp8_kv").main()
+    assert out["kv_bytes_per_token"] == (147_456, 73_728)  # Qwen3-8B: 2 x 8 heads x 128 x 36 layers x 2 B, then 1 B
+    blocks_bf16, blocks_fp8 = out["capacity_tokens"]
+    assert blocks_fp8 == pytest.approx(2 * blocks_bf16, abs=1)  # the same bytes hold twice the tokens
+    assert out["preemptions_fp8"] < out["preemptions"] / 10
+    assert out["tasks_ratio"] > 1.5
+    assert capsys.readouterr().out.count("tasks/s") == 2
+
+
+def test_b200_vs_h200_longcot(capsys):
+    out = load_example("b200_vs_h200_longcot").main()
+    # small batches: per-token time follows bandwidth (8 / 4.8 TB/s), a little less because of launches
+    assert out["bandwidth_ratio"] == pytest.approx(8.0 / 4.8)
+    assert 1 / out["bandwidth_ratio"] < out["tpot_ratio"] < 0.7
+    assert out["tasks_ratio"] > 1.4
+    assert "b200: TPOT p50" in capsys.readouterr().out
+
+
+def test_topk_budget_vs_dense():
+    tasks = load_example("topk_budget_vs_dense").main()
+    assert all(tasks[f"top_k={k}"] > tasks["dense"] for k in (16, 64, 256))
+    assert tasks["top_k=16"] > tasks["top_k=64"] > tasks["top_k=256"]
+
+
+def test_custom_gpu_defined_in_python(capsys):
+    example = load_example("custom_gpu")
+    out = example.main()
+    assert out["custom"] > 2 * out["h100"] and out["custom_preemptions"] == 0
+    # the same figures written in Python give what the H100 file gives
+    import kinsim
+
+    from .conftest import HARDWARE, WORKLOADS
+
+    h100_like = example.custom_gpu(capacity="80 GB", bandwidth="3.35 TB/s")
+    h100 = kinsim.load_hardware(HARDWARE / "h100.yaml")
+    small = {"requests.problems": 2, "requests.max_output_tokens": 500}
+    a = kinsim.simulate(WORKLOADS / "aime_bon32.yaml", h100_like, small)
+    b = kinsim.simulate(WORKLOADS / "aime_bon32.yaml", h100, small)
+    assert a["sim_time_s"] == b["sim_time_s"]
+    with pytest.raises(kinsim.SpecError, match="gpu.memory.bandwidth"):
+        kinsim.hardware_from_dict({"name": "x", "gpu": {**kinsim.to_raw(h100)["gpu"],
+                                                         "memory": {"capacity": "80 GB", "bandwidth": "-1 TB/s",
+                                                                    "channels": 5, "technology": "HBM3"}},
+                                   "node": kinsim.to_raw(h100)["node"]})

@@ -33,3 +33,9 @@ def _read_profile(hardware_file: Path, reference: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise SpecError("expected a mapping (a profile written by kinsim calibrate fit)", file=str(profile))
     return raw
+
+
+def hardware_from_dict(raw: Mapping[str, Any]) -> HardwareSpec:
+    """A hardware description written in Python, as a hardware file's mapping (quantities with units, e.g.
+    ``"3.35 TB/s"``); validated like a file. Raises :class:`~kinsim.errors.SpecError`."""
+    return build(HardwareSpec, dict(raw), file="<python>")

@@ -264,6 +264,12 @@ class HardwareSpec:
     def __post_init__(self) -> None:
         check_fields(self)
 
+    def with_overrides(self, overrides: dict) -> HardwareSpec:
+        """A validated copy with dotted keys changed, e.g. ``{"gpu.memory.bandwidth": "6.7 TB/s"}``."""
+        from kinsim.schema import with_overrides
+
+        return with_overrides(self, overrides)
+
     @property
     def total_gpus(self) -> int:
         """GPUs in the whole system (nodes x GPUs per node)."""

@@ -254,6 +254,12 @@ class WorkloadSpec:
                                 "selected block is whole pages", path="attention.block_size",
                                 value=self.attention.block_size)
 
+    def with_overrides(self, overrides: dict) -> WorkloadSpec:
+        """A validated copy with dotted keys changed, e.g. ``{"model.kv_dtype": "fp8"}``."""
+        from kinsim.schema import with_overrides
+
+        return with_overrides(self, overrides)
+
     @property
     def gpus(self) -> int:
         """GPUs the deployment uses (tensor_parallel x data_parallel)."""

@@ -1,0 +1,139 @@
+"""``kinsim sweep SWEEP.yaml``: simulate every point of a sweep, store the results, show them.
+
+Results go to an SQLite file (``--db``, default next to the sweep file), keyed by a hash of each point's
+resolved inputs: a rerun skips finished points, an interrupted sweep resumes. A point that fails (a model
+that does not fit, an invalid override) is recorded with its reason and does not stop the sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from kinsim.errors import SpecError
+from kinsim.files import write_atomically
+
+DEFAULT_METRICS = ("throughput.tasks_per_s", "throughput.output_tokens_per_s", "latency.task.e2e.p99",
+                   "kv.peak_bytes")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("sweep", help="simulate a grid of what-ifs, resumably",
+                                   description=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("sweep_file", metavar="SWEEP.yaml", help="the sweep: base files and axes")
+    parser.add_argument("--db", metavar="PATH", default=None, help="results file (default: SWEEP.sqlite)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="local worker processes (default: the number of cores)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                        help="run on this Dask distributed cluster instead (needs kinsim[distributed])")
+    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), metavar="KEYS",
+                        help="comma-separated dotted metric keys to print")
+    parser.add_argument("--csv", metavar="PATH", default=None, help="export every point and metric as CSV")
+    parser.add_argument("--parquet", metavar="PATH", default=None, help="export as Parquet (needs pyarrow)")
+    parser.add_argument("--plot", metavar="PATH", default=None, help="plot a metric against an axis (PNG or SVG)")
+    parser.add_argument("--x", metavar="AXIS", default=None, help="axis of the plot (default: the file's or the first)")
+    parser.add_argument("--y", metavar="METRIC", default=None,
+                        help="metric of the plot (default: the file's or tasks/s)")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kinsim.sweep.execute import default_db, run_sweep, sweep_rows
+    from kinsim.sweep.spec import load_sweep
+    from kinsim.sweep.store import ResultStore
+
+    sweep = load_sweep(args.sweep_file)
+    for option in ("csv", "parquet", "plot", "db"):
+        value = getattr(args, option)
+        if value is not None and not Path(value).parent.is_dir():
+            raise SpecError("directory does not exist", path=f"--{option}", value=value)
+    if args.workers < 1:
+        raise SpecError("must be at least 1", path="--workers", value=args.workers)
+    x = args.x or sweep.plot.get("x") or next(iter(sweep.axes))
+    y = args.y or sweep.plot.get("y") or "throughput.tasks_per_s"
+    if x not in sweep.axes:
+        raise SpecError("must be one of the sweep's axes: " + ", ".join(sweep.axes), path="--x", value=x)
+    store = ResultStore(args.db or default_db(args.sweep_file))
+    try:
+        show = sys.stderr.isatty() and not args.quiet
+
+        def progress(done: int, total: int) -> None:
+            if show:
+                sys.stderr.write(f"\r{done}/{total} points simulated")
+                sys.stderr.flush()
+
+        report = run_sweep(sweep, store, workers=args.workers, scheduler=args.scheduler, progress=progress)
+        if show and report.ran:
+            sys.stderr.write("\n")
+        rows = sweep_rows(sweep, store)
+    finally:
+        store.close()
+    if not args.quiet:
+        print("\n".join(table_lines(sweep, rows, [m for m in args.metrics.split(",") if m])))
+    if args.csv or args.parquet:
+        import pandas as pd
+
+        frame = pd.DataFrame(rows)
+        if args.csv:
+            write_atomically(args.csv, lambda p: frame.to_csv(p, index=False))
+        if args.parquet:
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise SpecError("needs pyarrow", path="--parquet", value=args.parquet,
+                                hint='pip install "kinsim[distributed]" or pyarrow') from None
+            write_atomically(args.parquet, lambda p: frame.astype({c: str for c in sweep.axes}).to_parquet(p))
+    if args.plot:
+        plot_sweep(sweep, rows, x, y).savefig(args.plot, dpi=110)
+    failed = [r for r in rows if r["status"] == "failed"]
+    print(f"{sweep.name}: {report.total} points, {report.ran} simulated now, {report.skipped} from {store.path.name}, "
+          f"{len(failed)} failed, {report.wall_s:.1f} s")
+    return 0
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return "-" if value is None else str(value)
+
+
+def table_lines(sweep, rows: list[dict], metrics: list[str]) -> list[str]:
+    header = [*sweep.axes, "status", *metrics]
+    lines = [header]
+    for row in rows:
+        cells = [_cell(row.get(axis)) for axis in sweep.axes] + [row["status"]]
+        cells += [_cell(row.get(m)) if row["status"] == "ok" else (row["reason"][:60] if m == metrics[0] else "")
+                  for m in metrics]
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+
+
+def plot_sweep(sweep, rows: list[dict], x: str, y: str):
+    """``y`` against axis ``x`` (its SI value when numeric), one line per value of the other axes."""
+    from matplotlib.figure import Figure
+
+    others = [a for a in sweep.axes if a != x]
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["status"] == "ok":
+            groups.setdefault(tuple(str(row[o]) for o in others), []).append(row)
+    for label, members in groups.items():
+        xs = [r[f"{x}.si"] for r in members]
+        numeric = all(isinstance(v, (int, float)) for v in xs)
+        points = sorted(zip(xs, [r[y] for r in members])) if numeric else list(zip([str(r[x]) for r in members],
+                                                                                 [r[y] for r in members]))
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-",
+                label=", ".join(f"{o}={v}" for o, v in zip(others, label)) or None)
+    ax.set_xlabel(f"{x} (SI units)")
+    ax.set_ylabel(y)
+    ax.set_title(f"{sweep.name}: {y} against {x}", fontsize=9)
+    ax.grid(alpha=0.3)
+    if others:
+        ax.legend(fontsize=7)
+    return fig

@@ -1,0 +1,95 @@
+"""Sweep files: a base workload and hardware, optional fixed overrides, and axes of values.
+
+```yaml
+name: hbm_bandwidth
+workload: ../workloads/aime_bon32.yaml     # relative to this file
+hardware: ../hardware/h100.yaml
+overrides: {deployment.max_num_seqs: 128}  # optional, for every point
+mode: grid                                  # grid (every combination, default) or zip (the i-th of each)
+axes:
+  hw.gpu.memory.bandwidth: ["2 TB/s", "3.35 TB/s", "6.7 TB/s"]
+plot: {x: hw.gpu.memory.bandwidth, y: throughput.tasks_per_s}   # optional default plot
+```
+
+Axis and override keys are dotted keys of the workload, or of the hardware with a ``hw.`` prefix, as
+``kinsim run --set`` takes them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kinsim.errors import SpecError
+from kinsim.yamlio import read_yaml_mapping
+
+KEYS = ("name", "description", "workload", "hardware", "overrides", "mode", "axes", "plot")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A loaded sweep file."""
+
+    name: str
+    workload: Path
+    hardware: Path
+    axes: dict[str, list[Any]]
+    mode: str = "grid"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    plot: dict[str, str] = field(default_factory=dict)
+    file: str = ""
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point: the fixed overrides plus one value per axis, in file order."""
+        keys = list(self.axes)
+        if self.mode == "zip":
+            combos = list(zip(*(self.axes[k] for k in keys)))
+        else:
+            combos = list(itertools.product(*(self.axes[k] for k in keys)))
+        return [dict(zip(keys, combo)) for combo in combos]
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file (:class:`SpecError` naming the key on any problem)."""
+    path = Path(path)
+    file = str(path)
+    raw = read_yaml_mapping(path)
+    if not isinstance(raw, dict):
+        raise SpecError("expected a mapping", file=file)
+    for key in raw:
+        if key not in KEYS:
+            raise SpecError("unknown key", path=str(key), file=file, hint="keys: " + ", ".join(KEYS))
+    for key in ("workload", "hardware", "axes"):
+        if key not in raw:
+            raise SpecError("missing required key", path=key, file=file)
+    files = {}
+    for key in ("workload", "hardware"):
+        target = (path.parent / str(raw[key])).resolve()
+        if not target.is_file():
+            raise SpecError("file not found", path=key, value=raw[key], file=file, hint=f"looked for {target}")
+        files[key] = target
+    axes = raw["axes"]
+    if not isinstance(axes, dict) or not axes:
+        raise SpecError("expected a mapping of dotted keys to lists of values", path="axes", file=file)
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise SpecError("expected a non-empty list of values", path=f"axes.{key}", value=values, file=file)
+    mode = raw.get("mode", "grid")
+    if mode not in ("grid", "zip"):
+        raise SpecError("must be grid or zip", path="mode", value=mode, file=file)
+    if mode == "zip" and len({len(v) for v in axes.values()}) > 1:
+        raise SpecError("zip needs lists of one length", path="axes", value={k: len(v) for k, v in axes.items()},
+                        file=file)
+    overrides = raw.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise SpecError("expected a mapping of dotted keys to values", path="overrides", file=file)
+    plot = raw.get("plot") or {}
+    if not isinstance(plot, dict) or set(plot) - {"x", "y"}:
+        raise SpecError("expected {x: AXIS, y: METRIC}", path="plot", value=plot, file=file)
+    if "x" in plot and plot["x"] not in axes:
+        raise SpecError("must be one of the axes", path="plot.x", value=plot["x"], file=file)
+    return Sweep(name=str(raw.get("name", path.stem)), workload=files["workload"], hardware=files["hardware"],
+                 axes={str(k): list(v) for k, v in axes.items()}, mode=mode,
+                 overrides={str(k): v for k, v in overrides.items()}, plot=dict(plot), file=file)

@@ -1,0 +1,110 @@
+"""``kinsim sweep``: points stored by content, reruns skip, failures recorded, local = Dask cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kinsim.cli import main
+from kinsim.runner import simulate
+from kinsim.sweep.execute import resolve, run_sweep, sweep_rows
+from kinsim.sweep.spec import load_sweep
+from kinsim.sweep.store import ResultStore
+
+from .conftest import HARDWARE, WORKLOADS
+
+SMALL = "{requests.problems: 2, requests.samples: 4, requests.max_output_tokens: 300}"
+
+
+def write_sweep(directory: Path, axes: str, extra: str = "") -> Path:
+    path = directory / "sweep.yaml"
+    path.write_text(f"name: test_sweep\nworkload: {WORKLOADS / 'aime_bon32.yaml'}\n"
+                    f"hardware: {HARDWARE / 'h100.yaml'}\noverrides: {SMALL}\naxes:\n{axes}{extra}")
+    return path
+
+
+AXES = '  hw.gpu.memory.bandwidth: ["2 TB/s", "4 TB/s"]\n  deployment.max_num_seqs: [16, 64]\n'
+
+
+def test_grid_points_are_stored_with_the_run_figures_and_a_rerun_skips_them(tmp_path: Path, capsys):
+    sweep_file = write_sweep(tmp_path, AXES)
+    db = tmp_path / "results.sqlite"
+    assert main(["sweep", str(sweep_file), "--db", str(db), "--workers", "1", "--csv", str(tmp_path / "out.csv"),
+                 "--plot", str(tmp_path / "plot.png")]) == 0
+    first = capsys.readouterr().out
+    assert "4 points, 4 simulated now, 0 from results.sqlite, 0 failed" in first
+    frame = pd.read_csv(tmp_path / "out.csv")
+    assert len(frame) == 4 and list(frame["status"]) == ["ok"] * 4
+    # each row holds what kinsim run gives for that point
+    expected = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml",
+                        {"requests.problems": 2, "requests.samples": 4, "requests.max_output_tokens": 300,
+                         "hw.gpu.memory.bandwidth": "4 TB/s", "deployment.max_num_seqs": 16})
+    row = frame[(frame["hw.gpu.memory.bandwidth"] == "4 TB/s") & (frame["deployment.max_num_seqs"] == 16)].iloc[0]
+    assert row["throughput.tasks_per_s"] == pytest.approx(expected["throughput.tasks_per_s"], rel=1e-12)
+    assert row["hw.gpu.memory.bandwidth.si"] == 4e12
+    assert main(["sweep", str(sweep_file), "--db", str(db), "--quiet"]) == 0
+    assert "4 points, 0 simulated now, 4 from results.sqlite" in capsys.readouterr().out
+    # a new value on an axis runs only the new points
+    write_sweep(tmp_path, AXES.replace('"4 TB/s"]', '"4 TB/s", "6 TB/s"]'))
+    assert main(["sweep", str(sweep_file), "--db", str(db), "--quiet"]) == 0
+    assert "6 points, 2 simulated now, 4 from results.sqlite" in capsys.readouterr().out
+
+
+def test_plot_draws_the_metric_against_the_axis_in_si_units(tmp_path: Path):
+    from kinsim.cli.sweep import plot_sweep
+
+    sweep = load_sweep(write_sweep(tmp_path, '  hw.gpu.memory.bandwidth: ["2 TB/s", "3 TB/s", "5 TB/s"]\n'))
+    store = ResultStore(tmp_path / "r.sqlite")
+    run_sweep(sweep, store)
+    rows = sweep_rows(sweep, store)
+    (line,) = plot_sweep(sweep, rows, "hw.gpu.memory.bandwidth", "throughput.tasks_per_s").axes[0].lines
+    assert list(line.get_xdata()) == [2e12, 3e12, 5e12]
+    assert list(line.get_ydata()) == [r["throughput.tasks_per_s"] for r in rows]
+    assert line.get_ydata()[0] < line.get_ydata()[-1]  # more bandwidth, more tasks/s
+
+
+def test_failing_points_are_recorded_with_their_reason_and_do_not_stop_the_sweep(tmp_path: Path, capsys):
+    sweep_file = write_sweep(tmp_path, '  hw.gpu.memory.capacity: ["10 GB", "80 GB"]\n  deployment.router: '
+                                       '[least_loaded, nonsense]\n', extra="mode: zip\n")
+    assert main(["sweep", str(sweep_file), "--db", str(tmp_path / "r.sqlite")]) == 0
+    out = capsys.readouterr().out
+    assert "2 points, 1 simulated now, 0 from r.sqlite, 2 failed" in out
+    sweep = load_sweep(sweep_file)
+    store = ResultStore(tmp_path / "r.sqlite")
+    rows = sweep_rows(sweep, store)
+    assert rows[0]["status"] == "failed" and "does not fit" in rows[0]["reason"]
+    assert rows[1]["status"] == "failed" and "deployment.router" in rows[1]["reason"]
+
+
+def test_sweep_keys_are_the_resolved_inputs_not_the_spelling(tmp_path: Path):
+    a = load_sweep(write_sweep(tmp_path, '  hw.gpu.memory.bandwidth: ["3.35 TB/s", "3350 GB/s"]\n'))
+    first, second = resolve(a)
+    assert first.key == second.key  # the same hardware, written two ways
+
+
+def test_local_workers_and_a_dask_local_cluster_give_equal_results(tmp_path: Path):
+    distributed = pytest.importorskip("distributed", reason="needs the distributed extra")
+    sweep = load_sweep(write_sweep(tmp_path, AXES))
+    local = ResultStore(tmp_path / "local.sqlite")
+    run_sweep(sweep, local, workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                                  processes=True) as cluster:
+        remote = ResultStore(tmp_path / "dask.sqlite")
+        report = run_sweep(sweep, remote, scheduler=cluster.scheduler_address)
+    assert report.ran == 4 and report.failed == 0
+    strip = ("wall_time_s",)
+    for row_local, row_remote in zip(sweep_rows(sweep, local), sweep_rows(sweep, remote)):
+        assert {k: v for k, v in row_local.items() if k not in strip} == \
+            {k: v for k, v in row_remote.items() if k not in strip}
+
+
+def test_bad_sweep_files_are_exit_2(tmp_path: Path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"workload: {WORKLOADS / 'aime_bon32.yaml'}\nhardware: {HARDWARE / 'h100.yaml'}\naxes: {{}}\n")
+    assert main(["sweep", str(path)]) == 2
+    assert "axes" in capsys.readouterr().err
+    path.write_text(f"workload: nowhere.yaml\nhardware: {HARDWARE / 'h100.yaml'}\naxes: {{seed: [1]}}\n")
+    assert main(["sweep", str(path)]) == 2
+    assert "workload" in capsys.readouterr().err
