@@ -12,10 +12,10 @@ import traceback
 from collections.abc import Sequence
 
 from kinsim import __version__
-from kinsim.cli import calibrate, compare, info, op, report, run, sweep, validate
+from kinsim.cli import calibrate, compare, info, op, regress, report, run, sweep, validate
 from kinsim.errors import KinsimError
 
-COMMANDS = (run, compare, report, sweep, validate, info, op, calibrate)
+COMMANDS = (run, compare, report, sweep, regress, validate, info, op, calibrate)
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
 

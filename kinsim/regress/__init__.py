@@ -1,0 +1,1 @@
+"""``kinsim regress``: guard simulated figures against a committed baseline."""

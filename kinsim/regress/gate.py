@@ -1,0 +1,166 @@
+"""Comparing a suite's figures with its baseline, and writing the verdicts (table, JUnit XML, Markdown)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from kinsim import __version__
+from kinsim.errors import SpecError
+from kinsim.regress.suite import Suite, direction
+
+PASS, REGRESSION, IMPROVEMENT, NEW, MISSING = "ok", "REGRESSION", "improved", "new", "missing"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One case and metric: the baseline and current values, the relative change and the verdict."""
+
+    case: str
+    metric: str
+    baseline: float | None
+    now: float | None
+    change: float | None
+    tolerance: float
+    verdict: str
+
+
+def lookup(summary: dict[str, Any], dotted: str) -> Any:
+    value: Any = summary
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise SpecError("no such metric in a run's results", path="metrics", value=dotted,
+                            hint="see docs/metrics.md")
+        value = value[part]
+    return value
+
+
+def measure(suite: Suite) -> dict[str, dict[str, float]]:
+    """Run every case; return its guarded metrics."""
+    from kinsim.runner import simulate
+
+    figures = {}
+    for case in suite.cases:
+        summary = simulate(case.workload, case.hardware, case.overrides).to_dict()
+        figures[case.name] = {metric: lookup(summary, metric) for metric in case.metrics}
+    return figures
+
+
+def load_baseline(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("baseline not found", file=str(path), hint="write one with kinsim regress SUITE --update")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SpecError(f"not JSON: {error}", file=str(path)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), dict):
+        raise SpecError("expected a baseline written by kinsim regress --update", path="cases", file=str(path))
+    return data
+
+
+def baseline_document(suite: Suite, figures: dict[str, dict[str, float]]) -> dict[str, Any]:
+    return {"kinsim": __version__, "suite": suite.name, "cases": figures}
+
+
+def judge(suite: Suite, figures: dict[str, dict[str, float]], baseline: dict[str, Any]) -> list[Verdict]:
+    """A verdict per case and metric: within tolerance, a regression, an improvement to accept, new (no
+    baseline value) or missing (no value now)."""
+    verdicts = []
+    for case in suite.cases:
+        old = baseline["cases"].get(case.name, {})
+        for metric, tolerance in case.metrics.items():
+            now, base = figures.get(case.name, {}).get(metric), old.get(metric)
+            if base is None or now is None:
+                verdict = NEW if base is None else MISSING
+                verdicts.append(Verdict(case.name, metric, base, now, None, tolerance, verdict))
+                continue
+            change = (now - base) / abs(base) if base else (0.0 if now == base else float("inf"))
+            if abs(change) <= tolerance:
+                verdict = PASS
+            elif change * direction(metric) > 0:
+                verdict = IMPROVEMENT
+            else:
+                verdict = REGRESSION
+            verdicts.append(Verdict(case.name, metric, base, now, change, tolerance, verdict))
+    return verdicts
+
+
+def exit_code(verdicts: list[Verdict], strict: bool) -> int:
+    """1 on a regression, a missing or new value; with ``strict`` also on an improvement; else 0."""
+    bad = {REGRESSION, MISSING, NEW} | ({IMPROVEMENT} if strict else set())
+    return 1 if any(v.verdict in bad for v in verdicts) else 0
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.6g}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.4%}"
+
+
+def table_lines(verdicts: list[Verdict]) -> list[str]:
+    rows = [("case", "metric", "baseline", "now", "change", "verdict")]
+    rows += [(v.case, v.metric, _num(v.baseline), _num(v.now), _pct(v.change), v.verdict) for v in verdicts]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    return ["  ".join(c.ljust(w) if i < 2 or i == 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+            .rstrip() for r in rows]
+
+
+def summary_line(verdicts: list[Verdict], strict: bool) -> str:
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in (PASS, REGRESSION, IMPROVEMENT, NEW, MISSING)}
+    status = "FAIL" if exit_code(verdicts, strict) else "PASS"
+    parts = [f"{counts[PASS]} within tolerance", f"{counts[REGRESSION]} regressed", f"{counts[IMPROVEMENT]} improved"]
+    parts += [f"{counts[k]} {k}" for k in (NEW, MISSING) if counts[k]]
+    advice = ""
+    if counts[IMPROVEMENT] or counts[NEW] or counts[REGRESSION]:
+        advice = "; if the change is intended, rerun with --update and commit the baseline with the reason"
+    return f"regress {status}: {len(verdicts)} checks, " + ", ".join(parts) + advice
+
+
+def junit_xml(suite: Suite, verdicts: list[Verdict], strict: bool) -> str:
+    bad = {REGRESSION, MISSING, NEW} | ({IMPROVEMENT} if strict else set())
+    failures = sum(v.verdict in bad for v in verdicts)
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             f'<testsuite name={quoteattr("kinsim regress " + suite.name)} tests="{len(verdicts)}" '
+             f'failures="{failures}">']
+    for v in verdicts:
+        name = quoteattr(f"{v.case}: {v.metric}")
+        message = (f"baseline {_num(v.baseline)}, now {_num(v.now)}, change {_pct(v.change)}, "
+                   f"tolerance {v.tolerance:g}: {v.verdict}")
+        if v.verdict in bad:
+            lines.append(f'  <testcase classname={quoteattr(v.case)} name={name}><failure message={quoteattr(message)}>'
+                         f"{escape(message)}</failure></testcase>")
+        else:
+            lines.append(f'  <testcase classname={quoteattr(v.case)} name={name}><system-out>{escape(message)}'
+                         "</system-out></testcase>")
+    lines.append("</testsuite>")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(suite: Suite, verdicts: list[Verdict], strict: bool) -> str:
+    icon = {PASS: "ok", REGRESSION: "**regression**", IMPROVEMENT: "improved (accept with --update)",
+            NEW: "**new: no baseline**", MISSING: "**missing**"}
+    lines = [f"### kinsim regress: {suite.name}", "", summary_line(verdicts, strict), "",
+             "| case | metric | baseline | now | change | verdict |", "|---|---|---:|---:|---:|---|"]
+    lines += [f"| {v.case} | `{v.metric}` | {_num(v.baseline)} | {_num(v.now)} | {_pct(v.change)} | {icon[v.verdict]} |"
+              for v in verdicts]
+    return "\n".join(lines) + "\n"
+
+
+def version_note(baseline: dict[str, Any]) -> str | None:
+    """A line when the baseline was written by another kinsim version."""
+    written = baseline.get("kinsim")
+    if written != __version__:
+        return f"note: the baseline was written by kinsim {written}, this is kinsim {__version__}"
+    return None
+
+
+def extra_cases(suite: Suite, baseline: dict[str, Any]) -> list[str]:
+    """Baseline cases the suite no longer has."""
+    names = {case.name for case in suite.cases}
+    return sorted(name for name in baseline["cases"] if name not in names)

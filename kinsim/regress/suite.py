@@ -1,0 +1,107 @@
+"""Regression suites: cases (a workload, a hardware file, overrides) and the metrics they guard.
+
+```yaml
+name: kinsim
+metrics:                                  # guarded in every case, with relative tolerances
+  throughput.output_tokens_per_s: 1.0e-6
+  throughput.tasks_per_s: 1.0e-6
+  latency.task.e2e.p99: 1.0e-6
+  kv.peak_bytes: 1.0e-6
+cases:
+  aime_bon32_h100:
+    workload: ../workloads/aime_bon32.yaml      # relative to the suite file
+    hardware: ../hardware/h100.yaml
+    overrides: {deployment.max_num_seqs: 128}  # optional; hw. for the hardware
+    metrics: {throughput.tasks_per_s: 0.01}    # optional, added to or replacing the suite's
+```
+
+Which way is worse is known per metric: throughputs fall, latencies, KV, energy, cost and preemptions
+rise (:func:`direction`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kinsim.errors import SpecError
+from kinsim.yamlio import read_yaml_mapping
+
+DEFAULT_METRICS = {"throughput.output_tokens_per_s": 1e-6, "throughput.tasks_per_s": 1e-6,
+                   "latency.task.e2e.p99": 1e-6, "kv.peak_bytes": 1e-6}
+
+#: Metric key prefixes where a larger value is better; every other guarded metric is better smaller.
+HIGHER_IS_BETTER = ("throughput.", "tasks.completed", "requests.completed", "utilization.")
+
+
+def direction(metric: str) -> int:
+    """+1 when a larger value is better, -1 when smaller is."""
+    return 1 if metric.startswith(HIGHER_IS_BETTER) else -1
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    workload: Path
+    hardware: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    cases: tuple[Case, ...]
+    file: str
+
+
+def _tolerances(value: Any, path: str, file: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise SpecError("expected a mapping of dotted metric keys to relative tolerances", path=path, file=file)
+    out = {}
+    for key, tol in value.items():
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
+            raise SpecError("must be a relative tolerance, 0 or more (0.01 is 1%)", path=f"{path}.{key}", value=tol,
+                            file=file)
+        out[str(key)] = float(tol)
+    return out
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and check a suite file (:class:`SpecError` naming the key on any problem)."""
+    path = Path(path)
+    file = str(path)
+    raw = read_yaml_mapping(path)
+    for key in raw:
+        if key not in ("name", "description", "metrics", "cases"):
+            raise SpecError("unknown key", path=str(key), file=file, hint="keys: name, description, metrics, cases")
+    metrics = _tolerances(raw.get("metrics", DEFAULT_METRICS), "metrics", file)
+    cases_raw = raw.get("cases")
+    if not isinstance(cases_raw, dict) or not cases_raw:
+        raise SpecError("expected a mapping of case names to cases", path="cases", file=file)
+    cases = []
+    for name, case in cases_raw.items():
+        where = f"cases.{name}"
+        if not isinstance(case, dict):
+            raise SpecError("expected a mapping with workload and hardware", path=where, file=file)
+        for key in case:
+            if key not in ("workload", "hardware", "overrides", "metrics"):
+                raise SpecError("unknown key", path=f"{where}.{key}", file=file,
+                                hint="keys: workload, hardware, overrides, metrics")
+        files = {}
+        for key in ("workload", "hardware"):
+            if key not in case:
+                raise SpecError("missing required key", path=f"{where}.{key}", file=file)
+            target = (path.parent / str(case[key])).resolve()
+            if not target.is_file():
+                raise SpecError("file not found", path=f"{where}.{key}", value=case[key], file=file,
+                                hint=f"looked for {target}")
+            files[key] = target
+        overrides = case.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise SpecError("expected a mapping of dotted keys to values", path=f"{where}.overrides", file=file)
+        own = _tolerances(case.get("metrics") or {}, f"{where}.metrics", file)
+        cases.append(Case(str(name), files["workload"], files["hardware"], {str(k): v for k, v in overrides.items()},
+                          {**metrics, **own}))
+    return Suite(str(raw.get("name", path.stem)), tuple(cases), file)

@@ -1,0 +1,108 @@
+"""``kinsim regress``: a slower GPU fails the gate, a faster one is a change to accept, --update round-trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree
+
+from kinsim import __version__
+from kinsim.cli import main
+from kinsim.runner import simulate
+
+from .conftest import HARDWARE, WORKLOADS
+
+SMALL = "{requests.problems: 2, requests.samples: 4, requests.max_output_tokens: 400}"
+
+
+def write_suite(directory: Path, hardware: Path, name: str = "suite.yaml") -> Path:
+    path = directory / name
+    path.write_text(f"name: test\nmetrics:\n  throughput.tasks_per_s: 0.001\n  latency.task.e2e.p99: 0.001\n"
+                    f"cases:\n  small:\n    workload: {WORKLOADS / 'aime_bon32.yaml'}\n    hardware: {hardware}\n"
+                    f"    overrides: {SMALL}\n")
+    return path
+
+
+def variant(directory: Path, bandwidth: str) -> Path:
+    path = directory / f"h100-{bandwidth.split()[0]}.yaml"
+    path.write_text(f"extends: {HARDWARE / 'h100.yaml'}\nname: h100-variant\ngpu:\n  memory:\n"
+                    f"    bandwidth: {bandwidth}\n")
+    return path
+
+
+def test_update_writes_the_run_figures_and_a_rerun_passes(tmp_path: Path, capsys):
+    suite = write_suite(tmp_path, HARDWARE / "h100.yaml")
+    assert main(["regress", str(suite), "--update"]) == 0
+    baseline = json.loads((tmp_path / "suite.baseline.json").read_text())
+    expected = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml",
+                        {"requests.problems": 2, "requests.samples": 4, "requests.max_output_tokens": 400})
+    assert baseline["kinsim"] == __version__
+    assert baseline["cases"]["small"]["throughput.tasks_per_s"] == expected["throughput.tasks_per_s"]
+    capsys.readouterr()
+    assert main(["regress", str(suite)]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].startswith("regress PASS: 2 checks, 2 within tolerance")
+
+
+def test_a_slowed_gpu_fails_the_gate_with_junit_and_markdown(tmp_path: Path, capsys):
+    write_suite(tmp_path, HARDWARE / "h100.yaml")
+    assert main(["regress", str(tmp_path / "suite.yaml"), "--update"]) == 0
+    slow = write_suite(tmp_path, variant(tmp_path, "2.5 TB/s"), name="slow.yaml")
+    junit, md = tmp_path / "junit.xml", tmp_path / "report.md"
+    capsys.readouterr()
+    code = main(["regress", str(slow), "--baseline", str(tmp_path / "suite.baseline.json"), "--junit", str(junit),
+                 "--markdown", str(md)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.count("REGRESSION") == 2  # tasks/s fell and task latency rose
+    assert "regress FAIL: 2 checks, 0 within tolerance, 2 regressed" in out
+    root = ElementTree.parse(junit).getroot()
+    assert root.get("tests") == "2" and root.get("failures") == "2"
+    assert len(root.findall("testcase/failure")) == 2
+    assert md.read_text().count("**regression**") == 2
+
+
+def test_a_faster_gpu_is_a_change_to_accept_and_fails_only_when_strict(tmp_path: Path, capsys):
+    write_suite(tmp_path, HARDWARE / "h100.yaml")
+    assert main(["regress", str(tmp_path / "suite.yaml"), "--update"]) == 0
+    fast = write_suite(tmp_path, variant(tmp_path, "5 TB/s"), name="fast.yaml")
+    baseline = ["--baseline", str(tmp_path / "suite.baseline.json")]
+    capsys.readouterr()
+    assert main(["regress", str(fast), *baseline]) == 0
+    out = capsys.readouterr().out
+    assert out.count("improved") >= 2 and "rerun with --update" in out
+    assert main(["regress", str(fast), *baseline, "--strict"]) == 1
+
+
+def test_missing_cases_and_other_versions_are_reported(tmp_path: Path, capsys):
+    suite = write_suite(tmp_path, HARDWARE / "h100.yaml")
+    baseline = tmp_path / "suite.baseline.json"
+    baseline.write_text(json.dumps({"kinsim": "0.0.1", "suite": "test", "cases": {"gone": {}}}))
+    assert main(["regress", str(suite)]) == 1
+    out = capsys.readouterr().out
+    assert "written by kinsim 0.0.1" in out
+    assert "baseline has case 'gone'" in out
+    assert out.count(" new") >= 2
+    assert main(["regress", str(tmp_path / "suite.yaml"), "--baseline", str(tmp_path / "none.json")]) == 2
+    assert "baseline not found" in capsys.readouterr().err
+
+
+def test_the_projects_own_suite_is_current():
+    # .ci/run runs the same gate; this keeps the test suite honest about it too
+    root = Path(__file__).resolve().parents[1]
+    assert main(["regress", str(root / "regress" / "suite.yaml")]) == 0
+
+
+def test_the_example_workflow_runs_the_gate_with_its_reports():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    workflow = yaml.safe_load((root / "examples" / "ci" / "kinsim-regress.yml").read_text())
+    commands = [step.get("run", "") for step in workflow["jobs"]["regress"]["steps"]]
+    gate = next(c for c in commands if c.startswith("kinsim regress"))
+    assert "--junit" in gate and "--markdown" in gate
+    # the options it passes exist
+    from kinsim.cli import build_parser
+
+    args = build_parser().parse_args(gate.split()[1:])
+    assert args.junit == "regress-junit.xml" and args.markdown == "regress.md"
