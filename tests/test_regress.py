@@ -106,3 +106,28 @@ def test_the_example_workflow_runs_the_gate_with_its_reports():
 
     args = build_parser().parse_args(gate.split()[1:])
     assert args.junit == "regress-junit.xml" and args.markdown == "regress.md"
+
+
+def test_a_key_that_is_not_a_figure_is_refused_before_any_run(tmp_path: Path, capsys):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"metrics:\n  latency.task.p99: 0.01\ncases:\n  a:\n"
+                     f"    workload: {WORKLOADS / 'aime_bon32.yaml'}\n    hardware: {HARDWARE / 'h100.yaml'}\n")
+    assert main(["regress", str(suite), "--update"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "suite.yaml: metrics.latency.task.p99: not a figure a run reports" in err
+    assert "latency.task.e2e.p99" in err  # the nearest real key is offered
+    assert not (tmp_path / "suite.baseline.json").exists()
+
+
+def test_every_guardable_key_is_in_a_real_run_and_numeric():
+    from kinsim.regress.gate import lookup
+    from kinsim.regress.suite import direction, guardable_metrics
+
+    summary = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml",
+                       {"requests.problems": 2, "requests.samples": 4, "requests.max_output_tokens": 400}).to_dict()
+    for key in guardable_metrics():
+        value = lookup(summary, key)
+        assert value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)), key
+    assert direction("kv.capacity_bytes") == 1 and direction("kv.peak_bytes") == -1
+    assert direction("tokens.prefill_computed") == -1 and direction("requests.unfinished") == -1

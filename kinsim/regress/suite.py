@@ -21,6 +21,7 @@ rise (:func:`direction`).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,21 @@ DEFAULT_METRICS = {"throughput.output_tokens_per_s": 1e-6, "throughput.tasks_per
                    "latency.task.e2e.p99": 1e-6, "kv.peak_bytes": 1e-6}
 
 #: Metric key prefixes where a larger value is better; every other guarded metric is better smaller.
-HIGHER_IS_BETTER = ("throughput.", "tasks.completed", "requests.completed", "utilization.")
+HIGHER_IS_BETTER = ("throughput.", "tasks.completed", "requests.completed", "tokens.generated", "utilization.",
+                    "kv.capacity")
+
+
+#: Documented keys that are not figures of the simulated system: names, inputs, plot series, engine counters.
+NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "wall_time_s", "engine.", "series.",
+               "inputs.", "requests.unfinished_reasons", "ceilings.")
+
+
+def guardable_metrics() -> tuple[str, ...]:
+    """Every numeric figure of a run a suite may guard: the keys of ``docs/metrics.md`` less :data:`NOT_FIGURES`."""
+    from kinsim.metrics import METRIC_DOCS, expand_key
+
+    keys = (key for pattern, _, _ in METRIC_DOCS for key in expand_key(pattern))
+    return tuple(key for key in keys if not key.startswith(NOT_FIGURES))
 
 
 def direction(metric: str) -> int:
@@ -60,7 +75,13 @@ def _tolerances(value: Any, path: str, file: str) -> dict[str, float]:
     if not isinstance(value, dict):
         raise SpecError("expected a mapping of dotted metric keys to relative tolerances", path=path, file=file)
     out = {}
+    known = guardable_metrics()
     for key, tol in value.items():
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=3, cutoff=0.6)
+            raise SpecError("not a figure a run reports", path=f"{path}.{key}", value=key, file=file,
+                            hint=f"did you mean {' or '.join(near)}? see docs/metrics.md" if near
+                            else "see docs/metrics.md")
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
             raise SpecError("must be a relative tolerance, 0 or more (0.01 is 1%)", path=f"{path}.{key}", value=tol,
                             file=file)
