@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,14 @@ REQUEST_COLUMNS = ("request_id", "group_id", "replica", "arrival_s", "admitted_s
 STEP_COLUMNS = ("replica", "start_s", "end_s", "steps", "decode_seqs", "prefill_tokens", "tokens_out",
                 "kv_peak_blocks", "kv_block_s", *(f"{c}_s" for c in OP_CLASSES), "flops", "hbm_bytes",
                 "compute_s", "memory_s", "network_s")
+
+
+def metric_at(summary: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of a run's summary (``"latency.task.e2e.p99"``); ``KeyError`` if absent."""
+    value: Any = summary
+    for part in dotted.split("."):
+        value = value[part]
+    return value
 
 
 def request_rows(records: Records) -> list[tuple]:
@@ -79,7 +88,4 @@ class Result:
 
     def __getitem__(self, dotted: str) -> Any:
         """A metric by dotted key, e.g. ``result["throughput.tasks_per_s"]``."""
-        value: Any = self.summary
-        for part in dotted.split("."):
-            value = value[part]
-        return value
+        return metric_at(self.summary, dotted)

@@ -8,6 +8,7 @@ from xml.etree import ElementTree
 
 from kinsim import __version__
 from kinsim.cli import main
+from kinsim.result import metric_at
 from kinsim.runner import simulate
 
 from .conftest import HARDWARE, WORKLOADS
@@ -121,13 +122,12 @@ def test_a_key_that_is_not_a_figure_is_refused_before_any_run(tmp_path: Path, ca
 
 
 def test_every_guardable_key_is_in_a_real_run_and_numeric():
-    from kinsim.regress.gate import lookup
     from kinsim.regress.suite import direction, guardable_metrics
 
     summary = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml",
                        {"requests.problems": 2, "requests.samples": 4, "requests.max_output_tokens": 400}).to_dict()
     for key in guardable_metrics():
-        value = lookup(summary, key)
+        value = metric_at(summary, key)
         assert value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)), key
     assert direction("kv.capacity_bytes") == 1 and direction("kv.peak_bytes") == -1
     assert direction("tokens.prefill_computed") == -1 and direction("requests.unfinished") == -1

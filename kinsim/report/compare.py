@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from kinsim.result import metric_at
+
 #: (dotted key, label, unit scale, unit) of the compared metrics.
 HEADLINE = (
     ("sim_time_s", "makespan", 1.0, "s"),
@@ -31,13 +33,6 @@ PLOTTED = ("throughput.tasks_per_s", "throughput.output_tokens_per_s", "latency.
            "latency.task.e2e.p99", "kv.mean_bytes", "energy_j")
 
 
-def lookup(summary: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = summary
-    for part in dotted.split("."):
-        value = value[part]
-    return value
-
-
 def ratio(value: float | None, base: float | None) -> float | None:
     """``value / base``, or ``None`` when either is missing or the base is 0."""
     if value is None or base is None or base == 0:
@@ -49,7 +44,7 @@ def compare_rows(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str
     """One row per headline metric: its values per run and the ratios to the first run."""
     rows = []
     for key, label, scale, unit in HEADLINE:
-        values = [lookup(summary, key) for _, summary in runs]
+        values = [metric_at(summary, key) for _, summary in runs]
         rows.append({"key": key, "label": label, "unit": unit, "scale": scale, "values": values,
                      "ratios": [ratio(v, values[0]) for v in values]})
     return rows
