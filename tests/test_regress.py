@@ -131,3 +131,15 @@ def test_every_guardable_key_is_in_a_real_run_and_numeric():
         assert value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)), key
     assert direction("kv.capacity_bytes") == 1 and direction("kv.peak_bytes") == -1
     assert direction("tokens.prefill_computed") == -1 and direction("requests.unfinished") == -1
+
+
+def test_a_figure_that_is_null_then_and_now_passes_after_update(tmp_path: Path, capsys):
+    # cost_usd is null when the hardware file gives no GPU price (none of the shipped ones does).
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"metrics:\n  cost_usd: 0.01\n  throughput.tasks_per_s: 0.01\ncases:\n  small:\n"
+                     f"    workload: {WORKLOADS / 'aime_bon32.yaml'}\n    hardware: {HARDWARE / 'h100.yaml'}\n"
+                     f"    overrides: {SMALL}\n")
+    assert main(["regress", str(suite), "--update"]) == 0
+    assert json.loads((tmp_path / "suite.baseline.json").read_text())["cases"]["small"]["cost_usd"] is None
+    assert main(["regress", str(suite)]) == 0
+    assert "2 within tolerance" in capsys.readouterr().out

@@ -59,14 +59,21 @@ def baseline_document(suite: Suite, figures: dict[str, dict[str, float]]) -> dic
 
 def judge(suite: Suite, figures: dict[str, dict[str, float]], baseline: dict[str, Any]) -> list[Verdict]:
     """A verdict per case and metric: within tolerance, a regression, an improvement to accept, new (no
-    baseline value) or missing (no value now)."""
+    baseline value) or missing (no value now).
+
+    A figure may be ``null`` (``cost_usd`` without a GPU price, a latency with nothing to measure): null in
+    both is within tolerance; a number where the baseline has none is new, and none where it had one missing.
+    """
     verdicts = []
     for case in suite.cases:
         old = baseline["cases"].get(case.name, {})
         for metric, tolerance in case.metrics.items():
             now, base = figures.get(case.name, {}).get(metric), old.get(metric)
             if base is None or now is None:
-                verdict = NEW if base is None else MISSING
+                if base is None and now is None and metric in old:
+                    verdict = PASS  # null in the baseline and now
+                else:
+                    verdict = NEW if base is None else MISSING
                 verdicts.append(Verdict(case.name, metric, base, now, None, tolerance, verdict))
                 continue
             change = (now - base) / abs(base) if base else (0.0 if now == base else float("inf"))
@@ -80,10 +87,14 @@ def judge(suite: Suite, figures: dict[str, dict[str, float]], baseline: dict[str
     return verdicts
 
 
+def failing(verdict: str, strict: bool) -> bool:
+    """A regression, a missing or new value fails the gate; with ``strict`` an improvement does too."""
+    return verdict in (REGRESSION, MISSING, NEW) or (strict and verdict == IMPROVEMENT)
+
+
 def exit_code(verdicts: list[Verdict], strict: bool) -> int:
-    """1 on a regression, a missing or new value; with ``strict`` also on an improvement; else 0."""
-    bad = {REGRESSION, MISSING, NEW} | ({IMPROVEMENT} if strict else set())
-    return 1 if any(v.verdict in bad for v in verdicts) else 0
+    """1 when any verdict fails the gate, else 0."""
+    return 1 if any(failing(v.verdict, strict) for v in verdicts) else 0
 
 
 def _num(value: float | None) -> str:
@@ -114,8 +125,7 @@ def summary_line(verdicts: list[Verdict], strict: bool) -> str:
 
 
 def junit_xml(suite: Suite, verdicts: list[Verdict], strict: bool) -> str:
-    bad = {REGRESSION, MISSING, NEW} | ({IMPROVEMENT} if strict else set())
-    failures = sum(v.verdict in bad for v in verdicts)
+    failures = sum(failing(v.verdict, strict) for v in verdicts)
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              f'<testsuite name={quoteattr("kinsim regress " + suite.name)} tests="{len(verdicts)}" '
              f'failures="{failures}">']
@@ -123,7 +133,7 @@ def junit_xml(suite: Suite, verdicts: list[Verdict], strict: bool) -> str:
         name = quoteattr(f"{v.case}: {v.metric}")
         message = (f"baseline {_num(v.baseline)}, now {_num(v.now)}, change {_pct(v.change)}, "
                    f"tolerance {v.tolerance:g}: {v.verdict}")
-        if v.verdict in bad:
+        if failing(v.verdict, strict):
             lines.append(f'  <testcase classname={quoteattr(v.case)} name={name}><failure message={quoteattr(message)}>'
                          f"{escape(message)}</failure></testcase>")
         else:
