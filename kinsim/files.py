@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+#: File formats a figure may be written in (the output path's suffix chooses).
+FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -21,3 +25,14 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
 def write_text_atomically(path: str | Path, text: str) -> Path:
     """:func:`write_atomically` for a text file (UTF-8)."""
     return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_figure(figure: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure atomically in the format its suffix names (:data:`FIGURE_FORMATS`), with the
+    same bytes for the same figure: no creation date in SVG or PDF, and SVG element ids from a fixed salt."""
+    import matplotlib
+
+    fmt = Path(path).suffix.lstrip(".").lower()
+    metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
+    with matplotlib.rc_context({"svg.hashsalt": "kinsim"}):
+        return write_atomically(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata))

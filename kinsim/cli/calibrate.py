@@ -20,8 +20,9 @@ from pathlib import Path
 
 import yaml
 
+from kinsim.cli.options import output_path
 from kinsim.errors import SpecError
-from kinsim.files import write_atomically, write_text_atomically
+from kinsim.files import save_figure, write_atomically, write_text_atomically
 
 
 def add_parser(subparsers) -> None:
@@ -49,11 +50,6 @@ def add_parser(subparsers) -> None:
     validate.set_defaults(run=run_validate)
 
 
-def _check_parent(value: str | None, option: str) -> None:
-    if value is not None and not Path(value).parent.is_dir():
-        raise SpecError("directory does not exist", path=option, value=value)
-
-
 def run_measure(args: argparse.Namespace) -> int:
     from kinsim.calibration.measure import run
 
@@ -73,7 +69,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from kinsim.hardware.load import load_hardware
     from kinsim.schema import to_raw
 
-    _check_parent(args.output, "--output")
+    output_path(args.output, "--output")
     hw = load_hardware(args.hw)
     frame = read_measurements(args.directory)
     meta = read_metadata(args.directory)
@@ -107,8 +103,8 @@ def run_validate(args: argparse.Namespace) -> int:
     from kinsim.calibration.validate import errors_by_kernel, plot_validation, predictions
     from kinsim.hardware.load import load_hardware
 
-    _check_parent(args.csv, "--csv")
-    _check_parent(args.plot, "--plot")
+    output_path(args.csv, "--csv")
+    output_path(args.plot, "--plot", figure=True)
     hw = load_hardware(args.hw)
     table = predictions(read_measurements(args.directory), hw)
     source = "calibration profile" if hw.calibration is not None else "constant efficiencies (no calibration)"
@@ -119,5 +115,5 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.csv:
         write_atomically(args.csv, lambda p: table.to_csv(p, index=False))
     if args.plot:
-        plot_validation(table, f"{hw.name}: predicted against measured ({source})").savefig(args.plot, dpi=110)
+        save_figure(plot_validation(table, f"{hw.name}: predicted against measured ({source})"), args.plot)
     return 0

@@ -10,9 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from kinsim.cli.options import add_set_option, overrides_of
+from kinsim.cli.options import add_set_option, output_path, overrides_of
 from kinsim.errors import SpecError
-from kinsim.files import write_text_atomically
+from kinsim.files import save_figure, write_text_atomically
 
 
 def add_parser(subparsers) -> None:
@@ -69,14 +69,13 @@ def gather_runs(args: argparse.Namespace) -> list[tuple[str, dict]]:
 def run(args: argparse.Namespace) -> int:
     from kinsim.report.compare import compare_rows, format_table, plot_compare
 
-    for option, value in (("--plot", args.plot), ("--json", args.json)):
-        if value is not None and not Path(value).parent.is_dir():
-            raise SpecError("directory does not exist", path=option, value=value)
+    output_path(args.plot, "--plot", figure=True)
+    output_path(args.json, "--json")
     runs = gather_runs(args)
     print("\n".join(format_table(runs)))
     if args.json:
         write_text_atomically(args.json, json.dumps({"runs": [label for label, _ in runs],
                                                      "metrics": compare_rows(runs)}, indent=2) + "\n")
     if args.plot:
-        plot_compare(runs).savefig(args.plot, dpi=110)
+        save_figure(plot_compare(runs), args.plot)
     return 0

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from kinsim.errors import SpecError
+from kinsim.cli.options import output_path
 from kinsim.files import write_text_atomically
 
 
@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     baseline_path = Path(args.baseline) if args.baseline else default_baseline(args.suite)
     for option, value in (("--junit", args.junit), ("--markdown", args.markdown), ("--baseline", baseline_path)):
-        if value is not None and not Path(value).parent.is_dir():
-            raise SpecError("directory does not exist", path=option, value=str(value))
+        output_path(value, option)
     baseline = None if args.update else load_baseline(baseline_path)
     figures = measure(suite)
     if args.update:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from kinsim.errors import SpecError
+from kinsim.cli.options import output_path
 from kinsim.files import write_text_atomically
 
 
@@ -24,9 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from kinsim.report.html import render_report
     from kinsim.report.runfile import load_run
 
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise SpecError("directory does not exist", path="--output", value=args.output)
+    output = output_path(args.output, "--output")
     page = render_report(load_run(args.run_file))
     write_text_atomically(output, page)
     print(f"wrote {output}")

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from kinsim.cli.options import add_set_option, overrides_of
+from kinsim.cli.options import add_set_option, output_path, overrides_of
 from kinsim.errors import SpecError
 from kinsim.files import write_atomically, write_text_atomically
 from kinsim.report.summary import summary_lines
@@ -58,23 +58,16 @@ def parse_window(text: str | None) -> tuple[float, float] | None:
     return start, end
 
 
-def _output_file(text: str | None, option: str) -> Path | None:
-    if text is None:
-        return None
-    path = Path(text)
-    if not path.parent.is_dir():
-        raise SpecError("directory does not exist", path=option, value=text)
-    return path
-
-
 
 def run(args: argparse.Namespace) -> int:
     from kinsim.runner import simulate  # the engine (and SimPy) only when a simulation runs
 
-    json_path = _output_file(args.json, "--json")
-    requests_csv = _output_file(args.requests_csv, "--requests-csv")
-    steps_csv = _output_file(args.steps_csv, "--steps-csv")
-    trace_path = _output_file(args.trace, "--trace")
+    json_path = output_path(args.json, "--json")
+    requests_csv = output_path(args.requests_csv, "--requests-csv")
+    steps_csv = output_path(args.steps_csv, "--steps-csv")
+    trace_path = output_path(args.trace, "--trace")
+    if args.plots is not None and Path(args.plots).exists() and not Path(args.plots).is_dir():
+        raise SpecError("exists and is not a directory", path="--plots", value=args.plots)
     window = parse_window(args.trace_window)
     if args.trace_ops and (window is None or trace_path is None):
         raise SpecError("needs --trace and --trace-window (op-level slices are kept for a window only)",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
+from kinsim.cli.options import output_path
 from kinsim.errors import SpecError
-from kinsim.files import write_atomically
+from kinsim.files import save_figure, write_atomically
 
 DEFAULT_METRICS = ("throughput.tasks_per_s", "throughput.output_tokens_per_s", "latency.task.e2e.p99",
                    "kv.peak_bytes")
@@ -47,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep_file)
     for option in ("csv", "parquet", "plot", "db"):
-        value = getattr(args, option)
-        if value is not None and not Path(value).parent.is_dir():
-            raise SpecError("directory does not exist", path=f"--{option}", value=value)
+        output_path(getattr(args, option), f"--{option}", figure=option == "plot")
     if args.workers < 1:
         raise SpecError("must be at least 1", path="--workers", value=args.workers)
     x = args.x or sweep.plot.get("x") or next(iter(sweep.axes))
@@ -87,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                                 hint='pip install "kinsim[distributed]" or pyarrow') from None
             write_atomically(args.parquet, lambda p: frame.astype({c: str for c in sweep.axes}).to_parquet(p))
     if args.plot:
-        plot_sweep(sweep, rows, x, y).savefig(args.plot, dpi=110)
+        save_figure(plot_sweep(sweep, rows, x, y), args.plot)
     failed = [r for r in rows if r["status"] == "failed"]
     print(f"{sweep.name}: {report.total} points, {report.ran} simulated now, {report.skipped} from {store.path.name}, "
           f"{len(failed)} failed, {report.wall_s:.1f} s")

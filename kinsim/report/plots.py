@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from kinsim.files import save_figure
 from kinsim.ops.op import OP_CLASSES
 
 #: Plot names and what they show, in the order reports list them.
@@ -136,6 +137,5 @@ def write_plots(summary: Mapping[str, Any], directory: str | Path,
         fig = PLOTTERS[name](summary)
         for fmt in formats:
             path = directory / f"{name}.{fmt}"
-            fig.savefig(path, dpi=110)
-            written.append(path)
+            written.append(save_figure(fig, path))
     return written
