@@ -20,6 +20,7 @@ Conventions (see ``docs/metrics.md`` for each metric's formula):
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 from typing import Any
 
@@ -28,6 +29,7 @@ import numpy as np
 from kinsim.engine.kv import KVLayout
 from kinsim.engine.records import Records
 from kinsim.engine.sequence import FINISHED
+from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.ops.op import OP_CLASSES
 from kinsim.schema import to_raw
@@ -99,6 +101,36 @@ def expand_key(pattern: str) -> list[str]:
         return [pattern]
     options, _, tail = rest.partition("}")
     return [key for option in options.split(",") for key in expand_key(head + option + tail)]
+
+
+#: Documented keys that are not figures of the simulated system: names, inputs, plot series, engine counters.
+NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "wall_time_s", "engine.", "series.",
+               "inputs.", "requests.unfinished_reasons", "ceilings.")
+
+#: Every numeric figure of a run, by dotted key: what a regression suite may guard and a sweep may tabulate.
+FIGURE_KEYS = tuple(key for pattern, _, _ in METRIC_DOCS for key in expand_key(pattern)
+                    if not key.startswith(NOT_FIGURES))
+
+#: The top-level sections of a run's JSON (``kinsim run --json``).
+SECTIONS = tuple(dict.fromkeys(key.split(".")[0] for pattern, _, _ in METRIC_DOCS for key in expand_key(pattern)))
+
+#: Figure key prefixes where a larger value is better; every other figure is better smaller.
+HIGHER_IS_BETTER = ("throughput.", "tasks.completed", "requests.completed", "tokens.generated", "utilization.",
+                    "kv.capacity")
+
+
+def better_direction(key: str) -> int:
+    """+1 when a larger value of figure ``key`` is better, -1 when a smaller one is."""
+    return 1 if key.startswith(HIGHER_IS_BETTER) else -1
+
+
+def check_figure_key(key: str, path: str, file: str | None = None) -> None:
+    """:class:`SpecError` unless ``key`` is one of :data:`FIGURE_KEYS`; the nearest keys are the hint."""
+    if key in FIGURE_KEYS:
+        return
+    near = difflib.get_close_matches(str(key), FIGURE_KEYS, n=3, cutoff=0.6)
+    raise SpecError("not a figure a run reports", path=path, value=key, file=file,
+                    hint=f"did you mean {' or '.join(near)}? see docs/metrics.md" if near else "see docs/metrics.md")
 
 
 def render_metrics_table() -> str:

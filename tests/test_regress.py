@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree
 
+import pytest
+
 from kinsim import __version__
 from kinsim.cli import main
 from kinsim.result import metric_at
@@ -122,11 +124,12 @@ def test_a_key_that_is_not_a_figure_is_refused_before_any_run(tmp_path: Path, ca
 
 
 def test_every_guardable_key_is_in_a_real_run_and_numeric():
-    from kinsim.regress.suite import direction, guardable_metrics
+    from kinsim.metrics import FIGURE_KEYS
+    from kinsim.metrics import better_direction as direction
 
     summary = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml",
                        {"requests.problems": 2, "requests.samples": 4, "requests.max_output_tokens": 400}).to_dict()
-    for key in guardable_metrics():
+    for key in FIGURE_KEYS:
         value = metric_at(summary, key)
         assert value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)), key
     assert direction("kv.capacity_bytes") == 1 and direction("kv.peak_bytes") == -1
@@ -143,3 +146,36 @@ def test_a_figure_that_is_null_then_and_now_passes_after_update(tmp_path: Path, 
     assert json.loads((tmp_path / "suite.baseline.json").read_text())["cases"]["small"]["cost_usd"] is None
     assert main(["regress", str(suite)]) == 0
     assert "2 within tolerance" in capsys.readouterr().out
+
+
+def test_a_bad_case_is_named_before_any_case_runs(tmp_path: Path, capsys, monkeypatch):
+    import kinsim.runner
+
+    def must_not_run(*_, **__):
+        raise AssertionError("a case ran before the suite was checked")
+
+    monkeypatch.setattr(kinsim.runner, "simulate", must_not_run)
+    suite = tmp_path / "suite.yaml"
+    case = f"    workload: {WORKLOADS / 'aime_bon32.yaml'}\n    hardware: {HARDWARE / 'h100.yaml'}\n"
+    suite.write_text(f"cases:\n  good:\n{case}  bad:\n{case}    overrides: {{deployment.max_num_seqs: 0}}\n")
+    assert main(["regress", str(suite), "--update"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "suite.yaml: cases.bad.overrides:" in err and "deployment.max_num_seqs: must be at least 1" in err
+
+
+@pytest.mark.parametrize("baseline, words", [
+    ('{"cases": {"small": [1, 2]}}', ["cases.small", "expected a mapping"]),
+    ('{"cases": {"small": {"throughput.tasks_per_s": "fast"}}}', ["cases.small.throughput.tasks_per_s",
+                                                                   "expected a number or null", "'fast'"]),
+    (b"\xff\xfe{}", ["not JSON"]),
+])
+def test_a_malformed_baseline_is_one_line_exit_2(tmp_path: Path, capsys, baseline, words):
+    suite = write_suite(tmp_path, HARDWARE / "h100.yaml")
+    target = tmp_path / "suite.baseline.json"
+    target.write_bytes(baseline if isinstance(baseline, bytes) else baseline.encode())
+    assert main(["regress", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "suite.baseline.json" in err
+    for word in words:
+        assert word in err

@@ -94,10 +94,7 @@ def test_local_workers_and_a_dask_local_cluster_give_equal_results(tmp_path: Pat
         remote = ResultStore(tmp_path / "dask.sqlite")
         report = run_sweep(sweep, remote, scheduler=cluster.scheduler_address)
     assert report.ran == 4 and report.failed == 0
-    strip = ("wall_time_s",)
-    for row_local, row_remote in zip(sweep_rows(sweep, local), sweep_rows(sweep, remote)):
-        assert {k: v for k, v in row_local.items() if k not in strip} == \
-            {k: v for k, v in row_remote.items() if k not in strip}
+    assert sweep_rows(sweep, local) == sweep_rows(sweep, remote)
 
 
 def test_bad_sweep_files_are_exit_2(tmp_path: Path, capsys):
@@ -108,3 +105,32 @@ def test_bad_sweep_files_are_exit_2(tmp_path: Path, capsys):
     path.write_text(f"workload: nowhere.yaml\nhardware: {HARDWARE / 'h100.yaml'}\naxes: {{seed: [1]}}\n")
     assert main(["sweep", str(path)]) == 2
     assert "workload" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--y", "latency.task.p99"], ["--y: not a figure a run reports", "latency.task.e2e.p99"]),
+    (["--metrics", "throughput.tasks_per_s,series.t_s"], ["--metrics: not a figure a run reports", "series.t_s"]),
+    (["--db", "{tmp}/text.sqlite"], ["--db: not a kinsim results file"]),
+])
+def test_bad_sweep_options_are_one_line_exit_2_before_any_point_runs(tmp_path: Path, capsys, args, words):
+    sweep_file = write_sweep(tmp_path, AXES)
+    (tmp_path / "text.sqlite").write_text("these bytes are not an SQLite database " * 4)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["sweep", str(sweep_file), "--quiet", *(a.replace("{tmp}", str(tmp_path)) for a in args)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no results file made
+
+
+def test_a_change_to_kinsims_source_changes_every_points_key(monkeypatch):
+    from kinsim.sweep import store
+
+    inputs = {"workload": {"seed": 1}, "hardware": {"name": "h100"}}
+    before = store.content_key(inputs)
+    assert store.content_key(inputs) == before
+    monkeypatch.setattr(store, "source_digest", lambda: "0" * 64)
+    assert store.content_key(inputs) != before
+    monkeypatch.undo()
+    assert len(store.source_digest()) == 64 and store.content_key(inputs) == before

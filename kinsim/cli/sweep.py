@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from kinsim.cli.options import output_path
-from kinsim.errors import SpecError
+from kinsim.errors import KinsimError, SpecError
 from kinsim.files import save_figure, write_atomically
+from kinsim.metrics import check_figure_key
 
 DEFAULT_METRICS = ("throughput.tasks_per_s", "throughput.output_tokens_per_s", "latency.task.e2e.p99",
                    "kv.peak_bytes")
@@ -54,7 +56,13 @@ def run(args: argparse.Namespace) -> int:
     y = args.y or sweep.plot.get("y") or "throughput.tasks_per_s"
     if x not in sweep.axes:
         raise SpecError("must be one of the sweep's axes: " + ", ".join(sweep.axes), path="--x", value=x)
-    store = ResultStore(args.db or default_db(args.sweep_file))
+    metrics = [m for m in args.metrics.split(",") if m]
+    for key in metrics:
+        check_figure_key(key, "--metrics")
+    check_figure_key(y, "--y")
+    db = Path(args.db or default_db(args.sweep_file))
+    created = not db.exists()
+    store = ResultStore(db)
     try:
         show = sys.stderr.isatty() and not args.quiet
 
@@ -67,10 +75,16 @@ def run(args: argparse.Namespace) -> int:
         if show and report.ran:
             sys.stderr.write("\n")
         rows = sweep_rows(sweep, store)
+    except KinsimError:  # e.g. no scheduler: a results file this call made and left empty goes too
+        empty = len(store) == 0
+        store.close()
+        if created and empty:
+            db.unlink(missing_ok=True)
+        raise
     finally:
         store.close()
     if not args.quiet:
-        print("\n".join(table_lines(sweep, rows, [m for m in args.metrics.split(",") if m])))
+        print("\n".join(table_lines(sweep, rows, metrics)))
     if args.csv or args.parquet:
         import pandas as pd
 

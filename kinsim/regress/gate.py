@@ -10,7 +10,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from kinsim import __version__
 from kinsim.errors import SpecError
-from kinsim.regress.suite import Suite, direction
+from kinsim.metrics import better_direction
+from kinsim.regress.suite import Suite
 
 PASS, REGRESSION, IMPROVEMENT, NEW, MISSING = "ok", "REGRESSION", "improved", "new", "missing"
 
@@ -35,7 +36,10 @@ def measure(suite: Suite) -> dict[str, dict[str, float]]:
 
     figures = {}
     for case in suite.cases:
-        summary = simulate(case.workload, case.hardware, case.overrides).to_dict()
+        try:
+            summary = simulate(case.workload, case.hardware, case.overrides).to_dict()
+        except SpecError as error:
+            raise SpecError(str(error), path=f"cases.{case.name}", file=suite.file) from None
         figures[case.name] = {metric: metric_at(summary, metric) for metric in case.metrics}
     return figures
 
@@ -45,11 +49,18 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise SpecError("baseline not found", file=str(path), hint="write one with kinsim regress SUITE --update")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SpecError(f"not JSON: {error}", file=str(path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("cases"), dict):
         raise SpecError("expected a baseline written by kinsim regress --update", path="cases", file=str(path))
+    for name, figures in data["cases"].items():
+        if not isinstance(figures, dict):
+            raise SpecError("expected a mapping of metric keys to numbers", path=f"cases.{name}", file=str(path))
+        for metric, value in figures.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise SpecError("expected a number or null", path=f"cases.{name}.{metric}", value=value,
+                                file=str(path))
     return data
 
 
@@ -79,7 +90,7 @@ def judge(suite: Suite, figures: dict[str, dict[str, float]], baseline: dict[str
             change = (now - base) / abs(base) if base else (0.0 if now == base else float("inf"))
             if abs(change) <= tolerance:
                 verdict = PASS
-            elif change * direction(metric) > 0:
+            elif change * better_direction(metric) > 0:
                 verdict = IMPROVEMENT
             else:
                 verdict = REGRESSION

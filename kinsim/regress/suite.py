@@ -15,45 +15,21 @@ cases:
     metrics: {throughput.tasks_per_s: 0.01}    # optional, added to or replacing the suite's
 ```
 
-Which way is worse is known per metric: throughputs fall, latencies, KV, energy, cost and preemptions
-rise (:func:`direction`).
+Which way is worse is known per metric (:func:`kinsim.metrics.better_direction`).
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
+from kinsim.metrics import check_figure_key
 from kinsim.yamlio import read_yaml_mapping
 
 DEFAULT_METRICS = {"throughput.output_tokens_per_s": 1e-6, "throughput.tasks_per_s": 1e-6,
                    "latency.task.e2e.p99": 1e-6, "kv.peak_bytes": 1e-6}
-
-#: Metric key prefixes where a larger value is better; every other guarded metric is better smaller.
-HIGHER_IS_BETTER = ("throughput.", "tasks.completed", "requests.completed", "tokens.generated", "utilization.",
-                    "kv.capacity")
-
-
-#: Documented keys that are not figures of the simulated system: names, inputs, plot series, engine counters.
-NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "wall_time_s", "engine.", "series.",
-               "inputs.", "requests.unfinished_reasons", "ceilings.")
-
-
-def guardable_metrics() -> tuple[str, ...]:
-    """Every numeric figure of a run a suite may guard: the keys of ``docs/metrics.md`` less :data:`NOT_FIGURES`."""
-    from kinsim.metrics import METRIC_DOCS, expand_key
-
-    keys = (key for pattern, _, _ in METRIC_DOCS for key in expand_key(pattern))
-    return tuple(key for key in keys if not key.startswith(NOT_FIGURES))
-
-
-def direction(metric: str) -> int:
-    """+1 when a larger value is better, -1 when smaller is."""
-    return 1 if metric.startswith(HIGHER_IS_BETTER) else -1
-
 
 @dataclass(frozen=True)
 class Case:
@@ -75,18 +51,27 @@ def _tolerances(value: Any, path: str, file: str) -> dict[str, float]:
     if not isinstance(value, dict):
         raise SpecError("expected a mapping of dotted metric keys to relative tolerances", path=path, file=file)
     out = {}
-    known = guardable_metrics()
     for key, tol in value.items():
-        if key not in known:
-            near = difflib.get_close_matches(str(key), known, n=3, cutoff=0.6)
-            raise SpecError("not a figure a run reports", path=f"{path}.{key}", value=key, file=file,
-                            hint=f"did you mean {' or '.join(near)}? see docs/metrics.md" if near
-                            else "see docs/metrics.md")
+        check_figure_key(key, f"{path}.{key}", file)
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
             raise SpecError("must be a relative tolerance, 0 or more (0.01 is 1%)", path=f"{path}.{key}", value=tol,
                             file=file)
         out[str(key)] = float(tol)
     return out
+
+
+def _check_inputs(workload: Path, hardware: Path, overrides: dict, path: str, file: str) -> None:
+    """Load a case's workload and hardware with its overrides, so that a bad case fails before any runs."""
+    from kinsim.hardware.load import load_hardware
+    from kinsim.runner import split_overrides
+    from kinsim.workload.load import load_workload
+
+    workload_overrides, hardware_overrides = split_overrides({str(k): v for k, v in overrides.items()})
+    try:
+        load_workload(workload, workload_overrides)
+        load_hardware(hardware, hardware_overrides)
+    except SpecError as error:
+        raise SpecError(str(error), path=path, file=file) from None
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -123,6 +108,7 @@ def load_suite(path: str | Path) -> Suite:
         if not isinstance(overrides, dict):
             raise SpecError("expected a mapping of dotted keys to values", path=f"{where}.overrides", file=file)
         own = _tolerances(case.get("metrics") or {}, f"{where}.metrics", file)
+        _check_inputs(files["workload"], files["hardware"], overrides, f"{where}.overrides", file)
         cases.append(Case(str(name), files["workload"], files["hardware"], {str(k): v for k, v in overrides.items()},
                           {**metrics, **own}))
     return Suite(str(raw.get("name", path.stem)), tuple(cases), file)

@@ -7,11 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
-
-#: Keys a run file must have for reports and comparisons.
-REQUIRED_KEYS = ("workload", "hardware", "model", "attention", "gpus", "sim_time_s", "requests", "tasks", "tokens",
-                 "throughput", "latency", "breakdown_s", "utilization", "kv", "by_class", "ceilings", "series",
-                 "mode", "wall_time_s")
+from kinsim.metrics import SECTIONS
 
 
 def load_run(path: str | Path) -> dict[str, Any]:
@@ -25,7 +21,7 @@ def load_run(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"not JSON: {error}", file=str(path)) from None
     if not isinstance(summary, dict):
         raise SpecError("expected a JSON object written by kinsim run --json", file=str(path))
-    for key in REQUIRED_KEYS:
+    for key in SECTIONS:
         if key not in summary:
             raise SpecError("missing key; is this a file written by kinsim run --json?", path=key, file=str(path))
     return summary

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kinsim.errors import KinsimError
+from kinsim.errors import KinsimError, SpecError
 from kinsim.sweep.spec import Sweep
 from kinsim.sweep.store import ResultStore, content_key
 
-#: Summary sections not stored per point (plot series and inputs are large; inputs are stored apart).
-DROPPED = ("series", "inputs")
+#: Summary sections not stored among a point's metrics: plot series (large), inputs and wall time (stored in
+#: columns of their own).
+DROPPED = ("series", "inputs", "wall_time_s")
 
 
 @dataclass
@@ -107,7 +108,11 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
         from distributed import Client
         from distributed import as_completed as dask_completed
 
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as error:
+            raise SpecError(f"cannot reach the Dask scheduler ({error})", path="--scheduler", value=scheduler) from None
+        with client:
             futures = {client.submit(simulate_point, *a, pure=False): p for a, p in zip(args, pending)}
             for future in dask_completed(futures):
                 record(futures[future], future.result())

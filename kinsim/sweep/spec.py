@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
+from kinsim.metrics import check_figure_key
 from kinsim.yamlio import read_yaml_mapping
 
 KEYS = ("name", "description", "workload", "hardware", "overrides", "mode", "axes", "plot")
@@ -90,6 +91,8 @@ def load_sweep(path: str | Path) -> Sweep:
         raise SpecError("expected {x: AXIS, y: METRIC}", path="plot", value=plot, file=file)
     if "x" in plot and plot["x"] not in axes:
         raise SpecError("must be one of the axes", path="plot.x", value=plot["x"], file=file)
+    if "y" in plot:
+        check_figure_key(plot["y"], "plot.y", file)
     return Sweep(name=str(raw.get("name", path.stem)), workload=files["workload"], hardware=files["hardware"],
                  axes={str(k): list(v) for k, v in axes.items()}, mode=mode,
                  overrides={str(k): v for k, v in overrides.items()}, plot=dict(plot), file=file)
