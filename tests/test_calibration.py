@@ -156,3 +156,22 @@ def test_a_missing_profile_is_named(tmp_path: Path):
     with pytest.raises(SpecError, match="calibration profile not found") as error:
         load_hardware(hw_file)
     assert error.value.path == "calibration"
+
+
+def test_a_profile_is_found_from_the_file_that_names_it_or_from_an_override(tmp_path: Path, monkeypatch):
+    measured = write_measurements(tmp_path / "measured")
+    (tmp_path / "profiles").mkdir()
+    profile = tmp_path / "profiles" / "p.yaml"
+    assert main(["calibrate", "fit", str(measured), "--hw", str(HARDWARE / "h100.yaml"), "-o", str(profile)]) == 0
+    # named in a parent file, relative to the parent's folder; the child lives elsewhere
+    parent = tmp_path / "profiles" / "parent.yaml"
+    parent.write_text(f"extends: {HARDWARE / 'h100.yaml'}\ncalibration: p.yaml\n")
+    (tmp_path / "child").mkdir()
+    child = tmp_path / "child" / "child.yaml"
+    child.write_text(f"extends: {parent}\nname: child\n")
+    assert load_hardware(child).calibration.device == "NVIDIA H100 (synthetic)"
+    # given as an override (as with --set hw.calibration=...), relative to the working directory
+    monkeypatch.chdir(tmp_path)
+    hw = load_hardware(HARDWARE / "h100.yaml", {"calibration": "profiles/p.yaml"})
+    assert hw.calibration.device == "NVIDIA H100 (synthetic)"
+    assert load_hardware(HARDWARE / "h100.yaml").calibration is None

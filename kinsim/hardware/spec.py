@@ -204,7 +204,7 @@ CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_sparse", "attention
 @dataclass(frozen=True, kw_only=True)
 class KernelCurveSpec:
     """Fitted efficiency curves of one kernel kind: ``e(w) = maximum x w / (w + half)`` for FLOPs and for
-    HBM bytes (see :mod:`kinsim.calibration.curves`)."""
+    HBM bytes (see :mod:`kinsim.cost.efficiency`)."""
 
     compute_max: float = spec_field("Share of the peak FLOP rate large kernels reach.", check=fraction)
     flops_half: float = spec_field("FLOPs at which a kernel reaches half of compute_max.", check=non_negative)
@@ -216,10 +216,7 @@ class KernelCurveSpec:
     note: str = spec_field("What the fit could and could not determine.", default="")
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        if self.compute_max == 0 or self.memory_max == 0:
-            raise SpecError("must be above 0", path="compute_max" if self.compute_max == 0 else "memory_max",
-                            value=0)
+        check_fields(self)  # fraction: in (0, 1], so a curve never divides by a zero maximum
 
 
 @dataclass(frozen=True, kw_only=True)
