@@ -175,3 +175,38 @@ def test_a_profile_is_found_from_the_file_that_names_it_or_from_an_override(tmp_
     hw = load_hardware(HARDWARE / "h100.yaml", {"calibration": "profiles/p.yaml"})
     assert hw.calibration.device == "NVIDIA H100 (synthetic)"
     assert load_hardware(HARDWARE / "h100.yaml").calibration is None
+
+
+def test_the_quick_grid_gives_every_kernel_kind_enough_rows_to_fit():
+    from kinsim.calibration.fit import MIN_POINTS, fit_profile
+    from kinsim.calibration.measure import attention_work, gemm_work, grid
+
+    curves = {"gemm": GEMM, "attention_decode": DECODE, "attention_sparse": DECODE, "selection": DECODE}
+    rows = []
+    shapes = grid(quick=True)
+    for kind in ("attention_decode", "attention_sparse"):
+        for shape in shapes[kind]:
+            rows += [(kernel, flops, nbytes) for kernel, flops, nbytes in attention_work(kind, shape)]
+    rows += [("gemm", *gemm_work(shape)) for shape in shapes["gemm"]]
+    frame = pd.DataFrame(rows, columns=["kernel", "flops", "bytes"]).assign(impl="triton")
+    counts = frame["kernel"].value_counts()
+    assert set(counts.index) == set(curves) and counts.min() >= MIN_POINTS + 1  # one is held out
+    frame["time_s"] = [float(synthetic(curves[k], np.array([f]), np.array([b]), seed=i)[0])
+                       for i, (k, f, b) in enumerate(zip(frame["kernel"], frame["flops"], frame["bytes"]))]
+    profile, fits = fit_profile(frame, H100, source="synthetic quick grid", device="none")
+    assert [fit.skipped for fit in fits] == [""] * 4
+    assert all(profile.curve(kind) is not None for kind in curves)
+
+
+def test_a_kernel_kind_with_too_few_rows_keeps_the_constants_and_the_rest_is_fitted(tmp_path: Path, capsys):
+    measured = write_measurements(tmp_path / "measured")
+    frame = pd.read_csv(measured / "measurements.csv")
+    extra = pd.DataFrame({"kernel": "selection", "impl": "triton", "flops": [1e6, 2e6], "bytes": [1e7, 2e7],
+                          "time_s": [3e-5, 5e-5]})
+    pd.concat([frame, extra]).to_csv(measured / "measurements.csv", index=False)
+    profile = tmp_path / "p.yaml"
+    assert main(["calibrate", "fit", str(measured), "--hw", str(HARDWARE / "h100.yaml"), "-o", str(profile)]) == 0
+    out = capsys.readouterr().out
+    assert "not fitted: selection: 2 usable measurements, at least 4 are needed" in out
+    hw = load_hardware(HARDWARE / "h100.yaml", {"calibration": str(profile)})
+    assert hw.calibration.curve("selection") is None and hw.calibration.curve("gemm") is not None

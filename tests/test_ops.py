@@ -76,8 +76,9 @@ def test_block_topk_reads_budget_and_scores_blocks():
     assert attention.shape["kv_tokens_read"] == 80 + 51
     assert selection.shape["blocks_scored"] == 62 + 3  # floor(1000/16), floor(50/16)
     assert selection.flops == 2 * 4 * 16 * 65
-    # mean keys (2 KV heads x 16 x bf16) + fp32 scores read back + queries
-    assert selection.bytes_read == 65 * 2 * 16 * 2 + 65 * 4 * 4 + 2 * 4 * 16 * 2
+    # mean keys (2 KV heads x 16 x bf16) + fp32 scores (one per block and KV head) read back + queries
+    assert selection.bytes_read == 65 * 2 * 16 * 2 + 65 * 2 * 4 + 2 * 4 * 16 * 2
+    assert selection.bytes_written == 65 * 2 * 4
 
 
 def test_prefix_shared_read_reads_the_prompt_once_per_group():

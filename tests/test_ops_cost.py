@@ -131,9 +131,10 @@ def test_block_topk_decode_by_hand():
     blocks = 50 // 16 + 99 // 16 + 100 // 16 + 500 // 16
     assert blocks == 3 + 6 + 6 + 31 and sel.shape["blocks_scored"] == blocks
     assert sel.flops == 2 * HQ * D * blocks
-    # mean key per block (hkv d b), fp32 scores written and read back (4 hq each), the 4 queries
-    assert sel.bytes_read == HKV * D * B * blocks + 4 * HQ * blocks + 4 * HQ * D * B
-    assert sel.bytes_written == 4 * HQ * blocks
+    # mean key per block (hkv d b), fp32 scores summed over a group, written and read back (4 hkv each),
+    # the 4 queries
+    assert sel.bytes_read == HKV * D * B * blocks + 4 * HKV * blocks + 4 * HQ * D * B
+    assert sel.bytes_written == 4 * HKV * blocks
 
 
 budgets = st.builds(BlockTopKAttention, block_size=st.integers(1, 64), top_k=st.integers(1, 64),

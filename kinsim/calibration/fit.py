@@ -25,14 +25,19 @@ from kinsim.ops.op import Op
 #: One measurement in this many is held out of the fit.
 HOLD_OUT_EVERY = 5
 
+#: Fewest usable measurements a kernel kind needs for its four parameters.
+MIN_POINTS = 4
+
 
 @dataclass
 class KernelFit:
-    """The fitted curve of one kernel kind, with what was rejected."""
+    """The fitted curve of one kernel kind (``None`` when too few measurements: ``skipped`` says why), with
+    the measurements that were rejected."""
 
     kernel: str
-    curve: KernelCurveSpec
+    curve: KernelCurveSpec | None
     rejected: list[str] = field(default_factory=list)
+    skipped: str = ""
 
 
 def _constant(hw: HardwareSpec, kernel: str) -> tuple[float, float]:
@@ -55,8 +60,9 @@ def fit_kernel(kernel: str, flops: np.ndarray, nbytes: np.ndarray, time_s: np.nd
     rejected = [f"{kernel}: {f:.3g} FLOPs, {b:.3g} bytes in {t * 1e6:.3g} us is faster than the ceilings allow"
                 for f, b, t in zip(flops[~possible], nbytes[~possible], time_s[~possible])]
     flops, nbytes, time_s = flops[possible], nbytes[possible], time_s[possible]
-    if len(time_s) < 4:
-        raise ValueError(f"{kernel}: {len(time_s)} usable measurements; at least 4 are needed")
+    if len(time_s) < MIN_POINTS:
+        return KernelFit(kernel, None, rejected, skipped=f"{kernel}: {len(time_s)} usable measurements, at least "
+                         f"{MIN_POINTS} are needed: the hardware file's constant efficiencies stay")
     order = np.argsort(flops + nbytes * (peak / bandwidth), kind="stable")
     held = np.zeros(len(order), dtype=bool)
     held[order[HOLD_OUT_EVERY - 1::HOLD_OUT_EVERY]] = True
@@ -118,5 +124,9 @@ def fit_profile(frame, hw: HardwareSpec, source: str, device: str,
             continue
         fits.append(fit_kernel(kernel, rows["flops"].to_numpy(), rows["bytes"].to_numpy(), rows["time_s"].to_numpy(),
                                hw))
-    profile = CalibrationSpec(source=source, device=device, **{fit.kernel: fit.curve for fit in fits})
+    if all(fit.curve is None for fit in fits):
+        raise ValueError(f"no kernel kind has {MIN_POINTS} usable measurements: "
+                         + "; ".join(fit.skipped for fit in fits))
+    profile = CalibrationSpec(source=source, device=device,
+                              **{fit.kernel: fit.curve for fit in fits if fit.curve is not None})
     return profile, fits

@@ -44,12 +44,12 @@ KV_BUDGET = 24e9
 def grid(quick: bool) -> dict[str, list[dict]]:
     """The shapes to measure, per kernel kind."""
     batches = (1, 16, 256) if quick else (1, 4, 16, 64, 256, 1024)
-    contexts = (512, 8192, 131072) if quick else (128, 512, 2048, 8192, 32768, 131072)
+    contexts = (2048, 16384, 131072) if quick else (128, 512, 2048, 8192, 32768, 131072)
     heads = ((32, 8),) if quick else QWEN3_HEADS
     dense = [{"batch": b, "context": c, "q_heads": q, "kv_heads": kv, "head_dim": 128}
              for q, kv in heads for b in batches for c in contexts if b * c * kv * 128 * 4 <= KV_BUDGET]
     sparse = [{"batch": b, "context": c, "q_heads": q, "kv_heads": kv, "head_dim": 128, "top_k": TOP_K}
-              for q, kv in heads[:2] for b in batches[:4] for c in contexts[2:]
+              for q, kv in heads if q in (32, 64) for b in batches[:4] for c in contexts if c >= 2 * TOP_K * PAGE
               if b * c * kv * 128 * 4 <= KV_BUDGET]
     ms = (1, 64, 4096) if quick else (1, 16, 64, 256, 1024, 4096, 16384)
     shapes = GEMM_SHAPES[:3] if quick else GEMM_SHAPES

@@ -85,12 +85,14 @@ def run_fit(args: argparse.Namespace) -> int:
     for fit in fits:
         for line in fit.rejected:
             print(f"kinsim: warning: rejected {line}")
+        if fit.skipped:
+            print(f"kinsim: warning: not fitted: {fit.skipped}")
     text = "# Written by kinsim calibrate fit; efficiencies are shares of the hardware file's peaks.\n"
     text += yaml.safe_dump(to_raw(profile), sort_keys=False)
     write_text_atomically(args.output, text)
     print(f"{'kernel':<18} {'points':>6} {'compute max':>11} {'FLOPs half':>11} {'memory max':>10} "
           f"{'bytes half':>11} {'held-out MAPE':>13}")
-    for fit in fits:
+    for fit in (fit for fit in fits if fit.curve is not None):
         c = fit.curve
         print(f"{fit.kernel:<18} {c.points:>6} {c.compute_max:>11.3f} {c.flops_half:>11.3g} {c.memory_max:>10.3f} "
               f"{c.bytes_half:>11.3g} {c.held_out_mape:>12.2%}" + (f"  ({c.note})" if c.note else ""))

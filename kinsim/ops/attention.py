@@ -136,12 +136,17 @@ def decode_attention_ops(
 
 
 def block_selection_op(dims: AttentionDims, policy: BlockTopKAttention, context: Number, count: int = 1) -> Op:
-    """Scoring every complete block's mean key against the queries, and the top-k over the scores."""
+    """Scoring every complete block's mean key against the queries, and the top-k over the scores.
+
+    A block's score is summed over the query heads of a KV head's group, so each KV head keeps its own
+    blocks (the attention op reads the same number of tokens for every KV head) and one fp32 score per
+    block and KV head is written and read back, as the reference kernel does
+    (``kinsim/calibration/kernels/attention.py``)."""
     context = np.asarray(context, dtype=float)
     blocks = np.floor(context / policy.block_size).sum(axis=-1)
     shard = dims.shard
     summary_bytes = shard.kv_heads * shard.head_dim * bytes_per_element(dims.kv_dtype)
-    score_bytes = 4.0 * shard.q_heads
+    score_bytes = 4.0 * shard.kv_heads
     n = context.shape[-1]
     return Op(
         name="block_selection",

@@ -39,6 +39,7 @@ def _attend_pages(q, k_ptr, v_ptr, page, first_pos, seq_len, head, m_i, l_i, acc
                   stride_kp, stride_ks, stride_kh, stride_vp, stride_vs, stride_vh,
                   PAGE: tl.constexpr, D: tl.constexpr):
     """One page of online softmax: update (max, sum, accumulator) of a group of query heads."""
+    page = page.to(tl.int64)  # page x page stride passes 2**31 on the largest shapes (2**21 tokens of KV)
     t = tl.arange(0, PAGE)
     d = tl.arange(0, D)
     k = tl.load(k_ptr + page * stride_kp + t[:, None] * stride_ks + head * stride_kh + d[None, :])

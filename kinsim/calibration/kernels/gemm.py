@@ -38,8 +38,3 @@ def gemm(a: torch.Tensor, b: torch.Tensor, block_m: int = 64, block_n: int = 64,
     _gemm_kernel[grid](a, b, c, m, n, k, a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
                        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     return c
-
-
-def gemm_work(m: int, n: int, k: int, element_bytes: int = 2) -> tuple[float, float]:
-    """(FLOPs, HBM bytes) of ``(m x k) @ (k x n)``: ``2 m n k`` and each operand read or written once."""
-    return 2.0 * m * n * k, float(element_bytes * (m * k + k * n + m * n))
