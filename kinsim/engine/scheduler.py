@@ -26,6 +26,7 @@ import bisect
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,6 +41,19 @@ SEGMENT_PROBE_STEPS = 64
 
 def _key(seq: Sequence) -> tuple[float, int]:
     return seq.key
+
+
+class HeadDecision(NamedTuple):
+    """Admission's first decision about the waiting queue's head (all sizes in KV blocks or tokens)."""
+
+    abort: str  #: why the head can never run (it ends unfinished), or "" when it can
+    take: int  #: prompt tokens its first chunk would prefill now; 0 when it must wait
+    target: int  #: tokens it will hold: prompt plus those generated before a preemption
+    cached: int  #: of those, already cached by its group's shared prompt blocks
+    lead_blocks: int  #: its private blocks
+    blocks: int  #: blocks it needs now (with the group's shared blocks when no member holds them)
+    seats: int  #: sequences that may still become resident
+    available: int  #: free blocks not promised to decodes, less the watermark
 
 
 @dataclass
@@ -194,27 +208,19 @@ class Scheduler:
 
     def _admit(self, plan: Plan, budget: int, now: float, reserved: int) -> None:
         """Admit from the waiting queue; ``reserved`` blocks are already promised to this step's decodes."""
-        layout, deployment = self.layout, self.deployment
         while budget > 0:
             head = self._peek_waiting()
             if head is None:
                 return
-            group = head.group
-            target, cached, lead_blocks, empty_need, blocks = self._head_terms(head)
-            if empty_need > layout.total_blocks - layout.watermark_blocks:
-                self._abort(head, now, f"its {target} tokens need {empty_need} KV-cache blocks; the replica "
-                            f"holds {layout.total_blocks} (less a {layout.watermark_blocks}-block watermark)")
+            decision = self._head_decision(head, self.free_blocks, reserved, budget)
+            if decision.abort:
+                self._abort(head, now, decision.abort)
                 continue
-            if not deployment.chunked_prefill and target - cached > deployment.max_num_batched_tokens:
-                self._abort(head, now, f"its prefill of {target - cached} tokens exceeds "
-                            f"deployment.max_num_batched_tokens ({deployment.max_num_batched_tokens}) and "
-                            "chunked_prefill is off")
-                continue
-            seats = deployment.max_num_seqs - len(self.resident)
-            available = self.free_blocks - reserved - layout.watermark_blocks
-            take = self._chunk(target - cached, budget)
-            if seats < 1 or blocks > available or take == 0:
+            if not decision.take:
                 return
+            group = head.group
+            target, cached, lead_blocks = decision.target, decision.cached, decision.lead_blocks
+            blocks, seats, available, take = decision.blocks, decision.seats, decision.available, decision.take
             followers = []
             if head.generated == 0:
                 follower_blocks = self._private(group.prompt_tokens, group)
@@ -240,33 +246,39 @@ class Scheduler:
             plan.chunks.append((head, take))
             budget -= take
 
-    def _head_terms(self, head: Sequence) -> tuple[int, int, int, int, int]:
-        """For the queue's head: (tokens to hold, tokens already cached by its group, its private blocks,
-        blocks it needs in an empty cache, blocks it needs now)."""
+    def _head_decision(self, head: Sequence, free_blocks: int, reserved: int, budget: int) -> HeadDecision:
+        """What admission does first with the queue's head, given ``free_blocks`` free, ``reserved`` of them
+        promised to this step's decodes and ``budget`` tokens left. Changes nothing, so that
+        :meth:`_admit` and the fast path's dry run (:meth:`admission_would_act`) share one rule."""
+        layout, deployment = self.layout, self.deployment
         group = head.group
         target = group.prompt_tokens + head.generated
         cached = min(group.shared_tokens, target - 1) if group.holders > 0 and group.shared_tokens > 0 else 0
         lead_blocks = self._private(target, group)
         empty_need = self._shared_blocks(group) + lead_blocks
         blocks = lead_blocks + (self._shared_blocks(group) if group.holders == 0 else 0)
-        return target, cached, lead_blocks, empty_need, blocks
+        seats = deployment.max_num_seqs - len(self.resident)
+        available = free_blocks - reserved - layout.watermark_blocks
+        abort = ""
+        if empty_need > layout.total_blocks - layout.watermark_blocks:
+            abort = (f"its {target} tokens need {empty_need} KV-cache blocks; the replica holds "
+                     f"{layout.total_blocks} (less a {layout.watermark_blocks}-block watermark)")
+        elif not deployment.chunked_prefill and target - cached > deployment.max_num_batched_tokens:
+            abort = (f"its prefill of {target - cached} tokens exceeds deployment.max_num_batched_tokens "
+                     f"({deployment.max_num_batched_tokens}) and chunked_prefill is off")
+        take = 0
+        if not abort and seats >= 1 and blocks <= available:
+            take = self._chunk(target - cached, budget)
+        return HeadDecision(abort, take, target, cached, lead_blocks, blocks, seats, available)
 
     def admission_would_act(self, free_blocks: int, reserved: int, budget: int) -> bool:
         """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes and
-        ``budget`` tokens left would admit the queue's head or end it as impossible (a dry run of the first
-        decision of :meth:`_admit`, changing nothing)."""
+        ``budget`` tokens left would admit the queue's head or end it as impossible."""
         head = self._peek_waiting()
         if head is None or budget <= 0:
             return False
-        layout, deployment = self.layout, self.deployment
-        target, cached, _, empty_need, blocks = self._head_terms(head)
-        if empty_need > layout.total_blocks - layout.watermark_blocks:
-            return True
-        if not deployment.chunked_prefill and target - cached > deployment.max_num_batched_tokens:
-            return True
-        seats = deployment.max_num_seqs - len(self.resident)
-        available = free_blocks - reserved - layout.watermark_blocks
-        return seats >= 1 and blocks <= available and self._chunk(target - cached, budget) > 0
+        decision = self._head_decision(head, free_blocks, reserved, budget)
+        return bool(decision.abort or decision.take)
 
     def _preempt(self, victim: Sequence) -> None:
         passengers = [victim]
