@@ -277,16 +277,14 @@ def timeline(segments, makespan: float, replicas: int, replica_bytes: float, bin
         produced = np.array([seg.tokens_out for seg in segments], dtype=float)
         block_s = np.array([seg.kv_block_s for seg in segments])
         duration = np.maximum(end - start, 1e-30)
-        # overlap of each segment with each bin, as a share of the segment
-        overlap = np.clip(np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1]),
-                          0.0, None) / duration[:, None] if len(segments) * bins <= 4_000_000 else None
-        if overlap is not None:
-            tokens = produced @ overlap
-            kv = block_s @ overlap
-        else:  # many segments: assign each to the bin of its midpoint
-            index = np.minimum(((start + end) / 2 / width).astype(int), bins - 1)
-            np.add.at(tokens, index, produced)
-            np.add.at(kv, index, block_s)
+        chunk = max(1, 1_000_000 // bins)  # segments per (segments x bins) overlap matrix: 8 MB each
+        for i in range(0, len(segments), chunk):
+            lo, hi = start[i:i + chunk, None], end[i:i + chunk, None]
+            # overlap of each segment with each bin, as a share of the segment
+            overlap = np.clip(np.minimum(hi, edges[None, 1:]) - np.maximum(lo, edges[None, :-1]), 0.0, None)
+            overlap /= duration[i:i + chunk, None]
+            tokens += produced[i:i + chunk] @ overlap
+            kv += block_s[i:i + chunk] @ overlap
     return {
         "t_s": ((edges[:-1] + edges[1:]) / 2).tolist(),
         "output_tokens_per_s": (tokens / width).tolist(),

@@ -10,7 +10,9 @@ saturates and a flow when it reaches 1). Rates are recomputed whenever a flow st
 alone finishes exactly ``work_s`` after it starts, and two flows that each need a whole link take twice
 as long.
 
-This module uses SimPy only through the environment handed to it (the engine owns it).
+This module uses SimPy only through the environment handed to it (the engine owns it). Times are in
+that environment's unit: names end in ``_s``, and the tests use seconds, but the engine's clock counts
+whole nanoseconds (:mod:`kinsim.engine.clock`), so there every ``*_s`` value here is in ticks.
 """
 
 from __future__ import annotations
@@ -82,12 +84,6 @@ class FluidNetwork:
         self._complete_finished()
         self._reshare()
         self._schedule_next()
-
-    def done_s(self, flow: Flow) -> float:
-        """Stand-alone seconds of work ``flow`` has completed by now."""
-        if flow not in self.flows:
-            return flow.work_s
-        return flow.work_s - (flow.remaining_s - flow.rate * (self.env.now - self._last_s))
 
     # ----------------------------------------------------------------------------------- internals
     def _advance(self) -> None:

@@ -28,7 +28,7 @@ from kinsim.dtypes import bytes_per_element
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.model.spec import ModelSpec
-from kinsim.ops.attention import resident_kv_bytes_per_token
+from kinsim.ops.attention import AttentionDims, resident_kv_bytes_per_token
 from kinsim.ops.lower import ACT_DTYPE, LOGIT_BYTES
 from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import AttentionPolicy, DeploymentSpec, SlidingWindowAttention
@@ -103,7 +103,7 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     """The KV layout of one replica, or :class:`SpecError` when the model leaves no room for KV."""
     tp = deployment.tensor_parallel
     shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp, path="deployment.tensor_parallel")
-    per_token = 2 * shard.kv_heads * shard.head_dim * model.layers * bytes_per_element(model.kv_dtype)
+    per_token = AttentionDims(shard, kv_dtype=model.kv_dtype).kv_bytes_per_token * model.layers
     resident = resident_kv_bytes_per_token(per_token, policy, shard.kv_heads, shard.head_dim, model.layers,
                                            model.kv_dtype)
     block_bytes = resident * deployment.kv_block_size

@@ -11,6 +11,9 @@ from kinsim.model.spec import ModelSpec
 from kinsim.schema import at_least, check_fields, fraction, non_empty, non_negative, one_of, positive, spec_field
 from kinsim.workload.distributions import LengthDistribution, length_field
 
+#: Request placement policies of ``deployment.router`` (see :mod:`kinsim.engine.router`).
+ROUTERS = ("group_affinity", "least_loaded", "round_robin")
+
 # ------------------------------------------------------------------------------------- deployment
 
 
@@ -37,7 +40,7 @@ class DeploymentSpec:
     router: str = spec_field(
         "How requests are placed on replicas: group_affinity (a group's requests share one replica), "
         "least_loaded (fewest outstanding requests) or round_robin.", default="group_affinity",
-        check=one_of("group_affinity", "least_loaded", "round_robin"))
+        check=one_of(*ROUTERS))
     prefix_shared_read: bool = spec_field(
         "Decode attention reads a shared prompt's KV once per group of sequences rather than once per "
         "sequence (common paged kernels read it per sequence).", default=False)
