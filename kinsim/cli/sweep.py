@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kinsim.sweep.execute import default_db, run_sweep, sweep_rows
+    from kinsim.sweep.execute import default_db, resolve, run_sweep, sweep_rows
     from kinsim.sweep.spec import load_sweep
     from kinsim.sweep.store import ResultStore
 
@@ -71,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"\r{done}/{total} points simulated")
                 sys.stderr.flush()
 
-        report = run_sweep(sweep, store, workers=args.workers, scheduler=args.scheduler, progress=progress)
+        points = resolve(sweep)
+        report = run_sweep(sweep, store, workers=args.workers, scheduler=args.scheduler, progress=progress,
+                           points=points)
         if show and report.ran:
             sys.stderr.write("\n")
-        rows = sweep_rows(sweep, store)
+        rows = sweep_rows(sweep, store, points)
     except KinsimError:  # e.g. no scheduler: a results file this call made and left empty goes too
         empty = len(store) == 0
         store.close()

@@ -17,7 +17,7 @@ import yaml
 from kinsim import __version__
 from kinsim.ops.op import OP_CLASSES
 from kinsim.report.plots import PLOTS, PLOTTERS, run_title
-from kinsim.report.summary import summary_lines
+from kinsim.report.summary import summary_rows
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
@@ -48,9 +48,7 @@ def _png(fig) -> str:
 def render_report(summary: dict[str, Any]) -> str:
     """The HTML page of a run's metrics (as written by ``kinsim run --json``)."""
     esc = html.escape
-    rows = "".join(f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>"
-                   for label, value in (line.split("  ", 1) for line in summary_lines(summary))
-                   for label, value in [(label.strip(), value.strip())])
+    rows = "".join(f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>" for label, value in summary_rows(summary))
     busy = sum(summary["breakdown_s"].values()) or 1.0
     breakdown = "".join(
         f"<tr><td>{c}</td><td class='num'>{summary['breakdown_s'][c]:,.2f}</td>"

@@ -15,8 +15,8 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} s"
 
 
-def summary_lines(s: dict[str, Any]) -> list[str]:
-    """The human-readable summary of a run's metrics."""
+def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) rows of the human-readable summary of a run's metrics."""
     req, tok, thr, lat = s["requests"], s["tokens"], s["throughput"], s["latency"]
     kv, util = s["kv"], s["utilization"]
     busy = sum(s["breakdown_s"].values()) or 1.0
@@ -44,5 +44,11 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     ]
     for reason, count in req["unfinished_reasons"].items():
         rows.append(("unfinished", f"{count} x {reason}"))
+    return rows
+
+
+def summary_lines(s: dict[str, Any]) -> list[str]:
+    """The summary of a run's metrics as aligned text lines (what ``kinsim run`` prints)."""
+    rows = summary_rows(s)
     width = max(len(label) for label, _ in rows)
     return [f"{label:<{width}}  {value}" for label, value in rows]

@@ -78,11 +78,11 @@ class SweepReport:
 
 
 def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str | None = None,
-              progress: Callable[[int, int], None] | None = None) -> SweepReport:
+              progress: Callable[[int, int], None] | None = None, points: list[Point] | None = None) -> SweepReport:
     """Run the points of ``sweep`` not yet in ``store``: ``workers`` local processes, or the Dask cluster at
-    ``scheduler`` (``tcp://host:port``)."""
+    ``scheduler`` (``tcp://host:port``). ``points``: ``resolve(sweep)``, when the caller already has it."""
     started = time.perf_counter()
-    points = resolve(sweep)
+    points = resolve(sweep) if points is None else points
     pending, skipped, failed = [], 0, 0
     for point in points:
         if store.done(point.key):
@@ -127,11 +127,12 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
     return SweepReport(len(points), skipped, len(pending), failed, time.perf_counter() - started)
 
 
-def sweep_rows(sweep: Sweep, store: ResultStore) -> list[dict[str, Any]]:
+def sweep_rows(sweep: Sweep, store: ResultStore, points: list[Point] | None = None) -> list[dict[str, Any]]:
     """One flat row per point of ``sweep`` (in file order): axis values, numeric axis values from the
-    resolved inputs (``<axis>.si``), status, reason, and every metric by dotted key."""
+    resolved inputs (``<axis>.si``), status, reason, and every metric by dotted key. ``points``:
+    ``resolve(sweep)``, when the caller already has it."""
     rows = []
-    for point in resolve(sweep):
+    for point in resolve(sweep) if points is None else points:
         stored = store.get(point.key)
         row: dict[str, Any] = dict(point.values)
         for axis in sweep.axes:
