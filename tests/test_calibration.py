@@ -210,3 +210,18 @@ def test_a_kernel_kind_with_too_few_rows_keeps_the_constants_and_the_rest_is_fit
     assert "not fitted: selection: 2 usable measurements, at least 4 are needed" in out
     hw = load_hardware(HARDWARE / "h100.yaml", {"calibration": str(profile)})
     assert hw.calibration.curve("selection") is None and hw.calibration.curve("gemm") is not None
+
+
+def test_each_row_is_fitted_against_the_peak_of_its_own_data_type():
+    from kinsim.calibration.fit import fit_profile
+
+    flops, nbytes = gemm_shapes()
+    fp8_peak = H100.peak("fp8")
+    assert fp8_peak == 1979e12 and PEAK == 989e12  # hardware/h100.yaml, from the H100 SXM datasheet (dense)
+    times = predict_time(GEMM, flops, nbytes, fp8_peak, BANDWIDTH, LAUNCH)
+    frame = pd.DataFrame({"kernel": "gemm", "impl": "triton", "dtype": "fp8", "flops": flops, "bytes": nbytes,
+                          "time_s": times})
+    profile, fits = fit_profile(frame, H100, source="synthetic fp8", device="none")
+    assert fits[0].rejected == []  # against the bf16 peak the fast fp8 rows would be impossible
+    assert profile.gemm.compute_max == pytest.approx(GEMM.compute_max, rel=0.02)
+    assert profile.gemm.flops_half == pytest.approx(GEMM.flops_half, rel=0.02)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kinsim.cost.efficiency import ConstantEfficiency, predict_time
+from kinsim.cost.efficiency import ConstantEfficiency, predict_time, saturating
 from kinsim.hardware.spec import CALIBRATED_KERNELS, CalibrationSpec, HardwareSpec, KernelCurveSpec
 from kinsim.ops.op import Op
 
@@ -47,19 +47,20 @@ def _constant(hw: HardwareSpec, kernel: str) -> tuple[float, float]:
 
 
 def fit_kernel(kernel: str, flops: np.ndarray, nbytes: np.ndarray, time_s: np.ndarray, hw: HardwareSpec,
-               peak: float | None = None, bandwidth: float | None = None) -> KernelFit:
-    """Fit one kernel kind's curves to its measurements (arrays of equal length)."""
+               peak: float | np.ndarray | None = None, bandwidth: float | None = None) -> KernelFit:
+    """Fit one kernel kind's curves to its measurements (arrays of equal length). ``peak`` is the FLOP/s
+    ceiling of each row's data type (one number or an array; default the bf16 peak)."""
     from scipy.optimize import least_squares
 
-    peak = hw.peak("bf16") if peak is None else peak
     bandwidth = hw.gpu.memory.bandwidth if bandwidth is None else bandwidth
     launch = hw.gpu.launch_overhead
     flops, nbytes, time_s = (np.asarray(a, dtype=float) for a in (flops, nbytes, time_s))
+    peak = np.broadcast_to(np.asarray(hw.peak("bf16") if peak is None else peak, dtype=float), flops.shape)
     busy = time_s - launch
     possible = (busy > 0) & (flops <= peak * busy * (1 + 1e-9)) & (nbytes <= bandwidth * busy * (1 + 1e-9))
     rejected = [f"{kernel}: {f:.3g} FLOPs, {b:.3g} bytes in {t * 1e6:.3g} us is faster than the ceilings allow"
                 for f, b, t in zip(flops[~possible], nbytes[~possible], time_s[~possible])]
-    flops, nbytes, time_s = flops[possible], nbytes[possible], time_s[possible]
+    flops, nbytes, time_s, peak = flops[possible], nbytes[possible], time_s[possible], peak[possible]
     if len(time_s) < MIN_POINTS:
         return KernelFit(kernel, None, rejected, skipped=f"{kernel}: {len(time_s)} usable measurements, at least "
                          f"{MIN_POINTS} are needed: the hardware file's constant efficiencies stay")
@@ -75,7 +76,7 @@ def fit_kernel(kernel: str, flops: np.ndarray, nbytes: np.ndarray, time_s: np.nd
                                memory_max=float(min(x[2], 1.0)), bytes_half=float(x[3] * b_scale))
 
     def residuals(x, mask):
-        predicted = predict_time(curve_of(x), flops[mask], nbytes[mask], peak, bandwidth, launch)
+        predicted = predict_time(curve_of(x), flops[mask], nbytes[mask], peak[mask], bandwidth, launch)
         return np.log(predicted / time_s[mask])
 
     start = np.array([0.7, 0.1, 0.8, 0.1])
@@ -83,9 +84,8 @@ def fit_kernel(kernel: str, flops: np.ndarray, nbytes: np.ndarray, time_s: np.nd
                              x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=20000)
     x = solution.x
     fitted = curve_of(x)
-    compute_t = flops / (peak * np.where(flops > 0, fitted.compute_max * flops / (flops + fitted.flops_half), 1.0))
-    memory_t = nbytes / (bandwidth * np.where(nbytes > 0, fitted.memory_max * nbytes / (nbytes + fitted.bytes_half),
-                                              1.0))
+    compute_t = flops / (peak * saturating(flops, fitted.compute_max, fitted.flops_half))
+    memory_t = nbytes / (bandwidth * saturating(nbytes, fitted.memory_max, fitted.bytes_half))
     notes = []
     constant_compute, constant_memory = _constant(hw, kernel)
     if not (compute_t[train] > memory_t[train]).any():
@@ -96,7 +96,7 @@ def fit_kernel(kernel: str, flops: np.ndarray, nbytes: np.ndarray, time_s: np.nd
         notes.append("memory side never bound the time: constant efficiency kept")
     fitted = curve_of(x)
     scored = held if held.sum() else train
-    predicted = predict_time(fitted, flops[scored], nbytes[scored], peak, bandwidth, launch)
+    predicted = predict_time(fitted, flops[scored], nbytes[scored], peak[scored], bandwidth, launch)
     mape = float(np.mean(np.abs(predicted - time_s[scored]) / time_s[scored]))
     curve = KernelCurveSpec(compute_max=fitted.compute_max, flops_half=fitted.flops_half,
                             memory_max=fitted.memory_max, bytes_half=fitted.bytes_half, points=int(train.sum()),
@@ -122,8 +122,10 @@ def fit_profile(frame, hw: HardwareSpec, source: str, device: str,
             rows = rows[rows["impl"] == "torch.matmul"]
         if len(rows) == 0:
             continue
+        dtypes = rows["dtype"] if "dtype" in rows.columns else ["bf16"] * len(rows)  # the measurement file's default
+        peaks = np.array([hw.peak(str(dtype)) for dtype in dtypes])  # as validate prices each row
         fits.append(fit_kernel(kernel, rows["flops"].to_numpy(), rows["bytes"].to_numpy(), rows["time_s"].to_numpy(),
-                               hw))
+                               hw, peak=peaks))
     if all(fit.curve is None for fit in fits):
         raise ValueError(f"no kernel kind has {MIN_POINTS} usable measurements: "
                          + "; ".join(fit.skipped for fit in fits))
