@@ -85,8 +85,13 @@ def test_paged_decode_attention_matches_float64(dtype, pages_per_split):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
-def test_block_topk_attends_over_the_best_pages_and_the_local_window(dtype):
-    q, k_cache, v_cache, table, lengths = paged_case(2, 8, 2, 32, 16, [150, 100], dtype, seed=2)
+@pytest.mark.parametrize("lengths", [[150, 100], [600, 300]])  # 38 pages: the scores split over 3 programs
+def test_block_topk_attends_over_the_best_pages_and_the_local_window(dtype, lengths):
+    from kinsim.calibration.kernels.attention import TARGET_PROGRAMS, _pages_per_program
+
+    if max(lengths) == 600:
+        assert -(-38 // _pages_per_program(38, 2 * 2, TARGET_PROGRAMS, multiple=16)) == 3
+    q, k_cache, v_cache, table, lengths = paged_case(2, 8, 2, 32, 16, lengths, dtype, seed=2)
     summaries = page_summaries(k_cache)
     top_k, local = 3, 1
     out, selected = block_topk_decode_attention(q, k_cache, v_cache, table, lengths, summaries, top_k, local)

@@ -21,8 +21,25 @@ import torch
 import triton
 import triton.language as tl
 
-#: Programs a dense decode launch aims for when it splits long contexts.
+#: Programs per streaming multiprocessor a launch aims for when it splits long contexts (several per SM
+#: hide memory latency); without a CUDA device (the interpreter), this many programs in all.
+PROGRAMS_PER_SM = 4
 TARGET_PROGRAMS = 128
+
+
+def target_programs(device: torch.device) -> int:
+    """Programs a decode launch aims for on ``device``: :data:`PROGRAMS_PER_SM` per SM on a GPU."""
+    if device.type == "cuda":
+        return PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+    return TARGET_PROGRAMS
+
+
+def _pages_per_program(max_pages: int, programs_per_page_run: int, target: int, multiple: int = 1) -> int:
+    """Pages each program takes so that ``programs_per_page_run`` x runs is about ``target`` programs
+    (a multiple of ``multiple``; at least one run)."""
+    runs = min(max(math.ceil(target / programs_per_page_run), 1), max_pages)
+    pages = math.ceil(max_pages / runs)
+    return multiple * math.ceil(pages / multiple)
 
 
 @triton.jit
@@ -113,14 +130,13 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
                            seq_lens: torch.Tensor, pages_per_split: int | None = None,
                            scale: float | None = None) -> torch.Tensor:
     """Dense decode attention; the context is split into runs of ``pages_per_split`` pages handled by
-    separate programs and merged (default: enough splits for about :data:`TARGET_PROGRAMS` programs)."""
+    separate programs and merged (default: enough splits for about :func:`target_programs` programs)."""
     batch, q_heads, head_dim = q.shape
     _, page_size, kv_heads, _ = k_cache.shape
     group = q_heads // kv_heads
     max_pages = block_table.shape[1]
-    if pages_per_split is None:  # enough programs to fill the GPU's ~132 SMs (H100, H200)
-        wanted = min(max(math.ceil(TARGET_PROGRAMS / (batch * kv_heads)), 1), max_pages)
-        pages_per_split = math.ceil(max_pages / wanted)
+    if pages_per_split is None:
+        pages_per_split = _pages_per_program(max_pages, batch * kv_heads, target_programs(q.device))
     splits = math.ceil(max_pages / pages_per_split)
     block_g = _group_block(group)
     scale = head_dim ** -0.5 if scale is None else scale
@@ -141,18 +157,19 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
 
 @triton.jit
 def _page_scores_kernel(q_ptr, summary_ptr, table_ptr, lens_ptr, scores_ptr, local_pages, max_pages,
-                        stride_qb, stride_qh, stride_sp, stride_sh, stride_tb,
+                        pages_per_program, stride_qb, stride_qh, stride_sp, stride_sh, stride_tb,
                         GROUP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr, PAGE: tl.constexpr,
                         D: tl.constexpr):
     b = tl.program_id(0)
     h = tl.program_id(1)
+    first = tl.program_id(2) * pages_per_program  # a multiple of BLOCK_P: runs never overlap
     heads = tl.num_programs(1)
     seq_len = tl.load(lens_ptr + b)
     d = tl.arange(0, D)
     q = _group_queries(q_ptr, b, h, stride_qb, stride_qh, GROUP, BLOCK_G, D)
     pages = tl.cdiv(seq_len, PAGE)
     scored = tl.maximum(tl.minimum(seq_len // PAGE, pages - local_pages), 0)  # complete, outside the window
-    for p0 in range(0, max_pages, BLOCK_P):
+    for p0 in range(first, tl.minimum(first + pages_per_program, max_pages), BLOCK_P):
         p = p0 + tl.arange(0, BLOCK_P)
         valid = p < scored
         page = tl.load(table_ptr + b * stride_tb + p, mask=valid, other=0)
@@ -205,10 +222,12 @@ def page_scores(q: torch.Tensor, summaries: torch.Tensor, block_table: torch.Ten
     group = q_heads // kv_heads
     max_pages = block_table.shape[1]
     scores = torch.empty((batch, kv_heads, max_pages), dtype=torch.float32, device=q.device)
-    _page_scores_kernel[(batch, kv_heads)](
-        q, summaries, block_table, seq_lens, scores, local_pages, max_pages, q.stride(0), q.stride(1),
+    block_p = 16
+    per_program = _pages_per_program(max_pages, batch * kv_heads, target_programs(q.device), multiple=block_p)
+    _page_scores_kernel[(batch, kv_heads, math.ceil(max_pages / per_program))](
+        q, summaries, block_table, seq_lens, scores, local_pages, max_pages, per_program, q.stride(0), q.stride(1),
         summaries.stride(0), summaries.stride(1), block_table.stride(0),
-        GROUP=group, BLOCK_G=_group_block(group), BLOCK_P=16, PAGE=page_size, D=head_dim)
+        GROUP=group, BLOCK_G=_group_block(group), BLOCK_P=block_p, PAGE=page_size, D=head_dim)
     best, chosen = torch.topk(scores, min(top_k, max_pages), dim=-1)
     chosen = torch.where(torch.isfinite(best), chosen, torch.full_like(chosen, -1))
     pages = (seq_lens + page_size - 1) // page_size
