@@ -1,6 +1,8 @@
 """A GPU defined from scratch in Python: a hypothetical part with H100 compute and 192 GB of HBM at
 8 TB/s, in the same 8-GPU NVSwitch node, serving aime_bon32. Every figure is validated as if it came from
-a hardware file. Run: python examples/custom_gpu.py
+a hardware file. Its kernels are priced with the H100's calibration profile, transferred: the profile's
+terms are stated relative to the hardware, so they apply to the new bandwidth as they are
+(docs/calibration.md). Run: python examples/custom_gpu.py
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ def custom_gpu(capacity: str = "192 GB", bandwidth: str = "8 TB/s") -> kinsim.Ha
         },
         "node": {
             "gpus": 8, "source": "As a DGX H100 node.",
-            "gpu_link": {"kind": "nvlink", "topology": "switch", "bandwidth": "450 GB/s", "latency": "2 us"},
+            "gpu_link": {"kind": "nvlink", "topology": "switch", "bandwidth": "450 GB/s", "latency": "2 us",
+                         "in_switch_reduction": True},
             "host_link": {"kind": "pcie", "generation": 5, "bandwidth": "63 GB/s", "latency": "2 us"},
             "host_memory": "2 TB",
         },
+        "calibration": {"from": str(ROOT / "hardware" / "calibration" / "h100.yaml")},
     })
 
 

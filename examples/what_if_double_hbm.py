@@ -1,7 +1,9 @@
 """What-if: double the H100's HBM bandwidth. How many more AIME problems per second does Best-of-32 solve?
 
-Decode reads weights and KV cache every step, so the whole run speeds up almost in proportion to the
-bandwidth; the KV capacity (and so the preemptions) is unchanged. Run: python examples/what_if_double_hbm.py
+Decode reads weights and KV cache every step, so the kernels speed up almost in proportion to the
+bandwidth, but not the fixed costs: each kernel's floor, the work items' own bandwidth limit (Little's
+law), and the serving engine's host time per step and per sequence. The run speeds up about 1.6x; the
+KV capacity (and so the preemptions) is unchanged. Run: python examples/what_if_double_hbm.py
 """
 
 from __future__ import annotations

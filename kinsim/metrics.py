@@ -58,7 +58,8 @@ METRIC_DOCS = (
     ("throughput.output_tokens_per_s", "tokens/s", "tokens.generated / sim_time_s"),
     ("throughput.tasks_per_s", "tasks/s", "tasks.completed / sim_time_s"),
     ("throughput.requests_per_s", "requests/s", "requests.completed / sim_time_s"),
-    ("latency.request.ttft.{p50,p90,p99,mean}", "s", "first token minus arrival, over finished requests"),
+    ("latency.request.ttft.{p50,p90,p99,mean}", "s", "first token minus arrival, over finished requests "
+                                                     "(request latencies leave out requests.warmup)"),
     ("latency.request.tpot.{p50,p90,p99,mean}", "s", "(finish - first token) / (output tokens - 1), finished "
                                                      "requests with at least two output tokens"),
     ("latency.request.e2e.{p50,p90,p99,mean}", "s", "finish minus arrival, over finished requests"),
@@ -160,10 +161,12 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     tp, dp = workload.deployment.tensor_parallel, workload.deployment.data_parallel
     gpus = tp * dp
 
-    ttft = [s.first_token_s - s.arrival_s for s in finished]
+    warmup = getattr(workload.requests, "warmup", 0)
+    measured = [s for s in finished if s.order >= warmup] if warmup else finished
+    ttft = [s.first_token_s - s.arrival_s for s in measured]
     tpot = [(s.finish_s - s.first_token_s) / (s.request.output_tokens - 1)
-            for s in finished if s.request.output_tokens > 1]
-    e2e = [s.finish_s - s.arrival_s for s in finished]
+            for s in measured if s.request.output_tokens > 1]
+    e2e = [s.finish_s - s.arrival_s for s in measured]
     breakdown = {c: 0.0 for c in OP_CLASSES}
     for seg in segments:
         for c, value in zip(OP_CLASSES, seg.class_s):

@@ -19,7 +19,8 @@ from kinsim.ops.op import Collective
 
 from .conftest import HARDWARE, WORKLOADS
 
-H100 = load_hardware(HARDWARE / "h100.yaml")
+# the roofline with the hardware file's constant efficiencies (the calibrated model: tests/test_kernel_model.py)
+H100 = load_hardware(HARDWARE / "h100.yaml", {"calibration": None})
 AIME = load_workload(WORKLOADS / "aime_bon32.yaml")
 
 

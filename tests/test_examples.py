@@ -16,19 +16,21 @@ def load_example(name):
 
 def test_hbm_bandwidth_what_if(capsys):
     speedups = load_example("hbm_bandwidth_what_if").main()
-    # Memory-bound steps: doubling bandwidth approaches 2x, held back by launch gaps and compute.
-    assert 1.6 < speedups[(1, 1000)] < 2.0
-    assert speedups[(64, 16384)] == pytest.approx(2.0, abs=0.1)
+    # Memory-bound steps: doubling bandwidth approaches 2x, held back by the kernels' floors and the work
+    # items' own bandwidth (neither shrinks with the HBM bandwidth) and by compute.
+    assert 1.6 < speedups[(1, 1000)] < 1.8
+    assert 1.8 < speedups[(64, 16384)] < 2.0
     assert speedups[(64, 16384)] > speedups[(1, 1000)]
     assert capsys.readouterr().out.count("\n") == 2
 
 
 def test_what_if_double_hbm(capsys):
     out = load_example("what_if_double_hbm").main()
-    # all-memory-bound decode: close to, but under, the 2x of the bandwidth; KV capacity is unchanged
-    assert 1.8 < out["ratio"] < 2.0
+    # memory-bound decode, but the serving engine's host time per step does not shrink: well under the 2x
+    # of the bandwidth; KV capacity is unchanged
+    assert 1.5 < out["ratio"] < 1.8
     assert out["preemptions"] == out["preemptions_doubled"]
-    assert "(1.9" in capsys.readouterr().out
+    assert f"({out['ratio']:.2f}x)" in capsys.readouterr().out
 
 
 def test_what_if_fp8_kv(capsys):
@@ -43,10 +45,11 @@ def test_what_if_fp8_kv(capsys):
 
 def test_b200_vs_h200_longcot(capsys):
     out = load_example("b200_vs_h200_longcot").main()
-    # small batches: per-token time follows bandwidth (8 / 4.8 TB/s), a little less because of launches
+    # small batches: per-token time follows bandwidth (8 / 4.8 TB/s), held back by the fixed costs that do
+    # not shrink with it (kernel floors, the serving engine's host time per step)
     assert out["bandwidth_ratio"] == pytest.approx(8.0 / 4.8)
-    assert 1 / out["bandwidth_ratio"] < out["tpot_ratio"] < 0.7
-    assert out["tasks_ratio"] > 1.4
+    assert 1 / out["bandwidth_ratio"] < out["tpot_ratio"] < 0.8
+    assert 1.2 < out["tasks_ratio"] < out["bandwidth_ratio"]
     assert "b200: TPOT p50" in capsys.readouterr().out
 
 

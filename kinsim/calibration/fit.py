@@ -1,131 +1,267 @@
-"""Fitting efficiency curves to measured kernels (``kinsim calibrate fit``).
+"""Fitting a calibration profile to measured kernels (``kinsim calibrate fit``).
 
-For each kernel kind, the four parameters of :func:`kinsim.cost.efficiency.predict_time` (``compute_max``,
-``flops_half``, ``memory_max``, ``bytes_half``) minimise the squared log-ratio of predicted to measured
-time (so a 10% miss weighs the same on a 5 us and a 5 ms kernel), with bounds that keep the maxima in
-(0, 1] and the halves non-negative (scipy's bounded least squares).
+Per kernel kind, the free terms of the serving-grade kernel model (:mod:`kinsim.cost.kernel_model`)
+minimise the squared log-ratio of predicted to measured time (so a 10% miss weighs the same on a 5 us and
+a 5 ms kernel), within physical bounds (shares in (0, 1], times and bandwidths non-negative), by scipy's
+bounded least squares. Which terms are free depends on the kind (:data:`FREE_TERMS`): decode attention is
+memory-bound, so its compute share keeps the hardware file's constant; GEMMs and prefill attention have a
+compute side and waves of tiles.
 
-* Measurements faster than the ceilings allow (FLOP/s above the peak or bytes/s above the bandwidth,
-  after the launch cost) are impossible under the model: they are rejected with a warning.
+All-reduce rows (kind ``allreduce``, one implementation each: ``nccl``, ``custom``) fit the two-protocol
+model of :mod:`kinsim.cost.collective_model`: NCCL's small protocol is ring traffic, its large one uses the
+switch's reduction where the fabric has it; the custom all-reduce is one-shot for small buffers and
+two-shot (ring traffic) for large ones.
+
+* Measurements faster than the datasheet ceilings allow (cold rows only) are impossible under the
+  model: they are rejected with a warning.
 * Every fifth measurement in order of work is held out of the fit and scores it (``held_out_mape``).
-* A side that never bounds the time (the compute side of decode attention) cannot be determined: it
-  keeps the hardware file's constant efficiency and no fixed cost, and the curve's ``note`` says so.
+* Rows of one implementation are fitted per kind: by default the one with most rows (for GEMMs, the
+  bf16 rows of the vendor library, ``torch.*``, which serving engines call).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from kinsim.cost.efficiency import ConstantEfficiency, predict_time, saturating
-from kinsim.hardware.spec import CALIBRATED_KERNELS, CalibrationSpec, HardwareSpec, KernelCurveSpec
+from kinsim.calibration.rows import predict_allreduce, predict_kernel, row_peaks, warm_bytes
+from kinsim.cost.efficiency import ConstantEfficiency
+from kinsim.hardware.spec import (
+    CALIBRATED_KERNELS,
+    CalibrationSpec,
+    CollectiveCurveSpec,
+    HardwareSpec,
+    KernelCurveSpec,
+)
 from kinsim.ops.op import Op
 
 #: One measurement in this many is held out of the fit.
 HOLD_OUT_EVERY = 5
 
-#: Fewest usable measurements a kernel kind needs for its four parameters.
+#: Fewest usable measurements a kernel kind needs.
 MIN_POINTS = 4
+
+#: (start, lower bound, upper bound, scale) of each term, SI units.
+TERM_BOUNDS: dict[str, tuple[float, float, float, float]] = {
+    "kernel_floor": (3e-6, 0.0, 1e-4, 1e-6),
+    "combine_floor": (1e-6, 0.0, 1e-4, 1e-6),
+    "per_sequence": (1e-8, 0.0, 1e-5, 1e-6),
+    "item_cost": (1e-6, 0.0, 1e-4, 1e-6),
+    "memory_max": (0.85, 0.05, 1.0, 1.0),
+    "compute_max": (0.7, 0.05, 1.0, 1.0),
+    "item_compute_share": (0.5, 0.01, 1.0, 1.0),
+    "item_bandwidth": (5e10, 1e8, 1e13, 1e9),
+    "l2_bandwidth_ratio": (2.0, 1.0, 10.0, 1.0),
+    "flops_half": (1e9, 0.0, 1e13, 1e9),
+    "bytes_half": (1e6, 0.0, 1e10, 1e6),
+}
+
+#: Terms fitted per kernel kind; the others keep their defaults (or the hardware file's constants).
+FREE_TERMS: dict[str, tuple[str, ...]] = {
+    "attention_decode": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "memory_max",
+                         "item_bandwidth", "l2_bandwidth_ratio"),
+    "attention_sparse": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "memory_max",
+                         "item_bandwidth", "l2_bandwidth_ratio"),
+    "attention_prefill": ("kernel_floor", "per_sequence", "item_cost", "compute_max", "item_compute_share",
+                          "memory_max", "l2_bandwidth_ratio"),
+    "gemm": ("kernel_floor", "combine_floor", "compute_max", "item_compute_share", "memory_max", "item_bandwidth"),
+    "selection": ("kernel_floor", "per_sequence", "memory_max", "item_bandwidth"),
+    "elementwise": ("kernel_floor", "memory_max", "item_bandwidth"),
+}
+
+#: Traffic of the (small, large) protocols of each all-reduce implementation.
+ALLREDUCE_PROTOCOLS = {"nccl": ("ring", "nvls"), "custom": ("oneshot", "ring")}
 
 
 @dataclass
 class KernelFit:
-    """The fitted curve of one kernel kind (``None`` when too few measurements: ``skipped`` says why), with
-    the measurements that were rejected."""
+    """The fitted terms of one kernel kind or all-reduce implementation (``None`` when too few
+    measurements: ``skipped`` says why), with the measurements that were rejected."""
 
     kernel: str
-    curve: KernelCurveSpec | None
+    curve: KernelCurveSpec | CollectiveCurveSpec | None
     rejected: list[str] = field(default_factory=list)
     skipped: str = ""
 
 
-def _constant(hw: HardwareSpec, kernel: str) -> tuple[float, float]:
+def _constants(hw: HardwareSpec, kernel: str) -> tuple[float, float]:
     op = Op(name="probe", op_class="other", kernel=kernel, dtype="bf16")
     constant = ConstantEfficiency(hw.efficiency)
     return constant.compute(op), constant.memory(op)
 
 
-def fit_kernel(kernel: str, flops: np.ndarray, nbytes: np.ndarray, time_s: np.ndarray, hw: HardwareSpec,
-               peak: float | np.ndarray | None = None, bandwidth: float | None = None) -> KernelFit:
-    """Fit one kernel kind's curves to its measurements (arrays of equal length). ``peak`` is the FLOP/s
-    ceiling of each row's data type (one number or an array; default the bf16 peak)."""
-    from scipy.optimize import least_squares
-
-    bandwidth = hw.gpu.memory.bandwidth if bandwidth is None else bandwidth
-    launch = hw.gpu.launch_overhead
-    flops, nbytes, time_s = (np.asarray(a, dtype=float) for a in (flops, nbytes, time_s))
-    peak = np.broadcast_to(np.asarray(hw.peak("bf16") if peak is None else peak, dtype=float), flops.shape)
-    busy = time_s - launch
-    possible = (busy > 0) & (flops <= peak * busy * (1 + 1e-9)) & (nbytes <= bandwidth * busy * (1 + 1e-9))
-    rejected = [f"{kernel}: {f:.3g} FLOPs, {b:.3g} bytes in {t * 1e6:.3g} us is faster than the ceilings allow"
-                for f, b, t in zip(flops[~possible], nbytes[~possible], time_s[~possible])]
-    flops, nbytes, time_s, peak = flops[possible], nbytes[possible], time_s[possible], peak[possible]
-    if len(time_s) < MIN_POINTS:
-        return KernelFit(kernel, None, rejected, skipped=f"{kernel}: {len(time_s)} usable measurements, at least "
-                         f"{MIN_POINTS} are needed: the hardware file's constant efficiencies stay")
-    order = np.argsort(flops + nbytes * (peak / bandwidth), kind="stable")
+def held_out_mask(order_key: np.ndarray) -> np.ndarray:
+    """Every fifth row in order of ``order_key`` (stable), as a boolean mask."""
+    order = np.argsort(order_key, kind="stable")
     held = np.zeros(len(order), dtype=bool)
     held[order[HOLD_OUT_EVERY - 1::HOLD_OUT_EVERY]] = True
-    train = ~held if held.sum() and (~held).sum() >= 4 else np.ones(len(order), dtype=bool)
-    f_scale = float(np.median(flops[flops > 0])) if (flops > 0).any() else 1.0
-    b_scale = float(np.median(nbytes[nbytes > 0])) if (nbytes > 0).any() else 1.0
+    return held
+
+
+def _possible(rows, hw: HardwareSpec) -> np.ndarray:
+    """Rows not faster than the datasheet ceilings (a warm-L2 row is only checked against the peak)."""
+    time = rows["time_s"].to_numpy(dtype=float)
+    flops = rows["flops"].to_numpy(dtype=float)
+    nbytes = rows["bytes"].to_numpy(dtype=float)
+    slack = 1 + 1e-9
+    ok = flops <= row_peaks(rows, hw) * time * slack
+    warm = warm_bytes(rows)
+    cold = np.ones(len(rows), dtype=bool) if warm is None else ~np.isfinite(warm)
+    return ok & (~cold | (nbytes <= hw.gpu.memory.bandwidth * time * slack))
+
+
+def fit_kernel(kernel: str, rows, hw: HardwareSpec) -> KernelFit:
+    """Fit one kernel kind's terms to its measurement rows (a DataFrame of one implementation)."""
+    from scipy.optimize import least_squares
+
+    possible = _possible(rows, hw)
+    rejected = [f"{kernel}: {r.flops:.3g} FLOPs, {r.bytes:.3g} bytes in {r.time_s * 1e6:.3g} us is faster than "
+                "the ceilings allow" for r in rows[~possible].itertuples(index=False)]
+    rows = rows[possible]
+    if len(rows) < MIN_POINTS:
+        return KernelFit(kernel, None, rejected, skipped=f"{kernel}: {len(rows)} usable measurements, at least "
+                         f"{MIN_POINTS} are needed: the hardware file's constant efficiencies stay")
+    compute_constant, memory_constant = _constants(hw, kernel)
+    free = [name for name in FREE_TERMS[kernel] if name != "l2_bandwidth_ratio" or warm_bytes(rows) is not None]
+    base = KernelCurveSpec(compute_max=compute_constant, memory_max=memory_constant, kernel_floor=0.0)
+    time = rows["time_s"].to_numpy(dtype=float)
+    peak = row_peaks(rows, hw)
+    key = rows["flops"].to_numpy(dtype=float) + rows["bytes"].to_numpy(dtype=float) * peak / hw.gpu.memory.bandwidth
+    held = held_out_mask(key)
+    train = ~held if held.sum() and (~held).sum() >= MIN_POINTS else np.ones(len(rows), dtype=bool)
+    scales = np.array([TERM_BOUNDS[n][3] for n in free])
 
     def curve_of(x) -> KernelCurveSpec:
-        return KernelCurveSpec(compute_max=float(min(x[0], 1.0)), flops_half=float(x[1] * f_scale),
-                               memory_max=float(min(x[2], 1.0)), bytes_half=float(x[3] * b_scale))
+        values = {name: float(min(v, 1.0)) if TERM_BOUNDS[name][2] == 1.0 else float(v)
+                  for name, v in zip(free, x * scales)}
+        return replace(base, **values)
 
-    def residuals(x, mask):
-        predicted = predict_time(curve_of(x), flops[mask], nbytes[mask], peak[mask], bandwidth, launch)
-        return np.log(predicted / time_s[mask])
+    train_rows = rows[train]
 
-    start = np.array([0.7, 0.1, 0.8, 0.1])
-    solution = least_squares(residuals, start, args=(train,), bounds=([1e-3, 0.0, 1e-3, 0.0], [1.0, 1e6, 1.0, 1e6]),
-                             x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=20000)
-    x = solution.x
-    fitted = curve_of(x)
-    compute_t = flops / (peak * saturating(flops, fitted.compute_max, fitted.flops_half))
-    memory_t = nbytes / (bandwidth * saturating(nbytes, fitted.memory_max, fitted.bytes_half))
-    notes = []
-    constant_compute, constant_memory = _constant(hw, kernel)
-    if not (compute_t[train] > memory_t[train]).any():
-        x[0], x[1] = constant_compute, 0.0
-        notes.append("compute side never bound the time: constant efficiency kept")
-    if not (memory_t[train] >= compute_t[train]).any():
-        x[2], x[3] = constant_memory, 0.0
-        notes.append("memory side never bound the time: constant efficiency kept")
-    fitted = curve_of(x)
+    def residuals(x):
+        return np.log(predict_kernel(train_rows, kernel, curve_of(x), hw) / time[train])
+
+    start = np.array([TERM_BOUNDS[n][0] for n in free]) / scales
+    low = np.array([TERM_BOUNDS[n][1] for n in free]) / scales
+    high = np.array([TERM_BOUNDS[n][2] for n in free]) / scales
+    solution = least_squares(residuals, start, bounds=(low, high), x_scale="jac", max_nfev=400)
+    fitted = curve_of(solution.x)
+    # a per-item limit fitted at its upper bound limits nothing: no such term
+    unbounded = [n for n in ("item_bandwidth",) if n in free
+                 and getattr(fitted, n) >= TERM_BOUNDS[n][2] * (1 - 1e-6)]
+    fitted = replace(fitted, **{n: None for n in unbounded})
     scored = held if held.sum() else train
-    predicted = predict_time(fitted, flops[scored], nbytes[scored], peak[scored], bandwidth, launch)
-    mape = float(np.mean(np.abs(predicted - time_s[scored]) / time_s[scored]))
-    curve = KernelCurveSpec(compute_max=fitted.compute_max, flops_half=fitted.flops_half,
-                            memory_max=fitted.memory_max, bytes_half=fitted.bytes_half, points=int(train.sum()),
-                            held_out_mape=mape, note="; ".join(notes))
+    predicted = predict_kernel(rows[scored], kernel, fitted, hw)
+    mape = float(np.mean(np.abs(predicted - time[scored]) / time[scored]))
+    fixed = [n for n in ("compute_max", "memory_max") if n not in free]
+    notes = [f"{n} kept from the hardware file (never bounds this kind)" for n in fixed]
+    notes += [f"{n}: no limit found" for n in unbounded]
+    note = "; ".join(notes)
+    curve = replace(fitted, points=int(train.sum()), held_out_mape=mape, note=note)
     return KernelFit(kernel, curve, rejected)
+
+
+def fit_allreduce(impl: str, rows, hw: HardwareSpec) -> KernelFit:
+    """Fit one all-reduce implementation's two protocols to its rows (columns ``gpus``, ``bytes``)."""
+    from scipy.optimize import least_squares
+
+    name = f"allreduce_{impl}"
+    rows = rows[rows["gpus"] > 1]
+    if len(rows) < MIN_POINTS:
+        return KernelFit(name, None, skipped=f"{name}: {len(rows)} measurements, at least {MIN_POINTS} needed")
+    small, large = ALLREDUCE_PROTOCOLS.get(impl, ("ring", "ring"))
+    time = rows["time_s"].to_numpy(dtype=float)
+    held = held_out_mask(rows["gpus"].to_numpy(dtype=float) * 1e12 + rows["bytes"].to_numpy(dtype=float))
+    train = ~held
+
+    def curve_of(x) -> CollectiveCurveSpec:
+        x = [float(v) for v in x]
+        return CollectiveCurveSpec(small_latency=x[0] * 1e-6, small_per_peer=x[1] * 1e-6,
+                                   small_efficiency=min(x[2], 1.0), small_traffic=small,
+                                   large_latency=x[3] * 1e-6, large_per_peer=x[4] * 1e-6,
+                                   large_efficiency=float(min(x[5], 1.0)), large_traffic=large)
+
+    train_rows = rows[train]
+
+    def residuals(x):
+        return np.log(predict_allreduce(train_rows, curve_of(x), hw) / time[train])
+
+    solution = least_squares(residuals, [5.0, 1.0, 0.3, 15.0, 1.0, 0.7],
+                             bounds=([0, 0, 0.01, 0, 0, 0.01], [200, 50, 1, 500, 50, 1]), max_nfev=2000)
+    fitted = curve_of(solution.x)
+    predicted = predict_allreduce(rows[held], fitted, hw)
+    mape = float(np.mean(np.abs(predicted - time[held]) / time[held]))
+    return KernelFit(name, replace(fitted, points=int(train.sum()), held_out_mape=mape))
+
+
+#: Head dimension of every model preset (Qwen3, Llama 3.1): attention rows of other head dimensions are
+#: imported and validated but not fitted by default.
+PRESET_HEAD_DIM = 128
+
+
+def default_rows(frame, kernel: str):
+    """The rows of ``kernel`` the fit uses by default: GEMMs of the vendor library in bf16 where present,
+    else the implementation with most rows; attention rows of the presets' head dimension where the
+    measurements have a ``head_dim`` column with such rows."""
+    rows = frame[frame["kernel"] == kernel]
+    if not len(rows):
+        return rows
+    if kernel.startswith("attention") and "head_dim" in rows.columns and (rows["head_dim"] == PRESET_HEAD_DIM).any():
+        rows = rows[rows["head_dim"] == PRESET_HEAD_DIM]
+    if kernel == "gemm":
+        vendor = rows[rows["impl"].astype(str).str.startswith("torch") & (rows["dtype"] == "bf16")]
+        if len(vendor):
+            return vendor
+    impl = rows["impl"].value_counts().index[0]
+    return rows[rows["impl"] == impl]
+
+
+def fit_selection(frame, hw: HardwareSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(rows a default fit uses, rows it holds out), as boolean masks over ``frame``: the same selection,
+    rejection and hold-out as :func:`fit_profile`, for the validator to report held-out error."""
+    used = np.zeros(len(frame), dtype=bool)
+    held = np.zeros(len(frame), dtype=bool)
+    positions = {index: i for i, index in enumerate(frame.index)}
+    for kernel in CALIBRATED_KERNELS:
+        rows = default_rows(frame, kernel)
+        if not len(rows):
+            continue
+        rows = rows[_possible(rows, hw)]
+        peak = row_peaks(rows, hw)
+        key = rows["flops"].to_numpy(dtype=float) + rows["bytes"].to_numpy(dtype=float) * peak / hw.gpu.memory.bandwidth
+        where = np.array([positions[i] for i in rows.index], dtype=int)
+        used[where] = True
+        held[where[held_out_mask(key)]] = True
+    for name in ("nccl", "custom"):
+        rows = frame[(frame["kernel"] == "allreduce") & (frame["impl"] == name)]
+        if not len(rows):
+            continue
+        rows = rows[rows["gpus"] > 1]
+        where = np.array([positions[i] for i in rows.index], dtype=int)
+        used[where] = True
+        key = rows["gpus"].to_numpy(dtype=float) * 1e12 + rows["bytes"].to_numpy(dtype=float)
+        held[where[held_out_mask(key)]] = True
+    return used, held
 
 
 def fit_profile(frame, hw: HardwareSpec, source: str, device: str,
                 impl: str | None = None) -> tuple[CalibrationSpec, list[KernelFit]]:
-    """A calibration profile from measurements (a DataFrame as :func:`read_measurements` returns).
+    """A calibration profile from measurements (a DataFrame as ``read_measurements`` returns).
 
-    ``impl`` keeps only rows of one implementation (by default GEMMs measured through ``torch.matmul``
-    when present, since serving engines use the vendor library, and every other kernel as it comes).
-    Efficiencies are shares of the hardware file's datasheet peaks, so that a profile composes with the
-    hardware file that references it; the ceilings measured on the device are kept in the provenance.
+    ``impl`` keeps only rows of one implementation (by default :func:`default_rows`). Shares are of the
+    hardware file's datasheet peaks, so that a profile composes with the hardware file that references it.
     """
     fits = []
     for kernel in CALIBRATED_KERNELS:
-        rows = frame[frame["kernel"] == kernel]
-        if impl is not None:
-            rows = rows[rows["impl"] == impl]
-        elif kernel == "gemm" and (rows["impl"] == "torch.matmul").any():
-            rows = rows[rows["impl"] == "torch.matmul"]
-        if len(rows) == 0:
-            continue
-        dtypes = rows["dtype"] if "dtype" in rows.columns else ["bf16"] * len(rows)  # the measurement file's default
-        peaks = np.array([hw.peak(str(dtype)) for dtype in dtypes])  # as validate prices each row
-        fits.append(fit_kernel(kernel, rows["flops"].to_numpy(), rows["bytes"].to_numpy(), rows["time_s"].to_numpy(),
-                               hw, peak=peaks))
+        rows = frame[(frame["kernel"] == kernel) & (frame["impl"] == impl)] if impl else default_rows(frame, kernel)
+        if len(rows):
+            fits.append(fit_kernel(kernel, rows.reset_index(drop=True), hw))
+    reduce_rows = frame[frame["kernel"] == "allreduce"]
+    for name in ("nccl", "custom"):
+        rows = reduce_rows[reduce_rows["impl"] == name]
+        if len(rows):
+            fits.append(fit_allreduce(name, rows.reset_index(drop=True), hw))
     if all(fit.curve is None for fit in fits):
         raise ValueError(f"no kernel kind has {MIN_POINTS} usable measurements: "
                          + "; ".join(fit.skipped for fit in fits))

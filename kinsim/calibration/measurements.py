@@ -2,14 +2,17 @@
 
 ``DIR/measurements.csv``: one row per kernel and shape, with at least the columns
 
-    kernel    kernel kind (gemm, attention_decode, attention_sparse, attention_prefill, selection, elementwise)
+    kernel    kernel kind (gemm, attention_decode, attention_sparse, attention_prefill, selection, elementwise,
+              or allreduce with impl nccl or custom and a gpus column)
     impl      what ran it (triton, torch.matmul, ...); optional, default "triton"
     dtype     data type of the FLOP rate that bounds it (bf16, fp8, ...); optional, default bf16
     flops     floating-point operations of one run
     bytes     HBM bytes of one run (read plus written)
     time_s    median time of one run, seconds
 
-and any shape columns (batch, context, heads, m, n, k ...), kept for reports. ``DIR/metadata.json``:
+and the shape columns that give a kernel's structure (batch, context, q_heads, kv_heads, head_dim, tokens,
+m, n, k, gpus), read by :mod:`kinsim.calibration.rows`; ``warm_l2`` (0 or 1) marks rows timed without
+flushing L2 between replays. ``DIR/metadata.json``:
 device name, driver, library versions, date, and the two ceilings measured on the device
 (``copy_bandwidth`` B/s, ``gemm_flop_rate`` FLOP/s), all optional.
 """
@@ -26,6 +29,8 @@ from kinsim.errors import SpecError
 from kinsim.hardware.spec import CALIBRATED_KERNELS
 
 REQUIRED_COLUMNS = ("kernel", "flops", "bytes", "time_s")
+#: Kinds a measurement row may have: the calibrated kernel kinds and the all-reduce (``impl``: nccl or custom).
+MEASURED_KINDS = (*CALIBRATED_KERNELS, "allreduce")
 MEASUREMENTS = "measurements.csv"
 METADATA = "metadata.json"
 
@@ -52,20 +57,31 @@ def read_measurements(directory: str | Path):
         frame["impl"] = "triton"
     if "dtype" not in frame.columns:
         frame["dtype"] = "bf16"
-    for index, row in frame.iterrows():
-        line = f"row {index + 2}"  # the header is line 1
-        if row["kernel"] not in CALIBRATED_KERNELS:
-            raise SpecError("must be one of " + ", ".join(CALIBRATED_KERNELS), path=f"{line}.kernel",
-                            value=row["kernel"], file=str(path))
-        for column in ("flops", "bytes"):
-            value = row[column]
-            if not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or value < 0:
-                raise SpecError("must be a number, zero or more", path=f"{line}.{column}", value=value,
-                                file=str(path))
-        time = row["time_s"]
-        if not isinstance(time, (int, float, np.integer, np.floating)) or not np.isfinite(time) or time <= 0:
-            raise SpecError("must be a positive number of seconds", path=f"{line}.time_s", value=time,
-                            file=str(path))
+    path_s = str(path)
+    bad = ~frame["kernel"].isin(MEASURED_KINDS)
+    if bad.any():
+        index = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SpecError("must be one of " + ", ".join(MEASURED_KINDS), path=f"row {index + 2}.kernel",
+                        value=frame["kernel"].iloc[index], file=path_s)
+    for column, rule, least in (("flops", "must be a number, zero or more", 0.0),
+                                ("bytes", "must be a number, zero or more", 0.0),
+                                ("time_s", "must be a positive number of seconds", None)):
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        wrong = ~np.isfinite(values) | ((values < least) if least is not None else (values <= 0))
+        if wrong.any():
+            index = int(np.flatnonzero(wrong)[0])  # the header is line 1
+            raise SpecError(rule, path=f"row {index + 2}.{column}", value=frame[column].iloc[index], file=path_s)
+        frame[column] = values
+    allreduce = frame["kernel"] == "allreduce"
+    if allreduce.any():
+        if "gpus" not in frame.columns:
+            raise SpecError("missing column", path="gpus", file=path_s, hint="all-reduce rows need gpus")
+        gpus = pd.to_numeric(frame.loc[allreduce, "gpus"], errors="coerce").to_numpy(dtype=float)
+        wrong = ~np.isfinite(gpus) | (gpus < 1) | (gpus != np.round(gpus))
+        if wrong.any():
+            index = int(np.flatnonzero(allreduce.to_numpy())[np.flatnonzero(wrong)[0]])
+            raise SpecError("must be a whole number of GPUs, at least 1", path=f"row {index + 2}.gpus",
+                            value=frame["gpus"].iloc[index], file=path_s)
     return frame
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from kinsim.cost.roofline import RooflineCost
+from kinsim.calibration.rows import predict
 from kinsim.hardware.spec import HardwareSpec
-from kinsim.ops.op import Op
 
 
 @dataclass(frozen=True)
@@ -21,18 +18,19 @@ class KernelError:
     mape: float
     worst: float
     worst_row: int
+    held_points: int = 0
+    held_mape: float | None = None
 
 
-def predictions(frame, hw: HardwareSpec):
-    """``frame`` with ``predicted_s`` (the roofline on ``hw``, its calibration profile included) and
-    ``error`` ((predicted - measured) / measured) per row."""
-    cost = RooflineCost(hw)
-    predicted = [float(np.sum(cost.op_cost(Op(name="measured", op_class="other", kernel=row.kernel,
-                                               dtype=str(row.dtype), flops=float(row.flops),
-                                               bytes_read=float(row.bytes))).time_s))
-                 for row in frame.itertuples(index=False)]
+def predictions(frame, hw: HardwareSpec, *, datasheet: bool = False):
+    """``frame`` with ``predicted_s`` (``hw`` with its calibration profile, or its datasheet roofline) and
+    ``error`` ((predicted - measured) / measured) per row, and ``held_out`` (the rows the fitter holds out
+    of a fit of this kind: every fifth in order of work)."""
+    from kinsim.calibration.fit import fit_selection
+
     out = frame.copy()
-    out["predicted_s"] = predicted
+    out["predicted_s"] = predict(frame, hw, datasheet=datasheet)
+    out["in_fit"], out["held_out"] = fit_selection(frame, hw)
     out["error"] = (out["predicted_s"] - out["time_s"]) / out["time_s"]
     return out
 
@@ -42,8 +40,10 @@ def errors_by_kernel(table) -> list[KernelError]:
     out = []
     for (kernel, impl), rows in table.groupby(["kernel", "impl"], sort=True):
         absolute = rows["error"].abs()
+        held = rows["held_out"] if "held_out" in rows.columns else rows["error"] != rows["error"]
         out.append(KernelError(kernel, impl, len(rows), float(absolute.mean()), float(absolute.max()),
-                               int(absolute.idxmax())))
+                               int(absolute.idxmax()), int(held.sum()),
+                               float(absolute[held].mean()) if held.any() else None))
     return out
 
 

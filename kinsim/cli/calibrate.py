@@ -1,8 +1,13 @@
-"""``kinsim calibrate measure|fit|validate``: time reference kernels, fit efficiency curves, check them.
+"""``kinsim calibrate measure|import|fit|validate``: time reference kernels or import public measurements,
+fit a calibration profile, check it.
 
 ``measure --out DIR [--quick]``: on a GPU machine, time the reference kernels (see
 :mod:`kinsim.calibration.measure`; also ``python -m kinsim.calibration.measure`` where kinsim is not
 installed).
+
+``import aiconfigurator --system SYSTEM --framework FW [--version V] --out DIR``: convert the silicon
+measurements shipped in the aiconfigurator-core package (pip install kinsim[aic]) into the same format
+(see :mod:`kinsim.calibration.aiconfigurator`).
 
 ``fit DIR --hw HW -o PROFILE``: read ``DIR/measurements.csv`` (and ``metadata.json``), fit per kernel kind,
 write a calibration profile YAML with its provenance. Reference it from a hardware file with
@@ -20,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from kinsim.cli.options import output_path
+from kinsim.cli.options import output_directory, output_path
 from kinsim.errors import SpecError
 from kinsim.files import save_figure, write_atomically, write_text_atomically
 
@@ -37,6 +42,20 @@ def add_parser(subparsers) -> None:
 
     add_arguments(measure)
     measure.set_defaults(run=run_measure)
+    imported = commands.add_parser("import", help="convert public silicon measurements into measurements.csv",
+                                   description="Convert the measured kernel tables of the aiconfigurator-core "
+                                               "package (one system and framework) into measurements.csv and "
+                                               "metadata.json, with provenance. Needs pip install 'kinsim[aic]'.")
+    imported.add_argument("source", choices=("aiconfigurator",), help="where the measurements come from")
+    imported.add_argument("--system", required=True, help="system folder, e.g. h100_sxm")
+    imported.add_argument("--framework", default="vllm", choices=("vllm", "sglang", "trtllm"),
+                          help="serving framework whose kernels were measured (default vllm)")
+    imported.add_argument("--version", default=None,
+                          help="framework version of the attention and GEMM tables (default: the newest per op)")
+    imported.add_argument("--data", default=None, metavar="DIR",
+                          help="a folder in the package's systems/data layout instead of the installed package")
+    imported.add_argument("--out", required=True, metavar="DIR", help="directory to write")
+    imported.set_defaults(run=run_import)
     fit = commands.add_parser("fit", help="fit a calibration profile to measurements")
     fit.add_argument("directory", metavar="DIR", help="directory with measurements.csv (and metadata.json)")
     fit.add_argument("--hw", required=True, metavar="HW", help="hardware file of the measured GPU")
@@ -63,6 +82,19 @@ def run_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_import(args: argparse.Namespace) -> int:
+    import sys
+
+    from kinsim.calibration.aiconfigurator import import_tables
+
+    output_directory(args.out, "--out")
+    metadata = import_tables(args.system, args.framework, args.out, version=args.version, data=args.data,
+                             progress=lambda line: print(f"  {line}", file=sys.stderr))
+    rows = sum(t["rows"] for t in metadata["tables"])
+    print(f"wrote {rows} rows from {len(metadata['tables'])} tables of {metadata['source']} to {args.out}")
+    return 0
+
+
 def run_fit(args: argparse.Namespace) -> int:
     from kinsim.calibration.fit import fit_profile
     from kinsim.calibration.measurements import read_measurements, read_metadata
@@ -74,8 +106,10 @@ def run_fit(args: argparse.Namespace) -> int:
     frame = read_measurements(args.directory)
     meta = read_metadata(args.directory)
     device = str(meta.get("device", hw.gpu.name))
-    details = ", ".join(f"{k} {meta[k]}" for k in ("driver", "torch", "triton", "date", "copy_bandwidth",
-                                                   "gemm_flop_rate") if k in meta)
+    details = ", ".join(f"{k} {meta[k]}" for k in ("source", "driver", "torch", "triton", "date", "imported",
+                                                   "copy_bandwidth", "gemm_flop_rate") if k in meta)
+    if meta.get("tables"):
+        details += "; tables: " + ", ".join(t["table"] for t in meta["tables"])
     source = f"kinsim calibrate fit of {Path(args.directory)} measured on {device}"
     source += f" ({details})" if details else ""
     try:
@@ -87,17 +121,37 @@ def run_fit(args: argparse.Namespace) -> int:
             print(f"kinsim: warning: rejected {line}")
         if fit.skipped:
             print(f"kinsim: warning: not fitted: {fit.skipped}")
-    text = "# Written by kinsim calibrate fit; efficiencies are shares of the hardware file's peaks.\n"
+    text = ("# Written by kinsim calibrate fit: the terms of kinsim.cost.kernel_model per kernel kind and of\n"
+            "# kinsim.cost.collective_model per all-reduce; shares are of the hardware file's peaks.\n")
     text += yaml.safe_dump(to_raw(profile), sort_keys=False)
     write_text_atomically(args.output, text)
-    print(f"{'kernel':<18} {'points':>6} {'compute max':>11} {'FLOPs half':>11} {'memory max':>10} "
-          f"{'bytes half':>11} {'held-out MAPE':>13}")
+    print(f"{'kernel':<18} {'points':>6} {'held-out MAPE':>13}  terms")
     for fit in (fit for fit in fits if fit.curve is not None):
         c = fit.curve
-        print(f"{fit.kernel:<18} {c.points:>6} {c.compute_max:>11.3f} {c.flops_half:>11.3g} {c.memory_max:>10.3f} "
-              f"{c.bytes_half:>11.3g} {c.held_out_mape:>12.2%}" + (f"  ({c.note})" if c.note else ""))
+        note = f"  ({c.note})" if c.note else ""
+        print(f"{fit.kernel:<18} {c.points:>6} {c.held_out_mape:>12.2%}  {_terms(c)}{note}")
     print(f"wrote {args.output}")
     return 0
+
+
+#: How ``fit`` prints each term: (scale, unit).
+_TERM_UNITS = {"kernel_floor": (1e6, "us"), "combine_floor": (1e6, "us"), "per_sequence": (1e9, "ns"),
+               "item_cost": (1e6, "us"), "item_bandwidth": (1e-9, "GB/s"), "small_latency": (1e6, "us"),
+               "small_per_peer": (1e6, "us"), "large_latency": (1e6, "us"), "large_per_peer": (1e6, "us")}
+
+
+def _terms(curve) -> str:
+    """The fitted terms of a curve, one line, with units."""
+    from dataclasses import fields
+
+    parts = []
+    for f in fields(curve):
+        value = getattr(curve, f.name)
+        if f.name in ("points", "held_out_mape", "note") or not isinstance(value, float) or value == 0.0:
+            continue
+        scale, unit = _TERM_UNITS.get(f.name, (1.0, ""))
+        parts.append(f"{f.name} {value * scale:.3g}{' ' + unit if unit else ''}")
+    return ", ".join(parts)
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -111,9 +165,10 @@ def run_validate(args: argparse.Namespace) -> int:
     table = predictions(read_measurements(args.directory), hw)
     source = "calibration profile" if hw.calibration is not None else "constant efficiencies (no calibration)"
     print(f"{hw.name} with its {source}")
-    print(f"{'kernel':<18} {'impl':<14} {'points':>6} {'MAPE':>7} {'worst':>7}  worst row")
+    print(f"{'kernel':<18} {'impl':<24} {'points':>6} {'MAPE':>7} {'worst':>8}  {'held out':>8} {'MAPE':>7}  worst row")
     for e in errors_by_kernel(table):
-        print(f"{e.kernel:<18} {e.impl:<14} {e.points:>6} {e.mape:>7.2%} {e.worst:>7.2%}  {e.worst_row + 2}")
+        held = f"{e.held_points:>8} {e.held_mape:>7.2%}" if e.held_mape is not None else f"{'-':>8} {'-':>7}"
+        print(f"{e.kernel:<18} {e.impl:<24} {e.points:>6} {e.mape:>7.2%} {e.worst:>8.2%}  {held}  {e.worst_row + 2}")
     if args.csv:
         write_atomically(args.csv, lambda p: table.to_csv(p, index=False))
     if args.plot:

@@ -24,6 +24,16 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
     return dict(parse_override(text) for text in args.overrides)
 
 
+def output_directory(value: str | Path, option: str) -> Path:
+    """Check an output directory option before any work: its parent exists and it is not a file."""
+    path = Path(value)
+    if not path.parent.is_dir():
+        raise SpecError("parent directory does not exist", path=option, value=str(value))
+    if path.exists() and not path.is_dir():
+        raise SpecError("exists and is not a directory", path=option, value=str(value))
+    return path
+
+
 def output_path(value: str | Path | None, option: str, *, figure: bool = False) -> Path | None:
     """Check an output file option before any work is done (``None`` passes through): its directory exists,
     it is not itself a directory, and a figure's suffix is one of :data:`~kinsim.files.FIGURE_FORMATS`."""

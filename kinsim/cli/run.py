@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from kinsim.cli.options import add_set_option, output_path, overrides_of
+from kinsim.cost.registry import COST_MODELS
 from kinsim.errors import SpecError
 from kinsim.files import write_atomically, write_text_atomically
 from kinsim.report.summary import summary_lines
@@ -27,8 +28,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--json", metavar="PATH", default=None, help="write the metrics as one JSON object")
     parser.add_argument("--exact-steps", action="store_true",
                         help="one event per step instead of exact fast-forward (same figures, slower)")
-    parser.add_argument("--cost-model", default="roofline", choices=("roofline", "kinetics"),
-                        help="operator cost model (default: roofline)")
+    parser.add_argument("--cost-model", default="roofline", choices=tuple(COST_MODELS),
+                        help="operator cost model: roofline (with the hardware's calibration profile; the "
+                             "default), datasheet (the plain roofline, constant efficiencies) or kinetics "
+                             "(the paper's eFLOPs)")
     parser.add_argument("--plots", metavar="DIR", default=None,
                         help="write plots (time by op class, throughput and KV over time, latency CDFs, roofline) "
                              "as PNG and SVG into DIR")

@@ -6,13 +6,14 @@ from collections.abc import Callable
 
 from kinsim.cost.base import CostModel
 from kinsim.cost.kinetics import KineticsCost
-from kinsim.cost.roofline import RooflineCost
+from kinsim.cost.roofline import DatasheetCost, RooflineCost
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 
 COST_MODELS: dict[str, Callable[[HardwareSpec], CostModel]] = {
     "roofline": RooflineCost,
     "kinetics": KineticsCost,
+    "datasheet": DatasheetCost,
 }
 
 

@@ -5,6 +5,12 @@ costs.
 + hops x link latency``, with the efficiencies ``e`` per kernel kind from the hardware file (or a
 calibration profile). Overlap of compute and memory inside one kernel is what a well-written kernel
 achieves; a kernel's launch gap is not hidden.
+
+Where the hardware's calibration profile has serving-grade terms for a kernel kind (a ``kernel_floor``)
+the op is priced by :mod:`kinsim.cost.kernel_model` instead (kernels per op, per-kernel floor, the
+in-flight law, per-sequence costs), and an all-reduce by :mod:`kinsim.cost.collective_model` where the
+profile has terms for its implementation. ``datasheet`` is the plain roofline: the hardware file's
+constant efficiencies, whatever profile it references.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 from kinsim.cost.base import OpCost
-from kinsim.cost.collectives import collective_time
+from kinsim.cost.collective_model import allreduce_time, choose_allreduce
+from kinsim.cost.collectives import collective_time, group_bandwidth
 from kinsim.cost.efficiency import ConstantEfficiency, Efficiency, FittedEfficiency
-from kinsim.hardware.spec import HardwareSpec
+from kinsim.cost.kernel_model import kernel_terms
+from kinsim.hardware.spec import CalibrationSpec, HardwareSpec
+from kinsim.ops.kernel_work import kernel_work
 from kinsim.ops.op import Op
 
 
@@ -26,6 +35,7 @@ class RooflineCost:
 
     def __init__(self, hw: HardwareSpec, efficiency: Efficiency | None = None):
         self.hw = hw
+        self.profile: CalibrationSpec | None = hw.calibration if efficiency is None else None
         if efficiency is None:
             efficiency = (FittedEfficiency(hw.efficiency, hw.calibration) if hw.calibration is not None
                           else ConstantEfficiency(hw.efficiency))
@@ -33,6 +43,11 @@ class RooflineCost:
 
     def op_cost(self, op: Op) -> OpCost:
         launch = self.hw.gpu.launch_overhead
+        profile = self.profile
+        if profile is not None:
+            calibrated = self._calibrated_cost(op, profile)
+            if calibrated is not None:
+                return calibrated
         if op.collective is not None:
             network, hop_latency, _ = collective_time(op.collective, self.hw, self.efficiency.link(op),
                                                       op.collective.algorithm)
@@ -46,3 +61,40 @@ class RooflineCost:
         else:
             longest = np.maximum(compute, memory)
         return OpCost(time_s=longest + launch, compute_s=compute, memory_s=memory, latency_s=launch)
+
+    def _calibrated_cost(self, op: Op, profile: CalibrationSpec) -> OpCost | None:
+        """The serving-grade cost of ``op`` where the profile has terms for it, else ``None``."""
+        hw = self.hw
+        collective = op.collective
+        if collective is not None:
+            if collective.kind != "allreduce" or collective.gpus == 1:
+                return None
+            chosen = choose_allreduce(collective.implementation, collective.bytes, collective.gpus, hw)
+            other = "nccl" if chosen == "custom" else "custom"
+            curve = profile.allreduce(chosen) or profile.allreduce(other)
+            if curve is None:
+                return None
+            bandwidth, hop = group_bandwidth(hw, collective.gpus)
+            network, latency = allreduce_time(curve, collective.bytes, collective.gpus, bandwidth, hop,
+                                              hw.node.gpu_link.in_switch_reduction)
+            return OpCost(time_s=network + latency, network_s=network, latency_s=latency)
+        curve = profile.curve(op.kernel)
+        if curve is None or curve.kernel_floor is None:
+            return None
+        fixed, compute, memory = kernel_terms(curve, kernel_work(op, hw.gpu.compute.units), op.flops, op.bytes, hw,
+                                              hw.peak(op.dtype))
+        if isinstance(compute, float) and isinstance(memory, float) and isinstance(fixed, float):
+            longest = compute if compute >= memory else memory
+        else:
+            longest = np.maximum(compute, memory)
+        return OpCost(time_s=fixed + longest, compute_s=compute, memory_s=memory, latency_s=fixed)
+
+
+class DatasheetCost(RooflineCost):
+    """The plain roofline: the hardware file's constant efficiencies and launch overhead, ignoring any
+    calibration profile (the simple model, for comparison)."""
+
+    name = "datasheet"
+
+    def __init__(self, hw: HardwareSpec):
+        super().__init__(hw, ConstantEfficiency(hw.efficiency))

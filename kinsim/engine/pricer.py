@@ -1,6 +1,7 @@
 """Step times for the engine: what a step (or a segment of decode steps) costs on one GPU of a replica.
 
-A step's operators depend on the batch only through its token count (most of them) or its logit rows
+Every step also pays the serving engine's host overhead (:mod:`kinsim.cost.engine_overhead`), priced with
+the token part. A step's operators depend on the batch only through its token count (most of them) or its logit rows
 (LM head and sampling), except attention (and block selection), which depend on each sequence's context.
 :class:`StepPricer` therefore prices the former once per token count and per row count, and the
 attention operators per step, for a whole segment of decode steps at once as arrays with one entry per
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinsim.cost.base import CostModel
+from kinsim.cost.engine_overhead import engine_overhead
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import AttentionDims, PrefillChunk
 from kinsim.ops.lower import ACT_DTYPE, StepBatch, attention_ops, logit_ops, lower_step
@@ -133,6 +135,11 @@ class StepPricer:
         self.dims = AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=ACT_DTYPE)
         self._by_tokens: dict[int, np.ndarray] = {}
         self._by_rows: dict[int, np.ndarray] = {}
+        self.overhead = engine_overhead(deployment.engine)
+
+    def host_s(self, rows: int) -> float:
+        """The serving engine's host time of a step in which ``rows`` sequences get a token, seconds."""
+        return self.overhead.step_s + rows * self.overhead.per_sequence_s
 
     def step(self, batch: StepBatch) -> StepFigures:
         """One step of any batch (decode and prefill mixed)."""
@@ -162,12 +169,19 @@ class StepPricer:
                 self._by_tokens.clear()
             only_tokens = StepBatch(prefill=(PrefillChunk(tokens, 0, completes_prompt=False),))  # no logit rows
             ops = lower_step(self.model, self.deployment, self.policy, only_tokens, attention=False).ops
-            column = self._by_tokens[tokens] = _accumulate(ops, self.cost_model, 1).matrix
+            column = _accumulate(ops, self.cost_model, 1).matrix
+            column[0] += self.overhead.step_s  # the serving engine's host time, once per step, in class other
+            column[_CLASS_ROW["other"]] += self.overhead.step_s
+            self._by_tokens[tokens] = column
         return column
 
     def _rows_part(self, rows: int) -> np.ndarray:
         column = self._by_rows.get(rows)
         if column is None:
             ops = logit_ops(self.model, self.deployment, rows)
-            column = self._by_rows[rows] = _accumulate(ops, self.cost_model, 1).matrix
+            column = _accumulate(ops, self.cost_model, 1).matrix
+            host = rows * self.overhead.per_sequence_s  # the engine's host time per sequence that gets a token
+            column[0] += host
+            column[_CLASS_ROW["other"]] += host
+            self._by_rows[rows] = column
         return column

@@ -136,10 +136,14 @@ class Replica:
         begins = np.concatenate(([start], ends[:steps - 1]))
         for k in np.nonzero((ends[:steps] > low) & (begins < high))[0]:
             at = to_seconds(float(begins[k]))
-            for op in lower_step(self.pricer.model, self.pricer.deployment, self.pricer.policy, batch_of(int(k))).ops:
+            batch = batch_of(int(k))
+            for op in lower_step(self.pricer.model, self.pricer.deployment, self.pricer.policy, batch).ops:
                 duration = float(op.count * np.sum(self.pricer.cost_model.op_cost(op).time_s))
                 self._record_op(OpRecord(self.index, at, duration, op.name, op.op_class, op.count))
                 at += duration
+            host = self.pricer.host_s(batch.logit_rows)
+            if host > 0.0:  # the serving engine's host time, after the kernels (kinsim.cost.engine_overhead)
+                self._record_op(OpRecord(self.index, at, host, "engine_host", "other", 1))
 
     def _usage(self, totals: dict[str, float], work: float) -> dict[str, float]:
         if work <= 0.0:

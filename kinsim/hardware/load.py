@@ -21,9 +21,30 @@ def load_hardware(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         raw = apply_overrides(raw, overrides, file=str(path))
         if "calibration" in overrides:  # a path given on the command line or in Python: relative to the cwd
             relative_to = Path.cwd()
-    if isinstance(raw.get("calibration"), str):
-        raw["calibration"] = _read_profile(Path(path), relative_to, raw["calibration"])
+    reference = raw.get("calibration")
+    if isinstance(reference, str) or (isinstance(reference, Mapping) and "from" in reference):
+        build(HardwareSpec, {**raw, "calibration": None}, file=str(path))  # the file's own keys first
+    if isinstance(reference, str):
+        raw["calibration"] = _read_profile(Path(path), relative_to, reference)
+    elif isinstance(reference, Mapping) and "from" in reference:
+        raw["calibration"] = _transferred_profile(Path(path), relative_to, reference)
     return build(HardwareSpec, raw, file=str(path))
+
+
+def _transferred_profile(hardware_file: Path, relative_to: Path, reference: Mapping[str, Any]) -> dict[str, Any]:
+    """``calibration: {from: PATH}``: a profile fitted on another GPU, applied to this one. Its terms are
+    stated relative to the hardware (shares of peaks, seconds, bytes per second per work item), so they
+    carry over as they are; ``transferred_from`` records the device they were measured on."""
+    extra = sorted(set(reference) - {"from"})
+    if extra:
+        raise SpecError(f"unknown key {extra[0]!r}", path=f"calibration.{extra[0]}", file=str(hardware_file),
+                        hint="calibration: {from: PATH} takes only from")
+    if not isinstance(reference["from"], str):
+        raise SpecError("expected the path of a profile", path="calibration.from", value=reference["from"],
+                        file=str(hardware_file))
+    raw = _read_profile(hardware_file, relative_to, reference["from"])
+    raw["transferred_from"] = raw.get("transferred_from") or raw.get("device", reference["from"])
+    return raw
 
 
 def _declaring_file(path: Path) -> Path:
@@ -49,5 +70,16 @@ def _read_profile(hardware_file: Path, relative_to: Path, reference: str) -> dic
 
 def hardware_from_dict(raw: Mapping[str, Any]) -> HardwareSpec:
     """A hardware description written in Python, as a hardware file's mapping (quantities with units, e.g.
-    ``"3.35 TB/s"``); validated like a file. Raises :class:`~kinsim.errors.SpecError`."""
-    return build(HardwareSpec, dict(raw), file="<python>")
+    ``"3.35 TB/s"``); validated like a file. ``calibration`` may name a profile (a path, or ``{"from": path}``
+    for one fitted on another GPU), relative to the working directory. Raises
+    :class:`~kinsim.errors.SpecError`."""
+    raw = dict(raw)
+    reference = raw.get("calibration")
+    here = Path("<python>")
+    if isinstance(reference, str) or (isinstance(reference, Mapping) and "from" in reference):
+        build(HardwareSpec, {**raw, "calibration": None}, file=str(here))
+    if isinstance(reference, str):
+        raw["calibration"] = _read_profile(here, Path.cwd(), reference)
+    elif isinstance(reference, Mapping) and "from" in reference:
+        raw["calibration"] = _transferred_profile(here, Path.cwd(), reference)
+    return build(HardwareSpec, raw, file=str(here))

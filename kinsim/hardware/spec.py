@@ -104,6 +104,10 @@ class GPULinkSpec:
                                   unit="bandwidth", check=positive)
     latency: float = spec_field("One-way latency of a transfer between two GPUs.", unit="time",
                                 check=non_negative)
+    in_switch_reduction: bool = spec_field(
+        "The switch reduces data itself (NVLink SHARP, NVSwitch 3rd generation and later): an all-reduce "
+        "then sends and receives each byte once instead of 2 (p-1)/p times (NCCL's NVLS algorithm).",
+        default=False)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -203,13 +207,44 @@ CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_sparse", "attention
 
 @dataclass(frozen=True, kw_only=True)
 class KernelCurveSpec:
-    """Fitted efficiency curves of one kernel kind: ``e(w) = maximum x w / (w + half)`` for FLOPs and for
-    HBM bytes (see :mod:`kinsim.cost.efficiency`)."""
+    """The fitted terms of one kernel kind (see :mod:`kinsim.cost.kernel_model` for the formula).
+
+    Saturated rates are shares of the hardware file's datasheet peaks; the terms that describe small
+    kernels are stated so that they carry over to another GPU: seconds per kernel, per sequence and per
+    work item, bytes per second one work item streams alone (Little's law: its bytes in flight over the
+    memory latency), and the share of one SM's peak one work item reaches. Profiles of the first kind
+    (``flops_half`` and ``bytes_half`` only) keep loading and mean what they meant."""
 
     compute_max: float = spec_field("Share of the peak FLOP rate large kernels reach.", check=fraction)
-    flops_half: float = spec_field("FLOPs at which a kernel reaches half of compute_max.", check=non_negative)
+    flops_half: float = spec_field("FLOPs at which a kernel reaches half of compute_max (0: no such term).",
+                                   default=0.0, check=non_negative)
     memory_max: float = spec_field("Share of the HBM bandwidth large kernels reach.", check=fraction)
-    bytes_half: float = spec_field("HBM bytes at which a kernel reaches half of memory_max.", check=non_negative)
+    bytes_half: float = spec_field("HBM bytes at which a kernel reaches half of memory_max (0: no such term).",
+                                   default=0.0, check=non_negative)
+    kernel_floor: float | None = spec_field(
+        "Shortest duration of one kernel of this kind (launch, ramp-up, tail); multiplied by the kernels the "
+        "op launches. Absent: the GPU's launch_overhead once per op.", unit="time", default=None,
+        check=non_negative)
+    combine_floor: float = spec_field("Duration of the extra kernel that merges split work (split-KV "
+                                      "combine, split-K reduction), when the op splits.", unit="time",
+                                      default=0.0, check=non_negative)
+    per_sequence: float = spec_field("Time per sequence the kernel loops over (attention).", unit="time",
+                                     default=0.0, check=non_negative)
+    item_cost: float = spec_field("SM time of one work item (thread block) beyond its data: the kernel "
+                                  "takes items x item_cost / SMs.", unit="time", default=0.0,
+                                  check=non_negative)
+    item_bandwidth: float | None = spec_field(
+        "Bandwidth one work item streams alone (its bytes in flight / memory latency): a kernel with few "
+        "items reaches items x item_bandwidth at most. Absent: no such limit.", unit="bandwidth",
+        default=None, check=positive)
+    item_compute_share: float | None = spec_field(
+        "Share of one SM's peak rate one work item reaches; the kernel's compute time is then at least "
+        "its waves (ceil(items / SMs)) of one item's FLOPs at that rate. Absent: no such limit.",
+        default=None, check=fraction)
+    l2_bandwidth_ratio: float | None = spec_field(
+        "Only for measurements that replay one kernel without flushing the L2 cache: data that fits in L2 "
+        "is read at this multiple of the HBM bandwidth. Never used by the engine, whose layers read "
+        "distinct data.", default=None, check=positive)
     points: int = spec_field("Measurements the fit used.", default=0, check=non_negative)
     held_out_mape: float | None = spec_field("Mean absolute percentage error on held-out measurements, as a "
                                              "fraction.", default=None, check=non_negative)
@@ -217,6 +252,41 @@ class KernelCurveSpec:
 
     def __post_init__(self) -> None:
         check_fields(self)  # fraction: in (0, 1], so a curve never divides by a zero maximum
+
+
+#: Traffic of one protocol of an all-reduce, bytes each GPU sends per byte of buffer (see
+#: :mod:`kinsim.cost.collective_model`).
+ALLREDUCE_TRAFFIC = ("ring", "oneshot", "nvls")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectiveCurveSpec:
+    """Fitted terms of one all-reduce implementation: two protocols (small and large messages), each a
+    latency, a latency per peer and a share of the link bandwidth; the implementation runs the faster one,
+    as NCCL picks LL or Simple and a custom all-reduce one-shot or two-shot."""
+
+    small_latency: float = spec_field("Fixed time of the small-message protocol.", unit="time",
+                                      check=non_negative)
+    small_per_peer: float = spec_field("Added time per peer GPU, small-message protocol.", unit="time",
+                                       default=0.0, check=non_negative)
+    small_efficiency: float = spec_field("Share of link bandwidth, small-message protocol.", check=fraction)
+    small_traffic: str = spec_field("Traffic pattern of the small-message protocol.", default="ring",
+                                    choices=ALLREDUCE_TRAFFIC)
+    large_latency: float = spec_field("Fixed time of the large-message protocol.", unit="time",
+                                      check=non_negative)
+    large_per_peer: float = spec_field("Added time per peer GPU, large-message protocol.", unit="time",
+                                       default=0.0, check=non_negative)
+    large_efficiency: float = spec_field("Share of link bandwidth, large-message protocol.", check=fraction)
+    large_traffic: str = spec_field("Traffic pattern of the large-message protocol (nvls: used where the "
+                                    "fabric reduces in the switch and more than 2 GPUs take part, else "
+                                    "ring).", default="ring", choices=ALLREDUCE_TRAFFIC)
+    points: int = spec_field("Measurements the fit used.", default=0, check=non_negative)
+    held_out_mape: float | None = spec_field("Mean absolute percentage error on held-out measurements, as a "
+                                             "fraction.", default=None, check=non_negative)
+    note: str = spec_field("What the fit could and could not determine.", default="")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +302,13 @@ class CalibrationSpec:
     attention_prefill: KernelCurveSpec | None = spec_field("Prefill (flash) attention.", default=None)
     selection: KernelCurveSpec | None = spec_field("Block scoring and top-k selection.", default=None)
     elementwise: KernelCurveSpec | None = spec_field("Streaming elementwise kernels.", default=None)
+    allreduce_nccl: CollectiveCurveSpec | None = spec_field("NCCL all-reduce.", default=None)
+    allreduce_custom: CollectiveCurveSpec | None = spec_field(
+        "The serving engine's own all-reduce (vLLM/SGLang custom all-reduce, one-shot and two-shot).",
+        default=None)
+    transferred_from: str | None = spec_field(
+        "Set when this profile was fitted on another GPU and is applied to this one (calibration: {from: "
+        "PATH}): the device it was measured on.", default=None)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -239,6 +316,10 @@ class CalibrationSpec:
     def curve(self, kernel: str) -> KernelCurveSpec | None:
         """The curves of ``kernel`` (a kernel kind), or ``None`` when the profile has none."""
         return getattr(self, kernel, None) if kernel in CALIBRATED_KERNELS else None
+
+    def allreduce(self, implementation: str) -> CollectiveCurveSpec | None:
+        """The all-reduce terms of ``implementation`` (``nccl`` or ``custom``), or ``None``."""
+        return getattr(self, f"allreduce_{implementation}", None)
 
 
 @dataclass(frozen=True, kw_only=True)

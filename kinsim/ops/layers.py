@@ -44,10 +44,10 @@ def elementwise_op(name: str, elements_read: Number, elements_written: Number, *
 
 
 def collective_op(name: str, kind: str, nbytes: Number, gpus: int, *, op_class: str = "communication",
-                  count: int = 1, algorithm: str = "auto") -> Op:
+                  count: int = 1, algorithm: str = "auto", implementation: str = "auto") -> Op:
     """A collective of ``nbytes`` per GPU over ``gpus`` GPUs (see :class:`~kinsim.ops.op.Collective`)."""
     return Op(
         name=name, op_class=op_class, kernel="collective", dtype="bf16",
-        collective=Collective(kind, nbytes, gpus, algorithm), count=count,
+        collective=Collective(kind, nbytes, gpus, algorithm, implementation), count=count,
         shape={"bytes": nbytes, "gpus": gpus},
     )

@@ -113,7 +113,8 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
                   bytes_read=t * h * bytes_per_element(wd), bytes_written=t * h * bytes_per_element(ACT_DTYPE),
                   shape={"tokens": t, "hidden": h}))
     if tp > 1:
-        ops.append(collective_op("allreduce_embedding", "allreduce", t * h * bytes_per_element(ACT_DTYPE), tp))
+        ops.append(collective_op("allreduce_embedding", "allreduce", t * h * bytes_per_element(ACT_DTYPE), tp,
+                                 implementation=deployment.allreduce))
     # ---- attention block
     per_layer(elementwise_op("input_norm", 2 * t * h, 2 * t * h, extra_bytes_read=h * bytes_per_element(wd),
                              count=layers))
@@ -129,7 +130,8 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd, count=layers))
     activation_bytes = t * h * bytes_per_element(ACT_DTYPE)
     if tp > 1:
-        per_layer(collective_op("allreduce_attention", "allreduce", activation_bytes, tp, count=layers))
+        per_layer(collective_op("allreduce_attention", "allreduce", activation_bytes, tp, count=layers,
+                                implementation=deployment.allreduce))
     per_layer(elementwise_op("post_attention_norm", 2 * t * h, 2 * t * h,
                              extra_bytes_read=h * bytes_per_element(wd), count=layers))
     # ---- MLP or MoE block
@@ -139,9 +141,10 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
         per_layer(elementwise_op("mlp_act", 2 * t * width, t * width, count=layers))
         per_layer(gemm_op("mlp_down", t, h, width, weight_dtype=wd, count=layers))
         if tp > 1:
-            per_layer(collective_op("allreduce_mlp", "allreduce", activation_bytes, tp, count=layers))
+            per_layer(collective_op("allreduce_mlp", "allreduce", activation_bytes, tp, count=layers,
+                                    implementation=deployment.allreduce))
     else:
-        for op in _moe_ops(model, t, tp, ep, activation_bytes):
+        for op in _moe_ops(model, t, tp, ep, activation_bytes, deployment.allreduce):
             per_layer(op)
     # ---- once per step, after the layers
     rows = batch.logit_rows
@@ -182,7 +185,7 @@ def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: Atten
     return ops
 
 
-def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float) -> list[Op]:
+def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float, allreduce: str) -> list[Op]:
     moe = model.moe
     h, wd = model.hidden_size, model.weight_dtype
     k, experts = moe.active_experts, moe.experts
@@ -212,5 +215,5 @@ def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float
         ops.append(elementwise_op("shared_expert_act", 2 * t * shared_width, t * shared_width, op_class="moe"))
         ops.append(gemm_op("shared_expert_down", t, h, shared_width, weight_dtype=wd, op_class="moe"))
     if split > 1:  # partial sums of split experts
-        ops.append(collective_op("allreduce_moe", "allreduce", activation_bytes, tp))
+        ops.append(collective_op("allreduce_moe", "allreduce", activation_bytes, tp, implementation=allreduce))
     return ops

@@ -31,12 +31,15 @@ class Collective:
     ``bytes`` is the buffer each GPU holds: the reduced buffer for all-reduce, the gathered output for
     all-gather, the input for reduce-scatter, and all it sends and keeps for all-to-all. ``algorithm`` is
     ``ring``, ``tree`` (all-reduce only) or ``auto`` (the faster, chosen by the cost model).
+    ``implementation`` (all-reduce only) is ``nccl``, ``custom`` (the serving engine's own) or ``auto``
+    (as vLLM chooses); it matters where a calibration profile has terms for it.
     """
 
     kind: str
     bytes: Number
     gpus: int
     algorithm: str = "auto"
+    implementation: str = "auto"
 
     def __post_init__(self) -> None:
         if self.kind not in COLLECTIVES:

@@ -37,6 +37,11 @@ def generate_requests(source: BestOfNRequests | LongCoTRequests, seed: int) -> l
     problems, samples = source.problems, source.samples
     prompts = source.prompt_tokens.sample(rng, problems)
     outputs = np.minimum(source.output_tokens.sample(rng, problems * samples), source.max_output_tokens)
+    if source.stagger_warmup and source.warmup:
+        # warm-up request i generates (i + 1) / warmup of its length: the clients of a closed loop then
+        # end their warm-up at evenly spread times and stay out of step, as a long benchmark's do
+        head = min(source.warmup, len(outputs))
+        outputs[:head] = np.maximum(1, np.ceil(outputs[:head] * np.arange(1, head + 1) / source.warmup))
     arrivals = np.zeros(problems)
     if isinstance(source.arrival, PoissonArrivals):
         arrivals = np.cumsum(rng.exponential(1.0 / source.arrival.rate, size=problems))

@@ -14,6 +14,9 @@ from kinsim.workload.distributions import LengthDistribution, length_field
 #: Request placement policies of ``deployment.router`` (see :mod:`kinsim.engine.router`).
 ROUTERS = ("group_affinity", "least_loaded", "round_robin")
 
+#: Serving engines with a per-step overhead preset (see :mod:`kinsim.cost.engine_overhead`).
+ENGINES = ("vllm", "sglang", "trtllm", "none")
+
 # ------------------------------------------------------------------------------------- deployment
 
 
@@ -44,6 +47,14 @@ class DeploymentSpec:
     prefix_shared_read: bool = spec_field(
         "Decode attention reads a shared prompt's KV once per group of sequences rather than once per "
         "sequence (common paged kernels read it per sequence).", default=False)
+    allreduce: str = spec_field(
+        "Tensor-parallel all-reduce implementation: nccl, custom (the serving engine's one-shot/two-shot "
+        "all-reduce) or auto (custom for buffers up to 8 MiB on 2, 4, 6 or 8 GPUs of one NVLink node, as "
+        "vLLM chooses). Matters where the calibration profile has terms for it.", default="auto",
+        check=one_of("nccl", "custom", "auto"))
+    engine: str = spec_field(
+        "Serving engine whose per-step host overhead (scheduling, sampling bookkeeping, detokenization) is "
+        "added to every step: vllm, sglang, trtllm, or none.", default="vllm", check=one_of(*ENGINES))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -168,6 +179,13 @@ class _GeneratedRequests:
     max_output_tokens: int = spec_field("Generation cap: a sample stops after this many tokens.",
                                         check=at_least(1))
     arrival: ArrivalProcess = spec_field("When problems arrive.", default=AllAtOnce(), tag="process")
+    warmup: int = spec_field("The first requests (in generation order) are served but left out of the "
+                             "latency figures, as benchmark clients discard their warm-up requests.",
+                             default=0, check=non_negative)
+    stagger_warmup: bool = spec_field(
+        "Warm-up request i generates (i + 1) / warmup of its drawn length, so that the clients of a closed "
+        "loop leave the warm-up out of step, as a real benchmark's clients are after a while (with "
+        "identical lengths they would otherwise prefill and finish in lockstep forever).", default=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,222 @@
+"""How close kinsim's figures are to real GPUs: kernels, transfer to a GPU never fitted, end to end.
+
+    python benchmarks/bench_fidelity.py [--data DIR] [--rows-every N] [--fit-overheads]
+
+Needs the public silicon measurements of the aiconfigurator-core package (``pip install 'kinsim[aic]'``;
+or ``--data`` pointing at its ``systems`` folder). Only the H100 and A100 tables and the H100 rows of
+``silicon_sample.csv`` are read; every other system is held out to judge kinsim independently.
+
+Prints:
+
+1. **Kernels, H100** (the committed profile ``hardware/calibration/h100.yaml`` against the imported vLLM
+   tables): MAPE per kernel kind on the rows the fit held out (every fifth in order of work), on every
+   fitted row, and of the plain datasheet roofline for comparison.
+2. **Transfer H100 -> A100**: the H100 profile applied to ``hardware/a100.yaml`` (no A100 data in the
+   fit), scored on the A100 tables; beside it the held-out error of a profile fitted on the A100 itself,
+   which is what the model's structure alone costs, so the difference is what the transfer costs (the
+   A100 tables also come from older kernels: FlashAttention-2 and vLLM 0.14 against FlashAttention-3 and
+   vLLM 0.24).
+3. **End to end, H100**: TPOT and TTFT of the ``silicon_sample.csv`` rows kinsim can express (see
+   :mod:`kinsim.calibration.silicon`), per backend, as MAPE with the number of rows, on the rows held
+   out of the engine-overhead fit (every fifth) and on all of them.
+
+``--fit-overheads`` fits the per-backend engine overheads (simulating without them) and prints the
+constants for :mod:`kinsim.cost.engine_overhead`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kinsim import load_hardware, simulate  # noqa: E402
+from kinsim.calibration.aiconfigurator import import_tables, package_data_dir  # noqa: E402
+from kinsim.calibration.fit import fit_profile  # noqa: E402
+from kinsim.calibration.measurements import read_measurements  # noqa: E402
+from kinsim.calibration.silicon import expressible, workload_of  # noqa: E402
+from kinsim.calibration.validate import predictions  # noqa: E402
+from kinsim.errors import KinsimError  # noqa: E402
+from kinsim.workload.load import workload_from_raw  # noqa: E402
+
+KINDS = [("attention_decode", None), ("attention_prefill", None), ("gemm", None), ("allreduce", "nccl"),
+         ("allreduce", "custom")]
+TARGETS = {"attention_decode": 0.08, "attention_prefill": 0.08, "gemm": 0.08, "allreduce/nccl": 0.10,
+           "allreduce/custom": 0.10}
+
+
+def mape(error) -> float:
+    return float(np.mean(np.abs(error))) if len(error) else float("nan")
+
+
+def kernel_table(table, label: str, reference=None) -> dict[str, float]:
+    """Per kind: MAPE on held-out rows, on fitted rows, on the datasheet roofline."""
+    out = {}
+    for kernel, impl in KINDS:
+        rows = table[(table["kernel"] == kernel) & table["in_fit"]]
+        if impl:
+            rows = rows[rows["impl"] == impl]
+        name = f"{kernel}/{impl}" if impl else kernel
+        if not len(rows):
+            continue
+        held = rows[rows["held_out"]]
+        line = (f"  {name:<20} {len(held):>6} {mape(held['error']):>8.2%}   {len(rows):>6} {mape(rows['error']):>8.2%}")
+        if reference is not None:
+            ref = reference.loc[rows.index]
+            line += f"   {mape(ref['error']):>10.2%}"
+        if name in TARGETS:
+            line += f"   target <= {TARGETS[name]:.0%}"
+        print(line)
+        out[name] = mape(held["error"])
+    return out
+
+
+def section_kernels(data: Path | None, scratch: Path) -> None:
+    print("1. Kernels on H100: hardware/calibration/h100.yaml against aiconfigurator-core's vLLM tables")
+    directory = scratch / "h100_vllm"
+    meta = import_tables("h100_sxm", "vllm", directory, data=data)
+    print("   tables: " + ", ".join(f"{t['table']} ({t['rows']} rows)" for t in meta["tables"]))
+    hw = load_hardware(ROOT / "hardware" / "h100.yaml")
+    frame = read_measurements(directory)
+    table = predictions(frame, hw)
+    plain = predictions(frame, hw, datasheet=True)
+    print(f"  {'kind':<20} {'held':>6} {'MAPE':>8}   {'fitted':>6} {'MAPE':>8}   {'datasheet':>10}")
+    kernel_table(table, "h100", plain)
+
+
+def section_transfer(data: Path | None, scratch: Path) -> None:
+    print("\n2. Transfer H100 -> A100: the H100 profile on hardware/a100.yaml, scored on the A100 tables")
+    directory = scratch / "a100_vllm"
+    meta = import_tables("a100_sxm", "vllm", directory, data=data)
+    print("   tables: " + ", ".join(f"{t['table']} ({t['rows']} rows)" for t in meta["tables"]))
+    frame = read_measurements(directory)
+    transferred = load_hardware(ROOT / "hardware" / "a100.yaml",
+                                {"calibration": {"from": str(ROOT / "hardware" / "calibration" / "h100.yaml")}})
+    table = predictions(frame, transferred)
+    bare = load_hardware(ROOT / "hardware" / "a100.yaml", {"calibration": None})
+    own, _ = fit_profile(frame, bare, source="A100 tables (for comparison only, never committed)", device="A100")
+    own_table = predictions(frame, _with_profile(bare, own))
+    print(f"  {'kind':<20} {'rows':>6} {'transfer':>9}   {'A100 own fit, held out':>22}   difference")
+    for kernel, impl in KINDS:
+        rows = table[(table["kernel"] == kernel) & table["in_fit"]]
+        if impl:
+            rows = rows[rows["impl"] == impl]
+        if not len(rows):
+            continue
+        name = f"{kernel}/{impl}" if impl else kernel
+        own_rows = own_table.loc[rows.index]
+        own_held = own_rows[own_rows["held_out"]]
+        t, o = mape(rows["error"]), mape(own_held["error"])
+        print(f"  {name:<20} {len(rows):>6} {t:>9.2%}   {o:>22.2%}   {t - o:>+9.2%}   target <= 15%")
+
+
+def _with_profile(hw, profile):
+    from dataclasses import replace
+
+    return replace(hw, calibration=profile)
+
+
+def silicon_rows(data: Path | None):
+    import pandas as pd
+
+    base = (data if data is not None else package_data_dir()[0]).parent
+    frame = pd.read_csv(base / "silicon_sample.csv")
+    frame = frame[frame["system"] == "h100_sxm"]  # the only system of the CSV that is ours to use
+    rows, skipped = [], {}
+    for raw in frame.to_dict("records"):
+        row, why = expressible(raw)
+        if row is None:
+            skipped[why] = skipped.get(why, 0) + 1
+        else:
+            rows.append(row)
+    return rows, skipped, len(frame)
+
+
+def simulate_rows(rows, hw, engine: str | None):
+    out = []
+    for row in rows:
+        workload = workload_from_raw(workload_of(row, engine=engine), ROOT)
+        try:
+            result = simulate(workload, hw)
+        except KinsimError as error:
+            out.append((row, None, None, str(error)))
+            continue
+        out.append((row, result["latency.request.ttft.mean"], result["latency.request.tpot.mean"], ""))
+    return out
+
+
+def fit_overheads(results) -> None:
+    """Non-negative least squares of (measured - simulated) TPOT against (1, batch), relative weights."""
+    from scipy.optimize import nnls
+
+    print("\n   engine overheads (fit on 4 of 5 rows, TPOT simulated without overhead):")
+    by_backend: dict[str, list] = {}
+    for i, (row, _, tpot, _why) in enumerate(results):
+        if tpot is not None and i % 5 != 4:
+            by_backend.setdefault(row.backend, []).append((row, tpot))
+    for backend, items in sorted(by_backend.items()):
+        a = np.array([[1.0 / r.tpot_s, r.concurrency / r.tpot_s] for r, _ in items])
+        b = np.array([(r.tpot_s - t) / r.tpot_s for r, t in items])
+        (step, per_seq), _ = nnls(a, b)
+        print(f"   {backend:<8} step_s {step * 1e3:.3f} ms, per_sequence_s {per_seq * 1e6:.2f} us ({len(items)} rows)")
+
+
+def section_end_to_end(data: Path | None, every: int, fit: bool) -> None:
+    print("\n3. End to end on H100: silicon_sample.csv rows kinsim can express (aggregated serving, presets)")
+    rows, skipped, total = silicon_rows(data)
+    rows = rows[::every]
+    print(f"   {total} H100 rows; {len(rows)} simulated; not expressible: "
+          + ", ".join(f"{why} {n}" for why, n in sorted(skipped.items())))
+    hw = load_hardware(ROOT / "hardware" / "h100.yaml")
+    started = time.perf_counter()
+    results = simulate_rows(rows, hw, "none" if fit else None)
+    print(f"   simulated in {time.perf_counter() - started:.1f} s")
+    if fit:
+        fit_overheads(results)
+        return
+    failed = [(r.id, why) for r, _, _, why in results if why]
+    if failed:
+        print(f"   {len(failed)} rows could not be simulated, e.g. {failed[0][1][:100]}")
+    print(f"  {'backend':<8} {'rows':>5} {'TPOT MAPE':>10} {'held out':>9} {'(rows)':>6} {'TTFT MAPE':>10} "
+          f"{'held out':>9}"
+          f"  {'TPOT bias':>9}")
+    backends = sorted({r.backend for r, *_ in results})
+    for backend in [*backends, "all"]:
+        items = [(i, r, ttft, tpot) for i, (r, ttft, tpot, why) in enumerate(results)
+                 if not why and (backend == "all" or r.backend == backend)]
+        if not items:
+            continue
+        tpot_e = np.array([tpot / r.tpot_s - 1 for _, r, _, tpot in items])
+        ttft_e = np.array([ttft / r.ttft_s - 1 for _, r, ttft, _ in items])
+        held = np.array([i % 5 == 4 for i, *_ in items])
+        print(f"  {backend:<8} {len(items):>5} {mape(tpot_e):>10.2%} {mape(tpot_e[held]):>9.2%} {held.sum():>6} "
+              f"{mape(ttft_e):>10.2%} {mape(ttft_e[held]):>9.2%}  {np.mean(tpot_e):>+9.2%}")
+    print("   targets: TPOT MAPE <= 10%, TTFT MAPE <= 20%")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="aiconfigurator-core's systems/data folder (default: the installed package)")
+    parser.add_argument("--rows-every", type=int, default=1, help="simulate every Nth silicon row (default 1)")
+    parser.add_argument("--fit-overheads", action="store_true", help="fit the engine overheads instead")
+    parser.add_argument("--skip-kernels", action="store_true", help="only the end-to-end section")
+    args = parser.parse_args(argv)
+    data = args.data
+    with tempfile.TemporaryDirectory() as scratch:
+        if not args.skip_kernels and not args.fit_overheads:
+            section_kernels(data, Path(scratch))
+            section_transfer(data, Path(scratch))
+        section_end_to_end(data, args.rows_every, args.fit_overheads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

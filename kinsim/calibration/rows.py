@@ -1,0 +1,121 @@
+"""Pricing measurement rows: the prediction the fitter minimises and the validator reports, in one place.
+
+A row of a measurement file (:mod:`kinsim.calibration.measurements`) describes one kernel run: its kind,
+FLOPs, bytes, data type and the shape columns that give its kernel structure (``batch``, ``context``,
+``q_heads``, ``kv_heads``, ``tokens``, ``m``, ``n``, ``k``, ``gpus``). Rows of one kind are priced together
+as one op whose fields are arrays, by the same code the engine uses (:mod:`kinsim.cost.kernel_model`,
+:mod:`kinsim.cost.collective_model`), so a fitted profile means the same thing in both places.
+
+Rows marked ``warm_l2 = 1`` were timed by replaying one kernel without flushing the L2 cache: data that
+fits in L2 is then read from it, and their prediction uses the profile's ``l2_bandwidth_ratio``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kinsim.cost.collective_model import allreduce_time
+from kinsim.cost.collectives import group_bandwidth
+from kinsim.cost.kernel_model import kernel_time
+from kinsim.cost.roofline import DatasheetCost, RooflineCost
+from kinsim.hardware.spec import CollectiveCurveSpec, HardwareSpec, KernelCurveSpec
+from kinsim.ops.kernel_work import kernel_work
+from kinsim.ops.op import Collective, Op
+
+
+def _column(rows, name: str, default: float) -> np.ndarray:
+    if name not in rows.columns:
+        return np.full(len(rows), float(default))
+    return rows[name].fillna(default).to_numpy(dtype=float)
+
+
+def row_op(rows, kernel: str) -> Op:
+    """One op whose FLOPs, bytes and shape are arrays over ``rows`` (all of kind ``kernel``)."""
+    batch = _column(rows, "batch", 1)
+    context = _column(rows, "context", 1)
+    shape = {
+        "batch": batch, "kv_heads": _column(rows, "kv_heads", 1), "q_heads": _column(rows, "q_heads", 1),
+        "kv_tokens_read": _column(rows, "kv_tokens_read", np.nan), "sequences": batch,
+        "tokens": batch * _column(rows, "tokens", 1), "m": _column(rows, "m", 1), "n": _column(rows, "n", 1),
+        "k": _column(rows, "k", 1), "head_dim": _column(rows, "head_dim", 128), "cached": np.zeros(len(rows)),
+    }
+    # ``context``: tokens a decode step attends over (cache and new token); a sparse row reads its budget
+    attended = context
+    if "top_k" in rows.columns:
+        budget = (_column(rows, "top_k", np.inf) + 1) * _column(rows, "page_size", 16)
+        attended = np.minimum(context, budget)
+    missing = np.isnan(shape["kv_tokens_read"])
+    shape["kv_tokens_read"] = np.where(missing, batch * attended, shape["kv_tokens_read"])
+    flops = rows["flops"].to_numpy(dtype=float)
+    nbytes = rows["bytes"].to_numpy(dtype=float)
+    return Op(name="measured", op_class="other", kernel=kernel, dtype="bf16", flops=flops, bytes_read=nbytes,
+              shape=shape)
+
+
+def row_peaks(rows, hw: HardwareSpec) -> np.ndarray:
+    """FLOP/s ceiling of each row's data type."""
+    dtypes = rows["dtype"] if "dtype" in rows.columns else ["bf16"] * len(rows)
+    return np.array([hw.peak(str(d)) for d in dtypes], dtype=float)
+
+
+def warm_bytes(rows) -> np.ndarray | None:
+    """Bytes read by each warm-L2 row (infinite for cold rows), or ``None`` when no row is warm."""
+    if "warm_l2" not in rows.columns or not (rows["warm_l2"].fillna(0) > 0).any():
+        return None
+    read = rows["bytes_read"] if "bytes_read" in rows.columns else rows["bytes"]
+    return np.where(rows["warm_l2"].fillna(0).to_numpy() > 0, read.to_numpy(dtype=float), np.inf)
+
+
+def predict_kernel(rows, kernel: str, curve: KernelCurveSpec, hw: HardwareSpec) -> np.ndarray:
+    """Predicted seconds of ``rows`` (one kernel kind) under ``curve``."""
+    op = row_op(rows, kernel)
+    work = kernel_work(op, hw.gpu.compute.units)
+    return np.asarray(kernel_time(curve, work, op.flops, op.bytes, hw, row_peaks(rows, hw),
+                                  warm_l2_bytes=warm_bytes(rows)), dtype=float)
+
+
+def predict_allreduce(rows, curve: CollectiveCurveSpec, hw: HardwareSpec) -> np.ndarray:
+    """Predicted seconds of all-reduce ``rows`` under ``curve``."""
+    out = np.empty(len(rows))
+    gpus = rows["gpus"].to_numpy(dtype=int)
+    nbytes = rows["bytes"].to_numpy(dtype=float)
+    for p in np.unique(gpus):
+        mask = gpus == p
+        if p == 1:
+            out[mask] = 0.0
+            continue
+        bandwidth, hop = group_bandwidth(hw, int(p))
+        network, latency = allreduce_time(curve, nbytes[mask], int(p), bandwidth, hop,
+                                          hw.node.gpu_link.in_switch_reduction)
+        out[mask] = network + latency
+    return out
+
+
+def predict(frame, hw: HardwareSpec, *, datasheet: bool = False) -> np.ndarray:
+    """Predicted seconds of every row of ``frame`` on ``hw``: its calibration profile's terms where it has
+    them, else the roofline with the hardware file's efficiencies (always so with ``datasheet``)."""
+    out = np.empty(len(frame))
+    profile = None if datasheet else hw.calibration
+    fallback = DatasheetCost(hw) if datasheet else RooflineCost(hw)
+    for kernel, rows in frame.groupby("kernel", sort=False):
+        index = frame.index.get_indexer(rows.index)
+        if kernel == "allreduce":
+            for impl, part in rows.groupby("impl", sort=False):
+                where = frame.index.get_indexer(part.index)
+                curve = profile.allreduce(str(impl)) if profile is not None else None
+                if curve is not None:
+                    out[where] = predict_allreduce(part, curve, hw)
+                else:
+                    out[where] = [float(fallback.op_cost(Op(
+                        name="measured", op_class="communication", kernel="collective", dtype="bf16",
+                        collective=Collective("allreduce", float(r.bytes), int(r.gpus), "auto", str(impl)))).time_s)
+                        for r in part.itertuples(index=False)]
+            continue
+        curve = profile.curve(str(kernel)) if profile is not None else None
+        if curve is not None and curve.kernel_floor is not None:
+            out[index] = predict_kernel(rows, str(kernel), curve, hw)
+        else:
+            out[index] = [float(np.sum(fallback.op_cost(Op(
+                name="measured", op_class="other", kernel=str(r.kernel), dtype=str(r.dtype), flops=float(r.flops),
+                bytes_read=float(r.bytes))).time_s)) for r in rows.itertuples(index=False)]
+    return out

@@ -1,0 +1,46 @@
+"""Per-step host overhead of a serving engine: time each forward step takes outside the GPU's kernels.
+
+A serving engine spends time on the host every step (scheduling the batch, preparing inputs and
+metadata, launching the CUDA graph, sampling bookkeeping, detokenizing and streaming), and part of it is
+not hidden behind the GPU's work. kinsim adds ``step_s + per_sequence_s x sequences`` to every step
+(``sequences``: those that get a token this step), reported in the ``other`` class.
+
+The presets are fitted to the public end-to-end silicon measurements of H100 deployments
+(``silicon_sample.csv`` of aiconfigurator-core 0.12.0, the H100 rows kinsim can express: Qwen3-32B and
+Llama-3.1 presets, aggregated serving), two constants per backend: the non-negative least-squares fit of measured minus
+simulated TPOT (without overhead) against 1 and the batch's sequences, in relative terms, with every
+fifth row held out (``benchmarks/bench_fidelity.py --fit-overheads``
+prints the fit; ``docs/calibration.md`` the rows and the held-out error). They describe the engines'
+host paths at those versions (vLLM 0.12, SGLang 0.5, TensorRT-LLM 1.0) and carry over to other GPUs as
+seconds; a faster host CPU would shorten them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EngineOverhead:
+    """Host time per step not hidden behind the GPU: ``step_s`` seconds plus ``per_sequence_s`` seconds per
+    sequence that gets a token; ``source`` says where the figures come from."""
+
+    step_s: float
+    per_sequence_s: float
+    source: str
+
+
+ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
+    "vllm": EngineOverhead(1.354e-3, 41.83e-6, "fitted to 111 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
+                           "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv"),
+    "sglang": EngineOverhead(0.0, 0.0, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B): the kernels "
+                             "alone already reach the measured TPOT, so no overhead is added"),
+    "trtllm": EngineOverhead(0.636e-3, 31.34e-6, "fitted to 285 H100 rows of TensorRT-LLM 1.0 deployments "
+                             "(Qwen3-32B, Llama-3.1-8B) in aiconfigurator-core 0.12.0's silicon_sample.csv"),
+    "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
+}
+
+
+def engine_overhead(engine: str) -> EngineOverhead:
+    """The overhead preset of ``engine`` (a ``deployment.engine`` value)."""
+    return ENGINE_OVERHEADS[engine]

@@ -1,0 +1,100 @@
+"""The serving-grade kernel model: what a calibrated op costs, term by term.
+
+For an op with ``F`` FLOPs and ``B`` HBM bytes whose kernels have the structure ``w`` of
+:func:`kinsim.ops.kernel_work.kernel_work` (launches, combines, items, sequences), on a GPU with ``S``
+SMs, peak rate ``P`` (the op's data type) and HBM bandwidth ``W``, and a profile curve ``c``:
+
+    fixed   = launches x kernel_floor + combines x combine_floor + sequences x per_sequence
+              + items x item_cost / S                                                     (seconds)
+    compute = max(F / (P x e_c(F)),  ceil(items / S) x (F / items) / (item_compute_share x P / S))
+    memory  = B / (W x e_m(B))  +  B / (items x item_bandwidth)
+    time    = fixed + max(compute, memory)
+
+with ``e(w) = maximum x w / (w + half)`` (``half = 0``: the saturated share ``maximum``). Reading the terms:
+
+* ``kernel_floor``: a kernel's shortest duration (launch, ramp-up, tail), which a CUDA graph does not
+  remove; an op pays it once per kernel it launches.
+* ``item_bandwidth``: Little's law. A work item keeps a fixed number of bytes in flight, so alone it
+  streams ``bytes in flight / memory latency``; ``items`` of them together reach at most ``items x
+  item_bandwidth``, and the two limits add like resistances in series. A small grid therefore gets less
+  than the saturated bandwidth, and on a GPU with twice the bandwidth it needs twice the items to fill it.
+* ``item_compute_share``: a tile runs on one SM at a share of the SM's peak; the grid runs in waves of
+  ``S`` tiles, so a grid of ``S + 1`` tiles takes two waves.
+* ``per_sequence`` and ``item_cost``: time that grows with the sequences a kernel loops over and with
+  its thread blocks (scheduling metadata, prologues), independent of the data.
+
+Transfer to another GPU keeps every term as stated: shares apply to the new peaks, seconds stay
+seconds, ``item_bandwidth`` stays (same kernel design, similar memory latency), ``item_compute_share``
+applies to the new per-SM rate. ``docs/calibration.md`` says what error to expect.
+
+Where a curve has no ``kernel_floor`` (a profile of the first kind), the op pays the GPU's
+``launch_overhead`` once, as before.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kinsim.cost.efficiency import saturating
+from kinsim.hardware.spec import HardwareSpec, KernelCurveSpec
+from kinsim.ops.kernel_work import KernelWork
+from kinsim.ops.op import Number
+
+
+def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes: Number, hw: HardwareSpec,
+                 peak: float, *, warm_l2_bytes: Number | None = None) -> tuple[Number, Number, Number]:
+    """(fixed, compute, memory) seconds of one run (arrays allowed).
+
+    ``warm_l2_bytes``: only when pricing a measurement that replays one kernel without flushing L2: the
+    bytes the kernel reads, so that data that fits in L2 is priced at the profile's L2 bandwidth."""
+    sms = hw.gpu.compute.units
+    bandwidth = hw.gpu.memory.bandwidth
+    floor = hw.gpu.launch_overhead if curve.kernel_floor is None else work.launches * curve.kernel_floor
+    fixed = (floor + work.combines * curve.combine_floor + work.sequences * curve.per_sequence
+             + work.items * curve.item_cost / sms)
+    items = work.items
+    if (warm_l2_bytes is None and isinstance(flops, float) and isinstance(nbytes, float) and isinstance(items, float)
+            and isinstance(peak, float)):  # one step's op in plain floats: numpy's scalar overhead would dominate
+        if items < 1.0:
+            items = 1.0
+        e_c = curve.compute_max if not curve.flops_half else saturating(flops, curve.compute_max, curve.flops_half)
+        compute = flops / (peak * e_c)
+        if curve.item_compute_share is not None:
+            item_rate = curve.item_compute_share * peak / sms
+            item_flops = flops / items if work.item_flops is None else work.item_flops
+            compute = max(compute, math.ceil(items / sms) * item_flops / item_rate)
+            if work.longest_item_flops is not None:
+                compute = max(compute, work.longest_item_flops / item_rate)
+        e_m = curve.memory_max if not curve.bytes_half else saturating(nbytes, curve.memory_max, curve.bytes_half)
+        memory = nbytes / (bandwidth * e_m)
+        if curve.item_bandwidth is not None:
+            memory += nbytes / (items * curve.item_bandwidth)
+        return fixed, compute, memory
+    flops = np.asarray(flops, dtype=float)
+    nbytes = np.asarray(nbytes, dtype=float)
+    items = np.maximum(work.items, 1.0)
+    compute = flops / (peak * saturating(flops, curve.compute_max, curve.flops_half))
+    if curve.item_compute_share is not None:
+        waves = np.ceil(items / sms)
+        item_flops = flops / items if work.item_flops is None else work.item_flops
+        item_rate = curve.item_compute_share * peak / sms
+        compute = np.maximum(compute, waves * item_flops / item_rate)
+        if work.longest_item_flops is not None:
+            compute = np.maximum(compute, work.longest_item_flops / item_rate)
+    memory_rate = bandwidth * saturating(nbytes, curve.memory_max, curve.bytes_half)
+    if warm_l2_bytes is not None and curve.l2_bandwidth_ratio is not None:
+        memory_rate = np.where(np.asarray(warm_l2_bytes) <= hw.gpu.l2_cache,
+                               bandwidth * curve.l2_bandwidth_ratio, memory_rate)
+    memory = nbytes / memory_rate
+    if curve.item_bandwidth is not None:
+        memory = memory + nbytes / (items * curve.item_bandwidth)
+    return fixed, compute, memory
+
+
+def kernel_time(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes: Number, hw: HardwareSpec,
+                peak: float, *, warm_l2_bytes: Number | None = None) -> Number:
+    """Seconds of one run: ``fixed + max(compute, memory)``."""
+    fixed, compute, memory = kernel_terms(curve, work, flops, nbytes, hw, peak, warm_l2_bytes=warm_l2_bytes)
+    return fixed + np.maximum(compute, memory)

@@ -1,0 +1,163 @@
+"""How an op runs as kernels: how many it launches, how much parallel work its main kernel has, how many
+sequences it loops over. Structure, not time: the calibration profile prices these counts
+(:mod:`kinsim.cost.kernel_model`).
+
+The counts follow the kernels serving engines run (vLLM with FlashAttention-3 and cuBLAS, the kernels
+that the public silicon measurements time):
+
+* **decode attention** (dense or sparse): the attention kernel and the KV-cache write (2 launches). Work
+  items are (sequence, KV head, split) triples. FlashAttention splits the KV of each (sequence, KV head)
+  when those alone would leave the GPU idle: with ``m = batch x kv_heads`` below 80% of the SMs, the
+  context is split into ``min(ceil(SMs / m), ceil(tokens / 128), 128)`` parts, merged by a combine kernel
+  (FlashAttention's ``num_splits_heuristic``, simplified to its first rule).
+* **prefill attention**: the attention kernel and the KV-cache write; items are (tile of 128 query
+  rows, KV head) pairs, the query heads of a KV head's group packed into the rows (FlashAttention-3's
+  PackGQA), at least one tile per sequence and KV head.
+* **GEMM**: one kernel over 128 x 128 output tiles; when the tiles do not fill the SMs the K dimension is
+  split (at most one split per 256 of K) and the partial sums are reduced by a second kernel, as
+  cuBLAS's split-K kernels do.
+* **block selection**: scoring and top-k (2 launches), one item per (sequence, KV head).
+* **elementwise**: one kernel; one item per 64 KiB moved.
+
+All counts work element-wise on arrays (one entry per decode step of a segment), so a segment stays
+priced in one vectorised call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from kinsim.ops.op import Number, Op
+
+#: Key positions per FlashAttention KV block (head dimension 128).
+ATTENTION_KV_BLOCK = 128
+#: Query rows per prefill attention tile.
+ATTENTION_Q_TILE = 128
+#: Output tile of a GEMM: rows (tokens) and columns (output features).
+GEMM_TILE_M = 64
+GEMM_TILE_N = 128
+#: Smallest K slice of a split-K GEMM.
+GEMM_SPLIT_K_SLICE = 1024
+#: Most KV splits FlashAttention makes.
+MAX_SPLITS = 128
+#: Bytes one elementwise work item moves.
+ELEMENTWISE_ITEM_BYTES = 65536.0
+
+
+@dataclass(frozen=True)
+class KernelWork:
+    """The kernel structure of one run of an op.
+
+    Attributes:
+        launches: kernels launched every run (each costs at least the profile's ``kernel_floor``).
+        combines: 1 where the op splits its work and merges it with an extra kernel, else 0.
+        items: parallel work items (thread blocks) of the main kernel.
+        sequences: sequences the kernel loops over (0 when it does not).
+        item_flops: FLOPs one work item computes on average, padding included (``None``: the op's FLOPs
+            over its items).
+        longest_item_flops: FLOPs of the largest work item (``None``: the average), which bounds the
+            kernel's time from below however many SMs are idle.
+    """
+
+    launches: Number
+    combines: Number
+    items: Number
+    sequences: Number
+    item_flops: Number | None = None
+    longest_item_flops: Number | None = None
+
+
+def kernel_work(op: Op, sms: int) -> KernelWork:
+    """The kernel structure of ``op`` on a GPU with ``sms`` streaming multiprocessors."""
+    shape = op.shape
+    if op.kernel in ("attention_decode", "attention_sparse"):
+        total = shape.get("kv_tokens_read")
+        if isinstance(total, _SCALAR):
+            return _decode_work_scalar(float(shape.get("batch", 1)), float(shape.get("kv_heads", 1)), total, sms)
+        batch = _value(shape.get("batch", 1))
+        kv_heads = _value(shape.get("kv_heads", 1))
+        tokens = _value(shape.get("kv_tokens_read", batch)) / _maximum(batch, 1.0)
+        pairs = batch * kv_heads
+        splits = _decode_splits(pairs, tokens, sms)
+        return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), pairs * splits, batch)
+    if op.kernel == "attention_prefill":
+        sequences = _value(shape.get("sequences", 1))
+        tokens = _value(shape.get("tokens", 1))
+        kv_heads = _value(shape.get("kv_heads", 1))
+        group = _value(shape.get("q_heads", 1)) / _maximum(kv_heads, 1.0)
+        tiles = _maximum(sequences, _ceil(tokens * group / ATTENTION_Q_TILE))
+        # a tile computes all its 128 rows against the keys up to its last row, in blocks of 128 keys:
+        # on average half the sequence plus half a block (at least one block)
+        length = (tokens + _value(shape.get("cached", 0))) / _maximum(sequences, 1.0)
+        keys = _maximum(ATTENTION_KV_BLOCK, length / 2 + ATTENTION_KV_BLOCK / 2)
+        per_key = 4.0 * ATTENTION_Q_TILE * _value(shape.get("head_dim", 128))
+        longest = per_key * _ceil(_maximum(length, 1.0) / ATTENTION_KV_BLOCK) * ATTENTION_KV_BLOCK
+        return KernelWork(2.0, 0.0, tiles * kv_heads, sequences, per_key * keys, longest)
+    if op.kernel == "gemm":
+        m, n, k = (_value(shape.get(key, 1)) for key in ("m", "n", "k"))
+        tiles = _ceil(_maximum(m, 1.0) / GEMM_TILE_M) * _ceil(n / GEMM_TILE_N)
+        split_k = _maximum(1.0, _minimum(_ceil(sms / tiles), _ceil(k / GEMM_SPLIT_K_SLICE)))
+        return KernelWork(1.0, _where(split_k > 1, 1.0, 0.0), tiles * split_k, 0.0)
+    if op.kernel == "selection":
+        batch = _value(shape.get("batch", 1))
+        return KernelWork(2.0, 0.0, batch * _value(shape.get("kv_heads", 1)), batch)
+    items = _maximum(1.0, _ceil(_value(op.bytes) / ELEMENTWISE_ITEM_BYTES))
+    return KernelWork(1.0, 0.0, items, 0.0)
+
+
+def _decode_work_scalar(batch: float, kv_heads: float, total_tokens: float, sms: int) -> KernelWork:
+    """:func:`kernel_work` of one step's decode attention, in plain floats: the same rules as the array
+    path (:func:`_decode_splits`), written out because the engine prices one op per step in exact mode."""
+    pairs = batch * kv_heads
+    if pairs >= 0.8 * sms:
+        splits = 1.0
+    else:
+        tokens = total_tokens / (batch if batch > 1.0 else 1.0)
+        blocks = math.ceil((tokens if tokens > 1.0 else 1.0) / ATTENTION_KV_BLOCK)
+        splits = float(max(1, min(math.ceil(sms / (pairs if pairs > 1.0 else 1.0)), blocks, MAX_SPLITS)))
+    return KernelWork(2.0, 1.0 if splits > 1.0 else 0.0, pairs * splits, batch)
+
+
+def _value(value) -> Number:
+    """A float, or a float array where the shape holds one value per step or per measurement."""
+    if isinstance(value, _SCALAR):
+        return float(value)
+    return float(value) if np.ndim(value) == 0 else np.asarray(value, dtype=float)
+
+
+def _decode_splits(pairs: Number, tokens: Number, sms: int) -> np.ndarray:
+    """KV splits per (sequence, KV head) of a decode attention kernel."""
+    blocks = _ceil(_maximum(tokens, 1.0) / ATTENTION_KV_BLOCK)
+    fill = _ceil(sms / _maximum(pairs, 1.0))
+    splits = _minimum(_minimum(fill, blocks), MAX_SPLITS)
+    return _where(pairs >= 0.8 * sms, 1.0, _maximum(splits, 1.0))
+
+
+# Scalar-or-array helpers: plain floats take the math path (numpy's scalar overhead would dominate the
+# engine's pricing of one step), arrays the vectorised one.
+_SCALAR = (int, float)
+
+
+def _ceil(x):
+    return float(math.ceil(x)) if isinstance(x, _SCALAR) else np.ceil(x)
+
+
+def _maximum(a, b):
+    if isinstance(a, _SCALAR) and isinstance(b, _SCALAR):
+        return float(a if a >= b else b)
+    return np.maximum(a, b)
+
+
+def _minimum(a, b):
+    if isinstance(a, _SCALAR) and isinstance(b, _SCALAR):
+        return float(a if a <= b else b)
+    return np.minimum(a, b)
+
+
+def _where(condition, a, b):
+    if isinstance(condition, (bool, np.bool_)):
+        return a if condition else b
+    return np.where(condition, a, b)

@@ -1,0 +1,207 @@
+"""The serving-grade kernel model: kernel structure, terms worked out by hand, collectives, transfer of a
+profile to a GPU with twice the bandwidth, and the engine overhead."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from kinsim import load_hardware
+from kinsim.cost.collective_model import allreduce_time, choose_allreduce, traffic_factor
+from kinsim.cost.engine_overhead import ENGINE_OVERHEADS
+from kinsim.cost.kernel_model import kernel_time
+from kinsim.cost.roofline import DatasheetCost, RooflineCost
+from kinsim.engine.pricer import StepPricer
+from kinsim.hardware.spec import CollectiveCurveSpec, KernelCurveSpec
+from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
+from kinsim.ops.kernel_work import kernel_work
+from kinsim.ops.layers import collective_op, gemm_op
+from kinsim.ops.sharding import HeadShard
+from kinsim.workload.spec import DenseAttention
+
+from .conftest import HARDWARE
+
+H100 = load_hardware(HARDWARE / "h100.yaml")
+A100 = load_hardware(HARDWARE / "a100.yaml")
+QWEN3_8B = AttentionDims(HeadShard(32, 8, 128, 1))  # per GPU at TP 1: 32 query heads, 8 KV heads
+
+
+def decode_op(batch: int, context: int):
+    return decode_attention_ops(QWEN3_8B, DenseAttention(), np.full(batch, float(context)))[0]
+
+
+# ------------------------------------------------------------------------------------------ structure
+
+
+def test_decode_attention_splits_the_kv_only_when_the_pairs_leave_sms_idle():
+    # batch 1 x 8 KV heads = 8 pairs < 0.8 x 132 SMs: split ceil(132 / 8) = 17 ways (8,193 tokens have
+    # 65 blocks of 128, more than 17), one combine kernel
+    work = kernel_work(decode_op(1, 8192), 132)
+    assert (work.launches, work.combines, work.items, work.sequences) == (2.0, 1.0, 8 * 17, 1.0)
+    # 16 x 8 = 128 pairs >= 105.6: no split
+    work = kernel_work(decode_op(16, 8192), 132)
+    assert (work.combines, work.items) == (0.0, 128)
+    # a short context cannot be split into more parts than it has blocks: 200 tokens are 2 blocks
+    assert kernel_work(decode_op(1, 199), 132).items == 8 * 2
+
+
+def test_a_gemm_splits_k_when_its_tiles_do_not_fill_the_sms():
+    # m 1 x n 4096: 1 x 32 tiles of 64 x 128; split-K min(ceil(132/32) = 5, ceil(4096/1024) = 4) = 4
+    work = kernel_work(gemm_op("g", 1, 4096, 4096, weight_dtype="bf16"), 132)
+    assert (work.launches, work.combines, work.items) == (1.0, 1.0, 128)
+    # m 8192: 128 x 32 tiles fill the GPU, no split
+    work = kernel_work(gemm_op("g", 8192, 4096, 4096, weight_dtype="bf16"), 132)
+    assert (work.combines, work.items) == (0.0, 128 * 32)
+
+
+def test_prefill_packs_a_kv_heads_query_heads_into_tiles():
+    op = prefill_attention_op(QWEN3_8B, DenseAttention(), [PrefillChunk(1024, 0)] * 2)
+    work = kernel_work(op, 132)
+    # 2 sequences x 1,024 tokens x 4 query heads per KV head = 8,192 rows: 64 tiles of 128, x 8 KV heads
+    assert work.items == 64 * 8 and work.sequences == 2
+    # the longest tile attends over the whole 1,024 keys: 4 x 128 rows x 128 dims x 1,024 FLOPs
+    assert work.longest_item_flops == 4 * 128 * 128 * 1024
+
+
+def test_array_contexts_give_the_same_structure_as_scalars_step_by_step():
+    context = np.array([[100.0, 9000.0], [101.0, 9001.0]])
+    op = decode_attention_ops(QWEN3_8B, DenseAttention(), context)[0]
+    work = kernel_work(op, 132)
+    for k in range(2):
+        single = kernel_work(decode_attention_ops(QWEN3_8B, DenseAttention(), context[k])[0], 132)
+        assert work.items[k] == single.items and work.combines[k] == single.combines
+
+
+# ------------------------------------------------------------------------------------------ terms
+
+
+CURVE = KernelCurveSpec(compute_max=0.6, memory_max=0.9, kernel_floor=5e-6, combine_floor=1e-6,
+                        per_sequence=1e-8, item_cost=3e-6, item_bandwidth=2e11)
+
+
+def test_decode_attention_time_is_the_sum_of_its_terms_worked_by_hand():
+    op = decode_op(1, 8192)  # 136 items, 1 sequence, split
+    nbytes = 8193 * 4096 + 2 * 32 * 128 * 2 + 2 * 8 * 128 * 2  # KV read, query in and out, new K and V
+    assert op.bytes == nbytes
+    fixed = 2 * 5e-6 + 1e-6 + 1 * 1e-8 + 136 * 3e-6 / 132
+    memory = nbytes / (3.35e12 * 0.9) + nbytes / (136 * 2e11)
+    compute = op.flops / (989e12 * 0.6)
+    expected = fixed + max(memory, compute)
+    assert kernel_time(CURVE, kernel_work(op, 132), op.flops, op.bytes, H100, 989e12) == pytest.approx(expected)
+
+
+def test_a_gemm_runs_in_waves_of_tiles():
+    curve = KernelCurveSpec(compute_max=0.8, memory_max=0.9, kernel_floor=2e-6, item_compute_share=0.5)
+    op = gemm_op("g", 8192, 4096, 4096, weight_dtype="bf16")  # 4,096 tiles: 32 waves on 132 SMs (31.03)
+    waves = math.ceil(4096 / 132)
+    per_tile = 2 * 64 * 128 * 4096
+    compute = max(op.flops / (989e12 * 0.8), waves * per_tile / (0.5 * 989e12 / 132))
+    expected = 2e-6 + max(compute, op.bytes / (3.35e12 * 0.9))
+    assert kernel_time(curve, kernel_work(op, 132), op.flops, op.bytes, H100, 989e12) == pytest.approx(expected)
+
+
+def test_a_profile_transferred_to_a_gpu_with_twice_the_bandwidth_halves_only_the_saturated_term():
+    """Hand-worked: the saturated bandwidth doubles, the per-item (Little's law) limit and the fixed terms
+    do not, so a small decode kernel gains far less than 2x and a large one almost 2x."""
+    profile = H100.calibration
+    curve = profile.attention_decode
+    fast = H100.with_overrides({"gpu.memory.bandwidth": "6.7 TB/s"})
+    assert fast.calibration == profile  # the same terms, applied to the new peaks
+    for batch, context in ((1, 1023), (64, 16383)):
+        op = decode_op(batch, context)
+        work = kernel_work(op, 132)
+        fixed = (2 * curve.kernel_floor + work.combines * curve.combine_floor + batch * curve.per_sequence
+                 + work.items * curve.item_cost / 132)
+        little = op.bytes / (work.items * curve.item_bandwidth)
+        before = fixed + op.bytes / (3.35e12 * curve.memory_max) + little
+        after = fixed + op.bytes / (6.7e12 * curve.memory_max) + little
+        assert float(RooflineCost(H100).op_cost(op).time_s) == pytest.approx(before, rel=1e-12)
+        assert float(RooflineCost(fast).op_cost(op).time_s) == pytest.approx(after, rel=1e-12)
+    small = decode_op(1, 1023)
+    large = decode_op(64, 16383)
+    speedup = [float(RooflineCost(H100).op_cost(op).time_s / RooflineCost(fast).op_cost(op).time_s)
+               for op in (small, large)]
+    assert speedup[0] < 1.3 < 1.6 < speedup[1] < 2.0
+
+
+def test_the_datasheet_model_ignores_the_profile():
+    op = decode_op(8, 4096)
+    plain = DatasheetCost(H100).op_cost(op)
+    expected = op.bytes / (3.35e12 * H100.efficiency.attention_memory) + H100.gpu.launch_overhead
+    assert float(plain.time_s) == pytest.approx(expected)
+
+
+def test_a_profile_of_the_first_kind_still_prices_as_before():
+    old = KernelCurveSpec(compute_max=0.75, flops_half=2e9, memory_max=0.85, bytes_half=4e6)
+    hw = replace(H100, calibration=replace(H100.calibration, gemm=old))
+    op = gemm_op("g", 64, 4096, 4096, weight_dtype="bf16")
+    e_c = 0.75 * op.flops / (op.flops + 2e9)
+    e_m = 0.85 * op.bytes / (op.bytes + 4e6)
+    expected = max(op.flops / (989e12 * e_c), op.bytes / (3.35e12 * e_m)) + H100.gpu.launch_overhead
+    assert float(RooflineCost(hw).op_cost(op).time_s) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------------------ collectives
+
+
+def test_allreduce_traffic_per_protocol():
+    assert traffic_factor("ring", 8, True) == 2 * 7 / 8
+    assert traffic_factor("oneshot", 8, True) == 7
+    assert traffic_factor("nvls", 8, True) == 1.0  # the switch reduces: each byte sent and received once
+    assert traffic_factor("nvls", 8, False) == 2 * 7 / 8  # no in-switch reduction (A100): ring
+    assert traffic_factor("nvls", 2, True) == 2 * 1 / 2  # 2 GPUs: ring, which sends each byte once too
+
+
+def test_allreduce_takes_the_faster_protocol_worked_by_hand():
+    curve = CollectiveCurveSpec(small_latency=5e-6, small_per_peer=1e-6, small_efficiency=0.3, small_traffic="ring",
+                                large_latency=30e-6, large_per_peer=0.0, large_efficiency=0.6, large_traffic="nvls")
+    bandwidth = 450e9
+    small = 64 * 1024.0  # 64 KiB over 8 GPUs: LL 5 + 7 + 1.75 x 64 KiB / (0.3 x 450 GB/s) = 12.85 us
+    net, lat = allreduce_time(curve, small, 8, bandwidth, 0.0, True)
+    assert net + lat == pytest.approx(5e-6 + 7e-6 + 1.75 * small / (0.3 * bandwidth))
+    large = 64 * 2.0 ** 20  # 64 MiB: NVLS 30 us + 1 x 64 MiB / (0.6 x 450 GB/s)
+    net, lat = allreduce_time(curve, large, 8, bandwidth, 0.0, True)
+    assert net + lat == pytest.approx(30e-6 + large / (0.6 * bandwidth))
+
+
+def test_auto_allreduce_chooses_as_vllm_does():
+    assert choose_allreduce("auto", 1e6, 8, H100) == "custom"
+    assert choose_allreduce("auto", 16 * 2 ** 20, 8, H100) == "nccl"  # above 8 MiB
+    assert choose_allreduce("auto", 1e6, 3, H100) == "nccl"  # 3 GPUs: not supported by the custom kernel
+    assert choose_allreduce("nccl", 1e6, 8, H100) == "nccl"
+
+
+def test_the_deployment_chooses_the_allreduce_implementation():
+    op_custom = collective_op("ar", "allreduce", 2 * 5120 * 64.0, 8, implementation="custom")
+    op_nccl = collective_op("ar", "allreduce", 2 * 5120 * 64.0, 8, implementation="nccl")
+    cost = RooflineCost(H100)
+    custom_s, nccl_s = float(cost.op_cost(op_custom).time_s), float(cost.op_cost(op_nccl).time_s)
+    assert custom_s < nccl_s  # the custom one-shot kernel beats NCCL at decode sizes
+    custom = H100.calibration.allreduce_custom
+    b = 2 * 5120 * 64.0
+    oneshot = custom.small_latency + 7 * custom.small_per_peer + 7 * b / (450e9 * custom.small_efficiency)
+    twoshot = custom.large_latency + 7 * custom.large_per_peer + 1.75 * b / (450e9 * custom.large_efficiency)
+    assert custom_s == pytest.approx(min(oneshot, twoshot))
+
+
+# ------------------------------------------------------------------------------------------ engine overhead
+
+
+def test_every_step_pays_the_engines_host_overhead():
+    from kinsim.workload.load import load_workload
+
+    from .conftest import WORKLOADS
+
+    w = load_workload(WORKLOADS / "aime_bon32.yaml")
+    none = load_workload(WORKLOADS / "aime_bon32.yaml", {"deployment.engine": "none"})
+    cost = RooflineCost(H100)
+    context = np.array([[500.0, 900.0, 1200.0]])
+    with_vllm = StepPricer(w.model, w.deployment, w.attention, cost).decode_segment(context)
+    bare = StepPricer(none.model, none.deployment, none.attention, cost).decode_segment(context)
+    vllm = ENGINE_OVERHEADS["vllm"]
+    assert with_vllm.time_s[0] - bare.time_s[0] == pytest.approx(vllm.step_s + 3 * vllm.per_sequence_s, rel=1e-9)
+    assert with_vllm.class_s("other")[0] - bare.class_s("other")[0] == pytest.approx(
+        vllm.step_s + 3 * vllm.per_sequence_s, rel=1e-9)
