@@ -12,6 +12,7 @@ from kinsim.cli.options import add_set_option, output_path, overrides_of
 from kinsim.errors import SpecError
 from kinsim.files import write_atomically, write_text_atomically
 from kinsim.report.summary import summary_lines
+from kinsim.workload.replay import trace_notice
 
 
 def add_parser(subparsers) -> None:
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
                       op_window=window if args.trace_ops else None)
     bar.close()
     summary = result.to_dict()
+    notice = trace_notice(summary["inputs"]["trace"]) if summary["inputs"].get("trace") else None
+    if notice and not args.quiet:
+        print(f"kinsim: note: {notice}", file=sys.stderr)
     if json_path is not None:
         write_text_atomically(json_path, json.dumps(summary, indent=2) + "\n")
     if requests_csv is not None:
