@@ -19,7 +19,7 @@ from kinsim.inputs import input_kind, load_input
 from kinsim.schema import build
 from kinsim.units import format_quantity as fq
 from kinsim.workload.formats import FORMATS, read_table
-from kinsim.workload.replay import SKIP_REASONS, select
+from kinsim.workload.replay import CHANGES, SKIP_REASONS, select
 from kinsim.workload.spec import TraceRequests
 from kinsim.workload.trace_summary import summarize_trace
 
@@ -197,11 +197,6 @@ def _requests_lines(f: dict[str, Any]) -> list[str]:
                           f"max {f['output_tokens_max']:,}"),
         ("last arrival", fq("time", f["last_arrival_s"]) if f["last_arrival_s"] else "0 s"),
     ])
-
-
-#: What a replay may change about rows it keeps, as ``kinsim info`` words it.
-CHANGES = (("failed_replayed", "failed rows replayed with 1 output token"), ("capped_prompt", "prompts capped"),
-           ("capped_output", "outputs capped"), ("unsorted", "rows out of time order, sorted"))
 
 
 def trace_lines(f: dict[str, Any]) -> list[str]:

@@ -42,6 +42,11 @@ SKIP_REASONS = {
 }
 
 
+#: What a replay may change about the rows it keeps, with the words the notice uses.
+CHANGES = (("failed_replayed", "failed rows replayed with 1 output token"), ("capped_prompt", "prompts capped"),
+           ("capped_output", "outputs capped"), ("unsorted", "rows out of time order sorted"))
+
+
 @dataclass(frozen=True)
 class TraceReport:
     """What replaying a trace kept, skipped and changed. Counts are rows of the file."""
@@ -72,24 +77,18 @@ class TraceReport:
 
 def trace_notice(report: dict[str, Any]) -> str | None:
     """:meth:`TraceReport.notice` of a report dict (as a run's ``inputs.trace`` holds it)."""
-    parts = [f"{n:,} {SKIP_REASONS[k]}" for k, n in report["skipped"].items() if n]
-    changes = []
-    if report["failed_replayed"]:
-        changes.append(f"{report['failed_replayed']:,} failed rows replayed with 1 output token")
-    if report["capped_prompt"]:
-        changes.append(f"{report['capped_prompt']:,} prompts capped")
-    if report["capped_output"]:
-        changes.append(f"{report['capped_output']:,} outputs capped")
-    if report["unsorted"]:
-        changes.append(f"{report['unsorted']:,} rows out of time order sorted")
-    if not parts and not changes:
+    details = _details(report)
+    if not details:
         return None
-    text = f"trace {report['file']} ({report['format']}): replayed {report['replayed']:,} of {report['rows']:,} rows"
-    if parts:
-        text += "; skipped " + ", ".join(parts)
-    if changes:
-        text += "; " + ", ".join(changes)
-    return text
+    return (f"trace {report['file']} ({report['format']}): replayed {report['replayed']:,} of "
+            f"{report['rows']:,} rows; " + "; ".join(details))
+
+
+def _details(report: dict[str, Any]) -> list[str]:
+    """What was skipped (one phrase) and what was changed (another), leaving out what did not happen."""
+    skipped = [f"{n:,} {SKIP_REASONS[k]}" for k, n in report["skipped"].items() if n]
+    changes = [f"{report[key]:,} {words}" for key, words in CHANGES if report[key]]
+    return (["skipped " + ", ".join(skipped)] if skipped else []) + ([", ".join(changes)] if changes else [])
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,7 +157,8 @@ def select(table: TraceTable, source: TraceRequests, seed: int = 0) -> Selection
                          capped_prompt=capped_prompt, capped_output=capped_output, unsorted=unsorted,
                          models=models, hash_block_tokens=source.hash_block_tokens if has_hashes else None)
     if len(order) == 0:
-        raise SpecError(f"no request left to replay ({trace_notice(report.as_dict())})", file=table.file,
+        raise SpecError(f"no request left to replay of {n:,} {table.format} rows ("
+                        + "; ".join(_details(report.as_dict())) + ")", file=table.file,
                         hint="widen the time window, the sample or the model filter")
     arrival = (t[order] - source.start) * source.time_scale / source.rate_scale
     return Selection(table, order, arrival, prompts, outputs, report, source.hash_block_tokens)

@@ -26,18 +26,22 @@ class Column:
 
 
 def read_columns(path: str | Path, columns: tuple[Column, ...], *, jsonl: bool,
-                 known: tuple[str, ...] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                 known: tuple[str, ...] | None = None,
+                 fast_path: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(line of each row, {column name: values}) of the file's data rows in file order.
 
     Optional columns absent from the whole file are absent from the result; an ``ids`` column comes back
     as ``NAME.offsets`` and ``NAME.values``. With ``known``, any other column is an error (kinsim's own
     format); without it, other columns are ignored (a native format's columns kinsim has no use for).
+    ``fast_path=False`` reads row by row even an ordinary file (the tests check both paths agree).
     """
     file = str(path)
     present = _present(path, columns, jsonl, known)
     wanted = {c.name: c.kind for c in columns if c.name in present}
     optional = tuple(c.name for c in columns if not c.required)
-    values = fast.read_jsonl(path, wanted, optional) if jsonl else fast.read_csv(path, wanted)
+    values = None
+    if fast_path:
+        values = fast.read_jsonl(path, wanted, optional) if jsonl else fast.read_csv(path, wanted)
     if values is not None and jsonl and known is not None:
         if any(name not in known for name in values.pop("__columns__")):
             values = None
