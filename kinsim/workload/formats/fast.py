@@ -17,8 +17,11 @@ import numpy as np
 #: Column kinds: ``int`` (int64, whole numbers only), ``float`` (float64, finite), ``str`` (no empty
 #: cell), ``category`` (a name: ``NAME.codes`` into ``NAME.names``, in order of first appearance),
 #: ``datetime`` (int64 nanoseconds since 1970 UTC), ``ids`` (lists of whole numbers: ``NAME.offsets`` and
-#: ``NAME.values``).
+#: ``NAME.values``, int32 when every id fits, else int64).
 KINDS = ("int", "float", "str", "category", "datetime", "ids")
+
+#: Whether pyarrow's JSON reader parses a block on several threads.
+THREADS = True
 
 
 def count_lines(path: str | Path) -> int:
@@ -44,7 +47,8 @@ def read_csv(path: str | Path, columns: dict[str, str]) -> dict[str, np.ndarray]
     types = {name: pa.string() for name, kind in columns.items() if kind in ("str", "category")}
     try:
         table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
-            include_columns=list(columns), column_types=types, strings_can_be_null=True))
+            include_columns=list(columns), column_types=types, strings_can_be_null=True),
+            read_options=pcsv.ReadOptions(use_threads=False), memory_pool=pa.system_memory_pool())
     except (pa.ArrowException, OSError, UnicodeDecodeError):
         return None
     if table.num_rows == 0 or table.num_rows != count_lines(path) - 1:
@@ -77,8 +81,9 @@ def read_jsonl(path: str | Path, columns: dict[str, str], optional: tuple[str, .
                 text, rest = text[:cut], text[cut:]
             if text:
                 try:
-                    table = pj.read_json(io.BytesIO(text), parse_options=pj.ParseOptions(newlines_in_values=False),
-                                          memory_pool=pa.system_memory_pool())
+                    table = pj.read_json(io.BytesIO(text), read_options=pj.ReadOptions(use_threads=THREADS),
+                                         parse_options=pj.ParseOptions(newlines_in_values=False),
+                                         memory_pool=pa.system_memory_pool())
                 except pa.ArrowException:
                     return None
                 lines = text.count(b"\n") + (not text.endswith(b"\n"))
@@ -125,7 +130,9 @@ def _columns(table, columns: dict[str, str], optional: tuple[str, ...]) -> dict[
                 return None
             offsets = column.offsets.to_numpy().astype(np.int64)
             out[name + ".offsets"] = offsets - offsets[0]
-            out[name + ".values"] = column.flatten().to_numpy().astype(np.int64)
+            values = column.flatten().to_numpy()
+            small = len(values) == 0 or (values.min() >= -(2**31) and values.max() < 2**31)
+            out[name + ".values"] = values.astype(np.int32 if small else np.int64)  # int32 halves the memory
         elif kind == "int" and pa.types.is_integer(column.type):
             out[name] = column.to_numpy().astype(np.int64)
         elif kind == "float" and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):

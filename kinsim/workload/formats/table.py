@@ -31,7 +31,8 @@ class TraceTable:
         request_id, group_id: names (kinsim's own format), or None: the row's line number names it.
         score: float64 with NaN where a row has none (kinsim's own format), or None.
         hash_offsets, hash_values: the prefix-block hash ids of row ``i`` are
-            ``hash_values[hash_offsets[i]:hash_offsets[i + 1]]``; None when the format has none.
+            ``hash_values[hash_offsets[i]:hash_offsets[i + 1]]`` (int32 or int64); None when the format has
+            none.
     """
 
     file: str
