@@ -2,10 +2,13 @@
 
 Writes a 10^6-row file of each format to a temporary folder (kinsim's own CSV and JSONL, Azure 2023,
 Azure 2024, BurstGPT, Mooncake with about 16 hash ids a row, like the published traces' ~8k-token
-prompts in 512-token blocks), then reads each in a fresh process and prints, per format: the file size,
-the wall time of reading it into columns (``read_table``), the wall time of the whole replay (reading,
-the options, and one Request object per row: what ``kinsim run`` does before simulating), and the peak
-resident memory of that process (``ru_maxrss``). The target is under 10 s and 500 MB.
+prompts in 512-token blocks), then, each in a fresh process so that its peak resident memory
+(``ru_maxrss``) is its own, and prints wall time and peak memory per format of three stages:
+
+* ``read``: the file into NumPy columns (``read_table``); the target is under 10 s and 500 MB;
+* ``info``: reading, the replay options and the summary (what ``kinsim info TRACE`` does);
+* ``requests``: reading, the options and one ``Request`` object per row (what ``kinsim run`` hands the
+  engine, which then holds a million requests' state anyway).
 
     python benchmarks/bench_trace_read.py [--rows N]
 """
@@ -77,42 +80,65 @@ def write_files(folder: Path, rows: int) -> dict[str, Path]:
     return files
 
 
-def measure(path: str) -> dict[str, float]:
-    """Read ``path`` (in this process): wall times and peak memory."""
+STAGES = ("read", "info", "requests")
+
+
+def measure(path: str, stage: str) -> dict[str, float]:
+    """Run ``stage`` on ``path`` in this process: wall time and peak memory."""
     from kinsim.workload.formats import read_table
-    from kinsim.workload.replay import replay_trace
+    from kinsim.workload.replay import replay_trace, select
     from kinsim.workload.spec import TraceRequests
+    from kinsim.workload.trace_summary import summarize_trace
 
     t0 = time.perf_counter()
-    table = read_table(path)
-    read_s = time.perf_counter() - t0
-    del table
-    t0 = time.perf_counter()
-    replay = replay_trace(TraceRequests(path=path))
-    replay_s = time.perf_counter() - t0
-    return {"rows": replay.report.rows, "requests": len(replay.requests), "read_s": read_s, "replay_s": replay_s,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if stage == "read":
+        rows = len(read_table(path))
+    elif stage == "info":
+        source = TraceRequests(path=path)
+        rows = summarize_trace(select(read_table(path), source))["requests"]
+    else:
+        rows = len(replay_trace(TraceRequests(path=path)).requests)
+    return {"rows": rows, "s": time.perf_counter() - t0, "peak_mb": peak_mb()}
+
+
+def peak_mb() -> float:
+    """Peak resident memory of this process, MB: VmHWM where Linux gives it (ru_maxrss there keeps the
+    peak of the process that forked this one), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # measure one file in this process
+    parser.add_argument("--write", default=None, help=argparse.SUPPRESS)  # write the files into this folder
+    parser.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)  # PATH STAGE, in this process
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one)))
+        print(json.dumps(measure(*args.one)))
+        return
+    if args.write:
+        write_files(Path(args.write), args.rows)
         return
     with tempfile.TemporaryDirectory() as folder:
-        t0 = time.perf_counter()
-        files = write_files(Path(folder), args.rows)
+        t0 = time.perf_counter()  # written by a child, so that this process stays small for the ones it starts
+        subprocess.run([sys.executable, __file__, "--write", folder, "--rows", str(args.rows)], check=True)
+        files = {p.stem if p.name != "kinsim.jsonl" else "kinsim_jsonl": p for p in sorted(Path(folder).iterdir())}
         print(f"wrote {len(files)} files of {args.rows:,} rows in {time.perf_counter() - t0:.1f} s")
-        print(f"{'format':<14} {'file MB':>8} {'read s':>7} {'replay s':>9} {'peak MB':>8}  requests")
+        print(f"{'format':<14} {'file MB':>8}" + "".join(f" {stage + ' s':>11} {'MB':>5}" for stage in STAGES))
         for name, path in files.items():
-            out = subprocess.run([sys.executable, __file__, "--one", str(path)], check=True, capture_output=True,
-                                 text=True).stdout
-            f = json.loads(out)
-            print(f"{name:<14} {path.stat().st_size / 1e6:>8.0f} {f['read_s']:>7.2f} {f['replay_s']:>9.2f} "
-                  f"{f['peak_mb']:>8.0f}  {f['requests']:,} of {f['rows']:,}")
+            cells = []
+            for stage in STAGES:
+                out = subprocess.run([sys.executable, __file__, "--one", str(path), stage], check=True,
+                                     capture_output=True, text=True).stdout
+                f = json.loads(out)
+                cells.append(f" {f['s']:>11.2f} {f['peak_mb']:>5.0f}")
+            print(f"{name:<14} {path.stat().st_size / 1e6:>8.0f}" + "".join(cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -174,6 +174,7 @@ CASES = [
     case("jsonl-negative-arrival", text("t.jsonl", row(arrival_s=-1)), "line 1.arrival_s",
          "must not be negative, got -1"),
     # ---- public traces in their native formats
+    case("jsonl-invalid-first-line", text("t.jsonl", '{"request_id": "r1",\n'), "line 1", "is not valid JSON"),
     case("trace-unknown-format", text("t.csv", "time,in,out\n1,2,3\n"), "line 1",
          "cannot tell the trace's format from its first line, got 'time,in,out' (hint: expected one of: kinsim"),
     case("azure-bad-timestamp", text("t.csv", AZURE + "2023-11-16 18:15:46.6805900,10,2\n16/11/2023 18:15,10,2\n"),

@@ -20,7 +20,7 @@ from kinsim.workload import BlockHashes, read_trace
 from kinsim.workload.formats import azure, burstgpt, detect_format, kinsim_format, mooncake, read_table
 from kinsim.workload.formats import fast as fast_readers
 from kinsim.workload.formats.columns import read_columns
-from kinsim.workload.replay import replay_trace, select
+from kinsim.workload.replay import _block_hashes, replay_trace, select
 from kinsim.workload.spec import TraceRequests
 from kinsim.workload.trace_summary import summarize_trace
 
@@ -236,6 +236,20 @@ def test_summary_of_a_mooncake_trace(traces):
     assert f["output_tokens"]["total"] == 52 + 5 + 7
     # blocks 0 1 | 0 1 2 | 4: six blocks, four distinct, so two seen before
     assert f["shared_prefix_share"] == pytest.approx(2 / 6)
+
+
+def test_shared_prefix_share_of_a_window(traces):
+    source = TraceRequests(path=str(traces["mooncake"]), start=1.0)
+    # from 1 s: lines 2 and 5 (line 4 failed): blocks 0 1 2 | 4, all distinct
+    assert summarize_trace(select(read_table(source.path), source))["shared_prefix_share"] == 0.0
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 1 << 16])
+def test_block_hashes_are_cut_per_row_whatever_the_chunk(chunk):
+    values = np.array([5, 6, 7, 8, 9, 10], dtype=np.int32)
+    starts, ends = np.array([3, 0, 5, 5]), np.array([5, 3, 6, 5])
+    packed = _block_hashes(values, starts, ends, chunk=chunk)
+    assert [h.ids() for h in packed] == [(8, 9), (5, 6, 7), (10,), ()]
 
 
 def test_info_prints_a_trace_summary_and_plots_it(traces, tmp_path, capsys):

@@ -26,9 +26,10 @@ def detect_format(path: str | Path) -> str:
         raise SpecError("is empty, expected a trace", file=file)
     if first.startswith("{"):
         try:
-            keys = set(json.loads(first))
-        except (json.JSONDecodeError, TypeError):
-            keys = set()
+            row = json.loads(first)
+        except json.JSONDecodeError as error:
+            raise SpecError(f"is not valid JSON ({error.msg})", path="line 1", file=file) from None
+        keys = set(row) if isinstance(row, dict) else set()
         if "request_id" in keys or "arrival_s" in keys:
             return kinsim_format.NAME
         if set(mooncake.KEYS) <= keys:
