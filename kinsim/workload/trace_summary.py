@@ -48,8 +48,10 @@ def shared_prefix_share(selection: Selection) -> float | None:
     if len(ids) == 0:
         return 0.0
     low, high = int(ids.min()), int(ids.max())
-    if low >= 0 and high < 8 * len(ids):  # dense ids (as published): count them, no sort
-        distinct = int(np.count_nonzero(np.bincount(ids)))
+    if low >= 0 and high < 8 * len(ids):  # dense ids (as published): mark them, no sort
+        seen = np.zeros(high + 1, dtype=bool)
+        seen[ids] = True
+        distinct = int(np.count_nonzero(seen))
     else:
         distinct = len(np.unique(ids))
     return 1.0 - distinct / len(ids)
