@@ -199,6 +199,16 @@ def _requests_lines(f: dict[str, Any]) -> list[str]:
     ])
 
 
+def _duration(seconds: float) -> str:
+    """A trace's span in the unit that reads best (traces run from seconds to weeks)."""
+    if seconds == 0:
+        return "0 s (all at once)"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:,.2f} {unit} ({seconds:,.0f} s)"
+    return fq("time", seconds)
+
+
 def trace_lines(f: dict[str, Any]) -> list[str]:
     """The text of ``kinsim info TRACE``."""
     def rate(per_s: float | None) -> str:
@@ -219,7 +229,7 @@ def trace_lines(f: dict[str, Any]) -> list[str]:
     if f["models"]:
         rows.append(("models", ", ".join(f"{name} {count:,} rows" for name, count in f["models"].items())))
     rows += [
-        ("duration", fq("time", f["duration_s"]) if f["duration_s"] else "0 s (all at once)"),
+        ("duration", _duration(f["duration_s"])),
         ("arrival rate", f"mean {rate(f['rate_mean_per_s'])}/s ({rate(f['rate_mean_per_min'])}/min), "
                          f"peak {f['rate_peak_per_s']:,}/s, {f['rate_peak_per_min']:,}/min"),
         ("prompt tokens", dist(f["prompt_tokens"])),
