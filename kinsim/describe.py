@@ -99,7 +99,3 @@ def describe_workload(workload: WorkloadSpec, requests: list[Request]) -> dict[s
         "spec": to_raw(workload),
     }
 
-
-def describe_trace(requests: list[Request]) -> dict[str, Any]:
-    """Figures of a request trace."""
-    return {"kind": "trace", **describe_requests(requests)}

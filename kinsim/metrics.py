@@ -88,6 +88,7 @@ METRIC_DOCS = (
     ("series.latency_quantiles.{q,ttft,tpot,e2e,task_e2e}", "fraction, s", "the 0th to 100th percentiles of "
      "each latency (for CDFs)"),
     ("inputs.{workload,hardware}", "", "the resolved input files, every key written out"),
+    ("inputs.trace", "", "what a replayed trace kept, skipped and capped (rows by reason); null without a trace"),
     ("mode", "", "fast_forward or exact_steps"),
     ("wall_time_s", "s", "wall-clock time of the simulation, loading included"),
 )

@@ -14,7 +14,8 @@ from kinsim.metrics import summarize
 from kinsim.result import Result
 from kinsim.schema import with_overrides
 from kinsim.workload.load import load_workload
-from kinsim.workload.spec import WorkloadSpec
+from kinsim.workload.replay import replay_trace
+from kinsim.workload.spec import TraceRequests, WorkloadSpec
 
 #: Prefix of an override key that addresses the hardware rather than the workload.
 HARDWARE_PREFIXES = ("hw.", "hardware.")
@@ -60,10 +61,16 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
         hardware = load_hardware(hardware, hardware_overrides)
     elif hardware_overrides:
         hardware = with_overrides(hardware, hardware_overrides)
-    sim = Simulation(workload, hardware, exact_steps=exact_steps, cost_model=cost_model, op_window=op_window)
+    requests, trace_report = None, None
+    if isinstance(workload.requests, TraceRequests):
+        replay = replay_trace(workload.requests, workload.seed)
+        requests, trace_report = replay.requests, replay.report.as_dict()
+    sim = Simulation(workload, hardware, exact_steps=exact_steps, cost_model=cost_model, op_window=op_window,
+                     requests=requests)
     sim.progress = progress
     records = sim.run()
     summary = summarize(records, workload, hardware, sim.layout)
+    summary["inputs"]["trace"] = trace_report
     summary["mode"] = "exact_steps" if exact_steps else "fast_forward"
     summary["wall_time_s"] = time.perf_counter() - started
     return Result(summary, records, workload, hardware)

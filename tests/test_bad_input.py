@@ -22,6 +22,9 @@ BON32 = WORKLOADS / "aime_bon32.yaml"
 GOOD = {"hw.yaml": yaml.safe_load(H100.read_text(encoding="utf-8")),
         "wl.yaml": yaml.safe_load(BON32.read_text(encoding="utf-8"))}
 HEADER = "request_id,arrival_s,prompt_tokens,output_tokens\n"
+AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+BURST = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+MOON = '{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [1]}\n'
 DELETE = object()
 
 # A builder writes its files into a folder and returns the validate arguments and the file the message
@@ -68,6 +71,18 @@ def hw(dotted: str, value: object = DELETE) -> Builder:
 def wl(dotted: str, value: object = DELETE) -> Builder:
     """The shipped aime_bon32.yaml with one key changed or deleted."""
     return text("wl.yaml", dump(edited(GOOD["wl.yaml"], dotted, value)))
+
+
+def trace_workload(options: dict, name: str, content: str) -> Builder:
+    """The shipped aime_bon32.yaml replaying trace ``name`` with ``options``; the message names the trace."""
+    inner = text("wl.yaml", dump(edited(GOOD["wl.yaml"], "requests", {"kind": "trace", "path": name, **options})),
+                 others={name: content})
+
+    def build(folder: Path) -> tuple[list[str], Path]:
+        args, _ = inner(folder)
+        return args, folder / name
+
+    return build
 
 
 def with_set(override: str, name_file: bool = True) -> Builder:
@@ -158,6 +173,25 @@ CASES = [
          "is not valid JSON"),
     case("jsonl-negative-arrival", text("t.jsonl", row(arrival_s=-1)), "line 1.arrival_s",
          "must not be negative, got -1"),
+    # ---- public traces in their native formats
+    case("jsonl-invalid-first-line", text("t.jsonl", '{"request_id": "r1",\n'), "line 1", "is not valid JSON"),
+    case("trace-unknown-format", text("t.csv", "time,in,out\n1,2,3\n"), "line 1",
+         "cannot tell the trace's format from its first line, got 'time,in,out' (hint: expected one of: kinsim"),
+    case("azure-bad-timestamp", text("t.csv", AZURE + "2023-11-16 18:15:46.6805900,10,2\n16/11/2023 18:15,10,2\n"),
+         "line 3.TIMESTAMP", "expected a date and time like 2023-11-16 18:15:46.6805900, got '16/11/2023 18:15'"),
+    case("azure-negative-tokens", text("t.csv", AZURE + "2023-11-16 18:15:46.6805900,-10,2\n"),
+         "line 2.ContextTokens", "expected a whole number of tokens, got '-10'"),
+    case("burstgpt-text-tokens", text("t.csv", BURST + "5,ChatGPT,many,18,490,Conversation log\n"),
+         "line 2.Request tokens", "expected a whole number of tokens, got 'many'"),
+    case("burstgpt-short-row", text("t.csv", BURST + "5,ChatGPT,4,18,490,API log\n6,GPT-4,4,18\n"), "line 3",
+         "has 4 cells, the header has 6"),
+    case("mooncake-missing-key", text("t.jsonl", MOON + '{"timestamp": 1, "output_length": 3}\n'),
+         "line 2.input_length", "missing required column"),
+    case("mooncake-bad-hash-ids", text("t.jsonl", '{"timestamp": 1, "input_length": 3, "output_length": 3, '
+                                                  '"hash_ids": ["a"]}\n'),
+         "line 1.hash_ids", "expected a list of whole numbers (hash ids), got ['a']"),
+    case("workload-trace-wrong-format", trace_workload({"format": "azure"}, "t.jsonl", MOON), "line 1",
+         "missing required column 'TIMESTAMP'"),
     # ---- command-line overrides (--set applies to every file, so naming "--set" is right here)
     case("set-without-equals", with_set("gpu.memory.bandwidth", name_file=False), "--set",
          "expected an override like"),

@@ -1,15 +1,27 @@
-"""``kinsim info FILE [--json]``: derived figures of a hardware, workload, model or trace file."""
+"""``kinsim info FILE [--json]``: derived figures of a hardware, workload, model or trace file.
+
+For a request trace (kinsim's own, Azure, BurstGPT or Mooncake) it prints what a workload would replay:
+requests, duration, mean and peak arrival rate, length percentiles, shared-prefix share, and what was
+skipped; the trace options of a workload (``--format``, ``--model``, ``--start``...) apply, and
+``--plot OUT`` draws the arrival rate and the length distributions."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from kinsim.cli.options import add_set_option, overrides_of
-from kinsim.describe import describe_hardware, describe_model, describe_trace, describe_workload
-from kinsim.inputs import load_input
+from kinsim.cli.options import add_set_option, output_path, overrides_of
+from kinsim.describe import describe_hardware, describe_model, describe_workload
+from kinsim.errors import SpecError
+from kinsim.inputs import input_kind, load_input
+from kinsim.schema import build
 from kinsim.units import format_quantity as fq
+from kinsim.workload.formats import FORMATS, read_table
+from kinsim.workload.replay import CHANGES, SKIP_REASONS, select
+from kinsim.workload.spec import TraceRequests
+from kinsim.workload.trace_summary import summarize_trace
 
 
 def add_parser(subparsers) -> None:
@@ -17,28 +29,112 @@ def add_parser(subparsers) -> None:
         "info", help="derived figures of a hardware, workload, model or trace file",
         description="Print derived figures: ridge points and bandwidths for hardware; parameter counts "
                     "and KV bytes per token for a model (a preset name such as Qwen3-8B, or a "
-                    "config.json); request and token counts for a workload or trace.")
+                    "config.json); request and token counts for a workload; for a request trace (kinsim's own, "
+                    "Azure, BurstGPT or Mooncake, told by its first line) the requests a workload would replay "
+                    "with the trace options below: duration, mean and peak arrival rate, prompt and output "
+                    "length percentiles, shared-prefix share, and the rows skipped and why.")
     parser.add_argument("file", metavar="FILE", help="hardware/workload YAML, model preset or config.json, "
                         "or trace")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     add_set_option(parser)
+    trace = parser.add_argument_group(
+        "trace options", "for a trace file: the keys of a workload's requests: {kind: trace} (docs/file-formats.md)")
+    trace.add_argument("--format", default=None, choices=FORMATS, help="trace format (default: auto, told by "
+                       "the first line)")
+    trace.add_argument("--model", default=None, help="only the rows of this model (BurstGPT)")
+    trace.add_argument("--keep-failed", action="store_true",
+                       help="replay rows with no output tokens with one output token instead of skipping them")
+    trace.add_argument("--start", default=None, metavar="TIME",
+                       help="from this long after the trace's first request (\"2 h\", or seconds)")
+    trace.add_argument("--duration", default=None, metavar="TIME", help="only this long after --start")
+    trace.add_argument("--rate-scale", type=float, default=None, metavar="K", help="replay at K times the rate")
+    trace.add_argument("--sample", type=float, default=None, metavar="P",
+                       help="keep each row with probability P (drawn from --seed)")
+    trace.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    trace.add_argument("--max-prompt-tokens", type=int, default=None, metavar="N", help="cap prompt lengths")
+    trace.add_argument("--max-output-tokens", type=int, default=None, metavar="N", help="cap output lengths")
+    trace.add_argument("--hash-block-tokens", type=int, default=None, metavar="N",
+                       help="tokens per hash id (default 512, as in the Mooncake traces)")
+    trace.add_argument("--plot", default=None, metavar="OUT",
+                       help="draw the arrival rate over time and the length distributions into OUT (.png, .svg "
+                            "or .pdf)")
     parser.set_defaults(run=run)
 
 
+#: The trace options of ``kinsim info``, by the TraceRequests key they set.
+TRACE_OPTIONS = ("format", "model", "start", "duration", "rate_scale", "sample", "max_prompt_tokens",
+                 "max_output_tokens", "hash_block_tokens")
+
+
+def trace_source(args: argparse.Namespace) -> TraceRequests:
+    """The trace options of the command line as a validated ``requests: {kind: trace}``; errors name the
+    option (``--rate-scale: must be positive, got -1.0``)."""
+    raw: dict[str, Any] = {"path": args.file}
+    for key in TRACE_OPTIONS:
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if key in ("start", "duration"):
+            value = _seconds(value)
+        raw[key] = value
+    if args.keep_failed:
+        raw["skip_failed"] = False
+    try:
+        return build(TraceRequests, raw)
+    except SpecError as error:
+        option = "--" + error.path.split(".")[0].replace("_", "-")
+        raise SpecError(error.rule, path=option, value=error.value, hint=error.hint) from None
+
+
+def _seconds(text: str) -> str:
+    """A time option: a quantity (``"2 h"``) or a plain number of seconds."""
+    try:
+        return f"{float(text)!r} s"
+    except ValueError:
+        return text
+
+
+def _trace_options_given(args: argparse.Namespace) -> list[str]:
+    given = [key for key in TRACE_OPTIONS if getattr(args, key) is not None]
+    return given + (["keep_failed"] if args.keep_failed else []) + (["plot"] if args.plot else [])
+
+
 def run(args: argparse.Namespace) -> int:
+    if input_kind(args.file) == "trace":
+        return _run_trace(args)
+    given = _trace_options_given(args)
+    if given:
+        raise SpecError("applies to a trace file only", path="--" + given[0].replace("_", "-"), value=args.file)
     loaded = load_input(args.file, overrides_of(args))
     if loaded.kind == "hardware":
         figures, lines = describe_hardware(loaded.spec), _hardware_lines
     elif loaded.kind == "model":
         figures, lines = describe_model(loaded.spec), _model_lines
-    elif loaded.kind == "workload":
-        figures, lines = describe_workload(loaded.spec, loaded.requests), _workload_lines
     else:
-        figures, lines = describe_trace(loaded.requests), _requests_lines
+        figures, lines = describe_workload(loaded.spec, loaded.requests), _workload_lines
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
         print("\n".join(lines(figures)))
+    return 0
+
+
+def _run_trace(args: argparse.Namespace) -> int:
+    if overrides_of(args):
+        raise SpecError("--set does not apply to a trace file", file=args.file)
+    plot = output_path(args.plot, "--plot", figure=True)
+    source = trace_source(args)
+    selection = select(read_table(source.path, source.format), source, args.seed)
+    figures = summarize_trace(selection)
+    if plot is not None:
+        from kinsim.report.trace_plots import write_trace_plot
+
+        write_trace_plot(selection, plot, f"{Path(args.file).name} ({figures['format']}): "
+                                          f"{figures['requests']:,} requests")
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print("\n".join(trace_lines(figures)))
     return 0
 
 
@@ -101,6 +197,48 @@ def _requests_lines(f: dict[str, Any]) -> list[str]:
                           f"max {f['output_tokens_max']:,}"),
         ("last arrival", fq("time", f["last_arrival_s"]) if f["last_arrival_s"] else "0 s"),
     ])
+
+
+def _duration(seconds: float) -> str:
+    """A trace's span in the unit that reads best (traces run from seconds to weeks)."""
+    if seconds == 0:
+        return "0 s (all at once)"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:,.2f} {unit} ({seconds:,.0f} s)"
+    return fq("time", seconds)
+
+
+def trace_lines(f: dict[str, Any]) -> list[str]:
+    """The text of ``kinsim info TRACE``."""
+    def rate(per_s: float | None) -> str:
+        return "-" if per_s is None else f"{per_s:,.3g}"
+
+    def dist(d: dict[str, Any]) -> str:
+        return (f"total {d['total']:,}: mean {d['mean']:,.0f}, p50 {d['p50']:,.0f}, p90 {d['p90']:,.0f}, "
+                f"p99 {d['p99']:,.0f}, max {d['max']:,}")
+
+    skipped = [f"{n:,} {SKIP_REASONS[k]}" for k, n in f["skipped"].items() if n]
+    rows = [
+        ("trace", f"{f['format']}: {f['requests']:,} requests replayed of {f['rows']:,} rows"),
+        ("skipped", ", ".join(skipped) if skipped else "none"),
+    ]
+    changed = [f"{f[key]:,} {text}" for key, text in CHANGES if f[key]]
+    if changed:
+        rows.append(("changed", ", ".join(changed)))
+    if f["models"]:
+        rows.append(("models", ", ".join(f"{name} {count:,} rows" for name, count in f["models"].items())))
+    rows += [
+        ("duration", _duration(f["duration_s"])),
+        ("arrival rate", f"mean {rate(f['rate_mean_per_s'])}/s ({rate(f['rate_mean_per_min'])}/min), "
+                         f"peak {f['rate_peak_per_s']:,}/s, {f['rate_peak_per_min']:,}/min"),
+        ("prompt tokens", dist(f["prompt_tokens"])),
+        ("output tokens", dist(f["output_tokens"])),
+    ]
+    if f["shared_prefix_share"] is not None:
+        rows.append(("shared prefix", f"{f['shared_prefix_share']:.1%} of prompt blocks ({f['hash_block_tokens']} "
+                                      "tokens each) seen in an earlier request"))
+    return _table(rows)
 
 
 def _workload_lines(f: dict[str, Any]) -> list[str]:

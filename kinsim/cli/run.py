@@ -13,6 +13,7 @@ from kinsim.cost.registry import COST_MODELS
 from kinsim.errors import SpecError
 from kinsim.files import write_atomically, write_text_atomically
 from kinsim.report.summary import summary_lines
+from kinsim.workload.replay import trace_notice
 
 
 def add_parser(subparsers) -> None:
@@ -81,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
                       op_window=window if args.trace_ops else None)
     bar.close()
     summary = result.to_dict()
+    notice = trace_notice(summary["inputs"]["trace"]) if summary["inputs"].get("trace") else None
+    if notice and not args.quiet:
+        print(f"kinsim: note: {notice}", file=sys.stderr)
     if json_path is not None:
         write_text_atomically(json_path, json.dumps(summary, indent=2) + "\n")
     if requests_csv is not None:

@@ -60,7 +60,7 @@ def render_report(summary: dict[str, Any]) -> str:
         f"src='data:image/png;base64,{_png(PLOTTERS[name](summary))}'>" for name, title in PLOTS.items())
     inputs = summary.get("inputs", {})
     used = "".join(f"<h2>{esc(kind.capitalize())} used</h2><pre>{esc(yaml.safe_dump(spec, sort_keys=False))}</pre>"
-                   for kind, spec in inputs.items())
+                   for kind, spec in inputs.items() if spec is not None)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>kinsim: {esc(summary['workload'])} on {esc(summary['hardware'])}</title>

@@ -2,7 +2,8 @@
 
 from kinsim.workload.generate import generate_requests, workload_requests
 from kinsim.workload.load import load_workload
-from kinsim.workload.request import Request
+from kinsim.workload.replay import TraceReplay, TraceReport, replay_trace
+from kinsim.workload.request import BlockHashes, Request
 from kinsim.workload.spec import (
     AllAtOnce,
     BestOfNRequests,
@@ -20,8 +21,8 @@ from kinsim.workload.spec import (
 from kinsim.workload.trace import read_trace
 
 __all__ = [
-    "AllAtOnce", "BestOfNRequests", "BlockTopKAttention", "ClosedLoopArrivals", "DenseAttention",
+    "AllAtOnce", "BestOfNRequests", "BlockHashes", "BlockTopKAttention", "ClosedLoopArrivals", "DenseAttention",
     "DeploymentSpec", "LongCoTRequests", "PoissonArrivals", "Request", "SlidingWindowAttention",
-    "TopKAttention", "TraceRequests", "WorkloadSpec", "generate_requests", "load_workload", "read_trace",
-    "workload_requests",
+    "TopKAttention", "TraceReplay", "TraceReport", "TraceRequests", "WorkloadSpec", "generate_requests",
+    "load_workload", "read_trace", "replay_trace", "workload_requests",
 ]

@@ -2,13 +2,15 @@
 
 Random draws use one ``numpy.random.Generator`` seeded with the workload's seed, in a fixed order:
 prompt lengths (one per problem), then output lengths (problem-major, one per sample), then arrival
-gaps. The same workload and seed therefore always give the same requests.
+gaps. The same workload and seed therefore always give the same requests. A trace's ``sample`` draws
+from a generator seeded the same way (see :mod:`kinsim.workload.replay`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from kinsim.workload.replay import replay_trace
 from kinsim.workload.request import Request
 from kinsim.workload.spec import (
     BestOfNRequests,
@@ -17,14 +19,13 @@ from kinsim.workload.spec import (
     TraceRequests,
     WorkloadSpec,
 )
-from kinsim.workload.trace import read_trace
 
 
 def workload_requests(workload: WorkloadSpec) -> list[Request]:
     """The requests of ``workload``, sorted by arrival time (ties in generation order)."""
     source = workload.requests
     if isinstance(source, TraceRequests):
-        return read_trace(source.path, source.time_scale)
+        return replay_trace(source, workload.seed).requests
     return generate_requests(source, seed=workload.seed)
 
 

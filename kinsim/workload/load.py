@@ -16,13 +16,19 @@ from kinsim.yamlio import read_with_extends
 
 def load_workload(path: str | Path, overrides: Mapping[str, Any] | None = None) -> WorkloadSpec:
     """Read a workload file, apply ``overrides`` (dotted keys, e.g. ``{"model.kv_dtype": "fp8",
-    "deployment.tensor_parallel": 2}``) and validate. Raises :class:`~kinsim.errors.SpecError`."""
+    "deployment.tensor_parallel": 2}``) and validate. Raises :class:`~kinsim.errors.SpecError`.
+
+    A trace path in the file is relative to the file; one given as the override ``requests.path`` (typed on
+    the command line) is relative to the current directory."""
     path = Path(path)
     file = str(path)
     raw = read_with_extends(path)
     if isinstance(raw.get("model"), str):
         raw["model"] = {"preset": raw["model"]}
     if overrides:
+        overrides = dict(overrides)
+        if isinstance(overrides.get("requests.path"), str):  # a path typed on the command line: from the cwd
+            overrides["requests.path"] = str(Path(overrides["requests.path"]).resolve())
         raw = apply_overrides(raw, overrides, file=file)
     return workload_from_raw(raw, base_dir=path.parent, file=file)
 

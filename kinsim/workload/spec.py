@@ -11,6 +11,9 @@ from kinsim.model.spec import ModelSpec
 from kinsim.schema import at_least, check_fields, fraction, non_empty, non_negative, one_of, positive, spec_field
 from kinsim.workload.distributions import LengthDistribution, length_field
 
+#: Values of a trace's ``format`` (kept in step with :data:`kinsim.workload.formats.FORMATS`).
+TRACE_FORMATS = ("auto", "kinsim", "azure", "burstgpt", "mooncake")
+
 #: Request placement policies of ``deployment.router`` (see :mod:`kinsim.engine.router`).
 ROUTERS = ("group_affinity", "least_loaded", "round_robin")
 
@@ -219,13 +222,37 @@ class LongCoTRequests(_GeneratedRequests):
 
 @dataclass(frozen=True, kw_only=True)
 class TraceRequests:
-    """Requests replayed from a JSONL or CSV file (columns in :mod:`kinsim.workload.trace`)."""
+    """Requests replayed from a trace file: kinsim's own JSONL or CSV, or a public production trace as
+    published (Azure, BurstGPT, Mooncake); see docs/file-formats.md. Skipped and capped rows are counted
+    and reported."""
 
     TAG_KEY: ClassVar[str] = "kind"
     KIND: ClassVar[str] = "trace"
     path: str = spec_field("Trace file, relative to the workload file.", check=non_empty)
-    time_scale: float = spec_field("Multiplies every arrival time (0.5 replays twice as fast).",
-                                   default=1.0, check=positive)
+    format: str = spec_field("auto (told by the file's first line), kinsim, azure, burstgpt or mooncake.",
+                             default="auto", check=one_of(*TRACE_FORMATS))
+    model: str | None = spec_field("Replay only the rows of this model (BurstGPT's Model column, e.g. GPT-4); "
+                                   "none: every row.", default=None, check=non_empty)
+    skip_failed: bool = spec_field("Skip rows that generated no tokens (failed requests); false replays them "
+                                   "with one output token.", default=True)
+    start: float = spec_field("Replay from this long after the trace's origin (its first request; 0 s in "
+                              "kinsim's own format), e.g. \"2 h\".", unit="time", default=0.0,
+                              check=non_negative)
+    duration: float | None = spec_field("Replay only requests arriving within this long after start; none: "
+                                        "to the end.", unit="time", default=None, check=positive)
+    rate_scale: float = spec_field("Replay at this many times the trace's request rate (arrival times are "
+                                   "divided by it).", default=1.0, check=positive)
+    time_scale: float = spec_field("Multiplies every arrival time (0.5 replays twice as fast); applies with "
+                                   "rate_scale.", default=1.0, check=positive)
+    sample: float = spec_field("Replay each row with this probability: one uniform draw per row, in file "
+                               "order, from a generator seeded with the workload's seed.", default=1.0,
+                               check=fraction)
+    max_prompt_tokens: int | None = spec_field("Longer prompts are cut to this many tokens (counted); none: "
+                                               "no cap.", default=None, check=at_least(1))
+    max_output_tokens: int | None = spec_field("Longer outputs are cut to this many tokens (counted); none: "
+                                               "no cap.", default=None, check=at_least(1))
+    hash_block_tokens: int = spec_field("Tokens per hash id of the trace's hash_ids (512 in the Mooncake "
+                                        "traces).", default=512, check=at_least(1))
 
     def __post_init__(self) -> None:
         check_fields(self)
