@@ -205,3 +205,33 @@ def test_every_step_pays_the_engines_host_overhead():
     assert with_vllm.time_s[0] - bare.time_s[0] == pytest.approx(vllm.step_s + 3 * vllm.per_sequence_s, rel=1e-9)
     assert with_vllm.class_s("other")[0] - bare.class_s("other")[0] == pytest.approx(
         vllm.step_s + 3 * vllm.per_sequence_s, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------------ transfer
+
+
+def test_the_other_gpus_take_the_h100_profile_transferred(tmp_path):
+    h200 = load_hardware(HARDWARE / "h200.yaml")
+    assert h200.calibration.transferred_from == "NVIDIA H100 80GB HBM3" and H100.calibration.transferred_from is None
+    assert h200.calibration.attention_decode == H100.calibration.attention_decode
+    assert A100.node.gpu_link.in_switch_reduction is False and h200.node.gpu_link.in_switch_reduction is True
+    broken = tmp_path / "hw.yaml"
+    broken.write_text(f"extends: {HARDWARE / 'h100.yaml'}\ncalibration: {{from: calibration/h100.yaml, scale: 2}}\n")
+    from kinsim.errors import SpecError
+
+    with pytest.raises(SpecError, match="unknown key 'scale'") as error:
+        load_hardware(broken)
+    assert error.value.path == "calibration.scale"
+
+
+def test_fixed_times_are_counted_in_cycles_of_the_fitted_gpu():
+    profile = H100.calibration
+    assert profile.clock == 1830e6  # written by the fit from hardware/h100.yaml
+    slow = profile.on_clock(915e6)  # a GPU at half the clock: every fixed time doubles, shares stay
+    assert slow.attention_decode.kernel_floor == pytest.approx(2 * profile.attention_decode.kernel_floor)
+    assert slow.attention_decode.item_cost == pytest.approx(2 * profile.attention_decode.item_cost)
+    assert slow.allreduce_custom.small_latency == pytest.approx(2 * profile.allreduce_custom.small_latency)
+    assert slow.attention_decode.memory_max == profile.attention_decode.memory_max
+    assert slow.attention_decode.item_bandwidth == profile.attention_decode.item_bandwidth
+    a100 = RooflineCost(A100)  # 1410 MHz: a kernel's floor is 1830 / 1410 times the H100's
+    assert a100.profile.gemm.kernel_floor == pytest.approx(profile.gemm.kernel_floor * 1830 / 1410)

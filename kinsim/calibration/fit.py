@@ -70,8 +70,9 @@ FREE_TERMS: dict[str, tuple[str, ...]] = {
     "elementwise": ("kernel_floor", "memory_max", "item_bandwidth"),
 }
 
-#: Traffic of the (small, large) protocols of each all-reduce implementation.
-ALLREDUCE_PROTOCOLS = {"nccl": ("ring", "nvls"), "custom": ("oneshot", "ring")}
+#: Traffic of the (small, large) protocols of each all-reduce implementation; NCCL's in-switch protocol
+#: (NVLS) is a third one, fitted where the fabric has it.
+ALLREDUCE_PROTOCOLS = {"nccl": ("ring", "ring"), "custom": ("oneshot", "ring")}
 
 
 @dataclass
@@ -163,7 +164,8 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec) -> KernelFit:
 
 
 def fit_allreduce(impl: str, rows, hw: HardwareSpec) -> KernelFit:
-    """Fit one all-reduce implementation's two protocols to its rows (columns ``gpus``, ``bytes``)."""
+    """Fit one all-reduce implementation's protocols to its rows (columns ``gpus``, ``bytes``): small and
+    large message protocols, and for NCCL on a fabric that reduces in the switch, the in-switch protocol."""
     from scipy.optimize import least_squares
 
     name = f"allreduce_{impl}"
@@ -171,24 +173,29 @@ def fit_allreduce(impl: str, rows, hw: HardwareSpec) -> KernelFit:
     if len(rows) < MIN_POINTS:
         return KernelFit(name, None, skipped=f"{name}: {len(rows)} measurements, at least {MIN_POINTS} needed")
     small, large = ALLREDUCE_PROTOCOLS.get(impl, ("ring", "ring"))
+    switch = impl == "nccl" and hw.node.gpu_link.in_switch_reduction and bool((rows["gpus"] > 2).any())
     time = rows["time_s"].to_numpy(dtype=float)
     held = held_out_mask(rows["gpus"].to_numpy(dtype=float) * 1e12 + rows["bytes"].to_numpy(dtype=float))
     train = ~held
 
     def curve_of(x) -> CollectiveCurveSpec:
         x = [float(v) for v in x]
+        extra = ({"switch_latency": x[6] * 1e-6, "switch_per_peer": x[7] * 1e-6,
+                  "switch_efficiency": min(x[8], 1.0)} if switch else {})
         return CollectiveCurveSpec(small_latency=x[0] * 1e-6, small_per_peer=x[1] * 1e-6,
                                    small_efficiency=min(x[2], 1.0), small_traffic=small,
                                    large_latency=x[3] * 1e-6, large_per_peer=x[4] * 1e-6,
-                                   large_efficiency=float(min(x[5], 1.0)), large_traffic=large)
+                                   large_efficiency=min(x[5], 1.0), large_traffic=large, **extra)
 
     train_rows = rows[train]
 
     def residuals(x):
         return np.log(predict_allreduce(train_rows, curve_of(x), hw) / time[train])
 
-    solution = least_squares(residuals, [5.0, 1.0, 0.3, 15.0, 1.0, 0.7],
-                             bounds=([0, 0, 0.01, 0, 0, 0.01], [200, 50, 1, 500, 50, 1]), max_nfev=2000)
+    start, low, high = [5.0, 1.0, 0.3, 15.0, 1.0, 0.7], [0, 0, 0.01, 0, 0, 0.01], [200, 50, 1, 500, 50, 1]
+    if switch:
+        start, low, high = start + [15.0, 1.0, 0.6], low + [0, 0, 0.01], high + [500, 50, 1]
+    solution = least_squares(residuals, start, bounds=(low, high), max_nfev=4000)
     fitted = curve_of(solution.x)
     predicted = predict_allreduce(rows[held], fitted, hw)
     mape = float(np.mean(np.abs(predicted - time[held]) / time[held]))
@@ -265,6 +272,6 @@ def fit_profile(frame, hw: HardwareSpec, source: str, device: str,
     if all(fit.curve is None for fit in fits):
         raise ValueError(f"no kernel kind has {MIN_POINTS} usable measurements: "
                          + "; ".join(fit.skipped for fit in fits))
-    profile = CalibrationSpec(source=source, device=device,
+    profile = CalibrationSpec(source=source, device=device, clock=hw.gpu.compute.clock,
                               **{fit.kernel: fit.curve for fit in fits if fit.curve is not None})
     return profile, fits

@@ -95,7 +95,7 @@ def predict(frame, hw: HardwareSpec, *, datasheet: bool = False) -> np.ndarray:
     """Predicted seconds of every row of ``frame`` on ``hw``: its calibration profile's terms where it has
     them, else the roofline with the hardware file's efficiencies (always so with ``datasheet``)."""
     out = np.empty(len(frame))
-    profile = None if datasheet else hw.calibration
+    profile = None if datasheet or hw.calibration is None else hw.calibration.on_clock(hw.gpu.compute.clock)
     fallback = DatasheetCost(hw) if datasheet else RooflineCost(hw)
     for kernel, rows in frame.groupby("kernel", sort=False):
         index = frame.index.get_indexer(rows.index)

@@ -25,10 +25,14 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def output_directory(value: str | Path, option: str) -> Path:
-    """Check an output directory option before any work: its parent exists and it is not a file."""
+    """Check an output directory option before any work: it is not a file, and the nearest folder above it
+    that exists is a directory (missing folders are made when the output is written)."""
     path = Path(value)
-    if not path.parent.is_dir():
-        raise SpecError("parent directory does not exist", path=option, value=str(value))
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SpecError("is under a file, not a directory", path=option, value=str(value))
     if path.exists() and not path.is_dir():
         raise SpecError("exists and is not a directory", path=option, value=str(value))
     return path

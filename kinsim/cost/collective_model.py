@@ -6,7 +6,10 @@ large-message protocol. For ``p`` GPUs and a buffer of ``B`` bytes per GPU, a pr
     latency + per_peer x (p - 1) + traffic(p) x B / (link bandwidth x efficiency)
 
 and the implementation runs the faster of the two (NCCL's tuner picks LL or Simple by size; vLLM's
-custom all-reduce picks one-shot or two-shot). Traffic, bytes each GPU sends per byte of buffer:
+custom all-reduce picks one-shot or two-shot). A curve may add a third protocol, in-switch reduction
+(NCCL's NVLS: traffic 1, its own latency and efficiency), which runs only where the fabric reduces in
+the switch and ``p > 2``, so a profile fitted on an NVSwitch-3 system keeps a ring protocol for a
+fabric without it (an A100 node). Traffic, bytes each GPU sends per byte of buffer:
 
 * ``ring``: ``2 (p - 1) / p`` (reduce-scatter then all-gather, also the custom two-shot);
 * ``oneshot``: ``p - 1`` (each GPU reads every peer's whole buffer and reduces locally);
@@ -57,8 +60,17 @@ def allreduce_time(curve: CollectiveCurveSpec, nbytes: Number, gpus: int, bandwi
     large_lat = curve.large_latency + curve.large_per_peer * peers
     small_faster = small_net + small_lat <= large_net + large_lat
     if np.ndim(small_faster) == 0:
-        return (small_net, small_lat) if small_faster else (large_net, large_lat)
-    return np.where(small_faster, small_net, large_net), np.where(small_faster, small_lat, large_lat)
+        net, lat = (small_net, small_lat) if small_faster else (large_net, large_lat)
+    else:
+        net, lat = np.where(small_faster, small_net, large_net), np.where(small_faster, small_lat, large_lat)
+    if curve.switch_efficiency is None or curve.switch_latency is None or not in_switch_reduction or gpus <= 2:
+        return net, lat
+    switch_net = nbytes / (bandwidth * curve.switch_efficiency)
+    switch_lat = curve.switch_latency + curve.switch_per_peer * peers
+    switch_faster = switch_net + switch_lat < net + lat
+    if np.ndim(switch_faster) == 0:
+        return (switch_net, switch_lat) if switch_faster else (net, lat)
+    return np.where(switch_faster, switch_net, net), np.where(switch_faster, switch_lat, lat)
 
 
 def choose_allreduce(choice: str, nbytes: Number, gpus: int, hw: HardwareSpec) -> str:

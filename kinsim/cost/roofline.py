@@ -35,7 +35,9 @@ class RooflineCost:
 
     def __init__(self, hw: HardwareSpec, efficiency: Efficiency | None = None):
         self.hw = hw
-        self.profile: CalibrationSpec | None = hw.calibration if efficiency is None else None
+        self.profile: CalibrationSpec | None = None
+        if efficiency is None and hw.calibration is not None:
+            self.profile = hw.calibration.on_clock(hw.gpu.compute.clock)  # fixed times in this GPU's cycles
         if efficiency is None:
             efficiency = (FittedEfficiency(hw.efficiency, hw.calibration) if hw.calibration is not None
                           else ConstantEfficiency(hw.efficiency))

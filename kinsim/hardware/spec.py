@@ -7,7 +7,7 @@ figures, if any, are estimates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kinsim.dtypes import DTYPES
 from kinsim.errors import SpecError
@@ -200,6 +200,10 @@ class EfficiencySpec:
         check_fields(self)
 
 
+#: Terms of a profile counted in GPU cycles (see ``CalibrationSpec.clock``).
+CYCLE_TERMS = ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "small_latency", "small_per_peer",
+               "large_latency", "large_per_peer", "switch_latency", "switch_per_peer")
+
 #: Kernel kinds a calibration profile may carry curves for (communication is not calibrated).
 CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_sparse", "attention_prefill", "selection",
                       "elementwise")
@@ -280,6 +284,14 @@ class CollectiveCurveSpec:
     large_traffic: str = spec_field("Traffic pattern of the large-message protocol (nvls: used where the "
                                     "fabric reduces in the switch and more than 2 GPUs take part, else "
                                     "ring).", default="ring", choices=ALLREDUCE_TRAFFIC)
+    switch_latency: float | None = spec_field(
+        "Fixed time of the in-switch reduction protocol (NCCL's NVLS), a third protocol used only where the "
+        "fabric reduces in the switch and more than 2 GPUs take part. Absent: no such protocol.", unit="time",
+        default=None, check=non_negative)
+    switch_per_peer: float = spec_field("Added time per peer GPU, in-switch protocol.", unit="time", default=0.0,
+                                        check=non_negative)
+    switch_efficiency: float | None = spec_field("Share of link bandwidth, in-switch protocol (each byte sent "
+                                                 "and received once).", default=None, check=fraction)
     points: int = spec_field("Measurements the fit used.", default=0, check=non_negative)
     held_out_mape: float | None = spec_field("Mean absolute percentage error on held-out measurements, as a "
                                              "fraction.", default=None, check=non_negative)
@@ -309,9 +321,29 @@ class CalibrationSpec:
     transferred_from: str | None = spec_field(
         "Set when this profile was fitted on another GPU and is applied to this one (calibration: {from: "
         "PATH}): the device it was measured on.", default=None)
+    clock: float | None = spec_field(
+        "Boost clock of the GPU the profile was fitted on. Its fixed times (kernel floors, per-sequence and "
+        "per-item costs, collective latencies) are counted in that GPU's cycles: on a GPU with another clock "
+        "they scale by the ratio. Absent: they stay as written.", unit="frequency", default=None, check=positive)
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+    def on_clock(self, clock: float) -> CalibrationSpec:
+        """This profile as it applies to a GPU whose boost clock is ``clock``: every term of
+        :data:`CYCLE_TERMS` multiplied by ``self.clock / clock``."""
+        if self.clock is None or clock == self.clock:
+            return self
+        ratio = self.clock / clock
+
+        def scaled(curve):
+            if curve is None:
+                return None
+            return replace(curve, **{name: getattr(curve, name) * ratio for name in CYCLE_TERMS
+                                     if getattr(curve, name, None) is not None})
+
+        return replace(self, **{name: scaled(getattr(self, name)) for name in (*CALIBRATED_KERNELS, "allreduce_nccl",
+                                                                               "allreduce_custom")})
 
     def curve(self, kernel: str) -> KernelCurveSpec | None:
         """The curves of ``kernel`` (a kernel kind), or ``None`` when the profile has none."""
