@@ -31,11 +31,11 @@ class EngineOverhead:
 
 
 ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
-    "vllm": EngineOverhead(1.354e-3, 41.83e-6, "fitted to 111 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
+    "vllm": EngineOverhead(1.362e-3, 41.29e-6, "fitted to 111 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
                            "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv"),
     "sglang": EngineOverhead(0.0, 0.0, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B): the kernels "
                              "alone already reach the measured TPOT, so no overhead is added"),
-    "trtllm": EngineOverhead(0.636e-3, 31.34e-6, "fitted to 285 H100 rows of TensorRT-LLM 1.0 deployments "
+    "trtllm": EngineOverhead(0.640e-3, 30.82e-6, "fitted to 285 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B) in aiconfigurator-core 0.12.0's silicon_sample.csv"),
     "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
 }
