@@ -121,8 +121,10 @@ def _need(frame, path: Path, columns: tuple[str, ...]) -> None:
                         hint="a table in aiconfigurator-core's layout")
 
 
-def _decode_rows(frame, path: Path) -> list[dict[str, Any]]:
-    _need(frame, path, ("batch_size", "num_heads", "num_key_value_heads", "head_dim", "step", "latency"))
+def _attention_rows(frame, path: Path, kernel: str, length: str, make_op) -> list[dict[str, Any]]:
+    """Rows of an attention table: dense (window 0) rows in a KV-cache type kinsim knows, each priced by
+    ``make_op(dims, batch, length) -> (op, shape columns)``."""
+    _need(frame, path, ("batch_size", length, "num_heads", "num_key_value_heads", "head_dim", "latency"))
     if "window_size" in frame.columns:
         frame = frame[frame["window_size"] == 0]
     rows = []
@@ -130,37 +132,28 @@ def _decode_rows(frame, path: Path) -> list[dict[str, Any]]:
         kv_dtype = _KV_DTYPES.get(str(getattr(r, "kv_cache_dtype", "bfloat16")))
         if kv_dtype is None:
             continue
-        batch, context = int(r.batch_size), int(r.step)
-        dims = AttentionDims(HeadShard(int(r.num_heads), int(r.num_key_value_heads), int(r.head_dim), 1),
-                             kv_dtype=kv_dtype)
-        op = decode_attention_ops(dims, DenseAttention(), np.full(batch, float(context)))[0]
-        rows.append({"kernel": "attention_decode", "impl": str(getattr(r, "kernel_source", "unknown")),
-                     "dtype": "bf16", "flops": float(op.flops), "bytes": float(op.bytes),
-                     "bytes_read": float(op.bytes_read), "time_s": float(r.latency) * 1e-3, "warm_l2": 1,
-                     "batch": batch, "context": context + 1, "q_heads": int(r.num_heads),
-                     "kv_heads": int(r.num_key_value_heads), "head_dim": int(r.head_dim), "kv_dtype": kv_dtype})
+        q_heads, kv_heads, head_dim = int(r.num_heads), int(r.num_key_value_heads), int(r.head_dim)
+        dims = AttentionDims(HeadShard(q_heads, kv_heads, head_dim, 1), kv_dtype=kv_dtype)
+        op, shape = make_op(dims, int(r.batch_size), int(getattr(r, length)))
+        rows.append({"kernel": kernel, "impl": str(getattr(r, "kernel_source", "unknown")), "dtype": "bf16",
+                     "flops": float(op.flops), "bytes": float(op.bytes), "bytes_read": float(op.bytes_read),
+                     "time_s": float(r.latency) * 1e-3, "warm_l2": 1, "batch": int(r.batch_size), **shape,
+                     "q_heads": q_heads, "kv_heads": kv_heads, "head_dim": head_dim, "kv_dtype": kv_dtype})
     return rows
+
+
+def _decode_rows(frame, path: Path) -> list[dict[str, Any]]:
+    def make_op(dims, batch, step):  # ``step`` tokens cached: the kernel attends over step + 1
+        return decode_attention_ops(dims, DenseAttention(), np.full(batch, float(step)))[0], {"context": step + 1}
+
+    return _attention_rows(frame, path, "attention_decode", "step", make_op)
 
 
 def _prefill_rows(frame, path: Path) -> list[dict[str, Any]]:
-    _need(frame, path, ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "latency"))
-    if "window_size" in frame.columns:
-        frame = frame[frame["window_size"] == 0]
-    rows = []
-    for r in frame.itertuples(index=False):
-        kv_dtype = _KV_DTYPES.get(str(getattr(r, "kv_cache_dtype", "bfloat16")))
-        if kv_dtype is None:
-            continue
-        batch, isl = int(r.batch_size), int(r.isl)
-        dims = AttentionDims(HeadShard(int(r.num_heads), int(r.num_key_value_heads), int(r.head_dim), 1),
-                             kv_dtype=kv_dtype)
-        op = prefill_attention_op(dims, DenseAttention(), [PrefillChunk(isl, 0)] * batch)
-        rows.append({"kernel": "attention_prefill", "impl": str(getattr(r, "kernel_source", "unknown")),
-                     "dtype": "bf16", "flops": float(op.flops), "bytes": float(op.bytes),
-                     "bytes_read": float(op.bytes_read), "time_s": float(r.latency) * 1e-3, "warm_l2": 1,
-                     "batch": batch, "tokens": isl, "q_heads": int(r.num_heads),
-                     "kv_heads": int(r.num_key_value_heads), "head_dim": int(r.head_dim), "kv_dtype": kv_dtype})
-    return rows
+    def make_op(dims, batch, isl):  # ``batch`` prompts of ``isl`` tokens, none cached
+        return prefill_attention_op(dims, DenseAttention(), [PrefillChunk(isl, 0)] * batch), {"tokens": isl}
+
+    return _attention_rows(frame, path, "attention_prefill", "isl", make_op)
 
 
 def _gemm_rows(frame, path: Path) -> list[dict[str, Any]]:
