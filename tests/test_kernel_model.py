@@ -160,10 +160,10 @@ def test_allreduce_takes_the_faster_protocol_worked_by_hand():
                                 large_latency=30e-6, large_per_peer=0.0, large_efficiency=0.6, large_traffic="nvls")
     bandwidth = 450e9
     small = 64 * 1024.0  # 64 KiB over 8 GPUs: LL 5 + 7 + 1.75 x 64 KiB / (0.3 x 450 GB/s) = 12.85 us
-    net, lat = allreduce_time(curve, small, 8, bandwidth, 0.0, True)
+    net, lat = allreduce_time(curve, small, 8, bandwidth, True)
     assert net + lat == pytest.approx(5e-6 + 7e-6 + 1.75 * small / (0.3 * bandwidth))
     large = 64 * 2.0 ** 20  # 64 MiB: NVLS 30 us + 1 x 64 MiB / (0.6 x 450 GB/s)
-    net, lat = allreduce_time(curve, large, 8, bandwidth, 0.0, True)
+    net, lat = allreduce_time(curve, large, 8, bandwidth, True)
     assert net + lat == pytest.approx(30e-6 + large / (0.6 * bandwidth))
 
 
@@ -235,3 +235,14 @@ def test_fixed_times_are_counted_in_cycles_of_the_fitted_gpu():
     assert slow.attention_decode.item_bandwidth == profile.attention_decode.item_bandwidth
     a100 = RooflineCost(A100)  # 1410 MHz: a kernel's floor is 1830 / 1410 times the H100's
     assert a100.profile.gemm.kernel_floor == pytest.approx(profile.gemm.kernel_floor * 1830 / 1410)
+
+
+def test_the_in_switch_protocol_runs_only_where_the_switch_reduces():
+    curve = CollectiveCurveSpec(small_latency=5e-6, small_efficiency=0.3, large_latency=20e-6, large_efficiency=0.65,
+                                switch_latency=10e-6, switch_efficiency=0.5)
+    b = 256 * 2.0 ** 20  # 256 MiB over 8 GPUs
+    ring = 20e-6 + 1.75 * b / (0.65 * 450e9)
+    switch = 10e-6 + 1.0 * b / (0.5 * 450e9)  # each byte sent and received once: faster despite 0.5
+    assert sum(allreduce_time(curve, b, 8, 450e9, True)) == pytest.approx(switch)
+    assert sum(allreduce_time(curve, b, 8, 450e9, False)) == pytest.approx(ring)  # an A100's switch: ring
+    assert sum(allreduce_time(curve, b, 2, 450e9, True)) == pytest.approx(20e-6 + 1.0 * b / (0.65 * 450e9))

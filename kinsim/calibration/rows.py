@@ -84,9 +84,8 @@ def predict_allreduce(rows, curve: CollectiveCurveSpec, hw: HardwareSpec) -> np.
         if p == 1:
             out[mask] = 0.0
             continue
-        bandwidth, hop = group_bandwidth(hw, int(p))
-        network, latency = allreduce_time(curve, nbytes[mask], int(p), bandwidth, hop,
-                                          hw.node.gpu_link.in_switch_reduction)
+        bandwidth, _ = group_bandwidth(hw, int(p))
+        network, latency = allreduce_time(curve, nbytes[mask], int(p), bandwidth, hw.node.gpu_link.in_switch_reduction)
         out[mask] = network + latency
     return out
 

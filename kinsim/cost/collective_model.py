@@ -44,12 +44,10 @@ def traffic_factor(traffic: str, gpus: int, in_switch_reduction: bool) -> float:
     return ring
 
 
-def allreduce_time(curve: CollectiveCurveSpec, nbytes: Number, gpus: int, bandwidth: float, latency_hop: float,
+def allreduce_time(curve: CollectiveCurveSpec, nbytes: Number, gpus: int, bandwidth: float,
                    in_switch_reduction: bool) -> tuple[Number, Number]:
-    """(bandwidth seconds, latency seconds) of the faster protocol (arrays allowed). ``latency_hop`` is
-    unused for calibrated curves (their latencies are measured) and kept for symmetry with the
-    alpha-beta model."""
-    del latency_hop
+    """(bandwidth seconds, latency seconds) of the fastest protocol (arrays allowed); ``bandwidth`` is a
+    GPU's link bandwidth each way, B/s. The latencies are measured, so no per-hop link latency is added."""
     nbytes = np.asarray(nbytes, dtype=float) if np.ndim(nbytes) else float(nbytes)
     peers = gpus - 1
     small_net = traffic_factor(curve.small_traffic, gpus, in_switch_reduction) * nbytes / (

@@ -76,8 +76,8 @@ class RooflineCost:
             curve = profile.allreduce(chosen) or profile.allreduce(other)
             if curve is None:
                 return None
-            bandwidth, hop = group_bandwidth(hw, collective.gpus)
-            network, latency = allreduce_time(curve, collective.bytes, collective.gpus, bandwidth, hop,
+            bandwidth, _ = group_bandwidth(hw, collective.gpus)
+            network, latency = allreduce_time(curve, collective.bytes, collective.gpus, bandwidth,
                                               hw.node.gpu_link.in_switch_reduction)
             return OpCost(time_s=network + latency, network_s=network, latency_s=latency)
         curve = profile.curve(op.kernel)
