@@ -1,7 +1,8 @@
 """Step times for the engine: what a step (or a segment of decode steps) costs on one GPU of a replica.
 
-Every step also pays the serving engine's host overhead (:mod:`kinsim.cost.engine_overhead`), priced with
-the token part. A step's operators depend on the batch only through its token count (most of them) or its logit rows
+Every step also pays the serving engine's host time (:mod:`kinsim.cost.engine_overhead`): its per-step
+part is added with the token part, its per-sequence part with the logit rows (one per sequence that gets a
+token). A step's operators depend on the batch only through its token count (most of them) or its logit rows
 (LM head and sampling), except attention (and block selection), which depend on each sequence's context.
 :class:`StepPricer` therefore prices the former once per token count and per row count, and the
 attention operators per step, for a whole segment of decode steps at once as arrays with one entry per
