@@ -308,9 +308,9 @@ def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks,
 #: prompts shared by a group's samples, block selection, several groups per replica. The full workloads'
 #: fast and exact runs are compared by benchmarks/bench_engine.py (minutes each in exact steps).
 SMALL_VARIANTS = {
-    "aime_longcot": {"requests.problems": 6, "requests.max_output_tokens": 6000},
-    "aime_bon32": {"requests.problems": 4, "requests.max_output_tokens": 3000},
-    "aime_bon32_blocktopk": {"requests.problems": 4, "requests.max_output_tokens": 3000},
+    "aime_longcot": {"requests.problems": 6, "requests.max_output_tokens": 4000},
+    "aime_bon32": {"requests.problems": 3, "requests.max_output_tokens": 2000},
+    "aime_bon32_blocktopk": {"requests.problems": 3, "requests.max_output_tokens": 2000},
 }
 
 
