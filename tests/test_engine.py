@@ -366,6 +366,18 @@ def test_a_closed_loop_releases_the_next_problem_when_one_completes():
     assert arrival == {"p0": 0.0, "p1": finish["p0"], "p2": finish["p1"]}
 
 
+def test_a_closed_loop_in_rounds_releases_the_next_round_when_the_whole_round_has_ended():
+    w = workload(**{"requests.problems": 5, "requests.samples": 1, "requests.output_tokens": {
+                        "dist": "list", "values": [30, 10, 20, 40, 5]},
+                    "requests.arrival": {"process": "closed_loop", "concurrency": 2, "rounds": True}})
+    seqs = simulate(w, H100).records.sequences
+    finish = {s.request.group_id: s.finish_s for s in seqs}
+    arrival = {s.request.group_id: s.arrival_s for s in seqs}
+    first_round = max(finish["p0"], finish["p1"])  # p1 (10 tokens) ends first; p2 waits for p0 (30)
+    second_round = max(finish["p2"], finish["p3"])
+    assert arrival == {"p0": 0.0, "p1": 0.0, "p2": first_round, "p3": first_round, "p4": second_round}
+
+
 def test_trace_requests_replay(tmp_path: Path):
     trace = tmp_path / "t.csv"
     trace.write_text("request_id,arrival_s,prompt_tokens,output_tokens\nr1,0.0,50,10\nr2,0.5,60,12\n")

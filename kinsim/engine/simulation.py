@@ -95,6 +95,7 @@ class Simulation:
         self._group_left = {g: len(members) for g, members in self._groups.items()}
         self._group_order = list(self._groups)
         self._released = 0
+        self._round_left = 0  # groups of the current round still running (closed loop in rounds)
         self._ended = 0
         self.progress: Callable[[Progress], None] | None = None
 
@@ -143,6 +144,7 @@ class Simulation:
         """Release the next ``problems`` groups of a closed loop now (at the arrival priority)."""
         groups = self._group_order[self._released:self._released + problems]
         self._released += len(groups)
+        self._round_left += len(groups)
         if not groups:
             return
         event = _Scheduled(self.env, ARRIVAL)
@@ -163,9 +165,13 @@ class Simulation:
         self._ended += 1
         group = seq.request.group_id
         self._group_left[group] -= 1
-        if self._group_left[group] == 0 and isinstance(getattr(self.workload.requests, "arrival", None),
-                                                       ClosedLoopArrivals):
-            self._release(1)
+        arrival = getattr(self.workload.requests, "arrival", None)
+        if self._group_left[group] == 0 and isinstance(arrival, ClosedLoopArrivals):
+            self._round_left -= 1
+            if not arrival.rounds:
+                self._release(1)
+            elif self._round_left == 0:  # the whole round has ended: the next one starts together
+                self._release(arrival.concurrency)
 
     # ------------------------------------------------------------------------------ running
     def run(self) -> Records:

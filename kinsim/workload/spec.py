@@ -158,11 +158,15 @@ class PoissonArrivals:
 
 @dataclass(frozen=True, kw_only=True)
 class ClosedLoopArrivals:
-    """``concurrency`` problems are in flight; the next arrives when one completes."""
+    """``concurrency`` problems are in flight; the next arrives when one completes (or, in ``rounds``, the
+    next ``concurrency`` when all of them have)."""
 
     TAG_KEY: ClassVar[str] = "process"
     KIND: ClassVar[str] = "closed_loop"
     concurrency: int = spec_field("Problems in flight at once.", check=at_least(1))
+    rounds: bool = spec_field("Release the next concurrency problems only when the whole round has ended "
+                              "(a client that sends batches and waits for each), instead of one as each ends.",
+                              default=False)
 
     def __post_init__(self) -> None:
         check_fields(self)
