@@ -128,7 +128,7 @@ def test_fit_writes_a_profile_a_hardware_file_uses_and_validate_scores_it(tmp_pa
     compute = max(op.flops / (PEAK * curve.compute_max),
                   math.ceil(tiles / 132) * (op.flops / tiles) / (curve.item_compute_share * PEAK / 132))
     memory = op.bytes / (BANDWIDTH * curve.memory_max) + op.bytes / (tiles * curve.item_bandwidth)
-    by_hand = curve.kernel_floor + max(compute, memory)
+    by_hand = curve.kernel_floor + tiles * curve.item_cost / 132 + max(compute, memory)
     assert row["predicted_s"] == pytest.approx(by_hand, rel=1e-9)
     assert row["error"] == pytest.approx((by_hand - row["time_s"]) / row["time_s"], rel=1e-6)
     errors = {e.kernel: e for e in errors_by_kernel(predictions(read_measurements(measured), hw))}

@@ -65,7 +65,8 @@ FREE_TERMS: dict[str, tuple[str, ...]] = {
                          "item_bandwidth", "l2_bandwidth_ratio"),
     "attention_prefill": ("kernel_floor", "per_sequence", "item_cost", "compute_max", "item_compute_share",
                           "memory_max", "l2_bandwidth_ratio"),
-    "gemm": ("kernel_floor", "combine_floor", "compute_max", "item_compute_share", "memory_max", "item_bandwidth"),
+    "gemm": ("kernel_floor", "combine_floor", "item_cost", "compute_max", "item_compute_share", "memory_max",
+             "item_bandwidth"),
     "selection": ("kernel_floor", "per_sequence", "memory_max", "item_bandwidth"),
     "elementwise": ("kernel_floor", "memory_max", "item_bandwidth"),
 }
