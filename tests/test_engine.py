@@ -284,7 +284,10 @@ small_workloads = st.fixed_dictionaries({
     "deployment.chunked_prefill": st.booleans(),
     "deployment.router": st.sampled_from(["group_affinity", "least_loaded", "round_robin"]),
     "requests.arrival": st.sampled_from([{"process": "all_at_once"}, {"process": "poisson", "rate": "50 /s"},
-                                         {"process": "closed_loop", "concurrency": 2}]),
+                                         {"process": "closed_loop", "concurrency": 2},
+                                         {"process": "closed_loop", "concurrency": 2, "rounds": True}]),
+    "deployment.engine": st.sampled_from(["vllm", "none"]),
+    "deployment.allreduce": st.sampled_from(["auto", "nccl"]),
     "attention": st.sampled_from([{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top_k": 2},
                                   {"policy": "sliding_window", "window": 40}]),
 })
