@@ -246,3 +246,16 @@ def test_the_in_switch_protocol_runs_only_where_the_switch_reduces():
     assert sum(allreduce_time(curve, b, 8, 450e9, True)) == pytest.approx(switch)
     assert sum(allreduce_time(curve, b, 8, 450e9, False)) == pytest.approx(ring)  # an A100's switch: ring
     assert sum(allreduce_time(curve, b, 2, 450e9, True)) == pytest.approx(20e-6 + 1.0 * b / (0.65 * 450e9))
+
+
+def test_decode_over_an_fp8_kv_cache_has_its_own_terms():
+    profile = H100.calibration
+    assert profile.attention_decode_fp8kv is not None and profile.attention_decode_fp8kv != profile.attention_decode
+    fp8 = decode_attention_ops(AttentionDims(HeadShard(32, 8, 128, 1), kv_dtype="fp8"), DenseAttention(),
+                               np.full(16, 4095.0))[0]
+    assert fp8.shape["kv_bytes_per_element"] == 1
+    expected = kernel_time(profile.attention_decode_fp8kv, kernel_work(fp8, 132), fp8.flops, fp8.bytes, H100, 989e12)
+    assert float(RooflineCost(H100).op_cost(fp8).time_s) == pytest.approx(float(expected), rel=1e-12)
+    bf16 = decode_op(16, 4095)
+    expected = kernel_time(profile.attention_decode, kernel_work(bf16, 132), bf16.flops, bf16.bytes, H100, 989e12)
+    assert float(RooflineCost(H100).op_cost(bf16).time_s) == pytest.approx(float(expected), rel=1e-12)

@@ -29,6 +29,7 @@ from kinsim.calibration.rows import predict_allreduce, predict_kernel, row_peaks
 from kinsim.cost.efficiency import ConstantEfficiency
 from kinsim.hardware.spec import (
     CALIBRATED_KERNELS,
+    OP_KERNEL,
     CalibrationSpec,
     CollectiveCurveSpec,
     HardwareSpec,
@@ -61,6 +62,8 @@ TERM_BOUNDS: dict[str, tuple[float, float, float, float]] = {
 FREE_TERMS: dict[str, tuple[str, ...]] = {
     "attention_decode": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "memory_max",
                          "item_bandwidth", "l2_bandwidth_ratio"),
+    "attention_decode_fp8kv": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "memory_max",
+                               "item_bandwidth", "l2_bandwidth_ratio"),
     "attention_sparse": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "memory_max",
                          "item_bandwidth", "l2_bandwidth_ratio"),
     "attention_prefill": ("kernel_floor", "per_sequence", "item_cost", "compute_max", "item_compute_share",
@@ -88,7 +91,7 @@ class KernelFit:
 
 
 def _constants(hw: HardwareSpec, kernel: str) -> tuple[float, float]:
-    op = Op(name="probe", op_class="other", kernel=kernel, dtype="bf16")
+    op = Op(name="probe", op_class="other", kernel=OP_KERNEL.get(kernel, kernel), dtype="bf16")
     constant = ConstantEfficiency(hw.efficiency)
     return constant.compute(op), constant.memory(op)
 
@@ -212,7 +215,12 @@ def default_rows(frame, kernel: str):
     """The rows of ``kernel`` the fit uses by default: GEMMs of the vendor library in bf16 where present,
     else the implementation with most rows; attention rows of the presets' head dimension where the
     measurements have a ``head_dim`` column with such rows."""
-    rows = frame[frame["kernel"] == kernel]
+    rows = frame[frame["kernel"] == OP_KERNEL.get(kernel, kernel)]
+    if kernel.startswith("attention_decode") and "kv_dtype" in rows.columns:
+        fp8kv = rows["kv_dtype"] == "fp8"  # decode over an fp8 KV cache has its own curve
+        rows = rows[fp8kv] if kernel == "attention_decode_fp8kv" else rows[~fp8kv] if (~fp8kv).any() else rows
+    elif kernel == "attention_decode_fp8kv":
+        return rows.iloc[:0]
     if not len(rows):
         return rows
     if kernel.startswith("attention") and "head_dim" in rows.columns and (rows["head_dim"] == PRESET_HEAD_DIM).any():

@@ -18,7 +18,7 @@ from kinsim.cost.collective_model import allreduce_time
 from kinsim.cost.collectives import group_bandwidth
 from kinsim.cost.kernel_model import kernel_time
 from kinsim.cost.roofline import DatasheetCost, RooflineCost
-from kinsim.hardware.spec import CollectiveCurveSpec, HardwareSpec, KernelCurveSpec
+from kinsim.hardware.spec import OP_KERNEL, CollectiveCurveSpec, HardwareSpec, KernelCurveSpec
 from kinsim.ops.kernel_work import kernel_work
 from kinsim.ops.op import Collective, Op
 
@@ -30,7 +30,9 @@ def _column(rows, name: str, default: float) -> np.ndarray:
 
 
 def row_op(rows, kernel: str) -> Op:
-    """One op whose FLOPs, bytes and shape are arrays over ``rows`` (all of kind ``kernel``)."""
+    """One op whose FLOPs, bytes and shape are arrays over ``rows`` (all of kind ``kernel``, a curve kind:
+    ``attention_decode_fp8kv`` rows are ``attention_decode`` ops)."""
+    kernel = OP_KERNEL.get(kernel, kernel)
     batch = _column(rows, "batch", 1)
     context = _column(rows, "context", 1)
     shape = {
@@ -97,7 +99,6 @@ def predict(frame, hw: HardwareSpec, *, datasheet: bool = False) -> np.ndarray:
     profile = None if datasheet or hw.calibration is None else hw.calibration.on_clock(hw.gpu.compute.clock)
     fallback = DatasheetCost(hw) if datasheet else RooflineCost(hw)
     for kernel, rows in frame.groupby("kernel", sort=False):
-        index = frame.index.get_indexer(rows.index)
         if kernel == "allreduce":
             for impl, part in rows.groupby("impl", sort=False):
                 where = frame.index.get_indexer(part.index)
@@ -110,11 +111,16 @@ def predict(frame, hw: HardwareSpec, *, datasheet: bool = False) -> np.ndarray:
                         collective=Collective("allreduce", float(r.bytes), int(r.gpus), "auto", str(impl)))).time_s)
                         for r in part.itertuples(index=False)]
             continue
-        curve = profile.curve(str(kernel)) if profile is not None else None
-        if curve is not None and curve.kernel_floor is not None:
-            out[index] = predict_kernel(rows, str(kernel), curve, hw)
-        else:
-            out[index] = [float(np.sum(fallback.op_cost(Op(
-                name="measured", op_class="other", kernel=str(r.kernel), dtype=str(r.dtype), flops=float(r.flops),
-                bytes_read=float(r.bytes))).time_s)) for r in rows.itertuples(index=False)]
+        fp8kv = (rows["kv_dtype"] == "fp8").to_numpy() if "kv_dtype" in rows.columns else np.zeros(len(rows), bool)
+        for part, element in ((rows[~fp8kv], 2), (rows[fp8kv], 1)):
+            if not len(part):
+                continue
+            where = frame.index.get_indexer(part.index)
+            curve = profile.curve_for(str(kernel), element) if profile is not None else None
+            if curve is not None and curve.kernel_floor is not None:
+                out[where] = predict_kernel(part, str(kernel), curve, hw)
+            else:
+                out[where] = [float(np.sum(fallback.op_cost(Op(
+                    name="measured", op_class="other", kernel=str(r.kernel), dtype=str(r.dtype), flops=float(r.flops),
+                    bytes_read=float(r.bytes))).time_s)) for r in part.itertuples(index=False)]
     return out

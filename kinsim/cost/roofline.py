@@ -80,7 +80,7 @@ class RooflineCost:
             network, latency = allreduce_time(curve, collective.bytes, collective.gpus, bandwidth,
                                               hw.node.gpu_link.in_switch_reduction)
             return OpCost(time_s=network + latency, network_s=network, latency_s=latency)
-        curve = profile.curve(op.kernel)
+        curve = profile.curve_for(op.kernel, op.shape.get("kv_bytes_per_element"))
         if curve is None or curve.kernel_floor is None:
             return None
         fixed, compute, memory = kernel_terms(curve, kernel_work(op, hw.gpu.compute.units), op.flops, op.bytes, hw,

@@ -205,8 +205,12 @@ CYCLE_TERMS = ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "sm
                "large_latency", "large_per_peer", "switch_latency", "switch_per_peer")
 
 #: Kernel kinds a calibration profile may carry curves for (communication is not calibrated).
-CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_sparse", "attention_prefill", "selection",
-                      "elementwise")
+CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_decode_fp8kv", "attention_sparse", "attention_prefill",
+                      "selection", "elementwise")
+
+#: The op kernel kind a profile's curve kind prices (``attention_decode_fp8kv`` prices decode attention
+#: over an fp8 KV cache).
+OP_KERNEL = {"attention_decode_fp8kv": "attention_decode"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,6 +314,9 @@ class CalibrationSpec:
     device: str = spec_field("The GPU the kernels were measured on.", check=non_empty)
     gemm: KernelCurveSpec | None = spec_field("Linear layers (GEMM).", default=None)
     attention_decode: KernelCurveSpec | None = spec_field("Dense paged decode attention.", default=None)
+    attention_decode_fp8kv: KernelCurveSpec | None = spec_field(
+        "Dense paged decode attention over an fp8 KV cache (the kernel dequantizes as it reads, so it is not "
+        "simply faster by the bytes it saves); absent: attention_decode's terms.", default=None)
     attention_sparse: KernelCurveSpec | None = spec_field("Sparse (block top-k) decode attention.", default=None)
     attention_prefill: KernelCurveSpec | None = spec_field("Prefill (flash) attention.", default=None)
     selection: KernelCurveSpec | None = spec_field("Block scoring and top-k selection.", default=None)
@@ -348,6 +355,13 @@ class CalibrationSpec:
     def curve(self, kernel: str) -> KernelCurveSpec | None:
         """The curves of ``kernel`` (a kernel kind), or ``None`` when the profile has none."""
         return getattr(self, kernel, None) if kernel in CALIBRATED_KERNELS else None
+
+    def curve_for(self, kernel: str, kv_bytes_per_element: float | None = None) -> KernelCurveSpec | None:
+        """The curves that price an op of kind ``kernel``: decode attention over a one-byte (fp8) KV cache
+        has its own where the profile has them."""
+        if kernel == "attention_decode" and kv_bytes_per_element == 1 and self.attention_decode_fp8kv is not None:
+            return self.attention_decode_fp8kv
+        return self.curve(kernel)
 
     def allreduce(self, implementation: str) -> CollectiveCurveSpec | None:
         """The all-reduce terms of ``implementation`` (``nccl`` or ``custom``), or ``None``."""

@@ -128,7 +128,8 @@ def decode_attention_ops(
         bytes_written=n * (dims.q_bytes_per_token + dims.kv_bytes_per_token),
         count=count,
         shape={"batch": n, "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads,
-               "head_dim": dims.shard.head_dim, "kv_tokens_read": tokens_total},
+               "head_dim": dims.shard.head_dim, "kv_tokens_read": tokens_total,
+               "kv_bytes_per_element": bytes_per_element(dims.kv_dtype)},
     )]
     if isinstance(policy, BlockTopKAttention):
         ops.append(block_selection_op(dims, policy, context, count=count))
