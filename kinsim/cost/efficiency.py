@@ -1,8 +1,9 @@
 """Shares of the peak rates kernels reach, per kernel kind.
 
 :class:`ConstantEfficiency` reads the hardware file's ``efficiency`` section (defaults are documented
-estimates). :class:`FittedEfficiency` uses the curves of a calibration profile (``calibration:`` in the
-hardware file) for the kernel kinds it covers.
+estimates). :class:`FittedEfficiency` uses the curves of a calibration profile of the first kind (saturating curves
+only, no ``kernel_floor``) for the kernel kinds it covers; curves with the serving-grade terms are priced by
+:mod:`kinsim.cost.kernel_model` instead.
 
 Fitted curves: a kernel kind's efficiency rises with its work and saturates: for ``w`` FLOPs (or HBM
 bytes) ``e(w) = maximum x w / (w + half)``, so a kernel of ``w`` FLOPs takes ``(w + half) / (peak x
@@ -17,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from kinsim.hardware.spec import CalibrationSpec, EfficiencySpec, KernelCurveSpec
+from kinsim.hardware.spec import CalibrationSpec, EfficiencySpec
 from kinsim.ops.op import Number, Op
 
 
@@ -77,14 +78,6 @@ def saturating(work: Number, maximum: float, half: float) -> Number:
     work = np.asarray(work, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(work > 0, maximum * work / (work + half), maximum)
-
-
-def predict_time(curve: KernelCurveSpec, flops: Number, nbytes: Number, peak: float, bandwidth: float,
-                 launch: float) -> Number:
-    """Seconds of a kernel with ``flops`` and ``nbytes`` under ``curve`` (arrays allowed)."""
-    compute = np.asarray(flops, dtype=float) / (peak * saturating(flops, curve.compute_max, curve.flops_half))
-    memory = np.asarray(nbytes, dtype=float) / (bandwidth * saturating(nbytes, curve.memory_max, curve.bytes_half))
-    return launch + np.maximum(compute, memory)
 
 
 class FittedEfficiency:

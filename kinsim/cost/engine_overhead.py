@@ -7,10 +7,10 @@ not hidden behind the GPU's work. kinsim adds ``step_s + per_sequence_s x sequen
 
 The presets are fitted to the public end-to-end silicon measurements of H100 deployments
 (``silicon_sample.csv`` of aiconfigurator-core 0.12.0, the H100 rows kinsim can express: Qwen3-32B and
-Llama-3.1 presets, aggregated serving), two constants per backend: the non-negative least-squares fit of measured minus
-simulated TPOT (without overhead) against 1 and the batch's sequences, in relative terms, with every
-fifth row held out (``benchmarks/bench_fidelity.py --fit-overheads``
-prints the fit; ``docs/calibration.md`` the rows and the held-out error). They describe the engines'
+Llama-3.1 presets, aggregated serving), two constants per backend: the non-negative least-squares fit of
+measured minus simulated TPOT (without overhead) against 1 and the batch's sequences, in relative terms,
+with every fifth row held out (``benchmarks/bench_fidelity.py --fit-overheads`` prints the fit;
+``docs/calibration.md`` the rows and the held-out error). They describe the engines'
 host paths at those versions (vLLM 0.12, SGLang 0.5, TensorRT-LLM 1.0) and carry over to other GPUs as
 seconds; a faster host CPU would shorten them.
 """

@@ -6,7 +6,8 @@ SMs, peak rate ``P`` (the op's data type) and HBM bandwidth ``W``, and a profile
 
     fixed   = launches x kernel_floor + combines x combine_floor + sequences x per_sequence
               + items x item_cost / S                                                     (seconds)
-    compute = max(F / (P x e_c(F)),  ceil(items / S) x (F / items) / (item_compute_share x P / S))
+    compute = max(F / (P x e_c(F)),  ceil(items / S) x item FLOPs / (item_compute_share x P / S),
+                  longest item's FLOPs / (item_compute_share x P / S))
     memory  = B / (W x e_m(B))  +  B / (items x item_bandwidth)
     time    = fixed + max(compute, memory)
 
@@ -23,9 +24,14 @@ with ``e(w) = maximum x w / (w + half)`` (``half = 0``: the saturated share ``ma
 * ``per_sequence`` and ``item_cost``: time that grows with the sequences a kernel loops over and with
   its thread blocks (scheduling metadata, prologues), independent of the data.
 
-Transfer to another GPU keeps every term as stated: shares apply to the new peaks, seconds stay
-seconds, ``item_bandwidth`` stays (same kernel design, similar memory latency), ``item_compute_share``
-applies to the new per-SM rate. ``docs/calibration.md`` says what error to expect.
+Transfer to another GPU keeps every term as stated: shares apply to the new peaks, the fixed times are
+counted in cycles of the fitted GPU's clock and scale by the clock ratio (``CalibrationSpec.on_clock``,
+applied by the cost model), ``item_bandwidth`` stays (same kernel design, similar memory latency),
+``item_compute_share`` applies to the new per-SM rate. ``docs/calibration.md`` says what error to expect.
+
+Two paths compute the same formula: plain floats for one step's op (the engine prices one op per step
+in exact-steps mode, where numpy's scalar overhead would dominate) and arrays for a segment or a table
+of measurements; fast = exact checks that they agree.
 
 Where a curve has no ``kernel_floor`` (a profile of the first kind), the op pays the GPU's
 ``launch_overhead`` once, as before.
