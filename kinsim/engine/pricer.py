@@ -20,7 +20,7 @@ import numpy as np
 from kinsim.cost.base import CostModel
 from kinsim.cost.engine_overhead import engine_overhead
 from kinsim.model.spec import ModelSpec
-from kinsim.ops.attention import AttentionDims, PrefillChunk
+from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops_of, decode_run_totals
 from kinsim.ops.lower import ACT_DTYPE, StepBatch, attention_ops, logit_ops, lower_step
 from kinsim.ops.op import OP_CLASSES, Op
 from kinsim.ops.sharding import shard_heads
@@ -151,6 +151,21 @@ class StepPricer:
         """Decode-only steps; ``context`` has shape ``(steps, n)``: tokens cached per sequence per step."""
         batch = StepBatch(decode_context=context, shared_prefix=shared_prefix, group_index=group_index)
         return self._price(batch, context.shape[0])
+
+    def decode_run(self, context: np.ndarray, steps: int, shared_prefix: np.ndarray | None = None,
+                   group_index: np.ndarray | None = None) -> StepFigures:
+        """``steps`` decode steps of a fixed batch from ``context`` (whole numbers, shape ``(n,)``): at step
+        ``k`` each sequence has ``context + k`` tokens cached. The figures of :meth:`decode_segment` on that
+        ``(steps, n)`` matrix, from the attention totals in closed form
+        (:func:`kinsim.ops.attention.decode_run_totals`): ``O(n + steps)`` work, not ``O(n x steps)``."""
+        n = int(np.shape(context)[0])
+        attended, read, blocks = decode_run_totals(self.policy, context, steps, shared_prefix=shared_prefix,
+                                                   group_index=group_index,
+                                                   prefix_shared_read=self.deployment.prefix_shared_read)
+        ops = decode_attention_ops_of(self.dims, self.policy, n, attended, read, blocks, count=self.model.layers)
+        fig = _accumulate(ops, self.cost_model, steps)
+        fig.matrix += self._token_part(n) + self._rows_part(n)
+        return fig
 
     def _price(self, batch: StepBatch, steps: int) -> StepFigures:
         fig = _accumulate(attention_ops(self.dims, self.deployment, self.policy, batch, self.model.layers),

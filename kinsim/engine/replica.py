@@ -116,19 +116,19 @@ class Replica:
 
     def _price(self, plan: Plan) -> tuple[StepFigures, np.ndarray, Callable[[int], StepBatch]]:
         """The figures of the next step or segment, its KV blocks per step, and each step's batch."""
-        decode = plan.decode
-        shared = np.array([s.group.shared_tokens for s in decode], dtype=float)
-        groups = np.array([s.group.index for s in decode], dtype=int)
+        scheduler = self.scheduler
+        batch = scheduler.batch
+        context, shared, groups = batch.kv.copy(), batch.shared.astype(float), batch.group.copy()
         if plan.chunks:
-            context = np.array([s.kv_tokens for s in decode], dtype=float)
-            batch = StepBatch(decode_context=context, prefill=plan.prefill_chunks(), shared_prefix=shared,
-                              group_index=groups)
-            occupied = np.array([self.scheduler.used_blocks + self.scheduler._decode_need(decode)])
-            return self.pricer.step(batch), occupied, lambda k: batch
+            step = StepBatch(decode_context=context.astype(float), prefill=plan.prefill_chunks(),
+                             shared_prefix=shared, group_index=groups)
+            occupied = np.array([scheduler.used_blocks + scheduler.decode_need()])
+            return self.pricer.step(step), occupied, lambda k: step
         longest = MAX_SEGMENT_STEPS if self.segments_allowed else 1
-        segment = self.scheduler.decode_segment(decode, longest, admission_pending=plan.admission_skipped)
-        return (self.pricer.decode_segment(segment.context, shared, groups), segment.occupied_blocks,
-                lambda k: StepBatch(decode_context=segment.context[k], shared_prefix=shared, group_index=groups))
+        segment = scheduler.decode_segment(longest, admission_pending=plan.admission_skipped)
+        return (self.pricer.decode_run(context, segment.steps, shared, groups), segment.occupied_blocks,
+                lambda k: StepBatch(decode_context=(context + k).astype(float), shared_prefix=shared,
+                                    group_index=groups))
 
     def _record_ops(self, batch_of: Callable[[int], StepBatch], ends: np.ndarray, start: float, steps: int) -> None:
         """Op records of the steps that overlap the op window (ticks)."""
@@ -166,9 +166,9 @@ class Replica:
         class_bytes = tuple(totals[f"{c}_bytes"] for c in OP_CLASSES)
         self._record(SegmentRecord(
             replica=self.index, start_s=to_seconds(start), end_s=to_seconds(end), steps=steps,
-            decode_seqs=len(plan.decode),
+            decode_seqs=plan.decode_seqs,
             prefill_tokens=sum(take for _, take in plan.chunks),
-            tokens_out=len(plan.decode) * steps + completed,
+            tokens_out=plan.decode_seqs * steps + completed,
             kv_peak_blocks=int(occupied[:steps].max()),
             kv_block_s=to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),
             class_s=tuple(totals[f"{c}_s"] for c in OP_CLASSES),

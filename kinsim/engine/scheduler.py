@@ -30,14 +30,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kinsim.engine.decode_batch import DecodeBatch
 from kinsim.engine.kv import KVLayout
 from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, UNFINISHED, WAITING, GroupState, Sequence
 from kinsim.ops.attention import PrefillChunk
 from kinsim.workload.spec import DeploymentSpec
-
-#: Steps examined before the whole of a decode segment (see :meth:`Scheduler.decode_segment`).
-SEGMENT_PROBE_STEPS = 64
-
 
 def _key(seq: Sequence) -> tuple[float, int]:
     return seq.key
@@ -58,16 +55,17 @@ class HeadDecision(NamedTuple):
 
 @dataclass
 class Plan:
-    """What the next step computes: the decoding sequences (in FCFS order) and the prefill chunks."""
+    """What the next step computes: every decoding sequence (the scheduler's :class:`DecodeBatch`, of which
+    ``decode_seqs`` is the size) and the prefill chunks."""
 
-    decode: list[Sequence] = field(default_factory=list)
+    decode_seqs: int = 0
     chunks: list[tuple[Sequence, int]] = field(default_factory=list)
     #: Admission was not tried (the step preempted), so the next step may admit: no segment beyond it.
     admission_skipped: bool = False
 
     @property
     def empty(self) -> bool:
-        return not self.decode and not self.chunks
+        return not self.decode_seqs and not self.chunks
 
     def prefill_chunks(self) -> tuple[PrefillChunk, ...]:
         return tuple(PrefillChunk(tokens=take, cached=lead.prefill_cached + lead.prefill_done,
@@ -76,15 +74,14 @@ class Plan:
 
 @dataclass
 class DecodeSegment:
-    """Up to ``steps`` decode steps of a fixed batch, with per-step arrays.
+    """``steps`` decode steps of the fixed batch (the scheduler's :class:`DecodeBatch`: at step ``k`` each
+    sequence has its current ``kv`` plus ``k`` tokens cached).
 
     Attributes:
-        context: cached tokens per step and sequence, shape ``(steps, n)``.
         occupied_blocks: blocks allocated during each step, shape ``(steps,)``.
     """
 
     steps: int
-    context: np.ndarray
     occupied_blocks: np.ndarray
 
 
@@ -98,6 +95,7 @@ class Scheduler:
         self.on_finish = on_finish
         self.used_blocks = 0
         self.resident: list[Sequence] = []  # admitted and not ended, in FCFS order (arrival, then order)
+        self.batch = DecodeBatch(deployment.max_num_seqs)  # the resident sequences that decode
         self._waiting: list[tuple[float, int, Sequence]] = []
         self._waiting_count = 0
         self.groups: dict[str, GroupState] = {}
@@ -152,6 +150,8 @@ class Scheduler:
 
     def _release(self, seq: Sequence) -> None:
         """Free a resident sequence's blocks and its hold on the shared prompt blocks."""
+        if seq.state == DECODE:
+            self.batch.remove(seq)
         self.used_blocks -= seq.private_blocks
         seq.private_blocks = 0
         seq.kv_tokens = 0
@@ -161,19 +161,18 @@ class Scheduler:
             self.used_blocks -= self._shared_blocks(group)
         self.resident.remove(seq)
 
-    def _decode_need(self, decode: list[Sequence]) -> int:
+    def decode_need(self) -> int:
         """Blocks the decoding sequences must add for one more token each."""
-        if self.layout.window_blocks is not None:
-            return sum(self._private(s.kv_tokens + 1, s.group) - s.private_blocks for s in decode)
-        block = self.layout.block_size  # the arithmetic of KVLayout.private_blocks_of, inlined (hot path)
-        return sum(-((s.group.shared_tokens - s.kv_tokens - 1) // block) - s.private_blocks for s in decode)
+        batch = self.batch
+        if not batch.n:
+            return 0
+        return int((self.layout.private_blocks(batch.kv + 1, batch.shared) - batch.blocks).sum())
 
     # ------------------------------------------------------------------------------ planning
     def plan(self, now: float) -> Plan:
         """Decide the next step (admitting and preempting as needed)."""
         preempted = False
-        decode = self._decoding()
-        need = self._decode_need(decode)
+        need = self.decode_need()
         while need > self.free_blocks:
             victim = self.resident[-1]  # the newest: resident is kept in FCFS order
             if len(self.resident) == 1:
@@ -183,10 +182,9 @@ class Scheduler:
             else:
                 self._preempt(victim)
                 preempted = True
-            decode = self._decoding()
-            need = self._decode_need(decode)
-        budget = self.deployment.max_num_batched_tokens - len(decode)
-        plan = Plan(decode=decode)
+            need = self.decode_need()
+        budget = self.deployment.max_num_batched_tokens - self.batch.n
+        plan = Plan(decode_seqs=self.batch.n)
         for lead in [s for s in self.resident if s.state == PREFILL and s.prefill_target]:
             take = self._chunk(lead.prefill_left, budget)
             if take:
@@ -197,9 +195,6 @@ class Scheduler:
         else:
             self._admit(plan, budget, now, reserved=need)
         return plan
-
-    def _decoding(self) -> list[Sequence]:
-        return [s for s in self.resident if s.state == DECODE]  # resident is kept in FCFS order
 
     def _chunk(self, left: int, budget: int) -> int:
         if self.deployment.chunked_prefill:
@@ -313,55 +308,62 @@ class Scheduler:
         self.on_finish(seq)
 
     # ------------------------------------------------------------------------------ decode segments
-    def decode_segment(self, decode: list[Sequence], max_steps: int, admission_pending: bool = False) -> DecodeSegment:
-        """How many steps the decode-only batch ``decode`` can run before its first sequence finishes or
-        the KV cache runs out (at most ``max_steps``), with the per-step contexts and block occupancy.
+    def decode_segment(self, max_steps: int, admission_pending: bool = False) -> DecodeSegment:
+        """How many steps the decode-only batch can run before its first sequence finishes or the KV cache
+        runs out (at most ``max_steps``), with the blocks allocated during each.
 
         ``admission_pending``: this step did not try admission (it preempted), so the segment stops after
         one step if the next step's admission would act; if it would not, it never will within the
         segment (blocks only get scarcer)."""
-        kv = np.fromiter((s.kv_tokens for s in decode), dtype=np.int64, count=len(decode))
-        shared = np.fromiter((s.group.shared_tokens for s in decode), dtype=np.int64, count=len(decode))
-        held = np.fromiter((s.private_blocks for s in decode), dtype=np.int64, count=len(decode))
-        limit = min(min(s.remaining_output for s in decode), max_steps)
-        # When the cache may run out, look a little ahead first: the segment is then often short, and the
-        # arrays for the whole limit would be mostly wasted. Each sequence adds at most limit // block + 1
-        # blocks over the limit, so with that many free the cache cannot run out.
-        roomy = self.free_blocks >= len(decode) * (limit // self.layout.block_size + 1)
-        for horizon in ((limit,) if roomy else (min(limit, SEGMENT_PROBE_STEPS), limit)):
-            offsets = np.arange(horizon, dtype=np.int64)[:, None]
-            tokens = kv[None, :] + offsets
-            extra = (self.layout.private_blocks(tokens + 1, shared[None, :]) - held[None, :]).sum(axis=1)
-            steps = int(np.searchsorted(extra, self.free_blocks, side="right"))
-            if steps < horizon:
-                break
-        steps = max(min(steps, horizon), 1)
+        batch = self.batch
+        limit = min(int((batch.output - batch.generated).min()), max_steps)
+        extra = self._blocks_added(limit)
+        steps = max(min(int(np.searchsorted(extra, self.free_blocks, side="right")), limit), 1)
         if admission_pending and steps > 1:
             free_then = self.layout.total_blocks - (self.used_blocks + int(extra[0]))
             if self.admission_would_act(free_then, int(extra[1] - extra[0]),
-                                        self.deployment.max_num_batched_tokens - len(decode)):
+                                        self.deployment.max_num_batched_tokens - batch.n):
                 steps = 1
-        return DecodeSegment(steps, tokens[:steps].astype(float), self.used_blocks + extra[:steps])
+        return DecodeSegment(steps, self.used_blocks + extra[:steps])
+
+    def _blocks_added(self, steps: int) -> np.ndarray:
+        """Blocks the batch holds beyond its current ones after each of the next ``steps`` steps (shape
+        ``(steps,)``, non-decreasing).
+
+        Without a window, sequence ``i`` with ``x`` private tokens needs a new block at each step ``k``
+        where ``(x + k) % block == 0``, so the count per step is a histogram of ``x % block`` read
+        cyclically: ``O(n + steps)``. A window caps each sequence's blocks, so it is counted on the
+        ``(steps, n)`` matrix."""
+        batch = self.batch
+        layout = self.layout
+        if layout.window_blocks is not None:
+            tokens = batch.kv[None, :] + np.arange(steps, dtype=np.int64)[:, None]
+            return (layout.private_blocks(tokens + 1, batch.shared[None, :]) - batch.blocks[None, :]).sum(axis=1)
+        size = layout.block_size
+        private = batch.kv - batch.shared
+        first = int((-(-(private + 1) // size) - batch.blocks).sum())
+        counts = np.bincount(private % size, minlength=size)
+        grows = counts[(-np.arange(1, steps, dtype=np.int64)) % size]
+        return first + np.concatenate(([0], np.cumsum(grows)))
 
     # ------------------------------------------------------------------------------ applying steps
     def apply(self, plan: Plan, steps: int, end_s: float) -> list[Sequence]:
         """Account for ``steps`` steps of ``plan`` ending at ``end_s``; return the sequences that finished."""
-        ended = []
-        private = self._private
-        block = self.layout.block_size
-        windowed = self.layout.window_blocks is not None
-        added = 0
-        for seq in plan.decode:
-            seq.kv_tokens += steps
-            seq.generated += steps
-            # KVLayout.private_blocks_of, inlined without a window (hot path)
-            blocks = private(seq.kv_tokens, seq.group) if windowed else \
-                -((seq.group.shared_tokens - seq.kv_tokens) // block)
-            added += blocks - seq.private_blocks
-            seq.private_blocks = blocks
-            if seq.generated >= seq.request.output_tokens:
-                ended.append(seq)
-        self.used_blocks += added
+        batch = self.batch
+        ended: list[Sequence] = []
+        if plan.decode_seqs:
+            if plan.decode_seqs != batch.n:
+                raise RuntimeError(f"the decode batch changed between planning ({plan.decode_seqs} sequences) "
+                                   f"and applying ({batch.n})")
+            kv, generated, blocks = batch.kv, batch.generated, batch.blocks
+            kv += steps
+            generated += steps
+            now = self.layout.private_blocks(kv, batch.shared)
+            self.used_blocks += int((now - blocks).sum())
+            blocks[:] = now
+            done = generated >= batch.output
+            if done.any():
+                ended = batch.remove_where(done)
         for lead, take in plan.chunks:
             lead.prefill_done += take
             lead.kv_tokens = lead.prefill_cached + lead.prefill_done
@@ -370,15 +372,18 @@ class Scheduler:
             for seq in [lead, *lead.followers]:
                 seq.kv_tokens = seq.group.prompt_tokens + seq.generated
                 seq.generated += 1
-                seq.state = DECODE
                 if seq.first_token_s is None:
                     seq.first_token_s = end_s
                 if seq.generated >= seq.request.output_tokens:
                     ended.append(seq)
+                else:
+                    seq.state = DECODE
+                    batch.add(seq)
             lead.followers = []
             lead.prefill_target = lead.prefill_done = lead.prefill_cached = 0
         for seq in ended:
+            seq.state = FINISHED  # before the release: it is no longer in the decode batch
             self._release(seq)
-            seq.state, seq.finish_s = FINISHED, end_s
+            seq.finish_s = end_s
             self.on_finish(seq)
         return ended

@@ -110,45 +110,119 @@ def decode_attention_ops(
     """
     context = np.asarray(context, dtype=float)
     n = context.shape[-1]
-    tokens = decode_tokens_read(policy, context)
-    tokens_total = tokens.sum(axis=-1)
+    attended = decode_tokens_read(policy, context).sum(axis=-1)
+    read = attended
     if prefix_shared_read and isinstance(policy, DenseAttention) and shared_prefix is not None:
-        prefix = np.asarray(shared_prefix, dtype=float)
-        groups = np.asarray(group_index)
-        _, first = np.unique(groups, return_index=True)
-        tokens_total = tokens_total - prefix.sum() + prefix[first].sum()
+        read = attended - _prefix_reread(shared_prefix, group_index)
+    blocks = None
+    if isinstance(policy, BlockTopKAttention):
+        blocks = np.floor(context / policy.block_size).sum(axis=-1)
+    return decode_attention_ops_of(dims, policy, n, attended, read, blocks, count=count)
+
+
+def _prefix_reread(shared_prefix, group_index) -> float:
+    """Shared prompt tokens read more than once per group (what ``prefix_shared_read`` saves)."""
+    prefix = np.asarray(shared_prefix, dtype=float)
+    _, first = np.unique(np.asarray(group_index), return_index=True)
+    return prefix.sum() - prefix[first].sum()
+
+
+def decode_run_totals(policy: AttentionPolicy, context: np.ndarray, steps: int, *,
+                      shared_prefix: np.ndarray | None = None, group_index: np.ndarray | None = None,
+                      prefix_shared_read: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """What :func:`decode_attention_ops` reads of a segment's contexts, in closed form.
+
+    The batch decodes ``steps`` steps from ``context`` (integers, shape ``(n,)``): at step ``k`` sequence
+    ``i`` has ``context[i] + k`` tokens cached. Returns, per step (shape ``(steps,)``), the tokens attended
+    summed over the sequences, the tokens read (less the shared prompt read again, with
+    ``prefix_shared_read``) and, for block top-k, the complete blocks scored; the same numbers as
+    :func:`decode_attention_ops` computes from the ``(steps, n)`` matrix of contexts, in ``O(n + steps)``.
+
+    Every sum is of whole numbers below 2**53, done in integers, so the results are exact and equal the
+    matrix's sums whatever their order: a segment priced here and its steps priced one by one agree to the
+    last bit (the engine's fast = exact rule).
+    """
+    c = np.asarray(context, dtype=np.int64)
+    n = c.shape[0]
+    k = np.arange(steps, dtype=np.int64)
+    cap = _token_cap(policy)
+    if cap is None:
+        attended = (c + 1).sum() + n * k
+    else:  # min(c + 1 + k, cap): sequences reach the cap at step cap - (c + 1)
+        steps_to_cap = np.clip(cap - (c + 1), 0, None)
+        order = np.argsort(steps_to_cap, kind="stable")
+        reach = steps_to_cap[order]
+        below = np.concatenate(([0], np.cumsum((c + 1)[order])))
+        capped = np.searchsorted(reach, k, side="right")  # sequences at the cap by step k
+        attended = (below[-1] - below[capped]) + (n - capped) * k + capped * cap
+    attended = attended.astype(float)
+    read = attended
+    if prefix_shared_read and isinstance(policy, DenseAttention) and shared_prefix is not None:
+        read = attended - _prefix_reread(shared_prefix, group_index)
+    blocks = None
+    if isinstance(policy, BlockTopKAttention):
+        size = policy.block_size
+        # floor((c + k) / size) grows by one at the steps where (c + k) % size == 0
+        counts = np.bincount(c % size, minlength=size)
+        grows = counts[(-k[1:]) % size]
+        blocks = ((c // size).sum() + np.concatenate(([0], np.cumsum(grows)))).astype(float)
+    return attended, read, blocks
+
+
+def _token_cap(policy: AttentionPolicy) -> int | None:
+    """Most KV tokens a decode step reads per sequence (``None``: all of them)."""
+    if isinstance(policy, DenseAttention):
+        return None
+    if isinstance(policy, BlockTopKAttention | TopKAttention):
+        return int(policy.token_budget)
+    if isinstance(policy, SlidingWindowAttention):
+        return int(policy.window + policy.sink_tokens)
+    raise TypeError(f"unknown attention policy {policy!r}")
+
+
+def decode_attention_ops_of(dims: AttentionDims, policy: AttentionPolicy, n: int, attended: Number, read: Number,
+                            blocks: Number | None, count: int = 1) -> list[Op]:
+    """The decode attention ops of ``n`` sequences from their totals (per step): ``attended`` tokens
+    attended over all sequences, ``read`` tokens read from HBM (``attended`` less a shared prompt read once
+    per group) and, for block top-k, ``blocks`` complete blocks scored."""
     sparse = isinstance(policy, BlockTopKAttention | TopKAttention | SlidingWindowAttention)
     ops = [Op(
         name="attention_decode",
         op_class="attention",
         kernel="attention_sparse" if sparse else "attention_decode",
         dtype=dims.act_dtype,
-        flops=dims.flops_per_key * tokens.sum(axis=-1),
-        bytes_read=dims.kv_bytes_per_token * tokens_total + n * dims.q_bytes_per_token,
+        flops=dims.flops_per_key * attended,
+        bytes_read=dims.kv_bytes_per_token * read + n * dims.q_bytes_per_token,
         bytes_written=n * (dims.q_bytes_per_token + dims.kv_bytes_per_token),
         count=count,
         shape={"batch": n, "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads,
-               "head_dim": dims.shard.head_dim, "kv_tokens_read": tokens_total,
+               "head_dim": dims.shard.head_dim, "kv_tokens_read": read,
                "kv_bytes_per_element": bytes_per_element(dims.kv_dtype)},
     )]
     if isinstance(policy, BlockTopKAttention):
-        ops.append(block_selection_op(dims, policy, context, count=count))
+        ops.append(block_selection_op_of(dims, policy, n, blocks, count=count))
     return ops
 
 
 def block_selection_op(dims: AttentionDims, policy: BlockTopKAttention, context: Number, count: int = 1) -> Op:
-    """Scoring every complete block's mean key against the queries, and the top-k over the scores.
+    """Scoring every complete block's mean key against the queries, and the top-k over the scores
+    (:func:`block_selection_op_of` for the contexts ``context``)."""
+    context = np.asarray(context, dtype=float)
+    return block_selection_op_of(dims, policy, context.shape[-1], np.floor(context / policy.block_size).sum(axis=-1),
+                                 count=count)
+
+
+def block_selection_op_of(dims: AttentionDims, policy: BlockTopKAttention, n: int, blocks: Number,
+                          count: int = 1) -> Op:
+    """Block selection for ``n`` sequences with ``blocks`` complete blocks in all.
 
     A block's score is summed over the query heads of a KV head's group, so each KV head keeps its own
     blocks (the attention op reads the same number of tokens for every KV head) and one fp32 score per
     block and KV head is written and read back, as the reference kernel does
     (``kinsim/calibration/kernels/attention.py``)."""
-    context = np.asarray(context, dtype=float)
-    blocks = np.floor(context / policy.block_size).sum(axis=-1)
     shard = dims.shard
     summary_bytes = shard.kv_heads * shard.head_dim * bytes_per_element(dims.kv_dtype)
     score_bytes = 4.0 * shard.kv_heads
-    n = context.shape[-1]
     return Op(
         name="block_selection",
         op_class="selection",

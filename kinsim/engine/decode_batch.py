@@ -1,0 +1,120 @@
+"""The decoding sequences of one replica as arrays: the state the hot path reads and writes every segment.
+
+Every decode step advances each decoding sequence by one token and may give it a new KV block; a segment
+of ``k`` steps advances them all by ``k``. Kept in :class:`~kinsim.engine.sequence.Sequence` objects,
+that is a Python loop over the batch per segment (and several more to gather the values into arrays for
+pricing and block counting). :class:`DecodeBatch` keeps the counters the loop touches as NumPy arrays
+instead, in FCFS order (earlier arrival, then generation order: the order the scheduler always used), so
+applying a segment, counting its blocks and pricing it are a few vector operations whatever the batch.
+
+**Ownership.** While a sequence is in the batch its ``kv_tokens``, ``generated`` and ``private_blocks``
+live here and the object's fields are stale; :meth:`DecodeBatch.remove` writes them back. Everything
+else about a sequence (its request, group, timestamps, state) stays on the object.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from kinsim.engine.sequence import Sequence
+
+#: The per-sequence columns (all int64): tokens in the KV cache, tokens generated, private KV blocks held,
+#: the group's shared prompt tokens, the group's index on the replica, the request's output tokens.
+COLUMNS = ("kv", "generated", "blocks", "shared", "group", "output")
+
+
+class DecodeBatch:
+    """Decoding sequences in FCFS order; ``n`` of them; columns are the first ``n`` entries of arrays."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.seqs: list[Sequence] = []
+        self._keys: list[tuple[float, int]] = []
+        self._data = np.zeros((len(COLUMNS), max(capacity, 1)), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    @property
+    def n(self) -> int:
+        return len(self.seqs)
+
+    # Views of the first n entries of each column (writable: the scheduler updates them in place).
+    @property
+    def kv(self) -> np.ndarray:
+        return self._data[0, :len(self.seqs)]
+
+    @property
+    def generated(self) -> np.ndarray:
+        return self._data[1, :len(self.seqs)]
+
+    @property
+    def blocks(self) -> np.ndarray:
+        return self._data[2, :len(self.seqs)]
+
+    @property
+    def shared(self) -> np.ndarray:
+        return self._data[3, :len(self.seqs)]
+
+    @property
+    def group(self) -> np.ndarray:
+        return self._data[4, :len(self.seqs)]
+
+    @property
+    def output(self) -> np.ndarray:
+        return self._data[5, :len(self.seqs)]
+
+    def add(self, seq: Sequence) -> None:
+        """Take ``seq`` (its counters as they are on the object) at its FCFS place."""
+        n = len(self.seqs)
+        if n == self._data.shape[1]:
+            grown = np.zeros((len(COLUMNS), 2 * n), dtype=np.int64)
+            grown[:, :n] = self._data
+            self._data = grown
+        key = seq.key
+        at = bisect.bisect_right(self._keys, key)
+        data = self._data
+        if at < n:
+            data[:, at + 1:n + 1] = data[:, at:n]
+        data[:, at] = (seq.kv_tokens, seq.generated, seq.private_blocks, seq.group.shared_tokens, seq.group.index,
+                       seq.request.output_tokens)
+        self.seqs.insert(at, seq)
+        self._keys.insert(at, key)
+
+    def _write_back(self, at: int) -> Sequence:
+        seq = self.seqs[at]
+        seq.kv_tokens = int(self._data[0, at])
+        seq.generated = int(self._data[1, at])
+        seq.private_blocks = int(self._data[2, at])
+        return seq
+
+    def remove(self, seq: Sequence) -> None:
+        """Take ``seq`` out, writing its counters back to the object."""
+        at = bisect.bisect_left(self._keys, seq.key)
+        if at >= len(self.seqs) or self.seqs[at] is not seq:
+            raise ValueError(f"sequence {seq.order} is not decoding")
+        self._write_back(at)
+        n = len(self.seqs)
+        self._data[:, at:n - 1] = self._data[:, at + 1:n]
+        del self.seqs[at], self._keys[at]
+
+    def remove_where(self, mask: np.ndarray) -> list[Sequence]:
+        """Take out the sequences where ``mask`` (shape ``(n,)``) is true, writing their counters back;
+        return them in FCFS order."""
+        gone = np.flatnonzero(mask).tolist()
+        if not gone:
+            return []
+        removed = [self._write_back(at) for at in gone]
+        keep = ~mask
+        n = len(self.seqs)
+        m = n - len(gone)
+        self._data[:, :m] = self._data[:, :n][:, keep]
+        self.seqs = [s for s, k in zip(self.seqs, keep.tolist()) if k]
+        self._keys = [s.key for s in self.seqs]
+        return removed
+
+    def sync(self) -> None:
+        """Write every sequence's counters back to its object (for inspection; the batch keeps them)."""
+        for at in range(len(self.seqs)):
+            self._write_back(at)
