@@ -36,6 +36,7 @@ from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, UNFINISHED, WAITIN
 from kinsim.ops.attention import PrefillChunk
 from kinsim.workload.spec import DeploymentSpec
 
+
 def _key(seq: Sequence) -> tuple[float, int]:
     return seq.key
 
