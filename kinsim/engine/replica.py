@@ -1,6 +1,8 @@
-"""A replica: a tensor-parallel group of GPUs running the scheduler's steps as flows on its resources.
+"""A replica: a tensor-parallel group of GPUs running the scheduler's steps on its resources.
 
-A step is one flow over the replica's resources: for each of its GPUs the compute units and HBM, and the
+A replica whose resources (GPUs and the links between them) no other replica shares runs each step or
+segment on one timer: nothing can change its speed. Otherwise a step is one flow of the fluid network over
+the replica's resources: for each of its GPUs the compute units and HBM, and the
 links between its GPUs; its usage of each is the share of the step's time that resource is busy (the cost
 model's terms). The GPUs of a tensor-parallel group run in lock-step, collectives included, so one flow
 stands for all of them.
@@ -37,37 +39,54 @@ MAX_SEGMENT_STEPS = 2048
 
 @dataclass
 class _InFlight:
+    plan: Plan
+    figures: StepFigures
+    occupied: np.ndarray  # KV blocks allocated during each step
+    durations: np.ndarray  # clock ticks of each step
+    batch_of: Callable[[int], StepBatch]
     start: float  # clock ticks
     ends: np.ndarray  # clock ticks at the end of each step
-    flow: Flow
     steps: int
+    flow: Flow | None  # on a shared resource; None on a timer
 
 
 class Replica:
-    """One data-parallel replica: its scheduler and the SimPy process that runs its steps."""
+    """One data-parallel replica: its scheduler, and the events that run its steps.
+
+    The replica is driven by callbacks rather than a SimPy process (one generator resumption less per
+    segment): a *decision* (at the :data:`DECIDE` priority) plans and prices the next step or segment and
+    starts it; its *end* applies it and asks for the next decision. A replica whose resources no other
+    replica shares runs its segment on one timer; one that shares a resource runs it as a flow of the
+    fluid network, whose speed other flows change."""
 
     def __init__(self, index: int, env: simpy.Environment, network: FluidNetwork, scheduler: Scheduler,
                  pricer: StepPricer, gpus: list[str], links: list[str], segments_allowed: bool,
                  decide: Callable[[], simpy.Event], record: Callable[[SegmentRecord], None],
                  record_op: Callable[[OpRecord], None] | None = None,
-                 op_window: tuple[float, float] | None = None) -> None:
+                 op_window: tuple[float, float] | None = None, private: bool = False) -> None:
         self.index, self.env, self.network, self.scheduler, self.pricer = index, env, network, scheduler, pricer
         self.gpus, self.links = gpus, links
         self.segments_allowed = segments_allowed
+        self.private = private  # no other replica shares its resources: segments run on plain timers
         self._decide, self._record, self._record_op = decide, record, record_op
         self.op_window = op_window  # (start, end) in clock ticks: record op-level slices of steps inside it
-        self._wake: simpy.Event | None = None
+        self._idle = True  # no step running and no decision pending
         self._in_flight: _InFlight | None = None
+        self._generation = 0  # of the running segment's end timer; a cut supersedes the old timer
 
     def enqueue(self, seq: Sequence) -> None:
         """Take a newly arrived request (called at the arrival's time)."""
         seq.replica = self.index
         head_was_empty = self.scheduler._peek_waiting() is None
         self.scheduler.enqueue(seq)
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        if self._idle:
+            self._ask_decision()
         elif head_was_empty and self._in_flight is not None:
             self._cut()
+
+    def _ask_decision(self) -> None:
+        self._idle = False
+        self._decide().callbacks.append(self._on_decide)
 
     def _cut(self) -> None:
         """End the running segment at the first step boundary at or after now."""
@@ -77,42 +96,55 @@ class Replica:
         j = int(np.searchsorted(run.ends, self.env.now, side="left"))
         if j + 1 < run.steps:
             run.steps = j + 1
-            self.network.resize(run.flow, float(run.ends[j] - run.start))
+            if run.flow is not None:
+                self.network.resize(run.flow, float(run.ends[j] - run.start))
+            else:
+                self._end_timer(float(run.ends[j]) - self.env.now)
 
-    def process(self):
-        """The replica's SimPy process."""
+    def _end_timer(self, delay: float) -> None:
+        self._generation += 1
+        generation = self._generation
+        timer = self.env.timeout(delay)
+        timer.callbacks.append(lambda _event: self._on_end() if generation == self._generation else None)
+
+    def _on_decide(self, _event=None) -> None:
+        """Plan the next step or segment and start it (or go idle)."""
         env, scheduler = self.env, self.scheduler
         while True:
             if not scheduler.has_work:
-                self._wake = env.event()
-                yield self._wake
-                self._wake = None
-                yield self._decide()
-                continue
+                self._idle = True
+                return
             plan = scheduler.plan(to_seconds(env.now))
-            if plan.empty:
-                if scheduler.resident:
-                    raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
-                continue  # planning ended requests that can never run; look again
-            figures, occupied, batch_of = self._price(plan)
-            start = env.now
-            durations = to_ticks(figures.time_s)
-            ends = np.cumsum(np.concatenate(([start], durations)))[1:]
-            work = float(ends[-1] - start)
+            if not plan.empty:
+                break
+            if scheduler.resident:
+                raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
+            # planning ended requests that can never run; look again
+        figures, occupied, batch_of = self._price(plan)
+        start = env.now
+        durations = to_ticks(figures.time_s)
+        ends = np.cumsum(np.concatenate(([start], durations)))[1:]
+        work = float(ends[-1] - start)
+        run = _InFlight(plan, figures, occupied, durations, batch_of, start, ends, figures.steps, None)
+        self._in_flight = run
+        if self.private:
+            self._end_timer(work)
+        else:
             totals = figures.totals(figures.steps)
-            usage = self._usage(totals, totals["time_s"])
-            flow = self.network.start(f"replica{self.index}", work, usage)
-            self._in_flight = _InFlight(start, ends, flow, figures.steps)
-            yield flow.done
-            steps = self._in_flight.steps
-            self._in_flight = None
-            if steps < figures.steps:  # cut short by an arrival
-                totals = figures.totals(steps)
-            self._record_segment(plan, totals, occupied, durations, steps, start, env.now)
-            if self.op_window is not None:
-                self._record_ops(batch_of, ends, start, steps)
-            scheduler.apply(plan, steps, to_seconds(env.now))
-            yield self._decide()
+            run.flow = self.network.start(f"replica{self.index}", work, self._usage(totals, totals["time_s"]))
+            run.flow.done.callbacks.append(lambda _event: self._on_end())
+
+    def _on_end(self) -> None:
+        """The running step or segment has ended: record it, apply it, ask for the next decision."""
+        run, env = self._in_flight, self.env
+        self._in_flight = None
+        steps = run.steps
+        totals = run.figures.totals(steps)
+        self._record_segment(run.plan, totals, run.occupied, run.durations, steps, run.start, env.now)
+        if self.op_window is not None:
+            self._record_ops(run.batch_of, run.ends, run.start, steps)
+        self.scheduler.apply(run.plan, steps, to_seconds(env.now))
+        self._ask_decision()
 
     def _price(self, plan: Plan) -> tuple[StepFigures, np.ndarray, Callable[[int], StepBatch]]:
         """The figures of the next step or segment, its KV blocks per step, and each step's batch."""

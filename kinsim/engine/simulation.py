@@ -119,7 +119,7 @@ class Simulation:
             replica = Replica(r, self.env, self.network, scheduler, self._pricer, gpus, links,
                               segments_allowed=private and not self.exact_steps, decide=self._decide,
                               record=self.records.segments.append, record_op=self.records.ops.append,
-                              op_window=self._op_window)
+                              op_window=self._op_window, private=private)
             replicas.append(replica)
         return replicas
 
@@ -177,8 +177,6 @@ class Simulation:
     def run(self) -> Records:
         """Run to the end: until every request has ended."""
         env = self.env
-        for replica in self.replicas:
-            env.process(replica.process())
         env.process(self._arrivals())
         events = 0
         last_report = 0
