@@ -21,14 +21,12 @@ Conventions (see ``docs/metrics.md`` for each metric's formula):
 from __future__ import annotations
 
 import difflib
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from kinsim.engine.kv import KVLayout
 from kinsim.engine.records import Records
-from kinsim.engine.sequence import FINISHED
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.ops.op import OP_CLASSES
@@ -152,22 +150,27 @@ def percentiles(values: list[float] | np.ndarray, which: tuple[int, ...] = PERCE
 
 def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, layout: KVLayout) -> dict[str, Any]:
     """The headline metrics of a run as a JSON-ready nested dict."""
-    seqs = records.sequences
+    outcomes = records.sequences
     segments = records.segments
-    finished = [s for s in seqs if s.state == FINISHED]
-    ended_times = [s.finish_s for s in seqs if s.finish_s is not None]
-    makespan = max(ended_times + [seg.end_s for seg in segments], default=0.0)
-    generated = sum(s.generated for s in seqs)
-    tasks_total, tasks_done, task_e2e = _tasks(seqs)
+    table = outcomes.table
+    finished = outcomes.finished()
+    ended = ~np.isnan(outcomes.finish_s)
+    makespan = max(float(outcomes.finish_s[ended].max()) if ended.any() else 0.0,
+                   max((seg.end_s for seg in segments), default=0.0))
+    generated = int(outcomes.generated.sum())
+    tasks_total, tasks_done, task_e2e = _tasks(outcomes)
     tp, dp = workload.deployment.tensor_parallel, workload.deployment.data_parallel
     gpus = tp * dp
 
     warmup = getattr(workload.requests, "warmup", 0)
-    measured = [s for s in finished if s.order >= warmup] if warmup else finished
-    ttft = [s.first_token_s - s.arrival_s for s in measured]
-    tpot = [(s.finish_s - s.first_token_s) / (s.request.output_tokens - 1)
-            for s in measured if s.request.output_tokens > 1]
-    e2e = [s.finish_s - s.arrival_s for s in measured]
+    measured = finished.copy()
+    measured[:warmup] = False  # request latencies leave out the warm-up requests (the first, in order)
+    arrival, first, finish = outcomes.arrival_s[measured], outcomes.first_token_s[measured], outcomes.finish_s[measured]
+    outputs = table.output_tokens[measured]
+    ttft = first - arrival
+    several = outputs > 1
+    tpot = (finish[several] - first[several]) / (outputs[several] - 1)
+    e2e = finish - arrival
     breakdown = {c: 0.0 for c in OP_CLASSES}
     for seg in segments:
         for c, value in zip(OP_CLASSES, seg.class_s):
@@ -183,7 +186,6 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     energy = tp * sum(power.idle * makespan + (power.tdp - power.idle) * busy for busy in busy_by_replica)
     price = hardware.gpu.price
     replica_bytes = layout.block_bytes * layout.gpus
-    reasons = Counter(s.reason for s in seqs if s.state != FINISHED)
     summary = {
         "workload": workload.name,
         "hardware": hardware.name,
@@ -193,20 +195,21 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         "gpus": gpus,
         "sim_time_s": makespan,
         "requests": {
-            "total": len(seqs), "completed": len(finished), "unfinished": len(seqs) - len(finished),
-            "preemptions": sum(s.preemptions for s in seqs),
-            "unfinished_reasons": dict(sorted(reasons.items())),
+            "total": len(outcomes), "completed": int(finished.sum()),
+            "unfinished": len(outcomes) - int(finished.sum()),
+            "preemptions": int(outcomes.preemptions.sum()),
+            "unfinished_reasons": dict(sorted(outcomes.reason_counts().items())),
         },
         "tasks": {"total": tasks_total, "completed": tasks_done},
         "tokens": {
             "generated": generated,
-            "prompt": sum(s.request.prompt_tokens for s in seqs),
+            "prompt": int(table.prompt_tokens.sum()),
             "prefill_computed": sum(seg.prefill_tokens for seg in segments),
         },
         "throughput": {
             "output_tokens_per_s": generated / makespan if makespan else 0.0,
             "tasks_per_s": tasks_done / makespan if makespan else 0.0,
-            "requests_per_s": len(finished) / makespan if makespan else 0.0,
+            "requests_per_s": int(finished.sum()) / makespan if makespan else 0.0,
         },
         "latency": {
             "request": {"ttft": percentiles(ttft), "tpot": percentiles(tpot), "e2e": percentiles(e2e)},
@@ -243,9 +246,9 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     return summary
 
 
-def quantiles(values: list[float]) -> list[float] | None:
+def quantiles(values) -> list[float] | None:
     """The 0th to 100th percentiles of ``values`` (101 numbers), ``None`` when empty."""
-    if not values:
+    if not len(values):
         return None
     return np.percentile(np.asarray(values, dtype=float), np.arange(101)).tolist()
 
@@ -296,10 +299,17 @@ def timeline(segments, makespan: float, replicas: int, replica_bytes: float, bin
     }
 
 
-def _tasks(seqs) -> tuple[int, int, list[float]]:
-    groups: dict[str, list] = {}
-    for s in seqs:
-        groups.setdefault(s.request.group_id, []).append(s)
-    done = [members for members in groups.values() if all(m.state == FINISHED for m in members)]
-    e2e = [max(m.finish_s for m in members) - min(m.arrival_s for m in members) for members in done]
-    return len(groups), len(done), e2e
+def _tasks(outcomes) -> tuple[int, int, np.ndarray]:
+    """Groups, completed groups, and each completed group's e2e (last finish minus first arrival), in
+    group order."""
+    group = outcomes.table.group
+    groups = outcomes.table.groups
+    if not groups:
+        return 0, 0, np.zeros(0)
+    order = np.argsort(group, kind="stable")
+    starts = np.searchsorted(group[order], np.arange(groups))
+    unfinished = np.bincount(group, weights=~outcomes.finished(), minlength=groups)
+    done = unfinished == 0
+    last = np.maximum.reduceat(np.nan_to_num(outcomes.finish_s[order], nan=-np.inf), starts)
+    first = np.minimum.reduceat(outcomes.arrival_s[order], starts)
+    return groups, int(done.sum()), (last - first)[done]

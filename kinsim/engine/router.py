@@ -20,9 +20,13 @@ class Router:
     def __init__(self, policy: str, replicas: int, load: Callable[[int], int]) -> None:
         self.policy, self.replicas, self.load = policy, replicas, load
         self._next = 0
-        self._placed: dict[str, int] = {}
+        self._placed: dict[int | str, int] = {}
 
-    def place(self, group_id: str) -> int:
+    def forget(self, group_id: int | str) -> None:
+        """The group has ended: drop its placement (so memory does not grow with the groups served)."""
+        self._placed.pop(group_id, None)
+
+    def place(self, group_id: int | str) -> int:
         if self.policy == "round_robin":
             choice = self._next % self.replicas
             self._next += 1

@@ -99,7 +99,8 @@ class Scheduler:
         self.batch = DecodeBatch(deployment.max_num_seqs)  # the resident sequences that decode
         self._waiting: list[tuple[float, int, Sequence]] = []
         self._waiting_count = 0
-        self.groups: dict[str, GroupState] = {}
+        self.groups: dict[int | str, GroupState] = {}
+        self._group_count = 0  # groups ever seen: numbers them uniquely while some are forgotten
 
     # ------------------------------------------------------------------------------ queue
     @property
@@ -115,12 +116,17 @@ class Scheduler:
         """Requests placed here and not yet ended."""
         return len(self.resident) + self._waiting_count
 
-    def group_state(self, group_id: str, prompt_tokens: int) -> GroupState:
+    def group_state(self, group_id: int | str, prompt_tokens: int) -> GroupState:
         group = self.groups.get(group_id)
         if group is None:
-            group = GroupState(len(self.groups), prompt_tokens, self.layout.shared_tokens(prompt_tokens))
+            self._group_count += 1
+            group = GroupState(self._group_count, prompt_tokens, self.layout.shared_tokens(prompt_tokens))
             self.groups[group_id] = group
         return group
+
+    def forget_group(self, group_id: int | str) -> None:
+        """The group has ended everywhere: drop its state (its blocks were freed with its last member)."""
+        self.groups.pop(group_id, None)
 
     def enqueue(self, seq: Sequence) -> None:
         seq.state = WAITING

@@ -19,24 +19,26 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import simpy
 from simpy.events import Event
 
 from kinsim.cost.registry import make_cost_model
-from kinsim.engine.clock import to_seconds, to_tick
+from kinsim.engine.clock import TICKS_PER_S, to_seconds, to_tick
 from kinsim.engine.fluid import FluidNetwork
 from kinsim.engine.kv import KVLayout, kv_layout
 from kinsim.engine.pricer import StepPricer
 from kinsim.engine.records import Records
 from kinsim.engine.replica import Replica
+from kinsim.engine.request_records import RequestRecords
 from kinsim.engine.router import Router
 from kinsim.engine.scheduler import Scheduler
-from kinsim.engine.sequence import FINISHED, Sequence
+from kinsim.engine.sequence import Sequence
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.hardware.topology import build_topology, gpu_name, route
-from kinsim.workload.generate import workload_requests
-from kinsim.workload.request import Request
+from kinsim.workload.generate import workload_request_table
+from kinsim.workload.request import Request, RequestTable
 from kinsim.workload.spec import ClosedLoopArrivals, WorkloadSpec
 
 #: Event priorities within one instant (SimPy's own: 0 urgent, 1 normal).
@@ -65,7 +67,7 @@ class Simulation:
     """Serve ``workload`` on ``hardware``; :meth:`run` returns the :class:`Records`."""
 
     def __init__(self, workload: WorkloadSpec, hardware: HardwareSpec, *, exact_steps: bool = False,
-                 cost_model: str = "roofline", requests: list[Request] | None = None,
+                 cost_model: str = "roofline", requests: list[Request] | RequestTable | None = None,
                  op_window: tuple[float, float] | None = None) -> None:
         """``op_window`` (start, end) in seconds: record op-level slices of the steps overlapping it."""
         deployment = workload.deployment
@@ -83,17 +85,23 @@ class Simulation:
         self.env = simpy.Environment()
         self.network = FluidNetwork(self.env)
         self.records = Records()
-        requests = workload_requests(workload) if requests is None else requests
+        if requests is None:
+            requests = workload_request_table(workload)
+        elif not isinstance(requests, RequestTable):
+            requests = RequestTable.from_requests(requests)
+        self.requests = requests
         self._pricer = StepPricer(workload.model, deployment, workload.attention,
                                   make_cost_model(cost_model, hardware))
         self.replicas = self._build_replicas(hardware, deployment.tensor_parallel, deployment.data_parallel)
         self.router = Router(deployment.router, len(self.replicas), lambda i: self.replicas[i].scheduler.outstanding)
-        self.records.sequences = [Sequence(r, i, None, r.arrival_s) for i, r in enumerate(requests)]  # type: ignore[arg-type]
-        self._groups: dict[str, list[Sequence]] = {}
-        for seq in self.records.sequences:
-            self._groups.setdefault(seq.request.group_id, []).append(seq)
-        self._group_left = {g: len(members) for g, members in self._groups.items()}
-        self._group_order = list(self._groups)
+        self.records.sequences = RequestRecords(requests)
+        # Members of each group (groups are numbered in the order of their first request): a CSR index.
+        self._by_group = np.argsort(requests.group, kind="stable")
+        self._group_start = np.searchsorted(requests.group[self._by_group], np.arange(requests.groups + 1))
+        self._group_size = np.bincount(requests.group, minlength=requests.groups).tolist()
+        self._group_left = list(self._group_size)
+        self._group_replicas: dict[int, set[int]] = {}
+        self._live: dict[int, Sequence] = {}  # requests placed on a replica and not ended, by order
         self._released = 0
         self._round_left = 0  # groups of the current round still running (closed loop in rounds)
         self._ended = 0
@@ -131,18 +139,22 @@ class Simulation:
         """Open arrivals: every request at its arrival time (groups whole under a closed loop)."""
         arrival = self.workload.requests.arrival if hasattr(self.workload.requests, "arrival") else None
         if isinstance(arrival, ClosedLoopArrivals):
-            self._release(min(arrival.concurrency, len(self._group_order)))
+            self._release(min(arrival.concurrency, self.requests.groups))
             return
-        pending = sorted(self.records.sequences, key=lambda s: s.key)
-        for tick, batch in itertools.groupby(pending, key=lambda s: to_tick(s.arrival_s)):
+        arrival = self.requests.arrival_s
+        order = np.argsort(arrival, kind="stable")  # by arrival, ties in generation order
+        ticks = np.round(arrival[order] * TICKS_PER_S)  # to_tick, vectorised (both round half to even)
+        bounds = np.flatnonzero(np.diff(ticks)) + 1
+        for chunk in np.split(np.arange(len(order)), bounds) if len(order) else ():
+            tick = float(ticks[chunk[0]])
             yield _Scheduled(self.env, ARRIVAL, max(tick - self.env.now, 0.0))
-            for seq in batch:
-                seq.arrival_s = to_seconds(tick)  # on the engine's clock
-                self._route(seq)
+            arrived = to_seconds(tick)  # on the engine's clock
+            for i in order[chunk].tolist():
+                self._route(i, arrived)
 
     def _release(self, problems: int) -> None:
         """Release the next ``problems`` groups of a closed loop now (at the arrival priority)."""
-        groups = self._group_order[self._released:self._released + problems]
+        groups = list(range(self._released, min(self._released + problems, self.requests.groups)))
         self._released += len(groups)
         self._round_left += len(groups)
         if not groups:
@@ -150,21 +162,33 @@ class Simulation:
         event = _Scheduled(self.env, ARRIVAL)
         event.callbacks.append(lambda _e: self._route_groups(groups))
 
-    def _route_groups(self, groups: list[str]) -> None:
+    def _route_groups(self, groups: list[int]) -> None:
+        now = to_seconds(self.env.now)
         for group in groups:
-            for seq in self._groups[group]:
-                seq.arrival_s = to_seconds(self.env.now)
-                self._route(seq)
+            for i in self._by_group[self._group_start[group]:self._group_start[group + 1]].tolist():
+                self._route(i, now)
 
-    def _route(self, seq: Sequence) -> None:
-        replica = self.replicas[self.router.place(seq.request.group_id)]
-        seq.group = replica.scheduler.group_state(seq.request.group_id, seq.request.prompt_tokens)
+    def _route(self, i: int, arrival_s: float) -> None:
+        """Place request ``i``, arrived at ``arrival_s``, on a replica: it becomes a live sequence."""
+        request = self.requests[i]
+        group = int(self.requests.group[i])
+        replica = self.replicas[self.router.place(group)]
+        seq = Sequence(request, i, replica.scheduler.group_state(group, request.prompt_tokens), arrival_s)
+        if self._group_size[group] > 1:  # where its members went, to forget the group there when it ends
+            self._group_replicas.setdefault(group, set()).add(replica.index)
+        self._live[i] = seq
         replica.enqueue(seq)
 
     def _on_end(self, seq: Sequence) -> None:
         self._ended += 1
-        group = seq.request.group_id
+        del self._live[seq.order]
+        self.records.sequences.write(seq)
+        group = int(self.requests.group[seq.order])
         self._group_left[group] -= 1
+        if self._group_left[group] == 0:  # nothing of the group is left to place or serve
+            self.router.forget(group)
+            for r in self._group_replicas.pop(group, (seq.replica,)):
+                self.replicas[r].scheduler.forget_group(group)
         arrival = getattr(self.workload.requests, "arrival", None)
         if self._group_left[group] == 0 and isinstance(arrival, ClosedLoopArrivals):
             self._round_left -= 1
@@ -180,7 +204,7 @@ class Simulation:
         env.process(self._arrivals())
         events = 0
         last_report = 0
-        total = len(self.records.sequences)
+        total = len(self.requests)
         while env.peek() != float("inf"):
             env.step()
             events += 1
@@ -188,13 +212,16 @@ class Simulation:
                 last_report = events
                 self.progress(Progress(to_seconds(env.now), self._ended, total))
         self.records.events = events
-        for seq in self.records.sequences:
-            if seq.finish_s is None and seq.reason is None:
-                seq.reason = f"still {seq.state} when the simulation ran out of events (a bug in kinsim)"
+        outcomes = self.records.sequences
+        for seq in self._live.values():
+            seq.reason = f"still {seq.state} when the simulation ran out of events (a bug in kinsim)"
+            outcomes.write(seq)
+        for i in np.flatnonzero((outcomes.reason < 0) & np.isnan(outcomes.finish_s)).tolist():
+            outcomes.set_reason(i, "never reached a replica (a bug in kinsim)")
         if self.progress is not None:
             self.progress(Progress(to_seconds(env.now), self._ended, total))
         return self.records
 
     @property
     def finished(self) -> int:
-        return sum(1 for s in self.records.sequences if s.state == FINISHED)
+        return int(self.records.sequences.finished().sum())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from kinsim.workload.replay import replay_trace
-from kinsim.workload.request import Request
+from kinsim.workload.request import Request, RequestTable
 from kinsim.workload.spec import (
     BestOfNRequests,
     LongCoTRequests,
@@ -29,11 +29,25 @@ def workload_requests(workload: WorkloadSpec) -> list[Request]:
     return generate_requests(source, seed=workload.seed)
 
 
+def workload_request_table(workload: WorkloadSpec) -> RequestTable:
+    """:func:`workload_requests` as a :class:`RequestTable` (what the engine reads: a generated workload
+    never becomes a list of objects)."""
+    source = workload.requests
+    if isinstance(source, TraceRequests):
+        return RequestTable.from_requests(replay_trace(source, workload.seed).requests)
+    return generate_request_table(source, seed=workload.seed)
+
+
 def generate_requests(source: BestOfNRequests | LongCoTRequests, seed: int) -> list[Request]:
     """Draw the requests of a Best-of-N or long-CoT generator.
 
     Closed-loop arrivals are written as time 0; the engine releases problems as earlier ones finish.
     """
+    return list(generate_request_table(source, seed))
+
+
+def generate_request_table(source: BestOfNRequests | LongCoTRequests, seed: int) -> RequestTable:
+    """:func:`generate_requests` as a :class:`RequestTable` (32 bytes a request)."""
     rng = np.random.default_rng(seed)
     problems, samples = source.problems, source.samples
     prompts = source.prompt_tokens.sample(rng, problems)
@@ -46,14 +60,5 @@ def generate_requests(source: BestOfNRequests | LongCoTRequests, seed: int) -> l
     arrivals = np.zeros(problems)
     if isinstance(source.arrival, PoissonArrivals):
         arrivals = np.cumsum(rng.exponential(1.0 / source.arrival.rate, size=problems))
-    requests = []
-    for p in range(problems):
-        for s in range(samples):
-            requests.append(Request(
-                request_id=f"p{p}-s{s}" if samples > 1 else f"p{p}",
-                group_id=f"p{p}",
-                arrival_s=float(arrivals[p]),
-                prompt_tokens=int(prompts[p]),
-                output_tokens=int(outputs[p * samples + s]),
-            ))
-    return requests
+    return RequestTable(np.repeat(arrivals, samples), np.repeat(prompts, samples), outputs,
+                        np.repeat(np.arange(problems), samples), samples=samples)

@@ -58,3 +58,69 @@ class Request:
     score: float | None = None
     hash_ids: BlockHashes | None = None
     hash_block_tokens: int = 0
+
+
+class RequestTable:
+    """Requests as columns: what the engine reads of a million requests without a Python object each.
+
+    Columns (NumPy arrays, one entry per request, in generation order): ``arrival_s`` (float64, seconds),
+    ``prompt_tokens`` and ``output_tokens`` (int64), ``group`` (int64: the group's number, groups numbered
+    in the order of their first request). Names, scores and hash ids are kept as given (lists) or, for
+    generated workloads, made on demand from a pattern (``p{problem}`` and ``p{problem}-s{sample}``), so
+    that a generated request costs 32 bytes. ``table[i]`` builds request ``i`` as a :class:`Request`.
+    """
+
+    def __init__(self, arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray,
+                 group: np.ndarray, group_ids: list[str] | None = None, request_ids: list[str] | None = None,
+                 samples: int = 1, scores: list[float | None] | None = None,
+                 hash_ids: list[BlockHashes | None] | None = None, hash_block_tokens: list[int] | None = None) -> None:
+        """Without ``group_ids`` and ``request_ids`` the names follow the generator's pattern: group ``g``
+        is ``p{g}``; request ``i`` is ``p{i // samples}-s{i % samples}`` (``p{i}`` when ``samples`` is 1)."""
+        self.arrival_s = np.asarray(arrival_s, dtype=float)
+        self.prompt_tokens = np.asarray(prompt_tokens, dtype=np.int64)
+        self.output_tokens = np.asarray(output_tokens, dtype=np.int64)
+        self.group = np.asarray(group, dtype=np.int64)
+        self._group_ids, self._request_ids, self._samples = group_ids, request_ids, samples
+        self._scores, self._hash_ids, self._hash_block_tokens = scores, hash_ids, hash_block_tokens
+
+    @classmethod
+    def from_requests(cls, requests: list[Request]) -> RequestTable:
+        """The table of a list of requests (their names, scores and hash ids kept)."""
+        codes: dict[str, int] = {}
+        group = [codes.setdefault(r.group_id, len(codes)) for r in requests]
+        return cls(np.array([r.arrival_s for r in requests], dtype=float),
+                   np.array([r.prompt_tokens for r in requests], dtype=np.int64),
+                   np.array([r.output_tokens for r in requests], dtype=np.int64),
+                   np.array(group, dtype=np.int64), group_ids=list(codes), request_ids=[r.request_id for r in requests],
+                   scores=[r.score for r in requests] if any(r.score is not None for r in requests) else None,
+                   hash_ids=[r.hash_ids for r in requests] if any(r.hash_ids is not None for r in requests) else None,
+                   hash_block_tokens=[r.hash_block_tokens for r in requests])
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    @property
+    def groups(self) -> int:
+        """How many groups there are."""
+        return int(self.group.max()) + 1 if len(self.group) else 0
+
+    def group_id(self, code: int) -> str:
+        """The name of group number ``code``."""
+        return self._group_ids[code] if self._group_ids is not None else f"p{code}"
+
+    def request_id(self, i: int) -> str:
+        if self._request_ids is not None:
+            return self._request_ids[i]
+        return f"p{i // self._samples}-s{i % self._samples}" if self._samples > 1 else f"p{i}"
+
+    def __getitem__(self, i: int) -> Request:
+        return Request(
+            request_id=self.request_id(i), group_id=self.group_id(int(self.group[i])),
+            arrival_s=float(self.arrival_s[i]), prompt_tokens=int(self.prompt_tokens[i]),
+            output_tokens=int(self.output_tokens[i]),
+            score=None if self._scores is None else self._scores[i],
+            hash_ids=None if self._hash_ids is None else self._hash_ids[i],
+            hash_block_tokens=0 if self._hash_block_tokens is None else self._hash_block_tokens[i])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
