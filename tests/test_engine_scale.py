@@ -1,0 +1,115 @@
+"""The engine's scale machinery: closed-form segment pricing and block counts, columnar requests, and
+a simulation that keeps no per-request object once a request has ended."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kinsim import load_hardware
+from kinsim.cost.roofline import RooflineCost
+from kinsim.engine.kv import KVLayout
+from kinsim.engine.pricer import StepPricer
+from kinsim.engine.scheduler import Scheduler
+from kinsim.engine.sequence import DECODE, GroupState, Sequence
+from kinsim.engine.simulation import Simulation
+from kinsim.workload.generate import generate_request_table, generate_requests
+from kinsim.workload.request import Request, RequestTable
+
+from .conftest import HARDWARE
+from .test_engine import workload
+
+H100 = load_hardware(HARDWARE / "h100.yaml")
+
+POLICIES = [{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top_k": 4},
+            {"policy": "sliding_window", "window": 300}, {"policy": "topk", "token_budget": 700}]
+
+
+@pytest.mark.parametrize("attention", POLICIES)
+@pytest.mark.parametrize("prefix_shared_read", [False, True])
+def test_closed_form_segment_pricing_equals_the_matrix_of_contexts_to_the_bit(attention, prefix_shared_read):
+    w = workload(model="Qwen3-8B", attention=attention, **{"deployment.prefix_shared_read": prefix_shared_read})
+    pricer = StepPricer(w.model, w.deployment, w.attention, RooflineCost(H100))
+    rng = np.random.default_rng(1)
+    n, steps = 9, 300
+    context = rng.integers(1, 1500, size=n)  # some below the sparse budgets, some above, some crossing them
+    shared = rng.integers(0, 100, size=n).astype(float)
+    groups = rng.integers(0, 3, size=n)
+    matrix = (context[None, :] + np.arange(steps)[:, None]).astype(float)
+    closed = pricer.decode_run(context, steps, shared, groups)
+    reference = pricer.decode_segment(matrix, shared, groups)
+    assert np.array_equal(closed.matrix, reference.matrix)
+
+
+def _scheduler_with_batch(kv, shared, block_size=16, window_blocks=None):
+    """A scheduler whose decode batch holds sequences with ``kv`` tokens cached and ``shared`` prompt tokens
+    in shared blocks, each holding the private blocks its tokens need."""
+    layout = KVLayout(block_size=block_size, total_blocks=10_000, block_bytes=1.0, gpus=1, window_blocks=window_blocks,
+                      shares_prompt=window_blocks is None)
+    scheduler = Scheduler(layout, workload().deployment)
+    for i, (tokens, prefix) in enumerate(zip(kv, shared)):
+        seq = Sequence(Request(f"r{i}", f"g{i}", 0.0, prefix + 1, 10_000), i, GroupState(i, prefix + 1, prefix), 0.0)
+        seq.state, seq.kv_tokens, seq.generated = DECODE, tokens, 1
+        seq.private_blocks = int(layout.private_blocks_of(tokens, prefix))
+        scheduler.batch.add(seq)
+    return scheduler, layout
+
+
+@pytest.mark.parametrize("window_blocks", [None, 5])
+def test_blocks_added_per_step_match_counting_every_sequence(window_blocks):
+    kv = [16, 17, 31, 32, 100, 5, 64]
+    shared = [0, 0, 16, 0, 48, 0, 32] if window_blocks is None else [0] * 7
+    scheduler, layout = _scheduler_with_batch(kv, shared, window_blocks=window_blocks)
+    steps = 70
+    added = scheduler._blocks_added(steps)
+    for k in range(steps):  # after step k each sequence holds the blocks of kv + k + 1 tokens
+        need = sum(layout.private_blocks_of(t + k + 1, s) - layout.private_blocks_of(t, s) for t, s in zip(kv, shared))
+        assert added[k] == need
+
+
+def test_the_decode_batch_keeps_fcfs_order_and_writes_counters_back():
+    scheduler, _ = _scheduler_with_batch([10, 20, 30], [0, 0, 0])
+    batch = scheduler.batch
+    assert [s.order for s in batch.seqs] == [0, 1, 2]
+    batch.kv[:] += 5
+    second = batch.seqs[1]
+    batch.remove(second)
+    assert second.kv_tokens == 25 and [s.order for s in batch.seqs] == [0, 2]
+    assert batch.kv.tolist() == [15, 35]
+    batch.add(second)  # back at its place by arrival, then order
+    assert [s.order for s in batch.seqs] == [0, 1, 2] and batch.kv.tolist() == [15, 25, 35]
+    gone = batch.remove_where(np.array([True, False, True]))
+    assert [s.order for s in gone] == [0, 2] and gone[1].kv_tokens == 35 and batch.kv.tolist() == [25]
+
+
+def test_a_generated_request_table_names_and_sizes_requests_as_the_list_does():
+    w = workload(**{"requests.problems": 3, "requests.samples": 2,
+                    "requests.output_tokens": {"dist": "uniform", "low": 5, "high": 50}})
+    table = generate_request_table(w.requests, seed=4)
+    listed = generate_requests(w.requests, seed=4)
+    assert len(table) == 6 and list(table) == listed
+    assert [r.request_id for r in listed] == ["p0-s0", "p0-s1", "p1-s0", "p1-s1", "p2-s0", "p2-s1"]
+    assert table.group.tolist() == [0, 0, 1, 1, 2, 2] and table.groups == 3
+    again = RequestTable.from_requests(listed)
+    assert list(again) == listed and again.group.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_a_trace_table_numbers_groups_in_order_of_first_request():
+    requests = [Request("a", "x", 0.0, 10, 2), Request("b", "y", 1.0, 10, 2), Request("c", "x", 2.0, 10, 2,
+                                                                                       score=1.0)]
+    table = RequestTable.from_requests(requests)
+    assert table.group.tolist() == [0, 1, 0] and table.group_id(1) == "y"
+    assert table[2] == requests[2]
+
+
+@pytest.mark.parametrize("router", ["group_affinity", "least_loaded", "round_robin"])
+def test_nothing_is_kept_per_request_once_it_has_ended(router):
+    w = workload(**{"requests.problems": 40, "requests.samples": 2, "deployment.data_parallel": 3,
+                    "deployment.router": router, "requests.arrival": {"process": "poisson", "rate": "20 /s"}})
+    sim = Simulation(w, H100)
+    records = sim.run()
+    assert sim.finished == 80
+    assert not sim._live  # no live sequence objects
+    assert all(not r.scheduler.groups for r in sim.replicas)  # every group forgotten where it ran
+    assert not sim.router._placed
+    assert records.sequences.generated.sum() == records.sequences.table.output_tokens.sum()
