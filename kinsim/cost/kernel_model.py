@@ -81,7 +81,9 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
     flops = np.asarray(flops, dtype=float)
     nbytes = np.asarray(nbytes, dtype=float)
     items = np.maximum(work.items, 1.0)
-    compute = flops / (peak * saturating(flops, curve.compute_max, curve.flops_half))
+    # a curve without a half-saturation point is its maximum everywhere (as in the scalar path)
+    compute = flops / (peak * (curve.compute_max if not curve.flops_half else
+                               saturating(flops, curve.compute_max, curve.flops_half)))
     if curve.item_compute_share is not None:
         waves = np.ceil(items / sms)
         item_flops = flops / items if work.item_flops is None else work.item_flops
@@ -89,7 +91,8 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
         compute = np.maximum(compute, waves * item_flops / item_rate)
         if work.longest_item_flops is not None:
             compute = np.maximum(compute, work.longest_item_flops / item_rate)
-    memory_rate = bandwidth * saturating(nbytes, curve.memory_max, curve.bytes_half)
+    memory_rate = bandwidth * (curve.memory_max if not curve.bytes_half else
+                               saturating(nbytes, curve.memory_max, curve.bytes_half))
     if warm_l2_bytes is not None and curve.l2_bandwidth_ratio is not None:
         memory_rate = np.where(np.asarray(warm_l2_bytes) <= hw.gpu.l2_cache,
                                bandwidth * curve.l2_bandwidth_ratio, memory_rate)

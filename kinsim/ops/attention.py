@@ -236,41 +236,47 @@ def block_selection_op_of(dims: AttentionDims, policy: BlockTopKAttention, n: in
     )
 
 
-def _sum_min_linear(start: np.ndarray, count: np.ndarray, cap: float) -> np.ndarray:
-    """``sum_{i=1..count} min(start + i, cap)``, elementwise."""
-    if not np.isfinite(cap):
-        return count * start + count * (count + 1) / 2
-    linear = np.clip(cap - start, 0, count)
-    return linear * start + linear * (linear + 1) / 2 + (count - linear) * cap
+def _sum_min_linear(start: int, count: int, cap: int | None) -> int:
+    """``sum_{i=1..count} min(start + i, cap)`` (``cap`` ``None``: no cap), in whole numbers."""
+    if cap is None:
+        return count * start + count * (count + 1) // 2
+    linear = min(max(cap - start, 0), count)
+    return linear * start + linear * (linear + 1) // 2 + (count - linear) * cap
 
 
 def prefill_attention_op(
     dims: AttentionDims, policy: AttentionPolicy, chunks: Sequence[PrefillChunk], count: int = 1
 ) -> Op:
-    """Causal attention of prefill chunks (one variable-length kernel for all of them)."""
-    q = np.array([c.tokens for c in chunks], dtype=float)
-    cached = np.array([c.cached for c in chunks], dtype=float)
-    window = np.inf
+    """Causal attention of prefill chunks (one variable-length kernel for all of them).
+
+    Counted in Python integers, chunk by chunk: a step has a few chunks, for which NumPy's per-call cost
+    would dominate, and whole-number sums are exact whatever their order."""
+    window = None
     if isinstance(policy, SlidingWindowAttention):
-        window = float(policy.window + policy.sink_tokens)
-    keys = _sum_min_linear(cached, q, window)
-    tiles = np.ceil(q / PREFILL_QUERY_TILE)
-    # sum over tiles of the tile's last row, min(PREFILL_QUERY_TILE * j, q) for j = 1..tiles
-    full = tiles - 1
-    last_rows = PREFILL_QUERY_TILE * full * (full + 1) / 2 + q
-    kv_tokens_read = tiles * cached + last_rows
-    if np.isfinite(window):
-        kv_tokens_read = np.minimum(kv_tokens_read, tiles * (window + PREFILL_QUERY_TILE))
+        window = int(policy.window + policy.sink_tokens)
+    keys = kv_tokens_read = tokens = cached_total = 0
+    for chunk in chunks:
+        q, cached = int(chunk.tokens), int(chunk.cached)
+        keys += _sum_min_linear(cached, q, window)
+        tiles = -(-q // PREFILL_QUERY_TILE)
+        # sum over tiles of the tile's last row, min(PREFILL_QUERY_TILE * j, q) for j = 1..tiles
+        full = tiles - 1
+        read = tiles * cached + PREFILL_QUERY_TILE * full * (full + 1) // 2 + q
+        if window is not None:
+            read = min(read, tiles * (window + PREFILL_QUERY_TILE))
+        kv_tokens_read += read
+        tokens += q
+        cached_total += cached
     return Op(
         name="attention_prefill",
         op_class="attention",
         kernel="attention_prefill",
         dtype=dims.act_dtype,
-        flops=float(dims.flops_per_key * keys.sum()),
-        bytes_read=float(dims.kv_bytes_per_token * kv_tokens_read.sum() + dims.q_bytes_per_token * q.sum()),
-        bytes_written=float((dims.q_bytes_per_token + dims.kv_bytes_per_token) * q.sum()),
+        flops=float(dims.flops_per_key * float(keys)),
+        bytes_read=float(dims.kv_bytes_per_token * float(kv_tokens_read) + dims.q_bytes_per_token * float(tokens)),
+        bytes_written=float((dims.q_bytes_per_token + dims.kv_bytes_per_token) * float(tokens)),
         count=count,
-        shape={"sequences": len(chunks), "tokens": float(q.sum()), "cached": float(cached.sum()),
+        shape={"sequences": len(chunks), "tokens": float(tokens), "cached": float(cached_total),
                "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads, "head_dim": dims.shard.head_dim},
     )
 

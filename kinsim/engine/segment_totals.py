@@ -1,0 +1,102 @@
+"""Segment figures kept as running totals instead of rows (``--records summary`` and ``none``).
+
+:class:`SegmentTotals` takes the engine's segments as :class:`~kinsim.engine.records.SegmentTable` does
+(the same :meth:`~SegmentTotals.append`) and keeps what the metrics need of them: sums per op class,
+FLOPs, bytes, link time, busy time per replica, KV peak and block-seconds, counts, and the plot series.
+The series (output tokens and KV block-seconds over time) are spread over :data:`FINE_BINS` bins whose
+width doubles whenever the run outgrows them, and rebinned onto the report's bins at the end, treating
+each fine bin as uniform. So memory stays constant however long the run, every total is exact (up to the
+order of floating-point sums: within 1e-12 relative of the full records), and only the series are
+approximate: a report bin's value can differ from the full records' by what the fine bins at its edges
+misplace (at most two fine bins' worth, a few percent of one report bin's width).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kinsim.ops.op import OP_CLASSES
+
+#: Bins of the plot series' fine grid.
+FINE_BINS = 4096
+#: Width of a fine bin at the start, seconds (it doubles as the run grows).
+FIRST_BIN_WIDTH_S = 1e-3
+
+
+class SegmentTotals:
+    """Running totals of the segments of a run on ``replicas`` replicas (see the module docstring)."""
+
+    def __init__(self, replicas: int) -> None:
+        classes = len(OP_CLASSES)
+        self.rows = 0
+        self.steps = 0
+        self.prefill_tokens = 0
+        self.tokens_out = 0
+        self.class_s = [0.0] * classes
+        self.class_flops = [0.0] * classes
+        self.class_bytes = [0.0] * classes
+        self.flops = 0.0
+        self.hbm_bytes = 0.0
+        self.network_s = 0.0
+        self.busy_s = [0.0] * replicas
+        self.kv_peak_blocks = 0
+        self.kv_block_s = 0.0
+        self.last_end_s = 0.0
+        self.bin_width_s = FIRST_BIN_WIDTH_S
+        self._tokens = np.zeros(FINE_BINS)
+        self._block_s = np.zeros(FINE_BINS)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def append(self, replica, start_s, end_s, steps, decode_seqs, prefill_tokens, tokens_out, kv_peak_blocks,
+               kv_block_s, class_s, class_flops, class_bytes, flops, hbm_bytes, compute_s, memory_s,
+               network_s) -> None:
+        """Count one segment (the arguments of :meth:`kinsim.engine.records.SegmentTable.append`)."""
+        self.rows += 1
+        self.steps += steps
+        self.prefill_tokens += prefill_tokens
+        self.tokens_out += tokens_out
+        for i in range(len(class_s)):
+            self.class_s[i] += class_s[i]
+            self.class_flops[i] += class_flops[i]
+            self.class_bytes[i] += class_bytes[i]
+        self.flops += flops
+        self.hbm_bytes += hbm_bytes
+        self.network_s += network_s
+        self.busy_s[replica] += end_s - start_s
+        if kv_peak_blocks > self.kv_peak_blocks:
+            self.kv_peak_blocks = kv_peak_blocks
+        self.kv_block_s += kv_block_s
+        if end_s > self.last_end_s:
+            self.last_end_s = end_s
+        self._spread(start_s, end_s, tokens_out, kv_block_s)
+
+    def _spread(self, start_s: float, end_s: float, tokens: float, block_s: float) -> None:
+        """Add a segment's tokens and block-seconds to the fine bins, evenly over its duration."""
+        while end_s >= FINE_BINS * self.bin_width_s:  # the run outgrew the grid: merge pairs of bins
+            self._tokens = np.concatenate((self._tokens.reshape(-1, 2).sum(axis=1), np.zeros(FINE_BINS // 2)))
+            self._block_s = np.concatenate((self._block_s.reshape(-1, 2).sum(axis=1), np.zeros(FINE_BINS // 2)))
+            self.bin_width_s *= 2
+        width = self.bin_width_s
+        first, last = int(start_s / width), int(end_s / width)
+        if first == last or end_s <= start_s:
+            self._tokens[first] += tokens
+            self._block_s[first] += block_s
+            return
+        edges = np.arange(first, last + 2) * width
+        overlap = np.clip(np.minimum(end_s, edges[1:]) - np.maximum(start_s, edges[:-1]), 0.0, None)
+        share = overlap / (end_s - start_s)
+        self._tokens[first:last + 1] += tokens * share
+        self._block_s[first:last + 1] += block_s * share
+
+    def series(self, makespan: float, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(bin edges, output tokens per bin, block-seconds per bin) on ``bins`` equal bins of
+        ``[0, makespan]``, rebinned from the fine grid (each fine bin taken as uniform)."""
+        edges = np.linspace(0.0, makespan, bins + 1)
+        fine_edges = np.arange(FINE_BINS + 1) * self.bin_width_s
+        per_bin = []
+        for values in (self._tokens, self._block_s):
+            cumulative = np.concatenate(([0.0], np.cumsum(values)))
+            per_bin.append(np.diff(np.interp(edges, fine_edges, cumulative)))
+        return edges, per_bin[0], per_bin[1]
