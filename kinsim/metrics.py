@@ -88,6 +88,7 @@ METRIC_DOCS = (
     ("inputs.{workload,hardware}", "", "the resolved input files, every key written out"),
     ("inputs.trace", "", "what a replayed trace kept, skipped and capped (rows by reason); null without a trace"),
     ("mode", "", "fast_forward or exact_steps"),
+    ("records", "", "what the run kept: full, summary or none (kinsim run --records; docs/engine.md)"),
     ("wall_time_s", "s", "wall-clock time of the simulation, loading included"),
 )
 
@@ -104,7 +105,7 @@ def expand_key(pattern: str) -> list[str]:
 
 
 #: Documented keys that are not figures of the simulated system: names, inputs, plot series, engine counters.
-NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "wall_time_s", "engine.", "series.",
+NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "records", "wall_time_s", "engine.", "series.",
                "inputs.", "requests.unfinished_reasons", "ceilings.")
 
 #: Every numeric figure of a run, by dotted key: what a regression suite may guard and a sweep may tabulate.

@@ -37,7 +37,7 @@ def split_overrides(overrides: Mapping[str, Any] | None) -> tuple[dict[str, Any]
 def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str | Path,
              overrides: Mapping[str, Any] | None = None, *, seed: int | None = None, exact_steps: bool = False,
              cost_model: str = "roofline", progress: Callable[[Progress], None] | None = None,
-             op_window: tuple[float, float] | None = None) -> Result:
+             op_window: tuple[float, float] | None = None, records: str | None = None) -> Result:
     """Simulate ``workload`` on ``hardware`` (specs or file paths).
 
     Args:
@@ -48,6 +48,8 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
         cost_model: ``roofline`` or ``kinetics``.
         progress: called now and then with a :class:`Progress`.
         op_window: (start, end) seconds: also record op-level slices of the steps in it (for timelines).
+        records: ``full``, ``summary`` or ``none`` (see :data:`kinsim.engine.simulation.RECORDS`); ``None``:
+            ``full`` up to two million requests, else ``summary``.
     """
     started = time.perf_counter()
     workload_overrides, hardware_overrides = split_overrides(overrides)
@@ -66,12 +68,13 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
         replay = replay_trace(workload.requests, workload.seed)
         requests, trace_report = replay.requests, replay.report.as_dict()
     sim = Simulation(workload, hardware, exact_steps=exact_steps, cost_model=cost_model, op_window=op_window,
-                     requests=requests)
+                     requests=requests, records=records)
     sim.progress = progress
     records = sim.run()
     summary = summarize(records, workload, hardware, sim.layout)
     summary["inputs"]["trace"] = trace_report
     summary["mode"] = "exact_steps" if exact_steps else "fast_forward"
+    summary["records"] = sim.records_mode
     summary["wall_time_s"] = time.perf_counter() - started
     return Result(summary, records, workload, hardware)
 

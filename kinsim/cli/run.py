@@ -45,6 +45,10 @@ def add_parser(subparsers) -> None:
                         help="keep only the part of the timeline between START and END seconds")
     parser.add_argument("--trace-ops", action="store_true",
                         help="add one slice per kernel kind per step inside --trace-window")
+    parser.add_argument("--records", choices=("full", "summary", "none"), default=None,
+                        help="what to keep: full (every request and step: the default up to 2 million requests), "
+                             "summary (every request, running totals of the steps: the default above) or none "
+                             "(running totals only; percentiles within 0.1%%)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(run=run)
 
@@ -76,12 +80,16 @@ def run(args: argparse.Namespace) -> int:
     if args.trace_ops and (window is None or trace_path is None):
         raise SpecError("needs --trace and --trace-window (op-level slices are kept for a window only)",
                         path="--trace-ops", value=True)
+    records = records_needed(args, requests_csv, steps_csv, trace_path)
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     result = simulate(args.workload, args.hw, overrides_of(args), seed=args.seed, exact_steps=args.exact_steps,
                       cost_model=args.cost_model, progress=bar.update,
-                      op_window=window if args.trace_ops else None)
+                      op_window=window if args.trace_ops else None, records=records)
     bar.close()
     summary = result.to_dict()
+    if records is None and summary["records"] != "full" and not args.quiet:
+        print(f"kinsim: note: {summary['requests']['total']:,} requests: kept running totals of the steps "
+              "(--records summary); pass --records full for the step table and timelines", file=sys.stderr)
     notice = trace_notice(summary["inputs"]["trace"]) if summary["inputs"].get("trace") else None
     if notice and not args.quiet:
         print(f"kinsim: note: {notice}", file=sys.stderr)
@@ -102,6 +110,24 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print("\n".join(summary_lines(summary)))
     return 0
+
+
+def records_needed(args: argparse.Namespace, requests_csv, steps_csv, trace_path) -> str | None:
+    """The ``--records`` mode to run with: as given, ``full`` when an output needs every step and none was
+    given, else ``None`` (the default by size). A mode too small for a requested output is an error."""
+    needs = [(option, "full") for option, path in (("--steps-csv", steps_csv), ("--trace", trace_path))
+             if path is not None]
+    if requests_csv is not None:
+        needs.append(("--requests-csv", "summary"))
+    order = ("none", "summary", "full")
+    for option, mode in needs:
+        if args.records is not None and order.index(args.records) < order.index(mode):
+            raise SpecError(f"needs --records {mode} or more (it writes every "
+                            f"{'request' if mode == 'summary' else 'step'})", path=option,
+                            value=getattr(args, option[2:].replace("-", "_")))
+    if args.records is None and any(mode == "full" for _, mode in needs):
+        return "full"
+    return args.records
 
 
 class ProgressBar:

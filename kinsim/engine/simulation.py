@@ -31,6 +31,8 @@ from kinsim.engine.pricer import StepPricer
 from kinsim.engine.records import Records
 from kinsim.engine.replica import Replica
 from kinsim.engine.request_records import RequestRecords
+from kinsim.engine.segment_totals import SegmentTotals
+from kinsim.engine.streaming import RequestTotals
 from kinsim.engine.router import Router
 from kinsim.engine.scheduler import Scheduler
 from kinsim.engine.sequence import Sequence
@@ -68,8 +70,9 @@ class Simulation:
 
     def __init__(self, workload: WorkloadSpec, hardware: HardwareSpec, *, exact_steps: bool = False,
                  cost_model: str = "roofline", requests: list[Request] | RequestTable | None = None,
-                 op_window: tuple[float, float] | None = None) -> None:
-        """``op_window`` (start, end) in seconds: record op-level slices of the steps overlapping it."""
+                 op_window: tuple[float, float] | None = None, records: str | None = None) -> None:
+        """``op_window`` (start, end) in seconds: record op-level slices of the steps overlapping it.
+        ``records``: what to keep (:data:`RECORDS`); ``None`` chooses with :func:`default_records`."""
         deployment = workload.deployment
         if workload.gpus > hardware.total_gpus:
             raise SpecError(f"needs {workload.gpus} GPUs (tensor_parallel x data_parallel) but the hardware "
@@ -94,7 +97,15 @@ class Simulation:
                                   make_cost_model(cost_model, hardware))
         self.replicas = self._build_replicas(hardware, deployment.tensor_parallel, deployment.data_parallel)
         self.router = Router(deployment.router, len(self.replicas), lambda i: self.replicas[i].scheduler.outstanding)
-        self.records.sequences = RequestRecords(requests)
+        self.records_mode = default_records(len(requests)) if records is None else records
+        if self.records_mode not in RECORDS:
+            raise SpecError(f"must be one of {', '.join(RECORDS)}", path="--records", value=records)
+        if self.records_mode != "full":
+            self.records.segments = SegmentTotals(deployment.data_parallel)
+        if self.records_mode == "none":
+            self.records.sequences = RequestTotals(requests, getattr(workload.requests, "warmup", 0))
+        else:
+            self.records.sequences = RequestRecords(requests)
         # Members of each group (groups are numbered in the order of their first request): a CSR index.
         self._by_group = np.argsort(requests.group, kind="stable")
         self._group_start = np.searchsorted(requests.group[self._by_group], np.arange(requests.groups + 1))
@@ -216,12 +227,30 @@ class Simulation:
         for seq in self._live.values():
             seq.reason = f"still {seq.state} when the simulation ran out of events (a bug in kinsim)"
             outcomes.write(seq)
-        for i in np.flatnonzero((outcomes.reason < 0) & np.isnan(outcomes.finish_s)).tolist():
-            outcomes.set_reason(i, "never reached a replica (a bug in kinsim)")
+        if isinstance(outcomes, RequestRecords):
+            for i in np.flatnonzero((outcomes.reason < 0) & np.isnan(outcomes.finish_s)).tolist():
+                outcomes.set_reason(i, "never reached a replica (a bug in kinsim)")
+        else:
+            outcomes.never_placed(len(self.requests) - self._ended - len(self._live))
         if self.progress is not None:
             self.progress(Progress(to_seconds(env.now), self._ended, total))
         return self.records
 
     @property
     def finished(self) -> int:
-        return int(self.records.sequences.finished().sum())
+        outcomes = self.records.sequences
+        return outcomes.completed if isinstance(outcomes, RequestTotals) else int(outcomes.finished().sum())
+
+
+#: What a simulation keeps (``kinsim run --records``): ``full``, every request's outcome and every step or
+#: segment (for the request and step tables, timelines and reports); ``summary``, every request's outcome
+#: but only running totals of the segments (exact figures and percentiles; plot series rebinned from a fine
+#: grid); ``none``, running totals only (percentiles from logarithmic histograms, within 0.1%).
+RECORDS = ("full", "summary", "none")
+#: Above this many requests the default is ``summary``: the segments' rows would outgrow memory.
+FULL_RECORDS_LIMIT = 2_000_000
+
+
+def default_records(requests: int) -> str:
+    """``full`` up to :data:`FULL_RECORDS_LIMIT` requests, else ``summary``."""
+    return "full" if requests <= FULL_RECORDS_LIMIT else "summary"
