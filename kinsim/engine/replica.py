@@ -164,15 +164,15 @@ class Replica:
         completed = sum(1 + len(lead.followers) for lead, take in plan.chunks if take == lead.prefill_left)
         class_flops = tuple(totals[f"{c}_flops"] for c in OP_CLASSES)
         class_bytes = tuple(totals[f"{c}_bytes"] for c in OP_CLASSES)
-        self._record(SegmentRecord(
-            replica=self.index, start_s=to_seconds(start), end_s=to_seconds(end), steps=steps,
-            decode_seqs=len(plan.decode),
-            prefill_tokens=sum(take for _, take in plan.chunks),
-            tokens_out=len(plan.decode) * steps + completed,
-            kv_peak_blocks=int(occupied[:steps].max()),
-            kv_block_s=to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),
-            class_s=tuple(totals[f"{c}_s"] for c in OP_CLASSES),
-            class_flops=class_flops, class_bytes=class_bytes, flops=sum(class_flops), hbm_bytes=sum(class_bytes),
-            compute_s=totals["compute_s"],
-            memory_s=totals["memory_s"], network_s=totals["network_s"],
-        ))
+        # the fields of SegmentRecord, positionally (SegmentTable.append: one call per segment, no object)
+        self._record(
+            self.index, to_seconds(start), to_seconds(end), steps,
+            len(plan.decode),  # decode_seqs
+            sum(take for _, take in plan.chunks),  # prefill_tokens
+            len(plan.decode) * steps + completed,  # tokens_out
+            int(occupied[:steps].max()),  # kv_peak_blocks
+            to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),  # kv_block_s
+            tuple(totals[f"{c}_s"] for c in OP_CLASSES), class_flops, class_bytes,
+            sum(class_flops), sum(class_bytes),  # flops, hbm_bytes
+            totals["compute_s"], totals["memory_s"], totals["network_s"],
+        )
