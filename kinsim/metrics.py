@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from kinsim.engine.kv import KVLayout
-from kinsim.engine.records import Records
+from kinsim.engine.records import Records, SegmentTable
 from kinsim.engine.sequence import FINISHED
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
@@ -154,9 +154,11 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     """The headline metrics of a run as a JSON-ready nested dict."""
     seqs = records.sequences
     segments = records.segments
+    column = segments.column
+    start_s, end_s = column("start_s"), column("end_s")
     finished = [s for s in seqs if s.state == FINISHED]
     ended_times = [s.finish_s for s in seqs if s.finish_s is not None]
-    makespan = max(ended_times + [seg.end_s for seg in segments], default=0.0)
+    makespan = max(ended_times + ([float(end_s.max())] if len(end_s) else []), default=0.0)
     generated = sum(s.generated for s in seqs)
     tasks_total, tasks_done, task_e2e = _tasks(seqs)
     tp, dp = workload.deployment.tensor_parallel, workload.deployment.data_parallel
@@ -168,17 +170,13 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     tpot = [(s.finish_s - s.first_token_s) / (s.request.output_tokens - 1)
             for s in measured if s.request.output_tokens > 1]
     e2e = [s.finish_s - s.arrival_s for s in measured]
-    breakdown = {c: 0.0 for c in OP_CLASSES}
-    for seg in segments:
-        for c, value in zip(OP_CLASSES, seg.class_s):
-            breakdown[c] += value
-    busy_by_replica = [0.0] * dp
-    for seg in segments:
-        busy_by_replica[seg.replica] += seg.end_s - seg.start_s
+    breakdown = dict(zip(OP_CLASSES, ordered_sum(column("class_s")).tolist()))
+    # bincount adds each replica's durations in row order, as a loop over the segments would
+    busy_by_replica = np.bincount(column("replica"), weights=end_s - start_s, minlength=dp).tolist()
     denominator = dp * makespan if makespan > 0 else float("inf")
-    flops = sum(seg.flops for seg in segments)
-    hbm = sum(seg.hbm_bytes for seg in segments)
-    link = sum(seg.network_s for seg in segments)
+    flops = float(ordered_sum(column("flops")))
+    hbm = float(ordered_sum(column("hbm_bytes")))
+    link = float(ordered_sum(column("network_s")))
     power = hardware.gpu.power
     energy = tp * sum(power.idle * makespan + (power.tdp - power.idle) * busy for busy in busy_by_replica)
     price = hardware.gpu.price
@@ -201,7 +199,7 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         "tokens": {
             "generated": generated,
             "prompt": sum(s.request.prompt_tokens for s in seqs),
-            "prefill_computed": sum(seg.prefill_tokens for seg in segments),
+            "prefill_computed": int(column("prefill_tokens").sum()),
         },
         "throughput": {
             "output_tokens_per_s": generated / makespan if makespan else 0.0,
@@ -220,18 +218,18 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         },
         "kv": {
             "capacity_bytes": layout.capacity_bytes,
-            "peak_bytes": max((seg.kv_peak_blocks for seg in segments), default=0) * replica_bytes,
-            "mean_bytes": sum(seg.kv_block_s for seg in segments) / denominator * replica_bytes,
+            "peak_bytes": (int(column("kv_peak_blocks").max()) if len(segments) else 0) * replica_bytes,
+            "mean_bytes": float(ordered_sum(column("kv_block_s"))) / denominator * replica_bytes,
             "block_tokens": layout.block_size,
             "capacity_blocks": layout.total_blocks,
         },
         "energy_j": energy,
         "cost_usd": price * gpus * makespan if price is not None else None,
-        "engine": {"events": records.events, "segments": len(segments), "steps": sum(seg.steps for seg in segments)},
+        "engine": {"events": records.events, "segments": len(segments), "steps": int(column("steps").sum())},
         "by_class": by_class(segments),
         "ceilings": {"peak_flop_per_s": hardware.peak("bf16"), "hbm_bandwidth": hardware.gpu.memory.bandwidth},
         "series": {
-            **timeline(segments, makespan, dp, replica_bytes),
+            **timeline(start_s, end_s, column("tokens_out"), column("kv_block_s"), makespan, dp, replica_bytes),
             "latency_quantiles": {
                 "q": [q / 100 for q in range(101)],
                 "ttft": quantiles(ttft), "tpot": quantiles(tpot), "e2e": quantiles(e2e),
@@ -250,20 +248,30 @@ def quantiles(values: list[float]) -> list[float] | None:
     return np.percentile(np.asarray(values, dtype=float), np.arange(101)).tolist()
 
 
-def by_class(segments) -> dict[str, dict[str, float]]:
+def ordered_sum(values: np.ndarray, chunk: int = 1 << 16) -> np.ndarray | float:
+    """The sum of ``values`` over its first axis, added one row after another from the first.
+
+    This is the order in which a Python loop (or ``sum()`` before Python 3.12) adds the records, so the
+    figures keep their last bits; ``np.sum`` would add pairwise. A cumulative sum is sequential by
+    definition; it runs over ``chunk`` rows at a time to bound its temporary array.
+    """
+    total = np.zeros(values.shape[1:])
+    for i in range(0, len(values), chunk):
+        total = np.cumsum(np.concatenate((total[None], values[i:i + chunk])), axis=0)[-1]
+    return total if values.ndim > 1 else float(total)
+
+
+def by_class(segments: SegmentTable) -> dict[str, dict[str, float]]:
     """Per op class: seconds (replica-seconds), FLOPs and HBM bytes per GPU, summed over the run."""
-    out = {c: {"seconds": 0.0, "flops": 0.0, "hbm_bytes": 0.0} for c in OP_CLASSES}
-    for seg in segments:
-        for c, t, f, b in zip(OP_CLASSES, seg.class_s, seg.class_flops, seg.class_bytes):
-            entry = out[c]
-            entry["seconds"] += t
-            entry["flops"] += f
-            entry["hbm_bytes"] += b
-    return out
+    seconds, flops, nbytes = (ordered_sum(segments.column(name)).tolist()
+                              for name in ("class_s", "class_flops", "class_bytes"))
+    return {c: {"seconds": t, "flops": f, "hbm_bytes": b} for c, t, f, b in zip(OP_CLASSES, seconds, flops, nbytes)}
 
 
-def timeline(segments, makespan: float, replicas: int, replica_bytes: float, bins: int = TIMELINE_BINS) -> dict:
-    """Output tokens/s and mean KV bytes per replica in ``bins`` equal bins of the makespan.
+def timeline(start: np.ndarray, end: np.ndarray, tokens_out: np.ndarray, kv_block_s: np.ndarray, makespan: float,
+             replicas: int, replica_bytes: float, bins: int = TIMELINE_BINS) -> dict:
+    """Output tokens/s and mean KV bytes per replica in ``bins`` equal bins of the makespan, from the
+    segments' columns: start and end (s), output tokens and KV block-seconds.
 
     A segment's tokens and KV block-seconds are spread evenly over its duration (the records keep a
     segment's totals, not each step's), so these plot series are the one output that differs slightly
@@ -275,14 +283,12 @@ def timeline(segments, makespan: float, replicas: int, replica_bytes: float, bin
     width = edges[1] - edges[0]
     tokens = np.zeros(bins)
     kv = np.zeros(bins)
-    if segments:
-        start = np.array([seg.start_s for seg in segments])
-        end = np.array([seg.end_s for seg in segments])
-        produced = np.array([seg.tokens_out for seg in segments], dtype=float)
-        block_s = np.array([seg.kv_block_s for seg in segments])
+    if len(start):
+        produced = np.asarray(tokens_out, dtype=float)
+        block_s = np.asarray(kv_block_s, dtype=float)
         duration = np.maximum(end - start, 1e-30)
         chunk = max(1, 1_000_000 // bins)  # segments per (segments x bins) overlap matrix: 8 MB each
-        for i in range(0, len(segments), chunk):
+        for i in range(0, len(start), chunk):
             lo, hi = start[i:i + chunk, None], end[i:i + chunk, None]
             # overlap of each segment with each bin, as a share of the segment
             overlap = np.clip(np.minimum(hi, edges[None, 1:]) - np.maximum(lo, edges[None, :-1]), 0.0, None)
