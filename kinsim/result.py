@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from kinsim.engine.records import Records
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.ops.op import OP_CLASSES
@@ -34,11 +36,18 @@ def request_rows(records: Records) -> list[tuple]:
              s.reason or "") for s in records.sequences]
 
 
+def step_columns(records: Records) -> dict[str, np.ndarray]:
+    """The columns of :data:`STEP_COLUMNS` (NumPy arrays, one value per recorded step or segment in the order
+    they ended): the segment table's columns, with ``class_s`` split into one column per op class."""
+    column = records.segments.column
+    per_class = {f"{c}_s": i for i, c in enumerate(OP_CLASSES)}
+    return {name: column("class_s")[:, per_class[name]] if name in per_class else column(name)
+            for name in STEP_COLUMNS}
+
+
 def step_rows(records: Records) -> list[tuple]:
     """Rows of :data:`STEP_COLUMNS`, one per recorded step or segment, in the order they ended."""
-    return [(g.replica, g.start_s, g.end_s, g.steps, g.decode_seqs, g.prefill_tokens, g.tokens_out,
-             g.kv_peak_blocks, g.kv_block_s, *g.class_s, g.flops, g.hbm_bytes, g.compute_s, g.memory_s,
-             g.network_s) for g in records.segments]
+    return list(zip(*(values.tolist() for values in step_columns(records).values())))
 
 
 @dataclass
@@ -73,7 +82,7 @@ class Result:
         """One row per recorded step or segment (a ``pandas.DataFrame``; see ``SegmentRecord``)."""
         import pandas as pd
 
-        return pd.DataFrame(step_rows(self.records), columns=STEP_COLUMNS)
+        return pd.DataFrame(step_columns(self.records), columns=STEP_COLUMNS)
 
     @property
     def breakdown(self):
