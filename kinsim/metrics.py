@@ -26,7 +26,10 @@ from typing import Any
 import numpy as np
 
 from kinsim.engine.kv import KVLayout
-from kinsim.engine.records import Records
+from kinsim.engine.records import Records, SegmentTable
+from kinsim.engine.request_records import RequestRecords
+from kinsim.engine.segment_totals import SegmentTotals
+from kinsim.engine.streaming import LogHistogram, RequestTotals
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.ops.op import OP_CLASSES
@@ -105,8 +108,8 @@ def expand_key(pattern: str) -> list[str]:
 
 
 #: Documented keys that are not figures of the simulated system: names, inputs, plot series, engine counters.
-NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "records", "wall_time_s", "engine.", "series.",
-               "inputs.", "requests.unfinished_reasons", "ceilings.")
+NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "records", "wall_time_s", "engine.",
+               "series.", "inputs.", "requests.unfinished_reasons", "ceilings.")
 
 #: Every numeric figure of a run, by dotted key: what a regression suite may guard and a sweep may tabulate.
 FIGURE_KEYS = tuple(key for pattern, _, _ in METRIC_DOCS for key in expand_key(pattern)
@@ -141,8 +144,14 @@ def render_metrics_table() -> str:
     return "\n".join(lines)
 
 
-def percentiles(values: list[float] | np.ndarray, which: tuple[int, ...] = PERCENTILES) -> dict[str, float | None]:
-    """``{"p50": ..., "p90": ..., "p99": ..., "mean": ...}`` of ``values`` (``None`` when empty)."""
+def percentiles(values: list[float] | np.ndarray | LogHistogram,
+                which: tuple[int, ...] = PERCENTILES) -> dict[str, float | None]:
+    """``{"p50": ..., "p90": ..., "p99": ..., "mean": ...}`` of ``values`` (``None`` when empty); from a
+    :class:`LogHistogram`, percentiles within its documented error."""
+    if isinstance(values, LogHistogram):
+        out = {f"p{p}": values.percentile(p) for p in which}
+        out["mean"] = values.mean
+        return out
     data = np.asarray(values, dtype=float)
     out: dict[str, float | None] = {f"p{p}": (float(np.percentile(data, p)) if data.size else None) for p in which}
     out["mean"] = float(data.mean()) if data.size else None
@@ -150,39 +159,17 @@ def percentiles(values: list[float] | np.ndarray, which: tuple[int, ...] = PERCE
 
 
 def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, layout: KVLayout) -> dict[str, Any]:
-    """The headline metrics of a run as a JSON-ready nested dict."""
-    outcomes = records.sequences
-    segments = records.segments
-    table = outcomes.table
-    finished = outcomes.finished()
-    ended = ~np.isnan(outcomes.finish_s)
-    makespan = max(float(outcomes.finish_s[ended].max()) if ended.any() else 0.0,
-                   max((seg.end_s for seg in segments), default=0.0))
-    generated = int(outcomes.generated.sum())
-    tasks_total, tasks_done, task_e2e = _tasks(outcomes)
+    """The headline metrics of a run as a JSON-ready nested dict, from full records or from running totals
+    (``--records``: the same figures; see :func:`segment_figures` and :func:`request_figures`)."""
     tp, dp = workload.deployment.tensor_parallel, workload.deployment.data_parallel
     gpus = tp * dp
-
-    warmup = getattr(workload.requests, "warmup", 0)
-    measured = finished.copy()
-    measured[:warmup] = False  # request latencies leave out the warm-up requests (the first, in order)
-    arrival, first, finish = outcomes.arrival_s[measured], outcomes.first_token_s[measured], outcomes.finish_s[measured]
-    outputs = table.output_tokens[measured]
-    ttft = first - arrival
-    several = outputs > 1
-    tpot = (finish[several] - first[several]) / (outputs[several] - 1)
-    e2e = finish - arrival
-    breakdown = {c: 0.0 for c in OP_CLASSES}
-    for seg in segments:
-        for c, value in zip(OP_CLASSES, seg.class_s):
-            breakdown[c] += value
-    busy_by_replica = [0.0] * dp
-    for seg in segments:
-        busy_by_replica[seg.replica] += seg.end_s - seg.start_s
+    seg = segment_figures(records.segments, dp)
+    req = request_figures(records.sequences, getattr(workload.requests, "warmup", 0))
+    makespan = max(req["last_finish_s"], seg["last_end_s"])
+    generated, completed, tasks_done = req["generated"], req["completed"], req["tasks_completed"]
+    ttft, tpot, e2e, task_e2e = req["ttft"], req["tpot"], req["e2e"], req["task_e2e"]
+    busy_by_replica = seg["busy_s"]
     denominator = dp * makespan if makespan > 0 else float("inf")
-    flops = sum(seg.flops for seg in segments)
-    hbm = sum(seg.hbm_bytes for seg in segments)
-    link = sum(seg.network_s for seg in segments)
     power = hardware.gpu.power
     energy = tp * sum(power.idle * makespan + (power.tdp - power.idle) * busy for busy in busy_by_replica)
     price = hardware.gpu.price
@@ -196,46 +183,46 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         "gpus": gpus,
         "sim_time_s": makespan,
         "requests": {
-            "total": len(outcomes), "completed": int(finished.sum()),
-            "unfinished": len(outcomes) - int(finished.sum()),
-            "preemptions": int(outcomes.preemptions.sum()),
-            "unfinished_reasons": dict(sorted(outcomes.reason_counts().items())),
+            "total": req["total"], "completed": completed, "unfinished": req["total"] - completed,
+            "preemptions": req["preemptions"],
+            "unfinished_reasons": dict(sorted(req["reasons"].items())),
         },
-        "tasks": {"total": tasks_total, "completed": tasks_done},
+        "tasks": {"total": req["tasks_total"], "completed": tasks_done},
         "tokens": {
             "generated": generated,
-            "prompt": int(table.prompt_tokens.sum()),
-            "prefill_computed": sum(seg.prefill_tokens for seg in segments),
+            "prompt": req["prompt"],
+            "prefill_computed": seg["prefill_tokens"],
         },
         "throughput": {
             "output_tokens_per_s": generated / makespan if makespan else 0.0,
             "tasks_per_s": tasks_done / makespan if makespan else 0.0,
-            "requests_per_s": int(finished.sum()) / makespan if makespan else 0.0,
+            "requests_per_s": completed / makespan if makespan else 0.0,
         },
         "latency": {
             "request": {"ttft": percentiles(ttft), "tpot": percentiles(tpot), "e2e": percentiles(e2e)},
             "task": {"e2e": percentiles(task_e2e)},
         },
-        "breakdown_s": breakdown,
+        "breakdown_s": dict(zip(OP_CLASSES, seg["class_s"])),
         "utilization": {
-            "compute": flops / (hardware.peak("bf16") * denominator),
-            "hbm": hbm / (hardware.gpu.memory.bandwidth * denominator),
-            "link": link / denominator,
+            "compute": seg["flops"] / (hardware.peak("bf16") * denominator),
+            "hbm": seg["hbm_bytes"] / (hardware.gpu.memory.bandwidth * denominator),
+            "link": seg["network_s"] / denominator,
         },
         "kv": {
             "capacity_bytes": layout.capacity_bytes,
-            "peak_bytes": max((seg.kv_peak_blocks for seg in segments), default=0) * replica_bytes,
-            "mean_bytes": sum(seg.kv_block_s for seg in segments) / denominator * replica_bytes,
+            "peak_bytes": seg["kv_peak_blocks"] * replica_bytes,
+            "mean_bytes": seg["kv_block_s"] / denominator * replica_bytes,
             "block_tokens": layout.block_size,
             "capacity_blocks": layout.total_blocks,
         },
         "energy_j": energy,
         "cost_usd": price * gpus * makespan if price is not None else None,
-        "engine": {"events": records.events, "segments": len(segments), "steps": sum(seg.steps for seg in segments)},
-        "by_class": by_class(segments),
+        "engine": {"events": records.events, "segments": seg["segments"], "steps": seg["steps"]},
+        "by_class": {c: {"seconds": t, "flops": f, "hbm_bytes": b}
+                     for c, t, f, b in zip(OP_CLASSES, seg["class_s"], seg["class_flops"], seg["class_bytes"])},
         "ceilings": {"peak_flop_per_s": hardware.peak("bf16"), "hbm_bandwidth": hardware.gpu.memory.bandwidth},
         "series": {
-            **timeline(segments, makespan, dp, replica_bytes),
+            **_series(records.segments, makespan, dp, replica_bytes),
             "latency_quantiles": {
                 "q": [q / 100 for q in range(101)],
                 "ttft": quantiles(ttft), "tpot": quantiles(tpot), "e2e": quantiles(e2e),
@@ -247,27 +234,105 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     return summary
 
 
+def segment_figures(segments: SegmentTable | SegmentTotals, replicas: int) -> dict[str, Any]:
+    """Totals over the recorded segments: per op class seconds, FLOPs and HBM bytes (lists in the order of
+    ``OP_CLASSES``); ``flops``, ``hbm_bytes``, ``network_s``, ``prefill_tokens``, ``kv_block_s``,
+    ``kv_peak_blocks``, ``segments``, ``steps``, ``last_end_s``, and ``busy_s`` per replica. Sums add in
+    the order the segments ended, from rows (:func:`ordered_sum`) as the running totals do, so both give the
+    same bits."""
+    if isinstance(segments, SegmentTotals):
+        return {"class_s": list(segments.class_s), "class_flops": list(segments.class_flops),
+                "class_bytes": list(segments.class_bytes), "flops": segments.flops, "hbm_bytes": segments.hbm_bytes,
+                "network_s": segments.network_s, "prefill_tokens": segments.prefill_tokens,
+                "kv_block_s": segments.kv_block_s, "kv_peak_blocks": segments.kv_peak_blocks,
+                "segments": segments.rows, "steps": segments.steps, "last_end_s": segments.last_end_s,
+                "busy_s": list(segments.busy_s)}
+    column = segments.column
+    start_s, end_s = column("start_s"), column("end_s")
+    some = len(segments) > 0
+    return {
+        "class_s": ordered_sum(column("class_s")).tolist(),
+        "class_flops": ordered_sum(column("class_flops")).tolist(),
+        "class_bytes": ordered_sum(column("class_bytes")).tolist(),
+        "flops": float(ordered_sum(column("flops"))), "hbm_bytes": float(ordered_sum(column("hbm_bytes"))),
+        "network_s": float(ordered_sum(column("network_s"))),
+        "prefill_tokens": int(column("prefill_tokens").sum()),
+        "kv_block_s": float(ordered_sum(column("kv_block_s"))),
+        "kv_peak_blocks": int(column("kv_peak_blocks").max()) if some else 0,
+        "segments": len(segments), "steps": int(column("steps").sum()),
+        "last_end_s": float(end_s.max()) if some else 0.0,
+        # bincount adds each replica's durations in row order, as a loop over the segments would
+        "busy_s": np.bincount(column("replica"), weights=end_s - start_s, minlength=replicas).tolist(),
+    }
+
+
+def request_figures(outcomes: RequestRecords | RequestTotals, warmup: int) -> dict[str, Any]:
+    """Counts, token totals and latency distributions of the requests: ``ttft``, ``tpot``, ``e2e`` and
+    ``task_e2e`` are arrays (every request kept) or :class:`LogHistogram` (running totals); the first
+    ``warmup`` requests stay out of the request latencies."""
+    if isinstance(outcomes, RequestTotals):
+        return {"total": outcomes.total, "completed": outcomes.completed, "preemptions": outcomes.preemptions,
+                "reasons": dict(outcomes.reasons), "generated": outcomes.generated,
+                "prompt": int(outcomes.table.prompt_tokens.sum()), "last_finish_s": outcomes.last_finish_s,
+                "tasks_total": outcomes.table.groups, "tasks_completed": outcomes.tasks_completed,
+                "ttft": outcomes.ttft, "tpot": outcomes.tpot, "e2e": outcomes.e2e, "task_e2e": outcomes.task_e2e}
+    table = outcomes.table
+    finished = outcomes.finished()
+    ended = ~np.isnan(outcomes.finish_s)
+    tasks_total, tasks_done, task_e2e = _tasks(outcomes)
+    measured = finished.copy()
+    measured[:warmup] = False  # request latencies leave out the warm-up requests (the first, in order)
+    arrival, first, finish = outcomes.arrival_s[measured], outcomes.first_token_s[measured], outcomes.finish_s[measured]
+    outputs = table.output_tokens[measured]
+    several = outputs > 1
+    return {"total": len(outcomes), "completed": int(finished.sum()), "preemptions": int(outcomes.preemptions.sum()),
+            "reasons": outcomes.reason_counts(), "generated": int(outcomes.generated.sum()),
+            "prompt": int(table.prompt_tokens.sum()),
+            "last_finish_s": float(outcomes.finish_s[ended].max()) if ended.any() else 0.0,
+            "tasks_total": tasks_total, "tasks_completed": tasks_done,
+            "ttft": first - arrival, "tpot": (finish[several] - first[several]) / (outputs[several] - 1),
+            "e2e": finish - arrival, "task_e2e": task_e2e}
+
+
+def _series(segments: SegmentTable | SegmentTotals, makespan: float, replicas: int, replica_bytes: float) -> dict:
+    if isinstance(segments, SegmentTotals):
+        if makespan <= 0:
+            return {"t_s": [], "output_tokens_per_s": [], "kv_bytes": []}
+        edges, tokens, block_s = segments.series(makespan, TIMELINE_BINS)
+        width = edges[1] - edges[0]
+        return {"t_s": ((edges[:-1] + edges[1:]) / 2).tolist(), "output_tokens_per_s": (tokens / width).tolist(),
+                "kv_bytes": (block_s / width / replicas * replica_bytes).tolist()}
+    column = segments.column
+    return timeline(column("start_s"), column("end_s"), column("tokens_out"), column("kv_block_s"), makespan,
+                    replicas, replica_bytes)
+
+
 def quantiles(values) -> list[float] | None:
     """The 0th to 100th percentiles of ``values`` (101 numbers), ``None`` when empty."""
+    if isinstance(values, LogHistogram):
+        return [values.percentile(q) for q in range(101)] if values.count else None
     if not len(values):
         return None
     return np.percentile(np.asarray(values, dtype=float), np.arange(101)).tolist()
 
 
-def by_class(segments) -> dict[str, dict[str, float]]:
-    """Per op class: seconds (replica-seconds), FLOPs and HBM bytes per GPU, summed over the run."""
-    out = {c: {"seconds": 0.0, "flops": 0.0, "hbm_bytes": 0.0} for c in OP_CLASSES}
-    for seg in segments:
-        for c, t, f, b in zip(OP_CLASSES, seg.class_s, seg.class_flops, seg.class_bytes):
-            entry = out[c]
-            entry["seconds"] += t
-            entry["flops"] += f
-            entry["hbm_bytes"] += b
-    return out
+def ordered_sum(values: np.ndarray, chunk: int = 1 << 16) -> np.ndarray | float:
+    """The sum of ``values`` over its first axis, added one row after another from the first.
+
+    This is the order in which a Python loop (or ``sum()`` before Python 3.12) adds the records, so the
+    figures keep their last bits; ``np.sum`` would add pairwise. A cumulative sum is sequential by
+    definition; it runs over ``chunk`` rows at a time to bound its temporary array.
+    """
+    total = np.zeros(values.shape[1:])
+    for i in range(0, len(values), chunk):
+        total = np.cumsum(np.concatenate((total[None], values[i:i + chunk])), axis=0)[-1]
+    return total if values.ndim > 1 else float(total)
 
 
-def timeline(segments, makespan: float, replicas: int, replica_bytes: float, bins: int = TIMELINE_BINS) -> dict:
-    """Output tokens/s and mean KV bytes per replica in ``bins`` equal bins of the makespan.
+def timeline(start: np.ndarray, end: np.ndarray, tokens_out: np.ndarray, kv_block_s: np.ndarray, makespan: float,
+             replicas: int, replica_bytes: float, bins: int = TIMELINE_BINS) -> dict:
+    """Output tokens/s and mean KV bytes per replica in ``bins`` equal bins of the makespan, from the
+    segments' columns: start and end (s), output tokens and KV block-seconds.
 
     A segment's tokens and KV block-seconds are spread evenly over its duration (the records keep a
     segment's totals, not each step's), so these plot series are the one output that differs slightly
@@ -279,14 +344,12 @@ def timeline(segments, makespan: float, replicas: int, replica_bytes: float, bin
     width = edges[1] - edges[0]
     tokens = np.zeros(bins)
     kv = np.zeros(bins)
-    if segments:
-        start = np.array([seg.start_s for seg in segments])
-        end = np.array([seg.end_s for seg in segments])
-        produced = np.array([seg.tokens_out for seg in segments], dtype=float)
-        block_s = np.array([seg.kv_block_s for seg in segments])
+    if len(start):
+        produced = np.asarray(tokens_out, dtype=float)
+        block_s = np.asarray(kv_block_s, dtype=float)
         duration = np.maximum(end - start, 1e-30)
         chunk = max(1, 1_000_000 // bins)  # segments per (segments x bins) overlap matrix: 8 MB each
-        for i in range(0, len(segments), chunk):
+        for i in range(0, len(start), chunk):
             lo, hi = start[i:i + chunk, None], end[i:i + chunk, None]
             # overlap of each segment with each bin, as a share of the segment
             overlap = np.clip(np.minimum(hi, edges[None, 1:]) - np.maximum(lo, edges[None, :-1]), 0.0, None)

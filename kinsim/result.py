@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kinsim.engine.records import Records
+import numpy as np
+
+from kinsim.engine.records import Records, SegmentTable
+from kinsim.engine.request_records import STATES, RequestRecords
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.ops.op import OP_CLASSES
 from kinsim.workload.spec import WorkloadSpec
@@ -27,18 +30,46 @@ def metric_at(summary: Mapping[str, Any], dotted: str) -> Any:
     return value
 
 
+def request_columns(records: Records) -> dict[str, Any]:
+    """The columns of :data:`REQUEST_COLUMNS`, one value per request in generation order (times that never
+    happened are NaN). Needs the requests' outcomes (``--records full`` or ``summary``)."""
+    outcomes = records.sequences
+    if not isinstance(outcomes, RequestRecords):
+        raise ValueError("this run kept running totals only (--records none): rerun with --records summary or "
+                         "full for the request table")
+    table = outcomes.table
+    reasons = np.array([*outcomes.reasons, ""], dtype=object)
+    return {
+        "request_id": [table.request_id(i) for i in range(len(table))],
+        "group_id": [table.group_id(g) for g in table.group.tolist()],
+        "replica": outcomes.replica, "arrival_s": outcomes.arrival_s, "admitted_s": outcomes.admitted_s,
+        "first_token_s": outcomes.first_token_s, "finish_s": outcomes.finish_s,
+        "prompt_tokens": table.prompt_tokens, "output_tokens": table.output_tokens,
+        "generated_tokens": outcomes.generated, "preemptions": outcomes.preemptions,
+        "state": np.array(STATES, dtype=object)[outcomes.state], "reason": reasons[outcomes.reason],
+    }
+
+
 def request_rows(records: Records) -> list[tuple]:
     """Rows of :data:`REQUEST_COLUMNS`, one per request in generation order."""
-    return [(s.request.request_id, s.request.group_id, s.replica, s.arrival_s, s.admitted_s, s.first_token_s,
-             s.finish_s, s.request.prompt_tokens, s.request.output_tokens, s.generated, s.preemptions, s.state,
-             s.reason or "") for s in records.sequences]
+    return list(zip(*(list(values) for values in request_columns(records).values())))
+
+
+def step_columns(records: Records) -> dict[str, np.ndarray]:
+    """The columns of :data:`STEP_COLUMNS` (NumPy arrays, one value per recorded step or segment in the order
+    they ended): the segment table's columns, with ``class_s`` split into one column per op class."""
+    if not isinstance(records.segments, SegmentTable):
+        raise ValueError("this run kept running totals of its steps (--records summary or none): rerun with "
+                         "--records full for the step table")
+    column = records.segments.column
+    per_class = {f"{c}_s": i for i, c in enumerate(OP_CLASSES)}
+    return {name: column("class_s")[:, per_class[name]] if name in per_class else column(name)
+            for name in STEP_COLUMNS}
 
 
 def step_rows(records: Records) -> list[tuple]:
     """Rows of :data:`STEP_COLUMNS`, one per recorded step or segment, in the order they ended."""
-    return [(g.replica, g.start_s, g.end_s, g.steps, g.decode_seqs, g.prefill_tokens, g.tokens_out,
-             g.kv_peak_blocks, g.kv_block_s, *g.class_s, g.flops, g.hbm_bytes, g.compute_s, g.memory_s,
-             g.network_s) for g in records.segments]
+    return list(zip(*(values.tolist() for values in step_columns(records).values())))
 
 
 @dataclass
@@ -66,14 +97,14 @@ class Result:
         """One row per request (a ``pandas.DataFrame``): lifecycle times in seconds, tokens, replica."""
         import pandas as pd
 
-        return pd.DataFrame(request_rows(self.records), columns=REQUEST_COLUMNS)
+        return pd.DataFrame(request_columns(self.records), columns=REQUEST_COLUMNS)
 
     @property
     def steps(self):
         """One row per recorded step or segment (a ``pandas.DataFrame``; see ``SegmentRecord``)."""
         import pandas as pd
 
-        return pd.DataFrame(step_rows(self.records), columns=STEP_COLUMNS)
+        return pd.DataFrame(step_columns(self.records), columns=STEP_COLUMNS)
 
     @property
     def breakdown(self):

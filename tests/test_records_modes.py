@@ -15,6 +15,7 @@ from kinsim.runner import simulate
 from .conftest import HARDWARE, WORKLOADS
 from .test_engine import H100, workload
 
+
 def _leaves(summary: dict, prefix: str = ""):
     for key, value in summary.items():
         path = f"{prefix}{key}"
@@ -94,10 +95,10 @@ def test_the_default_switches_to_summary_above_two_million_requests():
 def test_a_table_that_was_not_kept_is_a_clear_error():
     result = simulate(workload(), H100, records="summary")
     with pytest.raises(ValueError, match="--records full"):
-        result.steps
+        _ = result.steps
     assert len(result.requests) == 6
     with pytest.raises(ValueError, match="--records summary"):
-        simulate(workload(), H100, records="none").requests
+        _ = simulate(workload(), H100, records="none").requests
 
 
 @pytest.mark.parametrize("records, option, needs", [("summary", "--steps-csv", "full"), ("none", "--trace", "full"),

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import struct
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+
+import numpy as np
 
 from kinsim.engine.sequence import Sequence
+from kinsim.ops.op import OP_CLASSES
 
 
 @dataclass(slots=True)
@@ -48,6 +54,159 @@ class SegmentRecord:
     network_s: float
 
 
+#: The columns of a :class:`SegmentTable`: the fields of :class:`SegmentRecord`, in their order.
+SEGMENT_COLUMNS = tuple(f.name for f in fields(SegmentRecord))
+#: Columns of whole numbers (int64); the others are float64.
+INT_COLUMNS = frozenset({"replica", "steps", "decode_seqs", "prefill_tokens", "tokens_out", "kv_peak_blocks"})
+#: Columns with one value per op class (2-D, ``(rows, len(OP_CLASSES))``, in the order of ``OP_CLASSES``).
+CLASS_COLUMNS = frozenset({"class_s", "class_flops", "class_bytes"})
+
+_CLASSES = len(OP_CLASSES)
+#: One row as packed bytes (native order, no padding) and as a NumPy record of the same layout.
+_ROW = struct.Struct("=" + "".join(f"{_CLASSES}d" if name in CLASS_COLUMNS else "q" if name in INT_COLUMNS
+                                   else "d" for name in SEGMENT_COLUMNS))
+_ROW_DTYPE = np.dtype([(name, np.float64, (_CLASSES,)) if name in CLASS_COLUMNS
+                       else (name, np.int64 if name in INT_COLUMNS else np.float64) for name in SEGMENT_COLUMNS])
+assert _ROW.size == _ROW_DTYPE.itemsize
+_pack = _ROW.pack
+
+
+class SegmentTable:
+    """The recorded segments as columns: what :class:`SegmentRecord` holds, 8 bytes per number.
+
+    One row per recorded step or segment, in the order they ended; the columns are the fields of
+    :class:`SegmentRecord`, with its units: seconds of simulated time (``start_s``, ``end_s``, ``compute_s``,
+    ``memory_s``, ``network_s``, ``class_s``), FLOPs (``flops``, ``class_flops``), HBM bytes (``hbm_bytes``,
+    ``class_bytes``) and block-seconds (``kv_block_s``), per GPU of the replica. ``replica``, ``steps``,
+    ``decode_seqs``, ``prefill_tokens``, ``tokens_out`` and ``kv_peak_blocks`` are int64; every other column
+    is float64. ``class_s``, ``class_flops`` and ``class_bytes`` are 2-D, one column per op class in the order
+    of :data:`kinsim.ops.op.OP_CLASSES` (``column("class_s")[:, OP_CLASSES.index("attention")]``).
+
+    :meth:`append` packs a row into 256 bytes (``struct``: 32 numbers, which also checks their types and
+    count) and buffers at most :attr:`BLOCK_ROWS` rows; then the buffer moves into one NumPy array per
+    column (a block), and :meth:`column` joins the blocks into one. So a row costs 256 bytes and the buffer
+    about a megabyte at most. Indexing and iteration give :class:`SegmentRecord` rows built on the fly
+    (Python ints and floats, a tuple per class), for tests and small consumers; metrics and reports read
+    :meth:`column`.
+    """
+
+    #: Rows buffered (as packed bytes) before they move into NumPy blocks.
+    BLOCK_ROWS = 4096
+
+    __slots__ = ("_buffer", "_blocks", "_block_starts", "_flushed")
+
+    def __init__(self) -> None:
+        self._buffer: list[bytes] = []
+        self._blocks: dict[str, list[np.ndarray]] = {name: [] for name in SEGMENT_COLUMNS}
+        self._block_starts: list[int] = []  # first row of each block
+        self._flushed = 0  # rows in the blocks
+
+    def append(self, replica, start_s, end_s, steps, decode_seqs, prefill_tokens, tokens_out, kv_peak_blocks,
+               kv_block_s, class_s, class_flops, class_bytes, flops, hbm_bytes, compute_s, memory_s,
+               network_s) -> None:
+        """Add one row: the fields of :class:`SegmentRecord` in its order, positionally (``class_*`` are
+        sequences in the order of ``OP_CLASSES``). Called once per segment by the engine. A value of the
+        wrong type (a float where a count goes) or a wrong number of class values raises ``struct.error``."""
+        buffer = self._buffer
+        buffer.append(_pack(replica, start_s, end_s, steps, decode_seqs, prefill_tokens, tokens_out, kv_peak_blocks,
+                            kv_block_s, *class_s, *class_flops, *class_bytes, flops, hbm_bytes, compute_s, memory_s,
+                            network_s))
+        if len(buffer) >= self.BLOCK_ROWS:
+            self._flush()
+
+    def __len__(self) -> int:
+        return self._flushed + len(self._buffer)
+
+    def __repr__(self) -> str:
+        return f"SegmentTable({len(self)} rows)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SegmentTable):
+            return NotImplemented
+        return len(self) == len(other) and all(np.array_equal(self.column(n), other.column(n))
+                                               for n in SEGMENT_COLUMNS)
+
+    __hash__ = None  # mutable, like the list it replaces
+
+    def column(self, name: str) -> np.ndarray:
+        """Column ``name`` (a field of :class:`SegmentRecord`) over all rows, as a read-only array: 1-D, or
+        ``(rows, len(OP_CLASSES))`` for ``class_s``, ``class_flops`` and ``class_bytes``. It stays valid (and
+        unchanged) when rows are appended later."""
+        if name not in self._blocks:
+            raise KeyError(f"no segment column {name!r}; the columns are {', '.join(SEGMENT_COLUMNS)}")
+        self._flush()
+        blocks = self._blocks[name]
+        if not blocks:
+            data = np.zeros(0, dtype=_ROW_DTYPE)[name]
+        elif len(blocks) == 1:
+            data = blocks[0]
+        else:  # join every column's blocks at once, so that all keep the same block boundaries
+            for parts in self._blocks.values():
+                parts[:] = [np.concatenate(parts)]
+            self._block_starts = [0]
+            data = blocks[0]
+        view = data.view()
+        view.flags.writeable = False
+        return view
+
+    def __getitem__(self, index: int | slice) -> SegmentRecord | list[SegmentRecord]:
+        """Row ``index`` (negative counts from the end) as a :class:`SegmentRecord`; a slice gives a list."""
+        n = len(self)
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(n))]
+        i = int(index)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"segment {index} of {n}")
+        if i >= self._flushed:
+            return _unpack(self._buffer[i - self._flushed])
+        b = bisect_right(self._block_starts, i) - 1
+        j = i - self._block_starts[b]
+        return SegmentRecord(*(_python(self._blocks[name][b][j]) for name in SEGMENT_COLUMNS))
+
+    def __iter__(self) -> Iterator[SegmentRecord]:
+        """Every row as a :class:`SegmentRecord`, in order (the rows there were when iteration began)."""
+        blocks = [[self._blocks[name][b] for name in SEGMENT_COLUMNS] for b in range(len(self._block_starts))]
+        buffer = list(self._buffer)
+        for arrays in blocks:
+            lists = [a.tolist() if a.ndim == 1 else list(map(tuple, a.tolist())) for a in arrays]
+            for values in zip(*lists):
+                yield SegmentRecord(*values)
+        for row in buffer:
+            yield _unpack(row)
+
+    def _flush(self) -> None:
+        """Move the buffered rows into a new block of arrays, one per column."""
+        if not self._buffer:
+            return
+        rows = np.frombuffer(b"".join(self._buffer), dtype=_ROW_DTYPE)
+        for name in SEGMENT_COLUMNS:
+            self._blocks[name].append(rows[name].copy())  # contiguous; class columns (rows, classes)
+        self._block_starts.append(self._flushed)
+        self._flushed += len(rows)
+        self._buffer = []
+
+
+def _python(value: np.ndarray | np.generic) -> int | float | tuple[float, ...]:
+    """A value of a column as a row view holds it: a Python int or float, a tuple for a class column."""
+    return tuple(value.tolist()) if value.ndim else value.item()
+
+
+def _unpack(packed: bytes) -> SegmentRecord:
+    """A buffered row as a :class:`SegmentRecord`."""
+    values = _ROW.unpack(packed)
+    out, at = [], 0
+    for name in SEGMENT_COLUMNS:
+        if name in CLASS_COLUMNS:
+            out.append(values[at:at + _CLASSES])
+            at += _CLASSES
+        else:
+            out.append(values[at])
+            at += 1
+    return SegmentRecord(*out)
+
+
 @dataclass(slots=True)
 class OpRecord:
     """One kind of kernel in one step of a replica, recorded only inside a requested time window: it starts
@@ -67,14 +226,15 @@ class Records:
 
     Attributes:
         sequences: every request's lifecycle, in generation order.
-        segments: steps or segments of every replica, in the order they ended.
+        segments: steps or segments of every replica, in the order they ended: a :class:`SegmentTable`
+            (columns; its rows read as :class:`SegmentRecord`).
         events: SimPy events processed.
         ops: op-level records of steps overlapping the simulation's ``op_window`` (empty without one).
         replica_gpus, replica_links: each replica's GPU names and the directed links between them.
     """
 
     sequences: list[Sequence] = field(default_factory=list)
-    segments: list[SegmentRecord] = field(default_factory=list)
+    segments: SegmentTable = field(default_factory=SegmentTable)
     events: int = 0
     ops: list[OpRecord] = field(default_factory=list)
     replica_gpus: list[list[str]] = field(default_factory=list)

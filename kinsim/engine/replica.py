@@ -27,7 +27,7 @@ import simpy
 from kinsim.engine.clock import to_seconds, to_ticks
 from kinsim.engine.fluid import Flow, FluidNetwork
 from kinsim.engine.pricer import StepFigures, StepPricer
-from kinsim.engine.records import OpRecord, SegmentRecord
+from kinsim.engine.records import OpRecord
 from kinsim.engine.scheduler import Plan, Scheduler
 from kinsim.engine.sequence import Sequence
 from kinsim.ops.lower import StepBatch, lower_step
@@ -61,7 +61,7 @@ class Replica:
 
     def __init__(self, index: int, env: simpy.Environment, network: FluidNetwork, scheduler: Scheduler,
                  pricer: StepPricer, gpus: list[str], links: list[str], segments_allowed: bool,
-                 decide: Callable[[], simpy.Event], record: Callable[[SegmentRecord], None],
+                 decide: Callable[[], simpy.Event], record: Callable[..., None],
                  record_op: Callable[[OpRecord], None] | None = None,
                  op_window: tuple[float, float] | None = None, private: bool = False) -> None:
         self.index, self.env, self.network, self.scheduler, self.pricer = index, env, network, scheduler, pricer
@@ -196,15 +196,15 @@ class Replica:
         completed = sum(1 + len(lead.followers) for lead, take in plan.chunks if take == lead.prefill_left)
         class_flops = tuple(totals[f"{c}_flops"] for c in OP_CLASSES)
         class_bytes = tuple(totals[f"{c}_bytes"] for c in OP_CLASSES)
-        self._record(SegmentRecord(
-            replica=self.index, start_s=to_seconds(start), end_s=to_seconds(end), steps=steps,
-            decode_seqs=plan.decode_seqs,
-            prefill_tokens=sum(take for _, take in plan.chunks),
-            tokens_out=plan.decode_seqs * steps + completed,
-            kv_peak_blocks=int(occupied[:steps].max()),
-            kv_block_s=to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),
-            class_s=tuple(totals[f"{c}_s"] for c in OP_CLASSES),
-            class_flops=class_flops, class_bytes=class_bytes, flops=sum(class_flops), hbm_bytes=sum(class_bytes),
-            compute_s=totals["compute_s"],
-            memory_s=totals["memory_s"], network_s=totals["network_s"],
-        ))
+        # the fields of SegmentRecord, positionally (SegmentTable.append: one call per segment, no object)
+        self._record(
+            self.index, to_seconds(start), to_seconds(end), steps,
+            plan.decode_seqs,  # decode_seqs
+            sum(take for _, take in plan.chunks),  # prefill_tokens
+            plan.decode_seqs * steps + completed,  # tokens_out
+            int(occupied[:steps].max()),  # kv_peak_blocks
+            to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),  # kv_block_s
+            tuple(totals[f"{c}_s"] for c in OP_CLASSES), class_flops, class_bytes,
+            sum(class_flops), sum(class_bytes),  # flops, hbm_bytes
+            totals["compute_s"], totals["memory_s"], totals["network_s"],
+        )

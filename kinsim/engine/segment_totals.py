@@ -98,5 +98,7 @@ class SegmentTotals:
         per_bin = []
         for values in (self._tokens, self._block_s):
             cumulative = np.concatenate(([0.0], np.cumsum(values)))
-            per_bin.append(np.diff(np.interp(edges, fine_edges, cumulative)))
+            at_edges = np.interp(edges, fine_edges, cumulative)
+            at_edges[-1] = cumulative[-1]  # the fine bin holding the makespan ends inside the last report bin
+            per_bin.append(np.diff(at_edges))
         return edges, per_bin[0], per_bin[1]

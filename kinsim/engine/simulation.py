@@ -31,11 +31,11 @@ from kinsim.engine.pricer import StepPricer
 from kinsim.engine.records import Records
 from kinsim.engine.replica import Replica
 from kinsim.engine.request_records import RequestRecords
-from kinsim.engine.segment_totals import SegmentTotals
-from kinsim.engine.streaming import RequestTotals
 from kinsim.engine.router import Router
 from kinsim.engine.scheduler import Scheduler
+from kinsim.engine.segment_totals import SegmentTotals
 from kinsim.engine.sequence import Sequence
+from kinsim.engine.streaming import RequestTotals
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.hardware.topology import build_topology, gpu_name, route
@@ -95,8 +95,6 @@ class Simulation:
         self.requests = requests
         self._pricer = StepPricer(workload.model, deployment, workload.attention,
                                   make_cost_model(cost_model, hardware))
-        self.replicas = self._build_replicas(hardware, deployment.tensor_parallel, deployment.data_parallel)
-        self.router = Router(deployment.router, len(self.replicas), lambda i: self.replicas[i].scheduler.outstanding)
         self.records_mode = default_records(len(requests)) if records is None else records
         if self.records_mode not in RECORDS:
             raise SpecError(f"must be one of {', '.join(RECORDS)}", path="--records", value=records)
@@ -106,6 +104,8 @@ class Simulation:
             self.records.sequences = RequestTotals(requests, getattr(workload.requests, "warmup", 0))
         else:
             self.records.sequences = RequestRecords(requests)
+        self.replicas = self._build_replicas(hardware, deployment.tensor_parallel, deployment.data_parallel)
+        self.router = Router(deployment.router, len(self.replicas), lambda i: self.replicas[i].scheduler.outstanding)
         # Members of each group (groups are numbered in the order of their first request): a CSR index.
         self._by_group = np.argsort(requests.group, kind="stable")
         self._group_start = np.searchsorted(requests.group[self._by_group], np.arange(requests.groups + 1))

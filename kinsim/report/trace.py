@@ -18,12 +18,13 @@ same size whether the run used fast-forward or exact steps. Timestamps are micro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kinsim import __version__
-from kinsim.engine.records import Records, SegmentRecord
+from kinsim.engine.records import Records, SegmentTable
 from kinsim.engine.sequence import FINISHED
 from kinsim.files import write_text_atomically
 
@@ -31,25 +32,55 @@ US = 1e6
 REPLICA_PID = 100_000  # replica processes follow the GPU processes
 
 
-def _merged(segments: Iterable[SegmentRecord]) -> list[dict[str, Any]]:
-    """Segments with consecutive decode-only steps of one replica and one batch size merged."""
+#: What a step slice of the trace reads from a segment.
+_KEYS = ("replica", "start_s", "end_s", "steps", "decode_seqs", "prefill_tokens", "tokens_out", "kv_block_s",
+         "kv_peak_blocks", "compute_s", "memory_s", "network_s")
+
+
+def _merged(segments: SegmentTable, window: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+    """Segments with consecutive decode-only steps of one replica and one batch size merged; with a
+    ``window`` (seconds), only the merged slices that overlap it.
+
+    The window is applied to the columns first: a run of merged segments is kept whole when any of it
+    overlaps the window, so the slices are the same as without one, and only their rows are read."""
+    rows = None
+    if window is not None and len(segments):
+        rows = np.flatnonzero(_runs_overlapping(segments, window))
+    values = [segments.column(key) if rows is None else segments.column(key)[rows] for key in _KEYS]
     merged: list[dict[str, Any]] = []
     last: dict[int, dict[str, Any]] = {}
-    for seg in segments:
-        prev = last.get(seg.replica)
-        if (prev is not None and seg.prefill_tokens == 0 and prev["prefill_tokens"] == 0
-                and prev["decode_seqs"] == seg.decode_seqs and prev["end_s"] == seg.start_s):
-            prev["end_s"] = seg.end_s
+    for row in zip(*(v.tolist() for v in values)):
+        seg = dict(zip(_KEYS, row))
+        prev = last.get(seg["replica"])
+        if (prev is not None and seg["prefill_tokens"] == 0 and prev["prefill_tokens"] == 0
+                and prev["decode_seqs"] == seg["decode_seqs"] and prev["end_s"] == seg["start_s"]):
+            prev["end_s"] = seg["end_s"]
             for key in ("steps", "tokens_out", "kv_block_s", "compute_s", "memory_s", "network_s"):
-                prev[key] += getattr(seg, key)
-            prev["kv_peak_blocks"] = max(prev["kv_peak_blocks"], seg.kv_peak_blocks)
+                prev[key] += seg[key]
+            prev["kv_peak_blocks"] = max(prev["kv_peak_blocks"], seg["kv_peak_blocks"])
             continue
-        entry = {key: getattr(seg, key) for key in ("replica", "start_s", "end_s", "steps", "decode_seqs",
-                                                      "prefill_tokens", "tokens_out", "kv_block_s",
-                                                      "kv_peak_blocks", "compute_s", "memory_s", "network_s")}
-        merged.append(entry)
-        last[seg.replica] = entry
+        merged.append(seg)
+        last[seg["replica"]] = seg
     return merged
+
+
+def _runs_overlapping(segments: SegmentTable, window: tuple[float, float]) -> np.ndarray:
+    """Per segment: whether the run :func:`_merged` puts it in overlaps ``window``. A segment continues the
+    run of its replica's previous segment when both are decode-only with the same batch and it starts
+    where that one ended."""
+    column = segments.column
+    order = np.argsort(column("replica"), kind="stable")  # each replica's segments, in record order
+    replica, start, end = column("replica")[order], column("start_s")[order], column("end_s")[order]
+    prefill, decode = column("prefill_tokens")[order], column("decode_seqs")[order]
+    joins = np.zeros(len(order), dtype=bool)
+    joins[1:] = ((replica[1:] == replica[:-1]) & (prefill[1:] == 0) & (prefill[:-1] == 0)
+                 & (decode[1:] == decode[:-1]) & (start[1:] == end[:-1]))
+    first = np.flatnonzero(~joins)  # each run's first segment
+    last = np.append(first[1:] - 1, len(order) - 1)
+    overlaps = (end[last] >= window[0]) & (start[first] <= window[1])
+    keep = np.empty(len(order), dtype=bool)
+    keep[order] = overlaps[np.cumsum(~joins) - 1]
+    return keep
 
 
 def _in_window(start: float, end: float, window: tuple[float, float] | None) -> bool:
@@ -88,7 +119,7 @@ def chrome_trace(records: Records, summary: dict[str, Any], window: tuple[float,
         name_process(rpid, f"replica {r}", rpid)
         name_thread(rpid, 1, "steps")
 
-    for seg in _merged(records.segments):
+    for seg in _merged(records.segments, window):
         start, end = seg["start_s"], seg["end_s"]
         if not _in_window(start, end, window):
             continue

@@ -1,0 +1,153 @@
+"""The segment table: columns round-trip what was appended, rows read back as SegmentRecord, ~8 bytes a number."""
+
+from __future__ import annotations
+
+import gc
+import random
+import struct
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from kinsim.engine.records import SEGMENT_COLUMNS, Records, SegmentRecord, SegmentTable
+from kinsim.metrics import ordered_sum
+from kinsim.ops.op import OP_CLASSES
+from kinsim.report.trace import _merged
+
+C = len(OP_CLASSES)
+
+
+def row(i: int) -> tuple:
+    """Row ``i``, with values that the test below writes down again as arrays."""
+    return (i % 3, i * 0.5, i * 0.5 + 0.25, i % 7 + 1, i % 5, 100 * (i % 2), 2 * i, 1000 + i, i / 3,
+            tuple(i + k / 8 for k in range(C)), tuple(i * 1e12 + k for k in range(C)),
+            tuple(i * 1e9 - k for k in range(C)), i * 2e12, i * 2e9, i / 7, i / 11, i / 13)
+
+
+def test_columns_and_rows_are_what_was_appended_across_blocks():
+    table = SegmentTable()
+    n = 2 * table.BLOCK_ROWS + 123  # two flushed blocks and a partly filled buffer
+    for i in range(n):
+        table.append(*row(i))
+    assert len(table) == n
+    i = np.arange(n)
+    k = np.arange(C)
+    expected = {
+        "replica": i % 3, "start_s": i * 0.5, "end_s": i * 0.5 + 0.25, "steps": i % 7 + 1, "decode_seqs": i % 5,
+        "prefill_tokens": 100 * (i % 2), "tokens_out": 2 * i, "kv_peak_blocks": 1000 + i, "kv_block_s": i / 3,
+        "class_s": i[:, None] + k[None, :] / 8, "class_flops": i[:, None] * 1e12 + k[None, :],
+        "class_bytes": i[:, None] * 1e9 - k[None, :], "flops": i * 2e12, "hbm_bytes": i * 2e9,
+        "compute_s": i / 7, "memory_s": i / 11, "network_s": i / 13,
+    }
+    assert tuple(expected) == SEGMENT_COLUMNS
+    for name, values in expected.items():
+        column = table.column(name)
+        assert column.dtype == (np.int64 if name in ("replica", "steps", "decode_seqs", "prefill_tokens",
+                                                     "tokens_out", "kv_peak_blocks") else np.float64)
+        assert column.shape == ((n, C) if name.startswith("class_") else (n,))
+        assert np.array_equal(column, values), name
+        assert not column.flags.writeable
+    # rows, from the joined block, a later block and the buffer, and by iteration
+    for j in (0, table.BLOCK_ROWS - 1, table.BLOCK_ROWS, n - 1, -1, -n):
+        assert table[j] == SegmentRecord(*row(j % n))
+    assert table[3].end_s == 1.75 and table[3].class_s == (3.0, 3.125, 3.25, 3.375, 3.5, 3.625)
+    assert list(table) == [SegmentRecord(*row(j)) for j in range(n)]
+    assert table[5:8] == [SegmentRecord(*row(j)) for j in (5, 6, 7)]
+    with pytest.raises(IndexError):
+        table[n]
+    # rows appended after a column was read: the column read before is unchanged, the new one has all rows
+    before = table.column("end_s")
+    for j in range(n, n + table.BLOCK_ROWS + 1):
+        table.append(*row(j))
+    assert len(before) == n and np.array_equal(before, expected["end_s"])
+    assert np.array_equal(table.column("end_s"), np.arange(n + table.BLOCK_ROWS + 1) * 0.5 + 0.25)
+    assert table[n + 1] == SegmentRecord(*row(n + 1)) and table[-1] == SegmentRecord(*row(n + table.BLOCK_ROWS))
+
+
+def test_an_empty_table_and_bad_rows():
+    table = Records().segments
+    assert isinstance(table, SegmentTable) and len(table) == 0 and not table and list(table) == []
+    assert table.column("class_s").shape == (0, C) and table.column("steps").dtype == np.int64
+    with pytest.raises(KeyError, match="no segment column"):
+        table.column("nope")
+    for field, value in [("class_s", (1.0, 2.0)), ("kv_peak_blocks", 3.5), ("end_s", "1")]:
+        bad = dict(zip(SEGMENT_COLUMNS, row(0)), **{field: value})  # two classes, a fraction of a block, text
+        with pytest.raises(struct.error):
+            table.append(*bad.values())
+    assert len(table) == 0
+    table.append(*row(1)[:3], np.int64(row(1)[3]), *row(1)[4:])  # NumPy scalars are numbers too
+    assert table[0] == SegmentRecord(*row(1)) and type(table[0].steps) is int
+
+
+def test_a_row_costs_bytes_not_kilobytes():
+    """200,000 rows in under 500 bytes each (the columns hold 32 numbers a row: 256 bytes, plus a bounded
+    buffer); a list of SegmentRecord objects, measured the same way, takes over a kilobyte a row."""
+
+    def per_row(add, n: int) -> float:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            for i in range(n):
+                add(i)
+            gc.collect()
+            return (tracemalloc.get_traced_memory()[0] - base) / n
+        finally:
+            tracemalloc.stop()
+
+    rnd = random.Random(0)
+
+    def fresh(i: int) -> tuple:  # a new float object for every number, as the engine makes them
+        return (i % 4, i * 0.25, i * 0.25 + rnd.random(), 1 + i % 2048, 64, 0, 64, 500 + i % 97, rnd.random(),
+                tuple(rnd.random() for _ in range(C)), tuple(rnd.random() * 1e12 for _ in range(C)),
+                tuple(rnd.random() * 1e9 for _ in range(C)), rnd.random() * 1e13, rnd.random() * 1e10,
+                rnd.random(), rnd.random(), rnd.random())
+
+    table = SegmentTable()
+    some = fresh(0)[9:12]  # the table copies numbers, so rows need not be fresh objects: quicker to measure
+    table_bytes = per_row(lambda i: table.append(i % 4, i * 0.25, i * 0.25 + 0.125, 1 + i % 2048, 64, 0, 64,
+                                                 500 + i % 97, i * 0.5, *some, i * 1e9, i * 1e6, i * 1e-4,
+                                                 i * 2e-4, 0.0), 200_000)
+    assert len(table) == 200_000 and table[-1].kv_block_s == 199_999 * 0.5
+    assert table_bytes < 500, f"{table_bytes:.0f} bytes per row"
+    records: list[SegmentRecord] = []
+    objects = per_row(lambda i: records.append(SegmentRecord(*fresh(i))), 5_000)
+    assert objects > 1000, f"{objects:.0f} bytes per row"  # the old records: the measure sees what they cost
+
+
+def test_ordered_sum_adds_in_row_order():
+    rnd = random.Random(1)
+    values = [rnd.uniform(-1, 1) * 10 ** rnd.randint(-8, 8) for _ in range(1000)]
+    loop = 0.0
+    for v in values:
+        loop += v
+    for chunk in (1, 7, 1000, 1 << 16):
+        assert ordered_sum(np.array(values), chunk) == loop
+    matrix = np.array(values).reshape(250, 4)
+    by_column = [0.0] * 4
+    for r in matrix.tolist():
+        by_column = [a + b for a, b in zip(by_column, r)]
+    assert ordered_sum(matrix, 7).tolist() == by_column
+    assert ordered_sum(np.zeros(0)) == 0.0 and ordered_sum(np.zeros((0, 3))).tolist() == [0.0] * 3
+
+
+def test_a_trace_window_keeps_whole_merged_slices():
+    """The trace merges consecutive decode-only segments of a replica with one batch; a window filters the
+    table first, and keeps the same slices as filtering the merged slices of the whole table."""
+    rnd = random.Random(2)
+    table = SegmentTable()
+    clock = [0.0, 0.0, 0.0]
+    for _ in range(3000):
+        r = rnd.randrange(3)
+        start = clock[r] + (rnd.choice([0.0, 0.0, 0.0, 0.5]))
+        end = start + rnd.choice([0.25, 1.0, 3.0])
+        clock[r] = end
+        prefill = rnd.choice([0, 0, 0, 0, 64])
+        table.append(r, start, end, rnd.randint(1, 9), rnd.choice([8, 8, 8, 7]), prefill, 8, 100, 1.5,
+                     (0.1,) * C, (1.0,) * C, (2.0,) * C, 6.0, 12.0, 0.5, 0.25, 0.0)
+    whole = _merged(table)
+    assert len(whole) < 0.8 * len(table)  # it did merge
+    for window in [(0.0, 1e9), (100.0, 100.0), (250.5, 400.0), (-5.0, 0.0), (clock[0], 1e9), (1e9, 2e9)]:
+        expected = [s for s in whole if s["end_s"] >= window[0] and s["start_s"] <= window[1]]
+        assert _merged(table, window) == expected
