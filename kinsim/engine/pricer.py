@@ -137,6 +137,7 @@ class StepPricer:
         self._by_tokens: dict[int, np.ndarray] = {}
         self._by_rows: dict[int, np.ndarray] = {}
         self.overhead = engine_overhead(deployment.engine)
+        self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
 
     def host_s(self, rows: int) -> float:
         """The serving engine's host time of a step in which ``rows`` sequences get a token, seconds."""
@@ -162,8 +163,14 @@ class StepPricer:
         attended, read, blocks = decode_run_totals(self.policy, context, steps, shared_prefix=shared_prefix,
                                                    group_index=group_index,
                                                    prefix_shared_read=self.deployment.prefix_shared_read)
-        ops = decode_attention_ops_of(self.dims, self.policy, n, attended, read, blocks, count=self.model.layers)
-        fig = _accumulate(ops, self.cost_model, steps)
+        direct = self._direct.get(n, False)
+        if direct is False:
+            direct = self._direct[n] = _DirectDecodeAttention.of(self, n)
+        if direct is not None:
+            fig = StepFigures(direct.matrix(attended, read, steps))
+        else:
+            ops = decode_attention_ops_of(self.dims, self.policy, n, attended, read, blocks, count=self.model.layers)
+            fig = _accumulate(ops, self.cost_model, steps)
         fig.matrix += self._token_part(n) + self._rows_part(n)
         return fig
 
@@ -201,3 +208,71 @@ class StepPricer:
             column[_CLASS_ROW["other"]] += host
             self._by_rows[rows] = column
         return column
+
+
+class _DirectDecodeAttention:
+    """Decode attention of a batch of ``n`` sequences priced without building ops: the kernel model's
+    formula (:func:`kinsim.cost.kernel_model.kernel_terms`) written out for the case where nothing in the
+    kernel's structure changes from step to step, with its constants computed once per batch size.
+
+    That case: the roofline cost model with a calibration profile whose decode-attention curve has the
+    serving-grade terms, no half-saturation points and no per-item compute share, a policy other than block
+    top-k (whose selection op is a second op), and ``n x kv_heads`` at least 80% of the SMs, so that
+    FlashAttention splits no sequence's KV (one work item per sequence and KV head, no combine kernel).
+    Then per step only the FLOPs and bytes change, affinely in the tokens attended and read, and the
+    figures are a handful of array operations instead of an op, its kernel structure and its terms per
+    segment. Every operation is the generic path's, in its order, so the figures are the same bits
+    (``tests/test_engine_scale.py`` checks it against the ops priced one by one, around the 80% threshold).
+    """
+
+    def __init__(self, layers: int, flops_per_key: float, kv_bytes_per_token: float, fixed_bytes: tuple[float, float],
+                 fixed_s: float, peak_rate: float, memory_rate: float, in_flight_rate: float) -> None:
+        self.layers = layers
+        self.flops_per_key, self.kv_bytes_per_token = flops_per_key, kv_bytes_per_token
+        self.query_bytes, self.written_bytes = fixed_bytes
+        self.fixed_s, self.peak_rate, self.memory_rate, self.in_flight_rate = (fixed_s, peak_rate, memory_rate,
+                                                                               in_flight_rate)
+
+    @classmethod
+    def of(cls, pricer: StepPricer, n: int) -> _DirectDecodeAttention | None:
+        from kinsim.cost.roofline import RooflineCost
+        from kinsim.workload.spec import BlockTopKAttention
+
+        cost_model, dims = pricer.cost_model, pricer.dims
+        if type(cost_model) is not RooflineCost or cost_model.profile is None or n < 1:
+            return None
+        if isinstance(pricer.policy, BlockTopKAttention):
+            return None
+        probe = decode_attention_ops_of(dims, pricer.policy, n, 1.0, 1.0, None)[0]
+        curve = cost_model.profile.curve_for(probe.kernel, probe.shape.get("kv_bytes_per_element"))
+        if (curve is None or curve.kernel_floor is None or curve.item_compute_share is not None
+                or curve.flops_half or curve.bytes_half or curve.item_bandwidth is None):
+            return None
+        hw = cost_model.hw
+        sms = hw.gpu.compute.units
+        pairs = float(n) * float(dims.shard.kv_heads)
+        if pairs < 0.8 * sms:
+            return None  # FlashAttention splits the KV: the structure changes with the context
+        launches, combines, items, sequences = 2.0, 0.0, pairs * 1.0, float(n)
+        fixed = (launches * curve.kernel_floor + combines * curve.combine_floor + sequences * curve.per_sequence
+                 + items * curve.item_cost / sms)
+        return cls(pricer.model.layers, dims.flops_per_key, dims.kv_bytes_per_token,
+                   (n * dims.q_bytes_per_token, n * (dims.q_bytes_per_token + dims.kv_bytes_per_token)),
+                   fixed, hw.peak(probe.dtype) * curve.compute_max, hw.gpu.memory.bandwidth * curve.memory_max,
+                   max(items, 1.0) * curve.item_bandwidth)
+
+    def matrix(self, attended: np.ndarray, read: np.ndarray, steps: int) -> np.ndarray:
+        """The :data:`ROWS` x ``steps`` figures of the attention op, as :func:`_accumulate` would give them."""
+        flops = self.flops_per_key * attended
+        nbytes = (self.kv_bytes_per_token * read + self.query_bytes) + self.written_bytes
+        compute = flops / self.peak_rate
+        memory = nbytes / self.memory_rate + nbytes / self.in_flight_rate
+        time = self.layers * (self.fixed_s + np.maximum(compute, memory))
+        matrix = np.zeros((len(ROWS), steps))
+        matrix[0] += time
+        matrix[_CLASS_ROW["attention"]] += time
+        matrix[_CLASS_FLOPS["attention"]] += self.layers * flops
+        matrix[_CLASS_BYTES["attention"]] += self.layers * nbytes
+        matrix[_COMPUTE] += self.layers * compute
+        matrix[_MEMORY] += self.layers * memory
+        return matrix
