@@ -25,6 +25,7 @@ import numpy as np
 
 from kinsim import __version__
 from kinsim.engine.records import Records, SegmentTable
+from kinsim.engine.request_records import RequestRecords
 from kinsim.engine.sequence import FINISHED
 from kinsim.files import write_text_atomically
 
@@ -89,6 +90,8 @@ def _in_window(start: float, end: float, window: tuple[float, float] | None) -> 
 
 def chrome_trace(records: Records, summary: dict[str, Any], window: tuple[float, float] | None = None) -> dict:
     """The trace of a run as a JSON-ready dict. ``window`` (seconds) keeps only what overlaps it."""
+    if not isinstance(records.segments, SegmentTable) or not isinstance(records.sequences, RequestRecords):
+        raise ValueError("a timeline needs every step and request: rerun with --records full")
     events: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []
     gpu_pid: dict[str, int] = {}
