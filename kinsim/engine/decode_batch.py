@@ -25,6 +25,11 @@ from kinsim.engine.sequence import Sequence
 COLUMNS = ("kv", "generated", "blocks", "shared", "group", "output")
 
 
+def _column(row: int, doc: str) -> property:
+    """A property giving the first ``n`` entries of column ``row`` (int64, one per sequence, FCFS order)."""
+    return property(lambda self: self._data[row, :len(self.seqs)], doc=doc)
+
+
 class DecodeBatch:
     """Decoding sequences in FCFS order; ``n`` of them; columns are the first ``n`` entries of arrays."""
 
@@ -41,29 +46,12 @@ class DecodeBatch:
         return len(self.seqs)
 
     # Views of the first n entries of each column (writable: the scheduler updates them in place).
-    @property
-    def kv(self) -> np.ndarray:
-        return self._data[0, :len(self.seqs)]
-
-    @property
-    def generated(self) -> np.ndarray:
-        return self._data[1, :len(self.seqs)]
-
-    @property
-    def blocks(self) -> np.ndarray:
-        return self._data[2, :len(self.seqs)]
-
-    @property
-    def shared(self) -> np.ndarray:
-        return self._data[3, :len(self.seqs)]
-
-    @property
-    def group(self) -> np.ndarray:
-        return self._data[4, :len(self.seqs)]
-
-    @property
-    def output(self) -> np.ndarray:
-        return self._data[5, :len(self.seqs)]
+    kv = _column(0, "Tokens in each sequence's KV cache.")
+    generated = _column(1, "Tokens each sequence has generated.")
+    blocks = _column(2, "Private KV blocks each sequence holds.")
+    shared = _column(3, "Prompt tokens each sequence's group holds in shared blocks.")
+    group = _column(4, "Each sequence's group number on the replica.")
+    output = _column(5, "Tokens each sequence's request generates in all.")
 
     def add(self, seq: Sequence) -> None:
         """Take ``seq`` (its counters as they are on the object) at its FCFS place."""
