@@ -50,11 +50,6 @@ def request_columns(records: Records) -> dict[str, Any]:
     }
 
 
-def request_rows(records: Records) -> list[tuple]:
-    """Rows of :data:`REQUEST_COLUMNS`, one per request in generation order."""
-    return list(zip(*(list(values) for values in request_columns(records).values())))
-
-
 def step_columns(records: Records) -> dict[str, np.ndarray]:
     """The columns of :data:`STEP_COLUMNS` (NumPy arrays, one value per recorded step or segment in the order
     they ended): the segment table's columns, with ``class_s`` split into one column per op class."""
@@ -65,11 +60,6 @@ def step_columns(records: Records) -> dict[str, np.ndarray]:
     per_class = {f"{c}_s": i for i, c in enumerate(OP_CLASSES)}
     return {name: column("class_s")[:, per_class[name]] if name in per_class else column(name)
             for name in STEP_COLUMNS}
-
-
-def step_rows(records: Records) -> list[tuple]:
-    """Rows of :data:`STEP_COLUMNS`, one per recorded step or segment, in the order they ended."""
-    return list(zip(*(values.tolist() for values in step_columns(records).values())))
 
 
 @dataclass

@@ -101,8 +101,3 @@ class DecodeBatch:
         self.seqs = [s for s, k in zip(self.seqs, keep.tolist()) if k]
         self._keys = [s.key for s in self.seqs]
         return removed
-
-    def sync(self) -> None:
-        """Write every sequence's counters back to its object (for inspection; the batch keeps them)."""
-        for at in range(len(self.seqs)):
-            self._write_back(at)
