@@ -7,6 +7,8 @@ naming the file, key, rule and value; no traceback), 3 an internal error (a bug 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -18,6 +20,13 @@ from kinsim.errors import KinsimError
 COMMANDS = (run, compare, report, sweep, regress, validate, info, op, calibrate)
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
+#: Exit codes of a process ended by a signal, as a shell reports them (128 + the signal's number).
+EXIT_PIPE_CLOSED, EXIT_TERMINATED = 128 + signal.SIGPIPE, 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like an interrupt, so that temporaries are removed and worker processes
+    stopped on the way out (a BaseException, so that no ``except Exception`` swallows it)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,19 +48,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    previous = _terminate_on_sigterm()
     try:
         return args.run(args)
     except KinsimError as error:
         print(f"kinsim: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader of stdout went away (``kinsim info X | head -3``): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return EXIT_PIPE_CLOSED
     except KeyboardInterrupt:
         print("kinsim: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("kinsim: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception:  # noqa: BLE001 - anything else is a bug, reported as one
         print("kinsim: internal error, this is a bug in kinsim; please report it with the traceback below",
               file=sys.stderr)
         traceback.print_exc()
         return EXIT_BUG
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only); returns the handler
+    it replaced, or ``None`` where none could be installed."""
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (a library caller's worker thread): leave signals alone
+        return None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (a test's capture)
+        pass
 
 
 def entry_point() -> None:

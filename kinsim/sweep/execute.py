@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,13 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
     """Run the points of ``sweep`` not yet in ``store``: ``workers`` local processes, or the Dask cluster at
     ``scheduler`` (``tcp://host:port``). ``points``: ``resolve(sweep)``, when the caller already has it."""
     started = time.perf_counter()
+    if scheduler:  # before any work: a missing extra is bad input, not a crash halfway
+        try:
+            from distributed import Client
+            from distributed import as_completed as dask_completed
+        except ImportError:
+            raise SpecError("needs Dask's distributed package to reach a cluster", path="--scheduler",
+                            value=scheduler, hint='pip install "kinsim[distributed]"') from None
     points = resolve(sweep) if points is None else points
     pending, skipped, failed = [], 0, 0
     for point in points:
@@ -105,8 +112,6 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
             progress(done, len(pending))
 
     if scheduler:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
 
         try:
             client = Client(scheduler, timeout="10s")
@@ -120,7 +125,9 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
         for a, point in zip(args, pending):
             record(point, simulate_point(*a))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from kinsim.sweep.workers import local_pool
+
+        with local_pool(workers) as pool:
             futures = {pool.submit(simulate_point, *a): p for a, p in zip(args, pending)}
             for future in as_completed(futures):
                 record(futures[future], future.result())
