@@ -168,6 +168,8 @@ def format_number(value: float, digits: int = 4) -> str:
 def _ladder_unit(kind: str, value: float, digits: int) -> tuple[str, float]:
     ladder = _FORMAT_LADDER[kind]
     rounded = abs(float(f"{value:.{digits}g}"))  # 999.96 GB rounds to 1 TB, not "1,000 GB"
+    if rounded == 0:  # "0 s", not "0 ns"
+        return next(((u, f) for u, f in ladder if f == 1.0), ladder[-1])
     for unit, factor in ladder:
         if rounded >= factor * (1 - 1e-12):
             return unit, factor
