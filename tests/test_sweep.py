@@ -59,13 +59,18 @@ def test_plot_draws_the_metric_against_the_axis_in_its_unit(tmp_path: Path):
     store = ResultStore(tmp_path / "r.sqlite")
     run_sweep(sweep, store)
     rows = sweep_rows(sweep, store)
-    ax = plot_sweep(sweep, rows, "hw.gpu.memory.bandwidth", "throughput.tasks_per_s").axes[0]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plot_sweep(sweep, rows, "hw.gpu.memory.bandwidth", "throughput.tasks_per_s")
+    FigureCanvasAgg(fig).draw()  # tick labels and their offset text exist once drawn
+    ax = fig.axes[0]
     (line,) = ax.lines
     # 2e12 B/s is drawn as 2 on an axis labelled in TB/s, with no "1e12" offset above the ticks
     assert list(line.get_xdata()) == [2.0, 3.0, 5.0]
     assert ax.get_xlabel() == "hw.gpu.memory.bandwidth (TB/s)"
     assert ax.get_ylabel() == "throughput.tasks_per_s (tasks/s)"
-    assert ax.xaxis.get_offset_text().get_text() == ""
+    assert ax.xaxis.get_offset_text().get_text() == ax.yaxis.get_offset_text().get_text() == ""
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] != ["", ""]
     assert list(line.get_ydata()) == [r["throughput.tasks_per_s"] for r in rows]
     assert line.get_ydata()[0] < line.get_ydata()[-1]  # more bandwidth, more tasks/s
     # bytes go in the unit of the largest value: peak KV of a few GB on an axis in GB
