@@ -66,10 +66,15 @@ def _default_text(key) -> str:
     return "see below"
 
 
+def example_of(key) -> str:
+    """The example shown for quantity ``key``: its own (``"50 MB"`` for an L2 cache), else its kind's."""
+    return key.example or UNITS[key.unit][1].strip(chr(34))
+
+
 def _unit_text(key) -> str:
     if not key.unit:
         return ""
-    return f"{key.type}, e.g. `{UNITS[key.unit][1].strip(chr(34))}`"
+    return f"{key.type}, e.g. `{example_of(key)}`"
 
 
 def render_reference() -> str:

@@ -115,6 +115,20 @@ NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "re
 FIGURE_KEYS = tuple(key for pattern, _, _ in METRIC_DOCS for key in expand_key(pattern)
                     if not key.startswith(NOT_FIGURES))
 
+#: The unit of each documented key (``"s"``, ``"B"``, ``"tokens/s"``, ``"fraction"``...), as in METRIC_DOCS.
+_KEY_UNITS = {key: unit for pattern, unit, _ in METRIC_DOCS for key in expand_key(pattern)}
+
+
+def figure_unit(key: str) -> str:
+    """The unit of figure ``key`` as :data:`METRIC_DOCS` gives it (``"B"`` for ``kv.peak_bytes``); for a
+    ``by_class`` figure the one of its own column (``"FLOP"`` for ``by_class.linear.flops``); ``""``
+    for a key the reference does not list."""
+    unit = _KEY_UNITS.get(key, "")
+    if key.startswith("by_class."):
+        return {"seconds": "replica-seconds", "flops": "FLOP", "hbm_bytes": "B"}.get(key.rsplit(".", 1)[-1], "")
+    return unit
+
+
 #: The top-level sections of a run's JSON (``kinsim run --json``).
 SECTIONS = tuple(dict.fromkeys(key.split(".")[0] for pattern, _, _ in METRIC_DOCS for key in expand_key(pattern)))
 

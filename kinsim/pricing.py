@@ -41,7 +41,7 @@ POLICIES = ("dense", "block_topk", "topk", "sliding_window")
 @dataclass(frozen=True)
 class Param:
     """One parameter of an op kind. ``kind``: ``count`` (whole number >= 1), ``size`` (whole number >= 0),
-    ``dtype``, ``bytes`` (a size such as ``16MiB`` or a whole number of bytes), ``choice``, ``path``."""
+    ``dtype``, ``bytes`` (a size such as ``16MiB``, or a number of bytes such as ``1e9``), ``choice``, ``path``."""
 
     name: str
     kind: str
@@ -83,8 +83,8 @@ def convert_param(param: Param, value: Any, path: str, file: str | None = None) 
             value = int(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             nbytes = float(value)
-        else:
-            nbytes = parse_quantity("bytes", value, path=path, file=file)
+        else:  # "16MiB", "1e9" (bytes), "1.5e3 KB"
+            nbytes = parse_quantity("bytes", value, path=path, file=file, bare=True)
         if nbytes < 0:
             raise SpecError("must not be negative", path=path, value=value, file=file)
         return nbytes

@@ -87,6 +87,7 @@ def spec_field(
     choices: tuple[str, ...] | None = None,
     tag: str | None = None,
     shorthand: Callable[[Any], Any] | None = None,
+    example: str | None = None,
 ) -> Any:
     """Declare a spec field.
 
@@ -102,10 +103,12 @@ def spec_field(
             ``KIND`` class attribute).
         shorthand: turns a non-mapping YAML value into the mapping it abbreviates (``150`` into
             ``{dist: constant, value: 150}``); it returns None when it does not apply.
+        example: a typical value as written in a file (``"50 MB"`` for an L2 cache), shown in the
+            file-format reference; without one a quantity shows its kind's example (``"4 us"``).
     """
     checks = () if check is None else (check if isinstance(check, tuple) else (check,))
     metadata = {"doc": doc, "unit": unit, "checks": checks, "choices": choices, "tag": tag,
-                "shorthand": shorthand}
+                "shorthand": shorthand, "example": example}
     if isinstance(default, (dict, list)):
         frozen_default = default
         return dataclasses.field(default_factory=lambda: type(frozen_default)(frozen_default),
@@ -348,7 +351,8 @@ def with_overrides(spec: Any, overrides: Mapping[str, Any]) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class KeyDoc:
-    """One documented key: its dotted path, type in words, unit, whether required, default, meaning."""
+    """One documented key: its dotted path, type in words, unit, whether required, default, meaning, and a
+    typical value (``None``: none declared)."""
 
     path: str
     type: str
@@ -356,6 +360,7 @@ class KeyDoc:
     required: bool
     default: Any
     doc: str
+    example: str | None = None
 
 
 def iter_keys(cls: type, prefix: str = "", skip: Callable[[type], bool] = lambda c: False) -> Iterator[KeyDoc]:
@@ -377,7 +382,7 @@ def iter_keys(cls: type, prefix: str = "", skip: Callable[[type], bool] = lambda
         default = None if required else (f.default if f.default is not dataclasses.MISSING
                                           else f.default_factory())
         yield KeyDoc(path, _type_words(tp, f.metadata), f.metadata.get("unit"), required, default,
-                     f.metadata["doc"])
+                     f.metadata["doc"], f.metadata.get("example"))
         for nested_prefix, nested in _nested_classes(tp, path):
             if not skip(nested):
                 yield from iter_keys(nested, nested_prefix, skip)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kinsim.cli import main
-from kinsim.report.compare import HEADLINE, PLOTTED, compare_rows, plot_compare
+from kinsim.report.compare import HEADLINE, PLOTTED, compare_rows, format_table, plot_compare
 from kinsim.runner import simulate
 
 from .conftest import HARDWARE, WORKLOADS
@@ -34,12 +34,48 @@ def test_rows_hold_the_values_and_ratios_to_the_first_run(dense_and_sparse):
     assert rows["requests.unfinished"]["ratios"] == [None, None]  # 0 / 0 has no ratio
 
 
-def test_plot_bars_are_the_ratios(dense_and_sparse):
-    ax = plot_compare(dense_and_sparse).axes[0]
+def test_plot_bars_are_the_ratios_split_by_which_way_is_better(dense_and_sparse):
+    higher, lower = plot_compare(dense_and_sparse).axes
     rows = {row["key"]: row for row in compare_rows(dense_and_sparse)}
-    heights = [bar.get_height() for bar in ax.patches]
-    expected = [rows[key]["ratios"][i] for i in range(2) for key in PLOTTED]
-    assert heights == pytest.approx(expected)
+    assert higher.get_title() == "higher is better" and lower.get_title() == "lower is better"
+    assert higher.get_ylabel() == lower.get_ylabel() == "ratio to dense (1 = the same)"
+    up = ["throughput.tasks_per_s", "throughput.output_tokens_per_s"]
+    down = ["latency.request.tpot.p50", "latency.task.e2e.p99", "kv.mean_bytes", "energy_j"]
+    assert sorted(up + down) == sorted(PLOTTED)
+    for ax, keys in ((higher, up), (lower, down)):
+        assert [t.get_text() for t in ax.get_xticklabels()] == [rows[k]["label"] for k in keys]
+        heights = [bar.get_height() for bar in ax.patches]
+        assert heights == pytest.approx([rows[key]["ratios"][i] for i in range(2) for key in keys])
+
+
+def _summary(scale: float) -> dict:
+    """A run's figures, every one ``scale`` times a base value (only the keys the table reads)."""
+    p = {"p50": 0.0456 * scale, "p99": 12.5 * scale}
+    return {"sim_time_s": 1234.5 * scale, "throughput": {"tasks_per_s": 0.0123 * scale,
+                                                        "output_tokens_per_s": 11637.4 * scale},
+            "latency": {"request": {"ttft": p, "tpot": p, "e2e": p}, "task": {"e2e": p}},
+            "kv": {"peak_bytes": 5.483e10 * scale, "mean_bytes": 2.5e9 * scale},
+            "utilization": {"hbm": 0.4567 * scale, "compute": 0.1 * scale},
+            "requests": {"preemptions": int(1032 * scale), "unfinished": 0}, "energy_j": 5e6 * scale}
+
+
+def test_table_shows_every_figure_in_its_unit_with_one_number_format():
+    lines = format_table([("a", _summary(1.0)), ("b", _summary(2.0))])
+    table = {line[:25].strip(): line[25:].split() for line in lines}
+    assert lines[0].split() == ["metric", "a", "b", "b", "/", "a"]
+    # hand-worked: 1234.5 s and 2469 s; 0.0123 and 0.0246 tasks/s; 11,637.4 -> 11,637 and 23,274.8 -> 23,275
+    assert table["makespan"] == ["1,234", "s", "2,469", "s", "2x"]
+    assert table["task throughput"] == ["0.0123", "tasks/s", "0.0246", "tasks/s", "2x"]
+    assert table["output token throughput"] == ["11,637", "tokens/s", "23,275", "tokens/s", "2x"]
+    assert table["TTFT p50"] == ["45.6", "ms", "91.2", "ms", "2x"]  # 0.0456 s
+    assert table["task e2e p99"] == ["12.5", "s", "25", "s", "2x"]
+    assert table["KV peak per replica"] == ["54.83", "GB", "109.7", "GB", "2x"]  # 5.483e10 B, 1.0966e11 B
+    assert table["HBM utilisation"] == ["45.7%", "91.3%", "2x"]  # 0.4567 -> 45.67% to 3 digits; 91.34%
+    assert table["preemptions"] == ["1,032", "2,064", "2x"]
+    assert table["unfinished requests"] == ["0", "0", "-"]  # 0 / 0 has no ratio
+    assert table["energy"] == ["1.389", "kWh", "2.778", "kWh", "2x"]  # 5e6 J / 3.6e6 J per kWh
+    text = "\n".join(lines)
+    assert "e+" not in text and "e-" not in text and "(1/s)" not in text
 
 
 def test_compare_run_files(tmp_path: Path, capsys, dense_and_sparse):

@@ -53,7 +53,7 @@ def test_report_renders_in_headless_chromium_with_its_plots(chromium: str, tmp_p
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
     assert 'data-plots-rendered="4"' in dom, dom[:500]
-    assert "4 of 4 plots rendered" in dom
+    assert "plots rendered" not in dom  # the check is for tests, not text of the page
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
     assert console == []
     assert "aime_bon32: Qwen3-8B, dense attention, 8 x h100" in dom

@@ -179,3 +179,15 @@ def test_a_malformed_baseline_is_one_line_exit_2(tmp_path: Path, capsys, baselin
     assert err.count("\n") == 1 and "suite.baseline.json" in err
     for word in words:
         assert word in err
+
+
+def test_table_shows_each_figure_in_its_unit():
+    from kinsim.regress.gate import Verdict, table_lines
+
+    verdicts = [Verdict("a", "kv.peak_bytes", 5.483e10, 5.49e10, 0.0012767, 0.01, "pass"),
+                Verdict("a", "throughput.output_tokens_per_s", 11637.4, None, None, 0.01, "missing"),
+                Verdict("a", "latency.task.e2e.p99", 0.0456, 0.04561234, 0.0002706, 0.01, "pass")]
+    header, peak, tokens, e2e = table_lines(verdicts)
+    assert peak.split() == ["a", "kv.peak_bytes", "54.83", "GB", "54.9", "GB", "+0.1277%", "pass"]
+    assert tokens.split() == ["a", "throughput.output_tokens_per_s", "11,637.4", "tokens/s", "-", "-", "missing"]
+    assert e2e.split() == ["a", "latency.task.e2e.p99", "45.6", "ms", "45.6123", "ms", "+0.0271%", "pass"]

@@ -52,17 +52,51 @@ def test_grid_points_are_stored_with_the_run_figures_and_a_rerun_skips_them(tmp_
     assert "6 points, 2 simulated now, 4 from results.sqlite" in capsys.readouterr().out
 
 
-def test_plot_draws_the_metric_against_the_axis_in_si_units(tmp_path: Path):
+def test_plot_draws_the_metric_against_the_axis_in_its_unit(tmp_path: Path):
     from kinsim.cli.sweep import plot_sweep
 
     sweep = load_sweep(write_sweep(tmp_path, '  hw.gpu.memory.bandwidth: ["2 TB/s", "3 TB/s", "5 TB/s"]\n'))
     store = ResultStore(tmp_path / "r.sqlite")
     run_sweep(sweep, store)
     rows = sweep_rows(sweep, store)
-    (line,) = plot_sweep(sweep, rows, "hw.gpu.memory.bandwidth", "throughput.tasks_per_s").axes[0].lines
-    assert list(line.get_xdata()) == [2e12, 3e12, 5e12]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plot_sweep(sweep, rows, "hw.gpu.memory.bandwidth", "throughput.tasks_per_s")
+    FigureCanvasAgg(fig).draw()  # tick labels and their offset text exist once drawn
+    ax = fig.axes[0]
+    (line,) = ax.lines
+    # 2e12 B/s is drawn as 2 on an axis labelled in TB/s, with no "1e12" offset above the ticks
+    assert list(line.get_xdata()) == [2.0, 3.0, 5.0]
+    assert ax.get_xlabel() == "hw.gpu.memory.bandwidth (TB/s)"
+    assert ax.get_ylabel() == "throughput.tasks_per_s (tasks/s)"
+    assert ax.xaxis.get_offset_text().get_text() == ax.yaxis.get_offset_text().get_text() == ""
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] != ["", ""]
     assert list(line.get_ydata()) == [r["throughput.tasks_per_s"] for r in rows]
     assert line.get_ydata()[0] < line.get_ydata()[-1]  # more bandwidth, more tasks/s
+    # bytes go in the unit of the largest value: peak KV of a few GB on an axis in GB
+    ax = plot_sweep(sweep, rows, "hw.gpu.memory.bandwidth", "kv.peak_bytes").axes[0]
+    peak = [r["kv.peak_bytes"] for r in rows]
+    unit, factor = next((u, f) for u, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)) if max(peak) >= f)
+    assert ax.get_ylabel() == f"kv.peak_bytes ({unit})"
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([p / factor for p in peak])
+
+
+def test_sweep_table_shows_each_figure_in_its_unit(tmp_path: Path):
+    from kinsim.cli.sweep import table_lines
+
+    sweep = load_sweep(write_sweep(tmp_path, '  hw.gpu.memory.bandwidth: ["2 TB/s", "5 TB/s"]\n'))
+    rows = [{"hw.gpu.memory.bandwidth": "2 TB/s", "status": "ok", "kv.peak_bytes": 5.483e10,
+             "throughput.output_tokens_per_s": 11637.4, "latency.task.e2e.p99": 0.0456, "utilization.hbm": 0.4567,
+             "energy_j": 5e6},
+            {"hw.gpu.memory.bandwidth": "5 TB/s", "status": "failed", "reason": "does not fit"}]
+    metrics = ["kv.peak_bytes", "throughput.output_tokens_per_s", "latency.task.e2e.p99", "utilization.hbm",
+               "energy_j"]
+    header, ok, failed = table_lines(sweep, rows, metrics)
+    # 5.483e10 B = 54.83 GB; 0.0456 s = 45.6 ms; 5e6 J / 3.6e6 J per kWh = 1.3889 kWh
+    assert ok.split() == ["2", "TB/s", "ok", "54.83", "GB", "11,637", "tokens/s", "45.6", "ms", "45.7%", "1.389",
+                          "kWh"]
+    assert failed.split() == ["5", "TB/s", "failed", "does", "not", "fit"]
+    assert "e+" not in "\n".join([header, ok])
 
 
 def test_failing_points_are_recorded_with_their_reason_and_do_not_stop_the_sweep(tmp_path: Path, capsys):

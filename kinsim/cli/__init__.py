@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from kinsim import __version__
 from kinsim.cli import calibrate, compare, info, op, regress, report, run, sweep, validate
+from kinsim.cli.helptext import plain_help
 from kinsim.errors import KinsimError
 
 COMMANDS = (run, compare, report, sweep, regress, validate, info, op, calibrate)
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)
+    plain_help(parser)  # descriptions taken from docstrings are reST
     return parser
 
 

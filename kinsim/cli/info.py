@@ -17,6 +17,7 @@ from kinsim.describe import describe_hardware, describe_model, describe_workload
 from kinsim.errors import SpecError
 from kinsim.inputs import input_kind, load_input
 from kinsim.schema import build
+from kinsim.units import format_number
 from kinsim.units import format_quantity as fq
 from kinsim.workload.formats import FORMATS, read_table
 from kinsim.workload.replay import CHANGES, SKIP_REASONS, select
@@ -212,7 +213,7 @@ def _duration(seconds: float) -> str:
 def trace_lines(f: dict[str, Any]) -> list[str]:
     """The text of ``kinsim info TRACE``."""
     def rate(per_s: float | None) -> str:
-        return "-" if per_s is None else f"{per_s:,.3g}"
+        return "-" if per_s is None else format_number(per_s, 3)
 
     def dist(d: dict[str, Any]) -> str:
         return (f"total {d['total']:,}: mean {d['mean']:,.0f}, p50 {d['p50']:,.0f}, p90 {d['p90']:,.0f}, "

@@ -80,7 +80,8 @@ def _shape_rows(kind: str, path: str, given: dict[str, Any], hw) -> list[dict[st
 def _lines(r: dict[str, Any]) -> list[str]:
     lines = [
         f"{r['kind']} on {r['hardware']} ({r['cost_model']}): {fq('time', r['time_s'])}, {r['bound']}-bound",
-        f"  FLOPs {r['flops']:.4g}, HBM bytes {fq('bytes', r['bytes'])}, link bytes {fq('bytes', r['link_bytes'])}",
+        f"  FLOPs {fq('flop', r['flops'])}, HBM bytes {fq('bytes', r['bytes'])}, "
+        f"link bytes {fq('bytes', r['link_bytes'])}",
         "  terms: " + ", ".join(f"{t} {fq('time', r[t + '_s'])}" for t in ("compute", "memory", "network", "latency")),
     ]
     if "ops" in r:

@@ -15,7 +15,8 @@ from pathlib import Path
 from kinsim.cli.options import output_path
 from kinsim.errors import KinsimError, SpecError
 from kinsim.files import save_figure, write_atomically
-from kinsim.metrics import check_figure_key
+from kinsim.metrics import check_figure_key, figure_unit
+from kinsim.units import axis_unit, figure_kind, format_figure, quantity_kind
 
 DEFAULT_METRICS = ("throughput.tasks_per_s", "throughput.output_tokens_per_s", "latency.task.e2e.p99",
                    "kv.peak_bytes")
@@ -108,9 +109,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4g}"
+def _cell(value, unit: str = "") -> str:
+    """A table cell: a figure in its unit (:func:`~kinsim.units.format_figure`), an axis value as written."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_figure(unit, value)
     return "-" if value is None else str(value)
 
 
@@ -119,15 +121,28 @@ def table_lines(sweep, rows: list[dict], metrics: list[str]) -> list[str]:
     lines = [header]
     for row in rows:
         cells = [_cell(row.get(axis)) for axis in sweep.axes] + [row["status"]]
-        cells += [_cell(row.get(m)) if row["status"] == "ok" else (row["reason"][:60] if m == metrics[0] else "")
-                  for m in metrics]
+        cells += [_cell(row.get(m), figure_unit(m)) if row["status"] == "ok"
+                  else (row["reason"][:60] if m == metrics[0] else "") for m in metrics]
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
 
 
+def _scaled(kind: str | None, unit: str, values: list[float]) -> tuple[str, float]:
+    """The unit an axis of ``values`` is labelled in and the divisor of its values: for a quantity
+    ``kind`` the unit of the largest value (``("TB/s", 1e12)``), for fractions ``("%", 0.01)``, else
+    ``unit`` as it is."""
+    if kind:
+        return axis_unit(kind, values)
+    if unit == "fraction":
+        return "%", 0.01
+    return unit if unit not in ("count", "") else "", 1.0
+
+
 def plot_sweep(sweep, rows: list[dict], x: str, y: str):
-    """``y`` against axis ``x`` (its SI value when numeric), one line per value of the other axes."""
+    """``y`` against axis ``x``, one line per value of the other axes. A quantity axis is drawn at its SI
+    value scaled to the unit of its largest value (``hw.gpu.memory.bandwidth (TB/s)``), the metric in
+    its unit likewise (``kv.peak_bytes (GB)``)."""
     from matplotlib.figure import Figure
 
     others = [a for a in sweep.axes if a != x]
@@ -137,15 +152,25 @@ def plot_sweep(sweep, rows: list[dict], x: str, y: str):
     for row in rows:
         if row["status"] == "ok":
             groups.setdefault(tuple(str(row[o]) for o in others), []).append(row)
+    ok = [row for members in groups.values() for row in members]
+    x_kind = next((quantity_kind(row[x]) for row in ok if quantity_kind(row[x])), None)
+    x_unit, x_div = _scaled(x_kind, "", [r[f"{x}.si"] for r in ok if isinstance(r[f"{x}.si"], (int, float))])
+    y_unit, y_div = _scaled(figure_kind(figure_unit(y)), figure_unit(y),
+                            [r[y] for r in ok if isinstance(r[y], (int, float))])
     for label, members in groups.items():
         xs = [r[f"{x}.si"] for r in members]
-        numeric = all(isinstance(v, (int, float)) for v in xs)
-        points = sorted(zip(xs, [r[y] for r in members])) if numeric else list(zip([str(r[x]) for r in members],
-                                                                                 [r[y] for r in members]))
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
+        ys = [r[y] / y_div for r in members]
+        points = sorted(zip([v / x_div for v in xs], ys)) if numeric else list(zip([str(r[x]) for r in members], ys))
         ax.plot([p[0] for p in points], [p[1] for p in points], "o-",
                 label=", ".join(f"{o}={v}" for o, v in zip(others, label)) or None)
-    ax.set_xlabel(f"{x} (SI units)")
-    ax.set_ylabel(y)
+    ax.set_xlabel(f"{x} ({x_unit})" if x_unit else x)
+    ax.set_ylabel(f"{y} ({y_unit})" if y_unit else y)
+    for axis in (ax.xaxis, ax.yaxis):  # the unit is in the label: no "1e12" offset above the ticks
+        formatter = axis.get_major_formatter()
+        if hasattr(formatter, "set_useOffset"):
+            formatter.set_useOffset(False)
+            formatter.set_scientific(False)
     ax.set_title(f"{sweep.name}: {y} against {x}", fontsize=9)
     ax.grid(alpha=0.3)
     if others:

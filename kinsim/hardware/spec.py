@@ -63,7 +63,7 @@ class PowerSpec:
     """Board power, used for energy estimates."""
 
     tdp: float = spec_field("Maximum board power (thermal design power).", unit="power", check=positive)
-    idle: float = spec_field("Board power when idle.", unit="power", check=non_negative)
+    idle: float = spec_field("Board power when idle.", unit="power", check=non_negative, example="70 W")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -80,9 +80,10 @@ class GPUSpec:
                              "figure that is an estimate.", check=non_empty)
     compute: ComputeSpec = spec_field("Compute units and peak rates.")
     memory: MemorySpec = spec_field("Device memory.")
-    l2_cache: float = spec_field("Last-level on-chip cache (L2) size.", unit="bytes", check=positive)
+    l2_cache: float = spec_field("Last-level on-chip cache (L2) size.", unit="bytes", check=positive,
+                                 example="50 MB")
     launch_overhead: float = spec_field("Fixed cost of launching one kernel.", unit="time",
-                                        check=non_negative)
+                                        check=non_negative, example="1 us")
     power: PowerSpec = spec_field("Board power.")
     price: float | None = spec_field("Rental price of one GPU, for cost estimates.", unit="price",
                                      default=None, check=non_negative)
@@ -101,9 +102,9 @@ class GPULinkSpec:
         "direct link to each other GPU, each with bandwidth/(gpus-1); `ring`: links to two neighbours, "
         "each with bandwidth/2.", choices=("switch", "full_mesh", "ring"))
     bandwidth: float = spec_field("Per-GPU bandwidth in one direction, all links together.",
-                                  unit="bandwidth", check=positive)
+                                  unit="bandwidth", check=positive, example="450 GB/s")
     latency: float = spec_field("One-way latency of a transfer between two GPUs.", unit="time",
-                                check=non_negative)
+                                check=non_negative, example="2 us")
     in_switch_reduction: bool = spec_field(
         "The switch reduces data itself (NVLink SHARP, NVSwitch 3rd generation and later): an all-reduce "
         "then sends and receives each byte once instead of 2 (p-1)/p times (NCCL's NVLS algorithm).",
@@ -119,8 +120,9 @@ class HostLinkSpec:
 
     kind: str = spec_field("Link name, for reports.", default="pcie", choices=("pcie", "nvlink_c2c"))
     generation: int | None = spec_field("PCIe generation.", default=None, check=at_least(1))
-    bandwidth: float = spec_field("Bandwidth per GPU in one direction.", unit="bandwidth", check=positive)
-    latency: float = spec_field("One-way latency of a transfer.", unit="time", check=non_negative)
+    bandwidth: float = spec_field("Bandwidth per GPU in one direction.", unit="bandwidth", check=positive,
+                                  example="63 GB/s")
+    latency: float = spec_field("One-way latency of a transfer.", unit="time", check=non_negative, example="2 us")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -134,7 +136,8 @@ class NodeSpec:
     source: str = spec_field("Where the node figures come from.", check=non_empty)
     gpu_link: GPULinkSpec = spec_field("GPU-to-GPU fabric.")
     host_link: HostLinkSpec = spec_field("GPU-to-host link.")
-    host_memory: float = spec_field("Host (CPU) memory of the node.", unit="bytes", check=positive)
+    host_memory: float = spec_field("Host (CPU) memory of the node.", unit="bytes", check=positive,
+                                    example="2 TB")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -145,9 +148,9 @@ class NetworkSpec:
     """The scale-out network between nodes (InfiniBand or Ethernet, one NIC per GPU)."""
 
     bandwidth_per_gpu: float = spec_field("NIC bandwidth per GPU in one direction.", unit="bandwidth",
-                                          check=positive)
+                                          check=positive, example="400 Gbit/s")
     latency: float = spec_field("One-way latency between GPUs of different nodes.", unit="time",
-                                check=non_negative)
+                                check=non_negative, example="5 us")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -232,19 +235,19 @@ class KernelCurveSpec:
     kernel_floor: float | None = spec_field(
         "Shortest duration of one kernel of this kind (launch, ramp-up, tail); multiplied by the kernels the "
         "op launches. Absent: the GPU's launch_overhead once per op.", unit="time", default=None,
-        check=non_negative)
+        check=non_negative, example="3 us")
     combine_floor: float = spec_field("Duration of the extra kernel that merges split work (split-KV "
                                       "combine, split-K reduction), when the op splits.", unit="time",
-                                      default=0.0, check=non_negative)
+                                      default=0.0, check=non_negative, example="1 us")
     per_sequence: float = spec_field("Time per sequence the kernel loops over (attention).", unit="time",
-                                     default=0.0, check=non_negative)
+                                     default=0.0, check=non_negative, example="10 ns")
     item_cost: float = spec_field("SM time of one work item (thread block) beyond its data: the kernel "
                                   "takes items x item_cost / SMs.", unit="time", default=0.0,
-                                  check=non_negative)
+                                  check=non_negative, example="0.5 us")
     item_bandwidth: float | None = spec_field(
         "Bandwidth one work item streams alone (its bytes in flight / memory latency): a kernel with few "
         "items reaches items x item_bandwidth at most. Absent: no such limit.", unit="bandwidth",
-        default=None, check=positive)
+        default=None, check=positive, example="300 GB/s")
     item_compute_share: float | None = spec_field(
         "Share of one SM's peak rate one work item reaches; the kernel's compute time is then at least "
         "its waves (ceil(items / SMs)) of one item's FLOPs at that rate. Absent: no such limit.",
@@ -274,16 +277,16 @@ class CollectiveCurveSpec:
     as NCCL picks LL or Simple and a custom all-reduce one-shot or two-shot."""
 
     small_latency: float = spec_field("Fixed time of the small-message protocol.", unit="time",
-                                      check=non_negative)
+                                      check=non_negative, example="5 us")
     small_per_peer: float = spec_field("Added time per peer GPU, small-message protocol.", unit="time",
-                                       default=0.0, check=non_negative)
+                                       default=0.0, check=non_negative, example="0.5 us")
     small_efficiency: float = spec_field("Share of link bandwidth, small-message protocol.", check=fraction)
     small_traffic: str = spec_field("Traffic pattern of the small-message protocol.", default="ring",
                                     choices=ALLREDUCE_TRAFFIC)
     large_latency: float = spec_field("Fixed time of the large-message protocol.", unit="time",
-                                      check=non_negative)
+                                      check=non_negative, example="10 us")
     large_per_peer: float = spec_field("Added time per peer GPU, large-message protocol.", unit="time",
-                                       default=0.0, check=non_negative)
+                                       default=0.0, check=non_negative, example="0.5 us")
     large_efficiency: float = spec_field("Share of link bandwidth, large-message protocol.", check=fraction)
     large_traffic: str = spec_field("Traffic pattern of the large-message protocol (nvls: used where the "
                                     "fabric reduces in the switch and more than 2 GPUs take part, else "
@@ -291,9 +294,9 @@ class CollectiveCurveSpec:
     switch_latency: float | None = spec_field(
         "Fixed time of the in-switch reduction protocol (NCCL's NVLS), a third protocol used only where the "
         "fabric reduces in the switch and more than 2 GPUs take part. Absent: no such protocol.", unit="time",
-        default=None, check=non_negative)
+        default=None, check=non_negative, example="0.5 us")
     switch_per_peer: float = spec_field("Added time per peer GPU, in-switch protocol.", unit="time", default=0.0,
-                                        check=non_negative)
+                                        check=non_negative, example="1 us")
     switch_efficiency: float | None = spec_field("Share of link bandwidth, in-switch protocol (each byte sent "
                                                  "and received once).", default=None, check=fraction)
     points: int = spec_field("Measurements the fit used.", default=0, check=non_negative)

@@ -10,8 +10,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from kinsim import __version__
 from kinsim.errors import SpecError
-from kinsim.metrics import better_direction
+from kinsim.metrics import better_direction, figure_unit
 from kinsim.regress.suite import Suite
+from kinsim.units import format_figure
 
 PASS, REGRESSION, IMPROVEMENT, NEW, MISSING = "ok", "REGRESSION", "improved", "new", "missing"
 
@@ -108,8 +109,9 @@ def exit_code(verdicts: list[Verdict], strict: bool) -> int:
     return 1 if any(failing(v.verdict, strict) for v in verdicts) else 0
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.6g}"
+def _num(value: float | None, metric: str = "") -> str:
+    """A figure in its unit, to six significant digits (``54.8312 GB``): enough to see what moved."""
+    return format_figure(figure_unit(metric), value, digits=6)
 
 
 def _pct(value: float | None) -> str:
@@ -118,7 +120,8 @@ def _pct(value: float | None) -> str:
 
 def table_lines(verdicts: list[Verdict]) -> list[str]:
     rows = [("case", "metric", "baseline", "now", "change", "verdict")]
-    rows += [(v.case, v.metric, _num(v.baseline), _num(v.now), _pct(v.change), v.verdict) for v in verdicts]
+    rows += [(v.case, v.metric, _num(v.baseline, v.metric), _num(v.now, v.metric), _pct(v.change), v.verdict)
+             for v in verdicts]
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     return ["  ".join(c.ljust(w) if i < 2 or i == 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
             .rstrip() for r in rows]
@@ -142,7 +145,7 @@ def junit_xml(suite: Suite, verdicts: list[Verdict], strict: bool) -> str:
              f'failures="{failures}">']
     for v in verdicts:
         name = quoteattr(f"{v.case}: {v.metric}")
-        message = (f"baseline {_num(v.baseline)}, now {_num(v.now)}, change {_pct(v.change)}, "
+        message = (f"baseline {_num(v.baseline, v.metric)}, now {_num(v.now, v.metric)}, change {_pct(v.change)}, "
                    f"tolerance {v.tolerance:g}: {v.verdict}")
         if failing(v.verdict, strict):
             lines.append(f'  <testcase classname={quoteattr(v.case)} name={name}><failure message={quoteattr(message)}>'
@@ -159,8 +162,8 @@ def markdown(suite: Suite, verdicts: list[Verdict], strict: bool) -> str:
             NEW: "**new: no baseline**", MISSING: "**missing**"}
     lines = [f"### kinsim regress: {suite.name}", "", summary_line(verdicts, strict), "",
              "| case | metric | baseline | now | change | verdict |", "|---|---|---:|---:|---:|---|"]
-    lines += [f"| {v.case} | `{v.metric}` | {_num(v.baseline)} | {_num(v.now)} | {_pct(v.change)} | {icon[v.verdict]} |"
-              for v in verdicts]
+    lines += [f"| {v.case} | `{v.metric}` | {_num(v.baseline, v.metric)} | {_num(v.now, v.metric)} | "
+              f"{_pct(v.change)} | {icon[v.verdict]} |" for v in verdicts]
     return "\n".join(lines) + "\n"
 
 

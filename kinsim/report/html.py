@@ -18,6 +18,7 @@ from kinsim import __version__
 from kinsim.ops.op import OP_CLASSES
 from kinsim.report.plots import PLOTS, PLOTTERS, run_title
 from kinsim.report.summary import summary_rows
+from kinsim.units import UNITS, format_figure, parse_quantity, quantity_kind, readable_quantity
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
@@ -34,7 +35,6 @@ window.addEventListener("load", function () {
   var images = Array.prototype.slice.call(document.querySelectorAll("img.plot"));
   var rendered = images.filter(function (img) { return img.complete && img.naturalWidth > 0; }).length;
   document.body.setAttribute("data-plots-rendered", String(rendered));
-  document.getElementById("render-check").textContent = rendered + " of " + images.length + " plots rendered";
 });
 """
 
@@ -45,21 +45,38 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def readable_inputs(value: Any) -> Any:
+    """The resolved inputs of a run with each quantity as a person writes it: ``"989000000000000.0 FLOP/s"``
+    is ``"989 TFLOP/s"``, ``"4.9999999999999996e-06 s"`` is ``"5 us"`` (12 significant digits kept)."""
+    if isinstance(value, dict):
+        return {key: readable_inputs(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [readable_inputs(item) for item in value]
+    kind = quantity_kind(value)
+    if kind and value.split(" ", 1)[-1] == UNITS[kind][0]:  # written in its base unit, as run files do
+        return readable_quantity(kind, parse_quantity(kind, value))
+    return value
+
+
 def render_report(summary: dict[str, Any]) -> str:
-    """The HTML page of a run's metrics (as written by ``kinsim run --json``)."""
+    """The HTML page of a run's metrics (as written by ``kinsim run --json``). The same metrics give the same
+    bytes: the page holds no wall time, date or path."""
     esc = html.escape
-    rows = "".join(f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>" for label, value in summary_rows(summary))
+    rows = "".join(f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>"
+                   for label, value in summary_rows(summary, wall_time=False))
     busy = sum(summary["breakdown_s"].values()) or 1.0
     breakdown = "".join(
-        f"<tr><td>{c}</td><td class='num'>{summary['breakdown_s'][c]:,.2f}</td>"
-        f"<td class='num'>{summary['breakdown_s'][c] / busy:.1%}</td>"
-        f"<td class='num'>{summary['by_class'][c]['flops']:.3g}</td>"
-        f"<td class='num'>{summary['by_class'][c]['hbm_bytes']:.3g}</td></tr>" for c in OP_CLASSES)
+        f"<tr><td>{c}</td><td class='num'>{format_figure('replica-seconds', summary['breakdown_s'][c])}</td>"
+        f"<td class='num'>{format_figure('fraction', summary['breakdown_s'][c] / busy)}</td>"
+        f"<td class='num'>{format_figure('FLOP', summary['by_class'][c]['flops'])}</td>"
+        f"<td class='num'>{format_figure('B', summary['by_class'][c]['hbm_bytes'])}</td></tr>"
+        for c in OP_CLASSES if summary["breakdown_s"][c] > 0)
     plots = "".join(
         f"<h2>{esc(title)}</h2><img class='plot' alt='{esc(title)}' "
         f"src='data:image/png;base64,{_png(PLOTTERS[name](summary))}'>" for name, title in PLOTS.items())
     inputs = summary.get("inputs", {})
-    used = "".join(f"<h2>{esc(kind.capitalize())} used</h2><pre>{esc(yaml.safe_dump(spec, sort_keys=False))}</pre>"
+    used = "".join(f"<h2>{esc(kind.capitalize())} used</h2>"
+                   f"<pre>{esc(yaml.safe_dump(readable_inputs(spec), sort_keys=False, allow_unicode=True))}</pre>"
                    for kind, spec in inputs.items() if spec is not None)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -67,7 +84,7 @@ def render_report(summary: dict[str, Any]) -> str:
 <style>{STYLE}</style></head>
 <body>
 <h1>{esc(run_title(summary))}</h1>
-<p>kinsim {esc(__version__)}, {esc(summary['mode'])}; <span id="render-check">plots not checked</span></p>
+<p>kinsim {esc(__version__)}, {esc(summary['mode'])}</p>
 <h2>Summary</h2><table>{rows}</table>
 <h2>Breakdown by op class</h2>
 <table><tr><th>op class</th><th>replica-seconds</th><th>share</th><th>FLOPs per GPU</th><th>HBM bytes per GPU</th></tr>

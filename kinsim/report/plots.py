@@ -36,10 +36,12 @@ def run_title(summary: Mapping[str, Any]) -> str:
 
 
 def plot_breakdown(summary: Mapping[str, Any]) -> Figure:
-    """Horizontal bars: replica-seconds per op class."""
+    """Horizontal bars: replica-seconds per op class that took any time."""
     fig = Figure(figsize=(7, 3.2), layout="constrained")
     ax = fig.add_subplot()
-    classes = list(OP_CLASSES)
+    classes = [c for c in OP_CLASSES if summary["breakdown_s"][c] > 0]
+    if not classes:
+        ax.text(0.5, 0.5, "no step ran", ha="center", va="center", transform=ax.transAxes)
     seconds = [summary["breakdown_s"][c] for c in classes]
     total = sum(seconds) or 1.0
     bars = ax.barh(classes, seconds, color=[COLORS[c] for c in classes])

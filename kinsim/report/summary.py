@@ -15,8 +15,9 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} s"
 
 
-def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, text) rows of the human-readable summary of a run's metrics."""
+def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, str]]:
+    """(label, text) rows of the human-readable summary of a run's metrics; ``wall_time=False`` leaves out
+    how long the simulation took, which differs between two runs of one simulation."""
     req, tok, thr, lat = s["requests"], s["tokens"], s["throughput"], s["latency"]
     kv, util = s["kv"], s["utilization"]
     busy = sum(s["breakdown_s"].values()) or 1.0
@@ -24,7 +25,8 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("simulated", f"{s['workload']} ({s['model']}, {s['attention']} attention) on {s['gpus']} x "
                       f"{s['hardware']}"),
-        ("makespan", f"{s['sim_time_s']:,.2f} s simulated in {s['wall_time_s']:.2f} s ({s['mode']})"),
+        ("makespan", f"{s['sim_time_s']:,.2f} s simulated" + (f" in {s['wall_time_s']:.2f} s" if wall_time else "")
+                     + f" ({s['mode']})"),
         ("requests", f"{req['completed']:,} completed, {req['unfinished']:,} unfinished, "
                      f"{req['preemptions']:,} preemptions"),
         ("tasks", f"{s['tasks']['completed']:,} of {s['tasks']['total']:,} completed"),

@@ -149,8 +149,8 @@ class PoissonArrivals:
 
     TAG_KEY: ClassVar[str] = "process"
     KIND: ClassVar[str] = "poisson"
-    rate: float = spec_field("Mean arrivals per unit time, e.g. \"0.5 /s\".", unit="frequency",
-                             check=positive)
+    rate: float = spec_field("Mean arrivals per unit time (per second, minute or hour: \"30 /min\").",
+                             unit="frequency", check=positive, example="10 /s")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -240,10 +240,11 @@ class TraceRequests:
     skip_failed: bool = spec_field("Skip rows that generated no tokens (failed requests); false replays them "
                                    "with one output token.", default=True)
     start: float = spec_field("Replay from this long after the trace's origin (its first request; 0 s in "
-                              "kinsim's own format), e.g. \"2 h\".", unit="time", default=0.0,
-                              check=non_negative)
+                              "kinsim's own format).", unit="time", default=0.0,
+                              check=non_negative, example="2 h")
     duration: float | None = spec_field("Replay only requests arriving within this long after start; none: "
-                                        "to the end.", unit="time", default=None, check=positive)
+                                        "to the end.", unit="time", default=None, check=positive,
+                                        example="30 min")
     rate_scale: float = spec_field("Replay at this many times the trace's request rate (arrival times are "
                                    "divided by it).", default=1.0, check=positive)
     time_scale: float = spec_field("Multiplies every arrival time (0.5 replays twice as fast); applies with "

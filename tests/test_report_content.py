@@ -1,0 +1,112 @@
+"""What ``kinsim report`` writes: figures with units, no wall time (the same run gives the same bytes), and
+no empty op classes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from kinsim.cli import main
+from kinsim.ops.op import OP_CLASSES
+from kinsim.report.html import readable_inputs, render_report
+from kinsim.report.plots import plot_breakdown
+
+from .conftest import HARDWARE, WORKLOADS
+
+TINY = ["--set", "requests.problems=1", "--set", "requests.samples=2", "--set", "requests.max_output_tokens=200"]
+
+
+def _run(path: Path) -> dict:
+    assert main(["run", str(WORKLOADS / "aime_bon32.yaml"), "--hw", str(HARDWARE / "h100.yaml"), "--quiet", *TINY,
+                 "--json", str(path)]) == 0
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("runs")
+    first, second = folder / "a.json", folder / "b.json"
+    _run(first)
+    summary = _run(second)
+    # make sure the two runs differ in wall time, as real ones do
+    summary["wall_time_s"] += 1.25
+    second.write_text(json.dumps(summary))
+    return first, second
+
+
+def _text(page: str) -> str:
+    """The page without its embedded images."""
+    return re.sub(r"base64,[A-Za-z0-9+/=]+", "base64,", page)
+
+
+def test_two_reports_of_one_simulation_are_byte_identical(two_runs, tmp_path: Path, capsys):
+    first, second = two_runs
+    pages = []
+    for i, run_file in enumerate((first, first, second)):
+        out = tmp_path / f"r{i}.html"
+        assert main(["report", str(run_file), "-o", str(out)]) == 0
+        pages.append(out.read_bytes())
+    assert pages[0] == pages[1]  # the same run file twice
+    assert pages[0] == pages[2]  # two runs of the same workload (different wall times)
+    summary = json.loads(second.read_text())
+    assert f"{summary['wall_time_s']:.2f} s" not in pages[2].decode()
+
+
+@pytest.fixture
+def no_images(monkeypatch):
+    """Skip encoding the plots (the slow part) where a test reads only the text."""
+    monkeypatch.setattr("kinsim.report.html._png", lambda fig: "")
+
+
+def test_report_shows_quantities_with_units_and_no_harness_text(two_runs, no_images):
+    first, _ = two_runs
+    page = _text(render_report(json.loads(first.read_text())))
+    assert "plots rendered" not in page and "render-check" not in page
+    assert "data-plots-rendered" in page  # the script a browser test reads is still there
+    # the run JSON writes every quantity in its SI base unit with every digit; the page as a person would
+    assert "989000000000000.0" not in page and "FLOP/s" in page
+    for line in ("bf16: 989 TFLOP/s", "capacity: 80 GB", "bandwidth: 3.35 TB/s", "l2_cache: 50 MB",
+                 "launch_overhead: 1 us", "tdp: 700 W", "clock: 1.83 GHz", "bandwidth: 450 GB/s"):
+        assert line in page, line
+    # no quantity in its base unit with an exponent or a run of digits (a prefix does that), and no
+    # exponent at all in the summary and breakdown (an input may be tiny: "2.2e-12 ns" is what it is)
+    base = r" (s|B|B/s|FLOP/s|Hz|W|\$/s)\b"
+    assert not re.search(r"\d(\.\d+)?e[-+]?\d+" + base, page), re.search(r"\d(\.\d+)?e[-+]?\d+" + base, page)
+    assert not re.search(r"\d{5,}(\.\d+)?" + base, page)
+    assert not re.search(r"\d(\.\d+)?e[-+]?\d", page.split("Workload used")[0])
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("4.9999999999999996e-06 s", "5 us"),
+    ("989000000000000.0 FLOP/s", "989 TFLOP/s"),
+    ("85899345920.0 B", "80 GiB"),
+    ("3350000000000.0 B/s", "3.35 TB/s"),
+    ("0.5 Hz", "0.5 Hz"),
+    ("0.0006944444444444445 $/s", "2.5 $/h"),
+    ("2 h", "2 h"),  # not in its base unit: as written
+    ("dense", "dense"),
+    ("12 requests", "12 requests"),
+    (12, 12),
+    (None, None),
+])
+def test_readable_inputs(raw, shown):
+    assert readable_inputs({"a": [raw], "b": {"c": raw}}) == {"a": [shown], "b": {"c": shown}}
+
+
+def test_op_classes_without_time_have_no_bar_and_no_row(two_runs, no_images):
+    first, _ = two_runs
+    summary = json.loads(first.read_text())
+    summary["breakdown_s"] = {c: 0.0 for c in OP_CLASSES}
+    summary["breakdown_s"].update(attention=3.0, linear=1.0)
+    ax = plot_breakdown(summary).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["attention", "linear"]
+    assert [bar.get_width() for bar in ax.patches] == [3.0, 1.0]
+    page = _text(render_report(summary))
+    table = page.split("Breakdown by op class")[1].split("</table>")[0]
+    assert re.findall(r"<tr><td>(\w+)</td>", table) == ["attention", "linear"]
+    # 3 s of 4 s is 75%; 1 s is 25%
+    assert "<td class='num'>3 s</td><td class='num'>75%</td>" in table
+    assert "<td class='num'>1 s</td><td class='num'>25%</td>" in table
