@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     if not args.quiet:
         print("\n".join(table_lines(sweep, rows, metrics)))
+    if rows and all(r["status"] == "failed" for r in rows):  # nothing to export or plot: bad input, not a result
+        raise SpecError(f"every point failed ({len(rows)} of {len(rows)}); the first: {rows[0]['reason']}",
+                        file=sweep.file)
     if args.csv or args.parquet:
         import pandas as pd
 
@@ -130,6 +133,8 @@ def plot_sweep(sweep, rows: list[dict], x: str, y: str):
     """``y`` against axis ``x`` (its SI value when numeric), one line per value of the other axes."""
     from matplotlib.figure import Figure
 
+    from kinsim.report.plaintext import plain
+
     others = [a for a in sweep.axes if a != x]
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     ax = fig.add_subplot()
@@ -140,13 +145,13 @@ def plot_sweep(sweep, rows: list[dict], x: str, y: str):
     for label, members in groups.items():
         xs = [r[f"{x}.si"] for r in members]
         numeric = all(isinstance(v, (int, float)) for v in xs)
-        points = sorted(zip(xs, [r[y] for r in members])) if numeric else list(zip([str(r[x]) for r in members],
+        points = sorted(zip(xs, [r[y] for r in members])) if numeric else list(zip([plain(r[x]) for r in members],
                                                                                  [r[y] for r in members]))
         ax.plot([p[0] for p in points], [p[1] for p in points], "o-",
-                label=", ".join(f"{o}={v}" for o, v in zip(others, label)) or None)
-    ax.set_xlabel(f"{x} (SI units)")
-    ax.set_ylabel(y)
-    ax.set_title(f"{sweep.name}: {y} against {x}", fontsize=9)
+                label=plain(", ".join(f"{o}={v}" for o, v in zip(others, label))) or None)
+    ax.set_xlabel(plain(f"{x} (SI units)"))
+    ax.set_ylabel(plain(y))
+    ax.set_title(plain(f"{sweep.name}: {y} against {x}"), fontsize=9)
     ax.grid(alpha=0.3)
     if others:
         ax.legend(fontsize=7)
