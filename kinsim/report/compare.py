@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from kinsim.report.plaintext import plain
 from kinsim.result import metric_at
 
 #: (dotted key, label, unit scale, unit) of the compared metrics.
@@ -76,10 +77,10 @@ def plot_compare(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> Figure:
     x = np.arange(len(metrics))
     for i, label in enumerate(labels):
         heights = [np.nan if m["ratios"][i] is None else m["ratios"][i] for m in metrics]
-        ax.bar(x + (i - (len(runs) - 1) / 2) * width, heights, width, label=label)
+        ax.bar(x + (i - (len(runs) - 1) / 2) * width, heights, width, label=plain(label))
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(x, [m["label"] for m in metrics], rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(f"relative to {labels[0]}")
-    ax.set_title("Comparison: " + " vs ".join(labels), fontsize=9)
+    ax.set_ylabel(plain(f"relative to {labels[0]}"))
+    ax.set_title(plain("Comparison: " + " vs ".join(labels)), fontsize=9)
     ax.legend(fontsize=8)
     return fig
