@@ -3,6 +3,10 @@
 Conventions (see ``docs/metrics.md`` for each metric's formula):
 
 * ``sim_time_s`` (makespan) is when the last request ended; throughputs divide by it.
+* Throughput counts what was delivered: output tokens of finished requests (``tokens.delivered``). Tokens
+  generated for requests that did not finish (``tokens.undelivered``) were work done for nothing; they
+  count in ``tokens.generated`` (all tokens the engine produced) but in no throughput. With no finished
+  request every throughput is 0.
 * Latency percentiles are over finished requests (tasks: over completed tasks), linear interpolation
   between order statistics; ``null`` when there is nothing to measure.
 * TTFT is first token minus arrival; TPOT is (finish - first token) / (output tokens - 1), for requests
@@ -52,11 +56,14 @@ METRIC_DOCS = (
     ("requests.preemptions", "count", "preemptions by recompute, over all requests"),
     ("requests.unfinished_reasons", "{reason: count}", "why requests did not finish"),
     ("tasks.{total,completed}", "tasks", "groups (Best-of-N problems); complete when all their requests are"),
-    ("tokens.generated", "tokens", "output tokens produced"),
+    ("tokens.generated", "tokens", "output tokens produced, for every request (delivered + undelivered)"),
+    ("tokens.delivered", "tokens", "output tokens of finished requests: what throughput counts"),
+    ("tokens.undelivered", "tokens", "output tokens produced for requests that did not finish (work done, nothing "
+                                     "delivered)"),
     ("tokens.prompt", "tokens", "prompt tokens of all requests, once per request"),
     ("tokens.prefill_computed", "tokens", "prompt tokens computed: one prefill per group on a replica, plus "
                                           "recomputation after preemption"),
-    ("throughput.output_tokens_per_s", "tokens/s", "tokens.generated / sim_time_s"),
+    ("throughput.output_tokens_per_s", "tokens/s", "tokens.delivered / sim_time_s (0 when no request finished)"),
     ("throughput.tasks_per_s", "tasks/s", "tasks.completed / sim_time_s"),
     ("throughput.requests_per_s", "requests/s", "requests.completed / sim_time_s"),
     ("latency.request.ttft.{p50,p90,p99,mean}", "s", "first token minus arrival, over finished requests "
@@ -84,8 +91,8 @@ METRIC_DOCS = (
     ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
                                                 "differ between modes; not figures of the simulated system)"),
     ("series.{t_s,output_tokens_per_s,kv_bytes}", "s, tokens/s, B", f"plot series in {TIMELINE_BINS} equal bins of "
-     "sim_time_s: bin centres, output rate, mean KV bytes per replica (a segment's tokens and KV spread "
-     "evenly over it)"),
+     "sim_time_s: bin centres, output rate (tokens produced, delivered or not), mean KV bytes per replica (a "
+     "segment's tokens and KV spread evenly over it)"),
     ("series.latency_quantiles.{q,ttft,tpot,e2e,task_e2e}", "fraction, s", "the 0th to 100th percentiles of "
      "each latency (for CDFs)"),
     ("inputs.{workload,hardware}", "", "the resolved input files, every key written out"),
@@ -133,8 +140,8 @@ def figure_unit(key: str) -> str:
 SECTIONS = tuple(dict.fromkeys(key.split(".")[0] for pattern, _, _ in METRIC_DOCS for key in expand_key(pattern)))
 
 #: Figure key prefixes where a larger value is better; every other figure is better smaller.
-HIGHER_IS_BETTER = ("throughput.", "tasks.completed", "requests.completed", "tokens.generated", "utilization.",
-                    "kv.capacity")
+HIGHER_IS_BETTER = ("throughput.", "tasks.completed", "requests.completed", "tokens.generated", "tokens.delivered",
+                    "utilization.", "kv.capacity")
 
 
 def better_direction(key: str) -> int:
@@ -181,6 +188,7 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     req = request_figures(records.sequences, getattr(workload.requests, "warmup", 0))
     makespan = max(req["last_finish_s"], seg["last_end_s"])
     generated, completed, tasks_done = req["generated"], req["completed"], req["tasks_completed"]
+    delivered = req["delivered"]  # tokens of finished requests: the only ones a throughput counts
     ttft, tpot, e2e, task_e2e = req["ttft"], req["tpot"], req["e2e"], req["task_e2e"]
     busy_by_replica = seg["busy_s"]
     denominator = dp * makespan if makespan > 0 else float("inf")
@@ -204,11 +212,13 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         "tasks": {"total": req["tasks_total"], "completed": tasks_done},
         "tokens": {
             "generated": generated,
+            "delivered": delivered,
+            "undelivered": generated - delivered,
             "prompt": req["prompt"],
             "prefill_computed": seg["prefill_tokens"],
         },
         "throughput": {
-            "output_tokens_per_s": generated / makespan if makespan else 0.0,
+            "output_tokens_per_s": delivered / makespan if makespan else 0.0,
             "tasks_per_s": tasks_done / makespan if makespan else 0.0,
             "requests_per_s": completed / makespan if makespan else 0.0,
         },
@@ -286,7 +296,7 @@ def request_figures(outcomes: RequestRecords | RequestTotals, warmup: int) -> di
     ``warmup`` requests stay out of the request latencies."""
     if isinstance(outcomes, RequestTotals):
         return {"total": outcomes.total, "completed": outcomes.completed, "preemptions": outcomes.preemptions,
-                "reasons": dict(outcomes.reasons), "generated": outcomes.generated,
+                "reasons": dict(outcomes.reasons), "generated": outcomes.generated, "delivered": outcomes.delivered,
                 "prompt": int(outcomes.table.prompt_tokens.sum()), "last_finish_s": outcomes.last_finish_s,
                 "tasks_total": outcomes.table.groups, "tasks_completed": outcomes.tasks_completed,
                 "ttft": outcomes.ttft, "tpot": outcomes.tpot, "e2e": outcomes.e2e, "task_e2e": outcomes.task_e2e}
@@ -301,6 +311,7 @@ def request_figures(outcomes: RequestRecords | RequestTotals, warmup: int) -> di
     several = outputs > 1
     return {"total": len(outcomes), "completed": int(finished.sum()), "preemptions": int(outcomes.preemptions.sum()),
             "reasons": outcomes.reason_counts(), "generated": int(outcomes.generated.sum()),
+            "delivered": int(outcomes.generated[finished].sum()),
             "prompt": int(table.prompt_tokens.sum()),
             "last_finish_s": float(outcomes.finish_s[ended].max()) if ended.any() else 0.0,
             "tasks_total": tasks_total, "tasks_completed": tasks_done,

@@ -52,6 +52,8 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
             ``full`` up to two million requests, else ``summary``.
     """
     started = time.perf_counter()
+    workload_file = str(workload) if isinstance(workload, (str, Path)) else None
+    hardware_file = str(hardware) if isinstance(hardware, (str, Path)) else None
     workload_overrides, hardware_overrides = split_overrides(overrides)
     if seed is not None:
         workload_overrides["seed"] = seed
@@ -68,7 +70,7 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
         replay = replay_trace(workload.requests, workload.seed)
         requests, trace_report = replay.requests, replay.report.as_dict()
     sim = Simulation(workload, hardware, exact_steps=exact_steps, cost_model=cost_model, op_window=op_window,
-                     requests=requests, records=records)
+                     requests=requests, records=records, workload_file=workload_file, hardware_file=hardware_file)
     sim.progress = progress
     records = sim.run()
     summary = summarize(records, workload, hardware, sim.layout)

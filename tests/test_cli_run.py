@@ -60,7 +60,7 @@ def test_quiet_prints_nothing(capsys):
     (["--set", "deployment.max_num_seqs=0"], ["deployment.max_num_seqs", "at least 1"]),
     (["--set", "model=Qwen3-32B", "--set", "hw.gpu.memory.capacity=40 GB"], ["does not fit",
                                                                               "deployment.tensor_parallel"]),
-    (["--set", "deployment.data_parallel=9"], ["deployment.data_parallel", "hardware has 8"]),
+    (["--set", "deployment.data_parallel=9"], ["deployment.data_parallel", "h100.yaml) has 8"]),
     (["--set", "deployment.router=random"], ["deployment.router", "must be one of"]),
 ])
 def test_bad_input_is_one_message_exit_2_and_no_output_file(tmp_path: Path, capsys, args, words):

@@ -167,7 +167,7 @@ def test_a_bad_case_is_named_before_any_case_runs(tmp_path: Path, capsys, monkey
 @pytest.mark.parametrize("baseline, words", [
     ('{"cases": {"small": [1, 2]}}', ["cases.small", "expected a mapping"]),
     ('{"cases": {"small": {"throughput.tasks_per_s": "fast"}}}', ["cases.small.throughput.tasks_per_s",
-                                                                   "expected a number or null", "'fast'"]),
+                                                                   "expected a finite number or null", "'fast'"]),
     (b"\xff\xfe{}", ["not JSON"]),
 ])
 def test_a_malformed_baseline_is_one_line_exit_2(tmp_path: Path, capsys, baseline, words):

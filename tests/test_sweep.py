@@ -102,9 +102,10 @@ def test_sweep_table_shows_each_figure_in_its_unit(tmp_path: Path):
 def test_failing_points_are_recorded_with_their_reason_and_do_not_stop_the_sweep(tmp_path: Path, capsys):
     sweep_file = write_sweep(tmp_path, '  hw.gpu.memory.capacity: ["10 GB", "80 GB"]\n  deployment.router: '
                                        '[least_loaded, nonsense]\n', extra="mode: zip\n")
-    assert main(["sweep", str(sweep_file), "--db", str(tmp_path / "r.sqlite")]) == 0
-    out = capsys.readouterr().out
-    assert "2 points, 1 simulated now, 0 from r.sqlite, 2 failed" in out
+    # both points fail, each with its reason recorded; a sweep where every point failed is exit 2, not 0
+    assert main(["sweep", str(sweep_file), "--db", str(tmp_path / "r.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "every point failed (2 of 2)" in err and "does not fit" in err
     sweep = load_sweep(sweep_file)
     store = ResultStore(tmp_path / "r.sqlite")
     rows = sweep_rows(sweep, store)

@@ -5,7 +5,9 @@
     kernel    kernel kind (gemm, attention_decode, attention_sparse, attention_prefill, selection, elementwise,
               or allreduce with impl nccl or custom and a gpus column)
     impl      what ran it (triton, torch.matmul, ...); optional, default "triton"
-    dtype     data type of the FLOP rate that bounds it (bf16, fp8, ...); optional, default bf16
+    dtype     data type of the FLOP rate that bounds it (bf16, fp8, ...: kinsim.dtypes.DTYPES); optional
+              column, default bf16 (also for an empty cell); a name kinsim does not know is an error (it
+              was silently priced as bf16)
     flops     floating-point operations of one run
     bytes     HBM bytes of one run (read plus written)
     time_s    median time of one run, seconds
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from kinsim.dtypes import DTYPES
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import CALIBRATED_KERNELS
 
@@ -57,12 +60,13 @@ def read_measurements(directory: str | Path):
         frame["impl"] = "triton"
     if "dtype" not in frame.columns:
         frame["dtype"] = "bf16"
+    frame["dtype"] = frame["dtype"].fillna("bf16")  # an empty cell is the documented default, a wrong name an error
     path_s = str(path)
-    bad = ~frame["kernel"].isin(MEASURED_KINDS)
-    if bad.any():
-        index = int(np.flatnonzero(bad.to_numpy())[0])
-        raise SpecError("must be one of " + ", ".join(MEASURED_KINDS), path=f"row {index + 2}.kernel",
-                        value=frame["kernel"].iloc[index], file=path_s)
+    _check_names(frame, "kernel", MEASURED_KINDS, path_s)
+    _check_names(frame, "dtype", DTYPES, path_s)
+    if "kv_dtype" in frame.columns:  # an fp8 KV cache selects its own curves: a misspelt one would not
+        _check_names(frame, "kv_dtype", DTYPES, path_s, frame["kv_dtype"].notna())
+    _check_names(frame, "impl", ALLREDUCE_IMPLS, path_s, frame["kernel"] == "allreduce")
     for column, rule, least in (("flops", "must be a number, zero or more", 0.0),
                                 ("bytes", "must be a number, zero or more", 0.0),
                                 ("time_s", "must be a positive number of seconds", None)):
@@ -83,6 +87,23 @@ def read_measurements(directory: str | Path):
             raise SpecError("must be a whole number of GPUs, at least 1", path=f"row {index + 2}.gpus",
                             value=frame["gpus"].iloc[index], file=path_s)
     return frame
+
+
+#: The all-reduce implementations a measurement row may name (``impl`` of ``allreduce`` rows).
+ALLREDUCE_IMPLS = ("nccl", "custom")
+
+
+def _check_names(frame, column: str, allowed: tuple[str, ...], file: str, rows=None) -> None:
+    """A :class:`SpecError` naming the file, the row (the header is row 1) and the column of the first cell of
+    ``column`` (among ``rows``, a boolean mask) that is not one of ``allowed``."""
+    bad = ~frame[column].isin(allowed)
+    if rows is not None:
+        bad &= rows
+    if bad.any():
+        index = int(np.flatnonzero(bad.to_numpy())[0])
+        value = frame[column].iloc[index]
+        raise SpecError("must be one of " + ", ".join(allowed), path=f"row {index + 2}.{column}",
+                        value=None if value != value else value, file=file)  # NaN: an empty cell
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:

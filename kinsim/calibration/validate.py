@@ -51,16 +51,18 @@ def plot_validation(table, title: str):
     """Predicted against measured time per kernel kind, log-log, with the line of equality."""
     from matplotlib.figure import Figure
 
+    from kinsim.report.plaintext import plain
+
     fig = Figure(figsize=(6, 5), layout="constrained")
     ax = fig.add_subplot()
     for (kernel, impl), rows in table.groupby(["kernel", "impl"], sort=True):
-        ax.loglog(rows["time_s"] * 1e6, rows["predicted_s"] * 1e6, "o", markersize=4, label=f"{kernel} ({impl})")
+        ax.loglog(rows["time_s"] * 1e6, rows["predicted_s"] * 1e6, "o", markersize=4, label=plain(f"{kernel} ({impl})"))
     low = float(min(table["time_s"].min(), table["predicted_s"].min())) * 1e6
     high = float(max(table["time_s"].max(), table["predicted_s"].max())) * 1e6
     ax.loglog([low, high], [low, high], color="black", linewidth=0.8, label="predicted = measured")
     ax.set_xlabel("measured time (us)")
     ax.set_ylabel("predicted time (us)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(plain(title), fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     return fig

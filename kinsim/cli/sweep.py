@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     if not args.quiet:
         print("\n".join(table_lines(sweep, rows, metrics)))
+    if rows and all(r["status"] == "failed" for r in rows):  # nothing to export or plot: bad input, not a result
+        raise SpecError(f"every point failed ({len(rows)} of {len(rows)}); the first: {rows[0]['reason']}",
+                        file=sweep.file)
     if args.csv or args.parquet:
         import pandas as pd
 
@@ -145,6 +148,8 @@ def plot_sweep(sweep, rows: list[dict], x: str, y: str):
     its unit likewise (``kv.peak_bytes (GB)``)."""
     from matplotlib.figure import Figure
 
+    from kinsim.report.plaintext import plain
+
     others = [a for a in sweep.axes if a != x]
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     ax = fig.add_subplot()
@@ -161,17 +166,17 @@ def plot_sweep(sweep, rows: list[dict], x: str, y: str):
         xs = [r[f"{x}.si"] for r in members]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
         ys = [r[y] / y_div for r in members]
-        points = sorted(zip([v / x_div for v in xs], ys)) if numeric else list(zip([str(r[x]) for r in members], ys))
+        points = sorted(zip([v / x_div for v in xs], ys)) if numeric else list(zip([plain(r[x]) for r in members], ys))
         ax.plot([p[0] for p in points], [p[1] for p in points], "o-",
-                label=", ".join(f"{o}={v}" for o, v in zip(others, label)) or None)
-    ax.set_xlabel(f"{x} ({x_unit})" if x_unit else x)
-    ax.set_ylabel(f"{y} ({y_unit})" if y_unit else y)
+                label=plain(", ".join(f"{o}={v}" for o, v in zip(others, label))) or None)
+    ax.set_xlabel(plain(f"{x} ({x_unit})" if x_unit else x))
+    ax.set_ylabel(plain(f"{y} ({y_unit})" if y_unit else y))
     for axis in (ax.xaxis, ax.yaxis):  # the unit is in the label: no "1e12" offset above the ticks
         formatter = axis.get_major_formatter()
         if hasattr(formatter, "set_useOffset"):
             formatter.set_useOffset(False)
             formatter.set_scientific(False)
-    ax.set_title(f"{sweep.name}: {y} against {x}", fontsize=9)
+    ax.set_title(plain(f"{sweep.name}: {y} against {x}"), fontsize=9)
     ax.grid(alpha=0.3)
     if others:
         ax.legend(fontsize=7)

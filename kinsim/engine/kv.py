@@ -99,8 +99,10 @@ def activation_workspace_bytes(model: ModelSpec, deployment: DeploymentSpec) -> 
     return activations + logits
 
 
-def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy, hw: HardwareSpec) -> KVLayout:
-    """The KV layout of one replica, or :class:`SpecError` when the model leaves no room for KV."""
+def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy, hw: HardwareSpec, *,
+              workload_file: str | None = None, hardware_file: str | None = None) -> KVLayout:
+    """The KV layout of one replica, or :class:`SpecError` when the model leaves no room for KV (naming
+    ``workload_file`` and ``hardware_file`` where given)."""
     tp = deployment.tensor_parallel
     shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp, path="deployment.tensor_parallel")
     per_token = AttentionDims(shard, kv_dtype=model.kv_dtype).kv_bytes_per_token * model.layers
@@ -114,12 +116,16 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     blocks = int(free // block_bytes) if free > 0 else 0
     if blocks < 1:
         gb = 1e9
+        on = f"{hw.name} ({hardware_file})" if hardware_file else hw.name
         raise SpecError(
-            f"the model does not fit: {usable / gb:.1f} GB usable per GPU ({hw.gpu.memory.capacity / gb:.0f} GB x "
-            f"{deployment.gpu_memory_fraction:g}) minus {weights / gb:.1f} GB of weights and {workspace / gb:.1f} GB "
-            f"of activation workspace leaves no room for one KV block of {block_bytes / 1e6:.2f} MB",
-            path="deployment.tensor_parallel", value=tp,
-            hint="raise tensor_parallel, use a larger GPU, a smaller model or a lower max_num_batched_tokens")
+            f"the model ({model.name}, {model.weight_dtype} weights) does not fit on the GPUs of {on}: "
+            f"{usable / gb:.1f} GB usable per GPU (hw gpu.memory.capacity {hw.gpu.memory.capacity / gb:.0f} GB x "
+            f"deployment.gpu_memory_fraction {deployment.gpu_memory_fraction:g}) minus {weights / gb:.1f} GB of "
+            f"weights (split over deployment.tensor_parallel {tp} GPUs) and {workspace / gb:.1f} GB of activation "
+            f"workspace leaves no room for one KV block of {block_bytes / 1e6:.2f} MB",
+            path="deployment.tensor_parallel", value=tp, file=workload_file,
+            hint="raise deployment.tensor_parallel, use hardware with more gpu.memory.capacity, a smaller model "
+                 "(model) or a lower deployment.max_num_batched_tokens")
     window_blocks = None
     if isinstance(policy, SlidingWindowAttention):
         window_blocks = -(-(policy.window + policy.sink_tokens) // deployment.kv_block_size) + 1

@@ -24,7 +24,7 @@ import simpy
 from simpy.events import Event
 
 from kinsim.cost.registry import make_cost_model
-from kinsim.engine.clock import TICKS_PER_S, to_seconds, to_tick
+from kinsim.engine.clock import MAX_TICKS, MAX_TIME_S, MAX_TIME_WORDS, TICKS_PER_S, to_seconds, to_tick
 from kinsim.engine.fluid import FluidNetwork
 from kinsim.engine.kv import KVLayout, kv_layout
 from kinsim.engine.pricer import StepPricer
@@ -40,7 +40,7 @@ from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.hardware.topology import build_topology, gpu_name, route
 from kinsim.workload.generate import workload_request_table
-from kinsim.workload.request import Request, RequestTable
+from kinsim.workload.request import MAX_TOKENS, Request, RequestTable
 from kinsim.workload.spec import ClosedLoopArrivals, WorkloadSpec
 
 #: Event priorities within one instant (SimPy's own: 0 urgent, 1 normal).
@@ -70,28 +70,29 @@ class Simulation:
 
     def __init__(self, workload: WorkloadSpec, hardware: HardwareSpec, *, exact_steps: bool = False,
                  cost_model: str = "roofline", requests: list[Request] | RequestTable | None = None,
-                 op_window: tuple[float, float] | None = None, records: str | None = None) -> None:
+                 op_window: tuple[float, float] | None = None, records: str | None = None,
+                 workload_file: str | None = None, hardware_file: str | None = None) -> None:
         """``op_window`` (start, end) in seconds: record op-level slices of the steps overlapping it.
-        ``records``: what to keep (:data:`RECORDS`); ``None`` chooses with :func:`default_records`."""
+        ``records``: what to keep (:data:`RECORDS`); ``None`` chooses with :func:`default_records`.
+        ``workload_file`` and ``hardware_file``: where the specs came from, named in errors."""
         deployment = workload.deployment
-        if workload.gpus > hardware.total_gpus:
-            raise SpecError(f"needs {workload.gpus} GPUs (tensor_parallel x data_parallel) but the hardware "
-                            f"has {hardware.total_gpus}", path="deployment.data_parallel",
-                            value=deployment.data_parallel)
-        if deployment.max_num_batched_tokens < deployment.max_num_seqs:
-            raise SpecError(f"must be at least deployment.max_num_seqs ({deployment.max_num_seqs}) so that "
-                            "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",
-                            value=deployment.max_num_batched_tokens)
+        self.workload_file = workload_file
+        check_deployment(workload, hardware, workload_file, hardware_file)
         self.workload, self.hardware, self.exact_steps = workload, hardware, exact_steps
         self._op_window = None if op_window is None else (to_tick(op_window[0]), to_tick(op_window[1]))
-        self.layout: KVLayout = kv_layout(workload.model, deployment, workload.attention, hardware)
+        self.layout: KVLayout = kv_layout(workload.model, deployment, workload.attention, hardware,
+                                          workload_file=workload_file, hardware_file=hardware_file)
         self.env = simpy.Environment()
         self.network = FluidNetwork(self.env)
         self.records = Records()
-        if requests is None:
-            requests = workload_request_table(workload)
-        elif not isinstance(requests, RequestTable):
-            requests = RequestTable.from_requests(requests)
+        try:
+            if requests is None:
+                requests = workload_request_table(workload)
+            elif not isinstance(requests, RequestTable):
+                requests = RequestTable.from_requests(requests)
+            check_request_table(requests)
+        except SpecError as error:
+            raise error.within("", workload_file) from None
         self.requests = requests
         self._pricer = StepPricer(workload.model, deployment, workload.attention,
                                   make_cost_model(cost_model, hardware))
@@ -216,7 +217,10 @@ class Simulation:
         events = 0
         last_report = 0
         total = len(self.requests)
-        while env.peek() != float("inf"):
+        while (next_tick := env.peek()) != float("inf"):
+            if next_tick > MAX_TICKS:  # past it float64 rounds ticks: refuse rather than report rounded times
+                raise SpecError(f"the simulated time would pass {MAX_TIME_WORDS}", file=self.workload_file,
+                                hint="simulate fewer or shorter requests")
             env.step()
             events += 1
             if self.progress is not None and events - last_report >= 2000:
@@ -240,6 +244,54 @@ class Simulation:
     def finished(self) -> int:
         outcomes = self.records.sequences
         return outcomes.completed if isinstance(outcomes, RequestTotals) else int(outcomes.finished().sum())
+
+
+def hardware_words(hardware: HardwareSpec, hardware_file: str | None) -> str:
+    """How messages name the hardware: ``h100 (hardware/h100.yaml)``, or its name alone."""
+    return f"{hardware.name} ({hardware_file})" if hardware_file else hardware.name
+
+
+def check_deployment(workload: WorkloadSpec, hardware: HardwareSpec, workload_file: str | None = None,
+                     hardware_file: str | None = None) -> None:
+    """A :class:`SpecError` naming the workload file, the key to change and the hardware file when the
+    deployment does not fit the hardware: one replica (tensor_parallel) needs more GPUs than the hardware
+    has (blame tensor_parallel), or all replicas do (blame data_parallel)."""
+    deployment = workload.deployment
+    tp, dp, total = deployment.tensor_parallel, deployment.data_parallel, hardware.total_gpus
+    on = hardware_words(hardware, hardware_file)
+    if hardware.cluster and hardware.cluster.nodes > 1:
+        has = (f"{on} has {total} ({hardware.cluster.nodes} nodes x {hardware.node.gpus}: hw.cluster.nodes x "
+               "hw.node.gpus)")
+    else:
+        has = f"{on} has {total} (hw.node.gpus)"
+    if tp > total:
+        raise SpecError(f"one replica needs {tp} GPUs but {has}", path="deployment.tensor_parallel", value=tp,
+                        file=workload_file, hint="lower deployment.tensor_parallel, or add nodes with hw.cluster.nodes")
+    if workload.gpus > total:
+        raise SpecError(f"needs {workload.gpus} GPUs (deployment.tensor_parallel {tp} x deployment.data_parallel "
+                        f"{dp}) but {has}", path="deployment.data_parallel", value=dp, file=workload_file,
+                        hint=f"deployment.data_parallel at most {total // tp} fits")
+    if deployment.max_num_batched_tokens < deployment.max_num_seqs:
+        raise SpecError(f"must be at least deployment.max_num_seqs ({deployment.max_num_seqs}) so that "
+                        "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",
+                        value=deployment.max_num_batched_tokens, file=workload_file)
+
+
+def check_request_table(table: RequestTable) -> None:
+    """The engine's guarantee on what it serves, whoever built the requests: arrivals finite, from 0 to
+    :data:`~kinsim.engine.clock.MAX_TIME_S`; token counts from 1 to MAX_TOKENS. Traces and generated
+    workloads are checked earlier, naming the row or the key; this names the request."""
+    arrival = table.arrival_s
+    checks = ((~((arrival >= 0) & (arrival <= MAX_TIME_S)), "arrival_s", f"must be from 0 s to {MAX_TIME_WORDS}"),
+              (~((table.prompt_tokens >= 1) & (table.prompt_tokens <= MAX_TOKENS)), "prompt_tokens",
+               f"must be from 1 to {MAX_TOKENS:,} tokens"),
+              (~((table.output_tokens >= 1) & (table.output_tokens <= MAX_TOKENS)), "output_tokens",
+               f"must be from 1 to {MAX_TOKENS:,} tokens"))
+    for bad, column, rule in checks:
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise SpecError(rule, path=f"request {table.request_id(i)}.{column}",
+                            value=getattr(table, column)[i].item())
 
 
 #: What a simulation keeps (``kinsim run --records``): ``full``, every request's outcome and every step or

@@ -92,6 +92,7 @@ class RequestTotals:
         self.total = len(table)
         self.completed = 0
         self.generated = 0
+        self.delivered = 0  # output tokens of finished requests
         self.preemptions = 0
         self.last_finish_s = 0.0
         self.reasons: Counter[str] = Counter()
@@ -112,6 +113,7 @@ class RequestTotals:
             self.last_finish_s = max(self.last_finish_s, seq.finish_s)
         if finished:
             self.completed += 1
+            self.delivered += seq.generated
             if seq.order >= self.warmup:
                 self.ttft.add(seq.first_token_s - seq.arrival_s)
                 if seq.request.output_tokens > 1:

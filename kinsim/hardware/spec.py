@@ -404,7 +404,9 @@ class HardwareSpec:
 
     def peak(self, dtype: str) -> float:
         """Peak dense rate for ``dtype`` in FLOP/s; a type the GPU does not list runs at the bf16 rate
-        (as a kernel would upcast it)."""
+        (as a kernel would upcast it). A name that is not a data type at all is an error, not bf16."""
+        if dtype not in DTYPES:
+            raise SpecError("unknown data type", value=dtype, hint="one of " + ", ".join(DTYPES))
         return self.gpu.compute.peak.get(dtype, self.gpu.compute.peak["bf16"])
 
     @property

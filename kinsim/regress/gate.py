@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape, quoteattr
 from kinsim import __version__
 from kinsim.errors import SpecError
 from kinsim.metrics import better_direction, figure_unit
-from kinsim.regress.suite import Suite
+from kinsim.regress.suite import Suite, finite_number
 from kinsim.units import format_figure
 
 PASS, REGRESSION, IMPROVEMENT, NEW, MISSING = "ok", "REGRESSION", "improved", "new", "missing"
@@ -59,8 +59,9 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         if not isinstance(figures, dict):
             raise SpecError("expected a mapping of metric keys to numbers", path=f"cases.{name}", file=str(path))
         for metric, value in figures.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise SpecError("expected a number or null", path=f"cases.{name}.{metric}", value=value,
+            # JSON's NaN and Infinity (which Python reads) would compare as regressions whatever the figure
+            if value is not None and finite_number(value) is None:
+                raise SpecError("expected a finite number or null", path=f"cases.{name}.{metric}", value=value,
                                 file=str(path))
     return data
 

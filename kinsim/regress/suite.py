@@ -20,6 +20,7 @@ Which way is worse is known per metric (:func:`kinsim.metrics.better_direction`)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,25 @@ def _tolerances(value: Any, path: str, file: str) -> dict[str, float]:
     out = {}
     for key, tol in value.items():
         check_figure_key(key, f"{path}.{key}", file)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
-            raise SpecError("must be a relative tolerance, 0 or more (0.01 is 1%)", path=f"{path}.{key}", value=tol,
-                            file=file)
-        out[str(key)] = float(tol)
+        # not (0 <= tol < inf) refuses NaN too: a NaN tolerance made every comparison fail (identical values
+        # reported as regressions), an infinite one let every change pass
+        number = finite_number(tol)
+        if number is None or number < 0:
+            raise SpecError("must be a relative tolerance, a finite number 0 or more (0.01 is 1%)",
+                            path=f"{path}.{key}", value=tol, file=file)
+        out[str(key)] = number
     return out
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not a number (booleans are not) or not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _check_inputs(workload: Path, hardware: Path, overrides: dict, path: str, file: str) -> None:

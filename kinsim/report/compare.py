@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from kinsim.metrics import better_direction, figure_unit
+from kinsim.report.plaintext import plain
 from kinsim.result import metric_at
 from kinsim.units import format_figure, format_number
 
@@ -84,11 +85,11 @@ def plot_compare(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> Figure:
         x = np.arange(len(metrics))
         for i, label in enumerate(labels):
             heights = [np.nan if m["ratios"][i] is None else m["ratios"][i] for m in metrics]
-            ax.bar(x + (i - (len(runs) - 1) / 2) * width, heights, width, label=label)
+            ax.bar(x + (i - (len(runs) - 1) / 2) * width, heights, width, label=plain(label))
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(x, [m["label"] for m in metrics], rotation=20, ha="right", fontsize=8)
-        ax.set_ylabel(f"ratio to {labels[0]} (1 = the same)")
+        ax.set_ylabel(plain(f"ratio to {labels[0]} (1 = the same)"))
         ax.set_title(f"{side} is better", fontsize=9)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Comparison: " + " vs ".join(labels), fontsize=9)
+    fig.suptitle(plain("Comparison: " + " vs ".join(labels)), fontsize=9)
     return fig

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from kinsim.files import save_figure
 from kinsim.ops.op import OP_CLASSES
+from kinsim.report.plaintext import plain
 
 #: Plot names and what they show, in the order reports list them.
 PLOTS = {
@@ -30,9 +31,14 @@ COLORS = {"attention": "#4c72b0", "selection": "#dd8452", "linear": "#55a868", "
 
 
 def run_title(summary: Mapping[str, Any]) -> str:
-    """What was simulated on what, for plot titles."""
+    """What was simulated on what (plain text; plots draw it through :func:`plot_title`)."""
     return (f"{summary['workload']}: {summary['model']}, {summary['attention']} attention, "
             f"{summary['gpus']} x {summary['hardware']}")
+
+
+def plot_title(what: str, summary: Mapping[str, Any]) -> str:
+    """A plot's title: ``what`` over :func:`run_title`, user names escaped (:func:`plain`)."""
+    return f"{what}\n{plain(run_title(summary))}"
 
 
 def plot_breakdown(summary: Mapping[str, Any]) -> Figure:
@@ -51,7 +57,7 @@ def plot_breakdown(summary: Mapping[str, Any]) -> Figure:
                         xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("time (replica-seconds)")
-    ax.set_title(f"Time by op class\n{run_title(summary)}", fontsize=9)
+    ax.set_title(plot_title("Time by op class", summary), fontsize=9)
     return fig
 
 
@@ -63,7 +69,7 @@ def plot_timeline(summary: Mapping[str, Any]) -> Figure:
     top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(t, series["output_tokens_per_s"], color="#4c72b0")
     top.set_ylabel("output tokens/s")
-    top.set_title(f"Throughput and KV-cache occupancy\n{run_title(summary)}", fontsize=9)
+    top.set_title(plot_title("Throughput and KV-cache occupancy", summary), fontsize=9)
     bottom.plot(t, np.asarray(series["kv_bytes"]) / 1e9, color="#55a868", label="mean per replica")
     bottom.axhline(summary["kv"]["capacity_bytes"] / 1e9, color="#c44e52", linestyle="--", label="capacity")
     bottom.set_ylabel("KV cache (GB)")
@@ -91,7 +97,7 @@ def plot_latency(summary: Mapping[str, Any]) -> Figure:
         ax.set_ylabel("fraction")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Latency CDFs\n{run_title(summary)}", fontsize=9)
+    fig.suptitle(plot_title("Latency CDFs", summary), fontsize=9)
     return fig
 
 
@@ -119,7 +125,7 @@ def plot_roofline(summary: Mapping[str, Any]) -> Figure:
         ax.loglog([intensity], [rate], "o", color=COLORS[c], label=c, markersize=8)
     ax.set_xlabel("arithmetic intensity (FLOP per HBM byte)")
     ax.set_ylabel("achieved FLOP/s per GPU")
-    ax.set_title(f"Op classes on the roofline\n{run_title(summary)}", fontsize=9)
+    ax.set_title(plot_title("Op classes on the roofline", summary), fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return fig

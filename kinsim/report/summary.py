@@ -15,6 +15,15 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} s"
 
 
+def _tokens(tok: dict[str, Any]) -> str:
+    """Output tokens (delivered, and any generated for requests that did not finish), prompt, prefilled."""
+    text = f"{tok['generated']:,} generated"
+    if "delivered" in tok:  # run files of earlier versions lack it
+        text = f"{tok['delivered']:,} delivered" + (f", {tok['undelivered']:,} generated for unfinished requests"
+                                                    if tok["undelivered"] else "")
+    return text + f", {tok['prompt']:,} prompt, {tok['prefill_computed']:,} prefilled (with recomputation)"
+
+
 def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, str]]:
     """(label, text) rows of the human-readable summary of a run's metrics; ``wall_time=False`` leaves out
     how long the simulation took, which differs between two runs of one simulation."""
@@ -30,8 +39,7 @@ def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, s
         ("requests", f"{req['completed']:,} completed, {req['unfinished']:,} unfinished, "
                      f"{req['preemptions']:,} preemptions"),
         ("tasks", f"{s['tasks']['completed']:,} of {s['tasks']['total']:,} completed"),
-        ("tokens", f"{tok['generated']:,} generated, {tok['prompt']:,} prompt, "
-                   f"{tok['prefill_computed']:,} prefilled (with recomputation)"),
+        ("tokens", _tokens(tok)),
         ("throughput", f"{thr['output_tokens_per_s']:,.0f} output tokens/s, {thr['tasks_per_s']:.4f} tasks/s"),
         ("TTFT p50/p90/p99", " / ".join(_ms(lat['request']['ttft'][p]) for p in ("p50", "p90", "p99"))),
         ("TPOT p50/p90/p99", " / ".join(_ms(lat['request']['tpot'][p]) for p in ("p50", "p90", "p99"))),

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from kinsim.files import save_figure
+from kinsim.report.plaintext import plain
 from kinsim.workload.replay import Selection
 
 #: Bin widths (seconds) the arrival-rate plot chooses from: the smallest that gives at most 400 bins.
@@ -45,7 +46,7 @@ def plot_trace(selection: Selection, title: str) -> Figure:
         axes.set_xlabel(f"{name} tokens")
         axes.set_ylabel("requests")
         axes.set_title(f"{name} length (p50 {np.percentile(values, 50):,.0f}, p99 {np.percentile(values, 99):,.0f})")
-    figure.suptitle(title)
+    figure.suptitle(plain(title))
     figure.tight_layout()
     return figure
 

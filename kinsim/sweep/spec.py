@@ -12,11 +12,15 @@ plot: {x: hw.gpu.memory.bandwidth, y: throughput.tasks_per_s}   # optional defau
 ```
 
 Axis and override keys are dotted keys of the workload, or of the hardware with a ``hw.`` prefix, as
-``kinsim run --set`` takes them.
+``kinsim run --set`` takes them. Every key is checked against the keys a workload or hardware file takes
+before any point runs: a misspelt axis is refused with the nearest valid key as a hint (it used to fail
+every point, and the sweep exit 0).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +56,37 @@ class Sweep:
         return [dict(zip(keys, combo)) for combo in combos]
 
 
+@functools.cache
+def _valid_keys() -> tuple[frozenset[str], tuple[str, ...]]:
+    """(every dotted key an axis or override may name, the keys under which any name goes), ``hw.`` for
+    the hardware's keys."""
+    from kinsim.hardware.spec import HardwareSpec
+    from kinsim.runner import HARDWARE_PREFIXES
+    from kinsim.schema import iter_keys
+    from kinsim.workload.spec import WorkloadSpec
+
+    keys, open_mappings = {"model.preset", "model.config"}, []
+    for cls, prefixes in ((WorkloadSpec, ("",)), (HardwareSpec, HARDWARE_PREFIXES)):
+        for doc in iter_keys(cls):
+            path = doc.path.split(": ")[0]  # "attention.policy: dense" is the tag key attention.policy
+            for prefix in prefixes:
+                keys.add(prefix + path)
+                if doc.type.startswith("mapping of name"):  # gpu.compute.peak.<dtype>: any name below
+                    open_mappings.append(prefix + path + ".")
+    return frozenset(keys), tuple(open_mappings)
+
+
+def check_override_key(key: str, path: str, file: str) -> None:
+    """A :class:`SpecError` at ``path`` unless ``key`` is a key of the workload (or, with ``hw.``, of the
+    hardware); the nearest valid key is the hint."""
+    keys, open_mappings = _valid_keys()
+    if key in keys or key.startswith(open_mappings):
+        return
+    near = difflib.get_close_matches(key, sorted(keys), n=1, cutoff=0.5)
+    raise SpecError("not a key of the workload or, with hw., of the hardware", path=path, value=key, file=file,
+                    hint=f"did you mean {near[0]}? see docs/file-formats.md" if near else "see docs/file-formats.md")
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file (:class:`SpecError` naming the key on any problem)."""
     path = Path(path)
@@ -75,6 +110,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if not isinstance(axes, dict) or not axes:
         raise SpecError("expected a mapping of dotted keys to lists of values", path="axes", file=file)
     for key, values in axes.items():
+        check_override_key(str(key), f"axes.{key}", file)
         if not isinstance(values, list) or not values:
             raise SpecError("expected a non-empty list of values", path=f"axes.{key}", value=values, file=file)
     mode = raw.get("mode", "grid")
@@ -86,6 +122,8 @@ def load_sweep(path: str | Path) -> Sweep:
     overrides = raw.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise SpecError("expected a mapping of dotted keys to values", path="overrides", file=file)
+    for key in overrides:
+        check_override_key(str(key), f"overrides.{key}", file)
     plot = raw.get("plot") or {}
     if not isinstance(plot, dict) or set(plot) - {"x", "y"}:
         raise SpecError("expected {x: AXIS, y: METRIC}", path="plot", value=plot, file=file)

@@ -4,12 +4,19 @@ Random draws use one ``numpy.random.Generator`` seeded with the workload's seed,
 prompt lengths (one per problem), then output lengths (problem-major, one per sample), then arrival
 gaps. The same workload and seed therefore always give the same requests. A trace's ``sample`` draws
 from a generator seeded the same way (see :mod:`kinsim.workload.replay`).
+
+Every drawn quantity is checked in range before it is used (see :mod:`kinsim.workload.distributions`):
+lengths are finite float draws of at most MAX_TOKENS before they are rounded, cast and capped, and the
+arrival times (cumulative exponential gaps) are at most :data:`~kinsim.engine.clock.MAX_TIME_S`, the range
+of the engine's exact clock. A draw out of range is a :class:`SpecError` naming the key.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from kinsim.engine.clock import MAX_TIME_S, MAX_TIME_WORDS
+from kinsim.errors import SpecError
 from kinsim.workload.replay import replay_trace
 from kinsim.workload.request import Request, RequestTable
 from kinsim.workload.spec import (
@@ -50,8 +57,10 @@ def generate_request_table(source: BestOfNRequests | LongCoTRequests, seed: int)
     """:func:`generate_requests` as a :class:`RequestTable` (32 bytes a request)."""
     rng = np.random.default_rng(seed)
     problems, samples = source.problems, source.samples
-    prompts = source.prompt_tokens.sample(rng, problems)
-    outputs = np.minimum(source.output_tokens.sample(rng, problems * samples), source.max_output_tokens)
+    prompts = _drawn(source.prompt_tokens, rng, problems, "requests.prompt_tokens")
+    # checked in range before the cap: the cap bounds a sane draw, it must not hide a broken one
+    outputs = np.minimum(_drawn(source.output_tokens, rng, problems * samples, "requests.output_tokens"),
+                         source.max_output_tokens)
     if source.stagger_warmup and source.warmup:
         # warm-up request i generates (i + 1) / warmup of its length: the clients of a closed loop then
         # end their warm-up at evenly spread times and stay out of step, as a long benchmark's do
@@ -59,6 +68,21 @@ def generate_request_table(source: BestOfNRequests | LongCoTRequests, seed: int)
         outputs[:head] = np.maximum(1, np.ceil(outputs[:head] * np.arange(1, head + 1) / source.warmup))
     arrivals = np.zeros(problems)
     if isinstance(source.arrival, PoissonArrivals):
-        arrivals = np.cumsum(rng.exponential(1.0 / source.arrival.rate, size=problems))
+        with np.errstate(over="ignore", divide="ignore"):  # inf gaps are refused just below
+            arrivals = np.cumsum(rng.exponential(1.0 / source.arrival.rate, size=problems))
+        late = ~(arrivals <= MAX_TIME_S)
+        if late.any():
+            index = int(np.flatnonzero(late)[0])
+            raise SpecError(f"problem {index + 1} of {problems:,} would arrive at {float(arrivals[index]):.6g} s, "
+                            f"past {MAX_TIME_WORDS}", path="requests.arrival.rate",
+                            value=source.arrival.rate, hint="raise the rate or lower requests.problems")
     return RequestTable(np.repeat(arrivals, samples), np.repeat(prompts, samples), outputs,
                         np.repeat(np.arange(problems), samples), samples=samples)
+
+
+def _drawn(distribution, rng: np.random.Generator, count: int, path: str) -> np.ndarray:
+    """``count`` token counts of ``distribution`` (checked in range as drawn); errors name ``path``."""
+    try:
+        return distribution.sample(rng, count)
+    except SpecError as error:
+        raise error.within(path) from None

@@ -15,6 +15,9 @@ Rules, in the order they apply (each skipped row is counted under the first rule
    (``capped_prompt``, ``capped_output``);
 7. the kept rows are sorted by time, ties in file order (``unsorted`` counts rows that arrive earlier
    than a row above them in the file), and replayed at ``(t - start) x time_scale / rate_scale`` seconds.
+   A replayed arrival past :data:`~kinsim.engine.clock.MAX_TIME_S` (2^53 ns, about 104 days: the range of
+   the engine's exact clock) is an error naming the row; so is a token count past MAX_TOKENS (2**31 - 1),
+   before any cap.
 
 Requests of native formats are named by their file line (``"17"``) and form groups of one.
 """
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from kinsim.engine.clock import MAX_TIME_S, MAX_TIME_WORDS
 from kinsim.errors import SpecError
 from kinsim.workload.formats import read_table
 from kinsim.workload.formats.table import TraceTable
@@ -161,8 +165,29 @@ def select(table: TraceTable, source: TraceRequests, seed: int = 0) -> Selection
         raise SpecError(f"no request left to replay of {n:,} {table.format} rows ("
                         + "; ".join(_details(report.as_dict())) + ")", file=table.file,
                         hint="widen the time window, the sample or the model filter")
-    arrival = (t[order] - source.start) * source.time_scale / source.rate_scale
+    with np.errstate(over="ignore"):  # an overflow is an inf arrival, refused below
+        arrival = (t[order] - source.start) * source.time_scale / source.rate_scale
+    _check_arrivals(table, order, arrival, source)
     return Selection(table, order, arrival, prompts, outputs, report, source.hash_block_tokens)
+
+
+#: The column each format's arrival time comes from (for messages).
+TIME_COLUMNS = {"kinsim": "arrival_s", "azure": "TIMESTAMP", "burstgpt": "Timestamp", "mooncake": "timestamp"}
+
+
+def _check_arrivals(table: TraceTable, order: np.ndarray, arrival: np.ndarray, source: TraceRequests) -> None:
+    """A :class:`SpecError` naming the first row (in file order) replayed past the clock's exact range."""
+    late = ~(arrival <= MAX_TIME_S)  # NaN and inf too
+    if not late.any():
+        return
+    row = int(order[late].min())
+    index = int(np.flatnonzero(order == row)[0])
+    scaled = source.time_scale != 1.0 or source.rate_scale != 1.0
+    raise SpecError(f"replays at {float(arrival[index]):.6g} s, past {MAX_TIME_WORDS}",
+                    path=f"line {int(table.line[row])}.{TIME_COLUMNS.get(table.format, 'time')}",
+                    value=float(table.time_s[row]), file=table.file,
+                    hint="replay a window of the trace (requests.start, requests.duration)"
+                         + (" or change requests.time_scale / rate_scale" if scaled else ""))
 
 
 def _other_model(table: TraceTable, source: TraceRequests) -> np.ndarray:

@@ -18,10 +18,12 @@ from pathlib import Path
 
 from kinsim.workload.formats.columns import Column, read_columns
 from kinsim.workload.formats.table import TraceTable, shifted_to_first
+from kinsim.workload.request import MAX_TOKENS
 
 NAME = "azure"
 HEADER = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
-COLUMNS = (Column("TIMESTAMP", "datetime"), Column("ContextTokens", "int", 0), Column("GeneratedTokens", "int", 0))
+COLUMNS = (Column("TIMESTAMP", "datetime"), Column("ContextTokens", "int", 0, maximum=MAX_TOKENS),
+           Column("GeneratedTokens", "int", 0, maximum=MAX_TOKENS))
 
 
 def read(path: str | Path) -> TraceTable:

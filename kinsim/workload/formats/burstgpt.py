@@ -18,11 +18,13 @@ from pathlib import Path
 
 from kinsim.workload.formats.columns import Column, read_columns
 from kinsim.workload.formats.table import TraceTable, shifted_to_first
+from kinsim.workload.request import MAX_TOKENS
 
 NAME = "burstgpt"
 HEADER = ("Timestamp", "Model", "Request tokens", "Response tokens")
-COLUMNS = (Column("Timestamp", "float", 0), Column("Model", "category"), Column("Request tokens", "int", 0),
-           Column("Response tokens", "int", 0))
+COLUMNS = (Column("Timestamp", "float", 0), Column("Model", "category"),
+           Column("Request tokens", "int", 0, maximum=MAX_TOKENS),
+           Column("Response tokens", "int", 0, maximum=MAX_TOKENS))
 
 
 def read(path: str | Path) -> TraceTable:

@@ -16,13 +16,14 @@ from kinsim.workload.formats.table import offsets_of
 @dataclass(frozen=True)
 class Column:
     """One column a reader needs: its ``name`` in the file, its ``kind`` (see
-    :data:`kinsim.workload.formats.fast.KINDS`), the least value a number may take, and whether every
-    row must have it."""
+    :data:`kinsim.workload.formats.fast.KINDS`), the least value a number may take, whether every
+    row must have it, and the most a number may take (token counts: MAX_TOKENS, checked before any cap)."""
 
     name: str
     kind: str
     minimum: float | None = None
     required: bool = True
+    maximum: float | None = None
 
 
 def read_columns(path: str | Path, columns: tuple[Column, ...], *, jsonl: bool,
@@ -75,11 +76,14 @@ def _present(path, columns, jsonl, known) -> set[str]:
 
 
 def _ordinary(values: dict[str, np.ndarray], columns: tuple[Column, ...]) -> bool:
-    """Whether the fast path's values keep every minimum (else the exact path names the first row)."""
+    """Whether the fast path's values keep every minimum and maximum (else the exact path names the first
+    row)."""
     for column in columns:
-        if column.minimum is None or column.name not in values:
+        if column.name not in values:
             continue
-        if (values[column.name] < column.minimum).any():
+        if column.minimum is not None and (values[column.name] < column.minimum).any():
+            return False
+        if column.maximum is not None and (values[column.name] > column.maximum).any():
             return False
     return True
 
@@ -120,7 +124,11 @@ def _exact(path, columns, jsonl, known, present, file) -> tuple[np.ndarray, dict
 def _cell(value, column: Column, where: str, file: str):
     kind = column.kind
     if kind == "int":
-        return cells.count(value, where, file, minimum=int(column.minimum or 0))
+        number = cells.count(value, where, file, minimum=int(column.minimum or 0))
+        if column.maximum is not None and number > column.maximum:
+            raise SpecError(f"must be at most {column.maximum:,.0f}, the most tokens a request may have", path=where,
+                            value=value, file=file)
+        return number
     if kind == "float":
         number = cells.number(value, where, file)
         if column.minimum is not None and number < column.minimum:

@@ -26,13 +26,14 @@ import numpy as np
 from kinsim.errors import SpecError
 from kinsim.workload.formats.columns import Column, read_columns
 from kinsim.workload.formats.table import TraceTable
+from kinsim.workload.request import MAX_TOKENS
 
 NAME = "kinsim"
 REQUIRED_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
 OPTIONAL_COLUMNS = ("group_id", "score", "hash_ids")
 COLUMNS_NAMES = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 COLUMNS = (Column("request_id", "str"), Column("group_id", "str", required=False), Column("arrival_s", "float", 0),
-           Column("prompt_tokens", "int", 1), Column("output_tokens", "int", 1),
+           Column("prompt_tokens", "int", 1, maximum=MAX_TOKENS), Column("output_tokens", "int", 1, maximum=MAX_TOKENS),
            Column("score", "float", required=False), Column("hash_ids", "ids", required=False))
 
 

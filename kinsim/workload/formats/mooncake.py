@@ -17,12 +17,14 @@ from pathlib import Path
 
 from kinsim.workload.formats.columns import Column, read_columns
 from kinsim.workload.formats.table import TraceTable, shifted_to_first
+from kinsim.workload.request import MAX_TOKENS
 
 NAME = "mooncake"
 KEYS = ("timestamp", "input_length", "output_length")
 #: Tokens per hash id in the published traces.
 BLOCK_TOKENS = 512
-COLUMNS = (Column("timestamp", "float", 0), Column("input_length", "int", 0), Column("output_length", "int", 0),
+COLUMNS = (Column("timestamp", "float", 0), Column("input_length", "int", 0, maximum=MAX_TOKENS),
+           Column("output_length", "int", 0, maximum=MAX_TOKENS),
            Column("hash_ids", "ids", required=False))
 
 
