@@ -6,13 +6,14 @@ Every command that writes files does it through one :class:`Outputs`, in three s
    folder of files) checks that the output can be written: a file's folder exists and is a folder, the path
    is not itself a folder, a figure's suffix names a format, no two options name one path, and a probe file
    can be created where the temporary will go. A folder output may sit under folders that do not exist yet
-   (they are made when it is written). A problem is a :class:`~kinsim.errors.SpecError` naming the option
-   and the path (``--json: is under a file, not a directory, got 'f/out.json'``), before any simulation runs.
+   (they are made when it is written). A problem is a :class:`~kinsim.errors.SpecError` naming the path and
+   the option (``f/out.json: --json: is under a file, not a directory``), before any simulation runs.
 2. **Produce each output into a temporary next to its target** (``outputs.write("--json", produce)``,
    ``write_text``, ``write_figure``): a file ``.NAME.XXXXXXXX.tmp`` or a folder ``.NAME.XXXXXXXX`` in the
    same folder, so the last step is a rename within one file system. A target that exists and is not a
-   regular file (``/dev/null``, ``/dev/stdout``, a FIFO) cannot be renamed over: its content is produced
-   into a temporary file of the system's temp folder and copied into it at the end.
+   regular file (``/dev/null``, a FIFO), or any path under ``/dev`` or ``/proc`` (``/dev/stdout``), is not
+   renamed over: its content is produced into a temporary file of the system's temp folder and appended to
+   it at the end (as a shell's ``>>`` would).
 3. **Commit when every output is produced** (on leaving the ``with`` block without an error): first the
    copies into special files (the step that can still fail for lack of space, as ``/dev/full`` does), then
    the renames. On any error before that, or an interruption, every temporary (and every folder made for a
@@ -25,8 +26,8 @@ are removed again, the rest of the temporaries too, and the error names the outp
 output that replaced an earlier file keeps its new content (the old one is gone). A copy into a special file
 that fails after another special file was written cannot be taken back either.
 
-An ``OSError`` while producing or committing an output becomes one line naming the option, the path and the
-reason the system gave: ``--trace: cannot be written (No space left on device), got '/dev/full'``.
+An ``OSError`` while producing or committing an output becomes one line naming the path, the option and the
+reason the system gave: ``/dev/full: --trace: cannot be written (No space left on device)``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class _Target:
 def cannot_write(option: str, value: str | Path, error: OSError) -> SpecError:
     """The one-line error for an output the system refused to write."""
     reason = error.strerror or str(error) or type(error).__name__
-    return SpecError(f"cannot be written ({reason})", path=option, value=str(value))
+    return SpecError(f"cannot be written ({reason})", path=option, file=str(value))
 
 
 def _random_name(path: Path, suffix: str) -> Path:
@@ -137,10 +138,10 @@ class Outputs:
             return None
         path = Path(value)
         if os.path.lexists(path) and not path.is_dir():
-            raise SpecError("exists and is not a directory", path=option, value=str(value))
+            raise SpecError("exists and is not a directory", path=option, file=str(value))
         ancestor = _nearest_existing(path.parent)
         if not ancestor.is_dir():
-            raise SpecError("is under a file, not a directory", path=option, value=str(value))
+            raise SpecError("is under a file, not a directory", path=option, file=str(value))
         if ancestor == path.parent:
             _probe(option, value, lambda: _new_directory(path))
         else:
@@ -152,7 +153,7 @@ class Outputs:
     def _add(self, target: _Target) -> Path:
         for other in self._targets.values():
             if os.path.abspath(other.path) == os.path.abspath(target.path):
-                raise SpecError(f"is also the path of {other.option}", path=target.option, value=target.value)
+                raise SpecError(f"is also the path of {other.option}", path=target.option, file=target.value)
         if target.option in self._targets:
             raise ValueError(f"{target.option} registered twice")  # a bug in the command
         self._targets[target.option] = target
@@ -212,7 +213,7 @@ class Outputs:
         try:
             for target in (t for t in produced if t.special):
                 try:
-                    with open(target.tmp, "rb") as source, open(target.path, "wb") as sink:
+                    with open(target.tmp, "rb") as source, open(target.path, "ab") as sink:
                         shutil.copyfileobj(source, sink)
                 except OSError as error:
                     raise cannot_write(target.option, target.value, error) from None
@@ -287,7 +288,7 @@ def checked_file(option: str, value: str | Path, *, figure: bool = False, specia
     path = Path(value)
     if figure and path.suffix.lstrip(".").lower() not in FIGURE_FORMATS:
         raise SpecError("a figure's suffix must be one of ." + ", .".join(FIGURE_FORMATS), path=option,
-                        value=str(value))
+                        file=str(value))
     try:
         mode: int | None = os.stat(path).st_mode  # follows links
     except (FileNotFoundError, NotADirectoryError):  # absent, or under a file (told below)
@@ -295,22 +296,28 @@ def checked_file(option: str, value: str | Path, *, figure: bool = False, specia
     except OSError as error:  # a link loop, a name too long
         raise cannot_write(option, value, error) from None
     if mode is not None and stat.S_ISDIR(mode):
-        raise SpecError("is a directory, expected a file path", path=option, value=str(value))
-    if mode is not None and not stat.S_ISREG(mode):
+        raise SpecError("is a directory, expected a file path", path=option, file=str(value))
+    if (mode is not None and not stat.S_ISREG(mode)) or _system_path(path):
         if not special:
-            raise SpecError("is not a regular file", path=option, value=str(value))
-        if not os.access(path, os.W_OK):
-            raise SpecError("cannot be written (Permission denied)", path=option, value=str(value))
+            raise SpecError("is not a regular file", path=option, file=str(value))
+        if mode is not None and not os.access(path, os.W_OK):
+            raise SpecError("cannot be written (Permission denied)", path=option, file=str(value))
         return _Target(option, str(value), path, directory=False, special=True)
     real = Path(os.path.realpath(path)) if path.is_symlink() else path
     parent = real.parent
     if not parent.is_dir():
         ancestor = _nearest_existing(parent)
         if os.path.lexists(ancestor) and not ancestor.is_dir():
-            raise SpecError("is under a file, not a directory", path=option, value=str(value))
-        raise SpecError("directory does not exist", path=option, value=str(value))
+            raise SpecError("is under a file, not a directory", path=option, file=str(value))
+        raise SpecError("directory does not exist", path=option, file=str(value))
     _probe(option, value, lambda: _new_file(real))
     return _Target(option, str(value), real, directory=False)
+
+
+def _system_path(path: Path) -> bool:
+    """Whether ``path`` names a device or a process's file (``/dev/stdout``, ``/proc/self/fd/1``): written into,
+    never renamed over, whatever it resolves to."""
+    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
 
 
 def _probe(option: str, value: str | Path, make: Callable[[], Path]) -> None:

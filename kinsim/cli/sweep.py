@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 import pyarrow  # noqa: F401
             except ImportError:
-                raise SpecError("needs pyarrow", path="--parquet", value=args.parquet,
+                raise SpecError("needs pyarrow", path="--parquet", file=args.parquet,
                                 hint='pip install "kinsim[distributed]" or pyarrow') from None
         sweep, rows, metrics, report, db = _run_and_export(args, outputs)
     if not args.quiet:

@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS points (
 )
 """
 
+#: Seconds to wait for another process's lock on the results file before giving up.
+LOCK_TIMEOUT_S = 5.0
+
 #: The tables of a results file and their columns; a file with any other table, or without one of these
 #: columns, is not a kinsim results file (SQLite's own ``sqlite_*`` tables aside).
 TABLES = {"points": ("key", "sweep", "point", "status", "reason", "inputs", "metrics", "wall_time_s", "finished")}
@@ -84,14 +87,14 @@ class ResultStore:
                 rule = f"cannot be used ({error})"
             else:  # "file is not a database", "database disk image is malformed"
                 rule = f"not a kinsim results file ({error})"
-            raise SpecError(rule, path=self.option, value=str(self.path)) from None
+            raise SpecError(rule, path=self.option, file=str(self.path)) from None
 
     def _connect(self) -> sqlite3.Connection:
         """Open (or make) the file, check that its tables are kinsim's, make those missing."""
         if self.db is not None:
             return self.db
         with self._errors():
-            db = sqlite3.connect(self.path)
+            db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S)
             try:
                 self._check_schema(db)
                 db.execute(SCHEMA)
@@ -108,13 +111,13 @@ class ResultStore:
         foreign = sorted(set(tables) - set(TABLES))
         if foreign:
             raise SpecError("not a kinsim results file (it has tables kinsim did not make: " + ", ".join(foreign)
-                            + ")", path=self.option, value=str(self.path), hint="give another --db path")
+                            + ")", path=self.option, file=str(self.path), hint="give another --db path")
         for table in tables:
             columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
             missing = [c for c in TABLES[table] if c not in columns]
             if missing:
                 raise SpecError(f"not a kinsim results file (table {table} has no column " + ", ".join(missing)
-                                + ")", path=self.option, value=str(self.path), hint="give another --db path")
+                                + ")", path=self.option, file=str(self.path), hint="give another --db path")
 
     def _reader(self) -> sqlite3.Connection | None:
         """The connection for reading; ``None`` while no file exists (nothing stored yet)."""
@@ -169,4 +172,4 @@ class ResultStore:
                     "inputs": json.loads(inputs), "metrics": json.loads(metrics), "wall_time_s": wall}
         except (TypeError, ValueError) as error:  # a row kinsim did not write
             raise SpecError(f"not a kinsim results file (point {key[:12]}: {error})", path=self.option,
-                            value=str(self.path)) from None
+                            file=str(self.path)) from None
