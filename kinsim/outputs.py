@@ -179,8 +179,8 @@ class Outputs:
                 target.tmp = _new_file(target.path)
             return produce(target.tmp)
         except OSError as error:
-            if error.filename is not None and target.tmp is not None and not _within(error.filename, target.tmp):
-                raise  # not about this output (an input read while producing it): not ours to blame
+            if not _ours(error.filename, target):
+                raise  # about a file elsewhere (an input read while producing this output): not this output's
             raise cannot_write(option, target.value, error) from None
 
     def write_text(self, option: str, text: str) -> None:
@@ -273,13 +273,19 @@ class Outputs:
             self.discard()
 
 
-def _within(filename: str | bytes | int, tmp: Path) -> bool:
-    """Whether an OSError's file name is the temporary ``tmp`` or inside it."""
+def _ours(filename: str | bytes | int | None, target: _Target) -> bool:
+    """Whether an OSError's file name is about ``target``: none (a write to an open file), the temporary or
+    a file in it, or a file in the target's folder (a temporary of a producer's own)."""
+    if filename is None:
+        return True
     if not isinstance(filename, (str, bytes)):
         return False
     name = os.path.abspath(os.fsdecode(filename))
-    base = os.path.abspath(tmp)
-    return name == base or name.startswith(base + os.sep) or name.startswith(base + ".")
+    if target.tmp is not None:
+        tmp = os.path.abspath(target.tmp)
+        if name == tmp or name.startswith(tmp + os.sep):
+            return True
+    return os.path.dirname(name) == os.path.abspath(target.path.parent)
 
 
 def checked_file(option: str, value: str | Path, *, figure: bool = False, special: bool = True) -> _Target:
