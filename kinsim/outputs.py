@@ -66,7 +66,9 @@ def cannot_write(option: str, value: str | Path, error: OSError) -> SpecError:
 
 
 def _random_name(path: Path, suffix: str) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+    """``.NAME.XXXXXXXX<suffix>`` next to ``path`` (NAME cut short so that a name the file system takes for the
+    target is taken for its temporary too)."""
+    return path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}{suffix}")
 
 
 def _new_file(path: Path) -> Path:

@@ -564,3 +564,11 @@ def test_an_input_read_while_producing_an_output_is_not_blamed_on_the_output(tmp
             outputs.directory("--out", tmp_path / "out")
             outputs.write("--out", reads_elsewhere)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["system-tmp"]
+
+
+def test_an_output_with_the_longest_name_the_file_system_takes_is_written(tmp_path):
+    name = "r" * (os.pathconf(tmp_path, "PC_NAME_MAX") - len(".json")) + ".json"
+    with Outputs() as outputs:
+        outputs.file("--json", tmp_path / name)
+        outputs.write_text("--json", "{}\n")
+    assert (tmp_path / name).read_text() == "{}\n"
