@@ -53,9 +53,15 @@ def write_text_atomically(path: str | Path, text: str) -> Path:
 def save_figure(figure: Any, path: str | Path, dpi: int = 110) -> Path:
     """Write a matplotlib figure atomically in the format its suffix names (:data:`FIGURE_FORMATS`), with the
     same bytes for the same figure: no creation date in SVG or PDF, and SVG element ids from a fixed salt."""
+    fmt = Path(path).suffix.lstrip(".").lower()
+    return write_atomically(path, lambda tmp: write_figure(figure, tmp, fmt, dpi=dpi))
+
+
+def write_figure(figure: Any, path: str | Path, fmt: str, dpi: int = 110) -> None:
+    """Write a matplotlib figure to ``path`` (not atomically) in format ``fmt``, with the same bytes for the
+    same figure (see :func:`save_figure`)."""
     import matplotlib
 
-    fmt = Path(path).suffix.lstrip(".").lower()
     metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
     with matplotlib.rc_context({"svg.hashsalt": "kinsim"}):
-        return write_atomically(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata))
+        figure.savefig(path, format=fmt, dpi=dpi, metadata=metadata)

@@ -277,8 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kinsim calibrate measure", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    path = run(Path(args.out), args.quick, args.cpu_smoke)
-    print(f"wrote {path}")
+    from kinsim.outputs import Outputs
+
+    with Outputs() as outputs:  # all or nothing: a failed measurement leaves no folder
+        out = outputs.directory("--out", args.out)
+        outputs.write("--out", lambda directory: run(directory, args.quick, args.cpu_smoke))
+    print(f"wrote {out / 'measurements.csv'}")
     return 0
 
 

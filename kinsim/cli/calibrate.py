@@ -25,9 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from kinsim.cli.options import output_directory, output_path
 from kinsim.errors import SpecError
-from kinsim.files import save_figure, write_atomically, write_text_atomically
+from kinsim.outputs import Outputs
 
 
 def add_parser(subparsers) -> None:
@@ -72,13 +71,16 @@ def add_parser(subparsers) -> None:
 def run_measure(args: argparse.Namespace) -> int:
     from kinsim.calibration.measure import run
 
-    try:
-        import torch  # noqa: F401
-        import triton  # noqa: F401
-    except ImportError as error:
-        raise SpecError(f"needs torch and Triton ({error.name} is missing)", path="calibrate measure",
-                        hint='pip install "kinsim[calibrate]"') from None
-    print(f"wrote {run(Path(args.out), args.quick, args.cpu_smoke)}")
+    with Outputs() as outputs:
+        out = outputs.directory("--out", args.out)
+        try:
+            import torch  # noqa: F401
+            import triton  # noqa: F401
+        except ImportError as error:
+            raise SpecError(f"needs torch and Triton ({error.name} is missing)", path="calibrate measure",
+                            hint='pip install "kinsim[calibrate]"') from None
+        outputs.write("--out", lambda directory: run(directory, args.quick, args.cpu_smoke))
+    print(f"wrote {out / 'measurements.csv'}")
     return 0
 
 
@@ -87,21 +89,36 @@ def run_import(args: argparse.Namespace) -> int:
 
     from kinsim.calibration.aiconfigurator import import_tables
 
-    output_directory(args.out, "--out")
-    metadata = import_tables(args.system, args.framework, args.out, version=args.version, data=args.data,
-                             progress=lambda line: print(f"  {line}", file=sys.stderr))
+    with Outputs() as outputs:
+        outputs.directory("--out", args.out)
+        metadata = outputs.write("--out", lambda directory: import_tables(
+            args.system, args.framework, directory, version=args.version, data=args.data,
+            progress=lambda line: print(f"  {line}", file=sys.stderr)))
     rows = sum(t["rows"] for t in metadata["tables"])
     print(f"wrote {rows} rows from {len(metadata['tables'])} tables of {metadata['source']} to {args.out}")
     return 0
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    with Outputs() as outputs:
+        outputs.file("--output", args.output)
+        fits = _fit(args, outputs)
+    print(f"{'kernel':<18} {'points':>6} {'held-out MAPE':>13}  terms")
+    for fit in (fit for fit in fits if fit.curve is not None):
+        c = fit.curve
+        note = f"  ({c.note})" if c.note else ""
+        print(f"{fit.kernel:<18} {c.points:>6} {c.held_out_mape:>12.2%}  {_terms(c)}{note}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _fit(args: argparse.Namespace, outputs: Outputs) -> list:
+    """Fit the measurements of ``args.directory`` and produce the profile (committed by the caller)."""
     from kinsim.calibration.fit import fit_profile
     from kinsim.calibration.measurements import read_measurements, read_metadata
     from kinsim.hardware.load import load_hardware
     from kinsim.schema import to_raw
 
-    output_path(args.output, "--output")
     hw = load_hardware(args.hw)
     frame = read_measurements(args.directory)
     meta = read_metadata(args.directory)
@@ -124,14 +141,8 @@ def run_fit(args: argparse.Namespace) -> int:
     text = ("# Written by kinsim calibrate fit: the terms of kinsim.cost.kernel_model per kernel kind and of\n"
             "# kinsim.cost.collective_model per all-reduce; shares are of the hardware file's peaks.\n")
     text += yaml.safe_dump(to_raw(profile), sort_keys=False)
-    write_text_atomically(args.output, text)
-    print(f"{'kernel':<18} {'points':>6} {'held-out MAPE':>13}  terms")
-    for fit in (fit for fit in fits if fit.curve is not None):
-        c = fit.curve
-        note = f"  ({c.note})" if c.note else ""
-        print(f"{fit.kernel:<18} {c.points:>6} {c.held_out_mape:>12.2%}  {_terms(c)}{note}")
-    print(f"wrote {args.output}")
-    return 0
+    outputs.write_text("--output", text)
+    return fits
 
 
 #: How ``fit`` prints each term: (scale, unit).
@@ -155,12 +166,19 @@ def _terms(curve) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    with Outputs() as outputs:
+        outputs.file("--csv", args.csv)
+        outputs.file("--plot", args.plot, figure=True)
+        _validate(args, outputs)
+    return 0
+
+
+def _validate(args: argparse.Namespace, outputs: Outputs) -> None:
+    """Print the errors per kernel and produce the outputs (committed by the caller)."""
     from kinsim.calibration.measurements import read_measurements
     from kinsim.calibration.validate import errors_by_kernel, plot_validation, predictions
     from kinsim.hardware.load import load_hardware
 
-    output_path(args.csv, "--csv")
-    output_path(args.plot, "--plot", figure=True)
     hw = load_hardware(args.hw)
     table = predictions(read_measurements(args.directory), hw)
     source = "calibration profile" if hw.calibration is not None else "constant efficiencies (no calibration)"
@@ -170,7 +188,6 @@ def run_validate(args: argparse.Namespace) -> int:
         held = f"{e.held_points:>8} {e.held_mape:>7.2%}" if e.held_mape is not None else f"{'-':>8} {'-':>7}"
         print(f"{e.kernel:<18} {e.impl:<24} {e.points:>6} {e.mape:>7.2%} {e.worst:>8.2%}  {held}  {e.worst_row + 2}")
     if args.csv:
-        write_atomically(args.csv, lambda p: table.to_csv(p, index=False))
+        outputs.write("--csv", lambda p: table.to_csv(p, index=False))
     if args.plot:
-        save_figure(plot_validation(table, f"{hw.name}: predicted against measured ({source})"), args.plot)
-    return 0
+        outputs.write_figure("--plot", plot_validation(table, f"{hw.name}: predicted against measured ({source})"))

@@ -10,9 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from kinsim.cli.options import add_set_option, output_path, overrides_of
+from kinsim.cli.options import add_set_option, overrides_of
 from kinsim.errors import SpecError
-from kinsim.files import save_figure, write_text_atomically
+from kinsim.outputs import Outputs
 
 
 def add_parser(subparsers) -> None:
@@ -69,13 +69,14 @@ def gather_runs(args: argparse.Namespace) -> list[tuple[str, dict]]:
 def run(args: argparse.Namespace) -> int:
     from kinsim.report.compare import compare_rows, format_table, plot_compare
 
-    output_path(args.plot, "--plot", figure=True)
-    output_path(args.json, "--json")
-    runs = gather_runs(args)
-    print("\n".join(format_table(runs)))
-    if args.json:
-        write_text_atomically(args.json, json.dumps({"runs": [label for label, _ in runs],
+    with Outputs() as outputs:
+        outputs.file("--plot", args.plot, figure=True)
+        outputs.file("--json", args.json)
+        runs = gather_runs(args)
+        if args.json:
+            outputs.write_text("--json", json.dumps({"runs": [label for label, _ in runs],
                                                      "metrics": compare_rows(runs)}, indent=2) + "\n")
-    if args.plot:
-        save_figure(plot_compare(runs), args.plot)
+        if args.plot:
+            outputs.write_figure("--plot", plot_compare(runs))
+    print("\n".join(format_table(runs)))
     return 0

@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kinsim.cli.options import add_set_option, output_path, overrides_of
+from kinsim.cli.options import add_set_option, overrides_of
 from kinsim.describe import describe_hardware, describe_model, describe_workload
 from kinsim.errors import SpecError
 from kinsim.inputs import input_kind, load_input
+from kinsim.outputs import Outputs
 from kinsim.schema import build
 from kinsim.units import format_number
 from kinsim.units import format_quantity as fq
@@ -123,15 +124,16 @@ def run(args: argparse.Namespace) -> int:
 def _run_trace(args: argparse.Namespace) -> int:
     if overrides_of(args):
         raise SpecError("--set does not apply to a trace file", file=args.file)
-    plot = output_path(args.plot, "--plot", figure=True)
-    source = trace_source(args)
-    selection = select(read_table(source.path, source.format), source, args.seed)
-    figures = summarize_trace(selection)
-    if plot is not None:
-        from kinsim.report.trace_plots import write_trace_plot
+    with Outputs() as outputs:
+        plot = outputs.file("--plot", args.plot, figure=True)
+        source = trace_source(args)
+        selection = select(read_table(source.path, source.format), source, args.seed)
+        figures = summarize_trace(selection)
+        if plot is not None:
+            from kinsim.report.trace_plots import plot_trace
 
-        write_trace_plot(selection, plot, f"{Path(args.file).name} ({figures['format']}): "
-                                          f"{figures['requests']:,} requests")
+            outputs.write_figure("--plot", plot_trace(selection, f"{Path(args.file).name} ({figures['format']}): "
+                                                                 f"{figures['requests']:,} requests"))
     if args.json:
         print(json.dumps(figures, indent=2))
     else:

@@ -24,23 +24,11 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
     return dict(parse_override(text) for text in args.overrides)
 
 
-def output_directory(value: str | Path, option: str) -> Path:
-    """Check an output directory option before any work: it is not a file, and the nearest folder above it
-    that exists is a directory (missing folders are made when the output is written)."""
-    path = Path(value)
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise SpecError("is under a file, not a directory", path=option, value=str(value))
-    if path.exists() and not path.is_dir():
-        raise SpecError("exists and is not a directory", path=option, value=str(value))
-    return path
-
-
 def output_path(value: str | Path | None, option: str, *, figure: bool = False) -> Path | None:
-    """Check an output file option before any work is done (``None`` passes through): its directory exists,
-    it is not itself a directory, and a figure's suffix is one of :data:`~kinsim.files.FIGURE_FORMATS`."""
+    """Check the shape of a file path option before any work is done (``None`` passes through): its directory
+    exists, it is not itself a directory, and a figure's suffix is one of :data:`~kinsim.files.FIGURE_FORMATS`.
+    Commands write their outputs through :class:`kinsim.outputs.Outputs`, which checks more (that the file
+    can be written) and writes all or none."""
     if value is None:
         return None
     path = Path(value)

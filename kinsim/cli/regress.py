@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from kinsim.cli.options import output_path
-from kinsim.files import write_text_atomically
+from kinsim.outputs import Outputs
 
 
 def add_parser(subparsers) -> None:
@@ -51,12 +51,24 @@ def run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     baseline_path = Path(args.baseline) if args.baseline else default_baseline(args.suite)
-    for option, value in (("--junit", args.junit), ("--markdown", args.markdown), ("--baseline", baseline_path)):
-        output_path(value, option)
-    baseline = None if args.update else load_baseline(baseline_path)
-    figures = measure(suite)
+    with Outputs() as outputs:
+        outputs.file("--junit", args.junit)
+        outputs.file("--markdown", args.markdown)
+        if args.update:
+            outputs.file("--update", baseline_path)  # writes the baseline
+        else:
+            output_path(baseline_path, "--baseline")  # read, not written: only its shape is checked here
+        baseline = None if args.update else load_baseline(baseline_path)
+        figures = measure(suite)
+        if args.update:
+            outputs.write_text("--update", json.dumps(baseline_document(suite, figures), indent=2) + "\n")
+        else:
+            verdicts = judge(suite, figures, baseline)
+            if args.junit:
+                outputs.write_text("--junit", junit_xml(suite, verdicts, args.strict))
+            if args.markdown:
+                outputs.write_text("--markdown", markdown(suite, verdicts, args.strict))
     if args.update:
-        write_text_atomically(baseline_path, json.dumps(baseline_document(suite, figures), indent=2) + "\n")
         print(f"wrote {baseline_path}: {sum(len(m) for m in figures.values())} figures of {len(figures)} cases")
         return 0
     note = version_note(baseline)
@@ -64,11 +76,6 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     for name in extra_cases(suite, baseline):
         print(f"note: the baseline has case {name!r}, which the suite no longer runs")
-    verdicts = judge(suite, figures, baseline)
     print("\n".join(table_lines(verdicts)))
     print(summary_line(verdicts, args.strict))
-    if args.junit:
-        write_text_atomically(args.junit, junit_xml(suite, verdicts, args.strict))
-    if args.markdown:
-        write_text_atomically(args.markdown, markdown(suite, verdicts, args.strict))
     return exit_code(verdicts, args.strict)

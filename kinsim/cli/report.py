@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kinsim.cli.options import output_path
-from kinsim.files import write_text_atomically
+from kinsim.outputs import Outputs
 
 
 def add_parser(subparsers) -> None:
@@ -23,8 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from kinsim.report.html import render_report
     from kinsim.report.runfile import load_run
 
-    output = output_path(args.output, "--output")
-    page = render_report(load_run(args.run_file))
-    write_text_atomically(output, page)
+    with Outputs() as outputs:
+        output = outputs.file("--output", args.output)
+        outputs.write_text("--output", render_report(load_run(args.run_file)))
     print(f"wrote {output}")
     return 0

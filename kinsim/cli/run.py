@@ -6,12 +6,11 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-from kinsim.cli.options import add_set_option, output_path, overrides_of
+from kinsim.cli.options import add_set_option, overrides_of
 from kinsim.cost.registry import COST_MODELS
 from kinsim.errors import SpecError
-from kinsim.files import write_atomically, write_text_atomically
+from kinsim.outputs import Outputs
 from kinsim.report.summary import summary_lines
 from kinsim.workload.replay import trace_notice
 
@@ -68,14 +67,22 @@ def parse_window(text: str | None) -> tuple[float, float] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with Outputs() as outputs:
+        summary = _simulate_and_write(args, outputs)
+    if not args.quiet:
+        print("\n".join(summary_lines(summary)))
+    return 0
+
+
+def _simulate_and_write(args: argparse.Namespace, outputs: Outputs) -> dict:
+    """Check the outputs, simulate, produce the outputs (committed by the caller); return the summary."""
     from kinsim.runner import simulate  # the engine (and SimPy) only when a simulation runs
 
-    json_path = output_path(args.json, "--json")
-    requests_csv = output_path(args.requests_csv, "--requests-csv")
-    steps_csv = output_path(args.steps_csv, "--steps-csv")
-    trace_path = output_path(args.trace, "--trace")
-    if args.plots is not None and Path(args.plots).exists() and not Path(args.plots).is_dir():
-        raise SpecError("exists and is not a directory", path="--plots", value=args.plots)
+    json_path = outputs.file("--json", args.json)
+    requests_csv = outputs.file("--requests-csv", args.requests_csv)
+    steps_csv = outputs.file("--steps-csv", args.steps_csv)
+    trace_path = outputs.file("--trace", args.trace)
+    plots = outputs.directory("--plots", args.plots)
     window = parse_window(args.trace_window)
     if args.trace_ops and (window is None or trace_path is None):
         raise SpecError("needs --trace and --trace-window (op-level slices are kept for a window only)",
@@ -94,22 +101,20 @@ def run(args: argparse.Namespace) -> int:
     if notice and not args.quiet:
         print(f"kinsim: note: {notice}", file=sys.stderr)
     if json_path is not None:
-        write_text_atomically(json_path, json.dumps(summary, indent=2) + "\n")
+        outputs.write_text("--json", json.dumps(summary, indent=2) + "\n")
     if requests_csv is not None:
-        write_atomically(requests_csv, lambda p: result.requests.to_csv(p, index=False))
+        outputs.write("--requests-csv", lambda p: result.requests.to_csv(p, index=False))
     if steps_csv is not None:
-        write_atomically(steps_csv, lambda p: result.steps.to_csv(p, index=False))
+        outputs.write("--steps-csv", lambda p: result.steps.to_csv(p, index=False))
     if trace_path is not None:
         from kinsim.report.trace import write_trace
 
-        write_trace(trace_path, result.records, summary, window)
-    if args.plots is not None:
+        outputs.write("--trace", lambda p: write_trace(p, result.records, summary, window))
+    if plots is not None:
         from kinsim.report.plots import write_plots
 
-        write_plots(summary, args.plots)
-    if not args.quiet:
-        print("\n".join(summary_lines(summary)))
-    return 0
+        outputs.write("--plots", lambda directory: write_plots(summary, directory))
+    return summary
 
 
 def records_needed(args: argparse.Namespace, requests_csv, steps_csv, trace_path) -> str | None:

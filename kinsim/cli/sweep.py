@@ -12,10 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from kinsim.cli.options import output_path
 from kinsim.errors import KinsimError, SpecError
-from kinsim.files import save_figure, write_atomically
 from kinsim.metrics import check_figure_key, figure_unit
+from kinsim.outputs import Outputs, checked_file
 from kinsim.units import axis_unit, figure_kind, format_figure, quantity_kind
 
 DEFAULT_METRICS = ("throughput.tasks_per_s", "throughput.output_tokens_per_s", "latency.task.e2e.p99",
@@ -44,13 +43,31 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with Outputs() as outputs:
+        for option in ("csv", "parquet", "plot"):
+            outputs.file(f"--{option}", getattr(args, option), figure=option == "plot")
+        if args.parquet is not None:
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise SpecError("needs pyarrow", path="--parquet", file=args.parquet,
+                                hint='pip install "kinsim[distributed]" or pyarrow') from None
+        sweep, rows, metrics, report, db = _run_and_export(args, outputs)
+    if not args.quiet:
+        print("\n".join(table_lines(sweep, rows, metrics)))
+    failed = [r for r in rows if r["status"] == "failed"]
+    print(f"{sweep.name}: {report.total} points, {report.ran} simulated now, {report.skipped} from {db.name}, "
+          f"{len(failed)} failed, {report.wall_s:.1f} s")
+    return 0
+
+
+def _run_and_export(args: argparse.Namespace, outputs: Outputs):
+    """Check the options, run the points not yet stored, produce the exports (committed by the caller)."""
     from kinsim.sweep.execute import default_db, resolve, run_sweep, sweep_rows
     from kinsim.sweep.spec import load_sweep
     from kinsim.sweep.store import ResultStore
 
     sweep = load_sweep(args.sweep_file)
-    for option in ("csv", "parquet", "plot", "db"):
-        output_path(getattr(args, option), f"--{option}", figure=option == "plot")
     if args.workers < 1:
         raise SpecError("must be at least 1", path="--workers", value=args.workers)
     x = args.x or sweep.plot.get("x") or next(iter(sweep.axes))
@@ -61,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     for key in metrics:
         check_figure_key(key, "--metrics")
     check_figure_key(y, "--y")
-    db = Path(args.db or default_db(args.sweep_file))
-    created = not db.exists()
+    db = checked_file("--db", args.db or default_db(args.sweep_file), special=False).path
+    created = not os.path.lexists(db)
     store = ResultStore(db)
     try:
         show = sys.stderr.isatty() and not args.quiet
@@ -78,16 +95,12 @@ def run(args: argparse.Namespace) -> int:
         if show and report.ran:
             sys.stderr.write("\n")
         rows = sweep_rows(sweep, store, points)
-    except KinsimError:  # e.g. no scheduler: a results file this call made and left empty goes too
-        empty = len(store) == 0
-        store.close()
-        if created and empty:
-            db.unlink(missing_ok=True)
+    except BaseException:  # a results file this call made and left empty goes too (stored points stay: resume)
+        if created:
+            _remove_if_empty(store)
         raise
     finally:
         store.close()
-    if not args.quiet:
-        print("\n".join(table_lines(sweep, rows, metrics)))
     if rows and all(r["status"] == "failed" for r in rows):  # nothing to export or plot: bad input, not a result
         raise SpecError(f"every point failed ({len(rows)} of {len(rows)}); the first: {rows[0]['reason']}",
                         file=sweep.file)
@@ -96,20 +109,24 @@ def run(args: argparse.Namespace) -> int:
 
         frame = pd.DataFrame(rows)
         if args.csv:
-            write_atomically(args.csv, lambda p: frame.to_csv(p, index=False))
+            outputs.write("--csv", lambda p: frame.to_csv(p, index=False))
         if args.parquet:
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise SpecError("needs pyarrow", path="--parquet", value=args.parquet,
-                                hint='pip install "kinsim[distributed]" or pyarrow') from None
-            write_atomically(args.parquet, lambda p: frame.astype({c: str for c in sweep.axes}).to_parquet(p))
+            outputs.write("--parquet", lambda p: frame.astype({c: str for c in sweep.axes}).to_parquet(p))
     if args.plot:
-        save_figure(plot_sweep(sweep, rows, x, y), args.plot)
-    failed = [r for r in rows if r["status"] == "failed"]
-    print(f"{sweep.name}: {report.total} points, {report.ran} simulated now, {report.skipped} from {store.path.name}, "
-          f"{len(failed)} failed, {report.wall_s:.1f} s")
-    return 0
+        outputs.write_figure("--plot", plot_sweep(sweep, rows, x, y))
+    return sweep, rows, metrics, report, db
+
+
+def _remove_if_empty(store) -> None:
+    """Remove the results file of ``store`` (and SQLite's side files) when it holds no point."""
+    try:
+        empty = len(store) == 0
+    except KinsimError:  # unreadable: made by this call, it holds nothing worth keeping
+        empty = True
+    store.close()
+    if empty:
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{store.path}{suffix}").unlink(missing_ok=True)
 
 
 def _cell(value, unit: str = "") -> str:
