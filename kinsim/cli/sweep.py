@@ -120,7 +120,7 @@ def _run_and_export(args: argparse.Namespace, outputs: Outputs):
 def _remove_if_empty(store) -> None:
     """Remove the results file of ``store`` (and SQLite's side files) when it holds no point."""
     try:
-        empty = len(store) == 0
+        empty = len(store) == 0 and store.claimed_by_others() == 0  # another sweep may be just starting on it
     except KinsimError:  # unreadable: made by this call, it holds nothing worth keeping
         empty = True
     store.close()

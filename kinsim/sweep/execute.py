@@ -4,8 +4,10 @@ worker processes or a Dask cluster, and storing every result (or failure, with i
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,15 +79,22 @@ class SweepReport:
     wall_s: float
 
 
+#: Seconds between two looks at points another sweep is simulating.
+CLAIM_POLL_S = 0.5
+
+
 def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str | None = None,
               progress: Callable[[int, int], None] | None = None, points: list[Point] | None = None) -> SweepReport:
     """Run the points of ``sweep`` not yet in ``store``: ``workers`` local processes, or the Dask cluster at
-    ``scheduler`` (``tcp://host:port``). ``points``: ``resolve(sweep)``, when the caller already has it."""
+    ``scheduler`` (``tcp://host:port``). ``points``: ``resolve(sweep)``, when the caller already has it.
+
+    Each point is claimed in ``store`` just before it is submitted, so that sweeps sharing one results file
+    share the work: a point another live sweep has claimed is left to it, and this sweep waits for its result
+    (or takes it over if that sweep dies) before returning. Points finished elsewhere count as skipped."""
     started = time.perf_counter()
     if scheduler:  # before any work: a missing extra is bad input, not a crash halfway
         try:
-            from distributed import Client
-            from distributed import as_completed as dask_completed
+            import distributed  # noqa: F401
         except ImportError:
             raise SpecError("needs Dask's distributed package to reach a cluster", path="--scheduler",
                             value=scheduler, hint='pip install "kinsim[distributed]"') from None
@@ -99,39 +108,83 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
             failed += 1
         else:
             pending.append(point)
-    args = [(str(sweep.workload), str(sweep.hardware), point.overrides) for point in pending]
-    done = 0
+    done = ran = 0
 
     def record(point: Point, result: dict[str, Any]) -> None:
-        nonlocal done, failed
+        nonlocal done, ran, failed
         store.put(point.key, sweep.name, point.values, result["status"], result["reason"], point.inputs,
                   result["metrics"], result["wall_time_s"])
         failed += result["status"] == "failed"
         done += 1
+        ran += 1
         if progress is not None:
             progress(done, len(pending))
 
+    queue, waiting = deque(pending), []
+    with _executor(sweep, workers if len(pending) > 1 else 1, scheduler) as (submit, wait_first, capacity):
+        in_flight: dict[Any, Point] = {}
+        try:
+            while queue or in_flight or waiting:
+                while queue and len(in_flight) < capacity:
+                    point = queue.popleft()
+                    state = store.claim(point.key)
+                    if state == "busy":
+                        waiting.append(point)
+                        continue
+                    if state == "done":  # finished by another sweep meanwhile
+                        skipped += 1
+                        done += 1
+                        if progress is not None:
+                            progress(done, len(pending))
+                        continue
+                    in_flight[submit(point)] = point
+                if in_flight:
+                    for future in wait_first(list(in_flight)):
+                        record(in_flight.pop(future), future.result())
+                    store.renew([p.key for p in in_flight.values()])
+                elif waiting:  # only points other sweeps are simulating are left: look again shortly
+                    time.sleep(CLAIM_POLL_S)
+                    queue.extend(waiting)
+                    waiting.clear()
+        finally:
+            store.release([p.key for p in in_flight.values()])
+    return SweepReport(len(points), skipped, ran, failed, time.perf_counter() - started)
+
+
+@contextmanager
+def _executor(sweep: Sweep, workers: int, scheduler: str | None):
+    """``(submit, wait_first, capacity)`` for running points: in this process, on local workers or on a Dask
+    cluster. ``submit(point)`` gives a future of :func:`simulate_point`'s result; ``wait_first(futures)``
+    the futures among them that are done, once at least one is."""
+    def arguments(point: Point) -> tuple[str, str, dict[str, Any]]:
+        return str(sweep.workload), str(sweep.hardware), point.overrides
+
     if scheduler:
+        from distributed import Client
+        from distributed import wait as dask_wait
 
         try:
             client = Client(scheduler, timeout="10s")
         except OSError as error:
             raise SpecError(f"cannot reach the Dask scheduler ({error})", path="--scheduler", value=scheduler) from None
         with client:
-            futures = {client.submit(simulate_point, *a, pure=False): p for a, p in zip(args, pending)}
-            for future in dask_completed(futures):
-                record(futures[future], future.result())
-    elif workers <= 1 or len(pending) <= 1:
-        for a, point in zip(args, pending):
-            record(point, simulate_point(*a))
+            yield (lambda point: client.submit(simulate_point, *arguments(point), pure=False),
+                   lambda futures: dask_wait(futures, return_when="FIRST_COMPLETED").done,
+                   1 << 30)
+    elif workers <= 1:
+        def run_here(point: Point) -> Future:
+            future: Future = Future()
+            future.set_result(simulate_point(*arguments(point)))
+            return future
+
+        yield run_here, lambda futures: futures[:1], 1
     else:
         from kinsim.sweep.workers import local_pool
 
         with local_pool(workers) as pool:
-            futures = {pool.submit(simulate_point, *a): p for a, p in zip(args, pending)}
-            for future in as_completed(futures):
-                record(futures[future], future.result())
-    return SweepReport(len(points), skipped, len(pending), failed, time.perf_counter() - started)
+            yield (lambda point: pool.submit(simulate_point, *arguments(point)),
+                   lambda futures: wait(futures, return_when=FIRST_COMPLETED).done,
+                   workers)
 
 
 def sweep_rows(sweep: Sweep, store: ResultStore, points: list[Point] | None = None) -> list[dict[str, Any]]:

@@ -13,7 +13,9 @@ import functools
 import hashlib
 import json
 import os
+import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,12 +39,26 @@ CREATE TABLE IF NOT EXISTS points (
 )
 """
 
+CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    since REAL NOT NULL
+)
+"""
+
 #: Seconds to wait for another process's lock on the results file before giving up.
 LOCK_TIMEOUT_S = 5.0
+#: A claim not renewed for this many seconds is taken over even if its owner seems alive (another host,
+#: whose processes cannot be checked; or a process id reused after its owner died). The owner renews its
+#: claims whenever it stores a result, so only a single point longer than this can be simulated twice.
+CLAIM_STALE_S = 3600.0
 
 #: The tables of a results file and their columns; a file with any other table, or without one of these
 #: columns, is not a kinsim results file (SQLite's own ``sqlite_*`` tables aside).
-TABLES = {"points": ("key", "sweep", "point", "status", "reason", "inputs", "metrics", "wall_time_s", "finished")}
+TABLES = {"points": ("key", "sweep", "point", "status", "reason", "inputs", "metrics", "wall_time_s", "finished"),
+          "claims": ("key", "host", "pid", "since")}
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,6 +114,7 @@ class ResultStore:
             try:
                 self._check_schema(db)
                 db.execute(SCHEMA)
+                db.execute(CLAIMS)
                 db.commit()
             except BaseException:
                 db.close()
@@ -155,6 +172,7 @@ class ResultStore:
                        "wall_time_s, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (key, sweep, json.dumps(point, sort_keys=True), status, reason, json.dumps(inputs),
                         json.dumps(metrics), wall_time_s, now))
+            db.execute("DELETE FROM claims WHERE key = ?", (key,))
             db.commit()
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -173,3 +191,77 @@ class ResultStore:
         except (TypeError, ValueError) as error:  # a row kinsim did not write
             raise SpecError(f"not a kinsim results file (point {key[:12]}: {error})", path=self.option,
                             file=str(self.path)) from None
+
+    # Claims: several sweeps on one file share the work. A sweep claims a point before simulating it; a point
+    # claimed by another live sweep is left to it (the claimant waits for its result), a stale claim is taken
+    # over. The results file is made by the first claim, as by the first stored point.
+
+    def claim(self, key: str) -> str:
+        """Try to claim the point ``key`` for this process: ``"claimed"``, ``"done"`` (stored meanwhile) or
+        ``"busy"`` (another live sweep holds it)."""
+        db = self._connect()
+        owner = _owner()
+        with self._errors():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("SELECT 1 FROM points WHERE key = ?", (key,)).fetchone() is not None:
+                    return "done"
+                row = db.execute("SELECT host, pid, since FROM claims WHERE key = ?", (key,)).fetchone()
+                if row is not None and (row[0], row[1]) != owner and _claim_alive(*row):
+                    return "busy"
+                db.execute("INSERT OR REPLACE INTO claims (key, host, pid, since) VALUES (?, ?, ?, ?)",
+                           (key, owner[0], owner[1], time.time()))
+                return "claimed"
+            finally:
+                db.commit()
+
+    def renew(self, keys: list[str]) -> None:
+        """Renew this process's claims on ``keys`` (they are still being simulated)."""
+        if self.db is None or not keys:
+            return
+        host, pid = _owner()
+        with self._errors():
+            self.db.executemany("UPDATE claims SET since = ? WHERE key = ? AND host = ? AND pid = ?",
+                                [(time.time(), key, host, pid) for key in keys])
+            self.db.commit()
+
+    def release(self, keys: list[str]) -> None:
+        """Give up this process's claims on ``keys`` (stopped before storing them)."""
+        if self.db is None or not keys:
+            return
+        host, pid = _owner()
+        with self._errors():
+            self.db.executemany("DELETE FROM claims WHERE key = ? AND host = ? AND pid = ?",
+                                [(key, host, pid) for key in keys])
+            self.db.commit()
+
+    def claimed_by_others(self) -> int:
+        """How many live claims other processes hold."""
+        db = self._reader()
+        if db is None:
+            return 0
+        owner = _owner()
+        with self._errors():
+            rows = db.execute("SELECT host, pid, since FROM claims").fetchall()
+        return sum((host, pid) != owner and _claim_alive(host, pid, since) for host, pid, since in rows)
+
+
+def _owner() -> tuple[str, int]:
+    """Who claims: this host and process."""
+    return socket.gethostname(), os.getpid()
+
+
+def _claim_alive(host: str, pid: int, since: float) -> bool:
+    """Whether a claim may still be honoured: renewed within :data:`CLAIM_STALE_S`, and on this host only while
+    its process lives."""
+    if time.time() - since > CLAIM_STALE_S:
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
