@@ -155,3 +155,33 @@ def test_harness_smoke_run_writes_what_the_fitter_reads(tmp_path):
     written = yaml.safe_load(profile.read_text())
     assert {"gemm", "attention_decode", "attention_sparse", "selection"} <= set(written)
     assert "CPU (Triton interpreter" in written["device"]
+
+
+def test_the_cpu_smoke_measurement_runs_through_the_kinsim_command(tmp_path):
+    """``kinsim calibrate measure --cpu-smoke`` as a user types it, in a fresh process where TRITON_INTERPRET
+    is not set: the command sets it before importing Triton, so kernels run in the interpreter (it crashed
+    when Triton was imported first). The grid itself is the harness test's (above); here the measurement is
+    one Triton GEMM of 8 x 16 by 16 x 8 ones, whose every entry is 16."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    script = (
+        "import sys\n"
+        "import kinsim.calibration.measure as measure\n"
+        "def one_gemm(out, quick, cpu_smoke, log=print):\n"
+        "    import torch\n"
+        "    from kinsim.calibration.kernels.gemm import gemm\n"
+        "    c = gemm(torch.ones(8, 16), torch.ones(16, 8))\n"
+        "    (out / 'measurements.csv').write_text(f'{float(c.sum())}\\n')\n"
+        "    return out / 'measurements.csv'\n"
+        "measure.run = one_gemm\n"
+        "from kinsim.cli import main\n"
+        f"sys.exit(main(['calibrate', 'measure', '--cpu-smoke', '--out', {str(tmp_path / 'smoke')!r}]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float((tmp_path / "smoke" / "measurements.csv").read_text()) == 8 * 8 * 16

@@ -235,7 +235,9 @@ def run(out: Path, quick: bool, cpu_smoke: bool, log=print) -> Path:
         name, driver = "CPU (Triton interpreter; smoke test, times mean nothing)", "none"
     else:
         if not torch.cuda.is_available():
-            raise SystemExit("kinsim calibrate measure: no CUDA GPU is visible (use --cpu-smoke to test the harness)")
+            from kinsim.errors import KinsimError
+
+            raise KinsimError("calibrate measure: no CUDA GPU is visible (use --cpu-smoke to test the harness)")
         device, dtype = torch.device("cuda"), torch.bfloat16
         props = torch.cuda.get_device_properties(device)
         l2, free = float(getattr(props, "L2_cache_size", 50 * 2**20)), float(torch.cuda.mem_get_info()[0]) * 0.5
@@ -277,11 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kinsim calibrate measure", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
+    from kinsim.errors import KinsimError
     from kinsim.outputs import Outputs
 
-    with Outputs() as outputs:  # all or nothing: a failed measurement leaves no folder
-        out = outputs.directory("--out", args.out)
-        outputs.write("--out", lambda directory: run(directory, args.quick, args.cpu_smoke))
+    try:
+        with Outputs() as outputs:  # all or nothing: a failed measurement leaves no folder
+            out = outputs.directory("--out", args.out)
+            outputs.write("--out", lambda directory: run(directory, args.quick, args.cpu_smoke))
+    except KinsimError as error:  # as the kinsim command does: one line, exit 2
+        print(f"kinsim: error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {out / 'measurements.csv'}")
     return 0
 

@@ -21,6 +21,7 @@ plot.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import yaml
@@ -73,6 +74,8 @@ def run_measure(args: argparse.Namespace) -> int:
 
     with Outputs() as outputs:
         out = outputs.directory("--out", args.out)
+        if args.cpu_smoke:  # Triton reads it when imported: set it before the import below
+            os.environ.setdefault("TRITON_INTERPRET", "1")
         try:
             import torch  # noqa: F401
             import triton  # noqa: F401
