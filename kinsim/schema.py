@@ -33,6 +33,7 @@ import yaml
 
 from kinsim.errors import SpecError
 from kinsim.units import exact_quantity, format_quantity, parse_quantity
+from kinsim.yamlio import load_yaml_text
 
 Check = Callable[[Any], "str | None"]
 
@@ -311,8 +312,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise SpecError("expected an override like gpu.memory.bandwidth=\"6.7 TB/s\"", path="--set",
                         value=text)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed = load_yaml_text(value) if value.strip() else ""
+    except (yaml.YAMLError, RecursionError):
         parsed = value
     return key.strip(), parsed
 

@@ -20,12 +20,14 @@ Which way is worse is known per metric (:func:`kinsim.metrics.better_direction`)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
 from kinsim.metrics import check_figure_key
+from kinsim.reading import checked_file, resolved
 from kinsim.yamlio import read_yaml_mapping
 
 DEFAULT_METRICS = {"throughput.output_tokens_per_s": 1e-6, "throughput.tasks_per_s": 1e-6,
@@ -99,11 +101,13 @@ def load_suite(path: str | Path) -> Suite:
         for key in ("workload", "hardware"):
             if key not in case:
                 raise SpecError("missing required key", path=f"{where}.{key}", file=file)
-            target = (path.parent / str(case[key])).resolve()
-            if not target.is_file():
+            if not isinstance(case[key], str):
+                raise SpecError("expected a file name", path=f"{where}.{key}", value=case[key], file=file)
+            target = resolved(path.parent / case[key], file, f"{where}.{key}")
+            if not os.path.lexists(target):
                 raise SpecError("file not found", path=f"{where}.{key}", value=case[key], file=file,
                                 hint=f"looked for {target}")
-            files[key] = target
+            files[key] = checked_file(target, "yaml")
         overrides = case.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise SpecError("expected a mapping of dotted keys to values", path=f"{where}.overrides", file=file)

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
 from kinsim.metrics import SECTIONS
+from kinsim.reading import read_json
 
 
 def load_run(path: str | Path) -> dict[str, Any]:
     """The metrics of a run, or :class:`SpecError` naming the file and what is wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError("file not found", file=str(path))
-    try:
-        summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SpecError(f"not JSON: {error}", file=str(path)) from None
+    summary = read_json(path)
     if not isinstance(summary, dict):
         raise SpecError("expected a JSON object written by kinsim run --json", file=str(path))
     for key in SECTIONS:

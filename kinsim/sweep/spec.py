@@ -18,12 +18,14 @@ Axis and override keys are dotted keys of the workload, or of the hardware with 
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
 from kinsim.metrics import check_figure_key
+from kinsim.reading import checked_file, resolved
 from kinsim.yamlio import read_yaml_mapping
 
 KEYS = ("name", "description", "workload", "hardware", "overrides", "mode", "axes", "plot")
@@ -67,10 +69,12 @@ def load_sweep(path: str | Path) -> Sweep:
             raise SpecError("missing required key", path=key, file=file)
     files = {}
     for key in ("workload", "hardware"):
-        target = (path.parent / str(raw[key])).resolve()
-        if not target.is_file():
+        if not isinstance(raw[key], str):
+            raise SpecError("expected a file name", path=key, value=raw[key], file=file)
+        target = resolved(path.parent / raw[key], file, key)
+        if not os.path.lexists(target):
             raise SpecError("file not found", path=key, value=raw[key], file=file, hint=f"looked for {target}")
-        files[key] = target
+        files[key] = checked_file(target, "yaml")
     axes = raw["axes"]
     if not isinstance(axes, dict) or not axes:
         raise SpecError("expected a mapping of dotted keys to lists of values", path="axes", file=file)
