@@ -84,6 +84,9 @@ def load_suite(path: str | Path) -> Suite:
     for key in raw:
         if key not in ("name", "description", "metrics", "cases"):
             raise SpecError("unknown key", path=str(key), file=file, hint="keys: name, description, metrics, cases")
+    for key in ("name", "description"):
+        if key in raw and not isinstance(raw[key], str):
+            raise SpecError("expected a string", path=key, value=raw[key], file=file)
     metrics = _tolerances(raw.get("metrics", DEFAULT_METRICS), "metrics", file)
     cases_raw = raw.get("cases")
     if not isinstance(cases_raw, dict) or not cases_raw:

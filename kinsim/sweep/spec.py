@@ -67,6 +67,9 @@ def load_sweep(path: str | Path) -> Sweep:
     for key in ("workload", "hardware", "axes"):
         if key not in raw:
             raise SpecError("missing required key", path=key, file=file)
+    for key in ("name", "description", "mode"):
+        if key in raw and not isinstance(raw[key], str):
+            raise SpecError("expected a string", path=key, value=raw[key], file=file)
     files = {}
     for key in ("workload", "hardware"):
         if not isinstance(raw[key], str):
@@ -93,7 +96,7 @@ def load_sweep(path: str | Path) -> Sweep:
     plot = raw.get("plot") or {}
     if not isinstance(plot, dict) or set(plot) - {"x", "y"}:
         raise SpecError("expected {x: AXIS, y: METRIC}", path="plot", value=plot, file=file)
-    if "x" in plot and plot["x"] not in axes:
+    if "x" in plot and (not isinstance(plot["x"], str) or plot["x"] not in axes):
         raise SpecError("must be one of the axes", path="plot.x", value=plot["x"], file=file)
     if "y" in plot:
         check_figure_key(plot["y"], "plot.y", file)

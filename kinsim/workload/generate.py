@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kinsim.errors import SpecError
+from kinsim.limits import MAX_TIME_S
 from kinsim.workload.replay import replay_trace
 from kinsim.workload.request import Request, RequestTable
 from kinsim.workload.spec import (
@@ -60,5 +62,10 @@ def generate_request_table(source: BestOfNRequests | LongCoTRequests, seed: int)
     arrivals = np.zeros(problems)
     if isinstance(source.arrival, PoissonArrivals):
         arrivals = np.cumsum(rng.exponential(1.0 / source.arrival.rate, size=problems))
+        if problems and not arrivals[-1] <= MAX_TIME_S:
+            raise SpecError(f"the last of {problems:,} arrivals falls at {arrivals[-1]:.4g} s, beyond "
+                            f"{MAX_TIME_S:,.0f} s, the latest arrival kinsim simulates (its clock is exact to the "
+                            "nanosecond below that)", path="requests.arrival.rate",
+                            hint="a higher rate or fewer problems")
     return RequestTable(np.repeat(arrivals, samples), np.repeat(prompts, samples), outputs,
                         np.repeat(np.arange(problems), samples), samples=samples)

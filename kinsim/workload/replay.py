@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_TIME_S, MAX_TOKENS
 from kinsim.workload.formats import read_table
 from kinsim.workload.formats.table import TraceTable
 from kinsim.workload.request import BlockHashes, Request
@@ -162,6 +163,19 @@ def select(table: TraceTable, source: TraceRequests, seed: int = 0) -> Selection
                         + "; ".join(_details(report.as_dict())) + ")", file=table.file,
                         hint="widen the time window, the sample or the model filter")
     arrival = (t[order] - source.start) * source.time_scale / source.rate_scale
+    late = np.flatnonzero(~(arrival <= MAX_TIME_S))
+    if late.size:
+        row = order[late[0]]
+        raise SpecError(f"replays at {arrival[late[0]]:.4g} s, beyond {MAX_TIME_S:,.0f} s, the latest arrival "
+                        "kinsim simulates (its clock is exact to the nanosecond below that)",
+                        path=f"line {table.line[row]}", file=table.file,
+                        hint="replay a window with start: and duration:, or a higher rate_scale")
+    for name, values in (("prompt", prompts), ("output", outputs)):
+        big = np.flatnonzero(values > MAX_TOKENS)
+        if big.size:
+            raise SpecError(f"has {int(values[big[0]]):,} {name} tokens, more than kinsim's cap of {MAX_TOKENS:,}",
+                            path=f"line {table.line[order[big[0]]]}", file=table.file,
+                            hint=f"cap them with max_{name}_tokens:")
     return Selection(table, order, arrival, prompts, outputs, report, source.hash_block_tokens)
 
 
