@@ -29,9 +29,9 @@ MAX_YAML_VALUES = 1_000_000
 
 # ----------------------------------------------------------------------------------------- sizes
 
-#: Most GPUs in one node (the largest NVLink domains today hold 72 to 576); a full-mesh node has
-#: gpus x (gpus - 1) links.
-MAX_GPUS_PER_NODE = 1024
+#: Most GPUs in one node: the largest NVLink domain announced holds 576. A full-mesh node has
+#: gpus x (gpus - 1) links in the link graph, 331,200 of them at the cap.
+MAX_GPUS_PER_NODE = 576
 
 #: Most GPUs in a hardware description (nodes x GPUs per node). The link graph holds every GPU and its
 #: links; 65,536 GPUs need about 0.5 GB for it.
