@@ -54,6 +54,16 @@ _UniqueKeyLoader.yaml_implicit_resolvers = {
 _UniqueKeyLoader.add_constructor(_TIMESTAMP_TAG, yaml.SafeLoader.construct_yaml_str)
 
 
+def _refuse_tag(loader: _UniqueKeyLoader, node: yaml.Node):
+    raise yaml.constructor.ConstructorError(
+        None, None, f"{node.tag.rsplit(':', 1)[-1]} values (!!{node.tag.rsplit(':', 1)[-1]}) are not used by kinsim; "
+        "write a plain list, mapping or string", node.start_mark)
+
+
+for _kind in ("set", "binary", "omap", "pairs"):  # values that are no plain list, mapping, string or number
+    _UniqueKeyLoader.add_constructor(f"tag:yaml.org,2002:{_kind}", _refuse_tag)
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]

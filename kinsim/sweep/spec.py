@@ -18,12 +18,14 @@ Axis and override keys are dotted keys of the workload, or of the hardware with 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_SWEEP_POINTS
 from kinsim.metrics import check_figure_key
 from kinsim.reading import checked_file, resolved
 from kinsim.yamlio import read_yaml_mapping
@@ -90,6 +92,10 @@ def load_sweep(path: str | Path) -> Sweep:
     if mode == "zip" and len({len(v) for v in axes.values()}) > 1:
         raise SpecError("zip needs lists of one length", path="axes", value={k: len(v) for k, v in axes.items()},
                         file=file)
+    points = math.prod(len(v) for v in axes.values()) if mode == "grid" else len(next(iter(axes.values())))
+    if points > MAX_SWEEP_POINTS:
+        raise SpecError(f"the {mode} has {points:,} points, more than kinsim's cap of {MAX_SWEEP_POINTS:,} (each point "
+                        "is a simulation)", path="axes", value={k: len(v) for k, v in axes.items()}, file=file)
     overrides = raw.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise SpecError("expected a mapping of dotted keys to values", path="overrides", file=file)
