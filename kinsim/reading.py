@@ -71,6 +71,15 @@ def checked_file(path: str | Path, kind: str, not_found: str = "file not found")
     return Path(path)
 
 
+def checked_reference(target: str | Path, kind: str, file: str | None, key: str, value: Any) -> Path:
+    """:func:`checked_file` for a file that ``key`` of ``file`` names as ``value``: a refusal names the key
+    and the value as written (``target`` may be a resolved path, a symbolic link followed)."""
+    try:
+        return checked_file(target, kind)
+    except SpecError as error:
+        raise SpecError(error.rule, path=key, value=value, file=file) from None
+
+
 def open_checked(path: str | Path, kind: str, not_found: str = "file not found"):
     """``path`` opened for reading in binary, after the checks of :func:`checked_file`. The file is opened
     without blocking and checked again on the open descriptor, so a FIFO swapped in after the check cannot
@@ -158,7 +167,7 @@ def csv_rows_checked(reader: Iterator[Any], file: str) -> Iterator[Any]:
         except StopIteration:
             return
         except csv.Error as error:
-            line = getattr(reader, "line_num", None) or getattr(getattr(reader, "reader", None), "line_num", 0)
+            line = getattr(getattr(reader, "reader", reader), "line_num", 0)  # a DictReader's own is one behind
             raise SpecError(f"is not valid CSV ({error})", path=f"line {line}" if line else "", file=file) from None
         yield row
 

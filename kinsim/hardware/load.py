@@ -9,7 +9,7 @@ from typing import Any
 
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
-from kinsim.reading import resolved
+from kinsim.reading import checked_reference, resolved
 from kinsim.schema import apply_overrides, build
 from kinsim.yamlio import read_with_extends, read_yaml_mapping
 
@@ -64,6 +64,7 @@ def _read_profile(hardware_file: Path, relative_to: Path, reference: str) -> dic
     if not os.path.lexists(profile):
         raise SpecError("calibration profile not found", path="calibration", value=reference,
                         file=str(hardware_file), hint=f"looked for {profile}; write one with kinsim calibrate fit")
+    checked_reference(profile, "yaml", str(hardware_file), "calibration", reference)
     raw = read_with_extends(profile)
     if not isinstance(raw, dict):
         raise SpecError("expected a mapping (a profile written by kinsim calibrate fit)", file=str(profile))

@@ -27,7 +27,7 @@ from typing import Any
 
 from kinsim.errors import SpecError
 from kinsim.metrics import check_figure_key
-from kinsim.reading import checked_file, resolved
+from kinsim.reading import checked_reference, resolved
 from kinsim.yamlio import read_yaml_mapping
 
 DEFAULT_METRICS = {"throughput.output_tokens_per_s": 1e-6, "throughput.tasks_per_s": 1e-6,
@@ -110,7 +110,7 @@ def load_suite(path: str | Path) -> Suite:
             if not os.path.lexists(target):
                 raise SpecError("file not found", path=f"{where}.{key}", value=case[key], file=file,
                                 hint=f"looked for {target}")
-            files[key] = checked_file(target, "yaml")
+            files[key] = checked_reference(target, "yaml", file, f"{where}.{key}", case[key])
         overrides = case.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise SpecError("expected a mapping of dotted keys to values", path=f"{where}.overrides", file=file)

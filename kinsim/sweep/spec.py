@@ -27,7 +27,7 @@ from typing import Any
 from kinsim.errors import SpecError
 from kinsim.limits import MAX_SWEEP_POINTS
 from kinsim.metrics import check_figure_key
-from kinsim.reading import checked_file, resolved
+from kinsim.reading import checked_reference, resolved
 from kinsim.yamlio import read_yaml_mapping
 
 KEYS = ("name", "description", "workload", "hardware", "overrides", "mode", "axes", "plot")
@@ -79,7 +79,7 @@ def load_sweep(path: str | Path) -> Sweep:
         target = resolved(path.parent / raw[key], file, key)
         if not os.path.lexists(target):
             raise SpecError("file not found", path=key, value=raw[key], file=file, hint=f"looked for {target}")
-        files[key] = checked_file(target, "yaml")
+        files[key] = checked_reference(target, "yaml", file, key, raw[key])
     axes = raw["axes"]
     if not isinstance(axes, dict) or not axes:
         raise SpecError("expected a mapping of dotted keys to lists of values", path="axes", file=file)

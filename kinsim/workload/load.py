@@ -10,7 +10,7 @@ from typing import Any
 
 from kinsim.errors import SpecError
 from kinsim.model.load import expand_model_ref
-from kinsim.reading import resolved
+from kinsim.reading import checked_reference, resolved
 from kinsim.schema import apply_overrides, build
 from kinsim.workload.spec import WorkloadSpec
 from kinsim.yamlio import read_with_extends
@@ -51,5 +51,6 @@ def workload_from_raw(raw: Mapping[str, Any], base_dir: Path, file: str | None =
         if not os.path.lexists(trace):
             raise SpecError("trace file not found", path="requests.path", value=requests["path"], file=file,
                             hint=f"looked for {trace}")
+        checked_reference(trace, "trace", file, "requests.path", requests["path"])
         raw["requests"] = {**requests, "path": str(trace)}
     return build(WorkloadSpec, raw, file=file)
