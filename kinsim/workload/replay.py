@@ -162,7 +162,8 @@ def select(table: TraceTable, source: TraceRequests, seed: int = 0) -> Selection
         raise SpecError(f"no request left to replay of {n:,} {table.format} rows ("
                         + "; ".join(_details(report.as_dict())) + ")", file=table.file,
                         hint="widen the time window, the sample or the model filter")
-    arrival = (t[order] - source.start) * source.time_scale / source.rate_scale
+    with np.errstate(over="ignore"):  # an overflow gives inf, refused just below
+        arrival = (t[order] - source.start) * source.time_scale / source.rate_scale
     late = np.flatnonzero(~(arrival <= MAX_TIME_S))
     if late.size:
         row = order[late[0]]
