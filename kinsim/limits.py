@@ -33,8 +33,8 @@ MAX_YAML_VALUES = 1_000_000
 #: gpus x (gpus - 1) links in the link graph, 331,200 of them at the cap.
 MAX_GPUS_PER_NODE = 576
 
-#: Most GPUs in a hardware description (nodes x GPUs per node). The link graph holds every GPU and its
-#: links; 65,536 GPUs need about 0.5 GB for it.
+#: Most GPUs in a hardware description (nodes x GPUs per node). A simulation with tensor parallelism builds
+#: the link graph of every GPU: at the cap (8,192 nodes of 8) 393,216 directed links, 0.2 GB, 4 s.
 MAX_TOTAL_GPUS = 65_536
 
 #: Most points in a sweep: each is a simulation; the list of points is built before the first runs.
