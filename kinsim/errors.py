@@ -11,6 +11,8 @@ The CLI prints that one line and exits 2. Any other exception escaping the CLI i
 
 from __future__ import annotations
 
+import reprlib
+
 
 class KinsimError(Exception):
     """Root of every error kinsim raises on purpose (bad input, failed checks)."""
@@ -77,8 +79,15 @@ def _rebuild_spec_error(rule, path, value, file, hint):
     return SpecError(rule, path=path, value=value, file=file, hint=hint)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 80, 80, 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
 def _show(value: object) -> str:
-    text = repr(value)
+    """``repr(value)`` cut to 80 characters; a large value is never written out in full (a YAML alias bomb
+    stands for billions of values), so the cost is bounded whatever the value."""
+    text = _REPR.repr(value)
     if len(text) > 80:
         text = text[:77] + "..."
     return text

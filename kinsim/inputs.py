@@ -11,6 +11,7 @@ Used by the commands that accept any of them (``kinsim validate``, ``kinsim info
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,9 @@ def input_kind(name: str) -> str:
             "cannot tell what kind of file this is", file=name,
             hint="a hardware file has a gpu: section, a workload file a requests: section, a model "
                  "file a layers: key")
-    if not path.exists() and (name in PRESETS or suffix == ""):
+    if not os.path.lexists(path) and (name in PRESETS or suffix == ""):
         return "model"
-    if not path.exists():
+    if not os.path.lexists(path):
         raise SpecError("file not found", file=name)
     raise SpecError("unknown file type", value=path.suffix, file=name,
                     hint="expected .yaml, .json (model config), .jsonl or .csv (trace)")

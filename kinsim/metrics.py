@@ -151,6 +151,9 @@ def better_direction(key: str) -> int:
 
 def check_figure_key(key: str, path: str, file: str | None = None) -> None:
     """:class:`SpecError` unless ``key`` is one of :data:`FIGURE_KEYS`; the nearest keys are the hint."""
+    if not isinstance(key, str):
+        raise SpecError("expected a dotted figure key such as throughput.tasks_per_s", path=path, value=key,
+                        file=file, hint="see docs/metrics.md")
     if key in FIGURE_KEYS:
         return
     near = difflib.get_close_matches(str(key), FIGURE_KEYS, n=3, cutoff=0.6)

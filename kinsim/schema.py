@@ -32,7 +32,9 @@ from typing import Any, Union
 import yaml
 
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_INT
 from kinsim.units import exact_quantity, format_quantity, parse_quantity
+from kinsim.yamlio import load_yaml_text
 
 Check = Callable[[Any], "str | None"]
 
@@ -57,6 +59,15 @@ def at_least(bound: float) -> Check:
         return None if value >= bound else f"must be at least {bound:g}"
 
     rule.__name__ = f"at_least_{bound:g}"
+    return rule
+
+
+def at_most(bound: float, why: str) -> Check:
+    """A cap from :mod:`kinsim.limits`; ``why`` says what it guards in the message."""
+    def rule(value: float) -> str | None:
+        return None if value <= bound else f"must be at most {bound:,} ({why})"
+
+    rule.__name__ = f"at_most_{bound:g}"
     return rule
 
 
@@ -236,7 +247,7 @@ def _convert_variant(members, metadata, value, path, file):
         raise SpecError("missing required key", path=_join(path, tag), file=file,
                         hint="one of " + ", ".join(by_kind))
     kind = value[tag]
-    if kind not in by_kind:
+    if not isinstance(kind, str) or kind not in by_kind:  # a list or mapping here is no tag (nor hashable)
         raise SpecError("must be one of " + ", ".join(by_kind), path=_join(path, tag), value=kind,
                         file=file)
     return build(by_kind[kind], value, path=path, file=file)
@@ -262,6 +273,8 @@ def _convert_scalar(tp: Any, metadata: Mapping[str, Any], value: Any, path: str,
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise SpecError("expected a whole number", path=path, value=value, file=file)
+        if abs(value) > MAX_INT:
+            raise SpecError(f"must fit a 64-bit integer (at most {MAX_INT:,})", path=path, value=value, file=file)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -314,8 +327,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise SpecError("expected an override like gpu.memory.bandwidth=\"6.7 TB/s\"", path="--set",
                         value=text)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed = load_yaml_text(value) if value.strip() else ""
+    except (yaml.YAMLError, RecursionError):
         parsed = value
     return key.strip(), parsed
 

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 from kinsim.cli import main
-from kinsim.engine.clock import MAX_TICKS, MAX_TIME_S, TICKS_PER_S
+from kinsim.engine.clock import MAX_RUN_S, MAX_TICKS, TICKS_PER_S
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_TIME_S, MAX_TOKENS
 from kinsim.workload.distributions import Constant, Listed, LogNormal, Normal, Uniform
-from kinsim.workload.request import MAX_TOKENS
 
 from .conftest import HARDWARE
 
 H100 = str(HARDWARE / "h100.yaml")
-BOUND = f"{MAX_TOKENS:,}"  # how messages write the token bound: 2,147,483,647
+BOUND = f"{MAX_TOKENS:,}"  # how messages write the token bound: 16,777,216
 
 
 def write_workload(directory: Path, requests: str, name: str = "tiny", model: str = "Qwen3-8B") -> Path:
@@ -45,8 +45,8 @@ def one_error_line(capsys) -> str:
 
 # ----------------------------------------------------------------------------------- class 1: draws
 
-def test_the_token_bound_is_a_signed_32_bit_position():
-    assert MAX_TOKENS == 2**31 - 1 == 2_147_483_647
+def test_the_token_bound_is_2_to_the_24():
+    assert MAX_TOKENS == 2**24 == 16_777_216
 
 
 #: Every distribution kind with parameters whose draws leave 1..MAX_TOKENS, and the parameter blamed.
@@ -76,20 +76,20 @@ def test_a_distribution_that_overflows_is_refused_up_front_with_its_key(tmp_path
 
 def test_the_up_front_test_is_the_one_in_a_billion_quantile():
     assert 0.5 * math.erfc(5.998 / math.sqrt(2)) == pytest.approx(1e-9, rel=0.01)  # the normal's tail past 5.998
-    # log-normal: median x exp(5.998 sigma) must stay within 2**31 - 1: with median 11000, ln(2**31 / 11000)
-    # / 5.998 = 12.18 / 5.998 = 2.031, so sigma 2.03 passes and sigma 2.04 does not
-    assert 11000 * math.exp(5.998 * 2.03) <= MAX_TOKENS < 11000 * math.exp(5.998 * 2.04)
-    LogNormal(median=11000, sigma=2.03)
+    # log-normal: median x exp(5.998 sigma) must stay within 2**24: with median 11000, ln(2**24 / 11000)
+    # / 5.998 = 7.330 / 5.998 = 1.222, so sigma 1.22 passes and sigma 1.23 does not
+    assert 11000 * math.exp(5.998 * 1.22) <= MAX_TOKENS < 11000 * math.exp(5.998 * 1.23)
+    LogNormal(median=11000, sigma=1.22)
     with pytest.raises(SpecError, match="quantile"):
-        LogNormal(median=11000, sigma=2.04)
+        LogNormal(median=11000, sigma=1.23)
     # normal: mean + 5.998 std; constants, uniform and lists: their largest value
-    Normal(mean=1e9, std=(MAX_TOKENS - 1e9) / 5.998 * 0.999)
+    Normal(mean=1e7, std=(MAX_TOKENS - 1e7) / 5.998 * 0.999)
     with pytest.raises(SpecError):
-        Normal(mean=1e9, std=(MAX_TOKENS - 1e9) / 5.998 * 1.001)
+        Normal(mean=1e7, std=(MAX_TOKENS - 1e7) / 5.998 * 1.001)
     Constant(value=MAX_TOKENS), Uniform(low=1, high=MAX_TOKENS), Listed(values=(1, MAX_TOKENS))
     for make in (lambda: Constant(value=MAX_TOKENS + 1), lambda: Uniform(low=1, high=MAX_TOKENS + 1),
                  lambda: Listed(values=(1, MAX_TOKENS + 1))):
-        with pytest.raises(SpecError, match="2,147,483,647"):
+        with pytest.raises(SpecError, match="16,777,216"):
             make()
 
 
@@ -110,7 +110,7 @@ class _Rigged:
 @pytest.mark.parametrize("draw", [np.inf, np.nan, 1e19, 2.0**31, -np.inf])
 def test_every_draw_is_checked_in_float_before_the_int64_cast(dist, draw):
     # 1e19 cast to int64 wraps to a negative count; inf and NaN cast to -2**63. Each is an error instead.
-    with pytest.raises(SpecError, match="outside 1 to 2,147,483,647"):
+    with pytest.raises(SpecError, match="outside 1 to 16,777,216"):
         dist.sample(_Rigged(draw), 3)
 
 
@@ -130,17 +130,18 @@ def test_an_out_of_range_draw_names_the_key_and_the_file(tmp_path: Path, monkeyp
 # ----------------------------------------------------------------------------------- class 1/8: arrivals
 
 def test_the_clock_bound_is_where_float64_stops_holding_every_nanosecond():
-    assert MAX_TICKS == 2.0**53 and MAX_TIME_S == 2**53 / 1e9 == pytest.approx(9_007_199.254740992)
+    assert MAX_TICKS == 2.0**53 and MAX_RUN_S == 2**53 / 1e9 == pytest.approx(9_007_199.254740992)
     assert MAX_TICKS + 1 == MAX_TICKS  # one tick past the bound is lost: the clock would round
-    assert (MAX_TICKS - 1) + 1 == MAX_TICKS and MAX_TIME_S * TICKS_PER_S == MAX_TICKS
+    assert (MAX_TICKS - 1) + 1 == MAX_TICKS and MAX_RUN_S * TICKS_PER_S == MAX_TICKS
+    assert MAX_TIME_S == MAX_RUN_S / 2  # arrivals stop at half of it: the run after the last one stays exact
 
 
 def test_poisson_arrivals_past_the_clock_are_refused_with_the_rate_key(tmp_path: Path, capsys):
-    # 200 problems at 1e-5 /s: the last arrives near 200 / 1e-5 = 2e7 s, past 9.0e6 s
+    # 200 problems at 1e-5 /s: the last arrives near 200 / 1e-5 = 2e7 s, past 4.5e6 s
     body = GENERATED.replace("problems: 2", "problems: 200") + "  arrival: {process: poisson, rate: 1.0e-5 /s}\n"
     assert main(["run", str(write_workload(tmp_path, body)), "--hw", H100]) == 2
     err = one_error_line(capsys)
-    assert "w.yaml: requests.arrival.rate:" in err and "2^53 ns" in err
+    assert "w.yaml: requests.arrival.rate:" in err and "2^52 ns" in err
 
 
 TRACE_HEAD = "request_id,arrival_s,prompt_tokens,output_tokens\na,0,10,5\n"
@@ -148,10 +149,10 @@ TRACE_HEAD = "request_id,arrival_s,prompt_tokens,output_tokens\na,0,10,5\n"
 
 @pytest.mark.parametrize("row, options, blamed", [
     ("b,1e20,10,5", "", "line 3.arrival_s: replays at 1e+20 s"),                   # the example
-    ("b,9007200,10,5", "", "line 3.arrival_s: replays at 9.0072e+06 s"),          # just past 2^53 ns
+    ("b,4503600,10,5", "", "line 3.arrival_s: replays at 4.5036e+06 s"),          # just past 2^52 ns
     ("b,10,10,5", "  time_scale: 1.0e+6\n", "line 3.arrival_s: replays at 1e+07 s"),  # past it once scaled
-    ("b,1,10,100000000000000000000", "", "line 3.output_tokens: must be at most 2,147,483,647"),  # int64 overflow
-    ("b,1,4294967296,5", "  max_prompt_tokens: 100\n", "line 3.prompt_tokens: must be at most 2,147,483,647"),
+    ("b,1,10,100000000000000000000", "", "line 3.output_tokens: must be at most 16,777,216"),  # int64 overflow
+    ("b,1,4294967296,5", "  max_prompt_tokens: 100\n", "line 3.prompt_tokens: must be at most 16,777,216"),
 ])
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_trace_rows_out_of_range_are_refused_naming_the_line(tmp_path: Path, capsys, row, options, blamed, suffix):
@@ -169,7 +170,7 @@ def test_trace_rows_out_of_range_are_refused_naming_the_line(tmp_path: Path, cap
     assert f"{trace}: {blamed}" in err
 
 
-def test_a_native_trace_spanning_more_than_104_days_is_refused(tmp_path: Path, capsys):
+def test_a_native_trace_spanning_more_than_52_days_is_refused(tmp_path: Path, capsys):
     trace = tmp_path / "azure.csv"
     trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
                      "2024-11-16 18:15:46.6805900,374,44\n")
@@ -193,9 +194,11 @@ def test_the_engine_refuses_requests_it_cannot_time_exactly_whoever_built_them(t
             Simulation(workload, hw, requests=[Request("ok", "ok", 0.0, 10, 5), bad])
 
 
-def test_a_run_whose_clock_would_pass_the_bound_stops_with_an_error(tmp_path: Path, capsys):
-    # arrives 199 s before the bound and decodes 200,000 tokens at several ms each: ~1,600 s, past it
-    (tmp_path / "t.csv").write_text(TRACE_HEAD + "b,9007000,10,200000\n")
+def test_a_run_whose_clock_would_pass_the_bound_stops_with_an_error(tmp_path: Path, capsys, monkeypatch):
+    # Arrivals stop at half the clock's range, so no input reaches the engine's own guard; move the guard to
+    # 10 s instead: a request arriving at 9 s that decodes 20,000 tokens at several ms each runs past it.
+    monkeypatch.setattr("kinsim.engine.simulation.MAX_TICKS", 10e9)
+    (tmp_path / "t.csv").write_text(TRACE_HEAD + "b,9,10,20000\n")
     workload = write_workload(tmp_path, "  kind: trace\n  path: t.csv\n")
     assert main(["run", str(workload), "--hw", H100, "--json", str(tmp_path / "run.json")]) == 2
     assert "w.yaml: the simulated time would pass 2^53 ns" in one_error_line(capsys)

@@ -48,6 +48,7 @@ from kinsim.errors import SpecError
 from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
 from kinsim.ops.layers import gemm_op
 from kinsim.ops.sharding import HeadShard
+from kinsim.reading import checked_file
 from kinsim.workload.spec import DenseAttention
 
 PACKAGE = "aiconfigurator-core"
@@ -104,6 +105,7 @@ def find_table(data: Path, system: str, choice: TableChoice, version: str | None
 def _read_table(path: Path):
     import pandas as pd
 
+    checked_file(path, "parquet")
     try:
         frame = pd.read_parquet(path)
     except ImportError as error:

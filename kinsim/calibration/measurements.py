@@ -21,7 +21,8 @@ device name, driver, library versions, date, and the two ceilings measured on th
 
 from __future__ import annotations
 
-import json
+import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 from kinsim.dtypes import DTYPES
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import CALIBRATED_KERNELS
+from kinsim.reading import read_json, read_text
 
 REQUIRED_COLUMNS = ("kernel", "flops", "bytes", "time_s")
 #: Kinds a measurement row may have: the calibrated kernel kinds and the all-reduce (``impl``: nccl or custom).
@@ -44,12 +46,13 @@ def read_measurements(directory: str | Path):
 
     directory = Path(directory)
     path = directory / MEASUREMENTS
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise SpecError("measurement file not found", file=str(path),
                         hint="a directory written by kinsim calibrate measure")
+    text = read_text(path, "csv")
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        frame = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise SpecError(f"not a CSV file: {error}", file=str(path)) from None
     for column in REQUIRED_COLUMNS:
         if column not in frame.columns:
@@ -109,12 +112,9 @@ def _check_names(frame, column: str, allowed: tuple[str, ...], file: str, rows=N
 def read_metadata(directory: str | Path) -> dict[str, Any]:
     """``DIR/metadata.json`` as a dict (empty when absent)."""
     path = Path(directory) / METADATA
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SpecError(f"not JSON: {error}", file=str(path)) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise SpecError("expected a JSON object", file=str(path))
     return data

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from pathlib import Path
 from typing import Any
 
 from kinsim.cli.options import add_set_option, overrides_of
@@ -13,6 +12,7 @@ from kinsim.cost.registry import COST_MODELS
 from kinsim.errors import SpecError
 from kinsim.hardware import load_hardware
 from kinsim.pricing import OP_KINDS, price_resolved, resolve_params
+from kinsim.reading import csv_rows_checked, read_text
 from kinsim.units import format_quantity as fq
 
 
@@ -59,15 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _shape_rows(kind: str, path: str, given: dict[str, Any], hw) -> list[dict[str, Any]]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError("file not found", file=path) from None
+    text = read_text(path, "csv")
     reader = csv.DictReader(text.splitlines())
-    if not reader.fieldnames:
+    try:
+        header = reader.fieldnames
+    except csv.Error as error:
+        raise SpecError(f"is not valid CSV ({error})", path="line 1", file=path) from None
+    if not header:
         raise SpecError("is empty, expected a header row", file=path)
     rows = []
-    for number, row in enumerate(reader, start=2):
+    for number, row in enumerate(csv_rows_checked(reader, path), start=2):
         if None in row:
             raise SpecError("has more cells than the header", path=f"line {number}", file=path)
         values = {**given, **{k.strip(): v.strip() for k, v in row.items() if v is not None and v.strip()}}

@@ -7,11 +7,12 @@ exact in floating point whatever their order, so a segment's step boundaries com
 that tie in one mode tie in the other. Rounding moves a step by at most 0.5 ns, far below any cost model's
 accuracy. Records and metrics are in seconds.
 
-The clock is exact up to :data:`MAX_TICKS` (2**53 ns, :data:`MAX_TIME_S` = 9,007,199.25 s, about 104 days):
+The clock is exact up to :data:`MAX_TICKS` (2**53 ns, :data:`MAX_RUN_S` = 9,007,199.25 s, about 104 days):
 past it, float64 no longer holds every whole nanosecond, step boundaries round, and an arrival at 1e20 s
-would be served "at once" (TTFT 0). Arrival times beyond it are refused where they are read or drawn
+would be served "at once" (TTFT 0). Arrival times beyond half of it (:data:`kinsim.limits.MAX_TIME_S`, so
+that the run after the last arrival is exact too) are refused where they are read or drawn
 (:mod:`kinsim.workload.replay`, :mod:`kinsim.workload.generate`), and a simulation whose clock would pass
-it stops with an error (:meth:`kinsim.engine.simulation.Simulation.run`).
+:data:`MAX_TICKS` stops with an error (:meth:`kinsim.engine.simulation.Simulation.run`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ TICKS_PER_S = 1e9
 #: The last tick up to which float64 holds every whole tick: 2**53 ns.
 MAX_TICKS = float(2**53)
 
-#: :data:`MAX_TICKS` in seconds (about 104 days): the latest arrival and the longest run kinsim simulates.
-MAX_TIME_S = MAX_TICKS / TICKS_PER_S
+#: :data:`MAX_TICKS` in seconds (about 104 days): the longest run kinsim simulates.
+MAX_RUN_S = MAX_TICKS / TICKS_PER_S
 
-#: How :data:`MAX_TIME_S` reads in messages.
-MAX_TIME_WORDS = "2^53 ns (9,007,199 s, about 104 days), the range in which the engine's clock is exact"
+#: How :data:`MAX_RUN_S` reads in messages.
+MAX_RUN_WORDS = "2^53 ns (9,007,199 s, about 104 days), the range in which the engine's clock is exact"
 
 
 def to_ticks(seconds):

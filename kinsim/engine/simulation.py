@@ -24,7 +24,7 @@ import simpy
 from simpy.events import Event
 
 from kinsim.cost.registry import make_cost_model
-from kinsim.engine.clock import MAX_TICKS, MAX_TIME_S, MAX_TIME_WORDS, TICKS_PER_S, to_seconds, to_tick
+from kinsim.engine.clock import MAX_RUN_WORDS, MAX_TICKS, TICKS_PER_S, to_seconds, to_tick
 from kinsim.engine.fluid import FluidNetwork
 from kinsim.engine.kv import KVLayout, kv_layout
 from kinsim.engine.pricer import StepPricer
@@ -39,8 +39,9 @@ from kinsim.engine.streaming import RequestTotals
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.hardware.topology import build_topology, gpu_name, route
+from kinsim.limits import MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS
 from kinsim.workload.generate import workload_request_table
-from kinsim.workload.request import MAX_TOKENS, Request, RequestTable
+from kinsim.workload.request import Request, RequestTable
 from kinsim.workload.spec import ClosedLoopArrivals, WorkloadSpec
 
 #: Event priorities within one instant (SimPy's own: 0 urgent, 1 normal).
@@ -219,7 +220,7 @@ class Simulation:
         total = len(self.requests)
         while (next_tick := env.peek()) != float("inf"):
             if next_tick > MAX_TICKS:  # past it float64 rounds ticks: refuse rather than report rounded times
-                raise SpecError(f"the simulated time would pass {MAX_TIME_WORDS}", file=self.workload_file,
+                raise SpecError(f"the simulated time would pass {MAX_RUN_WORDS}", file=self.workload_file,
                                 hint="simulate fewer or shorter requests")
             env.step()
             events += 1
@@ -279,7 +280,7 @@ def check_deployment(workload: WorkloadSpec, hardware: HardwareSpec, workload_fi
 
 def check_request_table(table: RequestTable) -> None:
     """The engine's guarantee on what it serves, whoever built the requests: arrivals finite, from 0 to
-    :data:`~kinsim.engine.clock.MAX_TIME_S`; token counts from 1 to MAX_TOKENS. Traces and generated
+    :data:`~kinsim.limits.MAX_TIME_S`; token counts from 1 to MAX_TOKENS. Traces and generated
     workloads are checked earlier, naming the row or the key; this names the request."""
     arrival = table.arrival_s
     checks = ((~((arrival >= 0) & (arrival <= MAX_TIME_S)), "arrival_s", f"must be from 0 s to {MAX_TIME_WORDS}"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
+from kinsim.reading import checked_reference, resolved
 from kinsim.schema import apply_overrides, build
 from kinsim.yamlio import read_with_extends, read_yaml_mapping
 
@@ -58,10 +60,11 @@ def _declaring_file(path: Path) -> Path:
 
 def _read_profile(hardware_file: Path, relative_to: Path, reference: str) -> dict[str, Any]:
     """The calibration profile a hardware file names, relative to the folder of the file that names it."""
-    profile = (relative_to / reference).resolve()
-    if not profile.is_file():
+    profile = resolved(relative_to / reference, str(hardware_file), "calibration")
+    if not os.path.lexists(profile):
         raise SpecError("calibration profile not found", path="calibration", value=reference,
                         file=str(hardware_file), hint=f"looked for {profile}; write one with kinsim calibrate fit")
+    checked_reference(profile, "yaml", str(hardware_file), "calibration", reference)
     raw = read_with_extends(profile)
     if not isinstance(raw, dict):
         raise SpecError("expected a mapping (a profile written by kinsim calibrate fit)", file=str(profile))

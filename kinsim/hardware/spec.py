@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 
 from kinsim.dtypes import DTYPES
 from kinsim.errors import SpecError
-from kinsim.schema import at_least, check_fields, fraction, non_empty, non_negative, positive, spec_field
+from kinsim.limits import MAX_GPUS_PER_NODE, MAX_TOTAL_GPUS
+from kinsim.schema import at_least, at_most, check_fields, fraction, non_empty, non_negative, positive, spec_field
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,7 +133,7 @@ class HostLinkSpec:
 class NodeSpec:
     """A server holding several GPUs."""
 
-    gpus: int = spec_field("GPUs in one node.", check=at_least(1))
+    gpus: int = spec_field("GPUs in one node.", check=(at_least(1), at_most(MAX_GPUS_PER_NODE, "kinsim's cap")))
     source: str = spec_field("Where the node figures come from.", check=non_empty)
     gpu_link: GPULinkSpec = spec_field("GPU-to-GPU fabric.")
     host_link: HostLinkSpec = spec_field("GPU-to-host link.")
@@ -160,7 +161,7 @@ class NetworkSpec:
 class ClusterSpec:
     """Several identical nodes joined by a network."""
 
-    nodes: int = spec_field("Number of nodes.", check=at_least(1))
+    nodes: int = spec_field("Number of nodes.", check=(at_least(1), at_most(MAX_TOTAL_GPUS, "kinsim's cap on GPUs")))
     source: str = spec_field("Where the network figures come from.", check=non_empty)
     network: NetworkSpec = spec_field("Network between nodes.")
 
@@ -390,6 +391,10 @@ class HardwareSpec:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.total_gpus > MAX_TOTAL_GPUS:
+            raise SpecError(f"nodes x GPUs per node must be at most {MAX_TOTAL_GPUS:,} (kinsim's cap: every GPU "
+                            f"and link is a vertex and edges of the link graph), got {self.cluster.nodes:,} x "
+                            f"{self.node.gpus:,}", path="cluster.nodes", value=self.cluster.nodes)
 
     def with_overrides(self, overrides: dict) -> HardwareSpec:
         """A validated copy with dotted keys changed, e.g. ``{"gpu.memory.bandwidth": "6.7 TB/s"}``."""

@@ -8,6 +8,7 @@ transfer's route is given by :func:`route`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # networkx is imported when a graph is built (it costs 0.15 s at start-up)
@@ -76,7 +77,9 @@ def gpu_to_gpu_bandwidth(hw: HardwareSpec, graph: nx.DiGraph | None = None) -> f
     for a single-GPU node."""
     if hw.node.gpus < 2:
         return 0.0
-    graph = graph if graph is not None else build_topology(hw)
+    if graph is None:  # the route between two GPUs of node 0 passes at most node 0 and the network
+        two_nodes = replace(hw.cluster, nodes=min(hw.cluster.nodes, 2)) if hw.cluster else None
+        graph = build_topology(replace(hw, cluster=two_nodes))
     path = route(graph, gpu_name(0, 0), gpu_name(0, 1))
     return min(graph.edges[a, b]["bandwidth"] for a, b in zip(path, path[1:]))
 

@@ -7,11 +7,11 @@ ignored; the counts then describe a uniform stack of the configured layer.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
+from kinsim.reading import read_json
 
 _TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 _QK_NORM_TYPES = {"qwen3", "qwen3_moe", "olmo2", "gemma3"}
@@ -24,12 +24,7 @@ def read_hf_config(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "config.json"
     file = str(path)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError("file not found", file=file) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SpecError(f"is not valid JSON ({error})", file=file) from None
+    config = read_json(path)
     if not isinstance(config, dict):
         raise SpecError("expected a JSON object at the top level", value=config, file=file)
     return hf_config_to_raw(config, default_name=path.parent.name or path.stem, file=file)

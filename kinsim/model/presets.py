@@ -49,10 +49,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset_raw(name: str, *, path: str = "model.preset", file: str | None = None) -> dict[str, Any]:
     """The raw mapping of preset ``name`` (a copy), or a :class:`SpecError` suggesting near names."""
+    if not isinstance(name, str):
+        raise SpecError("expected a preset name", path=path, value=name, file=file,
+                        hint="known presets: " + ", ".join(PRESETS))
     if name in PRESETS:
         return dict(PRESETS[name])
     lowered = {key.lower(): key for key in PRESETS}
-    if isinstance(name, str) and name.lower() in lowered:
+    if name.lower() in lowered:
         return dict(PRESETS[lowered[name.lower()]])
     close = difflib.get_close_matches(str(name).lower(), list(lowered), n=3, cutoff=0.5)
     known = "known presets: " + ", ".join(PRESETS)

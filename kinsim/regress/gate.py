@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from xml.sax.saxutils import escape, quoteattr
 from kinsim import __version__
 from kinsim.errors import SpecError
 from kinsim.metrics import better_direction, figure_unit
+from kinsim.reading import read_json
 from kinsim.regress.suite import Suite, finite_number
 from kinsim.units import format_figure
 
@@ -47,12 +48,9 @@ def measure(suite: Suite) -> dict[str, dict[str, float]]:
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise SpecError("baseline not found", file=str(path), hint="write one with kinsim regress SUITE --update")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SpecError(f"not JSON: {error}", file=str(path)) from None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("cases"), dict):
         raise SpecError("expected a baseline written by kinsim regress --update", path="cases", file=str(path))
     for name, figures in data["cases"].items():

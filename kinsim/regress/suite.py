@@ -21,12 +21,14 @@ Which way is worse is known per metric (:func:`kinsim.metrics.better_direction`)
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
 from kinsim.metrics import check_figure_key
+from kinsim.reading import checked_reference, resolved
 from kinsim.yamlio import read_yaml_mapping
 
 DEFAULT_METRICS = {"throughput.output_tokens_per_s": 1e-6, "throughput.tasks_per_s": 1e-6,
@@ -97,6 +99,9 @@ def load_suite(path: str | Path) -> Suite:
     for key in raw:
         if key not in ("name", "description", "metrics", "cases"):
             raise SpecError("unknown key", path=str(key), file=file, hint="keys: name, description, metrics, cases")
+    for key in ("name", "description"):
+        if key in raw and not isinstance(raw[key], str):
+            raise SpecError("expected a string", path=key, value=raw[key], file=file)
     metrics = _tolerances(raw.get("metrics", DEFAULT_METRICS), "metrics", file)
     cases_raw = raw.get("cases")
     if not isinstance(cases_raw, dict) or not cases_raw:
@@ -114,11 +119,13 @@ def load_suite(path: str | Path) -> Suite:
         for key in ("workload", "hardware"):
             if key not in case:
                 raise SpecError("missing required key", path=f"{where}.{key}", file=file)
-            target = (path.parent / str(case[key])).resolve()
-            if not target.is_file():
+            if not isinstance(case[key], str):
+                raise SpecError("expected a file name", path=f"{where}.{key}", value=case[key], file=file)
+            target = resolved(path.parent / case[key], file, f"{where}.{key}")
+            if not os.path.lexists(target):
                 raise SpecError("file not found", path=f"{where}.{key}", value=case[key], file=file,
                                 hint=f"looked for {target}")
-            files[key] = target
+            files[key] = checked_reference(target, "yaml", file, f"{where}.{key}", case[key])
         overrides = case.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise SpecError("expected a mapping of dotted keys to values", path=f"{where}.overrides", file=file)

@@ -22,12 +22,16 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_SWEEP_POINTS
 from kinsim.metrics import check_figure_key
+from kinsim.reading import checked_reference, resolved
 from kinsim.yamlio import read_yaml_mapping
 
 KEYS = ("name", "description", "workload", "hardware", "overrides", "mode", "axes", "plot")
@@ -100,12 +104,17 @@ def load_sweep(path: str | Path) -> Sweep:
     for key in ("workload", "hardware", "axes"):
         if key not in raw:
             raise SpecError("missing required key", path=key, file=file)
+    for key in ("name", "description", "mode"):
+        if key in raw and not isinstance(raw[key], str):
+            raise SpecError("expected a string", path=key, value=raw[key], file=file)
     files = {}
     for key in ("workload", "hardware"):
-        target = (path.parent / str(raw[key])).resolve()
-        if not target.is_file():
+        if not isinstance(raw[key], str):
+            raise SpecError("expected a file name", path=key, value=raw[key], file=file)
+        target = resolved(path.parent / raw[key], file, key)
+        if not os.path.lexists(target):
             raise SpecError("file not found", path=key, value=raw[key], file=file, hint=f"looked for {target}")
-        files[key] = target
+        files[key] = checked_reference(target, "yaml", file, key, raw[key])
     axes = raw["axes"]
     if not isinstance(axes, dict) or not axes:
         raise SpecError("expected a mapping of dotted keys to lists of values", path="axes", file=file)
@@ -119,6 +128,10 @@ def load_sweep(path: str | Path) -> Sweep:
     if mode == "zip" and len({len(v) for v in axes.values()}) > 1:
         raise SpecError("zip needs lists of one length", path="axes", value={k: len(v) for k, v in axes.items()},
                         file=file)
+    points = math.prod(len(v) for v in axes.values()) if mode == "grid" else len(next(iter(axes.values())))
+    if points > MAX_SWEEP_POINTS:
+        raise SpecError(f"the {mode} has {points:,} points, more than kinsim's cap of {MAX_SWEEP_POINTS:,} (each point "
+                        "is a simulation)", path="axes", value={k: len(v) for k, v in axes.items()}, file=file)
     overrides = raw.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise SpecError("expected a mapping of dotted keys to values", path="overrides", file=file)
@@ -127,7 +140,7 @@ def load_sweep(path: str | Path) -> Sweep:
     plot = raw.get("plot") or {}
     if not isinstance(plot, dict) or set(plot) - {"x", "y"}:
         raise SpecError("expected {x: AXIS, y: METRIC}", path="plot", value=plot, file=file)
-    if "x" in plot and plot["x"] not in axes:
+    if "x" in plot and (not isinstance(plot["x"], str) or plot["x"] not in axes):
         raise SpecError("must be one of the axes", path="plot.x", value=plot["x"], file=file)
     if "y" in plot:
         check_figure_key(plot["y"], "plot.y", file)

@@ -114,7 +114,6 @@ class ResultStore:
             try:
                 self._check_schema(db)
                 db.execute(SCHEMA)
-                db.execute(CLAIMS)
                 db.commit()
             except BaseException:
                 db.close()
@@ -172,7 +171,8 @@ class ResultStore:
                        "wall_time_s, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (key, sweep, json.dumps(point, sort_keys=True), status, reason, json.dumps(inputs),
                         json.dumps(metrics), wall_time_s, now))
-            db.execute("DELETE FROM claims WHERE key = ?", (key,))
+            if self._has_claims(db):
+                db.execute("DELETE FROM claims WHERE key = ?", (key,))
             db.commit()
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -204,6 +204,7 @@ class ResultStore:
         with self._errors():
             db.execute("BEGIN IMMEDIATE")
             try:
+                db.execute(CLAIMS)  # made with the first claim: reading a file never changes it
                 if db.execute("SELECT 1 FROM points WHERE key = ?", (key,)).fetchone() is not None:
                     return "done"
                 row = db.execute("SELECT host, pid, since FROM claims WHERE key = ?", (key,)).fetchone()
@@ -217,7 +218,7 @@ class ResultStore:
 
     def renew(self, keys: list[str]) -> None:
         """Renew this process's claims on ``keys`` (they are still being simulated)."""
-        if self.db is None or not keys:
+        if self.db is None or not keys or not self._has_claims(self.db):
             return
         host, pid = _owner()
         with self._errors():
@@ -227,7 +228,7 @@ class ResultStore:
 
     def release(self, keys: list[str]) -> None:
         """Give up this process's claims on ``keys`` (stopped before storing them)."""
-        if self.db is None or not keys:
+        if self.db is None or not keys or not self._has_claims(self.db):
             return
         host, pid = _owner()
         with self._errors():
@@ -238,12 +239,18 @@ class ResultStore:
     def claimed_by_others(self) -> int:
         """How many live claims other processes hold."""
         db = self._reader()
-        if db is None:
+        if db is None or not self._has_claims(db):
             return 0
         owner = _owner()
         with self._errors():
             rows = db.execute("SELECT host, pid, since FROM claims").fetchall()
         return sum((host, pid) != owner and _claim_alive(host, pid, since) for host, pid, since in rows)
+
+
+    def _has_claims(self, db: sqlite3.Connection) -> bool:
+        with self._errors():
+            return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'claims'").fetchone() \
+                is not None
 
 
 def _owner() -> tuple[str, int]:

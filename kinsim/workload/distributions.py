@@ -30,8 +30,10 @@ from typing import ClassVar
 import numpy as np
 
 from kinsim.errors import SpecError
-from kinsim.schema import at_least, check_fields, positive, spec_field
-from kinsim.workload.request import MAX_TOKENS
+from kinsim.limits import MAX_TOKENS
+from kinsim.schema import at_least, at_most, check_fields, positive, spec_field
+
+_TOKENS = at_most(MAX_TOKENS, "tokens: kinsim's cap, 2**24")
 
 #: The one-sided tail the up-front check allows past MAX_TOKENS: 1e-9 of the draws.
 TAIL = 1e-9
@@ -70,7 +72,7 @@ class Constant:
 
     TAG_KEY: ClassVar[str] = "dist"
     KIND: ClassVar[str] = "constant"
-    value: int = spec_field("The token count.", check=at_least(1))
+    value: int = spec_field("The token count.", check=(at_least(1), _TOKENS))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -94,8 +96,8 @@ class Uniform:
 
     TAG_KEY: ClassVar[str] = "dist"
     KIND: ClassVar[str] = "uniform"
-    low: int = spec_field("Smallest token count.", check=at_least(1))
-    high: int = spec_field("Largest token count.", check=at_least(1))
+    low: int = spec_field("Smallest token count.", check=(at_least(1), _TOKENS))
+    high: int = spec_field("Largest token count.", check=(at_least(1), _TOKENS))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -173,7 +175,7 @@ class Listed:
 
     TAG_KEY: ClassVar[str] = "dist"
     KIND: ClassVar[str] = "list"
-    values: tuple[int, ...] = spec_field("Token counts, used in order.", check=at_least(1))
+    values: tuple[int, ...] = spec_field("Token counts, used in order.", check=(at_least(1), _TOKENS))
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -7,7 +7,7 @@ from a generator seeded the same way (see :mod:`kinsim.workload.replay`).
 
 Every drawn quantity is checked in range before it is used (see :mod:`kinsim.workload.distributions`):
 lengths are finite float draws of at most MAX_TOKENS before they are rounded, cast and capped, and the
-arrival times (cumulative exponential gaps) are at most :data:`~kinsim.engine.clock.MAX_TIME_S`, the range
+arrival times (cumulative exponential gaps) are at most :data:`~kinsim.limits.MAX_TIME_S`, half the range
 of the engine's exact clock. A draw out of range is a :class:`SpecError` naming the key.
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinsim.engine.clock import MAX_TIME_S, MAX_TIME_WORDS
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_TIME_S, MAX_TIME_WORDS
 from kinsim.workload.replay import replay_trace
 from kinsim.workload.request import Request, RequestTable
 from kinsim.workload.spec import (

@@ -3,12 +3,14 @@ resolved relative to the file, into a :class:`WorkloadSpec`."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
 from kinsim.model.load import expand_model_ref
+from kinsim.reading import checked_reference, resolved
 from kinsim.schema import apply_overrides, build
 from kinsim.workload.spec import WorkloadSpec
 from kinsim.yamlio import read_with_extends
@@ -28,7 +30,7 @@ def load_workload(path: str | Path, overrides: Mapping[str, Any] | None = None) 
     if overrides:
         overrides = dict(overrides)
         if isinstance(overrides.get("requests.path"), str):  # a path typed on the command line: from the cwd
-            overrides["requests.path"] = str(Path(overrides["requests.path"]).resolve())
+            overrides["requests.path"] = str(resolved(overrides["requests.path"], "--set", "requests.path"))
         raw = apply_overrides(raw, overrides, file=file)
     return workload_from_raw(raw, base_dir=path.parent, file=file)
 
@@ -45,9 +47,10 @@ def workload_from_raw(raw: Mapping[str, Any], base_dir: Path, file: str | None =
         raise error if error.file else error.within("", file) from None
     requests = raw.get("requests")
     if isinstance(requests, Mapping) and requests.get("kind") == "trace" and isinstance(requests.get("path"), str):
-        trace = (base_dir / requests["path"]).resolve()
-        if not trace.is_file():
+        trace = resolved(base_dir / requests["path"], file, "requests.path")
+        if not os.path.lexists(trace):
             raise SpecError("trace file not found", path="requests.path", value=requests["path"], file=file,
                             hint=f"looked for {trace}")
+        checked_reference(trace, "trace", file, "requests.path", requests["path"])
         raw["requests"] = {**requests, "path": str(trace)}
     return build(WorkloadSpec, raw, file=file)

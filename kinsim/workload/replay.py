@@ -15,8 +15,8 @@ Rules, in the order they apply (each skipped row is counted under the first rule
    (``capped_prompt``, ``capped_output``);
 7. the kept rows are sorted by time, ties in file order (``unsorted`` counts rows that arrive earlier
    than a row above them in the file), and replayed at ``(t - start) x time_scale / rate_scale`` seconds.
-   A replayed arrival past :data:`~kinsim.engine.clock.MAX_TIME_S` (2^53 ns, about 104 days: the range of
-   the engine's exact clock) is an error naming the row; so is a token count past MAX_TOKENS (2**31 - 1),
+   A replayed arrival past :data:`~kinsim.limits.MAX_TIME_S` (2^52 ns, about 52 days: half the range of
+   the engine's exact clock) is an error naming the row; so is a token count past MAX_TOKENS (2**24),
    before any cap.
 
 Requests of native formats are named by their file line (``"17"``) and form groups of one.
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from kinsim.engine.clock import MAX_TIME_S, MAX_TIME_WORDS
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_TIME_S, MAX_TIME_WORDS
 from kinsim.workload.formats import read_table
 from kinsim.workload.formats.table import TraceTable
 from kinsim.workload.request import BlockHashes, Request

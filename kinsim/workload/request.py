@@ -6,12 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: The most tokens a prompt or an output may have: 2**31 - 1, a signed 32-bit position (every serving
-#: engine's position index, and far beyond any model's context). Keeping counts below it keeps every
-#: product the engine forms (tokens x KV bytes per token, summed over a batch) exact in int64 and float64.
-#: Generated lengths and trace rows beyond it are refused, before any cap applies (a draw of 10^19 tokens
-#: is a broken distribution, not a long answer).
-MAX_TOKENS = 2**31 - 1
+from kinsim.limits import MAX_TOKENS  # noqa: F401 - re-exported: generated lengths and trace rows are held to it
 
 
 class BlockHashes(bytes):

@@ -7,8 +7,19 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_REQUESTS, MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS, MAX_TOTAL_GPUS
 from kinsim.model.spec import ModelSpec
-from kinsim.schema import at_least, check_fields, fraction, non_empty, non_negative, one_of, positive, spec_field
+from kinsim.schema import (
+    at_least,
+    at_most,
+    check_fields,
+    fraction,
+    non_empty,
+    non_negative,
+    one_of,
+    positive,
+    spec_field,
+)
 from kinsim.workload.distributions import LengthDistribution, length_field
 
 #: Values of a trace's ``format`` (kept in step with :data:`kinsim.workload.formats.FORMATS`).
@@ -20,6 +31,19 @@ ROUTERS = ("group_affinity", "least_loaded", "round_robin")
 #: Serving engines with a per-step overhead preset (see :mod:`kinsim.cost.engine_overhead`).
 ENGINES = ("vllm", "sglang", "trtllm", "none")
 
+#: Caps on sizes (reasons in :mod:`kinsim.limits`).
+_TOKENS = at_most(MAX_TOKENS, "tokens: kinsim's cap, 2**24")
+_REQUESTS = at_most(MAX_REQUESTS, "kinsim's cap on requests")
+_GPUS = at_most(MAX_TOTAL_GPUS, "kinsim's cap on GPUs")
+
+
+
+def _finite_interval(rate: float) -> str | None:
+    if rate * MAX_TIME_S >= 1:
+        return None
+    return (f"must be at least {1 / MAX_TIME_S:.3g} /s: the mean interval 1/rate must be at most "
+            f"{MAX_TIME_S:,.0f} s, the latest arrival kinsim simulates")
+
 # ------------------------------------------------------------------------------------- deployment
 
 
@@ -28,18 +52,18 @@ class DeploymentSpec:
     """How the model is laid on the GPUs and how the serving engine batches."""
 
     tensor_parallel: int = spec_field("GPUs that split every layer (one replica).", default=1,
-                                      check=at_least(1))
+                                      check=(at_least(1), _GPUS))
     data_parallel: int = spec_field("Independent replicas; requests are routed among them.", default=1,
-                                    check=at_least(1))
+                                    check=(at_least(1), _GPUS))
     expert_parallel: int = spec_field("GPUs of a replica that split the experts of an MoE layer (1: "
                                       "experts are split like every other weight, by tensor "
-                                      "parallelism).", default=1, check=at_least(1))
-    max_num_seqs: int = spec_field("Most sequences in one step's batch.", default=256, check=at_least(1))
+                                      "parallelism).", default=1, check=(at_least(1), _GPUS))
+    max_num_seqs: int = spec_field("Most sequences in one step's batch.", default=256, check=(at_least(1), _REQUESTS))
     max_num_batched_tokens: int = spec_field("Most tokens (prefill and decode) in one step.",
-                                             default=8192, check=at_least(1))
+                                             default=8192, check=(at_least(1), _TOKENS))
     chunked_prefill: bool = spec_field("Split long prompts into chunks mixed with decode steps.",
                                        default=True)
-    kv_block_size: int = spec_field("Tokens per paged KV-cache block.", default=16, check=at_least(1))
+    kv_block_size: int = spec_field("Tokens per paged KV-cache block.", default=16, check=(at_least(1), _TOKENS))
     gpu_memory_fraction: float = spec_field(
         "Share of GPU memory the serving engine may use for weights, activations and the KV cache.",
         default=0.9, check=fraction)
@@ -85,11 +109,11 @@ class BlockTopKAttention:
 
     TAG_KEY: ClassVar[str] = "policy"
     KIND: ClassVar[str] = "block_topk"
-    block_size: int = spec_field("Tokens per selection block.", default=16, check=at_least(1))
-    top_k: int = spec_field("Blocks selected per step and KV head.", default=64, check=at_least(1))
-    local_window: int = spec_field("Most recent tokens always read.", default=0, check=non_negative)
+    block_size: int = spec_field("Tokens per selection block.", default=16, check=(at_least(1), _TOKENS))
+    top_k: int = spec_field("Blocks selected per step and KV head.", default=64, check=(at_least(1), _TOKENS))
+    local_window: int = spec_field("Most recent tokens always read.", default=0, check=(non_negative, _TOKENS))
     sink_tokens: int = spec_field("First tokens always read (attention sinks).", default=0,
-                                  check=non_negative)
+                                  check=(non_negative, _TOKENS))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -107,7 +131,7 @@ class TopKAttention:
 
     TAG_KEY: ClassVar[str] = "policy"
     KIND: ClassVar[str] = "topk"
-    token_budget: int = spec_field("KV tokens read per step and sequence.", check=at_least(1))
+    token_budget: int = spec_field("KV tokens read per step and sequence.", check=(at_least(1), _TOKENS))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -120,8 +144,8 @@ class SlidingWindowAttention:
 
     TAG_KEY: ClassVar[str] = "policy"
     KIND: ClassVar[str] = "sliding_window"
-    window: int = spec_field("Most recent tokens kept and read.", check=at_least(1))
-    sink_tokens: int = spec_field("First tokens kept and read.", default=0, check=non_negative)
+    window: int = spec_field("Most recent tokens kept and read.", check=(at_least(1), _TOKENS))
+    sink_tokens: int = spec_field("First tokens kept and read.", default=0, check=(non_negative, _TOKENS))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -150,7 +174,7 @@ class PoissonArrivals:
     TAG_KEY: ClassVar[str] = "process"
     KIND: ClassVar[str] = "poisson"
     rate: float = spec_field("Mean arrivals per unit time (per second, minute or hour: \"30 /min\").",
-                             unit="frequency", check=positive, example="10 /s")
+                             unit="frequency", check=(positive, _finite_interval), example="10 /s")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -163,7 +187,7 @@ class ClosedLoopArrivals:
 
     TAG_KEY: ClassVar[str] = "process"
     KIND: ClassVar[str] = "closed_loop"
-    concurrency: int = spec_field("Problems in flight at once.", check=at_least(1))
+    concurrency: int = spec_field("Problems in flight at once.", check=(at_least(1), _REQUESTS))
     rounds: bool = spec_field("Release the next concurrency problems only when the whole round has ended "
                               "(a client that sends batches and waits for each), instead of one as each ends.",
                               default=False)
@@ -179,20 +203,27 @@ ArrivalProcess = AllAtOnce | PoissonArrivals | ClosedLoopArrivals
 
 @dataclass(frozen=True, kw_only=True)
 class _GeneratedRequests:
-    problems: int = spec_field("Problems (tasks).", check=at_least(1))
+    problems: int = spec_field("Problems (tasks).", check=(at_least(1), _REQUESTS))
     prompt_tokens: LengthDistribution = length_field("Prompt length of each problem, tokens.")
     output_tokens: LengthDistribution = length_field("Generated length of each sample, tokens, before "
                                                      "the cap.")
     max_output_tokens: int = spec_field("Generation cap: a sample stops after this many tokens.",
-                                        check=at_least(1))
+                                        check=(at_least(1), _TOKENS))
     arrival: ArrivalProcess = spec_field("When problems arrive.", default=AllAtOnce(), tag="process")
     warmup: int = spec_field("The first requests (in generation order) are served but left out of the "
                              "latency figures, as benchmark clients discard their warm-up requests.",
-                             default=0, check=non_negative)
+                             default=0, check=(non_negative, _REQUESTS))
     stagger_warmup: bool = spec_field(
         "Warm-up request i generates (i + 1) / warmup of its drawn length, so that the clients of a closed "
         "loop leave the warm-up out of step, as a real benchmark's clients are after a while (with "
         "identical lengths they would otherwise prefill and finish in lockstep forever).", default=False)
+
+    def _check_span(self) -> None:
+        """Poisson arrivals of every problem must fall within the clock's exact range (on average)."""
+        if isinstance(self.arrival, PoissonArrivals) and self.problems > self.arrival.rate * MAX_TIME_S:
+            raise SpecError(f"{self.problems:,} problems at this rate arrive over about "
+                            f"{self.problems / self.arrival.rate:.4g} s, beyond {MAX_TIME_WORDS}",
+                            path="arrival.rate", value=self.arrival.rate, hint="a higher rate or fewer problems")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,10 +233,14 @@ class BestOfNRequests(_GeneratedRequests):
 
     TAG_KEY: ClassVar[str] = "kind"
     KIND: ClassVar[str] = "best_of_n"
-    samples: int = spec_field("Samples per problem (N).", check=at_least(1))
+    samples: int = spec_field("Samples per problem (N).", check=(at_least(1), _REQUESTS))
 
     def __post_init__(self) -> None:
         check_fields(self)
+        self._check_span()
+        if self.problems * self.samples > MAX_REQUESTS:
+            raise SpecError(f"problems x samples must be at most {MAX_REQUESTS:,} requests (kinsim's cap), got "
+                            f"{self.problems:,} x {self.samples:,}", path="samples")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,6 +252,7 @@ class LongCoTRequests(_GeneratedRequests):
 
     def __post_init__(self) -> None:
         check_fields(self)
+        self._check_span()
 
     @property
     def samples(self) -> int:
@@ -253,11 +289,11 @@ class TraceRequests:
                                "order, from a generator seeded with the workload's seed.", default=1.0,
                                check=fraction)
     max_prompt_tokens: int | None = spec_field("Longer prompts are cut to this many tokens (counted); none: "
-                                               "no cap.", default=None, check=at_least(1))
+                                               "no cap.", default=None, check=(at_least(1), _TOKENS))
     max_output_tokens: int | None = spec_field("Longer outputs are cut to this many tokens (counted); none: "
-                                               "no cap.", default=None, check=at_least(1))
+                                               "no cap.", default=None, check=(at_least(1), _TOKENS))
     hash_block_tokens: int = spec_field("Tokens per hash id of the trace's hash_ids (512 in the Mooncake "
-                                        "traces).", default=512, check=at_least(1))
+                                        "traces).", default=512, check=(at_least(1), _TOKENS))
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kinsim.errors import SpecError
+from kinsim.reading import checked_file
 from kinsim.workload.formats import azure, burstgpt, kinsim_format, mooncake
 from kinsim.workload.formats.detect import detect_format
 from kinsim.workload.formats.table import TraceTable
@@ -26,9 +27,7 @@ FORMATS = ("auto", *READERS)
 
 def read_table(path: str | Path, format: str = "auto") -> TraceTable:
     """The rows of the trace at ``path`` in ``format`` (``auto``: told by its first line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError("trace file not found", file=str(path))
+    path = checked_file(path, "trace", "trace file not found")
     if format == "auto":
         format = detect_format(path)
     if format not in READERS:

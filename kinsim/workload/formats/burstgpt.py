@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kinsim.limits import MAX_TOKENS
 from kinsim.workload.formats.columns import Column, read_columns
 from kinsim.workload.formats.table import TraceTable, shifted_to_first
-from kinsim.workload.request import MAX_TOKENS
 
 NAME = "burstgpt"
 HEADER = ("Timestamp", "Model", "Request tokens", "Response tokens")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import io
 import json
 import math
 import re
@@ -17,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_NESTING
+from kinsim.reading import csv_rows_checked, open_checked
+
+#: Longest first line read to tell a trace's format (a header or one JSON object).
+FIRST_LINE_CHARS = 1 << 20
 
 
 def open_text(path: str | Path):
-    """``path`` opened as UTF-8 text, or a :class:`SpecError` when it cannot be."""
-    try:
-        return open(path, encoding="utf-8", newline="")
-    except FileNotFoundError:
-        raise SpecError("trace file not found", file=str(path)) from None
-    except OSError as error:
-        raise SpecError(f"cannot be read ({error.strerror})", file=str(path)) from None
+    """``path`` opened as UTF-8 text, or a :class:`SpecError` when it cannot be (or is not a regular file
+    within the size cap of a trace: :mod:`kinsim.reading`)."""
+    return io.TextIOWrapper(open_checked(path, "trace", "trace file not found"), encoding="utf-8", newline="")
 
 
 def _lines(handle, file: str) -> Iterator[str]:
@@ -37,9 +39,13 @@ def _lines(handle, file: str) -> Iterator[str]:
 
 
 def first_line(path: str | Path) -> str:
-    """The first non-blank line of the file ('' when there is none)."""
+    """The first non-blank line of the file ('' when there is none); a line of more than
+    :data:`FIRST_LINE_CHARS` characters is refused without reading it whole."""
     with open_text(path) as handle:
-        for line in _lines(handle, str(path)):
+        for line in _lines(iter(lambda: handle.readline(FIRST_LINE_CHARS + 1), ""), str(path)):
+            if len(line) > FIRST_LINE_CHARS:
+                raise SpecError(f"its first line is longer than {FIRST_LINE_CHARS:,} characters, expected a "
+                                "CSV header or a JSON object", path="line 1", file=str(path))
             if line.strip():
                 return line.strip().lstrip("\ufeff")
     return ""
@@ -49,7 +55,7 @@ def csv_header(path: str | Path) -> list[str]:
     """The stripped header cells of a CSV file; a :class:`SpecError` when it is empty or repeats a column."""
     file = str(path)
     with open_text(path) as handle:
-        header = next(csv.reader(_lines(handle, file)), None)
+        header = next(csv_rows_checked(csv.reader(_lines(handle, file)), file), None)
     if header is None:
         raise SpecError("is empty, expected a header row", file=file)
     header = [h.strip().lstrip("\ufeff") for h in header]
@@ -66,7 +72,7 @@ def csv_rows(path: str | Path) -> Iterator[tuple[int, dict[str, str]]]:
     with open_text(path) as handle:
         reader = csv.reader(_lines(handle, file))
         next(reader)
-        for cells in reader:
+        for cells in csv_rows_checked(reader, file):
             if not any(c.strip() for c in cells):
                 continue
             line = reader.line_num
@@ -87,6 +93,9 @@ def jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise SpecError(f"is not valid JSON ({error.msg})", path=f"line {number}", file=file) from None
+            except RecursionError:
+                raise SpecError(f"is not valid JSON (nests more than {MAX_NESTING} deep)", path=f"line {number}",
+                                file=file) from None
             if not isinstance(row, dict):
                 raise SpecError("expected a JSON object", path=f"line {number}", value=row, file=file)
             yield number, row

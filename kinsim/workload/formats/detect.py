@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from kinsim.errors import SpecError
+from kinsim.reading import csv_rows_checked
 from kinsim.workload.formats import azure, burstgpt, cells, kinsim_format, mooncake
 
 #: What each format's first line holds, for detection and for the message when none matches.
@@ -29,13 +30,15 @@ def detect_format(path: str | Path) -> str:
             row = json.loads(first)
         except json.JSONDecodeError as error:
             raise SpecError(f"is not valid JSON ({error.msg})", path="line 1", file=file) from None
+        except RecursionError:
+            raise SpecError("is not valid JSON (nests too deep)", path="line 1", file=file) from None
         keys = set(row) if isinstance(row, dict) else set()
         if "request_id" in keys or "arrival_s" in keys:
             return kinsim_format.NAME
         if set(mooncake.KEYS) <= keys:
             return mooncake.NAME
     else:
-        header = {h.strip() for h in next(csv.reader([first]), [])}
+        header = {h.strip() for h in next(csv_rows_checked(csv.reader([first]), file), [])}
         if set(azure.HEADER) <= header:
             return azure.NAME
         if set(burstgpt.HEADER) <= header:

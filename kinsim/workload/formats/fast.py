@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kinsim.limits import MAX_NESTING
+
 #: Column kinds: ``int`` (int64, whole numbers only), ``float`` (float64, finite), ``str`` (no empty
 #: cell), ``category`` (a name: ``NAME.codes`` into ``NAME.names``, in order of first appearance),
 #: ``datetime`` (int64 nanoseconds since 1970 UTC), ``ids`` (lists of whole numbers: ``NAME.offsets`` and
@@ -80,6 +82,8 @@ def read_jsonl(path: str | Path, columns: dict[str, str], optional: tuple[str, .
                 cut = text.rfind(b"\n") + 1
                 text, rest = text[:cut], text[cut:]
             if text:
+                if _nests_deeply(text):
+                    return None  # pyarrow's parser recurses per level (and crashes far down): the exact path
                 try:
                     table = pj.read_json(io.BytesIO(text), read_options=pj.ReadOptions(use_threads=THREADS),
                                          parse_options=pj.ParseOptions(newlines_in_values=False),
@@ -108,6 +112,16 @@ def read_jsonl(path: str | Path, columns: dict[str, str], optional: tuple[str, .
         del pieces
     out["__columns__"] = np.array(list(keys), dtype=object)
     return out
+
+
+def _nests_deeply(text: bytes) -> bool:
+    """Whether brackets in ``text`` nest more than :data:`~kinsim.limits.MAX_NESTING` deep, counted
+    vectorised over the block; brackets inside strings count too, which can only send an ordinary file to
+    the exact path, never let a deep one through."""
+    data = np.frombuffer(text, dtype=np.uint8)
+    step = (data == ord("{")).astype(np.int32) + (data == ord("["))
+    step -= (data == ord("}")).astype(np.int32) + (data == ord("]"))
+    return bool(len(step)) and int(np.cumsum(step).max()) > MAX_NESTING
 
 
 def _columns(table, columns: dict[str, str], optional: tuple[str, ...]) -> dict[str, np.ndarray] | None:

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from kinsim.errors import SpecError
+from kinsim.limits import MAX_TOKENS
 from kinsim.workload.formats.columns import Column, read_columns
 from kinsim.workload.formats.table import TraceTable
-from kinsim.workload.request import MAX_TOKENS
 
 NAME = "kinsim"
 REQUIRED_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
