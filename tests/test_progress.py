@@ -60,3 +60,22 @@ def test_disabled_progress_writes_nothing(clock, terminal):
         bar.update(step, 10)
     bar.close()
     assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize("flags, lines", [([], 1), (["--no-progress"], 0), (["--quiet"], 0)])
+def test_kinsim_run_reports_progress_in_a_log_unless_told_not_to(monkeypatch, capsys, flags, lines):
+    """With the first line due at once (LOG_AFTER_S = 0), a small run into a log (stderr is not a terminal)
+    prints one progress line, at its end, naming requests and simulated seconds; the flags silence it."""
+    from kinsim.cli import main
+
+    from .conftest import HARDWARE, ROOT
+
+    monkeypatch.setattr(progress_module, "LOG_AFTER_S", 0.0)
+    code = main(["run", str(ROOT / "workloads" / "aime_bon32.yaml"), "--hw", str(HARDWARE / "h100.yaml"),
+                 "--set", "requests.problems=1", "--set", "requests.samples=2", *flags])
+    assert code == 0
+    progress_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("kinsim: progress:")]
+    assert len(progress_lines) == lines
+    if lines:
+        line = progress_lines[0]
+        assert line.startswith("kinsim: progress: 2/2 requests, ") and " s simulated, " in line

@@ -45,14 +45,13 @@ def _text(page: str) -> str:
 def test_two_reports_of_one_simulation_are_byte_identical(two_runs, tmp_path: Path, capsys):
     first, second = two_runs
     pages = []
-    for i, run_file in enumerate((first, first, second)):
+    for i, run_file in enumerate((first, second)):
         out = tmp_path / f"r{i}.html"
         assert main(["report", str(run_file), "-o", str(out)]) == 0
         pages.append(out.read_bytes())
-    assert pages[0] == pages[1]  # the same run file twice
-    assert pages[0] == pages[2]  # two runs of the same workload (different wall times)
+    assert pages[0] == pages[1]  # two runs of the same workload (different wall times), so also one run twice
     summary = json.loads(second.read_text())
-    assert f"{summary['wall_time_s']:.2f} s" not in pages[2].decode()
+    assert f"{summary['wall_time_s']:.2f} s" not in pages[1].decode()
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from kinsim.cli.options import add_set_option, overrides_of
+from kinsim.cli.progress import Progress
 from kinsim.cost.registry import COST_MODELS
 from kinsim.errors import SpecError
 from kinsim.outputs import Outputs
@@ -49,6 +49,8 @@ def add_parser(subparsers) -> None:
                              "summary (every request, running totals of the steps: the default above) or none "
                              "(running totals only; percentiles within 0.1%%)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress on stderr (a bar on a terminal; elsewhere a line every 30 s after 10 s)")
     parser.set_defaults(run=run)
 
 
@@ -88,11 +90,17 @@ def _simulate_and_write(args: argparse.Namespace, outputs: Outputs) -> dict:
         raise SpecError("needs --trace and --trace-window (op-level slices are kept for a window only)",
                         path="--trace-ops", value=True)
     records = records_needed(args, requests_csv, steps_csv, trace_path)
-    bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
-    result = simulate(args.workload, args.hw, overrides_of(args), seed=args.seed, exact_steps=args.exact_steps,
-                      cost_model=args.cost_model, progress=bar.update,
-                      op_window=window if args.trace_ops else None, records=records)
-    bar.close()
+    progress = Progress("requests", enabled=not (args.quiet or args.no_progress))
+
+    def report(p) -> None:  # a kinsim.engine.simulation.Progress
+        progress.update(p.ended, p.total, f"{p.sim_time_s:,.1f} s simulated")
+
+    try:
+        result = simulate(args.workload, args.hw, overrides_of(args), seed=args.seed, exact_steps=args.exact_steps,
+                          cost_model=args.cost_model, progress=report,
+                          op_window=window if args.trace_ops else None, records=records)
+    finally:
+        progress.close()
     summary = result.to_dict()
     if records is None and summary["records"] != "full" and not args.quiet:
         print(f"kinsim: note: {summary['requests']['total']:,} requests: kept running totals of the steps "
@@ -133,28 +141,3 @@ def records_needed(args: argparse.Namespace, requests_csv, steps_csv, trace_path
     if args.records is None and any(mode == "full" for _, mode in needs):
         return "full"
     return args.records
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, shown only on a terminal and only after the first second."""
-
-    def __init__(self, enabled: bool, width: int = 30) -> None:
-        self.enabled, self.width = enabled, width
-        self.started = time.perf_counter()
-        self.shown = False
-
-    def update(self, progress) -> None:
-        """Redraw from a :class:`kinsim.engine.simulation.Progress`."""
-        if not self.enabled or time.perf_counter() - self.started < 1.0:
-            return
-        share = progress.ended / progress.total if progress.total else 1.0
-        filled = int(share * self.width)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {progress.ended}/{progress.total} "
-                         f"requests, {progress.sim_time_s:,.1f} s simulated")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
+from kinsim.cli.progress import Progress
 from kinsim.errors import KinsimError, SpecError
 from kinsim.metrics import check_figure_key, figure_unit
 from kinsim.outputs import Outputs, checked_file
@@ -39,6 +39,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--y", metavar="METRIC", default=None,
                         help="metric of the plot (default: the file's or tasks/s)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress on stderr (a bar on a terminal; elsewhere a line every 30 s after 10 s)")
     parser.set_defaults(run=run)
 
 
@@ -82,18 +84,13 @@ def _run_and_export(args: argparse.Namespace, outputs: Outputs):
     created = not os.path.lexists(db)
     store = ResultStore(db)
     try:
-        show = sys.stderr.isatty() and not args.quiet
-
-        def progress(done: int, total: int) -> None:
-            if show:
-                sys.stderr.write(f"\r{done}/{total} points simulated")
-                sys.stderr.flush()
-
+        progress = Progress("points", enabled=not (args.quiet or args.no_progress))
         points = resolve(sweep)
-        report = run_sweep(sweep, store, workers=args.workers, scheduler=args.scheduler, progress=progress,
-                           points=points)
-        if show and report.ran:
-            sys.stderr.write("\n")
+        try:
+            report = run_sweep(sweep, store, workers=args.workers, scheduler=args.scheduler,
+                               progress=progress.update, points=points)
+        finally:
+            progress.close()
         rows = sweep_rows(sweep, store, points)
     except BaseException:  # a results file this call made and left empty goes too (stored points stay: resume)
         if created:
