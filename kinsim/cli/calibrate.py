@@ -172,12 +172,13 @@ def run_validate(args: argparse.Namespace) -> int:
     with Outputs() as outputs:
         outputs.file("--csv", args.csv)
         outputs.file("--plot", args.plot, figure=True)
-        _validate(args, outputs)
+        lines = _validate(args, outputs)
+    print("\n".join(lines))  # after the outputs are in place: a failed write prints only its error
     return 0
 
 
-def _validate(args: argparse.Namespace, outputs: Outputs) -> None:
-    """Print the errors per kernel and produce the outputs (committed by the caller)."""
+def _validate(args: argparse.Namespace, outputs: Outputs) -> list[str]:
+    """The table of errors per kernel; produces the outputs (committed by the caller)."""
     from kinsim.calibration.measurements import read_measurements
     from kinsim.calibration.validate import errors_by_kernel, plot_validation, predictions
     from kinsim.hardware.load import load_hardware
@@ -185,12 +186,15 @@ def _validate(args: argparse.Namespace, outputs: Outputs) -> None:
     hw = load_hardware(args.hw)
     table = predictions(read_measurements(args.directory), hw)
     source = "calibration profile" if hw.calibration is not None else "constant efficiencies (no calibration)"
-    print(f"{hw.name} with its {source}")
-    print(f"{'kernel':<18} {'impl':<24} {'points':>6} {'MAPE':>7} {'worst':>8}  {'held out':>8} {'MAPE':>7}  worst row")
+    header = (f"{'kernel':<18} {'impl':<24} {'points':>6} {'MAPE':>7} {'worst':>8}  "
+              f"{'held out':>8} {'MAPE':>7}  worst row")
+    lines = [f"{hw.name} with its {source}", header]
     for e in errors_by_kernel(table):
         held = f"{e.held_points:>8} {e.held_mape:>7.2%}" if e.held_mape is not None else f"{'-':>8} {'-':>7}"
-        print(f"{e.kernel:<18} {e.impl:<24} {e.points:>6} {e.mape:>7.2%} {e.worst:>8.2%}  {held}  {e.worst_row + 2}")
+        lines.append(f"{e.kernel:<18} {e.impl:<24} {e.points:>6} {e.mape:>7.2%} {e.worst:>8.2%}  {held}  "
+                     f"{e.worst_row + 2}")
     if args.csv:
         outputs.write("--csv", lambda p: table.to_csv(p, index=False))
     if args.plot:
         outputs.write_figure("--plot", plot_validation(table, f"{hw.name}: predicted against measured ({source})"))
+    return lines
