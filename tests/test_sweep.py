@@ -169,3 +169,22 @@ def test_a_change_to_kinsims_source_changes_every_points_key(monkeypatch):
     assert store.content_key(inputs) != before
     monkeypatch.undo()
     assert len(store.source_digest()) == 64 and store.content_key(inputs) == before
+
+
+def test_validate_checks_a_sweep_point_by_point_and_a_suite_case_by_case(tmp_path: Path, capsys):
+    """``kinsim validate`` knows sweep files (every point's inputs resolved) and regression suites."""
+    from .conftest import ROOT
+
+    files = [str(ROOT / "examples" / "sweep_hbm_bandwidth.yaml"), str(ROOT / "regress" / "suite.yaml")]
+    assert main(["validate", *files]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("sweep_hbm_bandwidth.yaml (sweep, 5 points)")  # five bandwidths in the file
+    assert out[1].endswith("suite.yaml (suite, 5 cases)")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"name: bad\nworkload: {ROOT / 'workloads/aime_bon32.yaml'}\n"
+                   f"hardware: {ROOT / 'hardware/h100.yaml'}\n"
+                   'axes:\n  hw.gpu.memory.bandwidth: ["2 TB/s", "-1 TB/s", "3 TB/s"]\n')
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"kinsim: error: {bad}: point 2 of 3 (")
+    assert "gpu.memory.bandwidth" in err[0]

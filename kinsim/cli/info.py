@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     given = _trace_options_given(args)
     if given:
         raise SpecError("applies to a trace file only", path="--" + given[0].replace("_", "-"), value=args.file)
+    if input_kind(args.file) in ("sweep", "suite"):
+        raise SpecError(f"kinsim info describes hardware, models, workloads and traces, not a {input_kind(args.file)} "
+                        "file", file=args.file, hint=f"kinsim validate {args.file} checks it")
     loaded = load_input(args.file, overrides_of(args))
     if loaded.kind == "hardware":
         figures, lines = describe_hardware(loaded.spec), _hardware_lines
