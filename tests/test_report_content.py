@@ -109,3 +109,29 @@ def test_op_classes_without_time_have_no_bar_and_no_row(two_runs, no_images):
     # 3 s of 4 s is 75%; 1 s is 25%
     assert "<td class='num'>3 s</td><td class='num'>75%</td>" in table
     assert "<td class='num'>1 s</td><td class='num'>25%</td>" in table
+
+
+@pytest.mark.parametrize("section", ["breakdown_s", "by_class", "by_class.attention", "latency.request", "kv",
+                                     "utilization", "requests", "series"])
+def test_keys_a_run_file_holds_beyond_those_kinsim_reads_are_passed_over(two_runs, tmp_path, no_images, capsys,
+                                                                         section):
+    """Report and compare read the keys they know (``RUN_SHAPE``), whatever else a section holds: a key added
+    to a section, with a value of any type, changes nothing they show (it crashed report and compare when
+    they iterated a section's items)."""
+    first, _ = two_runs
+    summary = json.loads(first.read_text())
+    node = summary
+    for part in section.split("."):
+        node = node[part]
+    node["added_by_hand"] = {"seconds": "x"}
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(summary))
+    pages = []
+    for run_file in (first, edited):
+        out = tmp_path / f"{run_file.stem}.html"
+        assert main(["report", str(run_file), "-o", str(out)]) == 0
+        pages.append(out.read_bytes())
+    assert pages[0] == pages[1]
+    assert main(["compare", str(first), str(edited)]) == 0
+    table = capsys.readouterr().out
+    assert "added_by_hand" not in table

@@ -64,7 +64,7 @@ def render_report(summary: dict[str, Any]) -> str:
     esc = html.escape
     rows = "".join(f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>"
                    for label, value in summary_rows(summary, wall_time=False))
-    busy = sum(summary["breakdown_s"].values()) or 1.0
+    busy = sum(summary["breakdown_s"][c] for c in OP_CLASSES) or 1.0
     breakdown = "".join(
         f"<tr><td>{c}</td><td class='num'>{format_figure('replica-seconds', summary['breakdown_s'][c])}</td>"
         f"<td class='num'>{format_figure('fraction', summary['breakdown_s'][c] / busy)}</td>"

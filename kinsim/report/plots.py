@@ -104,7 +104,8 @@ def plot_latency(summary: Mapping[str, Any]) -> Figure:
 def roofline_points(summary: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     """Per op class with FLOPs and HBM bytes: (FLOP per HBM byte, achieved FLOP/s per GPU)."""
     points = {}
-    for c, entry in summary["by_class"].items():
+    for c in OP_CLASSES:  # the declared classes only (a run file may carry keys kinsim does not read)
+        entry = summary["by_class"][c]
         if entry["flops"] > 0 and entry["hbm_bytes"] > 0 and entry["seconds"] > 0:
             points[c] = (entry["flops"] / entry["hbm_bytes"], entry["flops"] / entry["seconds"])
     return points

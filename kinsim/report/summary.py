@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kinsim.ops.op import OP_CLASSES
 from kinsim.units import format_quantity as fq
 
 
@@ -29,8 +30,9 @@ def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, s
     how long the simulation took, which differs between two runs of one simulation."""
     req, tok, thr, lat = s["requests"], s["tokens"], s["throughput"], s["latency"]
     kv, util = s["kv"], s["utilization"]
-    busy = sum(s["breakdown_s"].values()) or 1.0
-    breakdown = ", ".join(f"{c} {v / busy:.0%}" for c, v in s["breakdown_s"].items() if v > 0)
+    seconds = {c: s["breakdown_s"][c] for c in OP_CLASSES}  # the declared classes only, whatever else a file holds
+    busy = sum(seconds.values()) or 1.0
+    breakdown = ", ".join(f"{c} {v / busy:.0%}" for c, v in seconds.items() if v > 0)
     rows = [
         ("simulated", f"{s['workload']} ({s['model']}, {s['attention']} attention) on {s['gpus']} x "
                       f"{s['hardware']}"),
