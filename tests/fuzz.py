@@ -1,8 +1,10 @@
 """A seeded mutation fuzzer for kinsim's inputs: every failure must be one line and exit 2, never a bug.
 
-It copies small variants of the shipped inputs (hardware, workload, sweep, regression suite and baseline,
-a request trace in CSV and JSONL, a run JSON) into a scratch directory, then, case after case, mutates one of
-them and runs the commands that read it, in this process, through :func:`kinsim.cli.main`:
+It copies the shipped inputs (hardware files, workloads, sweep files, the regression suite) and small variants
+of them (a workload, a sweep, a suite and its baseline, a request trace in CSV and JSONL, a run JSON) into a
+scratch directory, then, case after case, mutates one of them and runs the commands that read it, in this
+process, through :func:`kinsim.cli.main` (the shipped workloads, sweeps and suite are validated and
+described, not simulated: they take seconds each):
 
 * structural mutations of the parsed file (a key removed, renamed or added; a value replaced by another
   type, a huge, tiny, negative, NaN or infinite number, a date, a long string, deep nesting);
@@ -111,8 +113,16 @@ def build_corpus(root: Path) -> dict[str, Path]:
     from kinsim.cli import main
 
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ROOT / "hardware", root / "hardware")
+    for folder in ("hardware", "workloads", "regress"):
+        shutil.copytree(ROOT / folder, root / folder)
+    (root / "examples").mkdir()
+    for sweep in (ROOT / "examples").glob("sweep_*.yaml"):
+        shutil.copy(sweep, root / "examples" / sweep.name)
     files = {"hardware": root / "hardware" / "h100.yaml", "hardware_a100": root / "hardware" / "a100.yaml"}
+    # the shipped files as they are (only validated and described: simulating them takes seconds each)
+    files.update({f"shipped_{p.stem}": p for p in sorted((root / "workloads").glob("*.yaml"))})
+    files.update({f"shipped_{p.stem}": p for p in sorted((root / "examples").glob("sweep_*.yaml"))})
+    files["shipped_suite"] = root / "regress" / "suite.yaml"
     workload = root / "workload.yaml"
     workload.write_text(yaml.safe_dump(TINY_WORKLOAD, sort_keys=False))
     files["workload"] = workload
@@ -362,6 +372,9 @@ def _small_enough_to_simulate(workload: Path, hardware: Path) -> bool:
 def commands_for(target: str, path: Path, files: dict[str, Path], out: Path) -> list[tuple[list[str], list[Path]]]:
     """The commands that read ``target`` (at ``path``), each with the outputs it should write."""
     hw, workload = str(files["hardware"]), str(files["workload"])
+    if target.startswith("shipped_"):
+        described = path.parent.name == "workloads"
+        return [(["validate", str(path)], [])] + ([(["info", str(path)], [])] if described else [])
     if target.startswith("hardware"):
         return [(["validate", str(path)], []), (["info", str(path), "--json"], []),
                 (["run", workload, "--hw", str(path), "--json", str(out / "r.json"), "--quiet"], [out / "r.json"])]
@@ -420,7 +433,7 @@ def run_campaign(cases: int, seed: int, scratch: Path, progress: Callable[[str],
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
     files = build_corpus(scratch / "corpus")
     targets = ["hardware", "hardware_a100", "workload", "chat", "replay", "trace_csv", "trace_jsonl", "sweep",
-               "suite", "baseline", "run_json"]
+               "suite", "baseline", "run_json"] + sorted(name for name in files if name.startswith("shipped_"))
     originals = {name: files[name].read_bytes() for name in targets}
     docs = {name: _load(files[name]) for name in targets}
     rng = random.Random(seed)
