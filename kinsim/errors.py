@@ -84,6 +84,11 @@ _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 80, 80, 40
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
 
 
+def show_value(value: object) -> str:
+    """How a value appears in a message: see :func:`_show`."""
+    return _show(value)
+
+
 def _show(value: object) -> str:
     """``repr(value)`` cut to 80 characters; a large value is never written out in full (a YAML alias bomb
     stands for billions of values), so the cost is bounded whatever the value."""

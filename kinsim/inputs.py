@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kinsim.errors import SpecError
+from kinsim.errors import SpecError, show_value
 from kinsim.hardware import HardwareSpec, load_hardware
 from kinsim.model import ModelSpec, load_model
 from kinsim.model.presets import PRESETS
@@ -110,5 +110,6 @@ def _load_sweep_or_suite(kind: str, name: str) -> LoadedInput:
     points = resolve(sweep)
     for point in points:
         if point.error:
-            raise SpecError(f"point {point.index + 1} of {len(points)} ({point.values}): {point.error}", file=name)
+            raise SpecError(f"point {point.index + 1} of {len(points)} ({show_value(point.values)}): {point.error}",
+                            file=name)
     return LoadedInput(kind, name, sweep, detail=f"{len(points)} points")

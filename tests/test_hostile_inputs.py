@@ -484,3 +484,35 @@ def test_a_trace_just_within_the_bounds_is_read(tmp_path: Path, capsys):
     last = 4_500_000  # seconds, just below 2**52 ns = 4,503,599.6 s
     (tmp_path / "t.csv").write_text(TRACE_HEADER + f"r0,0,1,1\nr1,{last},{limits.MAX_TOKENS},1\n")
     assert main(["validate", str(tmp_path / "t.csv")]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("hash_id", [2**63, 2**70, -(2**63) - 1])
+def test_a_hash_id_beyond_int64_is_refused_at_its_line(tmp_path: Path, capsys, suffix, hash_id):
+    """Hash ids are kept as int64: one just past either end is refused at its line (it crashed the array
+    build; found by the fuzzer)."""
+    trace = tmp_path / f"t{suffix}"
+    if suffix == ".csv":
+        trace.write_text("request_id,arrival_s,prompt_tokens,output_tokens,hash_ids\n"
+                         f"a,0,32,4,1 2\nb,1,32,4,7 {hash_id}\n")
+        line = "line 3.hash_ids"
+    else:
+        trace.write_text('{"request_id": "a", "arrival_s": 0, "prompt_tokens": 32, "output_tokens": 4}\n'
+                         f'{{"request_id": "b", "arrival_s": 1, "prompt_tokens": 32, "output_tokens": 4, '
+                         f'"hash_ids": [7, {hash_id}]}}\n')
+        line = "line 2.hash_ids"
+    rc = main(["info", str(trace)])
+    assert_refused(rc, capsys.readouterr().err, f"{trace}: {line}: a hash id must fit a 64-bit integer",
+                   f"got {hash_id}")
+
+
+def test_a_huge_sweep_value_gives_a_short_message(tmp_path: Path, capsys):
+    """A 200,000-character axis value that fails validation: the message stays one short line (the point's
+    values are shown cut, as every value in a message is; found by the fuzzer)."""
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"name: s\nworkload: {AIME}\nhardware: {HARDWARE / 'h100.yaml'}\n"
+                     f"axes:\n  hw.gpu.memory.bandwidth: ['{'9' * 200_000} TB/ss']\n")
+    rc = main(["validate", str(sweep)])
+    err = capsys.readouterr().err
+    assert_refused(rc, err, f"{sweep}: point 1 of 1 (")
+    assert len(err) < 600

@@ -166,10 +166,16 @@ def datetime_ns(value: Any, path: str, file: str) -> int:
 def id_list(value: Any, path: str, file: str) -> list[int]:
     """Hash ids: a JSON list of whole numbers, or a CSV cell of whole numbers separated by spaces or
     semicolons."""
+    ids: list[int] | None = None
     if isinstance(value, str):
         parts = [p for p in re.split(r"[;\s]+", value.strip()) if p]
         if all(re.fullmatch(r"\+?-?[0-9]+", p) for p in parts):
-            return [int(p) for p in parts]
+            ids = [int(p) for p in parts]
     elif isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return value
-    raise SpecError("expected a list of whole numbers (hash ids)", path=path, value=value, file=file)
+        ids = value
+    if ids is None:
+        raise SpecError("expected a list of whole numbers (hash ids)", path=path, value=value, file=file)
+    for hash_id in ids:  # they are kept as int64
+        if not -(2**63) <= hash_id < 2**63:
+            raise SpecError("a hash id must fit a 64-bit integer", path=path, value=hash_id, file=file)
+    return ids
