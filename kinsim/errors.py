@@ -49,16 +49,18 @@ class SpecError(KinsimError):
         super().__init__(self._format())
 
     def _format(self) -> str:
+        # Every part can hold text from the input (a file name, a key, a rule quoting a value): each is cut
+        # to a bounded length, so a message stays one readable line whatever the input holds.
         parts = []
         if self.file:
-            parts.append(str(self.file))
+            parts.append(_cut(str(self.file), MAX_PART))
         if self.path:
-            parts.append(self.path)
-        text = self.rule
+            parts.append(_cut(self.path, MAX_PART))
+        text = _cut(self.rule, 2 * MAX_PART)
         if self.value is not SpecError._NO_VALUE:
             text += f", got {_show(self.value)}"
         if self.hint:
-            text += f" (hint: {self.hint})"
+            text += f" (hint: {_cut(self.hint, MAX_PART)})"
         parts.append(text)
         return ": ".join(parts)
 
@@ -82,6 +84,18 @@ def _rebuild_spec_error(rule, path, value, file, hint):
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 80, 80, 40
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
+#: Longest file name, key path or hint a message shows (characters); the rule gets twice as many.
+MAX_PART = 240
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text``, or its start and end around " ... " when it is longer than ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 5) // 2
+    return f"{text[:keep]} ... {text[-keep:]}"
 
 
 def show_value(value: object) -> str:

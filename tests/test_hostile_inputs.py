@@ -516,3 +516,19 @@ def test_a_huge_sweep_value_gives_a_short_message(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert_refused(rc, err, f"{sweep}: point 1 of 1 (")
     assert len(err) < 600
+
+
+@pytest.mark.parametrize("part", ["file", "path", "rule", "hint", "value"])
+def test_every_part_of_a_message_is_cut_to_a_bounded_length(part):
+    """A file name, key, rule, hint or value of 200,000 characters (all may come from the input): the message
+    keeps the start and end of each part and stays short (found by the fuzzer in three places)."""
+    from kinsim.errors import MAX_PART, SpecError
+
+    huge = "a" * 100_000 + "b" * 100_000
+    fields = {"rule": "must be positive", "path": "gpu.memory", "file": "h.yaml", "hint": "see docs", "value": 1}
+    fields[part] = huge
+    rule = fields.pop("rule")
+    message = str(SpecError(rule, **fields))
+    assert len(message) < 6 * MAX_PART
+    if part != "value":
+        assert f"{'a' * 50} ... {'b' * 50}" in message
