@@ -56,11 +56,11 @@ class SpecError(KinsimError):
             parts.append(_cut(str(self.file), MAX_PART))
         if self.path:
             parts.append(_cut(self.path, MAX_PART))
-        text = _cut(self.rule, 2 * MAX_PART)
+        text = _cut(self.rule, MAX_TEXT)
         if self.value is not SpecError._NO_VALUE:
             text += f", got {_show(self.value)}"
         if self.hint:
-            text += f" (hint: {_cut(self.hint, MAX_PART)})"
+            text += f" (hint: {_cut(self.hint, MAX_TEXT)})"
         parts.append(text)
         return ": ".join(parts)
 
@@ -86,8 +86,10 @@ _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 80, 80, 40
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
 
 
-#: Longest file name, key path or hint a message shows (characters); the rule gets twice as many.
+#: Longest file name or key path a message shows (characters) ...
 MAX_PART = 240
+#: ... and longest rule or hint (a hint may list what was expected: every trace format's first line).
+MAX_TEXT = 600
 
 
 def _cut(text: str, limit: int) -> str:

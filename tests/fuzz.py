@@ -327,7 +327,7 @@ def run_command(argv: list[str], out_dir: Path, expect_outputs: list[Path]) -> O
         lines = outcome.stderr.strip().splitlines()
         if len(lines) != 1 or not lines[0].startswith("kinsim: error: "):
             outcome.problems.append(f"exit 2 with {len(lines)} lines on stderr: {outcome.stderr[:300]!r}")
-        elif len(lines[0]) > 600:
+        elif len(lines[0]) > 2000:
             outcome.problems.append(f"a {len(lines[0])}-character error line")
     left = sorted(p.name for p in out_dir.rglob("*"))
     temporaries = [name for name in left if name.endswith(".tmp") or name.startswith(".")]
