@@ -6,8 +6,8 @@ returns whole token counts of at least 1. A bare number in YAML means a constant
     prompt_tokens: 150
     output_tokens: {dist: lognormal, median: 11000, sigma: 0.6}
 
-**Valid values.** A token count is a whole number from 1 to :data:`~kinsim.workload.request.MAX_TOKENS`
-(2**31 - 1). Two checks keep every draw in that range:
+**Valid values.** A token count is a whole number from 1 to :data:`~kinsim.limits.MAX_TOKENS`
+(2**24). Two checks keep every draw in that range:
 
 1. *Up front* (when the workload is read): a distribution whose upper tail reaches past MAX_TOKENS is
    refused, naming the parameter. The test is its quantile at 1 - 1e-9 (:data:`TAIL_Z` = 5.998 standard
