@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +20,6 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-@contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory next to ``path``; when the block ends without an error its files
-    replace ``path``'s (created if absent); on an error nothing of it is left behind."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        from kinsim.errors import SpecError
-
-        raise SpecError("exists and is not a directory", path="--out", value=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        path.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            item.replace(path / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:

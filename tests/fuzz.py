@@ -346,7 +346,7 @@ def run_command(argv: list[str], out_dir: Path, expect_outputs: list[Path]) -> O
     return outcome
 
 
-def _small_enough_to_simulate(workload: Path, hardware: Path) -> bool:
+def _small_enough_to_simulate(workload: Path) -> bool:
     """Whether a (valid) mutated workload is small: few requests, short outputs."""
     from kinsim.errors import KinsimError
 
@@ -365,7 +365,6 @@ def _small_enough_to_simulate(workload: Path, hardware: Path) -> bool:
         return False
     except Exception:  # noqa: BLE001 - the commands themselves will show a bug; here we only size the run
         return False
-    del hardware
     return len(table) <= MAX_SIM_REQUESTS and (len(table) == 0 or int(table.output_tokens.max()) <= MAX_SIM_TOKENS)
 
 
@@ -380,7 +379,7 @@ def commands_for(target: str, path: Path, files: dict[str, Path], out: Path) -> 
                 (["run", workload, "--hw", str(path), "--json", str(out / "r.json"), "--quiet"], [out / "r.json"])]
     if target in ("workload", "chat", "replay"):
         cmds: list[tuple[list[str], list[Path]]] = [(["validate", str(path)], []), (["info", str(path)], [])]
-        if _small_enough_to_simulate(path, files["hardware"]):
+        if _small_enough_to_simulate(path):
             cmds.append((["run", str(path), "--hw", hw, "--json", str(out / "r.json"), "--requests-csv",
                           str(out / "r.csv"), "--quiet"], [out / "r.json", out / "r.csv"]))
         return cmds

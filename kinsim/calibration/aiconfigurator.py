@@ -204,12 +204,12 @@ def import_tables(system: str, framework: str, out: str | Path, *, version: str 
                   data: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Convert ``system``'s tables for ``framework`` into ``out/measurements.csv`` and ``metadata.json``;
     returns the metadata. ``version`` pins the framework version of the attention and GEMM tables (the
-    NCCL and custom all-reduce tables keep their newest version)."""
+    NCCL and custom all-reduce tables keep their newest version). It writes straight into ``out`` (made if
+    missing); ``kinsim calibrate import`` hands it a temporary folder of :class:`kinsim.outputs.Outputs`,
+    which puts the result in place all or nothing."""
     import pandas as pd
 
     from kinsim.calibration.measurements import MEASUREMENTS, METADATA
-    from kinsim.files import atomic_directory
-
     if framework not in FRAMEWORKS:
         raise SpecError("must be one of " + ", ".join(FRAMEWORKS), path="framework", value=framework)
     if data is None:
@@ -242,9 +242,10 @@ def import_tables(system: str, framework: str, out: str | Path, *, version: str 
                 "device": device, "system": system, "framework": framework, "package": PACKAGE,
                 "package_version": package_version, "tables": tables, "imported": date.today().isoformat(),
                 "timing": "CUDA graph replays averaged, L2 not flushed (attention rows: warm_l2 = 1)"}
-    with atomic_directory(Path(out)) as target:
-        frame.to_csv(target / MEASUREMENTS, index=False)
-        (target / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(target / MEASUREMENTS, index=False)
+    (target / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
 
 

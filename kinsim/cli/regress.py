@@ -11,7 +11,6 @@ import argparse
 import json
 from pathlib import Path
 
-from kinsim.cli.options import output_path
 from kinsim.outputs import Outputs
 
 
@@ -55,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
         outputs.file("--junit", args.junit)
         outputs.file("--markdown", args.markdown)
         if args.update:
-            outputs.file("--update", baseline_path)  # writes the baseline
-        else:
-            output_path(baseline_path, "--baseline")  # read, not written: only its shape is checked here
+            outputs.file("--update", baseline_path)  # writes the baseline (read otherwise, by load_baseline)
         baseline = None if args.update else load_baseline(baseline_path)
         figures = measure(suite)
         if args.update:
