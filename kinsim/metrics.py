@@ -86,6 +86,16 @@ METRIC_DOCS = (
     ("kv.peak_bytes", "B", "most KV bytes allocated on any replica in any step"),
     ("kv.mean_bytes", "B", "time-mean of allocated KV bytes over sim_time_s, mean over replicas"),
     ("kv.{block_tokens,capacity_blocks}", "tokens, blocks", "block size; blocks per replica"),
+    ("memory.prefix.prefills", "count", "prefills started (one per group admission, and again after a "
+                                        "preemption by recompute)"),
+    ("memory.prefix.{queried_tokens,hit_tokens}", "tokens", "tokens those prefills would compute with nothing "
+     "cached (prompt, plus output generated before a preemption); of them, found computed and skipped (the "
+     "prefill tokens prefix caching saved; without deployment.prefix_caching only while the group is resident)"),
+    ("memory.prefix.{queried_blocks,hit_blocks}", "blocks", "whole prompt blocks of those prefills; of them, "
+                                                            "found computed"),
+    ("memory.prefix.{token_hit_rate,block_hit_rate}", "fraction", "hit_tokens / queried_tokens, hit_blocks / "
+                                                                  "queried_blocks (0 with no prefill)"),
+    ("memory.prefix.evicted_blocks", "blocks", "cached prompt blocks no request held, evicted to make room"),
     ("energy_j", "J", "per GPU: idle power x sim_time_s + (TDP - idle) x its replica's busy time; summed"),
     ("cost_usd", "$", "GPU price x GPUs x sim_time_s; null without gpu.price"),
     ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
@@ -242,6 +252,7 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
             "block_tokens": layout.block_size,
             "capacity_blocks": layout.total_blocks,
         },
+        "memory": memory_figures(records.memory),
         "energy_j": energy,
         "cost_usd": price * gpus * makespan if price is not None else None,
         "engine": {"events": records.events, "segments": seg["segments"], "steps": seg["steps"]},
@@ -259,6 +270,22 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         "inputs": {"workload": to_raw(workload), "hardware": to_raw(hardware)},
     }
     return summary
+
+
+def memory_figures(counters: dict[str, float]) -> dict[str, Any]:
+    """The ``memory`` section from the engine's summed counters (:attr:`Records.memory`)."""
+    def count(name: str) -> int:
+        return int(counters.get(name, 0))
+
+    def rate(hit: str, queried: str) -> float:
+        return count(hit) / count(queried) if count(queried) else 0.0
+
+    prefix = {name: count(name) for name in ("prefills", "queried_tokens", "hit_tokens", "queried_blocks",
+                                             "hit_blocks")}
+    prefix["token_hit_rate"] = rate("hit_tokens", "queried_tokens")
+    prefix["block_hit_rate"] = rate("hit_blocks", "queried_blocks")
+    prefix["evicted_blocks"] = count("evicted_blocks")
+    return {"prefix": prefix}
 
 
 def segment_figures(segments: SegmentTable | SegmentTotals, replicas: int) -> dict[str, Any]:

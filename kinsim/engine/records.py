@@ -231,6 +231,8 @@ class Records:
         events: SimPy events processed.
         ops: op-level records of steps overlapping the simulation's ``op_window`` (empty without one).
         replica_gpus, replica_links: each replica's GPU names and the directed links between them.
+        memory: counters of the KV memory hierarchy summed over the replicas (prefix cache, host tier),
+            by name (see :meth:`kinsim.engine.scheduler.Scheduler.memory_counters`).
     """
 
     sequences: list[Sequence] = field(default_factory=list)
@@ -239,3 +241,4 @@ class Records:
     ops: list[OpRecord] = field(default_factory=list)
     replica_gpus: list[list[str]] = field(default_factory=list)
     replica_links: list[list[str]] = field(default_factory=list)
+    memory: dict[str, float] = field(default_factory=dict)

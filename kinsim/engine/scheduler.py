@@ -15,7 +15,9 @@ Each step, in this order:
    newcomer's blocks. Not in a step that preempted. A newcomer that has generated nothing takes the
    other waiting members of its group with it: one prefill of the prompt, then every member decodes on
    the shared prompt blocks (see :mod:`kinsim.engine.kv`). When the group's prompt blocks are still
-   resident, only the rest is computed (a prefix-cache hit).
+   resident, only the rest is computed (a prefix-cache hit). With ``prefix_caching`` the whole prompt
+   blocks stay cached after their last holder ends, named by content, until the space is needed
+   (:mod:`kinsim.engine.prefix_cache`): a later request whose prompt starts with them skips their prefill.
 
 A sequence finishes at the end of the step that produces its last token.
 """
@@ -32,6 +34,7 @@ import numpy as np
 
 from kinsim.engine.decode_batch import DecodeBatch
 from kinsim.engine.kv import KVLayout
+from kinsim.engine.prefix_cache import PrefixCache, prompt_block_keys
 from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, UNFINISHED, WAITING, GroupState, Sequence
 from kinsim.ops.attention import PrefillChunk
 from kinsim.workload.spec import DeploymentSpec
@@ -52,6 +55,8 @@ class HeadDecision(NamedTuple):
     blocks: int  #: blocks it needs now (with the group's shared blocks when no member holds them)
     seats: int  #: sequences that may still become resident
     available: int  #: free blocks not promised to decodes, less the watermark
+    shared_tokens: int  #: prompt tokens the group holds in shared blocks once admitted
+    hit_blocks: int  #: of the shared blocks, those found computed (resident or cached)
 
 
 @dataclass
@@ -101,6 +106,12 @@ class Scheduler:
         self._waiting_count = 0
         self.groups: dict[int | str, GroupState] = {}
         self._group_count = 0  # groups ever seen: numbers them uniquely while some are forgotten
+        #: The prefix cache (``deployment.prefix_caching``), or None: blocks are freed with their last holder.
+        self.cache = PrefixCache() if getattr(deployment, "prefix_caching", False) else None
+        #: Prefills started (by a group's lead) and the prompt they would compute with nothing cached, in
+        #: tokens and whole blocks, and what of it was found computed (hits) and skipped.
+        self.prefix_stats = {"prefills": 0, "queried_tokens": 0, "hit_tokens": 0, "queried_blocks": 0,
+                             "hit_blocks": 0}
 
     # ------------------------------------------------------------------------------ queue
     @property
@@ -116,11 +127,19 @@ class Scheduler:
         """Requests placed here and not yet ended."""
         return len(self.resident) + self._waiting_count
 
-    def group_state(self, group_id: int | str, prompt_tokens: int) -> GroupState:
+    def group_state(self, group_id: int | str, prompt_tokens: int, hash_ids: bytes | None = None,
+                    hash_block_tokens: int = 0) -> GroupState:
+        """The state of group ``group_id`` on this replica (made on its first request). ``hash_ids`` and
+        ``hash_block_tokens`` name its prompt's blocks for the prefix cache (else the group names them)."""
         group = self.groups.get(group_id)
         if group is None:
             self._group_count += 1
-            group = GroupState(self._group_count, prompt_tokens, self.layout.shared_tokens(prompt_tokens))
+            layout = self.layout
+            group = GroupState(self._group_count, prompt_tokens, layout.shared_tokens(prompt_tokens))
+            if self.cache is not None and layout.shares_prompt:
+                group.keys = prompt_block_keys(prompt_tokens, layout.block_size, group=group_id, hash_ids=hash_ids,
+                                               hash_block_tokens=hash_block_tokens)
+                group.shared_tokens = len(group.keys) * layout.block_size
             self.groups[group_id] = group
         return group
 
@@ -143,6 +162,11 @@ class Scheduler:
         self._waiting_count -= 1
         seq.group.waiting = [s for s in seq.group.waiting if s is not seq]
 
+    def memory_counters(self) -> dict[str, int]:
+        """This replica's counters of the KV memory hierarchy: the prefix statistics of its prefills
+        (:attr:`prefix_stats`) and ``evicted_blocks`` (cached blocks evicted to make room)."""
+        return {**self.prefix_stats, "evicted_blocks": 0 if self.cache is None else self.cache.evictions}
+
     # ------------------------------------------------------------------------------ KV blocks
     def _private(self, tokens: int, group: GroupState) -> int:
         return self.layout.private_blocks_of(tokens, group.shared_tokens)
@@ -152,8 +176,19 @@ class Scheduler:
 
     def _hold_shared(self, group: GroupState, members: int) -> None:
         if group.holders == 0:
-            self.used_blocks += self._shared_blocks(group)
+            if self.cache is None:
+                self.used_blocks += self._shared_blocks(group)
+            else:
+                self.used_blocks += self.cache.acquire(group.keys[:self._shared_blocks(group)])
         group.holders += members
+
+    def _evict_to_fit(self) -> None:
+        """Evict cached unreferenced blocks that the used blocks now need (the cache counts them as free)."""
+        cache = self.cache
+        if cache is not None:
+            over = self.used_blocks + cache.evictable - self.layout.total_blocks
+            if over > 0:
+                cache.evict(over)
 
     def _release(self, seq: Sequence) -> None:
         """Free a resident sequence's blocks and its hold on the shared prompt blocks."""
@@ -165,7 +200,10 @@ class Scheduler:
         group = seq.group
         group.holders -= 1
         if group.holders == 0:
-            self.used_blocks -= self._shared_blocks(group)
+            if self.cache is None:
+                self.used_blocks -= self._shared_blocks(group)
+            else:
+                self.used_blocks -= self.cache.release(group.keys[:self._shared_blocks(group)])
         self.resident.remove(seq)
 
     def decode_need(self) -> int:
@@ -201,6 +239,7 @@ class Scheduler:
             plan.admission_skipped = True
         else:
             self._admit(plan, budget, now, reserved=need)
+        self._evict_to_fit()
         return plan
 
     def _chunk(self, left: int, budget: int) -> int:
@@ -223,6 +262,14 @@ class Scheduler:
             group = head.group
             target, cached, lead_blocks = decision.target, decision.cached, decision.lead_blocks
             blocks, seats, available, take = decision.blocks, decision.seats, decision.available, decision.take
+            if group.holders == 0:  # the blocks it shares this time (with a prefix cache, up to what it finds)
+                group.shared_tokens = decision.shared_tokens
+            stats = self.prefix_stats
+            stats["prefills"] += 1
+            stats["queried_tokens"] += target
+            stats["hit_tokens"] += cached
+            stats["queried_blocks"] += group.prompt_tokens // self.layout.block_size
+            stats["hit_blocks"] += decision.hit_blocks
             followers = []
             if head.generated == 0:
                 follower_blocks = self._private(group.prompt_tokens, group)
@@ -252,26 +299,44 @@ class Scheduler:
         """What admission does first with the queue's head, given ``free_blocks`` free, ``reserved`` of them
         promised to this step's decodes and ``budget`` tokens left. Changes nothing, so that
         :meth:`_admit` and the fast path's dry run (:meth:`admission_would_act`) share one rule."""
-        layout, deployment = self.layout, self.deployment
+        layout, deployment, cache = self.layout, self.deployment, self.cache
         group = head.group
         target = group.prompt_tokens + head.generated
-        cached = min(group.shared_tokens, target - 1) if group.holders > 0 and group.shared_tokens > 0 else 0
-        lead_blocks = self._private(target, group)
-        empty_need = self._shared_blocks(group) + lead_blocks
-        blocks = lead_blocks + (self._shared_blocks(group) if group.holders == 0 else 0)
+        shared_tokens = group.shared_tokens
+        if group.holders > 0:  # the group's shared blocks are resident
+            cached = min(shared_tokens, target - 1) if shared_tokens > 0 else 0
+            resident_cached = cached
+            hit_blocks = shared_tokens // layout.block_size
+            lead_blocks = layout.private_blocks_of(target, shared_tokens)
+            blocks = lead_blocks
+        elif cache is None:
+            cached = resident_cached = hit_blocks = 0
+            lead_blocks = layout.private_blocks_of(target, shared_tokens)
+            blocks = lead_blocks + shared_tokens // layout.block_size
+        else:  # what the prefix cache holds of its prompt decides what it shares and skips
+            keys = group.keys
+            hit_blocks = cache.hits(keys)
+            shared = cache.shareable(keys, hit_blocks)
+            shared_tokens = shared * layout.block_size
+            cached = min(hit_blocks * layout.block_size, target - 1)
+            resident_cached = 0  # cached blocks may be evicted before it is admitted
+            lead_blocks = layout.private_blocks_of(target, shared_tokens)
+            blocks = lead_blocks + cache.unreferenced(keys[:shared])
+        empty_need = shared_tokens // layout.block_size + lead_blocks
         seats = deployment.max_num_seqs - len(self.resident)
         available = free_blocks - reserved - layout.watermark_blocks
         abort = ""
         if empty_need > layout.total_blocks - layout.watermark_blocks:
             abort = (f"its {target} tokens need {empty_need} KV-cache blocks; the replica holds "
                      f"{layout.total_blocks} (less a {layout.watermark_blocks}-block watermark)")
-        elif not deployment.chunked_prefill and target - cached > deployment.max_num_batched_tokens:
-            abort = (f"its prefill of {target - cached} tokens exceeds deployment.max_num_batched_tokens "
+        elif not deployment.chunked_prefill and target - resident_cached > deployment.max_num_batched_tokens:
+            abort = (f"its prefill of {target - resident_cached} tokens exceeds deployment.max_num_batched_tokens "
                      f"({deployment.max_num_batched_tokens}) and chunked_prefill is off")
         take = 0
         if not abort and seats >= 1 and blocks <= available:
             take = self._chunk(target - cached, budget)
-        return HeadDecision(abort, take, target, cached, lead_blocks, blocks, seats, available)
+        return HeadDecision(abort, take, target, cached, lead_blocks, blocks, seats, available, shared_tokens,
+                            hit_blocks if cached else 0)
 
     def admission_would_act(self, free_blocks: int, reserved: int, budget: int) -> bool:
         """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes and
@@ -368,6 +433,7 @@ class Scheduler:
             now = self.layout.private_blocks(kv, batch.shared)
             self.used_blocks += int((now - blocks).sum())
             blocks[:] = now
+            self._evict_to_fit()  # the blocks were taken during the steps, before any sequence ended
             done = generated >= batch.output
             if done.any():
                 ended = batch.remove_where(done)
@@ -376,6 +442,8 @@ class Scheduler:
             lead.kv_tokens = lead.prefill_cached + lead.prefill_done
             if lead.prefill_left:
                 continue
+            if self.cache is not None:  # its prompt's shared blocks are computed: later prompts may hit them
+                self.cache.mark_ready(lead.group.keys[:self._shared_blocks(lead.group)])
             for seq in [lead, *lead.followers]:
                 seq.kv_tokens = seq.group.prompt_tokens + seq.generated
                 seq.generated += 1

@@ -19,6 +19,7 @@ class GroupState:
         shared_tokens: prompt tokens held in shared blocks (whole blocks only).
         holders: resident members holding the shared blocks; the blocks are freed when it drops to 0.
         waiting: members waiting for admission (some may have left; check their state).
+        keys: names of the prompt's whole blocks in the replica's prefix cache (empty without one).
     """
 
     index: int
@@ -26,6 +27,7 @@ class GroupState:
     shared_tokens: int
     holders: int = 0
     waiting: list[Sequence] = field(default_factory=list)
+    keys: tuple = ()
 
 
 @dataclass(eq=False, slots=True)

@@ -186,7 +186,8 @@ class Simulation:
         request = self.requests[i]
         group = int(self.requests.group[i])
         replica = self.replicas[self.router.place(group)]
-        seq = Sequence(request, i, replica.scheduler.group_state(group, request.prompt_tokens), arrival_s)
+        state = replica.scheduler.group_state(group, request.prompt_tokens, request.hash_ids, request.hash_block_tokens)
+        seq = Sequence(request, i, state, arrival_s)
         if self._group_size[group] > 1:  # where its members went, to forget the group there when it ends
             self._group_replicas.setdefault(group, set()).add(replica.index)
         self._live[i] = seq
@@ -228,6 +229,11 @@ class Simulation:
                 last_report = events
                 self.progress(Progress(to_seconds(env.now), self._ended, total))
         self.records.events = events
+        memory: dict[str, float] = {}
+        for replica in self.replicas:
+            for name, value in replica.scheduler.memory_counters().items():
+                memory[name] = memory.get(name, 0) + value
+        self.records.memory = memory
         outcomes = self.records.sequences
         for seq in self._live.values():
             seq.reason = f"still {seq.state} when the simulation ran out of events (a bug in kinsim)"

@@ -74,6 +74,11 @@ class DeploymentSpec:
     prefix_shared_read: bool = spec_field(
         "Decode attention reads a shared prompt's KV once per group of sequences rather than once per "
         "sequence (common paged kernels read it per sequence).", default=False)
+    prefix_caching: bool = spec_field(
+        "Automatic prefix caching: a prompt's whole KV blocks stay cached, named by content (the trace's "
+        "hash_ids, else the group), after their last request ends, and are evicted least recently used "
+        "when the space is needed; a prompt that starts with cached blocks skips their prefill. Off: a "
+        "group's prompt blocks are shared only while one of its requests is resident.", default=False)
     allreduce: str = spec_field(
         "Tensor-parallel all-reduce implementation: nccl, custom (the serving engine's one-shot/two-shot "
         "all-reduce) or auto (custom for buffers up to 8 MiB on 2, 4, 6 or 8 GPUs of one NVLink node, as "
