@@ -40,6 +40,8 @@ def describe_hardware(hw: HardwareSpec) -> dict[str, Any]:
         "gpu_link_bandwidth": node.gpu_link.bandwidth,
         "gpu_to_gpu_bandwidth": gpu_to_gpu_bandwidth(hw),
         "host_link_bandwidth": node.host_link.bandwidth,
+        "host_link_dma_bandwidth": node.host_link.dma_bandwidth,
+        "host_link_shared_by": node.host_link.shared_by,
         "network_bandwidth_per_gpu": hw.cluster.network.bandwidth_per_gpu if hw.cluster else None,
         "total_hbm_bytes": gpu.memory.capacity * hw.total_gpus,
         "total_hbm_bandwidth": gpu.memory.bandwidth * hw.total_gpus,

@@ -165,7 +165,9 @@ def _hardware_lines(f: dict[str, Any]) -> list[str]:
         ("node", f"{f['gpus_per_node']} GPUs, {link['kind']} {link['topology']}, "
                  f"{fq('bandwidth', f['gpu_link_bandwidth'])} per GPU each way"),
         ("GPU-to-GPU", fq("bandwidth", f["gpu_to_gpu_bandwidth"]) + " each way (bottleneck of one pair)"),
-        ("host link", fq("bandwidth", f["host_link_bandwidth"]) + " each way"),
+        ("host link", f"{fq('bandwidth', f['host_link_bandwidth'])} each way ({spec['node']['host_link']['kind']}), "
+                      f"bulk copies {fq('bandwidth', f['host_link_dma_bandwidth'])}"
+                      + (f", shared by {f['host_link_shared_by']} GPUs" if f["host_link_shared_by"] > 1 else "")),
         ("system", f"{f['nodes']} node(s), {f['total_gpus']} GPUs, {fq('bytes', f['total_hbm_bytes'])} HBM, "
                    f"{fq('bandwidth', f['total_hbm_bandwidth'])} aggregate"),
         ("power", f"{fq('power', f['tdp_w'])} TDP per GPU"),

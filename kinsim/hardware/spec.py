@@ -115,18 +115,44 @@ class GPULinkSpec:
         check_fields(self)
 
 
+#: Share of a host link's bandwidth a bulk DMA copy reaches, by link kind, where the file gives no
+#: ``host_link.efficiency`` (estimates; reasons in the field's description).
+HOST_LINK_EFFICIENCY = {"pcie": 0.85, "nvlink_c2c": 0.9}
+
+
 @dataclass(frozen=True, kw_only=True)
 class HostLinkSpec:
-    """Each GPU's link to its host CPU and memory."""
+    """Each GPU's link to its host CPU and memory (full duplex: each direction has ``bandwidth``)."""
 
     kind: str = spec_field("Link name, for reports.", default="pcie", choices=("pcie", "nvlink_c2c"))
     generation: int | None = spec_field("PCIe generation.", default=None, check=at_least(1))
     bandwidth: float = spec_field("Bandwidth per GPU in one direction.", unit="bandwidth", check=positive,
                                   example="63 GB/s")
     latency: float = spec_field("One-way latency of a transfer.", unit="time", check=non_negative, example="2 us")
+    efficiency: float | None = spec_field(
+        "Share of the bandwidth a bulk DMA copy (cudaMemcpyAsync from pinned host memory) reaches. Absent: "
+        f"{HOST_LINK_EFFICIENCY['pcie']:g} for pcie (256-byte payloads carry about 24 bytes of TLP header, "
+        "sequence number and LCRC, plus flow-control packets; pinned copies on x16 links measure about 0.8-0.87 "
+        f"of the 128b/130b rate), {HOST_LINK_EFFICIENCY['nvlink_c2c']:g} for nvlink_c2c (an estimate: "
+        "cache-line transactions with less per-packet overhead than PCIe; no measurement cited).", default=None,
+        check=fraction)
+    shared_by: int = spec_field(
+        "GPUs that share one host link (e.g. two GPUs behind one PCIe switch uplink): their transfers to and "
+        "from the host divide its bandwidth. 1: every GPU has its own link.", default=1,
+        check=(at_least(1), at_most(MAX_GPUS_PER_NODE, "kinsim's cap on GPUs per node")))
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+    @property
+    def dma_efficiency(self) -> float:
+        """``efficiency``, or the default of the link's kind (:data:`HOST_LINK_EFFICIENCY`)."""
+        return HOST_LINK_EFFICIENCY[self.kind] if self.efficiency is None else self.efficiency
+
+    @property
+    def dma_bandwidth(self) -> float:
+        """Bandwidth a bulk copy reaches in one direction, B/s: ``bandwidth x dma_efficiency``."""
+        return self.bandwidth * self.dma_efficiency
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +168,9 @@ class NodeSpec:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.gpus % self.host_link.shared_by:
+            raise SpecError(f"must divide node.gpus ({self.gpus}): each host link serves the same number of GPUs",
+                            path="host_link.shared_by", value=self.host_link.shared_by)
 
 
 @dataclass(frozen=True, kw_only=True)

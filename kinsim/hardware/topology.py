@@ -90,3 +90,32 @@ def route(graph: nx.DiGraph, src: str, dst: str) -> list[str]:
     import networkx as nx
 
     return nx.shortest_path(graph, src, dst, weight=lambda a, b, edge: 1.0 / edge["bandwidth"])
+
+
+#: Directions of a host link: host to GPU (a fetch, a swap-in) and GPU to host (a write-back, a swap-out).
+HOST_LINK_DIRECTIONS = ("h2d", "d2h")
+
+
+def host_link_resource(hw: HardwareSpec, gpu: int, direction: str = "h2d") -> str:
+    """Name of the fluid-network resource of one direction of the host link of GPU ``gpu`` (its index in
+    the cluster, node-major), e.g. ``n0.host_link3.h2d``.
+
+    GPUs that share a host link (``node.host_link.shared_by``: consecutive GPUs of a node behind one PCIe
+    switch uplink) get the same name, so their transfers divide its bandwidth; the two directions of a
+    full-duplex link are separate resources. These are not edges of :func:`build_topology`'s graph: no
+    collective between GPUs routes through the host."""
+    if direction not in HOST_LINK_DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(HOST_LINK_DIRECTIONS)}, got {direction!r}")
+    per_node = hw.node.gpus
+    if not 0 <= gpu < hw.total_gpus:
+        raise ValueError(f"GPU index must be in [0, {hw.total_gpus}), got {gpu}")
+    return f"n{gpu // per_node}.host_link{gpu % per_node // hw.node.host_link.shared_by}.{direction}"
+
+
+def host_transfer_s(hw: HardwareSpec, nbytes):
+    """Seconds one transfer of ``nbytes`` bytes (a float or an array) over a GPU's host link takes alone:
+    ``nbytes / (bandwidth x efficiency) + latency`` (``node.host_link``; efficiency as
+    :attr:`~kinsim.hardware.spec.HostLinkSpec.dma_efficiency`). Transfers that share the link at the same
+    time divide its bandwidth (the engine's fluid network does that, on :func:`host_link_resource`)."""
+    link = hw.node.host_link
+    return nbytes / link.dma_bandwidth + link.latency
