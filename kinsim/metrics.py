@@ -96,6 +96,10 @@ METRIC_DOCS = (
     ("memory.prefix.{token_hit_rate,block_hit_rate}", "fraction", "hit_tokens / queried_tokens, hit_blocks / "
                                                                   "queried_blocks (0 with no prefill)"),
     ("memory.prefix.evicted_blocks", "blocks", "cached prompt blocks no request held, evicted to make room"),
+    ("memory.preemptions.{recompute,swap}", "count", "preemptions by kind (deployment.preemption: swap falls back "
+                                                     "to recompute when the host share is full)"),
+    ("memory.host.{swap_out_bytes,swap_in_bytes}", "B", "KV copied to host memory and back by swaps, all GPUs"),
+    ("memory.host.stall_s", "replica-seconds", "time replicas waited for host copies before their steps"),
     ("energy_j", "J", "per GPU: idle power x sim_time_s + (TDP - idle) x its replica's busy time; summed"),
     ("cost_usd", "$", "GPU price x GPUs x sim_time_s; null without gpu.price"),
     ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
@@ -252,7 +256,7 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
             "block_tokens": layout.block_size,
             "capacity_blocks": layout.total_blocks,
         },
-        "memory": memory_figures(records.memory),
+        "memory": memory_figures(records.memory, replica_bytes),
         "energy_j": energy,
         "cost_usd": price * gpus * makespan if price is not None else None,
         "engine": {"events": records.events, "segments": seg["segments"], "steps": seg["steps"]},
@@ -272,8 +276,9 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     return summary
 
 
-def memory_figures(counters: dict[str, float]) -> dict[str, Any]:
-    """The ``memory`` section from the engine's summed counters (:attr:`Records.memory`)."""
+def memory_figures(counters: dict[str, float], block_bytes: float) -> dict[str, Any]:
+    """The ``memory`` section from the engine's summed counters (:attr:`Records.memory`); ``block_bytes``:
+    one KV block of a replica, all its GPUs."""
     def count(name: str) -> int:
         return int(counters.get(name, 0))
 
@@ -285,7 +290,11 @@ def memory_figures(counters: dict[str, float]) -> dict[str, Any]:
     prefix["token_hit_rate"] = rate("hit_tokens", "queried_tokens")
     prefix["block_hit_rate"] = rate("hit_blocks", "queried_blocks")
     prefix["evicted_blocks"] = count("evicted_blocks")
-    return {"prefix": prefix}
+    return {"prefix": prefix,
+            "preemptions": {"recompute": count("preempt_recompute"), "swap": count("preempt_swap")},
+            "host": {"swap_out_bytes": count("swap_out_blocks") * block_bytes,
+                     "swap_in_bytes": count("swap_in_blocks") * block_bytes,
+                     "stall_s": float(counters.get("stall_s", 0.0))}}
 
 
 def segment_figures(segments: SegmentTable | SegmentTotals, replicas: int) -> dict[str, Any]:

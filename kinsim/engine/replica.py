@@ -14,6 +14,12 @@ waiting queue was empty) cuts the segment at the first step boundary at or after
 where the step-by-step simulation (``exact_steps``) would have seen it. Segments run only on replicas
 whose resources no other replica shares, so no other flow can change their speed mid-segment; replicas
 that share a link run step by step.
+
+**Host transfers.** A step that swaps KV to or from host memory (``preemption: swap``) first copies it
+over the GPUs' host links (each direction a resource of its own, :func:`~kinsim.hardware.topology.host_link_resource`),
+as vLLM's swap runs before the forward pass; the step starts when the copies are done. On a private
+replica the copy and the step run on one timer; otherwise the copy is a flow of the fluid network on the
+host links, so replicas behind one link (``host_link.shared_by``) divide its bandwidth.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class _InFlight:
     ends: np.ndarray  # clock ticks at the end of each step
     steps: int
     flow: Flow | None  # on a shared resource; None on a timer
+    stall: float = 0.0  # clock ticks of host copies before the first step
 
 
 class Replica:
@@ -63,8 +70,14 @@ class Replica:
                  pricer: StepPricer, gpus: list[str], links: list[str], segments_allowed: bool,
                  decide: Callable[[], simpy.Event], record: Callable[..., None],
                  record_op: Callable[[OpRecord], None] | None = None,
-                 op_window: tuple[float, float] | None = None, private: bool = False) -> None:
+                 op_window: tuple[float, float] | None = None, private: bool = False,
+                 host_copy: Callable[[int, int], tuple[float, dict[str, float]]] | None = None) -> None:
+        """``host_copy(out_blocks, in_blocks)``: seconds a step's copies to and from host memory take alone,
+        and their usage of the host-link resources (None: the replica never copies)."""
         self.index, self.env, self.network, self.scheduler, self.pricer = index, env, network, scheduler, pricer
+        self._host_copy = host_copy
+        #: Host copies so far: seconds the replica waited on them, KV bytes per GPU each way.
+        self.host_stats = {"stall_s": 0.0}
         self.gpus, self.links = gpus, links
         self.segments_allowed = segments_allowed
         self.private = private  # no other replica shares its resources: segments run on plain timers
@@ -121,14 +134,34 @@ class Replica:
                 raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
             # planning ended requests that can never run; look again
         figures, occupied, batch_of = self._price(plan)
-        start = env.now
+        stall, copy_usage = 0.0, {}
+        if self._host_copy is not None:
+            out_blocks, in_blocks = scheduler.take_transfers()
+            if out_blocks or in_blocks:
+                copy_s, copy_usage = self._host_copy(out_blocks, in_blocks)
+                stall = float(to_ticks(np.array([copy_s]))[0])
+        if self.private or not stall:
+            self._start(plan, figures, occupied, batch_of, stall)
+        else:  # the copy shares the host links with other replicas: a flow of its own, then the step
+            copy = self.network.start(f"replica{self.index}.host_copy", stall, copy_usage)
+            started = env.now
+            copy.done.callbacks.append(
+                lambda _event: self._start(plan, figures, occupied, batch_of, 0.0, waited=env.now - started))
+
+    def _start(self, plan: Plan, figures: StepFigures, occupied: np.ndarray, batch_of, stall: float,
+               waited: float = 0.0) -> None:
+        """Start the step or segment now, after ``stall`` ticks of host copies on its own timer (a
+        private replica) or after a copy flow that took ``waited`` ticks."""
+        env = self.env
+        self.host_stats["stall_s"] += to_seconds(stall + waited)
+        start = env.now + stall
         durations = to_ticks(figures.time_s)
         ends = np.cumsum(np.concatenate(([start], durations)))[1:]
         work = float(ends[-1] - start)
-        run = _InFlight(plan, figures, occupied, durations, batch_of, start, ends, figures.steps, None)
+        run = _InFlight(plan, figures, occupied, durations, batch_of, start, ends, figures.steps, None, stall)
         self._in_flight = run
         if self.private:
-            self._end_timer(work)
+            self._end_timer(stall + work)
         else:
             totals = figures.totals(figures.steps)
             run.flow = self.network.start(f"replica{self.index}", work, self._usage(totals, totals["time_s"]))

@@ -5,8 +5,15 @@ Each step, in this order:
 1. **Decode first.** Every decoding sequence gets one token in the step; its KV block for that token is
    allocated now. When the free blocks do not cover them, the newest resident sequence (latest arrival,
    then latest in generation order) is preempted by *recompute*: its blocks are freed and it returns to
-   the waiting queue, to prefill its prompt and the tokens generated so far again when readmitted. A
+   the waiting queue, to prefill its prompt and the tokens generated so far again when readmitted. With
+   ``preemption: swap`` a decoding victim is *swapped* instead, while the host share has room: its blocks
+   are copied to host memory (with the group's shared blocks when it held them last) and freed. A
    sequence alone that still does not fit is ended unfinished.
+1b. **Swap-in.** In a step that preempted nothing, swapped sequences come back oldest first while the
+   free blocks (less the watermark and the decodes' new blocks) cover their blocks and the batch has room;
+   they decode in this very step. While any sequence is swapped, no new request is admitted (vLLM's
+   rule: swapped sequences come first). The step's copies each way are read by the replica
+   (:meth:`Scheduler.take_transfers`), which runs them on the host link before the step.
 2. **Prefills in progress** continue, oldest first, within the step's token budget
    (``max_num_batched_tokens`` minus the decoding sequences); with ``chunked_prefill`` a prompt is split
    across steps, without it a prompt runs whole or waits.
@@ -35,7 +42,7 @@ import numpy as np
 from kinsim.engine.decode_batch import DecodeBatch
 from kinsim.engine.kv import KVLayout
 from kinsim.engine.prefix_cache import PrefixCache, prompt_block_keys
-from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, UNFINISHED, WAITING, GroupState, Sequence
+from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, SWAPPED, UNFINISHED, WAITING, GroupState, Sequence
 from kinsim.ops.attention import PrefillChunk
 from kinsim.workload.spec import DeploymentSpec
 
@@ -95,8 +102,16 @@ class Scheduler:
     """The waiting queue, the resident sequences and the KV blocks of one replica."""
 
     def __init__(self, layout: KVLayout, deployment: DeploymentSpec,
-                 on_finish: Callable[[Sequence], None] = lambda s: None) -> None:
+                 on_finish: Callable[[Sequence], None] = lambda s: None, host_blocks: int = 0) -> None:
+        """``host_blocks``: KV blocks of this replica that host memory holds for swapped sequences."""
         self.layout = layout
+        self.host_blocks = host_blocks
+        self.host_used = 0  # blocks swapped sequences hold in host memory
+        self.swapped: list[Sequence] = []  # FCFS order
+        self._swap = getattr(deployment, "preemption", "recompute") == "swap"
+        self._out_blocks = self._in_blocks = 0  # copies of the step being planned, each way
+        #: Preemptions so far, by kind, and KV blocks copied to and from host memory.
+        self.swap_stats = {"preempt_recompute": 0, "preempt_swap": 0, "swap_out_blocks": 0, "swap_in_blocks": 0}
         self.deployment = deployment
         self.on_finish = on_finish
         self.used_blocks = 0
@@ -120,12 +135,12 @@ class Scheduler:
 
     @property
     def has_work(self) -> bool:
-        return bool(self.resident) or self._waiting_count > 0
+        return bool(self.resident) or self._waiting_count > 0 or bool(self.swapped)
 
     @property
     def outstanding(self) -> int:
         """Requests placed here and not yet ended."""
-        return len(self.resident) + self._waiting_count
+        return len(self.resident) + self._waiting_count + len(self.swapped)
 
     def group_state(self, group_id: int | str, prompt_tokens: int, hash_ids: bytes | None = None,
                     hash_block_tokens: int = 0) -> GroupState:
@@ -165,7 +180,14 @@ class Scheduler:
     def memory_counters(self) -> dict[str, int]:
         """This replica's counters of the KV memory hierarchy: the prefix statistics of its prefills
         (:attr:`prefix_stats`) and ``evicted_blocks`` (cached blocks evicted to make room)."""
-        return {**self.prefix_stats, "evicted_blocks": 0 if self.cache is None else self.cache.evictions}
+        return {**self.prefix_stats, **self.swap_stats,
+                "evicted_blocks": 0 if self.cache is None else self.cache.evictions}
+
+    def take_transfers(self) -> tuple[int, int]:
+        """KV blocks the last planned step copies to host memory and from it (swap-out, swap-in); reset."""
+        moved = (self._out_blocks, self._in_blocks)
+        self._out_blocks = self._in_blocks = 0
+        return moved
 
     # ------------------------------------------------------------------------------ KV blocks
     def _private(self, tokens: int, group: GroupState) -> int:
@@ -228,6 +250,8 @@ class Scheduler:
                 self._preempt(victim)
                 preempted = True
             need = self.decode_need()
+        if self.swapped and not preempted:
+            need = self._swap_in(need, now)
         budget = self.deployment.max_num_batched_tokens - self.batch.n
         plan = Plan(decode_seqs=self.batch.n)
         for lead in [s for s in self.resident if s.state == PREFILL and s.prefill_target]:
@@ -237,7 +261,7 @@ class Scheduler:
                 budget -= take
         if preempted:
             plan.admission_skipped = True
-        else:
+        elif not self.swapped:  # swapped sequences come back before anything new is admitted
             self._admit(plan, budget, now, reserved=need)
         self._evict_to_fit()
         return plan
@@ -347,7 +371,81 @@ class Scheduler:
         decision = self._head_decision(head, free_blocks, reserved, budget)
         return bool(decision.abort or decision.take)
 
+    # ------------------------------------------------------------------------------ swapping
+    def _swap_in_blocks(self, seq: Sequence) -> tuple[int, int]:
+        """GPU blocks ``seq`` needs to resume decoding (its KV plus its next token's, with the group's
+        shared blocks when no member holds them), and of those the blocks copied from host memory."""
+        group = seq.group
+        shared = self._shared_blocks(group) if group.holders == 0 else 0
+        held = self.layout.private_blocks_of(seq.kv_tokens, group.shared_tokens)
+        grown = self.layout.private_blocks_of(seq.kv_tokens + 1, group.shared_tokens)
+        return shared + grown, shared + held
+
+    def swap_in_would_act(self, free_blocks: int, reserved: int) -> bool:
+        """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes, would swap
+        the oldest swapped sequence back in."""
+        if not self.swapped or len(self.resident) >= self.deployment.max_num_seqs:
+            return False
+        need, _ = self._swap_in_blocks(self.swapped[0])
+        return need <= free_blocks - reserved - self.layout.watermark_blocks or not self.resident
+
+    def _swap_in(self, need: int, now: float) -> int:
+        """Bring swapped sequences back, oldest first, while they fit; return the decodes' new blocks."""
+        layout = self.layout
+        while self.swapped and len(self.resident) < self.deployment.max_num_seqs:
+            seq = self.swapped[0]
+            blocks, copied = self._swap_in_blocks(seq)
+            room = self.free_blocks - need - (layout.watermark_blocks if self.resident else 0)
+            if blocks > room:
+                if not self.resident:  # alone on an empty replica and still too big: it can never resume
+                    self._abort(seq, now, f"needs {blocks} KV-cache blocks to resume from swap; the replica "
+                                          f"holds {layout.total_blocks}")
+                    continue
+                break
+            self.swapped.pop(0)
+            self.host_used -= seq.host_blocks
+            seq.host_blocks = 0
+            group = seq.group
+            self._hold_shared(group, 1)
+            if self.cache is not None:  # the shared blocks came back whole from host memory
+                self.cache.mark_ready(group.keys[:self._shared_blocks(group)])
+            seq.private_blocks = layout.private_blocks_of(seq.kv_tokens, group.shared_tokens)
+            self.used_blocks += seq.private_blocks
+            seq.state = DECODE
+            bisect.insort(self.resident, seq, key=_key)
+            self.batch.add(seq)
+            self._in_blocks += copied
+            self.swap_stats["swap_in_blocks"] += copied
+            need = self.decode_need()
+        self._evict_to_fit()
+        return need
+
+    def _swap_out(self, victim: Sequence) -> bool:
+        """Swap decoding ``victim`` out to host memory if the host share has room; whether it did."""
+        group = victim.group
+        shared = self._shared_blocks(group) if group.holders == 1 else 0
+        self.batch.remove(victim)  # writes its counters back
+        carried = victim.private_blocks + shared
+        if self.host_used + carried > self.host_blocks:
+            self.batch.add(victim)
+            return False
+        kv = victim.kv_tokens
+        victim.state = SWAPPED
+        self._release(victim)
+        victim.kv_tokens = kv
+        victim.host_blocks = carried
+        self.host_used += carried
+        victim.preemptions += 1
+        bisect.insort(self.swapped, victim, key=_key)
+        self._out_blocks += carried
+        self.swap_stats["swap_out_blocks"] += carried
+        self.swap_stats["preempt_swap"] += 1
+        return True
+
     def _preempt(self, victim: Sequence) -> None:
+        if self._swap and victim.state == DECODE and self._swap_out(victim):
+            return
+        self.swap_stats["preempt_recompute"] += 1
         passengers = [victim]
         if victim.state == PREFILL:
             for lead in self.resident:
@@ -362,7 +460,11 @@ class Scheduler:
             self.enqueue(seq)
 
     def _abort(self, seq: Sequence, now: float, reason: str) -> None:
-        if seq.state == WAITING:
+        if seq.state == SWAPPED:
+            self.swapped.remove(seq)
+            self.host_used -= seq.host_blocks
+            seq.host_blocks = 0
+        elif seq.state == WAITING:
             heapq.heappop(self._waiting)  # it is the head
             self._leave_waiting(seq)
         else:
@@ -393,8 +495,12 @@ class Scheduler:
         steps = max(min(int(np.searchsorted(extra, self.free_blocks, side="right")), limit), 1)
         if admission_pending and steps > 1:
             free_then = self.layout.total_blocks - (self.used_blocks + int(extra[0]))
-            if self.admission_would_act(free_then, int(extra[1] - extra[0]),
-                                        self.deployment.max_num_batched_tokens - batch.n):
+            reserved = int(extra[1] - extra[0])
+            if self.swapped:
+                acts = self.swap_in_would_act(free_then, reserved)
+            else:
+                acts = self.admission_would_act(free_then, reserved, self.deployment.max_num_batched_tokens - batch.n)
+            if acts:
                 steps = 1
         return DecodeSegment(steps, self.used_blocks + extra[:steps])
 

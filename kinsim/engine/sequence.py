@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from kinsim.workload.request import Request
 
 WAITING, PREFILL, DECODE, FINISHED, UNFINISHED = "waiting", "prefill", "decode", "finished", "unfinished"
+#: A decoding sequence preempted by swapping: its KV waits in host memory to be copied back.
+SWAPPED = "swapped"
 
 
 @dataclass(eq=False)
@@ -56,6 +58,7 @@ class Sequence:
     first_token_s: float | None = None
     finish_s: float | None = None
     preemptions: int = 0
+    host_blocks: int = 0  #: KV blocks it holds in host memory while swapped
     reason: str | None = None
     replica: int = -1
 

@@ -26,6 +26,7 @@ from simpy.events import Event
 from kinsim.cost.registry import make_cost_model
 from kinsim.engine.clock import MAX_RUN_WORDS, MAX_TICKS, TICKS_PER_S, to_seconds, to_tick
 from kinsim.engine.fluid import FluidNetwork
+from kinsim.engine.host_tier import host_copy_model, host_kv_blocks
 from kinsim.engine.kv import KVLayout, kv_layout
 from kinsim.engine.pricer import StepPricer
 from kinsim.engine.records import Records
@@ -38,7 +39,7 @@ from kinsim.engine.sequence import Sequence
 from kinsim.engine.streaming import RequestTotals
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
-from kinsim.hardware.topology import build_topology, gpu_name, route
+from kinsim.hardware.topology import HOST_LINK_DIRECTIONS, build_topology, gpu_name, host_link_resource, route
 from kinsim.limits import MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS
 from kinsim.workload.generate import workload_request_table
 from kinsim.workload.request import Request, RequestTable
@@ -133,14 +134,22 @@ class Simulation:
                 links.update(f"{u}->{v}" for u, v in zip(path, path[1:]))
             link_sets.append(sorted(links))
         self.records.replica_gpus, self.records.replica_links = gpu_sets, link_sets
+        deployment = self.workload.deployment
+        copies = deployment.preemption == "swap"  # the replicas copy KV over their host links
+        host_sets = [sorted({host_link_resource(hw, g, d) for g in range(r * tp, (r + 1) * tp)
+                             for d in HOST_LINK_DIRECTIONS}) if copies else [] for r in range(dp)]
+        host_blocks = host_kv_blocks(hw, self.layout, deployment.host_kv_fraction) if copies else 0
         replicas = []
         for r, (gpus, links) in enumerate(zip(gpu_sets, link_sets)):
-            private = all(not set(links) & set(other) for k, other in enumerate(link_sets) if k != r)
-            scheduler = Scheduler(self.layout, self.workload.deployment, on_finish=self._on_end)
+            uses = set(links) | set(host_sets[r])
+            private = all(not uses & (set(other) | set(host)) for k, (other, host) in
+                          enumerate(zip(link_sets, host_sets)) if k != r)
+            scheduler = Scheduler(self.layout, deployment, on_finish=self._on_end, host_blocks=host_blocks)
+            host_copy = host_copy_model(hw, self.layout, range(r * tp, (r + 1) * tp)) if copies else None
             replica = Replica(r, self.env, self.network, scheduler, self._pricer, gpus, links,
                               segments_allowed=private and not self.exact_steps, decide=self._decide,
                               record=self.records.segments.append, record_op=self.records.ops.append,
-                              op_window=self._op_window, private=private)
+                              op_window=self._op_window, private=private, host_copy=host_copy)
             replicas.append(replica)
         return replicas
 
@@ -231,7 +240,7 @@ class Simulation:
         self.records.events = events
         memory: dict[str, float] = {}
         for replica in self.replicas:
-            for name, value in replica.scheduler.memory_counters().items():
+            for name, value in {**replica.scheduler.memory_counters(), **replica.host_stats}.items():
                 memory[name] = memory.get(name, 0) + value
         self.records.memory = memory
         outcomes = self.records.sequences

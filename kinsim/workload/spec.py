@@ -79,6 +79,14 @@ class DeploymentSpec:
         "hash_ids, else the group), after their last request ends, and are evicted least recently used "
         "when the space is needed; a prompt that starts with cached blocks skips their prefill. Off: a "
         "group's prompt blocks are shared only while one of its requests is resident.", default=False)
+    preemption: str = spec_field(
+        "What a preempted decoding sequence does: recompute (its KV is dropped; it prefills prompt and output "
+        "again when readmitted) or swap (its KV blocks are copied to host memory over the host link and back "
+        "when it resumes, as vLLM's swap space; falls back to recompute when the host share is full).",
+        default="recompute", check=one_of("recompute", "swap"))
+    host_kv_fraction: float = spec_field(
+        "Share of the node's host memory given to KV (swapped sequences), split evenly among the node's "
+        "GPUs.", default=0.5, check=fraction)
     allreduce: str = spec_field(
         "Tensor-parallel all-reduce implementation: nccl, custom (the serving engine's one-shot/two-shot "
         "all-reduce) or auto (custom for buffers up to 8 MiB on 2, 4, 6 or 8 GPUs of one NVLink node, as "
