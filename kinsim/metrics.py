@@ -100,6 +100,8 @@ METRIC_DOCS = (
                                                      "to recompute when the host share is full)"),
     ("memory.host.{swap_out_bytes,swap_in_bytes}", "B", "KV copied to host memory and back by swaps, all GPUs"),
     ("memory.host.stall_s", "replica-seconds", "time replicas waited for host copies before their steps"),
+    ("memory.host.{capacity_bytes,peak_bytes}", "B", "host memory for one replica's KV (0 unless it swaps); the "
+                                                     "most any replica held there"),
     ("energy_j", "J", "per GPU: idle power x sim_time_s + (TDP - idle) x its replica's busy time; summed"),
     ("cost_usd", "$", "GPU price x GPUs x sim_time_s; null without gpu.price"),
     ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
@@ -294,7 +296,9 @@ def memory_figures(counters: dict[str, float], block_bytes: float) -> dict[str, 
             "preemptions": {"recompute": count("preempt_recompute"), "swap": count("preempt_swap")},
             "host": {"swap_out_bytes": count("swap_out_blocks") * block_bytes,
                      "swap_in_bytes": count("swap_in_blocks") * block_bytes,
-                     "stall_s": float(counters.get("stall_s", 0.0))}}
+                     "stall_s": float(counters.get("stall_s", 0.0)),
+                     "capacity_bytes": count("host_capacity_blocks") * block_bytes,
+                     "peak_bytes": count("host_peak_blocks") * block_bytes}}
 
 
 def segment_figures(segments: SegmentTable | SegmentTotals, replicas: int) -> dict[str, Any]:

@@ -266,6 +266,9 @@ def check_invariants(result) -> None:
     # KV never above capacity
     assert max((seg.kv_peak_blocks for seg in segments), default=0) <= result["kv.capacity_blocks"]
     assert result["kv.peak_bytes"] <= result["kv.capacity_bytes"]
+    host = result.to_dict()["memory"]["host"]
+    assert host["peak_bytes"] <= host["capacity_bytes"]
+    assert host["swap_in_bytes"] <= host["swap_out_bytes"]  # nothing comes back that did not go out
     # per replica, steps do not overlap and time runs forward
     for replica in {seg.replica for seg in segments}:
         mine = [seg for seg in segments if seg.replica == replica]
@@ -290,6 +293,9 @@ small_workloads = st.fixed_dictionaries({
     "deployment.engine": st.sampled_from(["vllm", "none"]),
     "deployment.allreduce": st.sampled_from(["auto", "nccl"]),
     "deployment.prefix_shared_read": st.booleans(),
+    "deployment.prefix_caching": st.booleans(),
+    "deployment.preemption": st.sampled_from(["recompute", "swap"]),
+    "deployment.host_kv_fraction": st.sampled_from([0.5, 1.5e-4]),  # 1.5e-4: a few blocks, then recompute
     "attention": st.sampled_from([{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top_k": 2},
                                   {"policy": "sliding_window", "window": 40}, {"policy": "topk", "token_budget": 60}]),
 })

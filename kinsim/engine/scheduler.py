@@ -111,7 +111,8 @@ class Scheduler:
         self._swap = getattr(deployment, "preemption", "recompute") == "swap"
         self._out_blocks = self._in_blocks = 0  # copies of the step being planned, each way
         #: Preemptions so far, by kind, and KV blocks copied to and from host memory.
-        self.swap_stats = {"preempt_recompute": 0, "preempt_swap": 0, "swap_out_blocks": 0, "swap_in_blocks": 0}
+        self.swap_stats = {"preempt_recompute": 0, "preempt_swap": 0, "swap_out_blocks": 0, "swap_in_blocks": 0,
+                           "host_peak_blocks": 0}
         self.deployment = deployment
         self.on_finish = on_finish
         self.used_blocks = 0
@@ -219,14 +220,17 @@ class Scheduler:
         self.used_blocks -= seq.private_blocks
         seq.private_blocks = 0
         seq.kv_tokens = 0
-        group = seq.group
+        self._drop_hold(seq.group)
+        self.resident.remove(seq)
+
+    def _drop_hold(self, group: GroupState) -> None:
+        """One holder less of the group's shared blocks; the last one frees them (or leaves them cached)."""
         group.holders -= 1
         if group.holders == 0:
             if self.cache is None:
                 self.used_blocks -= self._shared_blocks(group)
             else:
                 self.used_blocks -= self.cache.release(group.keys[:self._shared_blocks(group)])
-        self.resident.remove(seq)
 
     def decode_need(self) -> int:
         """Blocks the decoding sequences must add for one more token each."""
@@ -376,7 +380,7 @@ class Scheduler:
         """GPU blocks ``seq`` needs to resume decoding (its KV plus its next token's, with the group's
         shared blocks when no member holds them), and of those the blocks copied from host memory."""
         group = seq.group
-        shared = self._shared_blocks(group) if group.holders == 0 else 0
+        shared = self._shared_blocks(group) if group.holders == 0 else 0  # never while it holds them itself
         held = self.layout.private_blocks_of(seq.kv_tokens, group.shared_tokens)
         grown = self.layout.private_blocks_of(seq.kv_tokens + 1, group.shared_tokens)
         return shared + grown, shared + held
@@ -406,9 +410,11 @@ class Scheduler:
             self.host_used -= seq.host_blocks
             seq.host_blocks = 0
             group = seq.group
-            self._hold_shared(group, 1)
-            if self.cache is not None:  # the shared blocks came back whole from host memory
-                self.cache.mark_ready(group.keys[:self._shared_blocks(group)])
+            if not seq.holds_shared:
+                self._hold_shared(group, 1)
+                if self.cache is not None:  # the shared blocks came back whole from host memory
+                    self.cache.mark_ready(group.keys[:self._shared_blocks(group)])
+            seq.holds_shared = False
             seq.private_blocks = layout.private_blocks_of(seq.kv_tokens, group.shared_tokens)
             self.used_blocks += seq.private_blocks
             seq.state = DECODE
@@ -421,20 +427,29 @@ class Scheduler:
         return need
 
     def _swap_out(self, victim: Sequence) -> bool:
-        """Swap decoding ``victim`` out to host memory if the host share has room; whether it did."""
+        """Swap decoding ``victim`` out to host memory if the host share has room; whether it did. Its
+        private blocks go, and the group's shared blocks with them when it held them last; otherwise it
+        keeps its hold on them (they stay on the GPU for the members still there, and for its return)."""
         group = victim.group
-        shared = self._shared_blocks(group) if group.holders == 1 else 0
+        last = group.holders == 1
         self.batch.remove(victim)  # writes its counters back
-        carried = victim.private_blocks + shared
+        carried = victim.private_blocks + (self._shared_blocks(group) if last else 0)
         if self.host_used + carried > self.host_blocks:
             self.batch.add(victim)
             return False
         kv = victim.kv_tokens
         victim.state = SWAPPED
-        self._release(victim)
+        if last:
+            self._release(victim)
+        else:
+            self.used_blocks -= victim.private_blocks
+            victim.private_blocks = 0
+            self.resident.remove(victim)
+            victim.holds_shared = True
         victim.kv_tokens = kv
         victim.host_blocks = carried
         self.host_used += carried
+        self.swap_stats["host_peak_blocks"] = max(self.swap_stats["host_peak_blocks"], self.host_used)
         victim.preemptions += 1
         bisect.insort(self.swapped, victim, key=_key)
         self._out_blocks += carried
@@ -464,6 +479,9 @@ class Scheduler:
             self.swapped.remove(seq)
             self.host_used -= seq.host_blocks
             seq.host_blocks = 0
+            if seq.holds_shared:
+                seq.holds_shared = False
+                self._drop_hold(seq.group)
         elif seq.state == WAITING:
             heapq.heappop(self._waiting)  # it is the head
             self._leave_waiting(seq)

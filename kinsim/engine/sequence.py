@@ -59,6 +59,7 @@ class Sequence:
     finish_s: float | None = None
     preemptions: int = 0
     host_blocks: int = 0  #: KV blocks it holds in host memory while swapped
+    holds_shared: bool = False  #: swapped while other members held the group's shared blocks: it keeps its hold
     reason: str | None = None
     replica: int = -1
 

@@ -241,7 +241,13 @@ class Simulation:
         memory: dict[str, float] = {}
         for replica in self.replicas:
             for name, value in {**replica.scheduler.memory_counters(), **replica.host_stats}.items():
-                memory[name] = memory.get(name, 0) + value
+                if name not in memory:
+                    memory[name] = value
+                elif name.endswith("_peak_blocks"):  # the most on any replica, as kv.peak_bytes
+                    memory[name] = max(memory[name], value)
+                else:
+                    memory[name] += value
+        memory["host_capacity_blocks"] = self.replicas[0].scheduler.host_blocks if self.replicas else 0
         self.records.memory = memory
         outcomes = self.records.sequences
         for seq in self._live.values():
