@@ -291,7 +291,9 @@ small_workloads = st.fixed_dictionaries({
     "deployment.allreduce": st.sampled_from(["auto", "nccl"]),
     "deployment.prefix_shared_read": st.booleans(),
     "attention": st.sampled_from([{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top_k": 2},
-                                  {"policy": "sliding_window", "window": 40}, {"policy": "topk", "token_budget": 60}]),
+                                  {"policy": "sliding_window", "window": 40}, {"policy": "topk", "token_budget": 60},
+                                  {"policy": "block_topk", "block_size": 16, "top_k": 2, "local_window": 8,
+                                   "offload": True, "gpu_cache_blocks": 1, "cache_hit_rate": 0.5}]),
 })
 
 #: Examples of the fast = exact property: 200 in CI; KINSIM_PROPERTY_EXAMPLES=1000 (or more) after a change

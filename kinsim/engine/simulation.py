@@ -38,7 +38,7 @@ from kinsim.engine.sequence import Sequence
 from kinsim.engine.streaming import RequestTotals
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
-from kinsim.hardware.topology import build_topology, gpu_name, route
+from kinsim.hardware.topology import build_topology, gpu_name, host_link_resource, route
 from kinsim.limits import MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS
 from kinsim.workload.generate import workload_request_table
 from kinsim.workload.request import Request, RequestTable
@@ -133,14 +133,18 @@ class Simulation:
                 links.update(f"{u}->{v}" for u, v in zip(path, path[1:]))
             link_sets.append(sorted(links))
         self.records.replica_gpus, self.records.replica_links = gpu_sets, link_sets
+        # host-link resources (host to GPU) of replicas whose KV lives in host memory; GPUs behind one link share it
+        host_sets = [sorted({host_link_resource(hw, g) for g in range(r * tp, (r + 1) * tp)})
+                     if self._pricer.offload else [] for r in range(dp)]
         replicas = []
         for r, (gpus, links) in enumerate(zip(gpu_sets, link_sets)):
-            private = all(not set(links) & set(other) for k, other in enumerate(link_sets) if k != r)
+            used = set(links) | set(host_sets[r])
+            private = all(not used & (set(other) | set(host_sets[k])) for k, other in enumerate(link_sets) if k != r)
             scheduler = Scheduler(self.layout, self.workload.deployment, on_finish=self._on_end)
             replica = Replica(r, self.env, self.network, scheduler, self._pricer, gpus, links,
                               segments_allowed=private and not self.exact_steps, decide=self._decide,
                               record=self.records.segments.append, record_op=self.records.ops.append,
-                              op_window=self._op_window, private=private)
+                              op_window=self._op_window, private=private, host_links=host_sets[r])
             replicas.append(replica)
         return replicas
 
