@@ -82,6 +82,11 @@ METRIC_DOCS = (
     ("utilization.hbm", "fraction", "HBM bytes per GPU / (HBM bandwidth x sim_time_s), mean over the GPUs"),
     ("utilization.link", "fraction", "time a GPU's links are busy (the cost model's network term) / sim_time_s, "
                                      "mean over the GPUs"),
+    ("utilization.host_link", "fraction", "time a GPU's host link is busy carrying KV from host memory / "
+                                          "sim_time_s, mean over the GPUs (0 unless the KV is offloaded)"),
+    ("host_link.bytes", "B", "KV bytes fetched from host memory over the host link per GPU, summed over the run "
+                             "(block top-k with offload; 0 otherwise)"),
+    ("host_link.busy_s", "replica-seconds", "seconds a GPU's host link was busy carrying them, summed over replicas"),
     ("kv.capacity_bytes", "B", "KV cache of one replica (all its GPUs)"),
     ("kv.peak_bytes", "B", "most KV bytes allocated on any replica in any step"),
     ("kv.mean_bytes", "B", "time-mean of allocated KV bytes over sim_time_s, mean over replicas"),
@@ -250,7 +255,9 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
             "compute": seg["flops"] / (hardware.peak("bf16") * denominator),
             "hbm": seg["hbm_bytes"] / (hardware.gpu.memory.bandwidth * denominator),
             "link": seg["network_s"] / denominator,
+            "host_link": seg["host_link_s"] / denominator,
         },
+        "host_link": {"bytes": seg["host_link_bytes"], "busy_s": seg["host_link_s"]},
         "kv": {
             "capacity_bytes": layout.capacity_bytes,
             "peak_bytes": seg["kv_peak_blocks"] * replica_bytes,
@@ -303,14 +310,16 @@ def memory_figures(counters: dict[str, float], block_bytes: float) -> dict[str, 
 
 def segment_figures(segments: SegmentTable | SegmentTotals, replicas: int) -> dict[str, Any]:
     """Totals over the recorded segments: per op class seconds, FLOPs and HBM bytes (lists in the order of
-    ``OP_CLASSES``); ``flops``, ``hbm_bytes``, ``network_s``, ``prefill_tokens``, ``kv_block_s``,
+    ``OP_CLASSES``); ``flops``, ``hbm_bytes``, ``network_s``, ``host_link_s``, ``host_link_bytes``,
+    ``prefill_tokens``, ``kv_block_s``,
     ``kv_peak_blocks``, ``segments``, ``steps``, ``last_end_s``, and ``busy_s`` per replica. Sums add in
     the order the segments ended, from rows (:func:`ordered_sum`) as the running totals do, so both give the
     same bits."""
     if isinstance(segments, SegmentTotals):
         return {"class_s": list(segments.class_s), "class_flops": list(segments.class_flops),
                 "class_bytes": list(segments.class_bytes), "flops": segments.flops, "hbm_bytes": segments.hbm_bytes,
-                "network_s": segments.network_s, "prefill_tokens": segments.prefill_tokens,
+                "network_s": segments.network_s, "host_link_s": segments.host_link_s,
+                "host_link_bytes": segments.host_link_bytes, "prefill_tokens": segments.prefill_tokens,
                 "kv_block_s": segments.kv_block_s, "kv_peak_blocks": segments.kv_peak_blocks,
                 "segments": segments.rows, "steps": segments.steps, "last_end_s": segments.last_end_s,
                 "busy_s": list(segments.busy_s)}
@@ -323,6 +332,8 @@ def segment_figures(segments: SegmentTable | SegmentTotals, replicas: int) -> di
         "class_bytes": ordered_sum(column("class_bytes")).tolist(),
         "flops": float(ordered_sum(column("flops"))), "hbm_bytes": float(ordered_sum(column("hbm_bytes"))),
         "network_s": float(ordered_sum(column("network_s"))),
+        "host_link_s": float(ordered_sum(column("host_link_s"))),
+        "host_link_bytes": float(ordered_sum(column("host_link_bytes"))),
         "prefill_tokens": int(column("prefill_tokens").sum()),
         "kv_block_s": float(ordered_sum(column("kv_block_s"))),
         "kv_peak_blocks": int(column("kv_peak_blocks").max()) if some else 0,

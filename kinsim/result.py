@@ -19,7 +19,7 @@ REQUEST_COLUMNS = ("request_id", "group_id", "replica", "arrival_s", "admitted_s
                    "prompt_tokens", "output_tokens", "generated_tokens", "preemptions", "state", "reason")
 STEP_COLUMNS = ("replica", "start_s", "end_s", "steps", "decode_seqs", "prefill_tokens", "tokens_out",
                 "kv_peak_blocks", "kv_block_s", *(f"{c}_s" for c in OP_CLASSES), "flops", "hbm_bytes",
-                "compute_s", "memory_s", "network_s")
+                "compute_s", "memory_s", "network_s", "host_link_s", "host_link_bytes")
 
 
 def metric_at(summary: Mapping[str, Any], dotted: str) -> Any:

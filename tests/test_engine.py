@@ -297,7 +297,9 @@ small_workloads = st.fixed_dictionaries({
     "deployment.preemption": st.sampled_from(["recompute", "swap"]),
     "deployment.host_kv_fraction": st.sampled_from([0.5, 1.5e-4]),  # 1.5e-4: a few blocks, then recompute
     "attention": st.sampled_from([{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top_k": 2},
-                                  {"policy": "sliding_window", "window": 40}, {"policy": "topk", "token_budget": 60}]),
+                                  {"policy": "sliding_window", "window": 40}, {"policy": "topk", "token_budget": 60},
+                                  {"policy": "block_topk", "block_size": 16, "top_k": 2, "local_window": 8,
+                                   "offload": True, "gpu_cache_blocks": 1, "cache_hit_rate": 0.5}]),
 })
 
 #: Examples of the fast = exact property: 200 in CI; KINSIM_PROPERTY_EXAMPLES=1000 (or more) after a change

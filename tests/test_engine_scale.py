@@ -22,7 +22,9 @@ from .test_engine import workload
 H100 = load_hardware(HARDWARE / "h100.yaml")
 
 POLICIES = [{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top_k": 4},
-            {"policy": "sliding_window", "window": 300}, {"policy": "topk", "token_budget": 700}]
+            {"policy": "sliding_window", "window": 300}, {"policy": "topk", "token_budget": 700},
+            {"policy": "block_topk", "block_size": 16, "top_k": 4, "local_window": 20, "offload": True,
+             "gpu_cache_blocks": 2, "cache_hit_rate": 0.5}]
 
 
 @pytest.mark.parametrize("attention", POLICIES)

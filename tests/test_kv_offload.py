@@ -3,15 +3,25 @@ bytes, step time) and the GH200 hardware file. Every number is worked out by han
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import simpy
 
+from kinsim.cost.roofline import RooflineCost
 from kinsim.engine.fluid import FluidNetwork
+from kinsim.engine.kv import KVLayout, kv_layout
+from kinsim.engine.pricer import StepPricer
+from kinsim.engine.scheduler import Scheduler
+from kinsim.engine.sequence import DECODE, GroupState, Sequence
 from kinsim.errors import SpecError
 from kinsim.hardware import load_hardware
 from kinsim.hardware.topology import host_link_resource, host_transfer_s
+from kinsim.ops.lower import StepBatch
+from kinsim.runner import simulate
+from kinsim.workload.request import Request
 
 from .conftest import HARDWARE
+from .test_engine import H100, assert_same_figures, check_invariants, figures, hardware_with_kv_blocks, workload
 
 # ------------------------------------------------------------------------------------- the host link
 
@@ -81,3 +91,177 @@ def test_gh200_is_one_superchip_with_nvlink_c2c_to_480_gb_of_host_memory():
     assert gh200.calibration is not None and gh200.calibration.transferred_from is not None
     # the same GH100 compute as the H100 SXM5: 989 TFLOP/s bf16 dense over 4 TB/s
     assert gh200.ridge_flop_per_byte["bf16"] == pytest.approx(989e12 / 4e12)
+
+
+# ------------------------------------------------------------------------------------- the policy
+
+#: Qwen3-8B: 36 layers, 8 KV heads of dimension 128, bf16 KV. K and V of one token, all layers, one GPU:
+#: 2 x 8 x 128 x 2 bytes x 36 = 147,456 bytes; a block summary (one mean key per KV head and layer):
+#: 8 x 128 x 2 x 36 = 73,728 bytes.
+TOKEN_KV = 2 * 8 * 128 * 2 * 36
+SUMMARY = 8 * 128 * 2 * 36
+OFFLOAD = {"policy": "block_topk", "block_size": 16, "top_k": 64, "local_window": 16, "offload": True}
+
+
+def test_offload_keys_are_validated_with_the_key_named():
+    with pytest.raises(SpecError, match=r"attention.gpu_cache_blocks: needs offload: true"):
+        workload(attention={"policy": "block_topk", "gpu_cache_blocks": 4})
+    with pytest.raises(SpecError, match=r"attention.cache_hit_rate: must be 0 when gpu_cache_blocks is 0"):
+        workload(attention={**OFFLOAD, "cache_hit_rate": 0.5})
+    with pytest.raises(SpecError, match=r"attention.cache_hit_rate: must be in \[0, 1\], got 1.5"):
+        workload(attention={**OFFLOAD, "gpu_cache_blocks": 8, "cache_hit_rate": 1.5})
+    with pytest.raises(SpecError, match=r"attention: unknown key 'offload'"):
+        workload(attention={"policy": "dense", "offload": True})
+
+
+def _step(attention, context, tp=1):
+    w = workload(model="Qwen3-8B", attention=attention, **{"deployment.tensor_parallel": tp})
+    pricer = StepPricer(w.model, w.deployment, w.attention, RooflineCost(H100))
+    return pricer.step(StepBatch(decode_context=np.array(context, dtype=float)))
+
+
+def test_a_step_fetching_64_blocks_of_16_tokens_costs_their_bytes_over_pcie():
+    # 5,000 tokens cached: 4,984 outside the 16-token window, 311 complete blocks, of which the top 64 are
+    # selected; a quarter of them are in the GPU cache
+    policy = {**OFFLOAD, "gpu_cache_blocks": 32, "cache_hit_rate": 0.25}
+    fetched = 64 * 16 * TOKEN_KV * (1 - 0.25)
+    assert fetched == 113_246_208
+    offloaded = _step(policy, [5000])
+    resident = _step({**policy, "offload": False, "gpu_cache_blocks": 0, "cache_hit_rate": 0.0}, [5000])
+    assert offloaded.row("host_link_bytes")[0] == fetched
+    assert offloaded.row("host_link_s")[0] == pytest.approx(fetched / (63e9 * 0.85), rel=1e-12)
+    # the fetch adds to the step, in attention: the bytes at 85% of 63 GB/s and the latency once per layer
+    fetch_s = fetched / (63e9 * 0.85) + 36 * 2e-6
+    assert offloaded.time_s[0] - resident.time_s[0] == pytest.approx(fetch_s, rel=1e-9)
+    assert offloaded.class_s("attention")[0] - resident.class_s("attention")[0] == pytest.approx(fetch_s, rel=1e-9)
+    assert resident.row("host_link_bytes")[0] == 0 and resident.row("host_link_s")[0] == 0
+
+
+def test_fetched_blocks_count_only_complete_blocks_outside_the_window_and_sink():
+    policy = {**OFFLOAD, "local_window": 32, "sink_tokens": 4}
+    # 100 cached: 64 outside sink and window -> 4 blocks; 36 -> 0; 1,064 + 36 -> 66 blocks, capped at 64
+    nbytes = _step(policy, [100, 36, 1100]).row("host_link_bytes")[0]
+    assert nbytes == (4 + 0 + 64) * 16 * TOKEN_KV
+    assert _step(policy, [36]).time_s[0] == _step({**policy, "offload": False}, [36]).time_s[0]  # nothing fetched
+
+
+def test_tensor_parallel_gpus_fetch_their_own_kv_heads_each():
+    two = _step(OFFLOAD, [5000], tp=2)
+    assert two.row("host_link_bytes")[0] == 64 * 16 * TOKEN_KV / 2  # 4 KV heads per GPU
+    paired = load_hardware(HARDWARE / "h100.yaml").with_overrides({"node.host_link.shared_by": 2})
+    w = workload(model="Qwen3-8B", attention=OFFLOAD, **{"deployment.tensor_parallel": 2})
+    shared = StepPricer(w.model, w.deployment, w.attention, RooflineCost(paired))
+    busy = shared.step(StepBatch(decode_context=np.array([5000.0]))).row("host_link_s")[0]
+    # both GPUs of the replica sit behind one link: it carries both halves
+    assert busy == pytest.approx(2 * (64 * 16 * TOKEN_KV / 2) / (63e9 * 0.85), rel=1e-12)
+
+
+@pytest.mark.parametrize("attention", [OFFLOAD, {**OFFLOAD, "sink_tokens": 5, "local_window": 40, "top_k": 3},
+                                       {**OFFLOAD, "block_size": 32, "top_k": 2, "gpu_cache_blocks": 2,
+                                        "cache_hit_rate": 0.3}])
+def test_segment_figures_in_closed_form_equal_the_matrix_of_contexts(attention):
+    w = workload(model="Qwen3-8B", attention=attention)
+    pricer = StepPricer(w.model, w.deployment, w.attention, RooflineCost(H100))
+    rng = np.random.default_rng(3)
+    context = rng.integers(0, 1400, size=11)
+    steps = 500
+    matrix = (context[None, :] + np.arange(steps)[:, None]).astype(float)
+    closed = pricer.decode_run(context, steps)
+    assert np.array_equal(closed.matrix, pricer.decode_segment(matrix).matrix)
+    assert closed.row("host_link_bytes").max() > 0
+    for k in (0, 17, 499):  # and a step priced alone
+        assert np.array_equal(closed.matrix[:, k], pricer.step(StepBatch(decode_context=matrix[k])).matrix[:, 0])
+
+
+# ------------------------------------------------------------------------------------- the footprint
+
+
+def test_offload_keeps_summaries_and_a_few_blocks_per_sequence_in_hbm():
+    w = workload(model="Qwen3-8B", attention={**OFFLOAD, "gpu_cache_blocks": 4})
+    layout = kv_layout(w.model, w.deployment, w.attention, H100)
+    assert layout.block_bytes == 16 * TOKEN_KV  # a page of full KV; summaries are paged apart
+    assert layout.host_bytes_per_token == TOKEN_KV
+    assert layout.summaries_per_block == 16 * TOKEN_KV // SUMMARY == 32
+    # full KV in HBM: the window and the incomplete block, ceil((16 + 16) / 16) + 1 = 3 pages, no sink, and the
+    # cache's 4 blocks of one page each
+    assert layout.window_blocks == 3 + 0 + 4
+    # 32,768 tokens: 7 pages of KV + ceil(2,048 summaries / 32 per page) = 7 + 64 = 71 blocks
+    assert layout.private_blocks_of(32_768, 0) == 71
+    assert layout.private_blocks_of(40, 0) == 3 + 1  # 3 pages of KV, 2 summaries in one page
+    dense = workload(model="Qwen3-8B", attention={**OFFLOAD, "offload": False})
+    resident = kv_layout(dense.model, dense.deployment, dense.attention, H100)
+    assert resident.private_blocks_of(32_768, 0) == 2048
+    assert resident.block_bytes == 16 * (TOKEN_KV + SUMMARY / 16)  # every block with its summary
+    assert layout.total_blocks > resident.total_blocks  # pages without summaries are smaller
+
+
+def test_offload_lets_more_sequences_decode_at_once():
+    # 12 chains of thought of 100 + 2,000 tokens on 600 KV blocks. With every block resident a sequence needs
+    # ceil(2,100 / 16) = 132 blocks at the end, so at most 600 // 132 = 4 can finish together: the 12 admitted
+    # at first are preempted as they grow. Offloaded, a sequence needs at most 3 pages of KV and
+    # ceil(131 summaries / 32 per page) = 5 pages of summaries, 8 blocks: all 12 decode together to the end
+    # (one prefill step, then 1,999 decode steps of 12 sequences).
+    changes = {"model": "Qwen3-8B", "requests.samples": 1, "requests.problems": 12,
+               "requests.prompt_tokens": 100, "requests.output_tokens": 2000, "requests.max_output_tokens": 2000}
+    mean_batch, preemptions = {}, {}
+    for name, attention in (("resident", {**OFFLOAD, "offload": False}), ("offload", OFFLOAD)):
+        w = workload(attention=attention, **changes)
+        result = simulate(w, hardware_with_kv_blocks(w, 600))
+        seqs, steps = result.records.segments.column("decode_seqs"), result.records.segments.column("steps")
+        decoding = seqs > 0
+        mean_batch[name] = float((seqs * steps)[decoding].sum() / steps[decoding].sum())
+        preemptions[name] = result["requests.preemptions"]
+        assert result["requests.completed"] == 12
+    assert mean_batch["offload"] == 12 and preemptions["offload"] == 0
+    assert preemptions["resident"] > 0 and mean_batch["resident"] < 12
+
+
+def test_fast_forward_equals_exact_steps_with_offload_and_a_shared_host_link():
+    w = workload(model="Qwen3-8B", attention={**OFFLOAD, "top_k": 4, "gpu_cache_blocks": 2, "cache_hit_rate": 0.5},
+                 **{"deployment.data_parallel": 2, "deployment.router": "round_robin",
+                    "requests.output_tokens": 300, "requests.max_output_tokens": 300})
+    for shared_by in (1, 2):
+        hw = hardware_with_kv_blocks(w, 80).with_overrides({"node.host_link.shared_by": shared_by})
+        fast, exact = simulate(w, hw), simulate(w, hw, exact_steps=True)
+        assert_same_figures(figures(fast), figures(exact))
+        assert fast["host_link.bytes"] > 0
+        check_invariants(fast)
+
+
+def test_two_replicas_behind_one_host_link_slow_each_other():
+    # The same requests on two replicas (one each): they run the same steps at the same times. With their own
+    # links each step takes its time t alone; behind one link the two steps' flows each need a share
+    # u = (host-link busy s) / t of it, so both run at rate min(1, 1 / 2u): a step takes max(t, 2 s), twice
+    # its fetch where the fetch dominates. The bytes fetched are the same.
+    w = workload(model="Qwen3-8B", attention={**OFFLOAD, "top_k": 256},
+                 **{"deployment.data_parallel": 2, "deployment.router": "round_robin", "requests.samples": 1,
+                    "requests.prompt_tokens": 5000, "requests.output_tokens": 200,
+                    "requests.max_output_tokens": 200})
+    h100 = load_hardware(HARDWARE / "h100.yaml")
+    own = simulate(w, h100, exact_steps=True)
+    shared = simulate(w, h100.with_overrides({"node.host_link.shared_by": 2}))
+    assert shared["host_link.bytes"] == own["host_link.bytes"] > 0
+    segments = own.records.segments
+    first = segments.column("replica") == 0
+    alone = (segments.column("end_s") - segments.column("start_s"))[first]
+    busy = segments.column("host_link_s")[first]
+    assert np.median(busy / alone) > 0.5  # the fetch takes most of a decode step: sharing slows it
+    assert shared["sim_time_s"] == pytest.approx(np.maximum(alone, 2 * busy).sum(), rel=1e-6)
+    assert shared["sim_time_s"] > 1.1 * own["sim_time_s"]
+
+
+def test_blocks_added_per_step_count_kv_pages_and_summary_pages():
+    # pages of 16 tokens; at most 3 pages of KV per sequence; 2 summaries (of 16-token blocks) per page
+    layout = KVLayout(block_size=16, total_blocks=10_000, block_bytes=1.0, gpus=1, window_blocks=3,
+                      shares_prompt=False, summaries_per_block=2, selection_block=16)
+    assert layout.private_blocks_of(47, 0) == 3 + 1 and layout.private_blocks_of(64, 0) == 3 + 2
+    scheduler = Scheduler(layout, workload().deployment)
+    kv = [0, 15, 16, 31, 47, 100, 1000]
+    for i, tokens in enumerate(kv):
+        seq = Sequence(Request(f"r{i}", f"g{i}", 0.0, 1, 10_000), i, GroupState(i, 1, 0), 0.0)
+        seq.state, seq.kv_tokens, seq.generated = DECODE, tokens, 1
+        seq.private_blocks = int(layout.private_blocks_of(tokens, 0))
+        scheduler.batch.add(seq)
+    added = scheduler._blocks_added(90)
+    for k in range(90):  # after step k each sequence holds the blocks of kv + k + 1 tokens
+        assert added[k] == sum(layout.private_blocks_of(t + k + 1, 0) - layout.private_blocks_of(t, 0) for t in kv)

@@ -22,7 +22,7 @@ def row(i: int) -> tuple:
     """Row ``i``, with values that the test below writes down again as arrays."""
     return (i % 3, i * 0.5, i * 0.5 + 0.25, i % 7 + 1, i % 5, 100 * (i % 2), 2 * i, 1000 + i, i / 3,
             tuple(i + k / 8 for k in range(C)), tuple(i * 1e12 + k for k in range(C)),
-            tuple(i * 1e9 - k for k in range(C)), i * 2e12, i * 2e9, i / 7, i / 11, i / 13)
+            tuple(i * 1e9 - k for k in range(C)), i * 2e12, i * 2e9, i / 7, i / 11, i / 13, i / 17, i * 3e6)
 
 
 def test_columns_and_rows_are_what_was_appended_across_blocks():
@@ -38,7 +38,7 @@ def test_columns_and_rows_are_what_was_appended_across_blocks():
         "prefill_tokens": 100 * (i % 2), "tokens_out": 2 * i, "kv_peak_blocks": 1000 + i, "kv_block_s": i / 3,
         "class_s": i[:, None] + k[None, :] / 8, "class_flops": i[:, None] * 1e12 + k[None, :],
         "class_bytes": i[:, None] * 1e9 - k[None, :], "flops": i * 2e12, "hbm_bytes": i * 2e9,
-        "compute_s": i / 7, "memory_s": i / 11, "network_s": i / 13,
+        "compute_s": i / 7, "memory_s": i / 11, "network_s": i / 13, "host_link_s": i / 17, "host_link_bytes": i * 3e6,
     }
     assert tuple(expected) == SEGMENT_COLUMNS
     for name, values in expected.items():
@@ -81,7 +81,7 @@ def test_an_empty_table_and_bad_rows():
 
 
 def test_a_row_costs_bytes_not_kilobytes():
-    """200,000 rows in under 500 bytes each (the columns hold 32 numbers a row: 256 bytes, plus a bounded
+    """200,000 rows in under 500 bytes each (the columns hold 34 numbers a row: 272 bytes, plus a bounded
     buffer); a list of SegmentRecord objects, measured the same way, takes over a kilobyte a row."""
 
     def per_row(add, n: int) -> float:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from kinsim.ops.op import Number, Op
+
+if TYPE_CHECKING:
+    from kinsim.hardware.spec import HardwareSpec
 
 BOUNDS = ("compute", "memory", "network", "latency")
 
@@ -43,6 +46,7 @@ class CostModel(Protocol):
     """Prices operators on the hardware it was made for."""
 
     name: str
+    hw: HardwareSpec  #: the hardware it prices for (the engine reads the host link from it)
 
     def op_cost(self, op: Op) -> OpCost:
         """Time of one run of ``op``."""

@@ -15,6 +15,16 @@ once per replica while any member is resident; each member holds private blocks 
 tokens, starting with its own copy of the prompt's partial last block (copy-on-write, made when the
 member is admitted). Sliding-window attention keeps at most the window (plus sink tokens, plus one
 partly filled block) per sequence and shares nothing.
+
+Block top-k with ``offload`` keeps the full KV in host memory (``host_bytes_per_token`` per GPU) and in HBM,
+per sequence, at most ``window_blocks`` blocks of full KV (the sink tokens, the local window with the last
+incomplete selection block, and the GPU cache of recently selected blocks) plus the summaries (mean keys)
+of its complete selection blocks, paged like KV: a block of ``block_bytes`` holds ``summaries_per_block`` of
+them. It shares nothing either. So a sequence of ``t`` tokens holds::
+
+    min(ceil(t / kv_block_size), window_blocks) + ceil(floor(t / selection_block) / summaries_per_block)
+
+blocks, and the scheduler's arithmetic (blocks per sequence as a function of its tokens) is unchanged.
 """
 
 from __future__ import annotations
@@ -30,8 +40,9 @@ from kinsim.hardware.spec import HardwareSpec
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import AttentionDims, resident_kv_bytes_per_token
 from kinsim.ops.lower import ACT_DTYPE, LOGIT_BYTES
+from kinsim.ops.offload import offloads
 from kinsim.ops.sharding import shard_heads
-from kinsim.workload.spec import AttentionPolicy, DeploymentSpec, SlidingWindowAttention
+from kinsim.workload.spec import AttentionPolicy, BlockTopKAttention, DeploymentSpec, SlidingWindowAttention
 
 #: Share of the blocks kept free when admitting new sequences (vLLM's watermark), so that running
 #: sequences can grow without immediate preemption.
@@ -47,8 +58,15 @@ class KVLayout:
         total_blocks: blocks in the cache (per GPU; every GPU of the replica holds the same blocks).
         block_bytes: bytes of one block on one GPU (including block top-k summaries).
         gpus: GPUs of the replica (tensor parallel); replica bytes are ``gpus x`` per-GPU bytes.
-        window_blocks: most blocks a sequence holds under a sliding window, else ``None``.
+        window_blocks: most blocks of full KV a sequence holds under a sliding window or with offloaded
+            block top-k, else ``None``.
         shares_prompt: whether a group's whole prompt blocks are shared.
+        summaries_per_block: with offloaded block top-k, selection-block summaries one block holds (its
+            summaries are paged apart from its KV); else ``None`` (summaries, if any, are in ``block_bytes``).
+        selection_block: tokens per selection block (block top-k), for counting summaries.
+        host_bytes_per_token: host memory one cached token's full KV takes, per GPU, all layers (bytes; 0
+            unless the KV is offloaded). The replica needs ``gpus x`` that; the node's host memory is shared
+            by its GPUs. Not enforced here.
     """
 
     block_size: int
@@ -57,6 +75,9 @@ class KVLayout:
     gpus: int
     window_blocks: int | None = None
     shares_prompt: bool = True
+    summaries_per_block: int | None = None
+    selection_block: int = 1
+    host_bytes_per_token: float = 0.0
 
     @property
     def watermark_blocks(self) -> int:
@@ -74,13 +95,20 @@ class KVLayout:
     def private_blocks_of(self, tokens: int, shared_tokens: int) -> int:
         """:meth:`private_blocks` for one sequence, in integer arithmetic (the scheduler's hot path)."""
         if self.window_blocks is not None:
-            return min(-(-tokens // self.block_size), self.window_blocks)
+            full = min(-(-tokens // self.block_size), self.window_blocks)
+            if self.summaries_per_block is None:
+                return full
+            return full + -(-(tokens // self.selection_block) // self.summaries_per_block)
         return -(-(tokens - shared_tokens) // self.block_size)
 
     def private_blocks(self, tokens, shared_tokens):
         """Private blocks of a sequence with ``tokens`` in its KV (int or integer array)."""
         if self.window_blocks is not None:
-            return np.minimum(-(-np.asarray(tokens) // self.block_size), self.window_blocks)
+            tokens = np.asarray(tokens)
+            full = np.minimum(-(-tokens // self.block_size), self.window_blocks)
+            if self.summaries_per_block is None:
+                return full
+            return full + -(-(tokens // self.selection_block) // self.summaries_per_block)
         return -(-(np.asarray(tokens) - shared_tokens) // self.block_size)
 
 
@@ -106,8 +134,12 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     tp = deployment.tensor_parallel
     shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp, path="deployment.tensor_parallel")
     per_token = AttentionDims(shard, kv_dtype=model.kv_dtype).kv_bytes_per_token * model.layers
-    resident = resident_kv_bytes_per_token(per_token, policy, shard.kv_heads, shard.head_dim, model.layers,
-                                           model.kv_dtype)
+    offload = offloads(policy)
+    if offload:  # summaries are paged apart from the KV (see the module docstring)
+        resident = per_token
+    else:
+        resident = resident_kv_bytes_per_token(per_token, policy, shard.kv_heads, shard.head_dim, model.layers,
+                                               model.kv_dtype)
     block_bytes = resident * deployment.kv_block_size
     usable = hw.gpu.memory.capacity * deployment.gpu_memory_fraction
     weights = model.weight_bytes / tp
@@ -129,5 +161,22 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     window_blocks = None
     if isinstance(policy, SlidingWindowAttention):
         window_blocks = -(-(policy.window + policy.sink_tokens) // deployment.kv_block_size) + 1
+    if offload:
+        page = deployment.kv_block_size
+        summary_bytes = shard.kv_heads * shard.head_dim * bytes_per_element(model.kv_dtype) * model.layers
+        return KVLayout(page, blocks, block_bytes, tp, offloaded_blocks(policy, page), shares_prompt=False,
+                        summaries_per_block=int(block_bytes // summary_bytes), selection_block=policy.block_size,
+                        host_bytes_per_token=per_token)
     return KVLayout(deployment.kv_block_size, blocks, block_bytes, tp, window_blocks,
                     shares_prompt=window_blocks is None)
+
+
+def offloaded_blocks(policy: BlockTopKAttention, page: int) -> int:
+    """Most blocks (of ``page`` tokens) of full KV a sequence keeps in HBM when block top-k offloads its KV:
+    the sink, ``ceil(s / page)``; the local window with the last incomplete selection block (fewer than
+    ``block_size`` tokens), at most ``ceil((w + block_size) / page) + 1`` blocks as they may straddle block
+    boundaries; and the GPU cache, ``gpu_cache_blocks x block_size / page`` (a selection block is whole
+    pages)."""
+    sink = -(-policy.sink_tokens // page)
+    recent = -(-(policy.local_window + policy.block_size) // page) + 1
+    return sink + recent + policy.gpu_cache_blocks * (policy.block_size // page)

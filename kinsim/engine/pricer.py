@@ -22,19 +22,30 @@ from kinsim.cost.engine_overhead import engine_overhead
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops_of, decode_run_totals
 from kinsim.ops.lower import ACT_DTYPE, StepBatch, attention_ops, logit_ops, lower_step
+from kinsim.ops.offload import (
+    fetch_bytes,
+    fetch_seconds,
+    host_link_busy_s,
+    offloads,
+    replica_gpus_per_host_link,
+    selected_blocks,
+    selected_blocks_run,
+)
 from kinsim.ops.op import OP_CLASSES, Op
 from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
 
 #: Rows of :attr:`StepFigures.matrix`: step time; per op class its seconds, FLOPs and HBM bytes; then the
-#: busy terms.
+#: busy terms; then the host link's busy seconds and bytes (KV fetched from host memory).
 ROWS = ("time_s", *(f"{c}_s" for c in OP_CLASSES), *(f"{c}_flops" for c in OP_CLASSES),
-        *(f"{c}_bytes" for c in OP_CLASSES), "compute_s", "memory_s", "network_s")
+        *(f"{c}_bytes" for c in OP_CLASSES), "compute_s", "memory_s", "network_s", "host_link_s",
+        "host_link_bytes")
 _ROW = {name: i for i, name in enumerate(ROWS)}
 _CLASS_ROW = {c: _ROW[f"{c}_s"] for c in OP_CLASSES}
 _CLASS_FLOPS = {c: _ROW[f"{c}_flops"] for c in OP_CLASSES}
 _CLASS_BYTES = {c: _ROW[f"{c}_bytes"] for c in OP_CLASSES}
 _COMPUTE, _MEMORY, _NETWORK = (_ROW[k] for k in ("compute_s", "memory_s", "network_s"))
+_HOST, _HOST_BYTES = _ROW["host_link_s"], _ROW["host_link_bytes"]
 
 
 @dataclass
@@ -46,7 +57,10 @@ class StepFigures:
     ``<class>_flops`` (FLOPs executed) and ``<class>_bytes`` (bytes read from and written to HBM; a
     collective's link bytes are not HBM bytes); ``compute_s``,
     ``memory_s``, ``network_s`` (busy seconds of the compute units at their achievable rate, of HBM and of
-    the links: the cost model's terms summed over the step's ops).
+    the links: the cost model's terms summed over the step's ops); ``host_link_s`` and ``host_link_bytes``
+    (busy seconds of the GPU's host link, host to GPU, and the bytes it carried for this GPU: KV fetched by
+    block top-k with offload, :mod:`kinsim.ops.offload`; 0 otherwise). The fetch's time on the critical
+    path (busy seconds plus a latency per layer) is in ``time_s`` and ``attention_s``.
     """
 
     matrix: np.ndarray
@@ -138,6 +152,7 @@ class StepPricer:
         self._by_rows: dict[int, np.ndarray] = {}
         self.overhead = engine_overhead(deployment.engine)
         self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
+        self.offload = offloads(policy)  # decode steps fetch selected KV blocks over the host link
 
     def host_s(self, rows: int) -> float:
         """The serving engine's host time of a step in which ``rows`` sequences get a token, seconds."""
@@ -172,13 +187,41 @@ class StepPricer:
             ops = decode_attention_ops_of(self.dims, self.policy, n, attended, read, blocks, count=self.model.layers)
             fig = _accumulate(ops, self.cost_model, steps)
         fig.matrix += self._token_part(n) + self._rows_part(n)
+        if self.offload:
+            self._add_fetch(fig.matrix, selected_blocks_run(self.policy, context, steps))
         return fig
 
     def _price(self, batch: StepBatch, steps: int) -> StepFigures:
         fig = _accumulate(attention_ops(self.dims, self.deployment, self.policy, batch, self.model.layers),
                           self.cost_model, steps)
         fig.matrix += self._static_part(batch)
+        if self.offload and batch.n_decode:
+            self._add_fetch(fig.matrix, selected_blocks(self.policy, batch.decode_context).sum(axis=-1))
         return fig
+
+    def fetch_s(self, decode_context: np.ndarray) -> float:
+        """Seconds the host-link fetch adds to a step whose decoding sequences have ``decode_context`` tokens
+        cached (shape ``(n,)``); 0 unless the policy offloads the KV."""
+        if not self.offload or not np.size(decode_context):
+            return 0.0
+        return float(self._fetch(selected_blocks(self.policy, decode_context).sum(axis=-1))[0])
+
+    def _fetch(self, blocks):
+        """Critical-path seconds, host-link busy seconds and bytes per GPU of fetching ``blocks`` selected
+        blocks (per step, summed over the batch; :mod:`kinsim.ops.offload`)."""
+        hw = self.cost_model.hw
+        share = replica_gpus_per_host_link(hw, self.deployment.tensor_parallel)
+        nbytes = fetch_bytes(self.dims, self.policy, self.model.layers, blocks)
+        return fetch_seconds(hw, self.model.layers, nbytes, share), host_link_busy_s(hw, nbytes, share), nbytes
+
+    def _add_fetch(self, matrix: np.ndarray, blocks) -> None:
+        """Add the host-link fetch of ``blocks`` selected blocks per step (summed over the batch) to the
+        figures: its time to the step and to attention, its busy time and bytes to the host rows."""
+        time, busy, nbytes = self._fetch(blocks)
+        matrix[0] += time
+        matrix[_CLASS_ROW["attention"]] += time
+        matrix[_HOST] += busy
+        matrix[_HOST_BYTES] += nbytes
 
     def _static_part(self, batch: StepBatch) -> np.ndarray:
         """Figures (a column) of the ops other than attention: those that depend on the token count alone,

@@ -33,6 +33,8 @@ class SegmentRecord:
             :data:`kinsim.ops.op.OP_CLASSES`, per GPU.
         flops, hbm_bytes: totals over the classes.
         compute_s, memory_s, network_s: busy seconds per GPU of its compute, HBM and links.
+        host_link_s, host_link_bytes: busy seconds of a GPU's host link (host to GPU) and the bytes it carried
+            for one GPU: KV fetched from host memory (block top-k with offload); 0 otherwise.
     """
 
     replica: int
@@ -52,6 +54,8 @@ class SegmentRecord:
     compute_s: float
     memory_s: float
     network_s: float
+    host_link_s: float = 0.0
+    host_link_bytes: float = 0.0
 
 
 #: The columns of a :class:`SegmentTable`: the fields of :class:`SegmentRecord`, in their order.
@@ -82,9 +86,9 @@ class SegmentTable:
     is float64. ``class_s``, ``class_flops`` and ``class_bytes`` are 2-D, one column per op class in the order
     of :data:`kinsim.ops.op.OP_CLASSES` (``column("class_s")[:, OP_CLASSES.index("attention")]``).
 
-    :meth:`append` packs a row into 256 bytes (``struct``: 32 numbers, which also checks their types and
+    :meth:`append` packs a row into 272 bytes (``struct``: 34 numbers, which also checks their types and
     count) and buffers at most :attr:`BLOCK_ROWS` rows; then the buffer moves into one NumPy array per
-    column (a block), and :meth:`column` joins the blocks into one. So a row costs 256 bytes and the buffer
+    column (a block), and :meth:`column` joins the blocks into one. So a row costs 272 bytes and the buffer
     about a megabyte at most. Indexing and iteration give :class:`SegmentRecord` rows built on the fly
     (Python ints and floats, a tuple per class), for tests and small consumers; metrics and reports read
     :meth:`column`.
@@ -103,14 +107,14 @@ class SegmentTable:
 
     def append(self, replica, start_s, end_s, steps, decode_seqs, prefill_tokens, tokens_out, kv_peak_blocks,
                kv_block_s, class_s, class_flops, class_bytes, flops, hbm_bytes, compute_s, memory_s,
-               network_s) -> None:
+               network_s, host_link_s=0.0, host_link_bytes=0.0) -> None:
         """Add one row: the fields of :class:`SegmentRecord` in its order, positionally (``class_*`` are
         sequences in the order of ``OP_CLASSES``). Called once per segment by the engine. A value of the
         wrong type (a float where a count goes) or a wrong number of class values raises ``struct.error``."""
         buffer = self._buffer
         buffer.append(_pack(replica, start_s, end_s, steps, decode_seqs, prefill_tokens, tokens_out, kv_peak_blocks,
                             kv_block_s, *class_s, *class_flops, *class_bytes, flops, hbm_bytes, compute_s, memory_s,
-                            network_s))
+                            network_s, host_link_s, host_link_bytes))
         if len(buffer) >= self.BLOCK_ROWS:
             self._flush()
 

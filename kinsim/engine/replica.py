@@ -64,21 +64,24 @@ class Replica:
     segment): a *decision* (at the :data:`DECIDE` priority) plans and prices the next step or segment and
     starts it; its *end* applies it and asks for the next decision. A replica whose resources no other
     replica shares runs its segment on one timer; one that shares a resource runs it as a flow of the
-    fluid network, whose speed other flows change."""
+    fluid network, whose speed other flows change. ``host_links`` are the host-link resources its GPUs use
+    (KV offloaded to host memory), shared with the replicas whose GPUs sit behind the same link."""
 
     def __init__(self, index: int, env: simpy.Environment, network: FluidNetwork, scheduler: Scheduler,
                  pricer: StepPricer, gpus: list[str], links: list[str], segments_allowed: bool,
                  decide: Callable[[], simpy.Event], record: Callable[..., None],
                  record_op: Callable[[OpRecord], None] | None = None,
                  op_window: tuple[float, float] | None = None, private: bool = False,
-                 host_copy: Callable[[int, int], tuple[float, dict[str, float]]] | None = None) -> None:
+                 host_copy: Callable[[int, int], tuple[float, dict[str, float]]] | None = None,
+                 host_links: list[str] = ()) -> None:
         """``host_copy(out_blocks, in_blocks)``: seconds a step's copies to and from host memory take alone,
         and their usage of the host-link resources (None: the replica never copies)."""
         self.index, self.env, self.network, self.scheduler, self.pricer = index, env, network, scheduler, pricer
         self._host_copy = host_copy
-        #: Host copies so far: seconds the replica waited on them, KV bytes per GPU each way.
+        #: Host copies so far: seconds the replica waited on them.
         self.host_stats = {"stall_s": 0.0}
         self.gpus, self.links = gpus, links
+        self.host_links = list(host_links)  # host-link resources (host to GPU) its GPUs fetch KV over
         self.segments_allowed = segments_allowed
         self.private = private  # no other replica shares its resources: segments run on plain timers
         self._decide, self._record, self._record_op = decide, record, record_op
@@ -206,6 +209,10 @@ class Replica:
                 duration = float(op.count * np.sum(self.pricer.cost_model.op_cost(op).time_s))
                 self._record_op(OpRecord(self.index, at, duration, op.name, op.op_class, op.count))
                 at += duration
+            fetch = self.pricer.fetch_s(batch.decode_context)
+            if fetch > 0.0:  # the KV fetched over the host link before each layer's attention, all layers
+                self._record_op(OpRecord(self.index, at, fetch, "kv_fetch", "attention", self.pricer.model.layers))
+                at += fetch
             host = self.pricer.host_s(batch.logit_rows)
             if host > 0.0:  # the serving engine's host time, after the kernels (kinsim.cost.engine_overhead)
                 self._record_op(OpRecord(self.index, at, host, "engine_host", "other", 1))
@@ -222,6 +229,10 @@ class Replica:
             usage[f"{gpu}.hbm"] = memory
         for link in self.links:
             usage[link] = network
+        if self.host_links:  # host_link_s is already the busy time of one link, all the replica's GPUs behind it
+            host = min(totals["host_link_s"] / work, 1.0)
+            for link in self.host_links:
+                usage[link] = host
         return usage
 
     def _record_segment(self, plan: Plan, totals: dict[str, float], occupied: np.ndarray, durations: np.ndarray,
@@ -239,5 +250,6 @@ class Replica:
             to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),  # kv_block_s
             tuple(totals[f"{c}_s"] for c in OP_CLASSES), class_flops, class_bytes,
             sum(class_flops), sum(class_bytes),  # flops, hbm_bytes
-            totals["compute_s"], totals["memory_s"], totals["network_s"],
+            totals["compute_s"], totals["memory_s"], totals["network_s"], totals["host_link_s"],
+            totals["host_link_bytes"],
         )

@@ -38,6 +38,8 @@ class SegmentTotals:
         self.flops = 0.0
         self.hbm_bytes = 0.0
         self.network_s = 0.0
+        self.host_link_s = 0.0
+        self.host_link_bytes = 0.0
         self.busy_s = [0.0] * replicas
         self.kv_peak_blocks = 0
         self.kv_block_s = 0.0
@@ -51,7 +53,7 @@ class SegmentTotals:
 
     def append(self, replica, start_s, end_s, steps, decode_seqs, prefill_tokens, tokens_out, kv_peak_blocks,
                kv_block_s, class_s, class_flops, class_bytes, flops, hbm_bytes, compute_s, memory_s,
-               network_s) -> None:
+               network_s, host_link_s=0.0, host_link_bytes=0.0) -> None:
         """Count one segment (the arguments of :meth:`kinsim.engine.records.SegmentTable.append`)."""
         self.rows += 1
         self.steps += steps
@@ -64,6 +66,8 @@ class SegmentTotals:
         self.flops += flops
         self.hbm_bytes += hbm_bytes
         self.network_s += network_s
+        self.host_link_s += host_link_s
+        self.host_link_bytes += host_link_bytes
         self.busy_s[replica] += end_s - start_s
         if kv_peak_blocks > self.kv_peak_blocks:
             self.kv_peak_blocks = kv_peak_blocks

@@ -136,8 +136,11 @@ class Simulation:
         self.records.replica_gpus, self.records.replica_links = gpu_sets, link_sets
         deployment = self.workload.deployment
         copies = deployment.preemption == "swap"  # the replicas copy KV over their host links
+        # host-link resources of each replica: both directions for swap copies, host to GPU for the fetches of
+        # offloaded sparse attention; GPUs behind one link (host_link.shared_by) share it
         host_sets = [sorted({host_link_resource(hw, g, d) for g in range(r * tp, (r + 1) * tp)
-                             for d in HOST_LINK_DIRECTIONS}) if copies else [] for r in range(dp)]
+                             for d in (HOST_LINK_DIRECTIONS if copies else ("h2d",))})
+                     if copies or self._pricer.offload else [] for r in range(dp)]
         host_blocks = host_kv_blocks(hw, self.layout, deployment.host_kv_fraction) if copies else 0
         replicas = []
         for r, (gpus, links) in enumerate(zip(gpu_sets, link_sets)):
@@ -149,7 +152,8 @@ class Simulation:
             replica = Replica(r, self.env, self.network, scheduler, self._pricer, gpus, links,
                               segments_allowed=private and not self.exact_steps, decide=self._decide,
                               record=self.records.segments.append, record_op=self.records.ops.append,
-                              op_window=self._op_window, private=private, host_copy=host_copy)
+                              op_window=self._op_window, private=private, host_copy=host_copy,
+                              host_links=[name for name in host_sets[r] if name.endswith(".h2d")])
             replicas.append(replica)
         return replicas
 

@@ -54,6 +54,10 @@ def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, s
         ("energy", f"{s['energy_j'] / 3.6e6:,.3f} kWh" + (f", cost ${s['cost_usd']:,.2f}"
                                                           if s["cost_usd"] is not None else "")),
     ]
+    host = s.get("host_link", {}).get("bytes", 0.0)  # absent from run files of earlier versions
+    if host:
+        rows.insert(-2, ("host link", f"{fq('bytes', host)} of KV fetched from host memory, busy "
+                                      f"{util.get('host_link', 0.0):.1%} of the time"))
     for reason, count in req["unfinished_reasons"].items():
         rows.append(("unfinished", f"{count} x {reason}"))
     return rows

@@ -118,7 +118,10 @@ class DenseAttention:
 class BlockTopKAttention:
     """Block top-k sparse attention (Kinetics): KV in blocks summarised by their mean key; each step
     scores all summaries and reads only the top-k blocks plus the local window and sink tokens. The KV
-    footprint is unchanged: every block stays resident."""
+    footprint is unchanged: every block stays resident, unless ``offload``: then the full KV lives in host
+    memory, HBM keeps every block's summary, the sink, the local window, the last incomplete block and a
+    cache of ``gpu_cache_blocks`` recently selected blocks per sequence, and each step fetches the selected
+    blocks the cache misses over the host link (:mod:`kinsim.ops.offload`)."""
 
     TAG_KEY: ClassVar[str] = "policy"
     KIND: ClassVar[str] = "block_topk"
@@ -127,9 +130,29 @@ class BlockTopKAttention:
     local_window: int = spec_field("Most recent tokens always read.", default=0, check=(non_negative, _TOKENS))
     sink_tokens: int = spec_field("First tokens always read (attention sinks).", default=0,
                                   check=(non_negative, _TOKENS))
+    offload: bool = spec_field(
+        "The full KV lives in host memory; HBM keeps the block summaries, the sink tokens, the local window, "
+        "the last incomplete block and the GPU cache, and each decode step fetches the selected blocks the "
+        "cache misses over the host link (before each layer's attention: the fetch adds to the step's time).",
+        default=False)
+    gpu_cache_blocks: int = spec_field(
+        "With offload: selection blocks (block_size tokens, every layer and KV head) of recently selected KV "
+        "that each sequence keeps in HBM.", default=0, check=(non_negative, _TOKENS))
+    cache_hit_rate: float = spec_field(
+        "With offload: share of the selected blocks found in the GPU cache (a parameter: kinsim does not "
+        "simulate which blocks attention selects). Needs gpu_cache_blocks > 0.", default=0.0,
+        check=non_negative)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if not self.offload and self.gpu_cache_blocks:
+            raise SpecError("needs offload: true (without offload every block is resident)",
+                            path="gpu_cache_blocks", value=self.gpu_cache_blocks)
+        if self.cache_hit_rate > 1:
+            raise SpecError("must be in [0, 1]", path="cache_hit_rate", value=self.cache_hit_rate)
+        if self.cache_hit_rate and not self.gpu_cache_blocks:
+            raise SpecError("must be 0 when gpu_cache_blocks is 0 (no cache, no hits)", path="cache_hit_rate",
+                            value=self.cache_hit_rate)
 
     @property
     def token_budget(self) -> int:
