@@ -104,9 +104,13 @@ METRIC_DOCS = (
     ("memory.preemptions.{recompute,swap}", "count", "preemptions by kind (deployment.preemption: swap falls back "
                                                      "to recompute when the host share is full)"),
     ("memory.host.{swap_out_bytes,swap_in_bytes}", "B", "KV copied to host memory and back by swaps, all GPUs"),
+    ("memory.host.{offload_bytes,load_bytes}", "B", "prefix blocks written to the host tier when evicted from HBM "
+                                                    "(kv_offload; overlapped with compute), and loaded back for "
+                                                    "hits, all GPUs"),
+    ("memory.prefix.host_hit_blocks", "blocks", "of hit_blocks, those found in the host tier (kv_offload)"),
     ("memory.host.stall_s", "replica-seconds", "time replicas waited for host copies before their steps"),
-    ("memory.host.{capacity_bytes,peak_bytes}", "B", "host memory for one replica's KV (0 unless it swaps); the "
-                                                     "most any replica held there"),
+    ("memory.host.{capacity_bytes,peak_bytes}", "B", "host memory for one replica's KV (0 unless it swaps or "
+                                                     "offloads); the most any replica held there"),
     ("energy_j", "J", "per GPU: idle power x sim_time_s + (TDP - idle) x its replica's busy time; summed"),
     ("cost_usd", "$", "GPU price x GPUs x sim_time_s; null without gpu.price"),
     ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
@@ -295,7 +299,7 @@ def memory_figures(counters: dict[str, float], block_bytes: float) -> dict[str, 
         return count(hit) / count(queried) if count(queried) else 0.0
 
     prefix = {name: count(name) for name in ("prefills", "queried_tokens", "hit_tokens", "queried_blocks",
-                                             "hit_blocks")}
+                                             "hit_blocks", "host_hit_blocks")}
     prefix["token_hit_rate"] = rate("hit_tokens", "queried_tokens")
     prefix["block_hit_rate"] = rate("hit_blocks", "queried_blocks")
     prefix["evicted_blocks"] = count("evicted_blocks")
@@ -303,6 +307,8 @@ def memory_figures(counters: dict[str, float], block_bytes: float) -> dict[str, 
             "preemptions": {"recompute": count("preempt_recompute"), "swap": count("preempt_swap")},
             "host": {"swap_out_bytes": count("swap_out_blocks") * block_bytes,
                      "swap_in_bytes": count("swap_in_blocks") * block_bytes,
+                     "offload_bytes": count("offload_blocks") * block_bytes,
+                     "load_bytes": count("host_hit_blocks") * block_bytes,
                      "stall_s": float(counters.get("stall_s", 0.0)),
                      "capacity_bytes": count("host_capacity_blocks") * block_bytes,
                      "peak_bytes": count("host_peak_blocks") * block_bytes}}

@@ -294,6 +294,7 @@ small_workloads = st.fixed_dictionaries({
     "deployment.allreduce": st.sampled_from(["auto", "nccl"]),
     "deployment.prefix_shared_read": st.booleans(),
     "deployment.prefix_caching": st.booleans(),
+    "deployment.kv_offload": st.sampled_from(["none", "lru"]),  # lru turns prefix_caching on (it needs it)
     "deployment.preemption": st.sampled_from(["recompute", "swap"]),
     "deployment.host_kv_fraction": st.sampled_from([0.5, 1.5e-4]),  # 1.5e-4: a few blocks, then recompute
     "attention": st.sampled_from([{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top_k": 2},
@@ -310,6 +311,8 @@ PROPERTY_EXAMPLES = int(os.environ.get("KINSIM_PROPERTY_EXAMPLES", "200"))
 @settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=small_workloads, kv_blocks=st.integers(30, 200), seed=st.integers(0, 5))
 def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks, seed):
+    if changes["deployment.kv_offload"] != "none":
+        changes = {**changes, "deployment.prefix_caching": True}
     w = workload(**changes, seed=seed)
     hw = hardware_with_kv_blocks(w, kv_blocks)
     fast = simulate(w, hw)

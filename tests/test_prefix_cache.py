@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from kinsim.engine.kv import kv_layout
 from kinsim.engine.prefix_cache import PrefixCache, prompt_block_keys
+from kinsim.errors import SpecError
 from kinsim.runner import simulate
 from kinsim.workload.load import load_workload
 from kinsim.workload.request import BlockHashes
@@ -155,3 +157,43 @@ def test_prefix_caching_fast_forward_equals_exact_steps(tmp_path, blocks):
     exact = simulate(w, hw, exact_steps=True)
     assert_same_figures(figures(fast), figures(exact))
     assert fast.to_dict()["memory"] == exact.to_dict()["memory"]
+
+
+# ----------------------------------------------------------------------------------- the host tier
+def test_an_evicted_block_goes_to_host_memory_and_a_hit_loads_it_back(tmp_path):
+    # The 44-block case above with kv_offload: lru. r1's private block evicts r0's last block, which is
+    # written to host memory; r2 then finds 3 blocks in HBM and the 4th in host memory: 4 hits, 63 tokens
+    # skipped (all but the last), one block loaded over the host link before its prefill. r2's private
+    # block then evicts r1's last block to host memory too: 2 blocks written.
+    rows = [row(0, 0.0, [1, 2, 3, 4], 64), row(1, 2.0, list(range(100, 140)), 640), row(2, 4.0, [1, 2, 3, 4], 64)]
+    w = trace_workload(tmp_path, rows, kv_offload="lru")
+    hw = hardware_with_kv_blocks(w, 44)
+    result = simulate(w, hw)
+    memory = result.to_dict()["memory"]
+    block_bytes = kv_layout(w.model, w.deployment, w.attention, hw).block_bytes
+    assert memory["prefix"]["hit_blocks"] == 4 and memory["prefix"]["host_hit_blocks"] == 1
+    assert memory["prefix"]["hit_tokens"] == 63
+    assert result["tokens.prefill_computed"] == 64 + 640 + 1
+    assert memory["host"]["offload_bytes"] == 2 * block_bytes
+    assert memory["host"]["load_bytes"] == 1 * block_bytes
+    # the load stalls r2's first step: one block over PCIe 5 (63 GB/s x 0.85) plus 2 us, to the nanosecond
+    assert memory["host"]["stall_s"] == pytest.approx(block_bytes / (63e9 * 0.85) + 2e-6, abs=1e-9)
+    assert memory["host"]["peak_bytes"] == 2 * block_bytes <= memory["host"]["capacity_bytes"]
+
+
+def test_the_host_tier_needs_prefix_caching(tmp_path):
+    with pytest.raises(SpecError, match="needs prefix_caching") as error:
+        trace_workload(tmp_path, [row(0, 0.0, [1], 16)], prefix_caching=False, kv_offload="lru")
+    assert error.value.path.endswith("kv_offload")
+
+
+def test_the_host_tier_keeps_its_newest_blocks_within_its_room():
+    cache = PrefixCache(host_tier=True)
+    cache.acquire(["a", "b", "c"])
+    cache.mark_ready(["a", "b", "c"])
+    cache.release(["a", "b", "c"])  # eviction order: c, b, a
+    cache.evict(3, host_room=2)  # c then b written; a pushes out c (the oldest)
+    assert cache.offloaded == 3 and cache.host_cached == 2
+    assert cache.lookup(["a", "b", "c"]) == (0, 2)  # a and b from the host tier; c is gone
+    cache.drop_host(1)  # the oldest, b
+    assert cache.lookup(["a", "b"]) == (0, 1) and cache.lookup(["b"]) == (0, 0)

@@ -16,6 +16,11 @@ serving engine whose block hashes are recorded after the block is computed does.
 **Eviction order.** When a group releases its blocks, they join the eviction queue last block first, so
 the tail of a prompt goes before its head (a prefix is useful only from its start), as vLLM frees them.
 
+**Host tier** (``kv_offload: lru``). An evicted block is written to host memory when the host share has
+room (else the oldest host block makes room; blocks of swapped sequences are never dropped). A prompt's
+hits continue from the HBM blocks into the host blocks that follow them: those are loaded back (the
+scheduler counts the copies) rather than computed. Host blocks are copies: loading one leaves it there.
+
 Counts here are blocks of the replica's KV cache (``kv_block_size`` tokens each); the module holds no
 times and no bytes.
 """
@@ -51,11 +56,37 @@ def prompt_block_keys(prompt_tokens: int, block_size: int, *, group: int, hash_i
 class PrefixCache:
     """The cached KV blocks of one replica: references, readiness and the eviction queue."""
 
-    def __init__(self) -> None:
+    def __init__(self, host_tier: bool = False) -> None:
+        """``host_tier``: evicted blocks go to host memory (:meth:`evict`'s ``host_room``)."""
         self._refs: dict[Key, int] = {}  # every cached key (referenced or evictable)
         self._ready: set[Key] = set()
         self._evictable: OrderedDict[Key, None] = OrderedDict()  # first is evicted first
-        self.evictions = 0  #: blocks evicted so far
+        self._host: OrderedDict[Key, None] | None = OrderedDict() if host_tier else None  # first is dropped first
+        self.evictions = 0  #: blocks evicted from HBM so far
+        self.offloaded = 0  #: blocks written to the host tier so far
+
+    @property
+    def host_cached(self) -> int:
+        """Blocks in the host tier."""
+        return len(self._host) if self._host is not None else 0
+
+    def lookup(self, keys: Sequence[Key]) -> tuple[int, int]:
+        """Hits of ``keys`` from the first: ready blocks in HBM, then the blocks that follow them in the
+        host tier (0 without one)."""
+        gpu = self.hits(keys)
+        host = 0
+        if self._host:
+            for key in keys[gpu:]:
+                if key not in self._host:
+                    break
+                host += 1
+        return gpu, host
+
+    def drop_host(self, blocks: int) -> None:
+        """Drop the ``blocks`` oldest blocks of the host tier (to make room in host memory)."""
+        if self._host is not None:
+            for _ in range(min(blocks, len(self._host))):
+                self._host.popitem(last=False)
 
     @property
     def cached(self) -> int:
@@ -127,10 +158,22 @@ class PrefixCache:
                 del refs[key]
         return freed
 
-    def evict(self, blocks: int) -> None:
-        """Evict the ``blocks`` least recently released unreferenced blocks."""
+    def evict(self, blocks: int, host_room: int = 0) -> None:
+        """Evict the ``blocks`` least recently released unreferenced blocks; with a host tier each goes to
+        it, which holds at most ``host_room`` blocks (its oldest are dropped to make room)."""
+        host = self._host
         for _ in range(min(blocks, len(self._evictable))):
             key, _ = self._evictable.popitem(last=False)
             del self._refs[key]
             self._ready.discard(key)
             self.evictions += 1
+            if host is None:
+                continue
+            if key in host:  # already there (loaded from it earlier): nothing to write
+                host.move_to_end(key)
+                continue
+            while host and len(host) >= host_room:
+                host.popitem(last=False)
+            if len(host) < host_room:
+                host[key] = None
+                self.offloaded += 1

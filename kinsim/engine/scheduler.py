@@ -63,7 +63,8 @@ class HeadDecision(NamedTuple):
     seats: int  #: sequences that may still become resident
     available: int  #: free blocks not promised to decodes, less the watermark
     shared_tokens: int  #: prompt tokens the group holds in shared blocks once admitted
-    hit_blocks: int  #: of the shared blocks, those found computed (resident or cached)
+    hit_blocks: int  #: of the shared blocks, those found computed (resident or cached, in HBM or host memory)
+    load_blocks: int  #: of those, found in host memory: loaded before the step
 
 
 @dataclass
@@ -123,11 +124,12 @@ class Scheduler:
         self.groups: dict[int | str, GroupState] = {}
         self._group_count = 0  # groups ever seen: numbers them uniquely while some are forgotten
         #: The prefix cache (``deployment.prefix_caching``), or None: blocks are freed with their last holder.
-        self.cache = PrefixCache() if getattr(deployment, "prefix_caching", False) else None
+        self.cache = (PrefixCache(host_tier=getattr(deployment, "kv_offload", "none") != "none")
+                      if getattr(deployment, "prefix_caching", False) else None)
         #: Prefills started (by a group's lead) and the prompt they would compute with nothing cached, in
         #: tokens and whole blocks, and what of it was found computed (hits) and skipped.
         self.prefix_stats = {"prefills": 0, "queried_tokens": 0, "hit_tokens": 0, "queried_blocks": 0,
-                             "hit_blocks": 0}
+                             "hit_blocks": 0, "host_hit_blocks": 0}
 
     # ------------------------------------------------------------------------------ queue
     @property
@@ -181,8 +183,13 @@ class Scheduler:
     def memory_counters(self) -> dict[str, int]:
         """This replica's counters of the KV memory hierarchy: the prefix statistics of its prefills
         (:attr:`prefix_stats`) and ``evicted_blocks`` (cached blocks evicted to make room)."""
-        return {**self.prefix_stats, **self.swap_stats,
-                "evicted_blocks": 0 if self.cache is None else self.cache.evictions}
+        cache = self.cache
+        return {**self.prefix_stats, **self.swap_stats, "evicted_blocks": 0 if cache is None else cache.evictions,
+                "offload_blocks": 0 if cache is None else cache.offloaded}
+
+    def _note_host_peak(self) -> None:
+        host = self.host_used + (self.cache.host_cached if self.cache is not None else 0)
+        self.swap_stats["host_peak_blocks"] = max(self.swap_stats["host_peak_blocks"], host)
 
     def take_transfers(self) -> tuple[int, int]:
         """KV blocks the last planned step copies to host memory and from it (swap-out, swap-in); reset."""
@@ -211,7 +218,8 @@ class Scheduler:
         if cache is not None:
             over = self.used_blocks + cache.evictable - self.layout.total_blocks
             if over > 0:
-                cache.evict(over)
+                cache.evict(over, host_room=self.host_blocks - self.host_used)
+                self._note_host_peak()
 
     def _release(self, seq: Sequence) -> None:
         """Free a resident sequence's blocks and its hold on the shared prompt blocks."""
@@ -298,6 +306,7 @@ class Scheduler:
             stats["hit_tokens"] += cached
             stats["queried_blocks"] += group.prompt_tokens // self.layout.block_size
             stats["hit_blocks"] += decision.hit_blocks
+            stats["host_hit_blocks"] += decision.load_blocks
             followers = []
             if head.generated == 0:
                 follower_blocks = self._private(group.prompt_tokens, group)
@@ -308,6 +317,10 @@ class Scheduler:
                         followers.append(other)
                         blocks += follower_blocks
             self._hold_shared(group, 1 + len(followers))
+            if decision.load_blocks:  # loaded from the host tier before the step: ready when it starts
+                loaded = group.keys[decision.hit_blocks - decision.load_blocks:decision.hit_blocks]
+                self.cache.mark_ready(loaded)
+                self._in_blocks += decision.load_blocks
             for seq, private, tokens in [(head, lead_blocks, cached)] + [
                     (f, self._private(group.prompt_tokens, group), 0) for f in followers]:
                 self._leave_waiting(seq)
@@ -335,15 +348,17 @@ class Scheduler:
             cached = min(shared_tokens, target - 1) if shared_tokens > 0 else 0
             resident_cached = cached
             hit_blocks = shared_tokens // layout.block_size
+            load_blocks = 0
             lead_blocks = layout.private_blocks_of(target, shared_tokens)
             blocks = lead_blocks
         elif cache is None:
-            cached = resident_cached = hit_blocks = 0
+            cached = resident_cached = hit_blocks = load_blocks = 0
             lead_blocks = layout.private_blocks_of(target, shared_tokens)
             blocks = lead_blocks + shared_tokens // layout.block_size
         else:  # what the prefix cache holds of its prompt decides what it shares and skips
             keys = group.keys
-            hit_blocks = cache.hits(keys)
+            gpu_hits, load_blocks = cache.lookup(keys)
+            hit_blocks = gpu_hits + load_blocks
             shared = cache.shareable(keys, hit_blocks)
             shared_tokens = shared * layout.block_size
             cached = min(hit_blocks * layout.block_size, target - 1)
@@ -364,7 +379,7 @@ class Scheduler:
         if not abort and seats >= 1 and blocks <= available:
             take = self._chunk(target - cached, budget)
         return HeadDecision(abort, take, target, cached, lead_blocks, blocks, seats, available, shared_tokens,
-                            hit_blocks if cached else 0)
+                            hit_blocks if cached else 0, load_blocks if cached else 0)
 
     def admission_would_act(self, free_blocks: int, reserved: int, budget: int) -> bool:
         """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes and
@@ -434,6 +449,9 @@ class Scheduler:
         last = group.holders == 1
         self.batch.remove(victim)  # writes its counters back
         carried = victim.private_blocks + (self._shared_blocks(group) if last else 0)
+        cache = self.cache
+        if cache is not None:  # swapped sequences come before offloaded prefix blocks in host memory
+            cache.drop_host(self.host_used + cache.host_cached + carried - self.host_blocks)
         if self.host_used + carried > self.host_blocks:
             self.batch.add(victim)
             return False
@@ -449,7 +467,7 @@ class Scheduler:
         victim.kv_tokens = kv
         victim.host_blocks = carried
         self.host_used += carried
-        self.swap_stats["host_peak_blocks"] = max(self.swap_stats["host_peak_blocks"], self.host_used)
+        self._note_host_peak()
         victim.preemptions += 1
         bisect.insort(self.swapped, victim, key=_key)
         self._out_blocks += carried

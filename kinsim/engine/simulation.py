@@ -135,7 +135,8 @@ class Simulation:
             link_sets.append(sorted(links))
         self.records.replica_gpus, self.records.replica_links = gpu_sets, link_sets
         deployment = self.workload.deployment
-        copies = deployment.preemption == "swap"  # the replicas copy KV over their host links
+        # the replicas copy KV over their host links: swaps, and loads from the host tier of the prefix cache
+        copies = deployment.preemption == "swap" or deployment.kv_offload != "none"
         # host-link resources of each replica: both directions for swap copies, host to GPU for the fetches of
         # offloaded sparse attention; GPUs behind one link (host_link.shared_by) share it
         host_sets = [sorted({host_link_resource(hw, g, d) for g in range(r * tp, (r + 1) * tp)

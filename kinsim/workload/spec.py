@@ -85,8 +85,13 @@ class DeploymentSpec:
         "when it resumes, as vLLM's swap space; falls back to recompute when the host share is full).",
         default="recompute", check=one_of("recompute", "swap"))
     host_kv_fraction: float = spec_field(
-        "Share of the node's host memory given to KV (swapped sequences), split evenly among the node's "
-        "GPUs.", default=0.5, check=fraction)
+        "Share of the node's host memory given to KV (swapped sequences, offloaded prefix blocks), split "
+        "evenly among the node's GPUs.", default=0.5, check=fraction)
+    kv_offload: str = spec_field(
+        "Host memory as a second tier of the prefix cache: none, or lru (cached prompt blocks evicted from "
+        "HBM are written to the host share, whose oldest blocks go first; a prompt that starts with blocks "
+        "found there loads them over the host link instead of computing them, as LMCache's CPU offload). "
+        "Needs prefix_caching.", default="none", check=one_of("none", "lru"))
     allreduce: str = spec_field(
         "Tensor-parallel all-reduce implementation: nccl, custom (the serving engine's one-shot/two-shot "
         "all-reduce) or auto (custom for buffers up to 8 MiB on 2, 4, 6 or 8 GPUs of one NVLink node, as "
@@ -98,6 +103,9 @@ class DeploymentSpec:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.kv_offload != "none" and not self.prefix_caching:
+            raise SpecError("needs prefix_caching: true (the host tier holds blocks the prefix cache evicts)",
+                            path="kv_offload", value=self.kv_offload)
 
 
 # ------------------------------------------------------------------------------------- attention
