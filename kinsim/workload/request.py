@@ -47,8 +47,8 @@ class Request:
         output_tokens: tokens to generate (after the generation cap).
         score: optional quality score carried through to reports (e.g. 1.0 for a correct sample).
         hash_ids: hash ids of the prompt's prefix blocks, each of ``hash_block_tokens`` tokens (a trace's
-            ``hash_ids``: Mooncake's blocks are 512 tokens), or None. Carried for prefix caching; the
-            engine does not read them yet.
+            ``hash_ids``: Mooncake's blocks are 512 tokens), or None. They name the prompt's blocks in the
+            prefix cache (``deployment.prefix_caching``; :mod:`kinsim.engine.prefix_cache`).
         hash_block_tokens: tokens per hash id (0 without hash ids).
     """
 
