@@ -79,3 +79,24 @@ def test_custom_gpu_defined_in_python(capsys):
                                                          "memory": {"capacity": "80 GB", "bandwidth": "-1 TB/s",
                                                                     "channels": 5, "technology": "HBM3"}},
                                    "node": kinsim.to_raw(h100)["node"]})
+
+
+def test_prefix_cache_sessions(capsys):
+    out = load_example("prefix_cache_sessions").main(sessions=24, turns=3)
+    # prompts per session: 2,048 system + 256 (turn 0), + 192 answer + 256 user each later turn:
+    # 2,304, 2,752, 3,200 tokens
+    assert out["off"]["prefill_tokens"] == 24 * (2304 + 2752 + 3200)
+    # with the cache: the first request computes its whole prompt; other sessions' first turns find the
+    # system prompt (computing their 256 new tokens); later turns find the previous prompt's 144 or 172 whole
+    # blocks and compute only the answer and the new message (448 tokens)
+    assert out["on"]["prefill_tokens"] == 2304 + 23 * 256 + 24 * 2 * 448
+    assert out["on"]["ttft_p50"] < out["off"]["ttft_p50"] / 2
+    # a 16k-token cache evicts conversations before their next turn: fewer hits, nothing from host memory
+    assert out["on, small HBM"]["prefill_tokens"] > out["on"]["prefill_tokens"]
+    assert out["on, small HBM"]["host_hit_blocks"] == 0
+    # the host tier gets every evicted block back: the same prefill work as with room in HBM, paid in loads
+    host = out["on, small HBM + host tier"]
+    assert host["prefill_tokens"] == out["on"]["prefill_tokens"]
+    assert host["host_hit_blocks"] > 0 and host["load_gb"] > 0
+    assert out["on"]["ttft_p50"] <= host["ttft_p50"] < out["on, small HBM"]["ttft_p50"]
+    assert capsys.readouterr().out.count("TTFT p50") == 4
