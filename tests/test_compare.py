@@ -93,6 +93,23 @@ def test_compare_run_files(tmp_path: Path, capsys, dense_and_sparse):
     assert (tmp_path / "cmp.svg").read_text().lstrip().startswith("<?xml")
 
 
+def test_a_run_file_of_an_earlier_version_without_the_memory_sections_still_compares(tmp_path, capsys,
+                                                                                     dense_and_sparse):
+    files = []
+    for label, summary in dense_and_sparse:
+        older = {k: v for k, v in summary.items() if k not in ("memory", "host_link")}
+        path = tmp_path / f"{label}.json"
+        path.write_text(json.dumps(older))
+        files.append(str(path))
+    assert main(["compare", *files]) == 0
+    assert "block_topk / dense" in capsys.readouterr().out
+    # a section every version writes is still required
+    broken = {k: v for k, v in dense_and_sparse[0][1].items() if k != "kv"}
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    assert main(["compare", str(tmp_path / "broken.json"), files[1]]) == 2
+    assert "kv: missing key" in capsys.readouterr().err
+
+
 def test_compare_one_workload_on_two_gpus_runs_both(capsys):
     assert main(["compare", str(WORKLOADS / "aime_bon32.yaml"), "--hw", str(HARDWARE / "h100.yaml"),
                  "--hw", str(HARDWARE / "h200.yaml"), *SET]) == 0
