@@ -64,9 +64,35 @@ def _fits(kind: str, value: Any) -> bool:
 
 
 def check_run(summary: Mapping[str, Any], file: str) -> None:
-    """A :class:`SpecError` naming the first key of :data:`RUN_SHAPE` that ``summary`` lacks or holds
-    wrongly, and series whose lengths do not match."""
-    stack: list[tuple[str, Mapping[str, Any], Any]] = [("", RUN_SHAPE, summary)]
+    """A :class:`SpecError` naming the first key of :data:`RUN_SHAPE` (and of the :data:`LATER_SHAPE`
+    sections it has) that ``summary`` lacks or holds wrongly, and series whose lengths do not match."""
+    _check_shape(RUN_SHAPE, summary, file)
+    _check_shape({key: shape for key, shape in LATER_SHAPE.items() if key in summary}, summary, file)
+    series = summary["series"]
+    for key in ("output_tokens_per_s", "kv_bytes"):
+        if len(series[key]) != len(series["t_s"]):
+            raise SpecError(f"has {len(series[key])} values, series.t_s has {len(series['t_s'])}",
+                            path=f"series.{key}", file=file)
+    quantiles = series["latency_quantiles"]
+    for key in _QUANTILES[1:]:
+        if quantiles[key] and len(quantiles[key]) != len(quantiles["q"]):
+            raise SpecError(f"has {len(quantiles[key])} values, series.latency_quantiles.q has "
+                            f"{len(quantiles['q'])}", path=f"series.latency_quantiles.{key}", file=file)
+
+
+#: Sections that runs of earlier kinsim versions lack (the KV memory hierarchy's figures): checked like
+#: :data:`RUN_SHAPE` where present, so that such a run still loads.
+LATER_SHAPE: dict[str, Any] = {
+    "host_link": {"bytes": NUMBER},
+    "memory": {"prefix": {"hit_tokens": WHOLE, "token_hit_rate": NUMBER},
+               "preemptions": {"recompute": WHOLE, "swap": WHOLE},
+               "host": {"swap_out_bytes": NUMBER, "load_bytes": NUMBER, "offload_bytes": NUMBER, "stall_s": NUMBER}},
+}
+LATER_SECTIONS = tuple(LATER_SHAPE)
+
+
+def _check_shape(shape: Mapping[str, Any], summary: Mapping[str, Any], file: str) -> None:
+    stack: list[tuple[str, Mapping[str, Any], Any]] = [("", shape, summary)]
     while stack:
         prefix, shape, node = stack.pop()
         if not isinstance(node, Mapping):
@@ -80,21 +106,6 @@ def check_run(summary: Mapping[str, Any], file: str) -> None:
                 stack.append((path, kind, node[key]))
             elif not _fits(kind, node[key]):
                 raise SpecError(f"expected {kind}", path=path, value=node[key], file=file)
-    series = summary["series"]
-    for key in ("output_tokens_per_s", "kv_bytes"):
-        if len(series[key]) != len(series["t_s"]):
-            raise SpecError(f"has {len(series[key])} values, series.t_s has {len(series['t_s'])}",
-                            path=f"series.{key}", file=file)
-    quantiles = series["latency_quantiles"]
-    for key in _QUANTILES[1:]:
-        if quantiles[key] and len(quantiles[key]) != len(quantiles["q"]):
-            raise SpecError(f"has {len(quantiles[key])} values, series.latency_quantiles.q has "
-                            f"{len(quantiles['q'])}", path=f"series.latency_quantiles.{key}", file=file)
-
-
-#: Sections that runs of earlier kinsim versions lack (the KV memory hierarchy's figures); report and compare
-#: do not need them, so such a run still loads.
-LATER_SECTIONS = ("host_link", "memory")
 
 
 def load_run(path: str | Path) -> dict[str, Any]:
@@ -108,3 +119,4 @@ def load_run(path: str | Path) -> dict[str, Any]:
             raise SpecError("missing key; is this a file written by kinsim run --json?", path=key, file=str(path))
     check_run(summary, str(path))
     return summary
+

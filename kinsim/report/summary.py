@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from kinsim.ops.op import OP_CLASSES
@@ -54,12 +55,33 @@ def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, s
         ("energy", f"{s['energy_j'] / 3.6e6:,.3f} kWh" + (f", cost ${s['cost_usd']:,.2f}"
                                                           if s["cost_usd"] is not None else "")),
     ]
-    host = s.get("host_link", {}).get("bytes", 0.0)  # absent from run files of earlier versions
+    # host_link and memory: absent from run files of earlier versions (kinsim.report.runfile.LATER_SHAPE)
+    host = s["host_link"]["bytes"] if "host_link" in s else 0.0
     if host:
-        rows.insert(-2, ("host link", f"{fq('bytes', host)} of KV fetched from host memory, busy "
-                                      f"{util.get('host_link', 0.0):.1%} of the time"))
+        share = util.get("host_link")
+        busy = f", busy {share:.1%} of the time" if isinstance(share, float) and math.isfinite(share) else ""
+        rows.insert(-2, ("host link", f"{fq('bytes', host)} of KV fetched from host memory{busy}"))
+    for label, text in _memory_rows(s.get("memory")):
+        rows.insert(-2, (label, text))
     for reason, count in req["unfinished_reasons"].items():
         rows.append(("unfinished", f"{count} x {reason}"))
+    return rows
+
+
+def _memory_rows(memory: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Rows for the prefix cache and the host tier, where they did something."""
+    if not memory:
+        return []
+    rows = []
+    prefix, preemptions, host = memory["prefix"], memory["preemptions"], memory["host"]
+    if prefix["hit_tokens"]:
+        rows.append(("prefix cache", f"{prefix['token_hit_rate']:.1%} of prefill tokens found cached "
+                                     f"({prefix['hit_tokens']:,} tokens not computed)"))
+    if preemptions["swap"] or host["load_bytes"] or host["offload_bytes"]:
+        rows.append(("host memory", f"{preemptions['swap']:,} swaps ({fq('bytes', host['swap_out_bytes'])} out), "
+                                    f"{fq('bytes', host['offload_bytes'])} of prefix blocks offloaded, "
+                                    f"{fq('bytes', host['load_bytes'])} loaded; {host['stall_s']:,.2f} s waiting on "
+                                    "copies"))
     return rows
 
 
