@@ -100,3 +100,40 @@ def test_prefix_cache_sessions(capsys):
     assert host["host_hit_blocks"] > 0 and host["load_gb"] > 0
     assert out["on"]["ttft_p50"] <= host["ttft_p50"] < out["on, small HBM"]["ttft_p50"]
     assert capsys.readouterr().out.count("TTFT p50") == 4
+
+
+def test_offload_longcot(capsys, tmp_path):
+    out = load_example("offload_longcot").main(quick=True, plot_file=tmp_path / "offload.png")
+    problems = 16  # --quick: 16 chains, each filling its context (32k or 128k tokens)
+    assert (tmp_path / "offload.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.count("\n") == 2 + 2 * 2 * 4  # two header lines, hardware x context x policy
+    for hw in ("H100", "GH200"):
+        for ctx in ("32k", "128k"):
+            dense, hbm, offload, no_cache = (out[(hw, ctx, p)] for p in
+                                             ("dense", "top-k HBM", "top-k offload", "top-k offload, no cache"))
+            # Offloaded, a sequence keeps in HBM its summaries (72 KiB per 16 tokens: 8,192 x 72 KiB = 0.6 GB at
+            # 128k) and its cache (128 x 16 tokens x 144 KiB = 0.3 GB): 16 x 0.9 GB fit in either GPU, so every
+            # chain decodes at once and none is preempted
+            assert offload["mean_batch"] == pytest.approx(problems) and offload["preemptions"] == 0
+            assert no_cache["mean_batch"] == pytest.approx(problems)
+            # in HBM a full chain holds 131,072 x 147,456 B = 19.3 GB at 128k: with 80 or 96 GB less 16.4 GB of
+            # weights at most 4 fit at full context, so the batch stays small and chains are preempted
+            if ctx == "128k":
+                assert hbm["mean_batch"] < problems / 2 and dense["mean_batch"] < problems / 2
+                assert hbm["preemptions"] > 0 and dense["preemptions"] > 0
+            # the same batch, but block top-k reads 64 blocks of 16 tokens per step instead of the whole context
+            assert hbm["tasks_per_s"] > 1.5 * dense["tasks_per_s"]
+            # the cache halves the bytes each step fetches (cache_hit_rate 0.5) and the batch is the same
+            assert offload["tasks_per_s"] > no_cache["tasks_per_s"]
+        # PCIe (63 GB/s x 0.85) against NVLink-C2C (450 GB/s x 0.9): the same fetch takes 7.6 times as long on
+        # the H100, so it is most of the H100's time and a smaller share of the GH200's
+        for ctx in ("32k", "128k"):
+            assert out[("H100", ctx, "top-k offload")]["fetch"] > 0.5
+            assert out[("GH200", ctx, "top-k offload")]["fetch"] < out[("H100", ctx, "top-k offload")]["fetch"]
+    # on the H100 the fetch makes offloading lose at 32k, where HBM still holds most of the chains; on the
+    # GH200 it wins at 128k, and offloading gains against block top-k in HBM much more than on the H100
+    ratio = {(hw, ctx): out[(hw, ctx, "top-k offload")]["tasks_per_s"] / out[(hw, ctx, "top-k HBM")]["tasks_per_s"]
+             for hw in ("H100", "GH200") for ctx in ("32k", "128k")}
+    assert ratio[("H100", "32k")] < 0.6
+    assert ratio[("GH200", "128k")] > 1.3
+    assert all(ratio[("GH200", ctx)] > 1.5 * ratio[("H100", ctx)] for ctx in ("32k", "128k"))
