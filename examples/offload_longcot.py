@@ -26,16 +26,19 @@ What it shows (approximate figures of the default run):
   scoring the block summaries) and tasks/s rise 2.4-3x over dense; with so small a batch, reading the
   weights (the linear layers, 50-65%) and the serving engine's time per step are most of what is left.
 * Offloaded, HBM holds each sequence's block summaries (72 KiB per 16 tokens: 144 MiB at 32k, 576 MiB at
-  128k) and its cache (128 blocks: 288 MiB): about 105-128 sequences decode at once at 32k and 70-80 at
-  128k. But every step fetches the half of the selected blocks the cache misses (512 tokens x 144 KiB,
-  72 MiB per sequence) over the host link, before each layer's attention: the fetch is 80-90% of the busy
-  time on the H100, 40-50% on the GH200.
-* On the H100 that fetch makes offloading lose at 32k (about 0.019 against 0.06 tasks/s for block top-k
-  in HBM, a third) and only tie at 128k (0.0044 tasks/s both), where HBM holds 5 sequences. On the GH200
-  the link carries 7.5 times as much (405 against 54 GB/s, after efficiency) and offloading wins: about
-  1.15x at 32k (0.087 against 0.075 tasks/s) and 2.7x at 128k (0.016 against 0.006).
-* Without the cache more sequences fit (all 128 at 32k on both) but each step fetches twice the bytes:
-  tasks/s fall by nearly half on the H100 and by a quarter to a third on the GH200.
+  128k) and its cache (128 blocks: 288 MiB), but host memory must hold its full KV (147,456 B a token:
+  4.8 GB at 32k, 19.3 GB at 128k) in the GPU's share of it (``deployment.host_kv_fraction`` 0.5: 2 TB / 8
+  GPUs x 0.5 = 125 GB on the H100 node, 240 GB on the GH200). So about 43 sequences decode at once at 32k
+  and 12 at 128k on the H100, 79 and 23 on the GH200: more than in HBM, far fewer than HBM alone would
+  allow. Every step fetches the half of the selected blocks the cache misses (512 tokens x 144 KiB, 72 MiB
+  per sequence) over the host link, before each layer's attention: the fetch is 60-80% of the busy time on
+  the H100, 25-45% on the GH200.
+* On the H100 that fetch makes offloading lose: about 0.018 against 0.06 tasks/s for block top-k in HBM at
+  32k (0.3x), 0.0033 against 0.0044 at 128k (0.75x). On the GH200 the link carries 7.5 times as much (405
+  against 54 GB/s, after efficiency): offloading ties at 32k (0.077 against 0.075 tasks/s) and wins 1.8x at
+  128k (0.011 against 0.006).
+* Without the cache the host share holds the same sequences but each step fetches twice the bytes: tasks/s
+  fall by 20-45%.
 
 Run: python examples/offload_longcot.py [--plot FILE] [--quick]   (--quick: 16 problems, for the tests)
 """

@@ -265,3 +265,64 @@ def test_blocks_added_per_step_count_kv_pages_and_summary_pages():
     added = scheduler._blocks_added(90)
     for k in range(90):  # after step k each sequence holds the blocks of kv + k + 1 tokens
         assert added[k] == sum(layout.private_blocks_of(t + k + 1, 0) - layout.private_blocks_of(t, 0) for t in kv)
+
+
+def host_share_for(w, hw, pages: int) -> float:
+    """The deployment.host_kv_fraction that gives each replica ``pages`` host pages (plus half a page)."""
+    layout = kv_layout(w.model, w.deployment, w.attention, hw)
+    return (pages + 0.5) * hw.node.gpus * layout.block_bytes / hw.node.host_memory
+
+
+def test_offloaded_kv_is_bounded_by_the_host_share():
+    # The 12 chains above, offloaded: each ends with 100 + 2,000 - 1 = 2,099 tokens cached, 132 host pages of 16
+    # tokens. With 600 host pages only 600 // 132 = 4 can hold their whole KV at once: the others are
+    # preempted as the host share fills, as HBM preempted them when the KV was resident; with 12 x 132 = 1,584
+    # pages nothing is preempted. The host share is never exceeded.
+    changes = {"model": "Qwen3-8B", "requests.samples": 1, "requests.problems": 12,
+               "requests.prompt_tokens": 100, "requests.output_tokens": 2000, "requests.max_output_tokens": 2000}
+    w = workload(attention=OFFLOAD, **changes)
+    hw = hardware_with_kv_blocks(w, 600)
+    results = {}
+    for pages in (600, 1584):
+        tight = w.with_overrides({"deployment.host_kv_fraction": host_share_for(w, hw, pages)})
+        result = simulate(tight, hw)
+        memory = result.to_dict()["memory"]["host"]
+        block_bytes = kv_layout(tight.model, tight.deployment, tight.attention, hw).block_bytes
+        assert memory["capacity_bytes"] == pages * block_bytes
+        assert memory["peak_bytes"] <= memory["capacity_bytes"]
+        assert result["requests.completed"] == 12
+        results[pages] = result
+    assert results[600]["requests.preemptions"] > 0
+    assert results[1584]["requests.preemptions"] == 0
+    assert results[1584].to_dict()["memory"]["host"]["peak_bytes"] == 12 * 132 * block_bytes
+
+
+def test_offloaded_kv_bounded_by_the_host_share_fast_forward_equals_exact_steps():
+    w = workload(model="Qwen3-8B", attention=OFFLOAD, **{"requests.problems": 6, "requests.samples": 1,
+                                                         "requests.output_tokens": 300, "requests.max_output_tokens": 300,
+                                                         "requests.arrival": {"process": "poisson", "rate": "100 /s"}})
+    hw = hardware_with_kv_blocks(w, 200)
+    w = w.with_overrides({"deployment.host_kv_fraction": host_share_for(w, hw, 60)})
+    fast, exact = simulate(w, hw), simulate(w, hw, exact_steps=True)
+    assert fast["requests.preemptions"] > 0
+    assert_same_figures(figures(fast), figures(exact))
+    check_invariants(fast)
+
+
+def test_a_sequence_whose_kv_never_fits_the_host_share_ends_unfinished():
+    w = workload(model="Qwen3-8B", attention=OFFLOAD, **{"requests.problems": 1, "requests.samples": 1,
+                                                         "requests.output_tokens": 300, "requests.max_output_tokens": 300})
+    hw = hardware_with_kv_blocks(w, 200)
+    # 10 pages hold 160 tokens: the 100-token prompt fits, the chain stops when its 10 pages are full
+    result = simulate(w.with_overrides({"deployment.host_kv_fraction": host_share_for(w, hw, 10)}), hw)
+    (seq,) = result.records.sequences
+    assert result["requests.unfinished"] == 1
+    assert "host memory pages" in seq.reason
+    assert seq.generated == 10 * 16 - 100 + 1
+
+
+def test_offloaded_kv_cannot_be_swapped():
+    w = workload(attention=OFFLOAD, **{"deployment.preemption": "swap"})
+    with pytest.raises(SpecError, match="must be recompute with attention.offload") as error:
+        simulate(w, H100)
+    assert error.value.path == "deployment.preemption"

@@ -3,7 +3,8 @@
 **Capacity.** ``deployment.host_kv_fraction`` of the node's host memory (``node.host_memory``) holds KV,
 split evenly among the node's GPUs; each GPU of a tensor-parallel replica keeps its shard of every block,
 so a replica holds ``floor(host_memory x fraction / node.gpus / block_bytes)`` blocks, where
-``block_bytes`` is one block's bytes on one GPU.
+``block_bytes`` is one block's bytes on one GPU. They hold swapped sequences and offloaded prefix blocks,
+or, with block top-k over offloaded KV (where a block is a page of full KV), every cached token.
 
 **Copies.** Each GPU copies its shard of the blocks over its host link, one direction a resource
 (:func:`~kinsim.hardware.topology.host_link_resource`). A link that several GPUs of the replica share

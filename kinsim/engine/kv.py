@@ -66,7 +66,7 @@ class KVLayout:
         selection_block: tokens per selection block (block top-k), for counting summaries.
         host_bytes_per_token: host memory one cached token's full KV takes, per GPU, all layers (bytes; 0
             unless the KV is offloaded). The replica needs ``gpus x`` that; the node's host memory is shared
-            by its GPUs. Not enforced here.
+            by its GPUs. The scheduler holds it to the host share (:mod:`kinsim.engine.host_tier`).
     """
 
     block_size: int

@@ -26,6 +26,11 @@ Each step, in this order:
    blocks stay cached after their last holder ends, named by content, until the space is needed
    (:mod:`kinsim.engine.prefix_cache`): a later request whose prompt starts with them skips their prefill.
 
+With block top-k over offloaded KV (``attention.offload``) every resident sequence also holds its full KV
+in host memory (``host_blocks`` pages of ``kv_block_size`` tokens for the replica): admission needs room
+there for the prompt, each decode step's new tokens take pages there, and when the host share runs out the
+newest sequence is preempted (by recompute) as when HBM does.
+
 A sequence finishes at the end of the step that produces its last token.
 """
 
@@ -110,6 +115,9 @@ class Scheduler:
         self.host_used = 0  # blocks swapped sequences hold in host memory
         self.swapped: list[Sequence] = []  # FCFS order
         self._swap = getattr(deployment, "preemption", "recompute") == "swap"
+        #: The full KV lives in host memory (offloaded block top-k): host pages are a second pool.
+        self._host_kv = layout.host_bytes_per_token > 0
+        self._host_reserved = 0  # host pages promised to the decodes of the step being planned
         self._out_blocks = self._in_blocks = 0  # copies of the step being planned, each way
         #: Preemptions so far, by kind, and KV blocks copied to and from host memory.
         self.swap_stats = {"preempt_recompute": 0, "preempt_swap": 0, "swap_out_blocks": 0, "swap_in_blocks": 0,
@@ -225,6 +233,9 @@ class Scheduler:
         """Free a resident sequence's blocks and its hold on the shared prompt blocks."""
         if seq.state == DECODE:
             self.batch.remove(seq)
+        if self._host_kv:  # pages for the tokens it holds, or for the prompt it was admitted to prefill
+            self.host_used -= max(seq.host_blocks, self._host_pages(seq.kv_tokens))
+            seq.host_blocks = 0
         self.used_blocks -= seq.private_blocks
         seq.private_blocks = 0
         seq.kv_tokens = 0
@@ -247,21 +258,35 @@ class Scheduler:
             return 0
         return int((self.layout.private_blocks(batch.kv + 1, batch.shared) - batch.blocks).sum())
 
+    def host_need(self) -> int:
+        """Host pages the decoding sequences must add for one more token each (offloaded KV; else 0):
+        those whose cached tokens fill their last page."""
+        if not self._host_kv or not self.batch.n:
+            return 0
+        return int(np.count_nonzero(self.batch.kv % self.layout.block_size == 0))
+
+    def _host_pages(self, tokens: int) -> int:
+        """Host pages of ``tokens`` tokens of full KV (offloaded KV; else 0)."""
+        return -(-tokens // self.layout.block_size) if self._host_kv else 0
+
     # ------------------------------------------------------------------------------ planning
     def plan(self, now: float) -> Plan:
         """Decide the next step (admitting and preempting as needed)."""
         preempted = False
-        need = self.decode_need()
-        while need > self.free_blocks:
+        need, host_need = self.decode_need(), self.host_need()
+        while need > self.free_blocks or host_need > self.host_blocks - self.host_used:
             victim = self.resident[-1]  # the newest: resident is kept in FCFS order
             if len(self.resident) == 1:
-                self._abort(victim, now, "needs more KV-cache blocks than the replica holds "
-                            f"({self.layout.total_blocks} blocks of {self.layout.block_size} tokens) at "
+                where = ("KV-cache blocks than the replica holds" if need > self.free_blocks else
+                         "host memory pages than the replica's host share holds")
+                total = self.layout.total_blocks if need > self.free_blocks else self.host_blocks
+                self._abort(victim, now, f"needs more {where} ({total} of {self.layout.block_size} tokens) at "
                             f"{victim.kv_tokens + 1} tokens")
             else:
                 self._preempt(victim)
                 preempted = True
-            need = self.decode_need()
+            need, host_need = self.decode_need(), self.host_need()
+        self._host_reserved = host_need
         if self.swapped and not preempted:
             need = self._swap_in(need, now)
         budget = self.deployment.max_num_batched_tokens - self.batch.n
@@ -310,12 +335,16 @@ class Scheduler:
             followers = []
             if head.generated == 0:
                 follower_blocks = self._private(group.prompt_tokens, group)
+                host_left = self.host_blocks - self.host_used - self._host_reserved - self._host_pages(target)
+                follower_pages = self._host_pages(group.prompt_tokens)
                 for other in group.waiting:
-                    if len(followers) + 1 >= seats or blocks + follower_blocks > available:
+                    if (len(followers) + 1 >= seats or blocks + follower_blocks > available
+                            or follower_pages > host_left):
                         break
                     if other is not head and other.state == WAITING and other.generated == 0:
                         followers.append(other)
                         blocks += follower_blocks
+                        host_left -= follower_pages
             self._hold_shared(group, 1 + len(followers))
             if decision.load_blocks:  # loaded from the host tier before the step: ready when it starts
                 loaded = group.keys[decision.hit_blocks - decision.load_blocks:decision.hit_blocks]
@@ -328,6 +357,9 @@ class Scheduler:
                 seq.private_blocks = private
                 seq.kv_tokens = tokens
                 self.used_blocks += private
+                if self._host_kv:  # its full KV's pages in host memory: the prompt (and output so far)
+                    seq.host_blocks = self._host_pages(target if seq is head else group.prompt_tokens)
+                    self.host_used += seq.host_blocks
                 if seq.admitted_s is None:
                     seq.admitted_s = now
                 bisect.insort(self.resident, seq, key=_key)
@@ -336,9 +368,11 @@ class Scheduler:
             plan.chunks.append((head, take))
             budget -= take
 
-    def _head_decision(self, head: Sequence, free_blocks: int, reserved: int, budget: int) -> HeadDecision:
+    def _head_decision(self, head: Sequence, free_blocks: int, reserved: int, budget: int,
+                       host_free: int | None = None) -> HeadDecision:
         """What admission does first with the queue's head, given ``free_blocks`` free, ``reserved`` of them
-        promised to this step's decodes and ``budget`` tokens left. Changes nothing, so that
+        promised to this step's decodes and ``budget`` tokens left (and ``host_free`` host pages for
+        offloaded KV; None: what is free now less this step's decodes' new pages). Changes nothing, so that
         :meth:`_admit` and the fast path's dry run (:meth:`admission_would_act`) share one rule."""
         layout, deployment, cache = self.layout, self.deployment, self.cache
         group = head.group
@@ -368,26 +402,33 @@ class Scheduler:
         empty_need = shared_tokens // layout.block_size + lead_blocks
         seats = deployment.max_num_seqs - len(self.resident)
         available = free_blocks - reserved - layout.watermark_blocks
+        host_pages = self._host_pages(target)
+        if host_free is None:
+            host_free = self.host_blocks - self.host_used - self._host_reserved
         abort = ""
         if empty_need > layout.total_blocks - layout.watermark_blocks:
             abort = (f"its {target} tokens need {empty_need} KV-cache blocks; the replica holds "
                      f"{layout.total_blocks} (less a {layout.watermark_blocks}-block watermark)")
+        elif host_pages > self.host_blocks:
+            abort = (f"its {target} tokens of offloaded KV need {host_pages} host memory pages; the replica's "
+                     f"host share holds {self.host_blocks} (deployment.host_kv_fraction)")
         elif not deployment.chunked_prefill and target - resident_cached > deployment.max_num_batched_tokens:
             abort = (f"its prefill of {target - resident_cached} tokens exceeds deployment.max_num_batched_tokens "
                      f"({deployment.max_num_batched_tokens}) and chunked_prefill is off")
         take = 0
-        if not abort and seats >= 1 and blocks <= available:
+        if not abort and seats >= 1 and blocks <= available and (not host_pages or host_pages <= host_free):
             take = self._chunk(target - cached, budget)
         return HeadDecision(abort, take, target, cached, lead_blocks, blocks, seats, available, shared_tokens,
                             hit_blocks if cached else 0, load_blocks if cached else 0)
 
-    def admission_would_act(self, free_blocks: int, reserved: int, budget: int) -> bool:
+    def admission_would_act(self, free_blocks: int, reserved: int, budget: int, host_free: int | None = None) -> bool:
         """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes and
-        ``budget`` tokens left would admit the queue's head or end it as impossible."""
+        ``budget`` tokens left (``host_free`` host pages, for offloaded KV) would admit the queue's head or
+        end it as impossible."""
         head = self._peek_waiting()
         if head is None or budget <= 0:
             return False
-        decision = self._head_decision(head, free_blocks, reserved, budget)
+        decision = self._head_decision(head, free_blocks, reserved, budget, host_free)
         return bool(decision.abort or decision.take)
 
     # ------------------------------------------------------------------------------ swapping
@@ -529,16 +570,31 @@ class Scheduler:
         limit = min(int((batch.output - batch.generated).min()), max_steps)
         extra = self._blocks_added(limit)
         steps = max(min(int(np.searchsorted(extra, self.free_blocks, side="right")), limit), 1)
+        host_free_then = None
+        if self._host_kv:  # and before the host share runs out
+            host = self._host_pages_added(limit)
+            steps = max(min(int(np.searchsorted(host, self.host_blocks - self.host_used, side="right")), steps), 1)
+            host_free_then = self.host_blocks - self.host_used - int(host[min(1, limit - 1)])
         if admission_pending and steps > 1:
             free_then = self.layout.total_blocks - (self.used_blocks + int(extra[0]))
             reserved = int(extra[1] - extra[0])
             if self.swapped:
                 acts = self.swap_in_would_act(free_then, reserved)
             else:
-                acts = self.admission_would_act(free_then, reserved, self.deployment.max_num_batched_tokens - batch.n)
+                acts = self.admission_would_act(free_then, reserved, self.deployment.max_num_batched_tokens - batch.n,
+                                                host_free_then)
             if acts:
                 steps = 1
         return DecodeSegment(steps, self.used_blocks + extra[:steps])
+
+    def _host_pages_added(self, steps: int) -> np.ndarray:
+        """Host pages the batch holds beyond its current ones after each of the next ``steps`` steps
+        (offloaded KV: every cached token, no window), by :meth:`_blocks_added`'s histogram."""
+        size = self.layout.block_size
+        kv = self.batch.kv
+        counts = np.bincount(kv % size, minlength=size)
+        grows = counts[(-np.arange(1, steps, dtype=np.int64)) % size]
+        return int(counts[0]) + np.concatenate(([0], np.cumsum(grows)))
 
     def _blocks_added(self, steps: int) -> np.ndarray:
         """Blocks the batch holds beyond its current ones after each of the next ``steps`` steps (shape
@@ -570,6 +626,10 @@ class Scheduler:
                 raise RuntimeError(f"the decode batch changed between planning ({plan.decode_seqs} sequences) "
                                    f"and applying ({batch.n})")
             kv, generated, blocks = batch.kv, batch.generated, batch.blocks
+            if self._host_kv:
+                size = self.layout.block_size
+                self.host_used += int((-(-(kv + steps) // size) + (-kv // size)).sum())
+                self._note_host_peak()
             kv += steps
             generated += steps
             now = self.layout.private_blocks(kv, batch.shared)

@@ -41,6 +41,7 @@ from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.hardware.topology import HOST_LINK_DIRECTIONS, build_topology, gpu_name, host_link_resource, route
 from kinsim.limits import MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS
+from kinsim.ops.offload import offloads
 from kinsim.workload.generate import workload_request_table
 from kinsim.workload.request import Request, RequestTable
 from kinsim.workload.spec import ClosedLoopArrivals, WorkloadSpec
@@ -142,7 +143,9 @@ class Simulation:
         host_sets = [sorted({host_link_resource(hw, g, d) for g in range(r * tp, (r + 1) * tp)
                              for d in (HOST_LINK_DIRECTIONS if copies else ("h2d",))})
                      if copies or self._pricer.offload else [] for r in range(dp)]
-        host_blocks = host_kv_blocks(hw, self.layout, deployment.host_kv_fraction) if copies else 0
+        # host memory for KV: swapped sequences and offloaded prefix blocks, or every offloaded token
+        holds = copies or self.layout.host_bytes_per_token > 0
+        host_blocks = host_kv_blocks(hw, self.layout, deployment.host_kv_fraction) if holds else 0
         replicas = []
         for r, (gpus, links) in enumerate(zip(gpu_sets, link_sets)):
             uses = set(links) | set(host_sets[r])
@@ -298,6 +301,9 @@ def check_deployment(workload: WorkloadSpec, hardware: HardwareSpec, workload_fi
         raise SpecError(f"needs {workload.gpus} GPUs (deployment.tensor_parallel {tp} x deployment.data_parallel "
                         f"{dp}) but {has}", path="deployment.data_parallel", value=dp, file=workload_file,
                         hint=f"deployment.data_parallel at most {total // tp} fits")
+    if offloads(workload.attention) and deployment.preemption == "swap":
+        raise SpecError("must be recompute with attention.offload: the KV already lives in host memory",
+                        path="deployment.preemption", value=deployment.preemption, file=workload_file)
     if deployment.max_num_batched_tokens < deployment.max_num_seqs:
         raise SpecError(f"must be at least deployment.max_num_seqs ({deployment.max_num_seqs}) so that "
                         "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",
