@@ -310,8 +310,9 @@ def test_offloaded_kv_bounded_by_the_host_share_fast_forward_equals_exact_steps(
 
 
 def test_a_sequence_whose_kv_never_fits_the_host_share_ends_unfinished():
-    w = workload(model="Qwen3-8B", attention=OFFLOAD, **{
-        "requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 300, "requests.max_output_tokens": 300})
+    w = workload(model="Qwen3-8B", attention=OFFLOAD, **{"requests.problems": 1, "requests.samples": 1,
+                                                         "requests.output_tokens": 300,
+                                                         "requests.max_output_tokens": 300})
     hw = hardware_with_kv_blocks(w, 200)
     # 10 pages hold 160 tokens: the 100-token prompt fits, the chain stops when its 10 pages are full
     result = simulate(w.with_overrides({"deployment.host_kv_fraction": host_share_for(w, hw, 10)}), hw)
