@@ -58,7 +58,9 @@ class Sequence:
     first_token_s: float | None = None
     finish_s: float | None = None
     preemptions: int = 0
-    host_blocks: int = 0  #: KV blocks it holds in host memory while swapped
+    #: KV blocks it holds in host memory: while swapped; or, for offloaded KV, the pages taken at admission
+    #: (the prefill's tokens; a decoding sequence holds the pages of its cached tokens, counted in the batch)
+    host_blocks: int = 0
     holds_shared: bool = False  #: swapped while other members held the group's shared blocks: it keeps its hold
     reason: str | None = None
     replica: int = -1
