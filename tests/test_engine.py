@@ -191,6 +191,7 @@ def test_a_sequence_that_can_never_fit_ends_unfinished_with_a_reason():
     assert "more KV-cache blocks than the replica holds" in seq.reason
     assert result["requests.unfinished"] == 1
     assert seq.generated == 20 * 16 - 100 + 1  # it ran until its 20 blocks were full
+    assert f"at {100 + seq.generated} tokens" in seq.reason  # 320 cached, the 321st found no block
 
 
 def test_sliding_window_bounds_the_blocks_a_sequence_holds():

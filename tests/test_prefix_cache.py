@@ -195,5 +195,6 @@ def test_the_host_tier_keeps_its_newest_blocks_within_its_room():
     cache.evict(3, host_room=2)  # c then b written; a pushes out c (the oldest)
     assert cache.offloaded == 3 and cache.host_cached == 2
     assert cache.lookup(["a", "b", "c"]) == (0, 2)  # a and b from the host tier; c is gone
-    cache.drop_host(1)  # the oldest, b
-    assert cache.lookup(["a", "b"]) == (0, 1) and cache.lookup(["b"]) == (0, 0)
+    cache.touch_host(["b"])  # b loaded back: now the most recently used of the host tier
+    cache.drop_host(1)  # the least recently used, a
+    assert cache.lookup(["b"]) == (0, 1) and cache.lookup(["a"]) == (0, 0)

@@ -139,3 +139,59 @@ def test_replicas_that_share_a_host_link_run_step_by_step_and_match_exact_steps(
     assert fast.to_dict()["memory"]["preemptions"]["swap"] >= 1
     assert_same_figures(figures(fast), figures(exact))
     assert fast["tokens.generated"] == 8 * 400
+
+
+# ----------------------------------------------------------------------------------- found in review
+def test_swapped_members_do_not_pin_their_groups_prompt_when_no_member_is_left_on_the_gpu():
+    # Two Best-of-2 problems, p1 with an 800-token prompt (50 shared blocks): its members are swapped one
+    # after the other. The second to go is the last of p1 on the GPU: p1's 50 prompt blocks must go with it,
+    # not stay pinned by the first swapped member's hold, or p0's sample (89 blocks at most) cannot grow and
+    # is ended unfinished although it fits alone (as it does under recompute).
+    changes = {"requests.problems": 2, "requests.samples": 2,
+               "requests.prompt_tokens": {"dist": "list", "values": [16, 800]},
+               "requests.output_tokens": {"dist": "list", "values": [1400, 10, 600, 600]},
+               "requests.max_output_tokens": 2000,
+               "requests.arrival": {"process": "poisson", "rate": "1000 /s"}}
+    w = workload(**changes)
+    hw = hardware_with_kv_blocks(w, 100)
+    assert simulate(w, hw)["requests.completed"] == 4  # recompute
+    swap = w.with_overrides({"deployment.preemption": "swap"})
+    fast, exact = simulate(swap, hw), simulate(swap, hw, exact_steps=True)
+    assert fast.to_dict()["memory"]["preemptions"]["swap"] >= 2
+    assert fast["requests.completed"] == 4 and fast["requests.unfinished"] == 0
+    assert_same_figures(figures(fast), figures(exact))
+
+
+def test_a_swap_that_does_not_fit_the_host_share_leaves_the_host_tier_alone():
+    from kinsim.engine.prefix_cache import PrefixCache
+    from kinsim.engine.scheduler import Scheduler
+
+    w = workload(**{"deployment.preemption": "swap", "deployment.prefix_caching": True, "deployment.kv_offload": "lru"})
+    layout = kv_layout(w.model, w.deployment, w.attention, H100_HW)
+    scheduler = Scheduler(layout, w.deployment, host_blocks=1)
+    assert isinstance(scheduler.cache, PrefixCache)
+    scheduler.cache.acquire(["k"])
+    scheduler.cache.mark_ready(["k"])
+    scheduler.cache.release(["k"])
+    scheduler.cache.evict(1, host_room=1)
+    assert scheduler.cache.host_cached == 1
+    seq = _decoding_sequence(scheduler, private_blocks=5)
+    assert not scheduler._swap_out(seq)  # 5 blocks do not fit in 1: recompute instead ...
+    assert scheduler.cache.host_cached == 1  # ... and the offloaded block is still there
+
+
+H100_HW = load_hardware(HARDWARE / "h100.yaml")
+
+
+def _decoding_sequence(scheduler, private_blocks: int):
+    from kinsim.engine.sequence import DECODE, Sequence
+    from kinsim.workload.request import Request
+
+    group = scheduler.group_state("g", 64)
+    seq = Sequence(Request("r", "g", 0.0, 64, 100), 0, group, 0.0)
+    seq.state, seq.kv_tokens, seq.generated, seq.private_blocks = DECODE, 64 + 80, 81, private_blocks
+    scheduler.used_blocks += private_blocks
+    scheduler._hold_shared(group, 1)
+    scheduler.resident.append(seq)
+    scheduler.batch.add(seq)
+    return seq

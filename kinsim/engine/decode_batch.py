@@ -70,6 +70,13 @@ class DecodeBatch:
         self.seqs.insert(at, seq)
         self._keys.insert(at, key)
 
+    def kv_of(self, seq: Sequence) -> int:
+        """Tokens in the KV cache of decoding ``seq`` (its object's field is stale while it is here)."""
+        at = bisect.bisect_left(self._keys, seq.key)
+        if at >= len(self.seqs) or self.seqs[at] is not seq:
+            raise ValueError(f"sequence {seq.order} is not decoding")
+        return int(self._data[0, at])
+
     def _write_back(self, at: int) -> Sequence:
         seq = self.seqs[at]
         seq.kv_tokens = int(self._data[0, at])

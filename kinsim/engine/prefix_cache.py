@@ -17,9 +17,10 @@ serving engine whose block hashes are recorded after the block is computed does.
 the tail of a prompt goes before its head (a prefix is useful only from its start), as vLLM frees them.
 
 **Host tier** (``kv_offload: lru``). An evicted block is written to host memory when the host share has
-room (else the oldest host block makes room; blocks of swapped sequences are never dropped). A prompt's
-hits continue from the HBM blocks into the host blocks that follow them: those are loaded back (the
-scheduler counts the copies) rather than computed. Host blocks are copies: loading one leaves it there.
+room (else the least recently used host block makes room; blocks of swapped sequences are never
+dropped). A prompt's hits continue from the HBM blocks into the host blocks that follow them: those are
+loaded back (the scheduler counts the copies) rather than computed. Host blocks are copies: loading one
+leaves it there, as the most recently used.
 
 Counts here are blocks of the replica's KV cache (``kv_block_size`` tokens each); the module holds no
 times and no bytes.
@@ -81,6 +82,13 @@ class PrefixCache:
                     break
                 host += 1
         return gpu, host
+
+    def touch_host(self, keys: Sequence[Key]) -> None:
+        """``keys`` were just loaded from the host tier: the most recently used there."""
+        if self._host is not None:
+            for key in keys:
+                if key in self._host:
+                    self._host.move_to_end(key)
 
     def drop_host(self, blocks: int) -> None:
         """Drop the ``blocks`` oldest blocks of the host tier (to make room in host memory)."""

@@ -280,8 +280,9 @@ class Scheduler:
                 where = ("KV-cache blocks than the replica holds" if need > self.free_blocks else
                          "host memory pages than the replica's host share holds")
                 total = self.layout.total_blocks if need > self.free_blocks else self.host_blocks
+                tokens = self.batch.kv_of(victim) if victim.state == DECODE else victim.kv_tokens
                 self._abort(victim, now, f"needs more {where} ({total} of {self.layout.block_size} tokens) at "
-                            f"{victim.kv_tokens + 1} tokens")
+                            f"{tokens + 1} tokens")
             else:
                 self._preempt(victim)
                 preempted = True
@@ -349,6 +350,7 @@ class Scheduler:
             if decision.load_blocks:  # loaded from the host tier before the step: ready when it starts
                 loaded = group.keys[decision.hit_blocks - decision.load_blocks:decision.hit_blocks]
                 self.cache.mark_ready(loaded)
+                self.cache.touch_host(loaded)
                 self._in_blocks += decision.load_blocks
             for seq, private, tokens in [(head, lead_blocks, cached)] + [
                     (f, self._private(group.prompt_tokens, group), 0) for f in followers]:
@@ -487,18 +489,23 @@ class Scheduler:
         private blocks go, and the group's shared blocks with them when it held them last; otherwise it
         keeps its hold on them (they stay on the GPU for the members still there, and for its return)."""
         group = victim.group
-        last = group.holders == 1
+        # the last of its group on the GPU (swapped members may still hold the shared blocks: they let go)
+        last = not any(seq.group is group for seq in self.resident if seq is not victim)
         self.batch.remove(victim)  # writes its counters back
         carried = victim.private_blocks + (self._shared_blocks(group) if last else 0)
-        cache = self.cache
-        if cache is not None:  # swapped sequences come before offloaded prefix blocks in host memory
-            cache.drop_host(self.host_used + cache.host_cached + carried - self.host_blocks)
         if self.host_used + carried > self.host_blocks:
             self.batch.add(victim)
             return False
+        cache = self.cache
+        if cache is not None:  # swapped sequences come before offloaded prefix blocks in host memory
+            cache.drop_host(self.host_used + cache.host_cached + carried - self.host_blocks)
         kv = victim.kv_tokens
         victim.state = SWAPPED
         if last:
+            for other in self.swapped:  # the shared blocks leave with the victim; the others copy them back
+                if other.group is group and other.holds_shared:
+                    other.holds_shared = False
+                    group.holders -= 1
             self._release(victim)
         else:
             self.used_blocks -= victim.private_blocks
