@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,11 +52,7 @@ _UniqueKeyLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _UniqueKeyLoader.add_constructor(_TIMESTAMP_TAG, yaml.SafeLoader.construct_yaml_str)
-# YAML 1.1 (PyYAML) reads 1e-05, 1e5 and 1.5e3 as strings: its floats need a dot and a signed exponent.
-# JSON and YAML 1.2 write exponents without them (json.dumps(0.00001) is "1e-05"), so kinsim reads them as
-# the numbers they are.
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
-_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+
 
 
 def _refuse_tag(loader: _UniqueKeyLoader, node: yaml.Node):
