@@ -15,11 +15,12 @@ where the step-by-step simulation (``exact_steps``) would have seen it. Segments
 whose resources no other replica shares, so no other flow can change their speed mid-segment; replicas
 that share a link run step by step.
 
-**Host transfers.** A step that swaps KV to or from host memory (``preemption: swap``) first copies it
-over the GPUs' host links (each direction a resource of its own, :func:`~kinsim.hardware.topology.host_link_resource`),
-as vLLM's swap runs before the forward pass; the step starts when the copies are done. On a private
-replica the copy and the step run on one timer; otherwise the copy is a flow of the fluid network on the
-host links, so replicas behind one link (``host_link.shared_by``) divide its bandwidth.
+**Host transfers.** A step that swaps KV to or from host memory (``preemption: swap``) or loads prefix
+blocks from the host tier (``kv_offload``) first copies them over the GPUs' host links (each direction a
+resource of its own, :func:`~kinsim.hardware.topology.host_link_resource`), as vLLM's swap runs before the
+forward pass; the step starts when the copies are done. On a private replica the copy and the step run on
+one timer; otherwise the copy is a flow of the fluid network on the host links, so replicas behind one
+link (``host_link.shared_by``) divide its bandwidth.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ class _InFlight:
     ends: np.ndarray  # clock ticks at the end of each step
     steps: int
     flow: Flow | None  # on a shared resource; None on a timer
-    stall: float = 0.0  # clock ticks of host copies before the first step
 
 
 class Replica:
@@ -161,7 +161,7 @@ class Replica:
         durations = to_ticks(figures.time_s)
         ends = np.cumsum(np.concatenate(([start], durations)))[1:]
         work = float(ends[-1] - start)
-        run = _InFlight(plan, figures, occupied, durations, batch_of, start, ends, figures.steps, None, stall)
+        run = _InFlight(plan, figures, occupied, durations, batch_of, start, ends, figures.steps, None)
         self._in_flight = run
         if self.private:
             self._end_timer(stall + work)

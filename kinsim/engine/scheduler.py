@@ -277,9 +277,10 @@ class Scheduler:
         while need > self.free_blocks or host_need > self.host_blocks - self.host_used:
             victim = self.resident[-1]  # the newest: resident is kept in FCFS order
             if len(self.resident) == 1:
-                where = ("KV-cache blocks than the replica holds" if need > self.free_blocks else
+                hbm = need > self.free_blocks
+                where = ("KV-cache blocks than the replica holds" if hbm else
                          "host memory pages than the replica's host share holds")
-                total = self.layout.total_blocks if need > self.free_blocks else self.host_blocks
+                total = f"{self.layout.total_blocks} blocks" if hbm else f"{self.host_blocks} pages"
                 tokens = self.batch.kv_of(victim) if victim.state == DECODE else victim.kv_tokens
                 self._abort(victim, now, f"needs more {where} ({total} of {self.layout.block_size} tokens) at "
                             f"{tokens + 1} tokens")
