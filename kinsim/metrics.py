@@ -53,7 +53,8 @@ METRIC_DOCS = (
     ("gpus", "GPUs", "tensor_parallel x data_parallel"),
     ("sim_time_s", "s", "makespan: when the last request ended (simulated time)"),
     ("requests.{total,completed,unfinished}", "requests", "all requests; every one ends completed or unfinished"),
-    ("requests.preemptions", "count", "preemptions by recompute, over all requests"),
+    ("requests.preemptions", "count", "preemptions by recompute or swap, over all requests (by kind: "
+                                      "memory.preemptions)"),
     ("requests.unfinished_reasons", "{reason: count}", "why requests did not finish"),
     ("tasks.{total,completed}", "tasks", "groups (Best-of-N problems); complete when all their requests are"),
     ("tokens.generated", "tokens", "output tokens produced, for every request (delivered + undelivered)"),

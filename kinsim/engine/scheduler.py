@@ -114,7 +114,7 @@ class Scheduler:
         self.host_blocks = host_blocks
         self.host_used = 0  # blocks swapped sequences hold in host memory
         self.swapped: list[Sequence] = []  # FCFS order
-        self._swap = getattr(deployment, "preemption", "recompute") == "swap"
+        self._swap = deployment.preemption == "swap"
         #: The full KV lives in host memory (offloaded block top-k): host pages are a second pool.
         self._host_kv = layout.host_bytes_per_token > 0
         self._host_reserved = 0  # host pages promised to the decodes of the step being planned
@@ -132,8 +132,7 @@ class Scheduler:
         self.groups: dict[int | str, GroupState] = {}
         self._group_count = 0  # groups ever seen: numbers them uniquely while some are forgotten
         #: The prefix cache (``deployment.prefix_caching``), or None: blocks are freed with their last holder.
-        self.cache = (PrefixCache(host_tier=getattr(deployment, "kv_offload", "none") != "none")
-                      if getattr(deployment, "prefix_caching", False) else None)
+        self.cache = PrefixCache(host_tier=deployment.kv_offload != "none") if deployment.prefix_caching else None
         #: Prefills started (by a group's lead) and the prompt they would compute with nothing cached, in
         #: tokens and whole blocks, and what of it was found computed (hits) and skipped.
         self.prefix_stats = {"prefills": 0, "queried_tokens": 0, "hit_tokens": 0, "queried_blocks": 0,
