@@ -50,7 +50,8 @@ TIMELINE_BINS = 200
 METRIC_DOCS = (
     ("workload, hardware, model, attention", "", "names of what was simulated; attention is the policy"),
     ("seed", "", "seed of the workload's random draws"),
-    ("gpus", "GPUs", "tensor_parallel x data_parallel"),
+    ("gpus", "GPUs", "tensor_parallel x data_parallel (disaggregated: each role's replicas x its tensor_parallel, "
+                     "summed)"),
     ("sim_time_s", "s", "makespan: when the last request ended (simulated time)"),
     ("requests.{total,completed,unfinished}", "requests", "all requests; every one ends completed or unfinished"),
     ("requests.preemptions", "count", "preemptions by recompute or swap, over all requests (by kind: "
@@ -121,6 +122,20 @@ METRIC_DOCS = (
      "segment's tokens and KV spread evenly over it)"),
     ("series.latency_quantiles.{q,ttft,tpot,e2e,task_e2e}", "fraction, s", "the 0th to 100th percentiles of "
      "each latency (for CDFs)"),
+    ("disaggregation.{prefill,decode}.{replicas,tensor_parallel}", "count", "each role's replicas and GPUs per "
+     "replica (only with deployment.disaggregation, as every disaggregation key)"),
+    ("disaggregation.{prefill,decode}.busy_s", "replica-seconds", "time the role's replicas ran steps"),
+    ("disaggregation.{prefill,decode}.utilization", "fraction", "busy_s / (replicas x sim_time_s)"),
+    ("disaggregation.{prefill,decode}.kv_capacity_bytes", "B", "KV cache of one replica of the role, all its GPUs"),
+    ("disaggregation.transfers", "count", "KV transfers from prefill to decode replicas (one per group admitted "
+                                          "together by a decode replica)"),
+    ("disaggregation.kv_transferred_bytes", "B", "KV moved, all GPUs of the decode replicas"),
+    ("disaggregation.transfer_s", "s", "percentiles and mean of a transfer's time, admission to arrival"),
+    ("disaggregation.decode_queue_s", "s", "percentiles and mean, per request that moved, of the wait from its "
+                                           "first token to its admission by a decode replica"),
+    ("disaggregation.transfer_stall_s", "s", "percentiles and mean, per request that moved, of the time from "
+                                             "its admission to the arrival of its KV (it holds a seat but cannot "
+                                             "decode)"),
     ("inputs.{workload,hardware}", "", "the resolved input files, every key written out"),
     ("inputs.trace", "", "what a replayed trace kept, skipped and capped (rows by reason); null without a trace"),
     ("mode", "", "fast_forward or exact_steps"),
@@ -139,6 +154,9 @@ def expand_key(pattern: str) -> list[str]:
     options, _, tail = rest.partition("}")
     return [key for option in options.split(",") for key in expand_key(head + option + tail)]
 
+
+#: Sections a run reports only when its deployment uses the feature (a key of one may be absent).
+OPTIONAL_SECTIONS = ("disaggregation",)
 
 #: Documented keys that are not figures of the simulated system: names, inputs, plot series, engine counters.
 NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "records", "wall_time_s", "engine.",
@@ -208,11 +226,15 @@ def percentiles(values: list[float] | np.ndarray | LogHistogram,
     return out
 
 
-def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, layout: KVLayout) -> dict[str, Any]:
+def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, layout: KVLayout,
+              role_layouts: dict[str, KVLayout] | None = None) -> dict[str, Any]:
     """The headline metrics of a run as a JSON-ready nested dict, from full records or from running totals
-    (``--records``: the same figures; see :func:`segment_figures` and :func:`request_figures`)."""
-    tp, dp = workload.deployment.tensor_parallel, workload.deployment.data_parallel
-    gpus = tp * dp
+    (``--records``: the same figures; see :func:`segment_figures` and :func:`request_figures`). ``layout``:
+    a replica's KV layout (the decode role's when disaggregated); ``role_layouts``: each role's."""
+    tp = workload.deployment.tensor_parallel
+    replica_tp = [len(gpus) for gpus in records.replica_gpus] or [tp] * workload.deployment.data_parallel
+    dp = len(replica_tp)
+    gpus = workload.gpus
     seg = segment_figures(records.segments, dp)
     req = request_figures(records.sequences, getattr(workload.requests, "warmup", 0))
     makespan = max(req["last_finish_s"], seg["last_end_s"])
@@ -222,7 +244,12 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     busy_by_replica = seg["busy_s"]
     denominator = dp * makespan if makespan > 0 else float("inf")
     power = hardware.gpu.power
-    energy = tp * sum(power.idle * makespan + (power.tdp - power.idle) * busy for busy in busy_by_replica)
+    if len(set(replica_tp)) == 1:
+        energy = replica_tp[0] * sum(power.idle * makespan + (power.tdp - power.idle) * busy
+                                     for busy in busy_by_replica)
+    else:  # roles of different tensor parallelism
+        energy = sum(n * (power.idle * makespan + (power.tdp - power.idle) * busy)
+                     for n, busy in zip(replica_tp, busy_by_replica))
     price = hardware.gpu.price
     replica_bytes = layout.block_bytes * layout.gpus
     summary = {
@@ -287,7 +314,29 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         },
         "inputs": {"workload": to_raw(workload), "hardware": to_raw(hardware)},
     }
+    if records.disaggregation is not None:
+        summary["disaggregation"] = disaggregation_figures(records, busy_by_replica, makespan, role_layouts)
     return summary
+
+
+def disaggregation_figures(records: Records, busy_by_replica: list[float], makespan: float,
+                           role_layouts: dict[str, KVLayout]) -> dict[str, Any]:
+    """The ``disaggregation`` section: per role its replicas, busy time, utilisation and KV capacity; the
+    KV transfers' count, bytes and times (:class:`kinsim.engine.disagg.TransferStats`)."""
+    stats = records.disaggregation
+    out: dict[str, Any] = {}
+    for role in ("prefill", "decode"):
+        members = [r for r, name in enumerate(records.replica_roles) if name == role]
+        busy = sum(busy_by_replica[r] for r in members)
+        out[role] = {"replicas": len(members), "tensor_parallel": len(records.replica_gpus[members[0]]),
+                     "busy_s": busy, "utilization": busy / (len(members) * makespan) if makespan else 0.0,
+                     "kv_capacity_bytes": role_layouts[role].capacity_bytes}
+    out["transfers"] = int(stats["transfers"])
+    out["kv_transferred_bytes"] = float(stats["bytes"])
+    out["transfer_s"] = percentiles(stats["transfer_s"])
+    out["decode_queue_s"] = percentiles(stats["queue_s"])
+    out["transfer_stall_s"] = percentiles(stats["stall_s"])
+    return out
 
 
 def memory_figures(counters: dict[str, float], block_bytes: float) -> dict[str, Any]:

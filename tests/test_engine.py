@@ -302,6 +302,8 @@ small_workloads = st.fixed_dictionaries({
                                   {"policy": "sliding_window", "window": 40}, {"policy": "topk", "token_budget": 60},
                                   {"policy": "block_topk", "block_size": 16, "top_k": 2, "local_window": 8,
                                    "offload": True, "gpu_cache_blocks": 1, "cache_hit_rate": 0.5}]),
+    # prefill and decode on separate replicas (data_parallel then 1): replicas per role
+    "deployment.disaggregation": st.sampled_from([None, (1, 1), (1, 2), (2, 1)]),
 })
 
 #: Examples of the fast = exact property: 200 in CI; KINSIM_PROPERTY_EXAMPLES=1000 (or more) after a change
@@ -314,8 +316,12 @@ PROPERTY_EXAMPLES = int(os.environ.get("KINSIM_PROPERTY_EXAMPLES", "200"))
 def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks, seed):
     if changes["deployment.kv_offload"] != "none":
         changes = {**changes, "deployment.prefix_caching": True}
-    if changes["attention"].get("offload"):  # offloaded KV already lives in host memory: no swap
-        changes = {**changes, "deployment.preemption": "recompute"}
+    if changes["attention"].get("offload"):  # offloaded KV already lives in host memory: no swap, no handoff
+        changes = {**changes, "deployment.preemption": "recompute", "deployment.disaggregation": None}
+    if changes["deployment.disaggregation"] is not None:
+        prefill, decode = changes["deployment.disaggregation"]
+        changes = {**changes, "deployment.data_parallel": 1, "deployment.disaggregation": {
+            "prefill": {"replicas": prefill}, "decode": {"replicas": decode}}}
     w = workload(**changes, seed=seed)
     hw = hardware_with_kv_blocks(w, kv_blocks)
     fast = simulate(w, hw)

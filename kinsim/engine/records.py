@@ -237,6 +237,8 @@ class Records:
         replica_gpus, replica_links: each replica's GPU names and the directed links between them.
         memory: counters of the KV memory hierarchy summed over the replicas (prefix cache, host tier),
             by name (see :meth:`kinsim.engine.scheduler.Scheduler.memory_counters`).
+        replica_roles: each replica's role: ``both``, or ``prefill`` and ``decode`` when disaggregated.
+        disaggregation: the KV handoff's figures (:class:`kinsim.engine.disagg.TransferStats`), or None.
     """
 
     sequences: list[Sequence] = field(default_factory=list)
@@ -246,3 +248,5 @@ class Records:
     replica_gpus: list[list[str]] = field(default_factory=list)
     replica_links: list[list[str]] = field(default_factory=list)
     memory: dict[str, float] = field(default_factory=dict)
+    replica_roles: list[str] = field(default_factory=list)
+    disaggregation: dict | None = None

@@ -73,11 +73,15 @@ class Replica:
                  record_op: Callable[[OpRecord], None] | None = None,
                  op_window: tuple[float, float] | None = None, private: bool = False,
                  host_copy: Callable[[int, int], tuple[float, dict[str, float]]] | None = None,
-                 host_links: list[str] = ()) -> None:
+                 host_links: list[str] = (),
+                 start_landings: Callable[[int, list], None] | None = None) -> None:
         """``host_copy(out_blocks, in_blocks)``: seconds a step's copies to and from host memory take alone,
-        and their usage of the host-link resources (None: the replica never copies)."""
+        and their usage of the host-link resources (None: the replica never copies). ``start_landings(index,
+        landings)``: a decode replica of a disaggregated deployment has admitted sequences whose KV is to
+        move to it (:meth:`kinsim.engine.disagg.KVHandoff.start`)."""
         self.index, self.env, self.network, self.scheduler, self.pricer = index, env, network, scheduler, pricer
         self._host_copy = host_copy
+        self._start_landings = start_landings
         #: Host copies so far: seconds the replica waited on them.
         self.host_stats = {"stall_s": 0.0}
         self.gpus, self.links = gpus, links
@@ -99,6 +103,28 @@ class Replica:
             self._ask_decision()
         elif head_was_empty and self._in_flight is not None:
             self._cut()
+
+    def receive(self, seq: Sequence) -> None:
+        """Take a sequence prefilled on another replica (disaggregation), at the time of its handoff: as an
+        arrival, it cuts a running segment when nothing was waiting for blocks before it."""
+        head_was_empty = not self.scheduler.incoming
+        self.scheduler.receive(seq)
+        if self._idle:
+            self._ask_decision()
+        elif head_was_empty and self._in_flight is not None:
+            self._cut()
+
+    def landed(self) -> None:
+        """KV of sequences admitted here has arrived: they join the batch at the next step boundary."""
+        if self._idle:
+            self._ask_decision()
+        elif self._in_flight is not None:
+            self._cut()
+
+    def wake(self) -> None:
+        """KV blocks held for a transfer were freed: an idle replica looks at its queue again."""
+        if self._idle and self.scheduler.has_work:
+            self._ask_decision()
 
     def _ask_decision(self) -> None:
         self._idle = False
@@ -130,11 +156,20 @@ class Replica:
             if not scheduler.has_work:
                 self._idle = True
                 return
+            aborted = scheduler.aborted
             plan = scheduler.plan(to_seconds(env.now))
+            if self._start_landings is not None:
+                landings = scheduler.take_landings()
+                if landings:
+                    self._start_landings(self.index, landings)
             if not plan.empty:
                 break
             if scheduler.resident:
                 raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
+            if scheduler.aborted == aborted and (scheduler.held or scheduler.landing):
+                # waiting for KV blocks held for transfers, or for KV in flight: a handoff's end wakes it
+                self._idle = True
+                return
             # planning ended requests that can never run; look again
         figures, occupied, batch_of = self._price(plan)
         stall, copy_usage = 0.0, {}

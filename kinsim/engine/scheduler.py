@@ -32,6 +32,15 @@ there for the prompt, each decode step's new tokens take pages there, and when t
 newest sequence is preempted (by recompute) as when HBM does.
 
 A sequence finishes at the end of the step that produces its last token.
+
+**Roles** (``deployment.disaggregation``, :mod:`kinsim.engine.disagg`). A ``prefill`` replica's sequences
+leave it when their prompt completes (the step that produces the first token): their KV stays allocated
+(:attr:`Scheduler.held`) until it has moved, and :attr:`Scheduler.on_handoff` tells the simulation. A
+``decode`` replica takes such sequences into :attr:`Scheduler.incoming`; each step, after the decodes' blocks
+and before prefills, it admits them first come first served while a seat and the free blocks (less the
+watermark) cover their KV, allocates the blocks and starts the transfer (:meth:`Scheduler.take_landings`);
+they join the decode batch at the first step after their KV has arrived (:meth:`Scheduler.land`). A sequence
+preempted on a decode replica is recomputed there.
 """
 
 from __future__ import annotations
@@ -47,7 +56,19 @@ import numpy as np
 from kinsim.engine.decode_batch import DecodeBatch
 from kinsim.engine.kv import KVLayout
 from kinsim.engine.prefix_cache import PrefixCache, prompt_block_keys
-from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, SWAPPED, UNFINISHED, WAITING, GroupState, Sequence
+from kinsim.engine.sequence import (
+    DECODE,
+    FINISHED,
+    HANDOFF,
+    INCOMING,
+    LANDING,
+    PREFILL,
+    SWAPPED,
+    UNFINISHED,
+    WAITING,
+    GroupState,
+    Sequence,
+)
 from kinsim.ops.attention import PrefillChunk
 from kinsim.workload.spec import DeploymentSpec
 
@@ -108,9 +129,24 @@ class Scheduler:
     """The waiting queue, the resident sequences and the KV blocks of one replica."""
 
     def __init__(self, layout: KVLayout, deployment: DeploymentSpec,
-                 on_finish: Callable[[Sequence], None] = lambda s: None, host_blocks: int = 0) -> None:
-        """``host_blocks``: KV blocks of this replica that host memory holds for swapped sequences."""
+                 on_finish: Callable[[Sequence], None] = lambda s: None, host_blocks: int = 0,
+                 role: str = "both", on_handoff: Callable[[Sequence], None] | None = None) -> None:
+        """``host_blocks``: KV blocks of this replica that host memory holds for swapped sequences. ``role``:
+        ``both`` (prefill and decode), ``prefill`` or ``decode`` (a disaggregated deployment; see the module
+        docstring); ``on_handoff(seq)``: a prefill replica's sequence has its first token and leaves."""
         self.layout = layout
+        self.role = role
+        self.on_handoff = on_handoff
+        #: Prefill role: sequences handed off, with the group and the private blocks whose KV they hold here
+        #: until it has moved (:meth:`release_held`).
+        self.held: dict[Sequence, tuple[GroupState, int]] = {}
+        #: Decode role: sequences prefilled elsewhere, waiting for blocks (FCFS); holding blocks while their KV
+        #: is in flight; arrived, to join the batch at the next step; admitted by the step being planned.
+        self.incoming: list[Sequence] = []
+        self.landing: list[Sequence] = []
+        self.landed: list[Sequence] = []
+        self._new_landings: list[tuple[Sequence, int, bool]] = []
+        self.aborted = 0  # sequences ended unfinished here (planning that ends one has changed something)
         self.host_blocks = host_blocks
         self.host_used = 0  # blocks swapped sequences hold in host memory
         self.swapped: list[Sequence] = []  # FCFS order
@@ -145,12 +181,19 @@ class Scheduler:
 
     @property
     def has_work(self) -> bool:
-        return bool(self.resident) or self._waiting_count > 0 or bool(self.swapped)
+        return (bool(self.resident) or self._waiting_count > 0 or bool(self.swapped) or bool(self.incoming)
+                or bool(self.landed))
 
     @property
     def outstanding(self) -> int:
-        """Requests placed here and not yet ended."""
-        return len(self.resident) + self._waiting_count + len(self.swapped)
+        """Requests placed here and not yet ended (a prefill replica's handed-off ones have left)."""
+        return (len(self.resident) + self._waiting_count + len(self.swapped) + len(self.incoming)
+                + len(self.landing) + len(self.landed))
+
+    @property
+    def seated(self) -> int:
+        """Sequences that take a seat of ``max_num_seqs``: resident, and KV landing from a prefill replica."""
+        return len(self.resident) + len(self.landing) + len(self.landed)
 
     def group_state(self, group_id: int | str, prompt_tokens: int, hash_ids: bytes | None = None,
                     hash_block_tokens: int = 0) -> GroupState:
@@ -272,6 +315,8 @@ class Scheduler:
     def plan(self, now: float) -> Plan:
         """Decide the next step (admitting and preempting as needed)."""
         preempted = False
+        if self.landed:
+            self._join_landed()
         need, host_need = self.decode_need(), self.host_need()
         while need > self.free_blocks or host_need > self.host_blocks - self.host_used:
             victim = self.resident[-1]  # the newest: resident is kept in FCFS order
@@ -290,6 +335,8 @@ class Scheduler:
         self._host_reserved = host_need
         if self.swapped and not preempted:
             need = self._swap_in(need, now)
+        if self.incoming and not preempted:
+            self._admit_incoming(need, now)
         budget = self.deployment.max_num_batched_tokens - self.batch.n
         plan = Plan(decode_seqs=self.batch.n)
         for lead in [s for s in self.resident if s.state == PREFILL and s.prefill_target]:
@@ -402,7 +449,7 @@ class Scheduler:
             lead_blocks = layout.private_blocks_of(target, shared_tokens)
             blocks = lead_blocks + cache.unreferenced(keys[:shared])
         empty_need = shared_tokens // layout.block_size + lead_blocks
-        seats = deployment.max_num_seqs - len(self.resident)
+        seats = deployment.max_num_seqs - self.seated
         available = free_blocks - reserved - layout.watermark_blocks
         host_pages = self._host_pages(target)
         if host_free is None:
@@ -446,7 +493,7 @@ class Scheduler:
     def swap_in_would_act(self, free_blocks: int, reserved: int) -> bool:
         """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes, would swap
         the oldest swapped sequence back in."""
-        if not self.swapped or len(self.resident) >= self.deployment.max_num_seqs:
+        if not self.swapped or self.seated >= self.deployment.max_num_seqs:
             return False
         need, _ = self._swap_in_blocks(self.swapped[0])
         return need <= free_blocks - reserved - self.layout.watermark_blocks or not self.resident
@@ -454,7 +501,7 @@ class Scheduler:
     def _swap_in(self, need: int, now: float) -> int:
         """Bring swapped sequences back, oldest first, while they fit; return the decodes' new blocks."""
         layout = self.layout
-        while self.swapped and len(self.resident) < self.deployment.max_num_seqs:
+        while self.swapped and self.seated < self.deployment.max_num_seqs:
             seq = self.swapped[0]
             blocks, copied = self._swap_in_blocks(seq)
             room = self.free_blocks - need - (layout.watermark_blocks if self.resident else 0)
@@ -551,6 +598,8 @@ class Scheduler:
         elif seq.state == WAITING:
             heapq.heappop(self._waiting)  # it is the head
             self._leave_waiting(seq)
+        elif seq.state == INCOMING:
+            self.incoming.remove(seq)  # it holds nothing here yet
         else:
             for lead in self.resident:
                 if seq in lead.followers:
@@ -563,6 +612,7 @@ class Scheduler:
             seq.followers = []
             self._release(seq)
         seq.state, seq.reason, seq.finish_s = UNFINISHED, reason, now
+        self.aborted += 1
         self.on_finish(seq)
 
     # ------------------------------------------------------------------------------ decode segments
@@ -590,7 +640,7 @@ class Scheduler:
             else:
                 acts = self.admission_would_act(free_then, reserved, self.deployment.max_num_batched_tokens - batch.n,
                                                 host_free_then)
-            if acts:
+            if acts or self.incoming_would_act(free_then, reserved):
                 steps = 1
         return DecodeSegment(steps, self.used_blocks + extra[:steps])
 
@@ -646,6 +696,7 @@ class Scheduler:
             done = generated >= batch.output
             if done.any():
                 ended = batch.remove_where(done)
+        handed: list[Sequence] = []
         for lead, take in plan.chunks:
             lead.prefill_done += take
             lead.kv_tokens = lead.prefill_cached + lead.prefill_done
@@ -660,6 +711,8 @@ class Scheduler:
                     seq.first_token_s = end_s
                 if seq.generated >= seq.request.output_tokens:
                     ended.append(seq)
+                elif self.role == "prefill":
+                    handed.append(seq)
                 else:
                     seq.state = DECODE
                     batch.add(seq)
@@ -670,4 +723,90 @@ class Scheduler:
             self._release(seq)
             seq.finish_s = end_s
             self.on_finish(seq)
+        for seq in handed:
+            self._hand_off(seq)
         return ended
+
+    # ------------------------------------------------------------------------------ disaggregation
+    def _hand_off(self, seq: Sequence) -> None:
+        """Prefill role: ``seq`` has its first token; it leaves, its KV stays allocated until it has moved."""
+        seq.state = HANDOFF
+        self.held[seq] = (seq.group, seq.private_blocks)
+        seq.private_blocks = 0
+        self.resident.remove(seq)
+        self.on_handoff(seq)
+
+    def release_held(self, seq: Sequence) -> None:
+        """Prefill role: ``seq``'s KV has moved to its decode replica (or it ended): free its blocks here."""
+        group, private = self.held.pop(seq)
+        self.used_blocks -= private
+        self._drop_hold(group)
+
+    def receive(self, seq: Sequence) -> None:
+        """Decode role: take ``seq``, prefilled elsewhere (its ``group`` is this replica's state of its group,
+        its ``kv_tokens`` and ``generated`` as the prefill left them), to admit when its KV fits."""
+        seq.state = INCOMING
+        self.incoming.append(seq)
+
+    def _incoming_blocks(self, seq: Sequence) -> tuple[int, int]:
+        """Blocks incoming ``seq`` needs: the group's shared prompt blocks when no member holds them, and its
+        private blocks."""
+        group = seq.group
+        shared = self._shared_blocks(group) if group.holders == 0 else 0
+        return shared, self.layout.private_blocks_of(seq.kv_tokens, group.shared_tokens)
+
+    def incoming_would_act(self, free_blocks: int, reserved: int) -> bool:
+        """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes, would admit
+        the first incoming sequence (or end it as impossible)."""
+        if not self.incoming:
+            return False
+        shared, private = self._incoming_blocks(self.incoming[0])
+        layout = self.layout
+        if shared + private > layout.total_blocks - layout.watermark_blocks:
+            return True
+        return (self.seated < self.deployment.max_num_seqs
+                and shared + private <= free_blocks - reserved - layout.watermark_blocks)
+
+    def _admit_incoming(self, need: int, now: float) -> None:
+        """Admit incoming sequences FCFS while a seat and the free blocks (less the ``need`` of this step's
+        decodes and the watermark) cover their KV; each then holds its blocks while its KV lands."""
+        layout = self.layout
+        while self.incoming:
+            seq = self.incoming[0]
+            shared, private = self._incoming_blocks(seq)
+            if shared + private > layout.total_blocks - layout.watermark_blocks:
+                self._abort(seq, now, f"its {seq.kv_tokens} tokens of KV from the prefill replica need "
+                                      f"{shared + private} KV-cache blocks; the decode replica holds "
+                                      f"{layout.total_blocks} (less a {layout.watermark_blocks}-block watermark)")
+                continue
+            if (self.seated >= self.deployment.max_num_seqs
+                    or shared + private > self.free_blocks - need - layout.watermark_blocks):
+                return
+            self.incoming.pop(0)
+            self._hold_shared(seq.group, 1)
+            seq.private_blocks = private
+            self.used_blocks += private
+            seq.state = LANDING
+            if seq.admitted_s is None:
+                seq.admitted_s = now
+            self.landing.append(seq)
+            self._new_landings.append((seq, shared + private, shared > 0))
+            self._evict_to_fit()
+
+    def take_landings(self) -> list[tuple[Sequence, int, bool]]:
+        """Sequences the last planned step admitted from :attr:`incoming`: ``(seq, blocks, carries_shared)``,
+        the blocks its transfer fills and whether they include the group's shared prompt blocks; reset."""
+        landings, self._new_landings = self._new_landings, []
+        return landings
+
+    def land(self, seq: Sequence) -> None:
+        """Decode role: ``seq``'s KV has arrived; it joins the decode batch at the next step."""
+        self.landing.remove(seq)
+        self.landed.append(seq)
+
+    def _join_landed(self) -> None:
+        for seq in self.landed:
+            seq.state = DECODE
+            bisect.insort(self.resident, seq, key=_key)
+            self.batch.add(seq)
+        self.landed = []

@@ -9,6 +9,10 @@ from kinsim.workload.request import Request
 WAITING, PREFILL, DECODE, FINISHED, UNFINISHED = "waiting", "prefill", "decode", "finished", "unfinished"
 #: A decoding sequence preempted by swapping: its KV waits in host memory to be copied back.
 SWAPPED = "swapped"
+#: Disaggregation: prefilled on a prefill replica, its KV held there until it has moved to a decode replica
+#: (``HANDOFF`` on the prefill side); on the decode side waiting for blocks (``INCOMING``), then holding blocks
+#: while its KV is in flight (``LANDING``).
+HANDOFF, INCOMING, LANDING = "handoff", "incoming", "landing"
 
 
 @dataclass(eq=False)
@@ -22,6 +26,7 @@ class GroupState:
         holders: resident members holding the shared blocks; the blocks are freed when it drops to 0.
         waiting: members waiting for admission (some may have left; check their state).
         keys: names of the prompt's whole blocks in the replica's prefix cache (empty without one).
+        carrier: see the field.
     """
 
     index: int
@@ -30,6 +35,9 @@ class GroupState:
     holders: int = 0
     waiting: list[Sequence] = field(default_factory=list)
     keys: tuple = ()
+    #: Disaggregation, decode side: the KV transfer in flight that carries the group's shared prompt blocks
+    #: (members landing by other transfers wait for it), or None.
+    carrier: object | None = None
 
 
 @dataclass(eq=False, slots=True)

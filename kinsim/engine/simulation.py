@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import simpy
@@ -25,6 +26,7 @@ from simpy.events import Event
 
 from kinsim.cost.registry import make_cost_model
 from kinsim.engine.clock import MAX_RUN_WORDS, MAX_TICKS, TICKS_PER_S, to_seconds, to_tick
+from kinsim.engine.disagg import KVHandoff, TransferCost, role_plans, transfer_cost
 from kinsim.engine.fluid import FluidNetwork
 from kinsim.engine.host_tier import host_copy_model, host_kv_blocks
 from kinsim.engine.kv import KVLayout, kv_layout
@@ -83,8 +85,12 @@ class Simulation:
         check_deployment(workload, hardware, workload_file, hardware_file)
         self.workload, self.hardware, self.exact_steps = workload, hardware, exact_steps
         self._op_window = None if op_window is None else (to_tick(op_window[0]), to_tick(op_window[1]))
-        self.layout: KVLayout = kv_layout(workload.model, deployment, workload.attention, hardware,
-                                          workload_file=workload_file, hardware_file=hardware_file)
+        #: The roles of the replicas (one ``both`` role unless disaggregated), with their KV layouts.
+        self.roles = role_plans(deployment)
+        self._layouts = [kv_layout(workload.model, role.deployment, workload.attention, hardware,
+                                   workload_file=workload_file, hardware_file=hardware_file) for role in self.roles]
+        self.layout: KVLayout = self._layouts[-1]  # the decode role's, whose KV the figures describe
+        self.role_layouts = {role.name: layout for role, layout in zip(self.roles, self._layouts)}
         self.env = simpy.Environment()
         self.network = FluidNetwork(self.env)
         self.records = Records()
@@ -97,19 +103,22 @@ class Simulation:
         except SpecError as error:
             raise error.within("", workload_file) from None
         self.requests = requests
-        self._pricer = StepPricer(workload.model, deployment, workload.attention,
-                                  make_cost_model(cost_model, hardware))
+        cost = make_cost_model(cost_model, hardware)
+        self._pricers = [StepPricer(workload.model, role.deployment, workload.attention, cost) for role in self.roles]
+        self._pricer = self._pricers[-1]
         self.records_mode = default_records(len(requests)) if records is None else records
         if self.records_mode not in RECORDS:
             raise SpecError(f"must be one of {', '.join(RECORDS)}", path="--records", value=records)
         if self.records_mode != "full":
-            self.records.segments = SegmentTotals(deployment.data_parallel)
+            self.records.segments = SegmentTotals(sum(role.replicas for role in self.roles))
         if self.records_mode == "none":
             self.records.sequences = RequestTotals(requests, getattr(workload.requests, "warmup", 0))
         else:
             self.records.sequences = RequestRecords(requests)
-        self.replicas = self._build_replicas(hardware, deployment.tensor_parallel, deployment.data_parallel)
-        self.router = Router(deployment.router, len(self.replicas), lambda i: self.replicas[i].scheduler.outstanding)
+        self._handoff: KVHandoff | None = None
+        self.replicas = self._build_replicas(hardware)
+        first = self.roles[0]
+        self.router = Router(deployment.router, first.replicas, lambda i: self.replicas[i].scheduler.outstanding)
         # Members of each group (groups are numbered in the order of their first request): a CSR index.
         self._by_group = np.argsort(requests.group, kind="stable")
         self._group_start = np.searchsorted(requests.group[self._by_group], np.arange(requests.groups + 1))
@@ -123,10 +132,17 @@ class Simulation:
         self.progress: Callable[[Progress], None] | None = None
 
     # ------------------------------------------------------------------------------ building
-    def _build_replicas(self, hw: HardwareSpec, tp: int, dp: int) -> list[Replica]:
-        graph = build_topology(hw) if tp > 1 else None  # one-GPU replicas use no links
+    def _build_replicas(self, hw: HardwareSpec) -> list[Replica]:
+        roles = self.roles
+        disaggregated = len(roles) > 1
+        # one-GPU replicas use no links; KV transfers between roles do
+        graph = build_topology(hw) if disaggregated or any(role.tensor_parallel > 1 for role in roles) else None
         per_node = hw.node.gpus
-        gpu_sets = [[gpu_name(g // per_node, g % per_node) for g in range(r * tp, (r + 1) * tp)] for r in range(dp)]
+        # (role number, first GPU, GPUs) of every replica, in order: the prefill role's first
+        placed = [(k, role.first_gpu + i * role.tensor_parallel, role.tensor_parallel)
+                  for k, role in enumerate(roles) for i in range(role.replicas)]
+        gpu_sets = [[gpu_name(g // per_node, g % per_node) for g in range(first, first + tp)]
+                    for _, first, tp in placed]
         link_sets = []
         for gpus in gpu_sets:
             links = set()
@@ -135,31 +151,75 @@ class Simulation:
                 links.update(f"{u}->{v}" for u, v in zip(path, path[1:]))
             link_sets.append(sorted(links))
         self.records.replica_gpus, self.records.replica_links = gpu_sets, link_sets
+        self.records.replica_roles = [roles[k].name for k, _, _ in placed]
         deployment = self.workload.deployment
         # the replicas copy KV over their host links: swaps, and loads from the host tier of the prefix cache
         copies = deployment.preemption == "swap" or deployment.kv_offload != "none"
         # host-link resources of each replica: both directions for swap copies, host to GPU for the fetches of
         # offloaded sparse attention; GPUs behind one link (host_link.shared_by) share it
-        host_sets = [sorted({host_link_resource(hw, g, d) for g in range(r * tp, (r + 1) * tp)
+        host_sets = [sorted({host_link_resource(hw, g, d) for g in range(first, first + tp)
                              for d in (HOST_LINK_DIRECTIONS if copies else ("h2d",))})
-                     if copies or self._pricer.offload else [] for r in range(dp)]
-        # host memory for KV: swapped sequences and offloaded prefix blocks, or every offloaded token
-        holds = copies or self.layout.host_bytes_per_token > 0
-        host_blocks = host_kv_blocks(hw, self.layout, deployment.host_kv_fraction) if holds else 0
+                     if copies or self._pricers[k].offload else [] for k, first, tp in placed]
+        transfer_links: set[str] = set()
+        if disaggregated:
+            self._handoff = self._build_handoff(hw, graph, gpu_sets)
+            transfer_links = self._handoff_links
         replicas = []
-        for r, (gpus, links) in enumerate(zip(gpu_sets, link_sets)):
+        for r, ((k, first, tp), gpus, links) in enumerate(zip(placed, gpu_sets, link_sets)):
+            role, layout = roles[k], self._layouts[k]
+            # host memory for KV: swapped sequences and offloaded prefix blocks, or every offloaded token
+            holds = copies or layout.host_bytes_per_token > 0
+            host_blocks = host_kv_blocks(hw, layout, deployment.host_kv_fraction) if holds else 0
             uses = set(links) | set(host_sets[r])
-            private = all(not uses & (set(other) | set(host)) for k, (other, host) in
-                          enumerate(zip(link_sets, host_sets)) if k != r)
-            scheduler = Scheduler(self.layout, deployment, on_finish=self._on_end, host_blocks=host_blocks)
-            host_copy = host_copy_model(hw, self.layout, range(r * tp, (r + 1) * tp)) if copies else None
-            replica = Replica(r, self.env, self.network, scheduler, self._pricer, gpus, links,
+            private = not uses & transfer_links and all(
+                not uses & (set(other) | set(host)) for j, (other, host) in enumerate(zip(link_sets, host_sets))
+                if j != r)
+            on_handoff = partial(self._hand_off, prefill=r) if role.name == "prefill" else None
+            scheduler = Scheduler(layout, role.deployment, on_finish=self._on_end, host_blocks=host_blocks,
+                                  role=role.name, on_handoff=on_handoff)
+            host_copy = host_copy_model(hw, layout, range(first, first + tp)) if copies else None
+            replica = Replica(r, self.env, self.network, scheduler, self._pricers[k], gpus, links,
                               segments_allowed=private and not self.exact_steps, decide=self._decide,
                               record=self.records.segments.append, record_op=self.records.ops.append,
                               op_window=self._op_window, private=private, host_copy=host_copy,
-                              host_links=[name for name in host_sets[r] if name.endswith(".h2d")])
+                              host_links=[name for name in host_sets[r] if name.endswith(".h2d")],
+                              start_landings=self._handoff.start if role.name == "decode" else None)
             replicas.append(replica)
+        if self._handoff is not None:
+            self._handoff.replicas = replicas
         return replicas
+
+    def _build_handoff(self, hw: HardwareSpec, graph, gpu_sets: list[list[str]]) -> KVHandoff:
+        """The KV handoff between the roles, and (in ``_handoff_links``) every link a transfer may cross."""
+        prefill, decode = self.roles
+        decode_layout = self._layouts[1]
+        replica_block_bytes = decode_layout.block_bytes * decode.tensor_parallel
+        first_decode = decode.first_replica
+        self._decode_router = Router(self.workload.deployment.router, decode.replicas,
+                                     lambda i: self.replicas[first_decode + i].scheduler.outstanding)
+        unit: dict[tuple[int, int], TransferCost] = {}  # per (prefill, decode) replica: one block's transfer
+        for p in range(prefill.replicas):
+            for d in range(first_decode, first_decode + decode.replicas):
+                unit[p, d] = transfer_cost(graph, hw, gpu_sets[p], gpu_sets[d], replica_block_bytes)
+        self._handoff_links = {name for cost in unit.values() for name in cost.usage}
+
+        def cost(p: int, d: int, blocks: int) -> TransferCost:
+            one = unit[p, d]
+            return TransferCost(one.latency_s, one.work_s * blocks, one.usage)
+
+        def group_state(scheduler: Scheduler, seq: Sequence):
+            request = seq.request
+            return scheduler.group_state(int(self.requests.group[seq.order]), request.prompt_tokens,
+                                         request.hash_ids, request.hash_block_tokens)
+
+        return KVHandoff(self.env, self.network, [], lambda group: first_decode + self._decode_router.place(group),
+                         group_state, cost, lambda d: replica_block_bytes)
+
+    def _hand_off(self, seq: Sequence, prefill: int) -> None:
+        """Prefill replica ``prefill`` has given ``seq`` its first token: on to a decode replica."""
+        group = int(self.requests.group[seq.order])
+        self._handoff.handoff(seq, prefill, group)
+        self._group_replicas.setdefault(group, {prefill}).add(seq.replica)
 
     def _decide(self) -> Event:
         return _Scheduled(self.env, DECIDE)
@@ -212,12 +272,16 @@ class Simulation:
 
     def _on_end(self, seq: Sequence) -> None:
         self._ended += 1
+        if self._handoff is not None:  # ended before its KV moved (impossible on the decode side): free it
+            self._handoff.release(seq)
         del self._live[seq.order]
         self.records.sequences.write(seq)
         group = int(self.requests.group[seq.order])
         self._group_left[group] -= 1
         if self._group_left[group] == 0:  # nothing of the group is left to place or serve
             self.router.forget(group)
+            if self._handoff is not None:
+                self._decode_router.forget(group)
             for r in self._group_replicas.pop(group, (seq.replica,)):
                 self.replicas[r].scheduler.forget_group(group)
         arrival = getattr(self.workload.requests, "arrival", None)
@@ -255,8 +319,10 @@ class Simulation:
                     memory[name] = max(memory[name], value)
                 else:
                     memory[name] += value
-        memory["host_capacity_blocks"] = self.replicas[0].scheduler.host_blocks if self.replicas else 0
+        memory["host_capacity_blocks"] = self.replicas[-1].scheduler.host_blocks if self.replicas else 0
         self.records.memory = memory
+        if self._handoff is not None:
+            self.records.disaggregation = self._handoff.stats.summary()
         outcomes = self.records.sequences
         for seq in self._live.values():
             seq.reason = f"still {seq.state} when the simulation ran out of events (a bug in kinsim)"
@@ -289,6 +355,8 @@ def check_deployment(workload: WorkloadSpec, hardware: HardwareSpec, workload_fi
     deployment = workload.deployment
     tp, dp, total = deployment.tensor_parallel, deployment.data_parallel, hardware.total_gpus
     on = hardware_words(hardware, hardware_file)
+    if deployment.disaggregation is not None:
+        _check_disaggregation(workload, hardware, on, workload_file)
     if hardware.cluster and hardware.cluster.nodes > 1:
         has = (f"{on} has {total} ({hardware.cluster.nodes} nodes x {hardware.node.gpus}: hw.cluster.nodes x "
                "hw.node.gpus)")
@@ -308,6 +376,21 @@ def check_deployment(workload: WorkloadSpec, hardware: HardwareSpec, workload_fi
         raise SpecError(f"must be at least deployment.max_num_seqs ({deployment.max_num_seqs}) so that "
                         "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",
                         value=deployment.max_num_batched_tokens, file=workload_file)
+
+
+def _check_disaggregation(workload: WorkloadSpec, hardware: HardwareSpec, on: str, workload_file: str | None) -> None:
+    """A disaggregated deployment's GPUs must exist, and it must use what its handoff supports."""
+    deployment = workload.deployment
+    total = hardware.total_gpus
+    if workload.gpus > total:
+        parts = " + ".join(f"{getattr(deployment.disaggregation, role).replicas} x {tp}"
+                           for role, (tp, _) in zip(("prefill", "decode"), workload.deployment_tensor_parallels()))
+        raise SpecError(f"needs {workload.gpus} GPUs (prefill and decode replicas x their tensor_parallel: {parts}) "
+                        f"but {on} has {total}", path="deployment.disaggregation", file=workload_file,
+                        hint="fewer replicas, or more nodes with hw.cluster.nodes")
+    if offloads(workload.attention):
+        raise SpecError("is not supported with attention.offload (the KV in host memory would have to move between "
+                        "hosts)", path="deployment.disaggregation", file=workload_file)
 
 
 def check_request_table(table: RequestTable) -> None:

@@ -110,6 +110,11 @@ class GPULinkSpec:
         "The switch reduces data itself (NVLink SHARP, NVSwitch 3rd generation and later): an all-reduce "
         "then sends and receives each byte once instead of 2 (p-1)/p times (NCCL's NVLS algorithm).",
         default=False)
+    copy_efficiency: float = spec_field(
+        "Share of `bandwidth` a bulk GPU-to-GPU copy reaches (a KV transfer between disaggregated prefill and "
+        "decode replicas; collectives use the calibration profile instead). Default 0.85: an estimate from "
+        "peer-to-peer copy benchmarks on NVLink, which reach about 85% of the link rate after packet headers "
+        "and flow control; no measurement of kinsim's own.", default=0.85, check=fraction)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -181,6 +186,10 @@ class NetworkSpec:
                                           check=positive, example="400 Gbit/s")
     latency: float = spec_field("One-way latency between GPUs of different nodes.", unit="time",
                                 check=non_negative, example="5 us")
+    copy_efficiency: float = spec_field(
+        "Share of `bandwidth_per_gpu` a bulk RDMA write reaches (a KV transfer between disaggregated replicas "
+        "on different nodes). Default 0.9: an estimate (RDMA write benchmarks on InfiniBand reach about 90-97% "
+        "of the line rate with large messages); no measurement of kinsim's own.", default=0.9, check=fraction)
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -48,6 +48,32 @@ def _finite_interval(rate: float) -> str | None:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RoleSpec:
+    """The replicas of one role of a disaggregated deployment (prefill or decode)."""
+
+    replicas: int = spec_field("Replicas of this role.", default=1, check=(at_least(1), _GPUS))
+    tensor_parallel: int | None = spec_field("GPUs per replica of this role; none: deployment.tensor_parallel.",
+                                             default=None, check=(at_least(1), _GPUS))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisaggregationSpec:
+    """Prefill and decode on separate replicas (as vLLM's and SGLang's prefill/decode disaggregation,
+    DistServe, Mooncake): a request is prefilled on a prefill replica, which produces its first token; its
+    KV then moves to a decode replica over the links between their GPUs, and it decodes there. The prefill
+    replicas come first in the GPU order, then the decode replicas."""
+
+    prefill: RoleSpec = spec_field("Prefill replicas: count and tensor parallelism.", default=RoleSpec())
+    decode: RoleSpec = spec_field("Decode replicas: count and tensor parallelism.", default=RoleSpec())
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeploymentSpec:
     """How the model is laid on the GPUs and how the serving engine batches."""
 
@@ -100,9 +126,17 @@ class DeploymentSpec:
     engine: str = spec_field(
         "Serving engine whose per-step host overhead (scheduling, sampling bookkeeping, detokenization) is "
         "added to every step: vllm, sglang, trtllm, or none.", default="vllm", check=one_of(*ENGINES))
+    disaggregation: DisaggregationSpec | None = spec_field(
+        "Prefill and decode on separate replicas, with each request's KV moved between them (see "
+        "docs/disaggregation.md); none: every replica does both. Replaces data_parallel (which must stay 1).",
+        default=None)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.disaggregation is not None and self.data_parallel != 1:
+            raise SpecError("must be 1 with disaggregation: the roles give the replicas "
+                            "(disaggregation.prefill.replicas, disaggregation.decode.replicas)",
+                            path="data_parallel", value=self.data_parallel)
         if self.kv_offload != "none" and not self.prefix_caching:
             raise SpecError("needs prefix_caching: true (the host tier holds blocks the prefix cache evicts)",
                             path="kv_offload", value=self.kv_offload)
@@ -363,21 +397,21 @@ class WorkloadSpec:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        tp = self.deployment.tensor_parallel
-        if self.model.attention_heads % tp:
-            raise SpecError(f"must divide the model's attention heads ({self.model.attention_heads})",
-                            path="deployment.tensor_parallel", value=tp)
-        kv = self.model.kv_heads
-        if kv % tp and tp % kv:
-            raise SpecError(f"must divide the model's KV heads ({kv}) or be a multiple of them",
-                            path="deployment.tensor_parallel", value=tp)
+        for tp, path in self.deployment_tensor_parallels():
+            if self.model.attention_heads % tp:
+                raise SpecError(f"must divide the model's attention heads ({self.model.attention_heads})",
+                                path=path, value=tp)
+            kv = self.model.kv_heads
+            if kv % tp and tp % kv:
+                raise SpecError(f"must divide the model's KV heads ({kv}) or be a multiple of them", path=path,
+                                value=tp)
         if self.model.moe is None and self.deployment.expert_parallel != 1:
             raise SpecError("must be 1 for a dense model", path="deployment.expert_parallel",
                             value=self.deployment.expert_parallel)
-        if self.deployment.tensor_parallel % self.deployment.expert_parallel:
-            raise SpecError(f"must divide deployment.tensor_parallel ({self.deployment.tensor_parallel}); experts "
-                            "are spread over the GPUs of one replica", path="deployment.expert_parallel",
-                            value=self.deployment.expert_parallel)
+        for tp, path in self.deployment_tensor_parallels():
+            if tp % self.deployment.expert_parallel:
+                raise SpecError(f"must divide {path} ({tp}); experts are spread over the GPUs of one replica",
+                                path="deployment.expert_parallel", value=self.deployment.expert_parallel)
         if self.model.moe and self.model.moe.experts % self.deployment.expert_parallel:
             raise SpecError(f"must divide the model's experts ({self.model.moe.experts})",
                             path="deployment.expert_parallel", value=self.deployment.expert_parallel)
@@ -393,7 +427,25 @@ class WorkloadSpec:
 
         return with_overrides(self, overrides)
 
+    def deployment_tensor_parallels(self) -> list[tuple[int, str]]:
+        """Each tensor parallelism the deployment uses, with the key that sets it: one, or one per role of a
+        disaggregated deployment."""
+        deployment = self.deployment
+        if deployment.disaggregation is None:
+            return [(deployment.tensor_parallel, "deployment.tensor_parallel")]
+        out = []
+        for role in ("prefill", "decode"):
+            tp = getattr(deployment.disaggregation, role).tensor_parallel
+            out.append((deployment.tensor_parallel, "deployment.tensor_parallel") if tp is None else
+                       (tp, f"deployment.disaggregation.{role}.tensor_parallel"))
+        return out
+
     @property
     def gpus(self) -> int:
-        """GPUs the deployment uses (tensor_parallel x data_parallel)."""
-        return self.deployment.tensor_parallel * self.deployment.data_parallel
+        """GPUs the deployment uses (tensor_parallel x data_parallel, or the roles' replicas x their
+        tensor_parallel when disaggregated)."""
+        deployment = self.deployment
+        if deployment.disaggregation is None:
+            return deployment.tensor_parallel * deployment.data_parallel
+        return sum(getattr(deployment.disaggregation, role).replicas * tp
+                   for role, (tp, _) in zip(("prefill", "decode"), self.deployment_tensor_parallels()))

@@ -1,0 +1,151 @@
+"""Disaggregated prefill and decode: the KV handoff, its transfer times by hand, the roles' figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from kinsim.errors import SpecError
+from kinsim.metrics import METRIC_DOCS, expand_key
+from kinsim.runner import simulate
+
+from .test_engine import H100, assert_same_figures, check_invariants, figures, workload
+
+#: Qwen3-0.6B's KV per token: 28 layers x 8 KV heads x 128 dims x 2 (K and V) x 2 bytes (bf16) = 114,688 B;
+#: a block of 16 tokens: 1,835,008 B (one GPU holds all 8 KV heads at tensor_parallel 1).
+BLOCK_BYTES = 28 * 8 * 128 * 2 * 2 * 16
+#: H100 (hardware/h100.yaml): NVLink 450 GB/s per GPU each way through the NVSwitch, 2 us GPU to GPU (1 us
+#: per hop), copies at node.gpu_link.copy_efficiency 0.85 by default.
+NVLINK_COPY = 450e9 * 0.85
+LATENCY = 2e-6
+TICK = 1e-9  # the engine's clock counts whole nanoseconds: latency and bandwidth time round to them
+
+
+def disaggregated(prefill: int = 1, decode: int = 1, **changes):
+    return workload(**{"deployment.disaggregation": {"prefill": {"replicas": prefill},
+                                                     "decode": {"replicas": decode}}, **changes})
+
+
+def one_prompt(problems: int = 1, samples: int = 1, prompt: int = 160, output: int = 3, **changes):
+    return disaggregated(**{"requests.problems": problems, "requests.samples": samples,
+                            "requests.prompt_tokens": prompt, "requests.output_tokens": output, **changes})
+
+
+def test_one_transfer_takes_bytes_over_bandwidth_times_efficiency_plus_latency():
+    result = simulate(one_prompt(), H100)
+    d = result.to_dict()["disaggregation"]
+    # a 160-token prompt fills 10 whole blocks; the sequence has no private token yet (its first token's KV is
+    # written by its first decode step), so 10 blocks move: 18,350,080 B
+    assert d["transfers"] == 1
+    assert d["kv_transferred_bytes"] == 10 * BLOCK_BYTES
+    alone = 10 * BLOCK_BYTES / NVLINK_COPY + LATENCY  # 47.974 us + 2 us
+    assert d["transfer_s"]["p50"] == pytest.approx(alone, abs=2 * TICK)
+    assert d["transfer_stall_s"]["p50"] == pytest.approx(alone, abs=2 * TICK)
+    seq, = result.records.sequences
+    assert seq.replica == 1  # it decoded (and ended) on the decode replica, GPU 1
+    # prefill on replica 0 only, decode steps on replica 1 only
+    segments = result.records.segments
+    assert {s.replica for s in segments if s.prefill_tokens} == {0}
+    assert {s.replica for s in segments if s.decode_seqs} == {1}
+    check_invariants(result)
+
+
+def test_two_transfers_sharing_a_link_each_take_twice_the_bandwidth_time():
+    # two one-sample problems prefilled in one step and handed off together to the one decode replica: their
+    # transfers start at once on the same links (GPU 0 -> switch -> GPU 1) and divide them
+    result = simulate(one_prompt(problems=2), H100)
+    d = result.to_dict()["disaggregation"]
+    assert d["transfers"] == 2
+    shared = 2 * 10 * BLOCK_BYTES / NVLINK_COPY + LATENCY
+    assert d["transfer_s"]["p50"] == pytest.approx(shared, abs=2 * TICK)
+    assert d["transfer_s"]["p99"] == pytest.approx(shared, abs=2 * TICK)
+    # to two decode replicas (GPUs 1 and 2) they still share the prefill GPU's port into the switch
+    spread = simulate(one_prompt(problems=2, **{"deployment.disaggregation.decode.replicas": 2}), H100)
+    assert {s.replica for s in spread.records.sequences} == {1, 2}
+    assert spread.to_dict()["disaggregation"]["transfer_s"]["p50"] == pytest.approx(shared, abs=2 * TICK)
+
+
+def test_a_group_moves_its_shared_prompt_once():
+    # Best-of-4 on a 100-token prompt: 6 whole blocks (96 tokens) shared, and each sample's own copy of the
+    # partial last block (4 tokens): 6 + 4 x 1 = 10 blocks in one transfer (the group admitted together)
+    result = simulate(one_prompt(samples=4, prompt=100, output=5), H100)
+    d = result.to_dict()["disaggregation"]
+    assert d["transfers"] == 1
+    assert d["kv_transferred_bytes"] == 10 * BLOCK_BYTES
+    assert result["tokens.prefill_computed"] == 100  # one prefill for the group
+    check_invariants(result)
+
+
+def test_streams_split_over_tensor_parallel_gpus_and_meet_at_the_decode_gpu():
+    # prefill at tensor_parallel 2 (GPUs 0, 1), decode at 1 (GPU 2): two streams of half the bytes each, from
+    # GPU 0 and GPU 1, both into GPU 2's port, which carries all of it: the time of the whole over one port
+    w = one_prompt(**{"deployment.disaggregation.prefill.tensor_parallel": 2})
+    d = simulate(w, H100).to_dict()["disaggregation"]
+    assert d["prefill"]["tensor_parallel"] == 2 and d["decode"]["tensor_parallel"] == 1
+    assert d["transfer_s"]["p50"] == pytest.approx(10 * BLOCK_BYTES / NVLINK_COPY + LATENCY, abs=2 * TICK)
+    assert simulate(w, H100)["gpus"] == 3
+
+
+def test_a_request_of_one_output_token_ends_on_the_prefill_replica():
+    result = simulate(one_prompt(output=1), H100)
+    assert result.to_dict()["disaggregation"]["transfers"] == 0
+    seq, = result.records.sequences
+    assert seq.replica == 0 and seq.generated == 1 and seq.finish_s == seq.first_token_s
+
+
+def test_copy_efficiency_of_the_hardware_sets_the_bandwidth_time():
+    from kinsim import load_hardware
+
+    from .conftest import HARDWARE
+    hw = load_hardware(HARDWARE / "h100.yaml", {"node.gpu_link.copy_efficiency": 0.5})
+    d = simulate(one_prompt(), hw).to_dict()["disaggregation"]
+    assert d["transfer_s"]["p50"] == pytest.approx(10 * BLOCK_BYTES / (450e9 * 0.5) + LATENCY, abs=2 * TICK)
+
+
+@pytest.mark.parametrize("changes", [
+    {"requests.problems": 6, "requests.samples": 3, "requests.arrival": {"process": "poisson", "rate": "40 /s"}},
+    {"requests.problems": 4, "requests.samples": 4, "deployment.max_num_seqs": 6,
+     "requests.output_tokens": {"dist": "uniform", "low": 5, "high": 300}},
+])
+def test_fast_forward_equals_exact_steps_and_roles_report(changes):
+    w = disaggregated(prefill=1, decode=2, **changes)
+    fast, exact = simulate(w, H100), simulate(w, H100, exact_steps=True)
+    assert_same_figures(figures(fast), figures(exact))
+    check_invariants(fast)
+    d = fast.to_dict()["disaggregation"]
+    assert d["prefill"]["replicas"] == 1 and d["decode"]["replicas"] == 2
+    busy = {r: sum(s.end_s - s.start_s for s in fast.records.segments if s.replica == r) for r in range(3)}
+    assert d["prefill"]["busy_s"] == pytest.approx(busy[0], rel=1e-9)
+    assert d["decode"]["utilization"] == pytest.approx((busy[1] + busy[2]) / (2 * fast["sim_time_s"]), rel=1e-9)
+    # every reported key is documented and every documented disaggregation key is reported
+    documented = [k for pattern, _, _ in METRIC_DOCS for k in expand_key(pattern) if k.startswith("disaggregation")]
+    reported = fast.to_dict()
+    for key in documented:
+        node = reported
+        for part in key.split("."):
+            node = node[part]
+
+
+def test_decode_replicas_full_hold_the_prefill_replica_back_and_nothing_is_lost():
+    # the decode replica seats 2 sequences; 8 requests wait at the prefill replica, whose KV for the handed-off
+    # ones stays allocated until it moves
+    w = disaggregated(**{"requests.problems": 8, "requests.samples": 1, "requests.output_tokens": 50,
+                         "deployment.max_num_seqs": 2})
+    result = simulate(w, H100)
+    assert result["requests.completed"] == 8
+    d = result.to_dict()["disaggregation"]
+    assert d["decode_queue_s"]["p99"] > d["decode_queue_s"]["p50"] >= 0
+    assert_same_figures(figures(result), figures(simulate(w, H100, exact_steps=True)))
+
+
+@pytest.mark.parametrize("changes, path, words", [
+    ({"deployment.data_parallel": 2}, "deployment.data_parallel", "must be 1 with disaggregation"),
+    ({"deployment.disaggregation.decode.replicas": 8}, "deployment.disaggregation", "needs 9 GPUs"),
+    ({"attention": {"policy": "block_topk", "block_size": 16, "top_k": 2, "offload": True}},
+     "deployment.disaggregation", "attention.offload"),
+    ({"deployment.disaggregation.prefill.tensor_parallel": 3}, "deployment.disaggregation.prefill.tensor_parallel",
+     "must divide"),
+])
+def test_bad_disaggregation_is_one_clear_error(changes, path, words):
+    with pytest.raises(SpecError) as caught:
+        simulate(disaggregated(**changes), H100)
+    assert caught.value.path.endswith(path) and words in str(caught.value)
