@@ -94,3 +94,18 @@ def test_usage_above_one_is_refused():
     net = FluidNetwork(simpy.Environment())
     with pytest.raises(ValueError, match="within"):
         net.start("bad", 1.0, {"hbm": 1.5})
+
+
+def test_a_remainder_below_the_clocks_resolution_completes_instead_of_firing_forever():
+    # at 1.5e10 (ticks, late in a long run) the spacing of floats is about 2e-6: a flow of 1e-7 of work
+    # cannot end later than now, so its timer fires at now; it must complete then rather than reschedule
+    env = simpy.Environment(initial_time=1.5e10)
+    assert env.now + 1e-7 == env.now
+    network = FluidNetwork(env)
+    flow = network.start("tiny", 1e-7, {"link": 1.0})
+    for _ in range(10):
+        if flow.done.processed:
+            break
+        env.step()
+    assert flow.done.processed and not network.flows
+    assert network.busy_s["link"] == 1e-7

@@ -145,7 +145,12 @@ class FluidNetwork:
         self._schedule_next()
 
     def _complete_finished(self) -> None:
-        finished = [f for f in self.flows if f.remaining_s <= DONE_TOLERANCE * f.work_s]
+        # Done: what is left is within the tolerance of its work, or would take less than the clock can add
+        # to now (late in a long run, a time of 1e10 absorbs a remainder below about 1e-6; waiting for it
+        # would fire the same instant forever).
+        now = self.env.now
+        finished = [f for f in self.flows if f.remaining_s <= DONE_TOLERANCE * f.work_s
+                    or (f.rate > 0.0 and now + f.remaining_s / f.rate == now)]
         if not finished:
             return
         self.flows = [f for f in self.flows if f not in finished]
