@@ -63,7 +63,7 @@ def verify_attention_ops(dims: AttentionDims, policy: AttentionPolicy, context: 
     if prefix_shared_read and isinstance(policy, DenseAttention) and shared_prefix is not None:
         read = read - _prefix_reread(shared_prefix, group_index)
     queries = n * (k + 1)
-    base = decode_attention_ops_of(dims, policy, n, attended, read, None, count=count)[0]
+    base = decode_attention_ops_of(dims, policy, n, attended, read, 0.0, count=count)[0]  # its kernel and shape
     # k + 1 queries per sequence: their query and output bytes and their K and V written, k + 1 times
     op = Op(name="attention_verify", op_class="attention", kernel=base.kernel, dtype=base.dtype, flops=base.flops,
             bytes_read=dims.kv_bytes_per_token * read + queries * dims.q_bytes_per_token,
