@@ -113,6 +113,18 @@ METRIC_DOCS = (
     ("memory.host.stall_s", "replica-seconds", "time replicas waited for host copies before their steps"),
     ("memory.host.{capacity_bytes,peak_bytes}", "B", "host memory for one replica's KV (0 unless it swaps or "
                                                      "offloads); the most any replica held there"),
+    ("speculative.verify_steps", "sequence-steps", "verify steps of speculative decoding, one per decoding sequence "
+                                                   "per speculative step, summed over the run (the section is "
+                                                   "present only with deployment.speculative)"),
+    ("speculative.drafted_tokens", "tokens", "draft tokens proposed: deployment.speculative.tokens per "
+                                             "sequence-step"),
+    ("speculative.accepted_tokens", "tokens", "draft tokens accepted and used: the tokens each sequence-step "
+                                              "advanced less the one the target adds itself"),
+    ("speculative.acceptance_rate", "fraction", "accepted_tokens / drafted_tokens (0 with no draft)"),
+    ("speculative.tokens_per_verify", "tokens", "tokens advanced per sequence-step (1 + accepted_tokens / "
+                                                "verify_steps; tau where no sequence hit its end)"),
+    ("speculative.draft_s", "replica-seconds", "seconds of draft passes (their kernels), summed over replicas"),
+    ("speculative.draft_share", "fraction", "draft_s / the replicas' busy seconds (the sum of breakdown_s)"),
     ("energy_j", "J", "per GPU: idle power x sim_time_s + (TDP - idle) x its replica's busy time; summed"),
     ("cost_usd", "$", "GPU price x GPUs x sim_time_s; null without gpu.price"),
     ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
@@ -155,8 +167,9 @@ def expand_key(pattern: str) -> list[str]:
     return [key for option in options.split(",") for key in expand_key(head + option + tail)]
 
 
-#: Sections a run reports only when its deployment uses the feature (a key of one may be absent).
-OPTIONAL_SECTIONS = ("disaggregation",)
+#: Sections a run has only when the feature they describe is on (absent from other runs, whose files stay
+#: as they were).
+OPTIONAL_SECTIONS = ("speculative", "disaggregation")
 
 #: Documented keys that are not figures of the simulated system: names, inputs, plot series, engine counters.
 NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "records", "wall_time_s", "engine.",
@@ -298,6 +311,8 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
             "capacity_blocks": layout.total_blocks,
         },
         "memory": memory_figures(records.memory, replica_bytes),
+        **({"speculative": speculative_figures(records.memory, sum(busy_by_replica))}
+           if workload.deployment.speculative is not None else {}),
         "energy_j": energy,
         "cost_usd": price * gpus * makespan if price is not None else None,
         "engine": {"events": records.events, "segments": seg["segments"], "steps": seg["steps"]},
@@ -337,6 +352,28 @@ def disaggregation_figures(records: Records, busy_by_replica: list[float], makes
     out["decode_queue_s"] = percentiles(stats["queue_s"])
     out["transfer_stall_s"] = percentiles(stats["stall_s"])
     return out
+
+
+def speculative_figures(counters: dict[str, float], busy_s: float) -> dict[str, Any]:
+    """The ``speculative`` section from the engine's summed counters (:attr:`Records.memory`, the replicas'
+    ``spec_*`` counters); ``busy_s``: the replicas' busy seconds summed."""
+    steps, drafted = int(counters.get("spec_verify_steps", 0)), int(counters.get("spec_drafted", 0))
+    accepted, advanced = int(counters.get("spec_accepted", 0)), int(counters.get("spec_advanced", 0))
+    draft_s = float(counters.get("spec_draft_s", 0.0))
+    return {"verify_steps": steps, "drafted_tokens": drafted, "accepted_tokens": accepted,
+            "acceptance_rate": accepted / drafted if drafted else 0.0,
+            "tokens_per_verify": advanced / steps if steps else 0.0,
+            "draft_s": draft_s, "draft_share": draft_s / busy_s if busy_s > 0 else 0.0}
+
+
+def figure_of(summary: dict[str, Any], key: str) -> Any:
+    """The value of figure ``key`` in a run's summary; None where its section is one of
+    :data:`OPTIONAL_SECTIONS` and the run lacks it (``KeyError`` for any other missing key)."""
+    from kinsim.result import metric_at
+
+    if key.split(".")[0] in OPTIONAL_SECTIONS and key.split(".")[0] not in summary:
+        return None
+    return metric_at(summary, key)
 
 
 def memory_figures(counters: dict[str, float], block_bytes: float) -> dict[str, Any]:

@@ -99,6 +99,7 @@ def spec_field(
     tag: str | None = None,
     shorthand: Callable[[Any], Any] | None = None,
     example: str | None = None,
+    words: str | None = None,
 ) -> Any:
     """Declare a spec field.
 
@@ -116,10 +117,13 @@ def spec_field(
             ``{dist: constant, value: 150}``); it returns None when it does not apply.
         example: a typical value as written in a file (``"50 MB"`` for an L2 cache), shown in the
             file-format reference; without one a quantity shows its kind's example (``"4 us"``).
+        words: how the reference names the field's type where its annotation cannot (an ``Any`` field,
+            which takes a value of more than one kind and checks it with ``check``).
     """
     checks = () if check is None else (check if isinstance(check, tuple) else (check,))
     metadata = {"doc": doc, "unit": unit, "checks": checks, "choices": choices, "tag": tag,
-                "shorthand": shorthand, "example": example}
+                "shorthand": shorthand, "example": example,
+                "words": words}
     if isinstance(default, (dict, list)):
         frozen_default = default
         return dataclasses.field(default_factory=lambda: type(frozen_default)(frozen_default),
@@ -427,6 +431,8 @@ def _type_words(tp: Any, metadata: Mapping[str, Any]) -> str:
         return "one of: " + ", ".join(f"`{m.KIND}`" for m in members)
     if dataclasses.is_dataclass(tp):
         return "mapping"
+    if tp is Any:
+        return metadata.get("words") or "any value"
     if origin is tuple:
         return f"list of {_type_words(args[0], metadata)}"
     if origin is dict:

@@ -304,6 +304,14 @@ small_workloads = st.fixed_dictionaries({
                                    "offload": True, "gpu_cache_blocks": 1, "cache_hit_rate": 0.5}]),
     # prefill and decode on separate replicas (data_parallel then 1): replicas per role
     "deployment.disaggregation": st.sampled_from([None, (1, 1), (1, 2), (2, 1)]),
+    # speculative decoding, half the time: self drafts (windowed or dense) or a separate draft model
+    "deployment.speculative": st.none() | st.fixed_dictionaries({
+        "tokens": st.integers(1, 3),
+        "acceptance": st.sampled_from([0.0, 0.5, 0.8, 1.0]),
+        "acceptance_model": st.sampled_from(["geometric", "constant"]),
+    }, optional={"draft": st.just("Qwen3-0.6B"),
+                 "draft_attention": st.sampled_from([{"policy": "dense"},
+                                                     {"policy": "sliding_window", "window": 30}])}),
 })
 
 #: Examples of the fast = exact property: 200 in CI; KINSIM_PROPERTY_EXAMPLES=1000 (or more) after a change
@@ -317,11 +325,20 @@ def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks,
     if changes["deployment.kv_offload"] != "none":
         changes = {**changes, "deployment.prefix_caching": True}
     if changes["attention"].get("offload"):  # offloaded KV already lives in host memory: no swap, no handoff
-        changes = {**changes, "deployment.preemption": "recompute", "deployment.disaggregation": None}
+        changes = {**changes, "deployment.preemption": "recompute", "deployment.speculative": None,
+                   "deployment.disaggregation": None}
     if changes["deployment.disaggregation"] is not None:
         prefill, decode = changes["deployment.disaggregation"]
         changes = {**changes, "deployment.data_parallel": 1, "deployment.disaggregation": {
             "prefill": {"replicas": prefill}, "decode": {"replicas": decode}}}
+    speculative = changes["deployment.speculative"]
+    if speculative is not None:
+        if "draft" in speculative:  # a separate draft runs dense attention: no draft_attention
+            speculative = {key: value for key, value in speculative.items() if key != "draft_attention"}
+        # a verify step computes tokens + 1 per decoding sequence: the step's budget must hold them all
+        budget = max(changes["deployment.max_num_batched_tokens"],
+                     changes["deployment.max_num_seqs"] * (speculative["tokens"] + 1))
+        changes = {**changes, "deployment.speculative": speculative, "deployment.max_num_batched_tokens": budget}
     w = workload(**changes, seed=seed)
     hw = hardware_with_kv_blocks(w, kv_blocks)
     fast = simulate(w, hw)

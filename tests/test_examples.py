@@ -144,3 +144,16 @@ def test_offload_longcot(capsys, tmp_path):
     assert ratio[("H100", "32k")] < 0.6
     assert ratio[("GH200", "128k")] > 1.3
     assert all(ratio[("GH200", ctx)] > 1.5 * ratio[("H100", ctx)] for ctx in ("32k", "128k"))
+
+
+def test_speculation_vs_batch(capsys):
+    table = load_example("speculation_vs_batch").main(batches=(1, 32, 256))
+    # a dense target's KV reads grow with batch and context while the self draft reads a 528-token window:
+    # speculation pays more with both (MagicDec's finding)
+    assert table[("dense", 32768, 256)] > table[("dense", 32768, 32)] > table[("dense", 32768, 1)]
+    assert table[("dense", 32768, 256)] > table[("dense", 8192, 256)] > 1.5
+    # at batch 1 each draft pass re-reads every weight: k = 3 of them for 2.95 tokens gain nothing
+    assert table[("dense", 8192, 1)] < 1.05
+    # block top-k already bounds the target's reads (1,040 tokens): less for speculation to save
+    assert table[("block_topk", 32768, 256)] < table[("dense", 32768, 256)]
+    assert capsys.readouterr().out.count("x  ") == 2 * 2 * 3  # one row per target, context and batch

@@ -124,14 +124,14 @@ def test_a_key_that_is_not_a_figure_is_refused_before_any_run(tmp_path: Path, ca
 
 
 def test_every_guardable_key_is_in_a_real_run_and_numeric():
-    from kinsim.metrics import FIGURE_KEYS
+    from kinsim.metrics import FIGURE_KEYS, OPTIONAL_SECTIONS, figure_of
     from kinsim.metrics import better_direction as direction
 
     summary = simulate(WORKLOADS / "aime_bon32.yaml", HARDWARE / "h100.yaml",
                        {"requests.problems": 2, "requests.samples": 4, "requests.max_output_tokens": 400}).to_dict()
-    from kinsim.metrics import OPTIONAL_SECTIONS
     for key in FIGURE_KEYS:
-        if key.split(".")[0] in OPTIONAL_SECTIONS:  # reported only by runs that use the feature
+        if key.split(".")[0] in OPTIONAL_SECTIONS:  # present only with their feature on
+            assert figure_of(summary, key) is None
             continue
         value = metric_at(summary, key)
         assert value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)), key

@@ -8,8 +8,8 @@ instead, in FCFS order (earlier arrival, then generation order: the order the sc
 applying a segment, counting its blocks and pricing it are a few vector operations whatever the batch.
 
 **Ownership.** While a sequence is in the batch its ``kv_tokens``, ``generated`` and ``private_blocks``
-live here and the object's fields are stale; :meth:`DecodeBatch.remove` writes them back. Everything
-else about a sequence (its request, group, timestamps, state) stays on the object.
+(and ``verify_steps``) live here and the object's fields are stale; :meth:`DecodeBatch.remove` writes them
+back. Everything else about a sequence (its request, group, timestamps, state) stays on the object.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import numpy as np
 from kinsim.engine.sequence import Sequence
 
 #: The per-sequence columns (all int64): tokens in the KV cache, tokens generated, private KV blocks held,
-#: the group's shared prompt tokens, the group's index on the replica, the request's output tokens.
-COLUMNS = ("kv", "generated", "blocks", "shared", "group", "output")
+#: the group's shared prompt tokens, the group's index on the replica, the request's output tokens; with
+#: speculative decoding the verify steps done and the expected tokens per verify step x 2**20 (else 0).
+COLUMNS = ("kv", "generated", "blocks", "shared", "group", "output", "verify_steps", "tau_q")
 
 
 def _column(row: int, doc: str) -> property:
@@ -52,6 +53,8 @@ class DecodeBatch:
     shared = _column(3, "Prompt tokens each sequence's group holds in shared blocks.")
     group = _column(4, "Each sequence's group number on the replica.")
     output = _column(5, "Tokens each sequence's request generates in all.")
+    verify_steps = _column(6, "Speculative verify steps each sequence has done (0 without speculation).")
+    tau_q = _column(7, "Each sequence's expected tokens per verify step x 2**20 (0 without speculation).")
 
     def add(self, seq: Sequence) -> None:
         """Take ``seq`` (its counters as they are on the object) at its FCFS place."""
@@ -66,7 +69,7 @@ class DecodeBatch:
         if at < n:
             data[:, at + 1:n + 1] = data[:, at:n]
         data[:, at] = (seq.kv_tokens, seq.generated, seq.private_blocks, seq.group.shared_tokens, seq.group.index,
-                       seq.request.output_tokens)
+                       seq.request.output_tokens, seq.verify_steps, seq.tau_q)
         self.seqs.insert(at, seq)
         self._keys.insert(at, key)
 
@@ -82,6 +85,7 @@ class DecodeBatch:
         seq.kv_tokens = int(self._data[0, at])
         seq.generated = int(self._data[1, at])
         seq.private_blocks = int(self._data[2, at])
+        seq.verify_steps = int(self._data[6, at])
         return seq
 
     def remove(self, seq: Sequence) -> None:

@@ -25,6 +25,12 @@ them. It shares nothing either. So a sequence of ``t`` tokens holds::
     min(ceil(t / kv_block_size), window_blocks) + ceil(floor(t / selection_block) / summaries_per_block)
 
 blocks, and the scheduler's arithmetic (blocks per sequence as a function of its tokens) is unchanged.
+
+Speculative decoding with a separate draft model (``deployment.speculative.draft``): the draft caches its
+own KV for every token the target caches, so a block's bytes grow by the draft's KV bytes per token x
+``kv_block_size``, and the draft's weights (split over ``tp``) come out of the KV memory with the target's.
+A self draft reads the target's own cache: nothing more. The verify pass's ``k + 1`` slots per sequence
+are scratch that the step frees; only accepted tokens take blocks.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from kinsim.ops.attention import AttentionDims, resident_kv_bytes_per_token
 from kinsim.ops.lower import ACT_DTYPE, LOGIT_BYTES
 from kinsim.ops.offload import offloads
 from kinsim.ops.sharding import shard_heads
+from kinsim.ops.speculative import draft_kv_bytes_per_token
 from kinsim.workload.spec import AttentionPolicy, BlockTopKAttention, DeploymentSpec, SlidingWindowAttention
 
 #: Share of the blocks kept free when admitting new sequences (vLLM's watermark), so that running
@@ -140,9 +147,14 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     else:
         resident = resident_kv_bytes_per_token(per_token, policy, shard.kv_heads, shard.head_dim, model.layers,
                                                model.kv_dtype)
+    draft = deployment.speculative.draft if deployment.speculative is not None else None
+    if draft is not None:  # a separate draft model caches its own KV for every token the target caches
+        resident += draft_kv_bytes_per_token(draft, tp)
     block_bytes = resident * deployment.kv_block_size
     usable = hw.gpu.memory.capacity * deployment.gpu_memory_fraction
     weights = model.weight_bytes / tp
+    if draft is not None:
+        weights += draft.weight_bytes / tp
     workspace = activation_workspace_bytes(model, deployment)
     free = usable - weights - workspace
     blocks = int(free // block_bytes) if free > 0 else 0

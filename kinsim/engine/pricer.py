@@ -61,9 +61,13 @@ class StepFigures:
     (busy seconds of the GPU's host link, host to GPU, and the bytes it carried for this GPU: KV fetched by
     block top-k with offload, :mod:`kinsim.ops.offload`; 0 otherwise). The fetch's time on the critical
     path (busy seconds plus a latency per layer) is in ``time_s`` and ``attention_s``.
+
+    ``draft_s``: for speculative steps, the seconds of each step's draft passes (part of ``time_s``); else
+    None.
     """
 
     matrix: np.ndarray
+    draft_s: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -153,6 +157,12 @@ class StepPricer:
         self.overhead = engine_overhead(deployment.engine)
         self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
         self.offload = offloads(policy)  # decode steps fetch selected KV blocks over the host link
+        #: Speculative steps' pricer (``deployment.speculative``), or None.
+        self.speculative = None
+        if deployment.speculative is not None:
+            from kinsim.engine.speculation import SpeculativePricer
+
+            self.speculative = SpeculativePricer(model, deployment, policy, cost_model)
 
     def host_s(self, rows: int) -> float:
         """The serving engine's host time of a step in which ``rows`` sequences get a token, seconds."""

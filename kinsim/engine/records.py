@@ -236,7 +236,8 @@ class Records:
         ops: op-level records of steps overlapping the simulation's ``op_window`` (empty without one).
         replica_gpus, replica_links: each replica's GPU names and the directed links between them.
         memory: counters of the KV memory hierarchy summed over the replicas (prefix cache, host tier),
-            by name (see :meth:`kinsim.engine.scheduler.Scheduler.memory_counters`).
+            by name (see :meth:`kinsim.engine.scheduler.Scheduler.memory_counters`), and with speculative
+            decoding the replicas' ``spec_*`` counters (:attr:`kinsim.engine.replica.Replica.spec_stats`).
         replica_roles: each replica's role: ``both``, or ``prefill`` and ``decode`` when disaggregated.
         disaggregation: the KV handoff's figures (:class:`kinsim.engine.disagg.TransferStats`), or None.
     """

@@ -21,6 +21,11 @@ resource of its own, :func:`~kinsim.hardware.topology.host_link_resource`), as v
 forward pass; the step starts when the copies are done. On a private replica the copy and the step run on
 one timer; otherwise the copy is a flow of the fluid network on the host links, so replicas behind one
 link (``host_link.shared_by``) divide its bandwidth.
+
+**Speculative decoding.** With ``deployment.speculative`` every step is a speculative step, priced by
+:class:`~kinsim.engine.speculation.SpeculativePricer` from the ``(steps, n)`` matrix of contexts (each
+sequence's cached tokens plus its advances so far); the replica counts its verify steps, drafted and
+accepted tokens and draft seconds (:attr:`Replica.spec_stats`).
 """
 
 from __future__ import annotations
@@ -93,6 +98,12 @@ class Replica:
         self._idle = True  # no step running and no decision pending
         self._in_flight: _InFlight | None = None
         self._generation = 0  # of the running segment's end timer; a cut supersedes the old timer
+        #: Speculative decoding's counters (empty without it): sequence-steps verified, tokens drafted,
+        #: accepted and advanced, and seconds of draft passes (per GPU of the replica).
+        self.spec_stats: dict[str, float] = {}
+        if pricer.speculative is not None:
+            self.spec_stats = {"spec_verify_steps": 0, "spec_drafted": 0, "spec_accepted": 0, "spec_advanced": 0,
+                               "spec_draft_s": 0.0}
 
     def enqueue(self, seq: Sequence) -> None:
         """Take a newly arrived request (called at the arrival's time)."""
@@ -212,13 +223,28 @@ class Replica:
         steps = run.steps
         totals = run.figures.totals(steps)
         self._record_segment(run.plan, totals, run.occupied, run.durations, steps, run.start, env.now)
+        if self.spec_stats:
+            self._count_speculation(run.plan, run.figures, steps)
         if self.op_window is not None:
             self._record_ops(run.batch_of, run.ends, run.start, steps)
         self.scheduler.apply(run.plan, steps, to_seconds(env.now))
         self._ask_decision()
 
+    def _count_speculation(self, plan: Plan, figures: StepFigures, steps: int) -> None:
+        """Add the first ``steps`` speculative steps of ``plan`` to :attr:`spec_stats`."""
+        stats = self.spec_stats
+        verified = plan.decode_seqs * steps  # sequence-steps
+        advanced = int(plan.advanced[steps - 1]) if verified else 0
+        stats["spec_verify_steps"] += verified
+        stats["spec_drafted"] += verified * self.pricer.speculative.k
+        stats["spec_advanced"] += advanced
+        stats["spec_accepted"] += advanced - verified  # one token a sequence-step is the target's own
+        stats["spec_draft_s"] += float(figures.draft_s[:steps].sum())
+
     def _price(self, plan: Plan) -> tuple[StepFigures, np.ndarray, Callable[[int], StepBatch]]:
         """The figures of the next step or segment, its KV blocks per step, and each step's batch."""
+        if self.pricer.speculative is not None:
+            return self._price_speculative(plan)
         scheduler = self.scheduler
         batch = scheduler.batch
         context, shared, groups = batch.kv.copy(), batch.shared.astype(float), batch.group.copy()
@@ -233,14 +259,40 @@ class Replica:
                 lambda k: StepBatch(decode_context=(context + k).astype(float), shared_prefix=shared,
                                     group_index=groups))
 
+    def _price_speculative(self, plan: Plan) -> tuple[StepFigures, np.ndarray, Callable[[int], StepBatch]]:
+        """:meth:`_price` of speculative steps; sets ``plan.advanced`` (tokens the batch has advanced after
+        each step)."""
+        scheduler = self.scheduler
+        batch = scheduler.batch
+        kv, shared, groups = batch.kv.copy(), batch.shared.astype(float), batch.group.copy()
+        if plan.chunks:
+            steps = 1
+            occupied = np.array([scheduler.used_blocks + scheduler.decode_need()])
+        else:
+            longest = MAX_SEGMENT_STEPS if self.segments_allowed else 1
+            segment = scheduler.decode_segment(longest, admission_pending=plan.admission_skipped)
+            steps, occupied = segment.steps, segment.occupied_blocks
+        advanced = scheduler.advances(steps)
+        context = kv[None, :] + advanced[:-1]
+        chunks = plan.prefill_chunks()
+        plan.advanced = advanced[1:].sum(axis=1)
+        figures = self.pricer.speculative.price(context, chunks, shared, groups)
+        return figures, occupied, lambda k: StepBatch(decode_context=context[k].astype(float), prefill=chunks,
+                                                      shared_prefix=shared, group_index=groups)
+
     def _record_ops(self, batch_of: Callable[[int], StepBatch], ends: np.ndarray, start: float, steps: int) -> None:
         """Op records of the steps that overlap the op window (ticks)."""
         low, high = self.op_window
         begins = np.concatenate(([start], ends[:steps - 1]))
+        spec = self.pricer.speculative
         for k in np.nonzero((ends[:steps] > low) & (begins < high))[0]:
             at = to_seconds(float(begins[k]))
             batch = batch_of(int(k))
-            for op in lower_step(self.pricer.model, self.pricer.deployment, self.pricer.policy, batch).ops:
+            if spec is not None:
+                ops = spec.step_ops(batch.decode_context, batch.prefill, batch.shared_prefix, batch.group_index)
+            else:
+                ops = lower_step(self.pricer.model, self.pricer.deployment, self.pricer.policy, batch).ops
+            for op in ops:
                 duration = float(op.count * np.sum(self.pricer.cost_model.op_cost(op).time_s))
                 self._record_op(OpRecord(self.index, at, duration, op.name, op.op_class, op.count))
                 at += duration
@@ -248,7 +300,7 @@ class Replica:
             if fetch > 0.0:  # the KV fetched over the host link before each layer's attention, all layers
                 self._record_op(OpRecord(self.index, at, fetch, "kv_fetch", "attention", self.pricer.model.layers))
                 at += fetch
-            host = self.pricer.host_s(batch.logit_rows)
+            host = self.pricer.host_s(batch.logit_rows) if spec is None else spec.host_s(batch.logit_rows)
             if host > 0.0:  # the serving engine's host time, after the kernels (kinsim.cost.engine_overhead)
                 self._record_op(OpRecord(self.index, at, host, "engine_host", "other", 1))
 
@@ -280,7 +332,8 @@ class Replica:
             self.index, to_seconds(start), to_seconds(end), steps,
             plan.decode_seqs,  # decode_seqs
             sum(take for _, take in plan.chunks),  # prefill_tokens
-            plan.decode_seqs * steps + completed,  # tokens_out
+            (plan.decode_seqs * steps if plan.advanced is None else int(plan.advanced[steps - 1]))
+            + completed,  # tokens_out
             int(occupied[:steps].max()),  # kv_peak_blocks
             to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),  # kv_block_s
             tuple(totals[f"{c}_s"] for c in OP_CLASSES), class_flops, class_bytes,

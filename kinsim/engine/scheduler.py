@@ -41,6 +41,11 @@ and before prefills, it admits them first come first served while a seat and the
 watermark) cover their KV, allocates the blocks and starts the transfer (:meth:`Scheduler.take_landings`);
 they join the decode batch at the first step after their KV has arrived (:meth:`Scheduler.land`). A sequence
 preempted on a decode replica is recomputed there.
+
+With speculative decoding (``deployment.speculative``, :mod:`kinsim.engine.speculation`) a decoding
+sequence advances in a step by its next advance on its integer trajectory (one or more tokens) instead of
+one, and takes the blocks of those tokens (the verify pass's ``k + 1`` slots are scratch the step frees);
+it counts ``k + 1`` tokens of the step's budget (vLLM's lookahead slots).
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ from kinsim.engine.sequence import (
     GroupState,
     Sequence,
 )
+from kinsim.engine.speculation import cumulative_advances, next_advance, request_tau_q, steps_to_finish
 from kinsim.ops.attention import PrefillChunk
 from kinsim.workload.spec import DeploymentSpec
 
@@ -102,6 +108,8 @@ class Plan:
     chunks: list[tuple[Sequence, int]] = field(default_factory=list)
     #: Admission was not tried (the step preempted), so the next step may admit: no segment beyond it.
     admission_skipped: bool = False
+    #: Speculative decoding: tokens the decode batch has advanced in all after each step (set when priced).
+    advanced: np.ndarray | None = None
 
     @property
     def empty(self) -> bool:
@@ -159,6 +167,9 @@ class Scheduler:
         self.swap_stats = {"preempt_recompute": 0, "preempt_swap": 0, "swap_out_blocks": 0, "swap_in_blocks": 0,
                            "host_peak_blocks": 0}
         self.deployment = deployment
+        #: Speculative decoding (or None), and the tokens of the step's budget a decoding sequence takes.
+        self._spec = deployment.speculative
+        self._decode_tokens = 1 if self._spec is None else self._spec.tokens + 1
         self.on_finish = on_finish
         self.used_blocks = 0
         self.resident: list[Sequence] = []  # admitted and not ended, in FCFS order (arrival, then order)
@@ -217,6 +228,8 @@ class Scheduler:
 
     def enqueue(self, seq: Sequence) -> None:
         seq.state = WAITING
+        if self._spec is not None and not seq.tau_q:
+            seq.tau_q = request_tau_q(self._spec, seq.request)
         heapq.heappush(self._waiting, (seq.arrival_s, seq.order, seq))
         seq.group.waiting.append(seq)
         self._waiting_count += 1
@@ -294,11 +307,25 @@ class Scheduler:
                 self.used_blocks -= self.cache.release(group.keys[:self._shared_blocks(group)])
 
     def decode_need(self) -> int:
-        """Blocks the decoding sequences must add for one more token each."""
+        """Blocks the decoding sequences must add for one more token each (speculative: for their next
+        advance each)."""
         batch = self.batch
         if not batch.n:
             return 0
-        return int((self.layout.private_blocks(batch.kv + 1, batch.shared) - batch.blocks).sum())
+        grown = batch.kv + (1 if self._spec is None else self.advances(1)[1])
+        return int((self.layout.private_blocks(grown, batch.shared) - batch.blocks).sum())
+
+    def advances(self, steps: int) -> np.ndarray:
+        """Speculative decoding: tokens each decoding sequence has advanced after ``m`` more steps, ``m =
+        0..steps``, shape ``(steps + 1, n)`` (:func:`~kinsim.engine.speculation.cumulative_advances`)."""
+        batch = self.batch
+        return cumulative_advances(batch.verify_steps, batch.tau_q, batch.output - batch.generated, steps)
+
+    def _next_tokens(self, seq: Sequence) -> int:
+        """Tokens a sequence not in the decode batch adds in its next decode step."""
+        if self._spec is None:
+            return 1
+        return next_advance(seq.verify_steps, seq.tau_q, seq.remaining_output)
 
     def host_need(self) -> int:
         """Host pages the decoding sequences must add for one more token each (offloaded KV; else 0):
@@ -326,8 +353,10 @@ class Scheduler:
                          "host memory pages than the replica's host share holds")
                 total = f"{self.layout.total_blocks} blocks" if hbm else f"{self.host_blocks} pages"
                 tokens = self.batch.kv_of(victim) if victim.state == DECODE else victim.kv_tokens
+                grown = (tokens + (int(self.advances(1)[1, 0]) if self._spec is not None else 1)
+                         if victim.state == DECODE else tokens + 1)
                 self._abort(victim, now, f"needs more {where} ({total} of {self.layout.block_size} tokens) at "
-                            f"{tokens + 1} tokens")
+                            f"{grown} tokens")
             else:
                 self._preempt(victim)
                 preempted = True
@@ -337,7 +366,7 @@ class Scheduler:
             need = self._swap_in(need, now)
         if self.incoming and not preempted:
             self._admit_incoming(need, now)
-        budget = self.deployment.max_num_batched_tokens - self.batch.n
+        budget = self.deployment.max_num_batched_tokens - self.batch.n * self._decode_tokens
         plan = Plan(decode_seqs=self.batch.n)
         for lead in [s for s in self.resident if s.state == PREFILL and s.prefill_target]:
             take = self._chunk(lead.prefill_left, budget)
@@ -487,7 +516,7 @@ class Scheduler:
         group = seq.group
         shared = self._shared_blocks(group) if group.holders == 0 else 0  # never while it holds them itself
         held = self.layout.private_blocks_of(seq.kv_tokens, group.shared_tokens)
-        grown = self.layout.private_blocks_of(seq.kv_tokens + 1, group.shared_tokens)
+        grown = self.layout.private_blocks_of(seq.kv_tokens + self._next_tokens(seq), group.shared_tokens)
         return shared + grown, shared + held
 
     def swap_in_would_act(self, free_blocks: int, reserved: int) -> bool:
@@ -624,7 +653,10 @@ class Scheduler:
         one step if the next step's admission would act; if it would not, it never will within the
         segment (blocks only get scarcer)."""
         batch = self.batch
-        limit = min(int((batch.output - batch.generated).min()), max_steps)
+        remaining = batch.output - batch.generated
+        if self._spec is not None:
+            remaining = steps_to_finish(batch.verify_steps, batch.tau_q, remaining)
+        limit = min(int(remaining.min()), max_steps)
         extra = self._blocks_added(limit)
         steps = max(min(int(np.searchsorted(extra, self.free_blocks, side="right")), limit), 1)
         host_free_then = None
@@ -638,8 +670,8 @@ class Scheduler:
             if self.swapped:
                 acts = self.swap_in_would_act(free_then, reserved)
             else:
-                acts = self.admission_would_act(free_then, reserved, self.deployment.max_num_batched_tokens - batch.n,
-                                                host_free_then)
+                budget = self.deployment.max_num_batched_tokens - batch.n * self._decode_tokens
+                acts = self.admission_would_act(free_then, reserved, budget, host_free_then)
             if acts or self.incoming_would_act(free_then, reserved):
                 steps = 1
         return DecodeSegment(steps, self.used_blocks + extra[:steps])
@@ -663,6 +695,9 @@ class Scheduler:
         ``(steps, n)`` matrix."""
         batch = self.batch
         layout = self.layout
+        if self._spec is not None:  # each step's advances differ: counted on the (steps, n) matrix
+            tokens = batch.kv[None, :] + self.advances(steps)[1:]
+            return (layout.private_blocks(tokens, batch.shared[None, :]) - batch.blocks[None, :]).sum(axis=1)
         if layout.window_blocks is not None:
             tokens = batch.kv[None, :] + np.arange(steps, dtype=np.int64)[:, None]
             return (layout.private_blocks(tokens + 1, batch.shared[None, :]) - batch.blocks[None, :]).sum(axis=1)
@@ -687,8 +722,14 @@ class Scheduler:
                 size = self.layout.block_size
                 self.host_used += int((-(-(kv + steps) // size) + (-kv // size)).sum())
                 self._note_host_peak()
-            kv += steps
-            generated += steps
+            if self._spec is None:
+                kv += steps
+                generated += steps
+            else:  # each sequence's advances over the steps, on its integer trajectory
+                advanced = self.advances(steps)[steps]
+                kv += advanced
+                generated += advanced
+                batch.verify_steps[:] += steps
             now = self.layout.private_blocks(kv, batch.shared)
             self.used_blocks += int((now - blocks).sum())
             blocks[:] = now

@@ -72,6 +72,11 @@ class Sequence:
     holds_shared: bool = False  #: swapped while other members held the group's shared blocks: it keeps its hold
     reason: str | None = None
     replica: int = -1
+    #: Speculative decoding: verify steps done so far (kept through preemptions: it fixes where the sequence
+    #: is on its integer trajectory of advances), and its expected tokens per verify step x 2**20
+    #: (:mod:`kinsim.engine.speculation`); 0 without speculation.
+    verify_steps: int = 0
+    tau_q: int = 0
 
     @property
     def key(self) -> tuple[float, int]:

@@ -38,6 +38,7 @@ from kinsim.engine.router import Router
 from kinsim.engine.scheduler import Scheduler
 from kinsim.engine.segment_totals import SegmentTotals
 from kinsim.engine.sequence import Sequence
+from kinsim.engine.speculation import check_speculative_deployment, check_speculative_requests
 from kinsim.engine.streaming import RequestTotals
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
@@ -100,6 +101,7 @@ class Simulation:
             elif not isinstance(requests, RequestTable):
                 requests = RequestTable.from_requests(requests)
             check_request_table(requests)
+            check_speculative_requests(workload, requests)
         except SpecError as error:
             raise error.within("", workload_file) from None
         self.requests = requests
@@ -312,7 +314,8 @@ class Simulation:
         self.records.events = events
         memory: dict[str, float] = {}
         for replica in self.replicas:
-            for name, value in {**replica.scheduler.memory_counters(), **replica.host_stats}.items():
+            for name, value in {**replica.scheduler.memory_counters(), **replica.host_stats,
+                                **replica.spec_stats}.items():
                 if name not in memory:
                     memory[name] = value
                 elif name.endswith("_peak_blocks"):  # the most on any replica, as kv.peak_bytes
@@ -372,6 +375,7 @@ def check_deployment(workload: WorkloadSpec, hardware: HardwareSpec, workload_fi
     if offloads(workload.attention) and deployment.preemption == "swap":
         raise SpecError("must be recompute with attention.offload: the KV already lives in host memory",
                         path="deployment.preemption", value=deployment.preemption, file=workload_file)
+    check_speculative_deployment(workload, workload_file)
     if deployment.max_num_batched_tokens < deployment.max_num_seqs:
         raise SpecError(f"must be at least deployment.max_num_seqs ({deployment.max_num_seqs}) so that "
                         "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",

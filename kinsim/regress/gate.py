@@ -33,7 +33,7 @@ class Verdict:
 
 def measure(suite: Suite) -> dict[str, dict[str, float]]:
     """Run every case; return its guarded metrics (their keys were checked when the suite was loaded)."""
-    from kinsim.result import metric_at
+    from kinsim.metrics import figure_of
     from kinsim.runner import simulate
 
     figures = {}
@@ -42,7 +42,7 @@ def measure(suite: Suite) -> dict[str, dict[str, float]]:
             summary = simulate(case.workload, case.hardware, case.overrides).to_dict()
         except SpecError as error:
             raise SpecError(str(error), path=f"cases.{case.name}", file=suite.file) from None
-        figures[case.name] = {metric: metric_at(summary, metric) for metric in case.metrics}
+        figures[case.name] = {metric: figure_of(summary, metric) for metric in case.metrics}
     return figures
 
 

@@ -80,13 +80,17 @@ def check_run(summary: Mapping[str, Any], file: str) -> None:
                             f"{len(quantiles['q'])}", path=f"series.latency_quantiles.{key}", file=file)
 
 
-#: Sections that runs of earlier kinsim versions lack (the KV memory hierarchy's figures): checked like
-#: :data:`RUN_SHAPE` where present, so that such a run still loads.
+#: Sections that runs of earlier kinsim versions lack (the KV memory hierarchy's figures), or that runs have
+#: only with a feature on (speculative decoding): checked like :data:`RUN_SHAPE` where present, so that such
+#: a run still loads.
 LATER_SHAPE: dict[str, Any] = {
     "host_link": {"bytes": NUMBER},
     "memory": {"prefix": {"hit_tokens": WHOLE, "token_hit_rate": NUMBER},
                "preemptions": {"recompute": WHOLE, "swap": WHOLE},
                "host": {"swap_out_bytes": NUMBER, "load_bytes": NUMBER, "offload_bytes": NUMBER, "stall_s": NUMBER}},
+    # present only in runs with deployment.speculative (kinsim.metrics.OPTIONAL_SECTIONS)
+    "speculative": {"verify_steps": WHOLE, "acceptance_rate": NUMBER, "tokens_per_verify": NUMBER,
+                    "draft_s": NUMBER, "draft_share": NUMBER},
 }
 LATER_SECTIONS = tuple(LATER_SHAPE)
 

@@ -63,6 +63,11 @@ def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, s
         rows.insert(-2, ("host link", f"{fq('bytes', host)} of KV fetched from host memory{busy}"))
     for label, text in _memory_rows(s.get("memory")):
         rows.insert(-2, (label, text))
+    spec = s.get("speculative")  # present only with deployment.speculative
+    if spec:
+        rows.insert(-2, ("speculative", f"{spec['tokens_per_verify']:.2f} tokens per verify step, "
+                                        f"{spec['acceptance_rate']:.1%} of drafts accepted, draft passes "
+                                        f"{spec['draft_share']:.1%} of busy time"))
     for reason, count in req["unfinished_reasons"].items():
         rows.append(("unfinished", f"{count} x {reason}"))
     return rows

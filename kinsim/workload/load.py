@@ -45,6 +45,7 @@ def workload_from_raw(raw: Mapping[str, Any], base_dir: Path, file: str | None =
         raw["model"] = expand_model_ref(raw["model"], base_dir=base_dir, file=file)
     except SpecError as error:
         raise error if error.file else error.within("", file) from None
+    raw = _expand_draft(raw, base_dir, file)
     requests = raw.get("requests")
     if isinstance(requests, Mapping) and requests.get("kind") == "trace" and isinstance(requests.get("path"), str):
         trace = resolved(base_dir / requests["path"], file, "requests.path")
@@ -54,3 +55,25 @@ def workload_from_raw(raw: Mapping[str, Any], base_dir: Path, file: str | None =
         checked_reference(trace, "trace", file, "requests.path", requests["path"])
         raw["requests"] = {**requests, "path": str(trace)}
     return build(WorkloadSpec, raw, file=file)
+
+
+def _expand_draft(raw: dict, base_dir: Path, file: str | None) -> dict:
+    """``deployment.speculative.draft`` resolved: ``self`` to none (the target drafts for itself), a model
+    reference (preset name, ``{preset: ...}``, ``{config: ...}``) to its full mapping, as ``model`` is."""
+    deployment = raw.get("deployment")
+    speculative = deployment.get("speculative") if isinstance(deployment, Mapping) else None
+    if not isinstance(speculative, Mapping) or "draft" not in speculative:
+        return raw
+    draft = speculative["draft"]
+    path = "deployment.speculative.draft"
+    if draft == "self" or draft is None:
+        draft = None
+    elif isinstance(draft, str | Mapping):
+        try:
+            draft = expand_model_ref(draft, base_dir=base_dir, path=path, file=file)
+        except SpecError as error:
+            raise error if error.file else error.within("", file) from None
+    else:
+        raise SpecError("expected self, a preset name or a model mapping", path=path, value=draft, file=file,
+                        hint="self, or a model as model: accepts (Qwen3-0.6B, {preset: ...}, {config: ...})")
+    return {**raw, "deployment": {**deployment, "speculative": {**speculative, "draft": draft}}}

@@ -221,6 +221,9 @@ def to_requests(selection: Selection) -> list[Request]:
             columns.append(repeat(None))
         columns += [_block_hashes(table.hash_values, table.hash_offsets[rows], table.hash_offsets[rows + 1]),
                     repeat(selection.hash_block_tokens)]
+    if table.acceptance is not None:  # after score, hash ids and hash_block_tokens, in Request's order
+        columns += [repeat(None)] * (7 - len(columns)) + [repeat(0)] * (len(columns) < 8)
+        columns.append([None if a != a else a for a in table.acceptance[rows].tolist()])  # NaN: none
     return list(map(Request, *columns))  # positional and mapped: the cheapest way to make a million
 
 

@@ -50,6 +50,8 @@ class Request:
             ``hash_ids``: Mooncake's blocks are 512 tokens), or None. They name the prompt's blocks in the
             prefix cache (``deployment.prefix_caching``; :mod:`kinsim.engine.prefix_cache`).
         hash_block_tokens: tokens per hash id (0 without hash ids).
+        acceptance: the request's speculative-decoding acceptance rate in [0, 1] (a trace's ``acceptance``
+            column, read with ``deployment.speculative.acceptance: trace``), or None.
     """
 
     request_id: str
@@ -60,6 +62,7 @@ class Request:
     score: float | None = None
     hash_ids: BlockHashes | None = None
     hash_block_tokens: int = 0
+    acceptance: float | None = None
 
 
 class RequestTable:
@@ -69,13 +72,15 @@ class RequestTable:
     ``prompt_tokens`` and ``output_tokens`` (int64), ``group`` (int64: the group's number, groups numbered
     in the order of their first request). Names, scores and hash ids are kept as given (lists) or, for
     generated workloads, made on demand from a pattern (``p{problem}`` and ``p{problem}-s{sample}``), so
-    that a generated request costs 32 bytes. ``table[i]`` builds request ``i`` as a :class:`Request`.
+    that a generated request costs 32 bytes. ``acceptance`` (float64, NaN where a request has none) is the
+    trace's speculative acceptance column, or None. ``table[i]`` builds request ``i`` as a :class:`Request`.
     """
 
     def __init__(self, arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray,
                  group: np.ndarray, group_ids: list[str] | None = None, request_ids: list[str] | None = None,
                  samples: int = 1, scores: list[float | None] | None = None,
-                 hash_ids: list[BlockHashes | None] | None = None, hash_block_tokens: list[int] | None = None) -> None:
+                 hash_ids: list[BlockHashes | None] | None = None, hash_block_tokens: list[int] | None = None,
+                 acceptance: np.ndarray | None = None) -> None:
         """Without ``group_ids`` and ``request_ids`` the names follow the generator's pattern: group ``g``
         is ``p{g}``; request ``i`` is ``p{i // samples}-s{i % samples}`` (``p{i}`` when ``samples`` is 1)."""
         self.arrival_s = np.asarray(arrival_s, dtype=float)
@@ -84,6 +89,7 @@ class RequestTable:
         self.group = np.asarray(group, dtype=np.int64)
         self._group_ids, self._request_ids, self._samples = group_ids, request_ids, samples
         self._scores, self._hash_ids, self._hash_block_tokens = scores, hash_ids, hash_block_tokens
+        self.acceptance = None if acceptance is None else np.asarray(acceptance, dtype=float)
 
     @classmethod
     def from_requests(cls, requests: list[Request]) -> RequestTable:
@@ -96,7 +102,9 @@ class RequestTable:
                    np.array(group, dtype=np.int64), group_ids=list(codes), request_ids=[r.request_id for r in requests],
                    scores=[r.score for r in requests] if any(r.score is not None for r in requests) else None,
                    hash_ids=[r.hash_ids for r in requests] if any(r.hash_ids is not None for r in requests) else None,
-                   hash_block_tokens=[r.hash_block_tokens for r in requests])
+                   hash_block_tokens=[r.hash_block_tokens for r in requests],
+                   acceptance=(np.array([np.nan if r.acceptance is None else r.acceptance for r in requests])
+                               if any(r.acceptance is not None for r in requests) else None))
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -122,7 +130,9 @@ class RequestTable:
             output_tokens=int(self.output_tokens[i]),
             score=None if self._scores is None else self._scores[i],
             hash_ids=None if self._hash_ids is None else self._hash_ids[i],
-            hash_block_tokens=0 if self._hash_block_tokens is None else self._hash_block_tokens[i])
+            hash_block_tokens=0 if self._hash_block_tokens is None else self._hash_block_tokens[i],
+            acceptance=None if self.acceptance is None or self.acceptance[i] != self.acceptance[i]
+            else float(self.acceptance[i]))
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))

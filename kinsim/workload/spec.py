@@ -4,7 +4,7 @@ which requests."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from kinsim.errors import SpecError
 from kinsim.limits import MAX_REQUESTS, MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS, MAX_TOTAL_GPUS
@@ -130,6 +130,9 @@ class DeploymentSpec:
         "Prefill and decode on separate replicas, with each request's KV moved between them (see "
         "docs/disaggregation.md); none: every replica does both. Replaces data_parallel (which must stay 1).",
         default=None)
+    speculative: SpeculativeSpec | None = spec_field(
+        "Speculative decoding: draft tokens, verify them with the target (docs/speculative.md); absent: off.",
+        default=None)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -230,6 +233,74 @@ class SlidingWindowAttention:
 
 
 AttentionPolicy = DenseAttention | BlockTopKAttention | TopKAttention | SlidingWindowAttention
+
+# ------------------------------------------------------------------------------------- speculative decoding
+
+#: Most draft tokens per verify step (``deployment.speculative.tokens``): published systems draft at most a
+#: few dozen; a verify step's token count (``max_num_seqs x (tokens + 1)``) must fit the step's budget.
+MAX_DRAFT_TOKENS = 64
+
+#: Values of ``deployment.speculative.acceptance_model``.
+ACCEPTANCE_MODELS = ("geometric", "constant")
+
+
+def _acceptance_rule(value: Any) -> str | None:
+    """``acceptance``: a rate in [0, 1] or the word ``trace``."""
+    if value == "trace" and isinstance(value, str):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be a number in [0, 1] or trace (a per-request column acceptance of the trace)"
+    if not 0 <= value <= 1:
+        return "must be in [0, 1]"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeculativeSpec:
+    """Speculative decoding (see docs/speculative.md): every decode step becomes ``tokens`` draft passes and
+    one verify pass of the target over ``tokens + 1`` positions per sequence; each sequence advances by the
+    tokens its expected (or traced) acceptance gives, in whole tokens on a fixed integer trajectory."""
+
+    draft: ModelSpec | None = spec_field(
+        "The draft model: self (or absent) drafts with the target model itself under draft_attention, reading "
+        "the target's own KV cache (self-speculation, as MagicDec); or a model as model: accepts (a preset name, "
+        "{preset: NAME, ...}, {config: path/to/config.json}), run with dense attention and its own KV cache "
+        "(its KV bytes per token are added to every cached token, its weights taken from the KV memory).",
+        default=None)
+    draft_attention: AttentionPolicy = spec_field(
+        "Attention policy of a self draft (not allowed with a separate draft model). Default: sliding_window "
+        "with window 512 and sink_tokens 16.", default=SlidingWindowAttention(window=512, sink_tokens=16),
+        tag="policy")
+    tokens: int = spec_field("Draft tokens per verify step (k).",
+                             check=(at_least(1), at_most(MAX_DRAFT_TOKENS, "kinsim's cap on draft tokens")))
+    acceptance: Any = spec_field(
+        "Acceptance rate alpha in [0, 1], or trace: each request's own rate from the trace's acceptance column "
+        "(kinsim's trace format).", check=_acceptance_rule, words="number in [0, 1], or `trace`")
+    acceptance_model: str = spec_field(
+        "How alpha gives the expected tokens per verify step, tau: geometric (each draft token accepted with "
+        "probability alpha until the first rejection, Leviathan et al. 2023: tau = (1 - alpha^(k+1)) / "
+        "(1 - alpha)) or constant (a share alpha of the k drafts accepted every step: tau = 1 + alpha k); "
+        "either way the verify step adds the target's own next token.", default="geometric",
+        check=one_of(*ACCEPTANCE_MODELS))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if isinstance(self.acceptance, int) and not isinstance(self.acceptance, bool):
+            object.__setattr__(self, "acceptance", float(self.acceptance))  # as read from YAML: 1 and 1.0 alike
+        if self.draft is not None and "draft_attention" in _given(self):
+            raise SpecError("applies to a self draft only (a separate draft model runs dense attention)",
+                            path="draft_attention", value=type(self.draft_attention).KIND)
+
+    @property
+    def self_draft(self) -> bool:
+        """Whether the target model drafts for itself (no separate draft model)."""
+        return self.draft is None
+
+
+def _given(spec: SpeculativeSpec) -> set[str]:
+    """Fields of ``spec`` that differ from their defaults (what a file set)."""
+    default = SlidingWindowAttention(window=512, sink_tokens=16)
+    return {"draft_attention"} if spec.draft_attention != default else set()
 
 # ------------------------------------------------------------------------------------- arrivals
 

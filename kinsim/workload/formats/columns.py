@@ -134,6 +134,8 @@ def _cell(value, column: Column, where: str, file: str):
         if column.minimum is not None and number < column.minimum:
             raise SpecError(f"must be at least {column.minimum:g}" if column.minimum else "must not be negative",
                             path=where, value=value, file=file)
+        if column.maximum is not None and number > column.maximum:
+            raise SpecError(f"must be at most {column.maximum:g}", path=where, value=value, file=file)
         return number
     if kind in ("str", "category"):
         return cells.name(value, where, file)

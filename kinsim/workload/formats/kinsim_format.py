@@ -11,6 +11,8 @@ output_tokens   yes      tokens to generate (whole number >= 1)
 score           no       a number carried to reports
 hash_ids        no       prefix-block hash ids: a JSON list of whole numbers, or in CSV one cell of whole
                          numbers separated by spaces or semicolons
+acceptance      no       speculative-decoding acceptance rate of the request, in [0, 1] (read with
+                         ``deployment.speculative.acceptance: trace``)
 =============== ======== ==============================================================
 
 Rows of one group must have the same ``prompt_tokens`` (they share the prompt). Unknown columns are
@@ -30,11 +32,12 @@ from kinsim.workload.formats.table import TraceTable
 
 NAME = "kinsim"
 REQUIRED_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
-OPTIONAL_COLUMNS = ("group_id", "score", "hash_ids")
+OPTIONAL_COLUMNS = ("group_id", "score", "hash_ids", "acceptance")
 COLUMNS_NAMES = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 COLUMNS = (Column("request_id", "str"), Column("group_id", "str", required=False), Column("arrival_s", "float", 0),
            Column("prompt_tokens", "int", 1, maximum=MAX_TOKENS), Column("output_tokens", "int", 1, maximum=MAX_TOKENS),
-           Column("score", "float", required=False), Column("hash_ids", "ids", required=False))
+           Column("score", "float", required=False), Column("hash_ids", "ids", required=False),
+           Column("acceptance", "float", 0, required=False, maximum=1))
 
 
 def read(path: str | Path) -> TraceTable:
@@ -52,7 +55,7 @@ def read(path: str | Path) -> TraceTable:
     return TraceTable(file=file, format=NAME, line=line, time_s=values["arrival_s"], prompt_tokens=prompts,
                       output_tokens=values["output_tokens"], request_id=request_id, group_id=groups,
                       score=values.get("score"), hash_offsets=values.get("hash_ids.offsets"),
-                      hash_values=values.get("hash_ids.values"))
+                      hash_values=values.get("hash_ids.values"), acceptance=values.get("acceptance"))
 
 
 def _check_ids(request_id: list[str], line: np.ndarray, file: str) -> None:

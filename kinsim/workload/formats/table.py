@@ -33,6 +33,8 @@ class TraceTable:
         hash_offsets, hash_values: the prefix-block hash ids of row ``i`` are
             ``hash_values[hash_offsets[i]:hash_offsets[i + 1]]`` (int32 or int64); None when the format has
             none.
+        acceptance: float64 with NaN where a row has none (kinsim's own format's optional speculative
+            acceptance rate), or None.
     """
 
     file: str
@@ -48,6 +50,7 @@ class TraceTable:
     score: np.ndarray | None = None
     hash_offsets: np.ndarray | None = None
     hash_values: np.ndarray | None = None
+    acceptance: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.line)
