@@ -157,3 +157,19 @@ def test_speculation_vs_batch(capsys):
     # block top-k already bounds the target's reads (1,040 tokens): less for speculation to save
     assert table[("block_topk", 32768, 256)] < table[("dense", 32768, 256)]
     assert capsys.readouterr().out.count("x  ") == 2 * 2 * 3  # one row per target, context and batch
+
+
+def test_disagg_ratio(capsys):
+    figures = load_example("disagg_ratio").run(chat_requests=300, problems=2)
+    chat, aime = figures["chat"], figures["aime_bon32"]
+    # every split serves every request, and moves the KV of each request that decodes (at least one block)
+    for rows in (chat, aime):
+        assert {f["completed"] for f in rows.values()} == {rows["aggregated 8"]["completed"]}
+        assert rows["aggregated 8"]["kv_moved"] == 0
+        assert all(f["kv_moved"] > 0 for label, f in rows.items() if label.startswith("disagg"))
+    # Best-of-32 is almost all decode: a GPU moved to prefill idles (two 150-token prompts against 2 x 32
+    # samples of thousands of tokens)
+    assert aime["disagg 4:4"]["prefill_util"] < 0.05 < aime["disagg 4:4"]["decode_util"]
+    # a transfer inside the NVLink node takes well under a decode step
+    assert all(f["transfer_p50"] < 0.005 for label, f in chat.items() if label.startswith("disagg"))
+    assert "disagg 2:6" in load_example("disagg_ratio").table(figures)
