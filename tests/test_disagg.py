@@ -149,3 +149,24 @@ def test_bad_disaggregation_is_one_clear_error(changes, path, words):
     with pytest.raises(SpecError) as caught:
         simulate(disaggregated(**changes), H100)
     assert caught.value.path.endswith(path) and words in str(caught.value)
+
+
+def test_a_disaggregated_run_file_loads_and_its_summary_names_the_roles_and_the_handoff(tmp_path):
+    import json
+
+    from kinsim.report.runfile import check_run
+    from kinsim.report.summary import summary_rows
+
+    summary = simulate(one_prompt(problems=2), H100).to_dict()
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(summary))
+    check_run(json.loads(path.read_text()), str(path))  # the optional section's shape is checked, and holds
+    rows = dict(summary_rows(summary, wall_time=False))
+    split = summary["disaggregation"]
+    assert rows["disaggregation"] == (f"prefill 1 x TP1 busy {split['prefill']['utilization']:.0%}, "
+                                      f"decode 1 x TP1 busy {split['decode']['utilization']:.0%}")
+    assert rows["KV handoff"].startswith("2 transfers, ")
+    broken = {**summary, "disaggregation": {**summary["disaggregation"], "transfers": "two"}}
+    with pytest.raises(SpecError) as caught:
+        check_run(broken, str(path))
+    assert caught.value.path == "disaggregation.transfers"

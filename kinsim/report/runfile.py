@@ -81,8 +81,8 @@ def check_run(summary: Mapping[str, Any], file: str) -> None:
 
 
 #: Sections that runs of earlier kinsim versions lack (the KV memory hierarchy's figures), or that runs have
-#: only with a feature on (speculative decoding): checked like :data:`RUN_SHAPE` where present, so that such
-#: a run still loads.
+#: only with a feature on (speculative decoding, disaggregation): checked like :data:`RUN_SHAPE` where
+#: present, so that such a run still loads.
 LATER_SHAPE: dict[str, Any] = {
     "host_link": {"bytes": NUMBER},
     "memory": {"prefix": {"hit_tokens": WHOLE, "token_hit_rate": NUMBER},
@@ -91,6 +91,11 @@ LATER_SHAPE: dict[str, Any] = {
     # present only in runs with deployment.speculative (kinsim.metrics.OPTIONAL_SECTIONS)
     "speculative": {"verify_steps": WHOLE, "acceptance_rate": NUMBER, "tokens_per_verify": NUMBER,
                     "draft_s": NUMBER, "draft_share": NUMBER},
+    # present only in runs with deployment.disaggregation
+    "disaggregation": {**{role: {"replicas": WHOLE, "tensor_parallel": WHOLE, "busy_s": NUMBER,
+                                 "utilization": NUMBER, "kv_capacity_bytes": NUMBER} for role in ("prefill", "decode")},
+                       "transfers": WHOLE, "kv_transferred_bytes": NUMBER, "transfer_s": _PERCENTILES,
+                       "decode_queue_s": _PERCENTILES, "transfer_stall_s": _PERCENTILES},
 }
 LATER_SECTIONS = tuple(LATER_SHAPE)
 

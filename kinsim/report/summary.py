@@ -68,6 +68,16 @@ def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, s
         rows.insert(-2, ("speculative", f"{spec['tokens_per_verify']:.2f} tokens per verify step, "
                                         f"{spec['acceptance_rate']:.1%} of drafts accepted, draft passes "
                                         f"{spec['draft_share']:.1%} of busy time"))
+    split = s.get("disaggregation")  # present only with deployment.disaggregation
+    if split:
+        roles = ", ".join(f"{role} {split[role]['replicas']} x TP{split[role]['tensor_parallel']} busy "
+                          f"{split[role]['utilization']:.0%}" for role in ("prefill", "decode"))
+        rows.insert(-2, ("disaggregation", roles))
+        moved = split["transfer_s"]["p50"]
+        queue = split["decode_queue_s"]["p50"]
+        rows.insert(-2, ("KV handoff", f"{split['transfers']:,} transfers, "
+                                       f"{fq('bytes', split['kv_transferred_bytes'])}, transfer p50 {_ms(moved)}, "
+                                       f"wait for a decode seat p50 {_ms(queue)}"))
     for reason, count in req["unfinished_reasons"].items():
         rows.append(("unfinished", f"{count} x {reason}"))
     return rows
