@@ -125,8 +125,9 @@ METRIC_DOCS = (
                                                 "verify_steps; tau where no sequence hit its end)"),
     ("speculative.draft_s", "replica-seconds", "seconds of draft passes (their kernels), summed over replicas"),
     ("speculative.draft_share", "fraction", "draft_s / the replicas' busy seconds (the sum of breakdown_s)"),
-    ("energy_j", "J", "per GPU: idle power x sim_time_s + (TDP - idle) x its replica's busy time; summed"),
-    ("cost_usd", "$", "GPU price x GPUs x sim_time_s; null without gpu.price"),
+    ("energy_j", "J", "per GPU: idle power x sim_time_s + (TDP - idle) x its replica's busy time; summed (each "
+                      "GPU's own figures where a disaggregated role has hardware of its own)"),
+    ("cost_usd", "$", "GPU price x GPUs x sim_time_s (each GPU's own price); null without gpu.price"),
     ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
                                                 "differ between modes; not figures of the simulated system)"),
     ("series.{t_s,output_tokens_per_s,kv_bytes}", "s, tokens/s, B", f"plot series in {TIMELINE_BINS} equal bins of "
@@ -136,6 +137,7 @@ METRIC_DOCS = (
      "each latency (for CDFs)"),
     ("disaggregation.{prefill,decode}.{replicas,tensor_parallel}", "count", "each role's replicas and GPUs per "
      "replica (only with deployment.disaggregation, as every disaggregation key)"),
+    ("disaggregation.{prefill,decode}.hardware", "", "the name of the role's hardware (its own file's, or --hw's)"),
     ("disaggregation.{prefill,decode}.busy_s", "replica-seconds", "time the role's replicas ran steps"),
     ("disaggregation.{prefill,decode}.utilization", "fraction", "busy_s / (replicas x sim_time_s)"),
     ("disaggregation.{prefill,decode}.kv_capacity_bytes", "B", "KV cache of one replica of the role, all its GPUs"),
@@ -173,7 +175,8 @@ OPTIONAL_SECTIONS = ("speculative", "disaggregation")
 
 #: Documented keys that are not figures of the simulated system: names, inputs, plot series, engine counters.
 NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "records", "wall_time_s", "engine.",
-               "series.", "inputs.", "requests.unfinished_reasons", "ceilings.")
+               "series.", "inputs.", "requests.unfinished_reasons", "ceilings.", "disaggregation.prefill.hardware",
+               "disaggregation.decode.hardware")
 
 #: Every numeric figure of a run, by dotted key: what a regression suite may guard and a sweep may tabulate.
 FIGURE_KEYS = tuple(key for pattern, _, _ in METRIC_DOCS for key in expand_key(pattern)
@@ -240,10 +243,12 @@ def percentiles(values: list[float] | np.ndarray | LogHistogram,
 
 
 def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, layout: KVLayout,
-              role_layouts: dict[str, KVLayout] | None = None) -> dict[str, Any]:
+              role_layouts: dict[str, KVLayout] | None = None,
+              role_hardware: dict[str, HardwareSpec] | None = None) -> dict[str, Any]:
     """The headline metrics of a run as a JSON-ready nested dict, from full records or from running totals
     (``--records``: the same figures; see :func:`segment_figures` and :func:`request_figures`). ``layout``:
-    a replica's KV layout (the decode role's when disaggregated); ``role_layouts``: each role's."""
+    a replica's KV layout (the decode role's when disaggregated); ``role_layouts`` and ``role_hardware``:
+    each role's layout and hardware (a disaggregated role may run on hardware of its own)."""
     tp = workload.deployment.tensor_parallel
     replica_tp = [len(gpus) for gpus in records.replica_gpus] or [tp] * workload.deployment.data_parallel
     dp = len(replica_tp)
@@ -257,13 +262,18 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     busy_by_replica = seg["busy_s"]
     denominator = dp * makespan if makespan > 0 else float("inf")
     power = hardware.gpu.power
-    if len(set(replica_tp)) == 1:
+    replica_gpu = [role_hardware[role].gpu for role in records.replica_roles] if role_hardware else []
+    if len(set(replica_tp)) == 1 and all(gpu == hardware.gpu for gpu in replica_gpu):
         energy = replica_tp[0] * sum(power.idle * makespan + (power.tdp - power.idle) * busy
                                      for busy in busy_by_replica)
-    else:  # roles of different tensor parallelism
-        energy = sum(n * (power.idle * makespan + (power.tdp - power.idle) * busy)
-                     for n, busy in zip(replica_tp, busy_by_replica))
-    price = hardware.gpu.price
+        price = hardware.gpu.price
+        cost = price * gpus * makespan if price is not None else None
+    else:  # roles of different tensor parallelism or hardware: each replica's GPUs draw their own power
+        replica_gpu = replica_gpu or [hardware.gpu] * dp
+        energy = sum(n * (gpu.power.idle * makespan + (gpu.power.tdp - gpu.power.idle) * busy)
+                     for n, gpu, busy in zip(replica_tp, replica_gpu, busy_by_replica))
+        prices = [gpu.price for gpu in replica_gpu]
+        cost = None if None in prices else sum(n * p * makespan for n, p in zip(replica_tp, prices))
     replica_bytes = layout.block_bytes * layout.gpus
     summary = {
         "workload": workload.name,
@@ -314,7 +324,7 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         **({"speculative": speculative_figures(records.memory, sum(busy_by_replica))}
            if workload.deployment.speculative is not None else {}),
         "energy_j": energy,
-        "cost_usd": price * gpus * makespan if price is not None else None,
+        "cost_usd": cost,
         "engine": {"events": records.events, "segments": seg["segments"], "steps": seg["steps"]},
         "by_class": {c: {"seconds": t, "flops": f, "hbm_bytes": b}
                      for c, t, f, b in zip(OP_CLASSES, seg["class_s"], seg["class_flops"], seg["class_bytes"])},
@@ -330,12 +340,14 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         "inputs": {"workload": to_raw(workload), "hardware": to_raw(hardware)},
     }
     if records.disaggregation is not None:
-        summary["disaggregation"] = disaggregation_figures(records, busy_by_replica, makespan, role_layouts)
+        role_hardware = role_hardware or dict.fromkeys(("prefill", "decode"), hardware)
+        summary["disaggregation"] = disaggregation_figures(records, busy_by_replica, makespan, role_layouts,
+                                                           role_hardware)
     return summary
 
 
 def disaggregation_figures(records: Records, busy_by_replica: list[float], makespan: float,
-                           role_layouts: dict[str, KVLayout]) -> dict[str, Any]:
+                           role_layouts: dict[str, KVLayout], role_hardware: dict[str, HardwareSpec]) -> dict[str, Any]:
     """The ``disaggregation`` section: per role its replicas, busy time, utilisation and KV capacity; the
     KV transfers' count, bytes and times (:class:`kinsim.engine.disagg.TransferStats`)."""
     stats = records.disaggregation
@@ -343,7 +355,8 @@ def disaggregation_figures(records: Records, busy_by_replica: list[float], makes
     for role in ("prefill", "decode"):
         members = [r for r, name in enumerate(records.replica_roles) if name == role]
         busy = sum(busy_by_replica[r] for r in members)
-        out[role] = {"replicas": len(members), "tensor_parallel": len(records.replica_gpus[members[0]]),
+        out[role] = {"hardware": role_hardware[role].name,
+                     "replicas": len(members), "tensor_parallel": len(records.replica_gpus[members[0]]),
                      "busy_s": busy, "utilization": busy / (len(members) * makespan) if makespan else 0.0,
                      "kv_capacity_bytes": role_layouts[role].capacity_bytes}
     out["transfers"] = int(stats["transfers"])

@@ -73,7 +73,7 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
                      requests=requests, records=records, workload_file=workload_file, hardware_file=hardware_file)
     sim.progress = progress
     records = sim.run()
-    summary = summarize(records, workload, hardware, sim.layout, sim.role_layouts)
+    summary = summarize(records, workload, hardware, sim.layout, sim.role_layouts, sim.role_hardware)
     summary["inputs"]["trace"] = trace_report
     summary["mode"] = "exact_steps" if exact_steps else "fast_forward"
     summary["records"] = sim.records_mode

@@ -170,3 +170,50 @@ def test_a_disaggregated_run_file_loads_and_its_summary_names_the_roles_and_the_
     with pytest.raises(SpecError) as caught:
         check_run(broken, str(path))
     assert caught.value.path == "disaggregation.transfers"
+
+
+def test_a_role_on_its_own_hardware_gets_its_kv_over_both_networks():
+    # decode on an H200 node (its own file, relative to the workload file: here the project root), prefill on
+    # the run's H100: separate clusters, so the KV leaves the H100 by its NIC and enters the H200 by its own.
+    # Both files: 400 Gbit/s = 50 GB/s per GPU each way, 5 us one way (2.5 us per side), copy efficiency 0.9
+    w = one_prompt(**{"deployment.disaggregation.decode.hardware": "hardware/h200.yaml"})
+    result = simulate(w, H100)
+    d = result.to_dict()["disaggregation"]
+    assert d["prefill"]["hardware"] == "h100" and d["decode"]["hardware"] == "h200"
+    alone = 10 * BLOCK_BYTES / (50e9 * 0.9) + 5e-6  # 407.8 us + 5 us
+    assert d["transfer_s"]["p50"] == pytest.approx(alone, abs=2 * TICK)
+    assert result["gpus"] == 2
+    # the decode replica's KV capacity is the H200's (141 GB, not 80 GB): more blocks than on an H100 decode
+    same = simulate(one_prompt(), H100).to_dict()["disaggregation"]
+    assert d["decode"]["kv_capacity_bytes"] > same["decode"]["kv_capacity_bytes"]
+    assert d["prefill"]["kv_capacity_bytes"] == same["prefill"]["kv_capacity_bytes"]
+    # each GPU draws its own power: the H200 (700 W TDP as the H100, its own idle) over its own busy time
+    from kinsim import load_hardware
+
+    from .conftest import HARDWARE
+    h200 = load_hardware(HARDWARE / "h200.yaml")
+    busy = {r: sum(s.end_s - s.start_s for s in result.records.segments if s.replica == r) for r in (0, 1)}
+    makespan = result["sim_time_s"]
+    energy = sum(gpu.power.idle * makespan + (gpu.power.tdp - gpu.power.idle) * busy[r]
+                 for r, gpu in ((0, H100.gpu), (1, h200.gpu)))
+    assert result["energy_j"] == pytest.approx(energy, rel=1e-12)
+    assert_same_figures(figures(result), figures(simulate(w, H100, exact_steps=True)))
+
+
+def test_a_role_hardware_file_that_is_missing_or_too_small_is_one_clear_error():
+    with pytest.raises(SpecError) as caught:
+        one_prompt(**{"deployment.disaggregation.decode.hardware": "hardware/nowhere.yaml"})
+    assert caught.value.path == "deployment.disaggregation.decode.hardware" and "not found" in str(caught.value)
+    with pytest.raises(SpecError) as caught:
+        simulate(one_prompt(**{"deployment.disaggregation.decode.hardware": "hardware/h200.yaml",
+                               "deployment.disaggregation.decode.replicas": 9}), H100)
+    assert caught.value.path == "deployment.disaggregation.decode.replicas" and "has 8" in str(caught.value)
+
+
+def test_the_summary_names_a_roles_own_hardware():
+    from kinsim.report.summary import summary_rows
+
+    summary = simulate(one_prompt(**{"deployment.disaggregation.decode.hardware": "hardware/h200.yaml"}),
+                       H100).to_dict()
+    row = dict(summary_rows(summary, wall_time=False))["disaggregation"]
+    assert row.startswith("prefill 1 x TP1 busy ") and ", decode 1 x TP1 on h200 busy " in row

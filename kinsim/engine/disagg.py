@@ -20,7 +20,10 @@ it takes::
     latency + max over links (bytes on the link / (link bandwidth x copy_efficiency))
 
 where ``latency`` is the route's one-way latency (the sum of its hops') and ``copy_efficiency`` the link's
-(``node.gpu_link.copy_efficiency``, ``cluster.network.copy_efficiency``). The bandwidth part is a flow of the
+(``node.gpu_link.copy_efficiency``, ``cluster.network.copy_efficiency``). A role given its own hardware file
+(``disaggregation.<role>.hardware``) is a cluster of its own, reached only over the network: each GPU's NIC
+(``cluster.network.bandwidth_per_gpu`` of its file) into a non-blocking network and out through the other
+GPU's. The bandwidth part is a flow of the
 fluid network on the route's links, so transfers that share a link divide it (two at once each take twice
 the bandwidth time), and so do the collectives of tensor-parallel replicas on those links. Sequences of one
 group admitted together move in one transfer; a member admitted later while the group's shared blocks are
@@ -47,12 +50,19 @@ ROLES = ("prefill", "decode")
 @dataclass(frozen=True)
 class RolePlan:
     """One role's replicas: its name, a deployment with the role's ``tensor_parallel`` (and ``data_parallel``
-    its replica count), its first replica index and its first GPU (node-major index)."""
+    its replica count), its first replica index, its first GPU (node-major index in its cluster) and its own
+    hardware file (None: the run's hardware, whose GPUs the roles without one share, in role order)."""
 
     name: str
     deployment: DeploymentSpec
     first_replica: int
     first_gpu: int
+    hardware_file: str | None = None
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of the names of its GPUs and links: ``""`` on the run's hardware, else ``"<role>:"``."""
+        return "" if self.hardware_file is None else f"{self.name}:"
 
     @property
     def replicas(self) -> int:
@@ -74,9 +84,10 @@ def role_plans(deployment: DeploymentSpec) -> list[RolePlan]:
         tp = deployment.tensor_parallel if spec.tensor_parallel is None else spec.tensor_parallel
         role_deployment = replace(deployment, tensor_parallel=tp, data_parallel=1, disaggregation=None)
         role_deployment = replace(role_deployment, data_parallel=spec.replicas)
-        plans.append(RolePlan(name, role_deployment, replica, gpu))
+        plans.append(RolePlan(name, role_deployment, replica, gpu if spec.hardware is None else 0, spec.hardware))
         replica += spec.replicas
-        gpu += spec.replicas * tp
+        if spec.hardware is None:  # on its own hardware a role starts from GPU 0 of its own cluster
+            gpu += spec.replicas * tp
     return plans
 
 
@@ -86,6 +97,36 @@ def copy_efficiency(hw: HardwareSpec, kind: str) -> float:
     if kind == "network":
         return hw.cluster.network.copy_efficiency
     return hw.node.gpu_link.copy_efficiency
+
+
+def joined_topology(clusters: list[tuple[str, HardwareSpec, object]], file_of: dict[str, str | None]):
+    """One graph of every cluster's links, for KV transfers: each cluster's graph (``(prefix, hardware,
+    graph)``, vertices renamed with the prefix except the shared ``network``), every edge carrying its copy
+    ``efficiency``. With more than one cluster, every GPU is also linked to the network by its NIC
+    (``cluster.network`` of its file): that is the only way between clusters. ``file_of``: each prefix's
+    hardware file, for the error when one has no network."""
+    import networkx as nx
+
+    from kinsim.errors import SpecError
+
+    joined = nx.DiGraph()
+    for prefix, hw, graph in clusters:
+        renamed = nx.relabel_nodes(graph, {v: v if v == "network" else prefix + v for v in graph.nodes})
+        for _a, _b, edge in renamed.edges(data=True):
+            edge["efficiency"] = copy_efficiency(hw, edge["kind"])
+        joined.update(renamed)
+        if len(clusters) == 1:
+            continue
+        if hw.cluster is None:
+            raise SpecError("has no cluster.network: a disaggregated role on other hardware reaches it only over "
+                            "the network", path="cluster", file=file_of.get(prefix))
+        net = hw.cluster.network
+        for vertex, kind in graph.nodes(data="kind"):
+            if kind == "gpu" and not renamed.has_edge(prefix + vertex, "network"):
+                for a, b in ((prefix + vertex, "network"), ("network", prefix + vertex)):
+                    joined.add_edge(a, b, bandwidth=net.bandwidth_per_gpu, latency=net.latency / 2, kind="network",
+                                    efficiency=net.copy_efficiency)
+    return joined
 
 
 @dataclass(frozen=True)
@@ -98,11 +139,10 @@ class TransferCost:
     usage: dict[str, float]
 
 
-def transfer_cost(graph, hw: HardwareSpec, src_gpus: list[str], dst_gpus: list[str],
-                  replica_bytes: float) -> TransferCost:
+def transfer_cost(graph, src_gpus: list[str], dst_gpus: list[str], replica_bytes: float) -> TransferCost:
     """What moving ``replica_bytes`` (the decode replica's bytes, all its GPUs) from the GPUs ``src_gpus`` of
     a prefill replica to ``dst_gpus`` of a decode replica costs (streams and formula in the module
-    docstring). ``graph``: :func:`kinsim.hardware.topology.build_topology` of the hardware."""
+    docstring). ``graph``: :func:`joined_topology` of the clusters."""
     from kinsim.hardware.topology import route
 
     streams = max(len(src_gpus), len(dst_gpus))
@@ -116,7 +156,7 @@ def transfer_cost(graph, hw: HardwareSpec, src_gpus: list[str], dst_gpus: list[s
         for a, b in hops:
             edge = graph.edges[a, b]
             name = f"{a}->{b}"
-            busy[name] = busy.get(name, 0.0) + per_stream / (edge["bandwidth"] * copy_efficiency(hw, edge["kind"]))
+            busy[name] = busy.get(name, 0.0) + per_stream / (edge["bandwidth"] * edge["efficiency"])
     work = max(busy.values()) if busy else 0.0
     usage = {name: seconds / work for name, seconds in busy.items()} if work > 0 else {}
     return TransferCost(latency, work, usage)

@@ -26,7 +26,7 @@ from simpy.events import Event
 
 from kinsim.cost.registry import make_cost_model
 from kinsim.engine.clock import MAX_RUN_WORDS, MAX_TICKS, TICKS_PER_S, to_seconds, to_tick
-from kinsim.engine.disagg import KVHandoff, TransferCost, role_plans, transfer_cost
+from kinsim.engine.disagg import KVHandoff, RolePlan, TransferCost, joined_topology, role_plans, transfer_cost
 from kinsim.engine.fluid import FluidNetwork
 from kinsim.engine.host_tier import host_copy_model, host_kv_blocks
 from kinsim.engine.kv import KVLayout, kv_layout
@@ -88,8 +88,13 @@ class Simulation:
         self._op_window = None if op_window is None else (to_tick(op_window[0]), to_tick(op_window[1]))
         #: The roles of the replicas (one ``both`` role unless disaggregated), with their KV layouts.
         self.roles = role_plans(deployment)
-        self._layouts = [kv_layout(workload.model, role.deployment, workload.attention, hardware,
-                                   workload_file=workload_file, hardware_file=hardware_file) for role in self.roles]
+        #: Each role's hardware: the run's, or the role's own file (disaggregation.<role>.hardware).
+        self._hardware = [hardware if role.hardware_file is None else _role_hardware(workload, role, workload_file)
+                          for role in self.roles]
+        self.role_hardware = {role.name: hw for role, hw in zip(self.roles, self._hardware)}
+        self._layouts = [kv_layout(workload.model, role.deployment, workload.attention, hw,
+                                   workload_file=workload_file, hardware_file=role.hardware_file or hardware_file)
+                         for role, hw in zip(self.roles, self._hardware)]
         self.layout: KVLayout = self._layouts[-1]  # the decode role's, whose KV the figures describe
         self.role_layouts = {role.name: layout for role, layout in zip(self.roles, self._layouts)}
         self.env = simpy.Environment()
@@ -105,8 +110,8 @@ class Simulation:
         except SpecError as error:
             raise error.within("", workload_file) from None
         self.requests = requests
-        cost = make_cost_model(cost_model, hardware)
-        self._pricers = [StepPricer(workload.model, role.deployment, workload.attention, cost) for role in self.roles]
+        self._pricers = [StepPricer(workload.model, role.deployment, workload.attention,
+                                    make_cost_model(cost_model, hw)) for role, hw in zip(self.roles, self._hardware)]
         self._pricer = self._pricers[-1]
         self.records_mode = default_records(len(requests)) if records is None else records
         if self.records_mode not in RECORDS:
@@ -137,20 +142,23 @@ class Simulation:
     def _build_replicas(self, hw: HardwareSpec) -> list[Replica]:
         roles = self.roles
         disaggregated = len(roles) > 1
-        # one-GPU replicas use no links; KV transfers between roles do
-        graph = build_topology(hw) if disaggregated or any(role.tensor_parallel > 1 for role in roles) else None
-        per_node = hw.node.gpus
-        # (role number, first GPU, GPUs) of every replica, in order: the prefill role's first
+        # each cluster's link graph, where a replica's GPUs need links (tensor parallelism) or KV moves
+        graphs = {}
+        for role, role_hw in zip(roles, self._hardware):
+            if (disaggregated or role.tensor_parallel > 1) and role.prefix not in graphs:
+                graphs[role.prefix] = (role_hw, build_topology(role_hw))
+        # (role number, first GPU in its cluster, GPUs) of every replica, in order: the prefill role's first
         placed = [(k, role.first_gpu + i * role.tensor_parallel, role.tensor_parallel)
                   for k, role in enumerate(roles) for i in range(role.replicas)]
-        gpu_sets = [[gpu_name(g // per_node, g % per_node) for g in range(first, first + tp)]
-                    for _, first, tp in placed]
-        link_sets = []
-        for gpus in gpu_sets:
+        gpu_sets, link_sets = [], []
+        for k, first, tp in placed:
+            prefix, per_node = roles[k].prefix, self._hardware[k].node.gpus
+            gpus = [gpu_name(g // per_node, g % per_node) for g in range(first, first + tp)]
             links = set()
             for a, b in itertools.permutations(gpus, 2):
-                path = route(graph, a, b)
-                links.update(f"{u}->{v}" for u, v in zip(path, path[1:]))
+                path = route(graphs[prefix][1], a, b)
+                links.update(f"{prefix}{u}->{prefix}{v}" for u, v in zip(path, path[1:]))
+            gpu_sets.append([prefix + g for g in gpus])
             link_sets.append(sorted(links))
         self.records.replica_gpus, self.records.replica_links = gpu_sets, link_sets
         self.records.replica_roles = [roles[k].name for k, _, _ in placed]
@@ -159,19 +167,19 @@ class Simulation:
         copies = deployment.preemption == "swap" or deployment.kv_offload != "none"
         # host-link resources of each replica: both directions for swap copies, host to GPU for the fetches of
         # offloaded sparse attention; GPUs behind one link (host_link.shared_by) share it
-        host_sets = [sorted({host_link_resource(hw, g, d) for g in range(first, first + tp)
-                             for d in (HOST_LINK_DIRECTIONS if copies else ("h2d",))})
+        host_sets = [sorted({roles[k].prefix + host_link_resource(self._hardware[k], g, d)
+                             for g in range(first, first + tp) for d in (HOST_LINK_DIRECTIONS if copies else ("h2d",))})
                      if copies or self._pricers[k].offload else [] for k, first, tp in placed]
         transfer_links: set[str] = set()
         if disaggregated:
-            self._handoff = self._build_handoff(hw, graph, gpu_sets)
+            self._handoff = self._build_handoff(graphs, gpu_sets)
             transfer_links = self._handoff_links
         replicas = []
         for r, ((k, first, tp), gpus, links) in enumerate(zip(placed, gpu_sets, link_sets)):
-            role, layout = roles[k], self._layouts[k]
+            role, layout, role_hw = roles[k], self._layouts[k], self._hardware[k]
             # host memory for KV: swapped sequences and offloaded prefix blocks, or every offloaded token
             holds = copies or layout.host_bytes_per_token > 0
-            host_blocks = host_kv_blocks(hw, layout, deployment.host_kv_fraction) if holds else 0
+            host_blocks = host_kv_blocks(role_hw, layout, deployment.host_kv_fraction) if holds else 0
             uses = set(links) | set(host_sets[r])
             private = not uses & transfer_links and all(
                 not uses & (set(other) | set(host)) for j, (other, host) in enumerate(zip(link_sets, host_sets))
@@ -179,7 +187,9 @@ class Simulation:
             on_handoff = partial(self._hand_off, prefill=r) if role.name == "prefill" else None
             scheduler = Scheduler(layout, role.deployment, on_finish=self._on_end, host_blocks=host_blocks,
                                   role=role.name, on_handoff=on_handoff)
-            host_copy = host_copy_model(hw, layout, range(first, first + tp)) if copies else None
+            host_copy = None
+            if copies:
+                host_copy = _prefixed_copy(host_copy_model(role_hw, layout, range(first, first + tp)), role.prefix)
             replica = Replica(r, self.env, self.network, scheduler, self._pricers[k], gpus, links,
                               segments_allowed=private and not self.exact_steps, decide=self._decide,
                               record=self.records.segments.append, record_op=self.records.ops.append,
@@ -191,9 +201,12 @@ class Simulation:
             self._handoff.replicas = replicas
         return replicas
 
-    def _build_handoff(self, hw: HardwareSpec, graph, gpu_sets: list[list[str]]) -> KVHandoff:
-        """The KV handoff between the roles, and (in ``_handoff_links``) every link a transfer may cross."""
+    def _build_handoff(self, graphs: dict, gpu_sets: list[list[str]]) -> KVHandoff:
+        """The KV handoff between the roles, and (in ``_handoff_links``) every link a transfer may cross.
+        ``graphs``: each cluster's hardware and link graph, by the prefix of its names."""
         prefill, decode = self.roles
+        files = {role.prefix: role.hardware_file for role in self.roles}
+        graph = joined_topology([(prefix, hw, g) for prefix, (hw, g) in graphs.items()], files)
         decode_layout = self._layouts[1]
         replica_block_bytes = decode_layout.block_bytes * decode.tensor_parallel
         first_decode = decode.first_replica
@@ -202,7 +215,7 @@ class Simulation:
         unit: dict[tuple[int, int], TransferCost] = {}  # per (prefill, decode) replica: one block's transfer
         for p in range(prefill.replicas):
             for d in range(first_decode, first_decode + decode.replicas):
-                unit[p, d] = transfer_cost(graph, hw, gpu_sets[p], gpu_sets[d], replica_block_bytes)
+                unit[p, d] = transfer_cost(graph, gpu_sets[p], gpu_sets[d], replica_block_bytes)
         self._handoff_links = {name for cost in unit.values() for name in cost.usage}
 
         def cost(p: int, d: int, blocks: int) -> TransferCost:
@@ -356,10 +369,51 @@ def check_deployment(workload: WorkloadSpec, hardware: HardwareSpec, workload_fi
     deployment does not fit the hardware: one replica (tensor_parallel) needs more GPUs than the hardware
     has (blame tensor_parallel), or all replicas do (blame data_parallel)."""
     deployment = workload.deployment
-    tp, dp, total = deployment.tensor_parallel, deployment.data_parallel, hardware.total_gpus
     on = hardware_words(hardware, hardware_file)
     if deployment.disaggregation is not None:
         _check_disaggregation(workload, hardware, on, workload_file)
+    else:
+        _check_gpus(workload, hardware, on, workload_file)
+    if offloads(workload.attention) and deployment.preemption == "swap":
+        raise SpecError("must be recompute with attention.offload: the KV already lives in host memory",
+                        path="deployment.preemption", value=deployment.preemption, file=workload_file)
+    check_speculative_deployment(workload, workload_file)
+    if deployment.max_num_batched_tokens < deployment.max_num_seqs:
+        raise SpecError(f"must be at least deployment.max_num_seqs ({deployment.max_num_seqs}) so that "
+                        "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",
+                        value=deployment.max_num_batched_tokens, file=workload_file)
+
+
+def _role_hardware(workload: WorkloadSpec, role: RolePlan, workload_file: str | None) -> HardwareSpec:
+    """The hardware file of a role on its own GPUs, loaded; its GPUs must hold the role's replicas."""
+    from kinsim.hardware.load import load_hardware
+
+    hw = load_hardware(role.hardware_file)
+    need = role.replicas * role.tensor_parallel
+    if need > hw.total_gpus:
+        raise SpecError(f"the {role.name} role needs {need} GPUs ({role.replicas} replicas x {role.tensor_parallel}) "
+                        f"but {hardware_words(hw, role.hardware_file)} has {hw.total_gpus}",
+                        path=f"deployment.disaggregation.{role.name}.replicas", value=role.replicas, file=workload_file)
+    return hw
+
+
+def _prefixed_copy(copy, prefix: str):
+    """A host-copy model (:func:`~kinsim.engine.host_tier.host_copy_model`) whose resource names carry
+    ``prefix`` (a role on its own hardware)."""
+    if not prefix:
+        return copy
+
+    def prefixed(out_blocks: int, in_blocks: int):
+        seconds, usage = copy(out_blocks, in_blocks)
+        return seconds, {prefix + name: share for name, share in usage.items()}
+
+    return prefixed
+
+
+def _check_gpus(workload: WorkloadSpec, hardware: HardwareSpec, on: str, workload_file: str | None) -> None:
+    """Replicas of ``tensor_parallel`` GPUs, ``data_parallel`` of them, must fit the hardware's GPUs."""
+    deployment = workload.deployment
+    tp, dp, total = deployment.tensor_parallel, deployment.data_parallel, hardware.total_gpus
     if hardware.cluster and hardware.cluster.nodes > 1:
         has = (f"{on} has {total} ({hardware.cluster.nodes} nodes x {hardware.node.gpus}: hw.cluster.nodes x "
                "hw.node.gpus)")
@@ -372,24 +426,19 @@ def check_deployment(workload: WorkloadSpec, hardware: HardwareSpec, workload_fi
         raise SpecError(f"needs {workload.gpus} GPUs (deployment.tensor_parallel {tp} x deployment.data_parallel "
                         f"{dp}) but {has}", path="deployment.data_parallel", value=dp, file=workload_file,
                         hint=f"deployment.data_parallel at most {total // tp} fits")
-    if offloads(workload.attention) and deployment.preemption == "swap":
-        raise SpecError("must be recompute with attention.offload: the KV already lives in host memory",
-                        path="deployment.preemption", value=deployment.preemption, file=workload_file)
-    check_speculative_deployment(workload, workload_file)
-    if deployment.max_num_batched_tokens < deployment.max_num_seqs:
-        raise SpecError(f"must be at least deployment.max_num_seqs ({deployment.max_num_seqs}) so that "
-                        "every decoding sequence fits in a step", path="deployment.max_num_batched_tokens",
-                        value=deployment.max_num_batched_tokens, file=workload_file)
 
 
 def _check_disaggregation(workload: WorkloadSpec, hardware: HardwareSpec, on: str, workload_file: str | None) -> None:
     """A disaggregated deployment's GPUs must exist, and it must use what its handoff supports."""
     deployment = workload.deployment
     total = hardware.total_gpus
-    if workload.gpus > total:
-        parts = " + ".join(f"{getattr(deployment.disaggregation, role).replicas} x {tp}"
-                           for role, (tp, _) in zip(("prefill", "decode"), workload.deployment_tensor_parallels()))
-        raise SpecError(f"needs {workload.gpus} GPUs (prefill and decode replicas x their tensor_parallel: {parts}) "
+    here = [(getattr(deployment.disaggregation, role), tp) for role, (tp, _) in
+            zip(("prefill", "decode"), workload.deployment_tensor_parallels())
+            if getattr(deployment.disaggregation, role).hardware is None]  # roles on this hardware
+    need = sum(spec.replicas * tp for spec, tp in here)
+    if need > total:
+        parts = " + ".join(f"{spec.replicas} x {tp}" for spec, tp in here)
+        raise SpecError(f"needs {need} GPUs (prefill and decode replicas x their tensor_parallel: {parts}) "
                         f"but {on} has {total}", path="deployment.disaggregation", file=workload_file,
                         hint="fewer replicas, or more nodes with hw.cluster.nodes")
     if offloads(workload.attention):

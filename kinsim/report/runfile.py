@@ -92,7 +92,7 @@ LATER_SHAPE: dict[str, Any] = {
     "speculative": {"verify_steps": WHOLE, "acceptance_rate": NUMBER, "tokens_per_verify": NUMBER,
                     "draft_s": NUMBER, "draft_share": NUMBER},
     # present only in runs with deployment.disaggregation
-    "disaggregation": {**{role: {"replicas": WHOLE, "tensor_parallel": WHOLE, "busy_s": NUMBER,
+    "disaggregation": {**{role: {"hardware": TEXT, "replicas": WHOLE, "tensor_parallel": WHOLE, "busy_s": NUMBER,
                                  "utilization": NUMBER, "kv_capacity_bytes": NUMBER} for role in ("prefill", "decode")},
                        "transfers": WHOLE, "kv_transferred_bytes": NUMBER, "transfer_s": _PERCENTILES,
                        "decode_queue_s": _PERCENTILES, "transfer_stall_s": _PERCENTILES},

@@ -70,8 +70,12 @@ def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, s
                                         f"{spec['draft_share']:.1%} of busy time"))
     split = s.get("disaggregation")  # present only with deployment.disaggregation
     if split:
-        roles = ", ".join(f"{role} {split[role]['replicas']} x TP{split[role]['tensor_parallel']} busy "
-                          f"{split[role]['utilization']:.0%}" for role in ("prefill", "decode"))
+        def words(role: str) -> str:
+            on = split[role]["hardware"]
+            return (f"{role} {split[role]['replicas']} x TP{split[role]['tensor_parallel']}"
+                    + (f" on {on}" if on != s["hardware"] else "") + f" busy {split[role]['utilization']:.0%}")
+
+        roles = ", ".join(words(role) for role in ("prefill", "decode"))
         rows.insert(-2, ("disaggregation", roles))
         moved = split["transfer_s"]["p50"]
         queue = split["decode_queue_s"]["p50"]

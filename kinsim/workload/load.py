@@ -20,8 +20,9 @@ def load_workload(path: str | Path, overrides: Mapping[str, Any] | None = None) 
     """Read a workload file, apply ``overrides`` (dotted keys, e.g. ``{"model.kv_dtype": "fp8",
     "deployment.tensor_parallel": 2}``) and validate. Raises :class:`~kinsim.errors.SpecError`.
 
-    A trace path in the file is relative to the file; one given as the override ``requests.path`` (typed on
-    the command line) is relative to the current directory."""
+    A trace path (or a disaggregated role's hardware file) in the file is relative to the file; one given as
+    the override ``requests.path`` (``deployment.disaggregation.<role>.hardware``), typed on the command line,
+    is relative to the current directory."""
     path = Path(path)
     file = str(path)
     raw = read_with_extends(path)
@@ -29,8 +30,10 @@ def load_workload(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         raw["model"] = {"preset": raw["model"]}
     if overrides:
         overrides = dict(overrides)
-        if isinstance(overrides.get("requests.path"), str):  # a path typed on the command line: from the cwd
-            overrides["requests.path"] = str(resolved(overrides["requests.path"], "--set", "requests.path"))
+        for key in ("requests.path", "deployment.disaggregation.prefill.hardware",
+                    "deployment.disaggregation.decode.hardware"):
+            if isinstance(overrides.get(key), str):  # a path typed on the command line: from the cwd
+                overrides[key] = str(resolved(overrides[key], "--set", key))
         raw = apply_overrides(raw, overrides, file=file)
     return workload_from_raw(raw, base_dir=path.parent, file=file)
 
@@ -46,6 +49,7 @@ def workload_from_raw(raw: Mapping[str, Any], base_dir: Path, file: str | None =
     except SpecError as error:
         raise error if error.file else error.within("", file) from None
     raw = _expand_draft(raw, base_dir, file)
+    raw = _resolve_role_hardware(raw, base_dir, file)
     requests = raw.get("requests")
     if isinstance(requests, Mapping) and requests.get("kind") == "trace" and isinstance(requests.get("path"), str):
         trace = resolved(base_dir / requests["path"], file, "requests.path")
@@ -77,3 +81,24 @@ def _expand_draft(raw: dict, base_dir: Path, file: str | None) -> dict:
         raise SpecError("expected self, a preset name or a model mapping", path=path, value=draft, file=file,
                         hint="self, or a model as model: accepts (Qwen3-0.6B, {preset: ...}, {config: ...})")
     return {**raw, "deployment": {**deployment, "speculative": {**speculative, "draft": draft}}}
+
+
+def _resolve_role_hardware(raw: dict, base_dir: Path, file: str | None) -> dict:
+    """``deployment.disaggregation.{prefill,decode}.hardware``: a hardware file relative to the workload file,
+    made absolute (and checked to exist) as a trace path is."""
+    deployment = raw.get("deployment")
+    split = deployment.get("disaggregation") if isinstance(deployment, Mapping) else None
+    if not isinstance(split, Mapping):
+        return raw
+    split = dict(split)
+    for role in ("prefill", "decode"):
+        spec = split.get(role)
+        if isinstance(spec, Mapping) and isinstance(spec.get("hardware"), str) and spec["hardware"].strip():
+            key = f"deployment.disaggregation.{role}.hardware"
+            target = resolved(base_dir / spec["hardware"], file, key)
+            if not os.path.lexists(target):
+                raise SpecError("hardware file not found", path=key, value=spec["hardware"], file=file,
+                                hint=f"looked for {target}")
+            checked_reference(target, "yaml", file, key, spec["hardware"])
+            split[role] = {**spec, "hardware": str(target)}
+    return {**raw, "deployment": {**deployment, "disaggregation": split}}

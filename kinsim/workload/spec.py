@@ -54,6 +54,10 @@ class RoleSpec:
     replicas: int = spec_field("Replicas of this role.", default=1, check=(at_least(1), _GPUS))
     tensor_parallel: int | None = spec_field("GPUs per replica of this role; none: deployment.tensor_parallel.",
                                              default=None, check=(at_least(1), _GPUS))
+    hardware: str | None = spec_field(
+        "Hardware file of this role's GPUs, relative to the workload file; none: the run's --hw. A role on its "
+        "own hardware is a separate cluster: its KV reaches the other role over both clusters' networks "
+        "(cluster.network of each file).", default=None, check=non_empty)
 
     def __post_init__(self) -> None:
         check_fields(self)
