@@ -217,3 +217,20 @@ def test_the_summary_names_a_roles_own_hardware():
                        H100).to_dict()
     row = dict(summary_rows(summary, wall_time=False))["disaggregation"]
     assert row.startswith("prefill 1 x TP1 busy ") and ", decode 1 x TP1 on h200 busy " in row
+
+
+def test_a_role_hardware_typed_on_the_command_line_is_relative_to_the_cwd(capsys, monkeypatch):
+    from .conftest import ROOT
+    from .test_bad_input import run_cli
+
+    monkeypatch.chdir(ROOT / "hardware")  # hardware files sit here; the workload file is in ../workloads
+    code, out, err = run_cli(capsys, "info", str(ROOT / "workloads" / "chat_poisson.yaml"), "--set",
+                             "deployment.data_parallel=1", "--set",
+                             "deployment.disaggregation={prefill: {replicas: 2}, decode: {replicas: 6, "
+                             "hardware: h200.yaml}}")
+    assert code == 0, err
+    assert "prefill 2 x TP 1 + decode 6 x TP 1 on h200.yaml = 8 GPUs" in out
+    code, out, err = run_cli(capsys, "info", str(ROOT / "workloads" / "chat_poisson.yaml"), "--set",
+                             "deployment.data_parallel=1", "--set",
+                             "deployment.disaggregation.decode.hardware=h200.yaml")
+    assert code == 0 and "decode 1 x TP 1 on h200.yaml" in out, err

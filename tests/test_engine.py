@@ -303,7 +303,8 @@ small_workloads = st.fixed_dictionaries({
                                   {"policy": "block_topk", "block_size": 16, "top_k": 2, "local_window": 8,
                                    "offload": True, "gpu_cache_blocks": 1, "cache_hit_rate": 0.5}]),
     # prefill and decode on separate replicas (data_parallel then 1): replicas per role
-    "deployment.disaggregation": st.sampled_from([None, (1, 1), (1, 2), (2, 1)]),
+    # (and once the decode role on its own hardware: a second cluster, KV over the network)
+    "deployment.disaggregation": st.sampled_from([None, (1, 1), (1, 2), (2, 1), (1, 1, "hardware/h200.yaml")]),
     # speculative decoding, half the time: self drafts (windowed or dense) or a separate draft model
     "deployment.speculative": st.none() | st.fixed_dictionaries({
         "tokens": st.integers(1, 3),
@@ -328,9 +329,9 @@ def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks,
         changes = {**changes, "deployment.preemption": "recompute", "deployment.speculative": None,
                    "deployment.disaggregation": None}
     if changes["deployment.disaggregation"] is not None:
-        prefill, decode = changes["deployment.disaggregation"]
+        prefill, decode, *own = changes["deployment.disaggregation"]
         changes = {**changes, "deployment.data_parallel": 1, "deployment.disaggregation": {
-            "prefill": {"replicas": prefill}, "decode": {"replicas": decode}}}
+            "prefill": {"replicas": prefill}, "decode": {"replicas": decode, **({"hardware": own[0]} if own else {})}}}
     speculative = changes["deployment.speculative"]
     if speculative is not None:
         if "draft" in speculative:  # a separate draft runs dense attention: no draft_attention

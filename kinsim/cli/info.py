@@ -249,13 +249,28 @@ def trace_lines(f: dict[str, Any]) -> list[str]:
     return _table(rows)
 
 
+def _replicas_words(dep: dict[str, Any]) -> str:
+    """``TP 1 x DP 8``, or for a disaggregated deployment ``prefill 2 x TP 1 + decode 6 x TP 1`` (with a role's
+    own hardware file named)."""
+    split = dep.get("disaggregation")
+    if not split:
+        return f"TP {dep['tensor_parallel']} x DP {dep['data_parallel']}"
+    parts = []
+    for role in ("prefill", "decode"):
+        spec = split[role]
+        tp = dep["tensor_parallel"] if spec.get("tensor_parallel") is None else spec["tensor_parallel"]
+        on = f" on {Path(spec['hardware']).name}" if spec.get("hardware") else ""
+        parts.append(f"{role} {spec['replicas']} x TP {tp}{on}")
+    return " + ".join(parts)
+
+
 def _workload_lines(f: dict[str, Any]) -> list[str]:
     dep = f["spec"]["deployment"]
     head = _table([
         ("workload", f["name"]),
         ("model", f"{f['model']['name']}: {f['model']['params_total'] / 1e9:.2f} B parameters, "
                   f"{f['model']['kv_bytes_per_token']:,.0f} KV bytes per token"),
-        ("deployment", f"TP {dep['tensor_parallel']} x DP {dep['data_parallel']} = {f['gpus']} GPUs, "
+        ("deployment", f"{_replicas_words(dep)} = {f['gpus']} GPUs, "
                        f"up to {dep['max_num_seqs']} sequences and {dep['max_num_batched_tokens']} tokens per step"),
         ("attention", f["attention_policy"]),
         ("source", f["requests_kind"]),

@@ -34,6 +34,7 @@ def load_workload(path: str | Path, overrides: Mapping[str, Any] | None = None) 
                     "deployment.disaggregation.decode.hardware"):
             if isinstance(overrides.get(key), str):  # a path typed on the command line: from the cwd
                 overrides[key] = str(resolved(overrides[key], "--set", key))
+        overrides = _role_hardware_from_cwd(overrides)
         raw = apply_overrides(raw, overrides, file=file)
     return workload_from_raw(raw, base_dir=path.parent, file=file)
 
@@ -102,3 +103,27 @@ def _resolve_role_hardware(raw: dict, base_dir: Path, file: str | None) -> dict:
             checked_reference(target, "yaml", file, key, spec["hardware"])
             split[role] = {**spec, "hardware": str(target)}
     return {**raw, "deployment": {**deployment, "disaggregation": split}}
+
+
+def _role_hardware_from_cwd(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Role hardware files inside a mapping given on the command line (``--set
+    'deployment.disaggregation={decode: {hardware: h200.yaml}}'``), resolved from the current directory."""
+    out = dict(overrides)
+    for key, value in overrides.items():
+        roles = None
+        if key == "deployment.disaggregation" and isinstance(value, Mapping):
+            roles = {role: value.get(role) for role in ("prefill", "decode")}
+        elif key in ("deployment.disaggregation.prefill", "deployment.disaggregation.decode"):
+            roles = {key.rsplit(".", 1)[1]: value}
+        if not roles:
+            continue
+        fixed = {role: {**spec, "hardware": str(resolved(spec["hardware"], "--set",
+                                                         f"deployment.disaggregation.{role}.hardware"))}
+                 for role, spec in roles.items() if isinstance(spec, Mapping) and isinstance(spec.get("hardware"), str)}
+        if not fixed:
+            continue
+        if key == "deployment.disaggregation":
+            out[key] = {**value, **fixed}
+        else:
+            out[key] = next(iter(fixed.values()))
+    return out
