@@ -149,3 +149,29 @@ def test_bad_disaggregation_is_one_clear_error(changes, path, words):
     with pytest.raises(SpecError) as caught:
         simulate(disaggregated(**changes), H100)
     assert caught.value.path.endswith(path) and words in str(caught.value)
+
+
+def test_a_sequence_alone_is_preempted_not_ended_while_kv_lands(tmp_path):
+    # The decode replica has 20 blocks of 16 tokens, a 1-block watermark (ceil(1% x 20)). Request a (16-token
+    # prompt, 250 tokens out) holds at most 16 + 250 - 1 = 265 tokens: 17 blocks, so it fits alone. b (80-token
+    # prompt: 5 blocks) arrives at 0.2 s; at copy_efficiency 1e-5 its KV takes 5 x 1,835,008 B / (450e9 x 1e-5
+    # B/s) = 2.04 s to land, holding 5 blocks meanwhile. a, alone in the batch, then outgrows the other 15
+    # blocks (240 tokens) before b lands: it was ended unfinished ("needs more KV-cache blocks than the replica
+    # holds"); it must be preempted instead and served once b's KV has landed.
+    import json
+
+    from .test_engine import hardware_with_kv_blocks
+
+    trace = tmp_path / "trace.jsonl"
+    rows = [{"request_id": "a", "arrival_s": 0.0, "prompt_tokens": 16, "output_tokens": 250},
+            {"request_id": "b", "arrival_s": 0.2, "prompt_tokens": 80, "output_tokens": 5}]
+    trace.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    w = disaggregated(requests={"kind": "trace", "path": str(trace)})
+    hw = hardware_with_kv_blocks(w, 20)
+    slow = {"hw.node.gpu_link.copy_efficiency": 1e-5}
+    fast, exact = simulate(w, hw, slow), simulate(w, hw, slow, exact_steps=True)
+    assert_same_figures(figures(fast), figures(exact))
+    a, b = fast.records.sequences
+    assert a.state == b.state == "finished"
+    assert a.preemptions == 1 and a.finish_s > b.first_token_s + 2.04  # a resumed after b's KV landed
+    check_invariants(fast)
