@@ -567,8 +567,9 @@ class Scheduler:
         private blocks go, and the group's shared blocks with them when it held them last; otherwise it
         keeps its hold on them (they stay on the GPU for the members still there, and for its return)."""
         group = victim.group
-        # the last of its group on the GPU (swapped members may still hold the shared blocks: they let go)
-        last = not any(seq.group is group for seq in self.resident if seq is not victim)
+        # the last of its group on the GPU (swapped members may still hold the shared blocks: they let go);
+        # members whose KV is landing hold them too
+        last = not any(seq.group is group for seq in [*self.resident, *self.landing] if seq is not victim)
         self.batch.remove(victim)  # writes its counters back
         carried = victim.private_blocks + (self._shared_blocks(group) if last else 0)
         if self.host_used + carried > self.host_blocks:
