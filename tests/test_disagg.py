@@ -234,3 +234,57 @@ def test_a_role_hardware_typed_on_the_command_line_is_relative_to_the_cwd(capsys
                              "deployment.data_parallel=1", "--set",
                              "deployment.disaggregation.decode.hardware=h200.yaml")
     assert code == 0 and "decode 1 x TP 1 on h200.yaml" in out, err
+
+
+def test_a_sequence_alone_is_preempted_not_ended_while_kv_lands(tmp_path):
+    # The decode replica has 20 blocks of 16 tokens, a 1-block watermark (ceil(1% x 20)). Request a (16-token
+    # prompt, 250 tokens out) holds at most 16 + 250 - 1 = 265 tokens: 17 blocks, so it fits alone. b (80-token
+    # prompt: 5 blocks) arrives at 0.2 s; at copy_efficiency 1e-5 its KV takes 5 x 1,835,008 B / (450e9 x 1e-5
+    # B/s) = 2.04 s to land, holding 5 blocks meanwhile. a, alone in the batch, then outgrows the other 15
+    # blocks (240 tokens) before b lands: it was ended unfinished ("needs more KV-cache blocks than the replica
+    # holds"); it must be preempted instead and served once b's KV has landed.
+    import json
+
+    from .test_engine import hardware_with_kv_blocks
+
+    trace = tmp_path / "trace.jsonl"
+    rows = [{"request_id": "a", "arrival_s": 0.0, "prompt_tokens": 16, "output_tokens": 250},
+            {"request_id": "b", "arrival_s": 0.2, "prompt_tokens": 80, "output_tokens": 5}]
+    trace.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    w = disaggregated(requests={"kind": "trace", "path": str(trace)})
+    hw = hardware_with_kv_blocks(w, 20)
+    slow = {"hw.node.gpu_link.copy_efficiency": 1e-5}
+    fast, exact = simulate(w, hw, slow), simulate(w, hw, slow, exact_steps=True)
+    assert_same_figures(figures(fast), figures(exact))
+    a, b = fast.records.sequences
+    assert a.state == b.state == "finished"
+    assert a.preemptions == 1 and a.finish_s > b.first_token_s + 2.04  # a resumed after b's KV landed
+    check_invariants(fast)
+
+
+def test_a_swapped_sequence_leaves_the_shared_prompt_to_a_member_whose_kv_lands(tmp_path):
+    # Decode replica of 40 blocks, preemption by swap. c (16-token prompt, 500 out) and a (group g, 40-token
+    # prompt: 2 shared blocks, 400 out) decode there; b, a's sibling in g (group_affinity sends it to the same
+    # replica), arrives at 2.0 s: its KV is 1 private block (40 - 32 tokens), 1,835,008 B / (450e9 x 1e-5 B/s)
+    # = 0.41 s in flight, holding g's shared blocks meanwhile. c and a outgrow the blocks while b lands: a, the
+    # newest, is swapped out. g's shared blocks stay on the GPU (b holds them), so a's swap carries its private
+    # blocks only and brings back the same blocks; it was counted as carrying the 2 shared blocks out too.
+    import json
+
+    from .test_engine import hardware_with_kv_blocks
+
+    trace = tmp_path / "trace.jsonl"
+    rows = [{"request_id": "c", "arrival_s": 0.0, "prompt_tokens": 16, "output_tokens": 500},
+            {"request_id": "a", "group_id": "g", "arrival_s": 0.001, "prompt_tokens": 40, "output_tokens": 400},
+            {"request_id": "b", "group_id": "g", "arrival_s": 2.0, "prompt_tokens": 40, "output_tokens": 5}]
+    trace.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    w = disaggregated(requests={"kind": "trace", "path": str(trace)}, **{"deployment.preemption": "swap"})
+    hw = hardware_with_kv_blocks(w, 40)
+    slow = {"hw.node.gpu_link.copy_efficiency": 1e-5}
+    fast, exact = simulate(w, hw, slow), simulate(w, hw, slow, exact_steps=True)
+    assert_same_figures(figures(fast), figures(exact))
+    c, a, b = fast.records.sequences
+    assert a.preemptions == 1 and c.preemptions == b.preemptions == 0
+    host = fast.to_dict()["memory"]["host"]
+    assert host["swap_out_bytes"] == host["swap_in_bytes"] > 0
+    check_invariants(fast)

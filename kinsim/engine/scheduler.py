@@ -40,7 +40,8 @@ leave it when their prompt completes (the step that produces the first token): t
 and before prefills, it admits them first come first served while a seat and the free blocks (less the
 watermark) cover their KV, allocates the blocks and starts the transfer (:meth:`Scheduler.take_landings`);
 they join the decode batch at the first step after their KV has arrived (:meth:`Scheduler.land`). A sequence
-preempted on a decode replica is recomputed there.
+preempted on a decode replica is recomputed there (or swapped); while KV lands, a resident sequence alone
+that does not fit is preempted, not ended: the landing KV's blocks are not its own.
 
 With speculative decoding (``deployment.speculative``, :mod:`kinsim.engine.speculation`) a decoding
 sequence advances in a step by its next advance on its integer trajectory (one or more tokens) instead of
@@ -347,7 +348,7 @@ class Scheduler:
         need, host_need = self.decode_need(), self.host_need()
         while need > self.free_blocks or host_need > self.host_blocks - self.host_used:
             victim = self.resident[-1]  # the newest: resident is kept in FCFS order
-            if len(self.resident) == 1:
+            if len(self.resident) == 1 and not self.landing:  # alone, no KV in flight holding blocks: never fits
                 hbm = need > self.free_blocks
                 where = ("KV-cache blocks than the replica holds" if hbm else
                          "host memory pages than the replica's host share holds")
@@ -525,7 +526,8 @@ class Scheduler:
         if not self.swapped or self.seated >= self.deployment.max_num_seqs:
             return False
         need, _ = self._swap_in_blocks(self.swapped[0])
-        return need <= free_blocks - reserved - self.layout.watermark_blocks or not self.resident
+        return (need <= free_blocks - reserved - self.layout.watermark_blocks
+                or not self.resident and not self.landing)
 
     def _swap_in(self, need: int, now: float) -> int:
         """Bring swapped sequences back, oldest first, while they fit; return the decodes' new blocks."""
@@ -535,7 +537,7 @@ class Scheduler:
             blocks, copied = self._swap_in_blocks(seq)
             room = self.free_blocks - need - (layout.watermark_blocks if self.resident else 0)
             if blocks > room:
-                if not self.resident:  # alone on an empty replica and still too big: it can never resume
+                if not self.resident and not self.landing:  # nothing else holds blocks: it can never resume
                     self._abort(seq, now, f"needs {blocks} KV-cache blocks to resume from swap; the replica "
                                           f"holds {layout.total_blocks}")
                     continue
@@ -565,8 +567,9 @@ class Scheduler:
         private blocks go, and the group's shared blocks with them when it held them last; otherwise it
         keeps its hold on them (they stay on the GPU for the members still there, and for its return)."""
         group = victim.group
-        # the last of its group on the GPU (swapped members may still hold the shared blocks: they let go)
-        last = not any(seq.group is group for seq in self.resident if seq is not victim)
+        # the last of its group on the GPU (swapped members may still hold the shared blocks: they let go);
+        # members whose KV is landing hold them too
+        last = not any(seq.group is group for seq in [*self.resident, *self.landing] if seq is not victim)
         self.batch.remove(victim)  # writes its counters back
         carried = victim.private_blocks + (self._shared_blocks(group) if last else 0)
         if self.host_used + carried > self.host_blocks:
