@@ -89,7 +89,8 @@ METRIC_DOCS = (
     ("host_link.bytes", "B", "KV bytes fetched from host memory over the host link per GPU, summed over the run "
                              "(block top-k with offload; 0 otherwise)"),
     ("host_link.busy_s", "replica-seconds", "seconds a GPU's host link was busy carrying them, summed over replicas"),
-    ("kv.capacity_bytes", "B", "KV cache of one replica (all its GPUs)"),
+    ("kv.capacity_bytes", "B", "KV cache of one replica (all its GPUs; disaggregated: of a decode replica, as "
+                               "every kv figure)"),
     ("kv.peak_bytes", "B", "most KV bytes allocated on any replica in any step"),
     ("kv.mean_bytes", "B", "time-mean of allocated KV bytes over sim_time_s, mean over replicas"),
     ("kv.{block_tokens,capacity_blocks}", "tokens, blocks", "block size; blocks per replica"),
@@ -141,6 +142,8 @@ METRIC_DOCS = (
     ("disaggregation.{prefill,decode}.busy_s", "replica-seconds", "time the role's replicas ran steps"),
     ("disaggregation.{prefill,decode}.utilization", "fraction", "busy_s / (replicas x sim_time_s)"),
     ("disaggregation.{prefill,decode}.kv_capacity_bytes", "B", "KV cache of one replica of the role, all its GPUs"),
+    ("disaggregation.{prefill,decode}.kv_peak_bytes", "B", "most KV bytes allocated on any replica of the role "
+     "(the prefill role's include KV held until it has moved)"),
     ("disaggregation.transfers", "count", "KV transfers from prefill to decode replicas (one per group admitted "
                                           "together by a decode replica)"),
     ("disaggregation.kv_transferred_bytes", "B", "KV moved, all GPUs of the decode replicas"),
@@ -275,6 +278,12 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         prices = [gpu.price for gpu in replica_gpu]
         cost = None if None in prices else sum(n * p * makespan for n, p in zip(replica_tp, prices))
     replica_bytes = layout.block_bytes * layout.gpus
+    kv_peak_blocks, kv_block_s, kv_denominator = seg["kv_peak_blocks"], seg["kv_block_s"], denominator
+    if records.disaggregation is not None:  # the kv figures describe the decode role's replicas (``layout``)
+        decode = [r for r, role in enumerate(records.replica_roles) if role == "decode"]
+        kv_peak_blocks = max(seg["kv_peak_by_replica"][r] for r in decode)
+        kv_block_s = sum(seg["kv_block_s_by_replica"][r] for r in decode)
+        kv_denominator = len(decode) * makespan if makespan > 0 else float("inf")
     summary = {
         "workload": workload.name,
         "hardware": hardware.name,
@@ -315,13 +324,13 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
         "host_link": {"bytes": seg["host_link_bytes"], "busy_s": seg["host_link_s"]},
         "kv": {
             "capacity_bytes": layout.capacity_bytes,
-            "peak_bytes": seg["kv_peak_blocks"] * replica_bytes,
-            "mean_bytes": seg["kv_block_s"] / denominator * replica_bytes,
+            "peak_bytes": kv_peak_blocks * replica_bytes,
+            "mean_bytes": kv_block_s / kv_denominator * replica_bytes,
             "block_tokens": layout.block_size,
             "capacity_blocks": layout.total_blocks,
         },
         "memory": memory_figures(records.memory, replica_bytes),
-        **({"speculative": speculative_figures(records.memory, sum(busy_by_replica))}
+        **({"speculative": speculative_figures(records.memory, _drafting_busy_s(records, busy_by_replica))}
            if workload.deployment.speculative is not None else {}),
         "energy_j": energy,
         "cost_usd": cost,
@@ -341,24 +350,35 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     }
     if records.disaggregation is not None:
         role_hardware = role_hardware or dict.fromkeys(("prefill", "decode"), hardware)
-        summary["disaggregation"] = disaggregation_figures(records, busy_by_replica, makespan, role_layouts,
-                                                           role_hardware)
+        summary["disaggregation"] = disaggregation_figures(records, seg, makespan, role_layouts, role_hardware)
     return summary
 
 
-def disaggregation_figures(records: Records, busy_by_replica: list[float], makespan: float,
+def _drafting_busy_s(records: Records, busy_by_replica: list[float]) -> float:
+    """Busy seconds of the replicas that decode (and so draft): all, or a disaggregated deployment's decode
+    role."""
+    if records.disaggregation is None:
+        return sum(busy_by_replica)
+    return sum(busy for busy, role in zip(busy_by_replica, records.replica_roles) if role == "decode")
+
+
+def disaggregation_figures(records: Records, seg: dict[str, Any], makespan: float,
                            role_layouts: dict[str, KVLayout], role_hardware: dict[str, HardwareSpec]) -> dict[str, Any]:
-    """The ``disaggregation`` section: per role its replicas, busy time, utilisation and KV capacity; the
-    KV transfers' count, bytes and times (:class:`kinsim.engine.disagg.TransferStats`)."""
+    """The ``disaggregation`` section: per role its hardware, replicas, busy time, utilisation, KV capacity and
+    peak; the KV transfers' count, bytes and times (:class:`kinsim.engine.disagg.TransferStats`). ``seg``:
+    :func:`segment_figures` of the run."""
     stats = records.disaggregation
     out: dict[str, Any] = {}
+    busy_by_replica, peaks = seg["busy_s"], seg["kv_peak_by_replica"]
     for role in ("prefill", "decode"):
         members = [r for r, name in enumerate(records.replica_roles) if name == role]
         busy = sum(busy_by_replica[r] for r in members)
+        layout = role_layouts[role]
         out[role] = {"hardware": role_hardware[role].name,
                      "replicas": len(members), "tensor_parallel": len(records.replica_gpus[members[0]]),
                      "busy_s": busy, "utilization": busy / (len(members) * makespan) if makespan else 0.0,
-                     "kv_capacity_bytes": role_layouts[role].capacity_bytes}
+                     "kv_capacity_bytes": layout.capacity_bytes,
+                     "kv_peak_bytes": max(peaks[r] for r in members) * layout.block_bytes * layout.gpus}
     out["transfers"] = int(stats["transfers"])
     out["kv_transferred_bytes"] = float(stats["bytes"])
     out["transfer_s"] = percentiles(stats["transfer_s"])
@@ -418,7 +438,8 @@ def segment_figures(segments: SegmentTable | SegmentTotals, replicas: int) -> di
     """Totals over the recorded segments: per op class seconds, FLOPs and HBM bytes (lists in the order of
     ``OP_CLASSES``); ``flops``, ``hbm_bytes``, ``network_s``, ``host_link_s``, ``host_link_bytes``,
     ``prefill_tokens``, ``kv_block_s``,
-    ``kv_peak_blocks``, ``segments``, ``steps``, ``last_end_s``, and ``busy_s`` per replica. Sums add in
+    ``kv_peak_blocks``, ``segments``, ``steps``, ``last_end_s``, and per replica ``busy_s``,
+    ``kv_peak_by_replica`` and ``kv_block_s_by_replica``. Sums add in
     the order the segments ended, from rows (:func:`ordered_sum`) as the running totals do, so both give the
     same bits."""
     if isinstance(segments, SegmentTotals):
@@ -428,7 +449,8 @@ def segment_figures(segments: SegmentTable | SegmentTotals, replicas: int) -> di
                 "host_link_bytes": segments.host_link_bytes, "prefill_tokens": segments.prefill_tokens,
                 "kv_block_s": segments.kv_block_s, "kv_peak_blocks": segments.kv_peak_blocks,
                 "segments": segments.rows, "steps": segments.steps, "last_end_s": segments.last_end_s,
-                "busy_s": list(segments.busy_s)}
+                "busy_s": list(segments.busy_s), "kv_peak_by_replica": list(segments.kv_peak_by_replica),
+                "kv_block_s_by_replica": list(segments.kv_block_s_by_replica)}
     column = segments.column
     start_s, end_s = column("start_s"), column("end_s")
     some = len(segments) > 0
@@ -447,7 +469,17 @@ def segment_figures(segments: SegmentTable | SegmentTotals, replicas: int) -> di
         "last_end_s": float(end_s.max()) if some else 0.0,
         # bincount adds each replica's durations in row order, as a loop over the segments would
         "busy_s": np.bincount(column("replica"), weights=end_s - start_s, minlength=replicas).tolist(),
+        "kv_peak_by_replica": _peak_by_replica(column("replica"), column("kv_peak_blocks"), replicas),
+        "kv_block_s_by_replica": np.bincount(column("replica"), weights=column("kv_block_s"),
+                                             minlength=replicas).tolist(),
     }
+
+
+def _peak_by_replica(replica: np.ndarray, peak: np.ndarray, replicas: int) -> list[int]:
+    """The largest of ``peak`` per replica (0 for a replica with no segment)."""
+    out = np.zeros(replicas, dtype=np.int64)
+    np.maximum.at(out, replica.astype(np.int64), peak.astype(np.int64))
+    return out.tolist()
 
 
 def request_figures(outcomes: RequestRecords | RequestTotals, warmup: int) -> dict[str, Any]:

@@ -264,9 +264,14 @@ def check_invariants(result) -> None:
             assert s.arrival_s <= s.admitted_s <= s.first_token_s <= s.finish_s
         else:
             assert s.state == UNFINISHED and s.reason
-    # KV never above capacity
-    assert max((seg.kv_peak_blocks for seg in segments), default=0) <= result["kv.capacity_blocks"]
+    # KV never above capacity (kv figures describe the replicas, or a disaggregated deployment's decode role)
+    roles = result.records.replica_roles
+    assert max((seg.kv_peak_blocks for seg in segments if roles[seg.replica] != "prefill"), default=0) \
+        <= result["kv.capacity_blocks"]
     assert result["kv.peak_bytes"] <= result["kv.capacity_bytes"]
+    split = result.to_dict().get("disaggregation")
+    for role in ("prefill", "decode") if split else ():
+        assert split[role]["kv_peak_bytes"] <= split[role]["kv_capacity_bytes"]
     host = result.to_dict()["memory"]["host"]
     assert host["peak_bytes"] <= host["capacity_bytes"]
     assert host["swap_in_bytes"] <= host["swap_out_bytes"]  # nothing comes back that did not go out
@@ -303,8 +308,10 @@ small_workloads = st.fixed_dictionaries({
                                   {"policy": "block_topk", "block_size": 16, "top_k": 2, "local_window": 8,
                                    "offload": True, "gpu_cache_blocks": 1, "cache_hit_rate": 0.5}]),
     # prefill and decode on separate replicas (data_parallel then 1): replicas per role
-    # (and once the decode role on its own hardware: a second cluster, KV over the network)
-    "deployment.disaggregation": st.sampled_from([None, (1, 1), (1, 2), (2, 1), (1, 1, "hardware/h200.yaml")]),
+    # (and the decode role on its own hardware: a second cluster, KV over the network; or the prefill role at
+    # tensor_parallel 2 whatever the deployment's: the memory is shrunk for the deployment's, so 2 always fits)
+    "deployment.disaggregation": st.sampled_from([None, (1, 1), (1, 2), (2, 1), (1, 1, "hardware/h200.yaml"),
+                                                  (1, 2, None, 2)]),
     # speculative decoding, half the time: self drafts (windowed or dense) or a separate draft model
     "deployment.speculative": st.none() | st.fixed_dictionaries({
         "tokens": st.integers(1, 3),
@@ -329,9 +336,10 @@ def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks,
         changes = {**changes, "deployment.preemption": "recompute", "deployment.speculative": None,
                    "deployment.disaggregation": None}
     if changes["deployment.disaggregation"] is not None:
-        prefill, decode, *own = changes["deployment.disaggregation"]
+        prefill, decode, hardware, prefill_tp = (*changes["deployment.disaggregation"], None, None)[:4]
         changes = {**changes, "deployment.data_parallel": 1, "deployment.disaggregation": {
-            "prefill": {"replicas": prefill}, "decode": {"replicas": decode, **({"hardware": own[0]} if own else {})}}}
+            "prefill": {"replicas": prefill, "tensor_parallel": prefill_tp},
+            "decode": {"replicas": decode, "hardware": hardware}}}
     speculative = changes["deployment.speculative"]
     if speculative is not None:
         if "draft" in speculative:  # a separate draft runs dense attention: no draft_attention

@@ -195,3 +195,28 @@ def _decoding_sequence(scheduler, private_blocks: int):
     scheduler.resident.append(seq)
     scheduler.batch.add(seq)
     return seq
+
+
+def test_a_member_that_let_go_of_the_shared_prompt_holds_it_again_when_its_carrier_returns():
+    # Found by a random search: member X of a group is swapped out while a resident member holds the shared
+    # prompt blocks (X keeps its hold); then the last resident member Y is swapped out carrying them (X lets
+    # go). Y comes back first, bringing them, and finishes. X must then come back without copying them from
+    # host memory (they are on the GPU, held by X again since Y's return): before the fix X counted them
+    # copied in, and more came back from host memory than ever went there.
+    from .test_engine import check_invariants
+
+    w = workload(**{"requests.problems": 5, "requests.samples": 4, "requests.prompt_tokens": 17,
+                    "requests.output_tokens": {"dist": "uniform", "low": 3, "high": 363},
+                    "deployment.data_parallel": 2, "deployment.max_num_seqs": 6,
+                    "deployment.max_num_batched_tokens": 64, "deployment.router": "round_robin",
+                    "deployment.prefix_caching": True, "deployment.kv_offload": "lru", "deployment.preemption": "swap",
+                    "deployment.host_kv_fraction": 1.5e-4, "attention": {"policy": "block_topk", "block_size": 16,
+                                                                        "top_k": 2},
+                    "deployment.speculative": {"tokens": 3, "acceptance": 1.0}}, seed=55)
+    hw = hardware_with_kv_blocks(w, 22)
+    result = simulate(w, hw)
+    host = result.to_dict()["memory"]["host"]
+    assert result["memory.preemptions.swap"] > 0
+    assert host["swap_in_bytes"] == host["swap_out_bytes"]  # everything swapped came back, nothing more
+    check_invariants(result)
+    assert_same_figures(figures(result), figures(simulate(w, hw, exact_steps=True)))

@@ -26,8 +26,8 @@ where ``latency`` is the route's one-way latency (the sum of its hops') and ``co
 GPU's. The bandwidth part is a flow of the
 fluid network on the route's links, so transfers that share a link divide it (two at once each take twice
 the bandwidth time), and so do the collectives of tensor-parallel replicas on those links. Sequences of one
-group admitted together move in one transfer; a member admitted later while the group's shared blocks are
-still in flight joins the batch only when they have arrived too.
+group admitted together (from one prefill replica) move in one transfer; a member admitted later while the
+group's shared blocks are still in flight joins the batch only when they have arrived too.
 """
 
 from __future__ import annotations
@@ -224,9 +224,9 @@ class KVHandoff:
 
     def start(self, decode: int, landings: list[tuple[Sequence, int, bool]]) -> None:
         """Start the transfers of the sequences replica ``decode`` has just admitted: one per group."""
-        by_group: dict[int, list[tuple[Sequence, int, bool]]] = {}
-        for landing in landings:
-            by_group.setdefault(id(landing[0].group), []).append(landing)
+        by_group: dict[tuple[int, int], list[tuple[Sequence, int, bool]]] = {}
+        for landing in landings:  # one transfer per group and prefill replica it comes from
+            by_group.setdefault((id(landing[0].group), self._source[landing[0]]), []).append(landing)
         now = to_seconds(self.env.now)
         for members in by_group.values():
             seqs = [seq for seq, _, _ in members]

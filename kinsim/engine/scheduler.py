@@ -365,7 +365,7 @@ class Scheduler:
         self._host_reserved = host_need
         if self.swapped and not preempted:
             need = self._swap_in(need, now)
-        if self.incoming and not preempted:
+        if self.incoming and not preempted and not self.swapped:  # swapped sequences come back first
             self._admit_incoming(need, now)
         budget = self.deployment.max_num_batched_tokens - self.batch.n * self._decode_tokens
         plan = Plan(decode_seqs=self.batch.n)
@@ -547,9 +547,15 @@ class Scheduler:
             seq.host_blocks = 0
             group = seq.group
             if not seq.holds_shared:
+                brought = group.holders == 0  # it carries the group's shared blocks back from host memory
                 self._hold_shared(group, 1)
                 if self.cache is not None:  # the shared blocks came back whole from host memory
                     self.cache.mark_ready(group.keys[:self._shared_blocks(group)])
+                if brought:  # swapped members that let go of them when they left hold them again (the mirror
+                    for other in self.swapped:  # of _swap_out): they come back without copying them
+                        if other.group is group and not other.holds_shared:
+                            other.holds_shared = True
+                            group.holders += 1
             seq.holds_shared = False
             seq.private_blocks = layout.private_blocks_of(seq.kv_tokens, group.shared_tokens)
             self.used_blocks += seq.private_blocks
@@ -802,7 +808,7 @@ class Scheduler:
     def incoming_would_act(self, free_blocks: int, reserved: int) -> bool:
         """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes, would admit
         the first incoming sequence (or end it as impossible)."""
-        if not self.incoming:
+        if not self.incoming or self.swapped:
             return False
         shared, private = self._incoming_blocks(self.incoming[0])
         layout = self.layout
@@ -844,9 +850,12 @@ class Scheduler:
         return landings
 
     def land(self, seq: Sequence) -> None:
-        """Decode role: ``seq``'s KV has arrived; it joins the decode batch at the next step."""
+        """Decode role: ``seq``'s KV has arrived; it joins the decode batch at the next step. The group's shared
+        prompt blocks are complete here now: a later prompt (or a recompute) may hit them in the prefix cache."""
         self.landing.remove(seq)
         self.landed.append(seq)
+        if self.cache is not None:
+            self.cache.mark_ready(seq.group.keys[:self._shared_blocks(seq.group)])
 
     def _join_landed(self) -> None:
         for seq in self.landed:

@@ -41,6 +41,8 @@ class SegmentTotals:
         self.host_link_s = 0.0
         self.host_link_bytes = 0.0
         self.busy_s = [0.0] * replicas
+        self.kv_peak_by_replica = [0] * replicas
+        self.kv_block_s_by_replica = [0.0] * replicas
         self.kv_peak_blocks = 0
         self.kv_block_s = 0.0
         self.last_end_s = 0.0
@@ -72,6 +74,9 @@ class SegmentTotals:
         if kv_peak_blocks > self.kv_peak_blocks:
             self.kv_peak_blocks = kv_peak_blocks
         self.kv_block_s += kv_block_s
+        if kv_peak_blocks > self.kv_peak_by_replica[replica]:
+            self.kv_peak_by_replica[replica] = kv_peak_blocks
+        self.kv_block_s_by_replica[replica] += kv_block_s
         if end_s > self.last_end_s:
             self.last_end_s = end_s
         self._spread(start_s, end_s, tokens_out, kv_block_s)

@@ -119,12 +119,12 @@ def check_speculative_deployment(workload: WorkloadSpec, file: str | None = None
                         value=deployment.max_num_batched_tokens, file=file)
     draft = spec.draft
     if draft is not None:
-        tp = deployment.tensor_parallel
-        heads_ok = draft.attention_heads % tp == 0 and (draft.kv_heads % tp == 0 or tp % draft.kv_heads == 0)
-        if not heads_ok:
-            raise SpecError(f"its {draft.attention_heads} attention heads and {draft.kv_heads} KV heads cannot be "
-                            f"split over deployment.tensor_parallel {tp} GPUs (the draft runs on the target's GPUs)",
-                            path="deployment.speculative.draft", value=draft.name, file=file)
+        for tp, key in workload.deployment_tensor_parallels():  # each role's, when disaggregated
+            heads_ok = draft.attention_heads % tp == 0 and (draft.kv_heads % tp == 0 or tp % draft.kv_heads == 0)
+            if not heads_ok:
+                raise SpecError(f"its {draft.attention_heads} attention heads and {draft.kv_heads} KV heads cannot "
+                                f"be split over {key} {tp} GPUs (the draft runs on the target's GPUs)",
+                                path="deployment.speculative.draft", value=draft.name, file=file)
         if draft.moe is None and deployment.expert_parallel != 1:
             raise SpecError("a dense draft model needs deployment.expert_parallel 1",
                             path="deployment.speculative.draft", value=draft.name, file=file)

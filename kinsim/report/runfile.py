@@ -93,7 +93,8 @@ LATER_SHAPE: dict[str, Any] = {
                     "draft_s": NUMBER, "draft_share": NUMBER},
     # present only in runs with deployment.disaggregation
     "disaggregation": {**{role: {"hardware": TEXT, "replicas": WHOLE, "tensor_parallel": WHOLE, "busy_s": NUMBER,
-                                 "utilization": NUMBER, "kv_capacity_bytes": NUMBER} for role in ("prefill", "decode")},
+                                 "utilization": NUMBER, "kv_capacity_bytes": NUMBER,
+                                 "kv_peak_bytes": NUMBER} for role in ("prefill", "decode")},
                        "transfers": WHOLE, "kv_transferred_bytes": NUMBER, "transfer_s": _PERCENTILES,
                        "decode_queue_s": _PERCENTILES, "transfer_stall_s": _PERCENTILES},
 }
