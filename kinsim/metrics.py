@@ -125,7 +125,8 @@ METRIC_DOCS = (
     ("speculative.tokens_per_verify", "tokens", "tokens advanced per sequence-step (1 + accepted_tokens / "
                                                 "verify_steps; tau where no sequence hit its end)"),
     ("speculative.draft_s", "replica-seconds", "seconds of draft passes (their kernels), summed over replicas"),
-    ("speculative.draft_share", "fraction", "draft_s / the replicas' busy seconds (the sum of breakdown_s)"),
+    ("speculative.draft_share", "fraction", "draft_s / the replicas' busy seconds (the sum of breakdown_s; "
+                                            "disaggregated: the decode role's)"),
     ("energy_j", "J", "per GPU: idle power x sim_time_s + (TDP - idle) x its replica's busy time; summed (each "
                       "GPU's own figures where a disaggregated role has hardware of its own)"),
     ("cost_usd", "$", "GPU price x GPUs x sim_time_s (each GPU's own price); null without gpu.price"),
