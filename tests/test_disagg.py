@@ -144,6 +144,8 @@ def test_decode_replicas_full_hold_the_prefill_replica_back_and_nothing_is_lost(
      "deployment.disaggregation", "attention.offload"),
     ({"deployment.disaggregation.prefill.tensor_parallel": 3}, "deployment.disaggregation.prefill.tensor_parallel",
      "must divide"),
+    ({"deployment.disaggregation.decode.hardware": ""}, "deployment.disaggregation.decode.hardware",
+     "must not be empty"),
 ])
 def test_bad_disaggregation_is_one_clear_error(changes, path, words):
     with pytest.raises(SpecError) as caught:

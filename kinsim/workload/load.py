@@ -32,7 +32,7 @@ def load_workload(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         overrides = dict(overrides)
         for key in ("requests.path", "deployment.disaggregation.prefill.hardware",
                     "deployment.disaggregation.decode.hardware"):
-            if isinstance(overrides.get(key), str):  # a path typed on the command line: from the cwd
+            if isinstance(overrides.get(key), str) and overrides[key].strip():  # typed on the command line: cwd
                 overrides[key] = str(resolved(overrides[key], "--set", key))
         overrides = _role_hardware_from_cwd(overrides)
         raw = apply_overrides(raw, overrides, file=file)
@@ -119,7 +119,8 @@ def _role_hardware_from_cwd(overrides: dict[str, Any]) -> dict[str, Any]:
             continue
         fixed = {role: {**spec, "hardware": str(resolved(spec["hardware"], "--set",
                                                          f"deployment.disaggregation.{role}.hardware"))}
-                 for role, spec in roles.items() if isinstance(spec, Mapping) and isinstance(spec.get("hardware"), str)}
+                 for role, spec in roles.items()
+                 if isinstance(spec, Mapping) and isinstance(spec.get("hardware"), str) and spec["hardware"].strip()}
         if not fixed:
             continue
         if key == "deployment.disaggregation":
