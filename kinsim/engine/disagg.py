@@ -23,11 +23,13 @@ where ``latency`` is the route's one-way latency (the sum of its hops') and ``co
 (``node.gpu_link.copy_efficiency``, ``cluster.network.copy_efficiency``). A role given its own hardware file
 (``disaggregation.<role>.hardware``) is a cluster of its own, reached only over the network: each GPU's NIC
 (``cluster.network.bandwidth_per_gpu`` of its file) into a non-blocking network and out through the other
-GPU's. The bandwidth part is a flow of the
-fluid network on the route's links, so transfers that share a link divide it (two at once each take twice
-the bandwidth time), and so do the collectives of tensor-parallel replicas on those links. Sequences of one
-group admitted together (from one prefill replica) move in one transfer; a member admitted later while the
-group's shared blocks are still in flight joins the batch only when they have arrived too.
+GPU's.
+
+The bandwidth part is a flow of the fluid network on the route's links, so transfers that share a link
+divide it (two at once each take twice the bandwidth time), and so do the collectives of tensor-parallel
+replicas on those links. Sequences of one group admitted together (from one prefill replica) move in one
+transfer; a member admitted later while the group's shared blocks are still in flight joins the batch only
+when they have arrived too.
 """
 
 from __future__ import annotations
@@ -82,8 +84,7 @@ def role_plans(deployment: DeploymentSpec) -> list[RolePlan]:
     for name in ROLES:
         spec = getattr(split, name)
         tp = deployment.tensor_parallel if spec.tensor_parallel is None else spec.tensor_parallel
-        role_deployment = replace(deployment, tensor_parallel=tp, data_parallel=1, disaggregation=None)
-        role_deployment = replace(role_deployment, data_parallel=spec.replicas)
+        role_deployment = replace(deployment, tensor_parallel=tp, data_parallel=spec.replicas, disaggregation=None)
         plans.append(RolePlan(name, role_deployment, replica, gpu if spec.hardware is None else 0, spec.hardware))
         replica += spec.replicas
         if spec.hardware is None:  # on its own hardware a role starts from GPU 0 of its own cluster
@@ -172,7 +173,6 @@ class _Transfer:
     blocks: int
     started_s: float
     carries_shared: bool
-    done: bool = False
     waiters: list[Sequence] = field(default_factory=list)
 
 
@@ -183,14 +183,13 @@ class TransferStats:
     until its KV (and its group's shared blocks) had arrived (``stall_s``)."""
 
     transfers: int = 0
-    blocks: int = 0
     bytes: float = 0.0
     transfer_s: list[float] = field(default_factory=list)
     queue_s: list[float] = field(default_factory=list)
     stall_s: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, float | int | list[float]]:
-        return {"transfers": self.transfers, "blocks": self.blocks, "bytes": self.bytes,
+        return {"transfers": self.transfers, "bytes": self.bytes,
                 "transfer_s": self.transfer_s, "queue_s": self.queue_s, "stall_s": self.stall_s}
 
 
@@ -200,11 +199,11 @@ class KVHandoff:
     ``replicas``: every replica of the simulation (prefill ones, then decode ones); ``choose_decode(group)``:
     the decode replica (its index among all) for a group; ``group_state(replica, seq)``: the decode replica's
     state of ``seq``'s group; ``cost(prefill, decode, blocks)``: the :class:`TransferCost` of moving that many
-    of the decode replica's blocks."""
+    of the decode replica's blocks; ``block_bytes``: one such block, all a decode replica's GPUs."""
 
     def __init__(self, env, network: FluidNetwork, replicas: list, choose_decode: Callable[[int], int],
                  group_state: Callable[[object, Sequence], object],
-                 cost: Callable[[int, int, int], TransferCost], block_bytes: Callable[[int], float]) -> None:
+                 cost: Callable[[int, int, int], TransferCost], block_bytes: float) -> None:
         self.env, self.network, self.replicas = env, network, replicas
         self._choose, self._group_state, self._cost, self._block_bytes = choose_decode, group_state, cost, block_bytes
         self._source: dict[Sequence, int] = {}  # sequence -> the prefill replica holding its KV
@@ -241,8 +240,7 @@ class KVHandoff:
     def _launch(self, transfer: _Transfer, prefill: int) -> None:
         cost = self._cost(prefill, transfer.decode, transfer.blocks)
         self.stats.transfers += 1
-        self.stats.blocks += transfer.blocks
-        self.stats.bytes += transfer.blocks * self._block_bytes(transfer.decode)
+        self.stats.bytes += transfer.blocks * self._block_bytes
         latency, work = to_ticks(np.array([cost.latency_s, cost.work_s]))
         name = f"kv_transfer.replica{prefill}->replica{transfer.decode}"
 
@@ -261,7 +259,6 @@ class KVHandoff:
     def _arrived(self, transfer: _Transfer) -> None:
         """The transfer's KV has arrived: free it on the prefill side; its sequences join the decode batch
         (those whose group's shared blocks are still in flight wait for them)."""
-        transfer.done = True
         now = to_seconds(self.env.now)
         self.stats.transfer_s.append(now - transfer.started_s)
         group = transfer.seqs[0].group
@@ -270,7 +267,7 @@ class KVHandoff:
             if group.carrier is transfer:
                 group.carrier = None
             ready += transfer.waiters
-        elif group.carrier is not None and not group.carrier.done:
+        elif group.carrier is not None:  # the carrier is still in flight (it clears itself on arrival)
             group.carrier.waiters.extend(ready)
             ready = []
         for seq in transfer.seqs:

@@ -172,8 +172,7 @@ class Simulation:
                      if copies or self._pricers[k].offload else [] for k, first, tp in placed]
         transfer_links: set[str] = set()
         if disaggregated:
-            self._handoff = self._build_handoff(graphs, gpu_sets)
-            transfer_links = self._handoff_links
+            self._handoff, transfer_links = self._build_handoff(graphs, gpu_sets)
         replicas = []
         for r, ((k, first, tp), gpus, links) in enumerate(zip(placed, gpu_sets, link_sets)):
             role, layout, role_hw = roles[k], self._layouts[k], self._hardware[k]
@@ -201,8 +200,8 @@ class Simulation:
             self._handoff.replicas = replicas
         return replicas
 
-    def _build_handoff(self, graphs: dict, gpu_sets: list[list[str]]) -> KVHandoff:
-        """The KV handoff between the roles, and (in ``_handoff_links``) every link a transfer may cross.
+    def _build_handoff(self, graphs: dict, gpu_sets: list[list[str]]) -> tuple[KVHandoff, set[str]]:
+        """The KV handoff between the roles, and every link a transfer may cross.
         ``graphs``: each cluster's hardware and link graph, by the prefix of its names."""
         prefill, decode = self.roles
         files = {role.prefix: role.hardware_file for role in self.roles}
@@ -216,7 +215,7 @@ class Simulation:
         for p in range(prefill.replicas):
             for d in range(first_decode, first_decode + decode.replicas):
                 unit[p, d] = transfer_cost(graph, gpu_sets[p], gpu_sets[d], replica_block_bytes)
-        self._handoff_links = {name for cost in unit.values() for name in cost.usage}
+        links = {name for cost in unit.values() for name in cost.usage}
 
         def cost(p: int, d: int, blocks: int) -> TransferCost:
             one = unit[p, d]
@@ -227,8 +226,9 @@ class Simulation:
             return scheduler.group_state(int(self.requests.group[seq.order]), request.prompt_tokens,
                                          request.hash_ids, request.hash_block_tokens)
 
-        return KVHandoff(self.env, self.network, [], lambda group: first_decode + self._decode_router.place(group),
-                         group_state, cost, lambda d: replica_block_bytes)
+        handoff = KVHandoff(self.env, self.network, [], lambda group: first_decode + self._decode_router.place(group),
+                            group_state, cost, replica_block_bytes)
+        return handoff, links
 
     def _hand_off(self, seq: Sequence, prefill: int) -> None:
         """Prefill replica ``prefill`` has given ``seq`` its first token: on to a decode replica."""
