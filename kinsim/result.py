@@ -16,7 +16,8 @@ from kinsim.ops.op import OP_CLASSES
 from kinsim.workload.spec import WorkloadSpec
 
 REQUEST_COLUMNS = ("request_id", "group_id", "replica", "arrival_s", "admitted_s", "first_token_s", "finish_s",
-                   "prompt_tokens", "output_tokens", "generated_tokens", "preemptions", "state", "reason")
+                   "prompt_tokens", "output_tokens", "generated_tokens", "preemptions", "state", "reason",
+                   "gpu_s", "score")
 STEP_COLUMNS = ("replica", "start_s", "end_s", "steps", "decode_seqs", "prefill_tokens", "tokens_out",
                 "kv_peak_blocks", "kv_block_s", *(f"{c}_s" for c in OP_CLASSES), "flops", "hbm_bytes",
                 "compute_s", "memory_s", "network_s", "host_link_s", "host_link_bytes")
@@ -47,6 +48,7 @@ def request_columns(records: Records) -> dict[str, Any]:
         "prompt_tokens": table.prompt_tokens, "output_tokens": table.output_tokens,
         "generated_tokens": outcomes.generated, "preemptions": outcomes.preemptions,
         "state": np.array(STATES, dtype=object)[outcomes.state], "reason": reasons[outcomes.reason],
+        "gpu_s": outcomes.gpu_s, "score": table.score_column(),
     }
 
 

@@ -55,6 +55,7 @@ def workload(**changes):
 def figures(result):
     out = {k: v for k, v in result.to_dict().items() if k not in ENGINE_ONLY}
     out["latency_quantiles"] = result.to_dict()["series"]["latency_quantiles"]  # exact in both modes
+    out["gpu_s"] = result.records.sequences.gpu_s.tolist()  # each request's share of the GPU time
     return out
 
 
@@ -275,6 +276,10 @@ def check_invariants(result) -> None:
     host = result.to_dict()["memory"]["host"]
     assert host["peak_bytes"] <= host["capacity_bytes"]
     assert host["swap_in_bytes"] <= host["swap_out_bytes"]  # nothing comes back that did not go out
+    # the requests' shares of the GPU time add up to the replicas' busy GPU-seconds, and none is negative
+    busy_gpu_s = sum((seg.end_s - seg.start_s) * len(result.records.replica_gpus[seg.replica]) for seg in segments)
+    assert seqs.gpu_s.sum() == pytest.approx(busy_gpu_s, rel=1e-9, abs=1e-12)
+    assert (seqs.gpu_s >= 0.0).all()
     # per replica, steps do not overlap and time runs forward
     for replica in {seg.replica for seg in segments}:
         mine = [seg for seg in segments if seg.replica == replica]

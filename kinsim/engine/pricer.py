@@ -63,11 +63,13 @@ class StepFigures:
     path (busy seconds plus a latency per layer) is in ``time_s`` and ``attention_s``.
 
     ``draft_s``: for speculative steps, the seconds of each step's draft passes (part of ``time_s``); else
-    None.
+    None. ``attended``: for a decode run, the tokens attended per step over the batch; else None.
     """
 
     matrix: np.ndarray
     draft_s: np.ndarray | None = None
+    #: For a decode run: tokens attended per step, summed over the sequences (float, shape ``(steps,)``).
+    attended: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -197,6 +199,7 @@ class StepPricer:
             ops = decode_attention_ops_of(self.dims, self.policy, n, attended, read, blocks, count=self.model.layers)
             fig = _accumulate(ops, self.cost_model, steps)
         fig.matrix += self._token_part(n) + self._rows_part(n)
+        fig.attended = attended
         if self.offload:
             self._add_fetch(fig.matrix, selected_blocks_run(self.policy, context, steps))
         return fig

@@ -36,12 +36,14 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from kinsim.engine.attribution import attended_tokens, decode_shares, step_shares
 from kinsim.engine.clock import to_seconds, to_ticks
 from kinsim.engine.fluid import Flow, FluidNetwork
 from kinsim.engine.pricer import StepFigures, StepPricer
 from kinsim.engine.records import OpRecord
 from kinsim.engine.scheduler import Plan, Scheduler
 from kinsim.engine.sequence import Sequence
+from kinsim.ops.attention import token_cap
 from kinsim.ops.lower import StepBatch, lower_step
 from kinsim.ops.op import OP_CLASSES
 
@@ -101,6 +103,10 @@ class Replica:
         #: Speculative decoding's counters (empty without it): sequence-steps verified, tokens drafted,
         #: accepted and advanced, and seconds of draft passes (per GPU of the replica).
         self.spec_stats: dict[str, float] = {}
+        #: Split each segment's GPU time among its sequences (``Sequence.gpu_s``); off when no request
+        #: table is kept (``--records none``).
+        self.attribute = True
+        self._cap = token_cap(pricer.policy)
         if pricer.speculative is not None:
             self.spec_stats = {"spec_verify_steps": 0, "spec_drafted": 0, "spec_accepted": 0, "spec_advanced": 0,
                                "spec_draft_s": 0.0}
@@ -223,12 +229,58 @@ class Replica:
         steps = run.steps
         totals = run.figures.totals(steps)
         self._record_segment(run.plan, totals, run.occupied, run.durations, steps, run.start, env.now)
+        if self.attribute:
+            self._attribute(run, steps, to_seconds(env.now) - to_seconds(run.start))
         if self.spec_stats:
             self._count_speculation(run.plan, run.figures, steps)
         if self.op_window is not None:
             self._record_ops(run.batch_of, run.ends, run.start, steps)
         self.scheduler.apply(run.plan, steps, to_seconds(env.now))
         self._ask_decision()
+
+    def _attribute(self, run: _InFlight, steps: int, busy_s: float) -> None:
+        """Add each sequence's share of the segment's ``busy_s`` seconds on the replica's GPUs to its
+        ``gpu_s`` (:mod:`kinsim.engine.attribution`)."""
+        plan, figures = run.plan, run.figures
+        kind, seqs, context, *rest = plan.owed
+        step_s = to_seconds(run.durations[:steps])
+        clock_s = float(step_s.sum())
+        if clock_s <= 0.0:
+            return
+        gpu_s = len(self.gpus) * busy_s / clock_s  # GPU-seconds per second of the steps' durations
+        time_s, attention_s = figures.time_s[:steps], figures.class_s("attention")[:steps]
+        chunk_shares = ()
+        if kind == "decode":
+            shares = decode_shares(time_s, attention_s, step_s, context, self._cap, figures.attended[:steps])
+        elif kind == "step" or (kind == "speculative" and rest[0]):  # one step, prefill chunks in it
+            chunks, tokens = rest
+            ctx = context if kind == "step" else context[0]
+            shares, chunk_shares = step_shares(
+                float(time_s[0]), float(attention_s[0]), attended_tokens(ctx, self._cap), tokens,
+                np.array([c.cached + c.tokens for c in chunks], dtype=float),
+                np.array([c.tokens for c in chunks], dtype=float))
+            shares, chunk_shares = shares * clock_s, chunk_shares * clock_s
+        else:  # speculative decode steps: context is the (steps, n) matrix
+            shares = self._speculative_shares(time_s, attention_s, step_s, context[:steps])
+        for seq, share in zip(seqs, (shares * gpu_s).tolist()):
+            seq.gpu_s += share
+        for (lead, _take), share in zip(plan.chunks, (np.asarray(chunk_shares) * gpu_s).tolist()):
+            party = (lead, *lead.followers)
+            for seq in party:
+                seq.gpu_s += share / len(party)
+
+    def _speculative_shares(self, time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarray,
+                            context: np.ndarray) -> np.ndarray:
+        """:func:`~kinsim.engine.attribution.decode_shares` of speculative steps, from the ``(steps, n)``
+        matrix of contexts (each sequence's advances differ, so no closed form)."""
+        n = context.shape[1]
+        if n == 0:
+            return np.zeros(0)
+        scale = np.divide(step_s, time_s, out=np.zeros(len(time_s)), where=time_s > 0)
+        attended = attended_tokens(context, self._cap)
+        total = attended.sum(axis=1)
+        w = np.divide(attention_s * scale, total, out=np.zeros(len(time_s)), where=total > 0)
+        return float(np.dot(time_s - attention_s, scale)) / n + (w[:, None] * attended).sum(axis=0)
 
     def _count_speculation(self, plan: Plan, figures: StepFigures, steps: int) -> None:
         """Add the first ``steps`` speculative steps of ``plan`` to :attr:`spec_stats`."""
@@ -249,13 +301,19 @@ class Replica:
         batch = scheduler.batch
         context, shared, groups = batch.kv.copy(), batch.shared.astype(float), batch.group.copy()
         if plan.chunks:
-            step = StepBatch(decode_context=context.astype(float), prefill=plan.prefill_chunks(),
+            chunks = plan.prefill_chunks()
+            step = StepBatch(decode_context=context.astype(float), prefill=chunks,
                              shared_prefix=shared, group_index=groups)
             occupied = np.array([scheduler.used_blocks + scheduler.decode_need()])
+            if self.attribute:
+                plan.owed = ("step", list(batch.seqs), context, chunks, 1.0)
             return self.pricer.step(step), occupied, lambda k: step
         longest = MAX_SEGMENT_STEPS if self.segments_allowed else 1
         segment = scheduler.decode_segment(longest, admission_pending=plan.admission_skipped)
-        return (self.pricer.decode_run(context, segment.steps, shared, groups), segment.occupied_blocks,
+        figures = self.pricer.decode_run(context, segment.steps, shared, groups)
+        if self.attribute:
+            plan.owed = ("decode", list(batch.seqs), context)
+        return (figures, segment.occupied_blocks,
                 lambda k: StepBatch(decode_context=(context + k).astype(float), shared_prefix=shared,
                                     group_index=groups))
 
@@ -277,6 +335,8 @@ class Replica:
         chunks = plan.prefill_chunks()
         plan.advanced = advanced[1:].sum(axis=1)
         figures = self.pricer.speculative.price(context, chunks, shared, groups)
+        if self.attribute:
+            plan.owed = ("speculative", list(batch.seqs), context, chunks, self.pricer.speculative.k + 1.0)
         return figures, occupied, lambda k: StepBatch(decode_context=context[k].astype(float), prefill=chunks,
                                                       shared_prefix=shared, group_index=groups)
 

@@ -42,6 +42,7 @@ class RequestOutcome:
     preemptions: int
     state: str
     reason: str | None
+    gpu_s: float = 0.0
 
     @property
     def key(self) -> tuple[float, int]:
@@ -53,7 +54,8 @@ class RequestRecords:
 
     Columns: ``arrival_s`` (when it reached the engine: its arrival, or a closed loop's release),
     ``admitted_s``, ``first_token_s``, ``finish_s`` (float64 seconds, NaN if never), ``generated``
-    (tokens, int64), ``preemptions`` (int64), ``replica`` (int64, -1 if never placed), ``state`` (int8
+    (tokens, int64), ``preemptions`` (int64), ``gpu_s`` (float64: its share of the GPU-seconds of the steps
+    it took part in, :mod:`kinsim.engine.attribution`), ``replica`` (int64, -1 if never placed), ``state`` (int8
     codes of :data:`STATES`), ``reason`` (int64 index into :attr:`reasons`, -1 for none).
     ``records[i]`` is request ``i`` as a :class:`RequestOutcome`.
     """
@@ -67,6 +69,7 @@ class RequestRecords:
         self.finish_s = np.full(n, np.nan)
         self.generated = np.zeros(n, dtype=np.int64)
         self.preemptions = np.zeros(n, dtype=np.int64)
+        self.gpu_s = np.zeros(n)
         self.replica = np.full(n, -1, dtype=np.int64)
         self.state = np.zeros(n, dtype=np.int8)
         self.reason = np.full(n, -1, dtype=np.int64)
@@ -82,6 +85,7 @@ class RequestRecords:
         self.finish_s[i] = np.nan if seq.finish_s is None else seq.finish_s
         self.generated[i] = seq.generated
         self.preemptions[i] = seq.preemptions
+        self.gpu_s[i] = seq.gpu_s
         self.replica[i] = seq.replica
         self.state[i] = STATE_CODE[seq.state]
         if seq.reason is not None:
@@ -104,7 +108,7 @@ class RequestRecords:
             admitted_s=_time(self.admitted_s[i]), first_token_s=_time(self.first_token_s[i]),
             finish_s=_time(self.finish_s[i]), generated=int(self.generated[i]),
             preemptions=int(self.preemptions[i]), state=STATES[self.state[i]],
-            reason=self.reasons[reason] if reason >= 0 else None)
+            reason=self.reasons[reason] if reason >= 0 else None, gpu_s=float(self.gpu_s[i]))
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))

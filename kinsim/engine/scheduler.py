@@ -111,6 +111,9 @@ class Plan:
     admission_skipped: bool = False
     #: Speculative decoding: tokens the decode batch has advanced in all after each step (set when priced).
     advanced: np.ndarray | None = None
+    #: What the replica needs to split the step's time among its sequences (set when priced;
+    #: :meth:`kinsim.engine.replica.Replica._attribute`).
+    owed: tuple | None = None
 
     @property
     def empty(self) -> bool:

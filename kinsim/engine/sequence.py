@@ -77,6 +77,9 @@ class Sequence:
     #: (:mod:`kinsim.engine.speculation`); 0 without speculation.
     verify_steps: int = 0
     tau_q: int = 0
+    #: Its share of the GPU time of the steps it took part in so far, GPU-seconds
+    #: (:mod:`kinsim.engine.attribution`).
+    gpu_s: float = 0.0
 
     @property
     def key(self) -> tuple[float, int]:

@@ -195,6 +195,7 @@ class Simulation:
                               op_window=self._op_window, private=private, host_copy=host_copy,
                               host_links=[name for name in host_sets[r] if name.endswith(".h2d")],
                               start_landings=self._handoff.start if role.name == "decode" else None)
+            replica.attribute = self.records_mode != "none"
             replicas.append(replica)
         if self._handoff is not None:
             self._handoff.replicas = replicas

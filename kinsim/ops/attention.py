@@ -145,7 +145,7 @@ def decode_run_totals(policy: AttentionPolicy, context: np.ndarray, steps: int, 
     c = np.asarray(context, dtype=np.int64)
     n = c.shape[0]
     k = np.arange(steps, dtype=np.int64)
-    cap = _token_cap(policy)
+    cap = token_cap(policy)
     if cap is None:
         attended = (c + 1).sum() + n * k
     else:  # min(c + 1 + k, cap): sequences reach the cap at step cap - (c + 1)
@@ -169,7 +169,7 @@ def decode_run_totals(policy: AttentionPolicy, context: np.ndarray, steps: int, 
     return attended, read, blocks
 
 
-def _token_cap(policy: AttentionPolicy) -> int | None:
+def token_cap(policy: AttentionPolicy) -> int | None:
     """Most KV tokens a decode step reads per sequence (``None``: all of them)."""
     if isinstance(policy, DenseAttention):
         return None

@@ -91,6 +91,12 @@ class RequestTable:
         self._scores, self._hash_ids, self._hash_block_tokens = scores, hash_ids, hash_block_tokens
         self.acceptance = None if acceptance is None else np.asarray(acceptance, dtype=float)
 
+    def score_column(self) -> np.ndarray:
+        """Each request's trace score (float64; NaN where it has none, all NaN without a score column)."""
+        if self._scores is None:
+            return np.full(len(self), np.nan)
+        return np.array([np.nan if s is None else s for s in self._scores], dtype=float)
+
     @classmethod
     def from_requests(cls, requests: list[Request]) -> RequestTable:
         """The table of a list of requests (their names, scores and hash ids kept)."""

@@ -8,7 +8,7 @@ group_id        no       requests with the same group share one prompt; default:
 arrival_s       yes      arrival time in seconds from the start of the replay (number >= 0)
 prompt_tokens   yes      prompt length, tokens (whole number >= 1)
 output_tokens   yes      tokens to generate (whole number >= 1)
-score           no       a number carried to reports
+score           no       a number carried to the request table (``--requests-csv``, ``result.requests``)
 hash_ids        no       prefix-block hash ids: a JSON list of whole numbers, or in CSV one cell of whole
                          numbers separated by spaces or semicolons
 acceptance      no       speculative-decoding acceptance rate of the request, in [0, 1] (read with

@@ -1,0 +1,81 @@
+"""Each request's share of the GPU time of the steps it took part in (``gpu_s`` of a request).
+
+A step's time (per GPU, from the pricer) splits into its attention ops and everything else. Everything
+else (linear layers, collectives, norms, sampling, the serving engine's host time) is split by the tokens
+each participant put through the step: one per decoding sequence (``k + 1`` for a speculative verify step),
+``take`` for a prefill chunk. Attention is split by the KV tokens each participant's queries attend to, the
+bytes they read: ``min(context + 1, cap)`` for a decoding sequence at ``context`` cached tokens (``cap`` the
+policy's per-step budget, none for dense attention), ``cached + take`` for a prefill chunk. A shared
+prompt read once per group (``prefix_shared_read``) and block top-k's block scoring are attributed as if
+each member read its own; both are small next to the tokens attended.
+
+Each step's duration on the engine's clock (its priced time rounded to the clock's tick) is divided in
+the proportions of its priced time, and a segment that a shared link stretched beyond its steps' durations
+is scaled to its wall time (``end - start``); times the replica's GPUs, the requests' ``gpu_s`` add up to
+the replicas' busy GPU-seconds. Dividing each step's own duration (not the segment's total in proportion to
+priced time) makes a segment's shares those of its steps one by one: fast-forward and exact steps agree.
+A prefill chunk's share goes in equal parts to the sequence that leads it and its followers (Best-of-N
+samples that wait for the shared prompt); a sequence preempted and recomputed pays for the recomputation.
+
+Decode segments are attributed in ``O(n + steps)``: with ``w_k`` the attention seconds per attended token at
+step ``k``, sequence ``i``'s attention share is ``sum_k w_k min(c_i + 1 + k, cap)``, read off prefix sums of
+``w_k`` and ``k w_k`` at the step where it reaches the cap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def decode_shares(time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarray, context: np.ndarray,
+                  cap: int | None, attended: np.ndarray) -> np.ndarray:
+    """Seconds of a decode-only segment's steps owed by each sequence, shape ``(n,)``; they add up to
+    ``step_s.sum()``.
+
+    ``time_s`` and ``attention_s``: priced seconds of each step and of its attention (shape ``(steps,)``,
+    per GPU); ``step_s``: each step's duration on the clock; ``context``: the sequences' cached tokens at
+    the first step (integers, shape ``(n,)``; ``context + k`` at step ``k``); ``cap``: most tokens a
+    sequence attends per step (None: all); ``attended``: tokens attended per step, summed over the
+    sequences (the pricer's ``attended``).
+    """
+    n, steps = context.shape[0], time_s.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    scale = np.divide(step_s, time_s, out=np.zeros(steps), where=time_s > 0)  # clock seconds per priced second
+    other = float(np.dot(time_s - attention_s, scale)) / n  # one token per sequence per step: equal parts
+    w = np.divide(attention_s * scale, attended, out=np.zeros(steps), where=attended > 0)
+    first = (np.asarray(context, dtype=np.int64) + 1).astype(float)
+    if cap is None:
+        share = first * w.sum() + float(np.dot(np.arange(steps), w))
+    else:
+        p0 = np.concatenate(([0.0], np.cumsum(w)))
+        p1 = np.concatenate(([0.0], np.cumsum(np.arange(steps) * w)))
+        below = np.clip(cap - first, 0, steps).astype(np.int64)  # steps before it reaches the cap
+        share = first * p0[below] + p1[below] + cap * (p0[-1] - p0[below])
+    return share + other
+
+
+def step_shares(time_s: float, attention_s: float, decode_attended: np.ndarray, decode_tokens: float,
+                chunk_attended: np.ndarray, chunk_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fractions of one step's time owed by its decoding sequences and by its prefill chunks.
+
+    ``decode_attended``: tokens each decoding sequence attends (shape ``(n,)``); ``decode_tokens``: tokens
+    each puts through the step (1, or ``k + 1`` verified); ``chunk_attended`` and ``chunk_tokens``: the
+    prefill chunks' tokens attended (``cached + take``) and computed (``take``).
+    """
+    if time_s <= 0.0:
+        return np.zeros(len(decode_attended)), np.zeros(len(chunk_tokens))
+    tokens = decode_tokens * len(decode_attended) + float(np.sum(chunk_tokens))
+    attended = float(np.sum(decode_attended)) + float(np.sum(chunk_attended))
+    per_token = (time_s - attention_s) / tokens if tokens else 0.0
+    per_attended = attention_s / attended if attended else 0.0
+    decode = (decode_tokens * per_token + per_attended * np.asarray(decode_attended, dtype=float)) / time_s
+    chunks = (per_token * np.asarray(chunk_tokens, dtype=float)
+              + per_attended * np.asarray(chunk_attended, dtype=float)) / time_s
+    return decode, chunks
+
+
+def attended_tokens(context: np.ndarray, cap: int | None) -> np.ndarray:
+    """Tokens a decoding sequence with ``context`` cached tokens attends in its next step."""
+    first = np.asarray(context, dtype=float) + 1.0
+    return first if cap is None else np.minimum(first, float(cap))
