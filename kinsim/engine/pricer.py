@@ -20,7 +20,13 @@ import numpy as np
 from kinsim.cost.base import CostModel
 from kinsim.cost.engine_overhead import engine_overhead
 from kinsim.model.spec import ModelSpec
-from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops_of, decode_run_totals
+from kinsim.ops.attention import (
+    AttentionDims,
+    PrefillChunk,
+    decode_attention_ops_of,
+    decode_run_totals,
+    prefill_attention_op,
+)
 from kinsim.ops.lower import ACT_DTYPE, StepBatch, attention_ops, logit_ops, lower_step
 from kinsim.ops.offload import (
     fetch_bytes,
@@ -156,6 +162,7 @@ class StepPricer:
         self.dims = AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=ACT_DTYPE)
         self._by_tokens: dict[int, np.ndarray] = {}
         self._by_rows: dict[int, np.ndarray] = {}
+        self._by_chunks: dict[tuple, np.ndarray] = {}
         self.overhead = engine_overhead(deployment.engine)
         self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
         self.offload = offloads(policy)  # decode steps fetch selected KV blocks over the host link
@@ -171,8 +178,43 @@ class StepPricer:
         return self.overhead.step_s + rows * self.overhead.per_sequence_s
 
     def step(self, batch: StepBatch) -> StepFigures:
-        """One step of any batch (decode and prefill mixed)."""
-        return self._price(batch, 1)
+        """One step of any batch (decode and prefill mixed).
+
+        Where the decode attention has a direct form (:class:`_DirectDecodeAttention`), it is priced from
+        the batch's totals and the prefill attention op is priced once per set of chunks; the figures are
+        the same bits as pricing the step's attention ops one by one (the same operations in the same
+        order: ``tests/test_engine_scale.py``)."""
+        n = batch.n_decode
+        direct = self._direct_of(n) if n and not self.offload else None
+        if direct is None:
+            return self._price(batch, 1)
+        context = np.asarray(batch.decode_context).astype(np.int64)
+        attended, read, _ = decode_run_totals(self.policy, context, 1, shared_prefix=batch.shared_prefix,
+                                              group_index=batch.group_index,
+                                              prefix_shared_read=self.deployment.prefix_shared_read)
+        matrix = direct.matrix(attended, read, 1)
+        if batch.prefill:
+            matrix += self._prefill_part(batch.prefill)
+        matrix += self._static_part(batch)
+        return StepFigures(matrix)
+
+    def _direct_of(self, n: int) -> _DirectDecodeAttention | None:
+        """The direct decode-attention pricing of a batch of ``n`` sequences, or None (built once per n)."""
+        direct = self._direct.get(n, False)
+        if direct is False:
+            direct = self._direct[n] = _DirectDecodeAttention.of(self, n)
+        return direct
+
+    def _prefill_part(self, chunks: tuple[PrefillChunk, ...]) -> np.ndarray:
+        """Figures (a column) of the prefill attention op of ``chunks``, priced once per set of chunks."""
+        key = tuple((c.tokens, c.cached) for c in chunks)
+        column = self._by_chunks.get(key)
+        if column is None:
+            if len(self._by_chunks) >= self.CACHE_LIMIT:
+                self._by_chunks.clear()
+            op = prefill_attention_op(self.dims, self.policy, chunks, count=self.model.layers)
+            column = self._by_chunks[key] = np.array(_accumulate_scalar((op,), self.cost_model))[:, None]
+        return column
 
     def decode_segment(self, context: np.ndarray, shared_prefix: np.ndarray | None = None,
                        group_index: np.ndarray | None = None) -> StepFigures:
@@ -190,9 +232,7 @@ class StepPricer:
         attended, read, blocks = decode_run_totals(self.policy, context, steps, shared_prefix=shared_prefix,
                                                    group_index=group_index,
                                                    prefix_shared_read=self.deployment.prefix_shared_read)
-        direct = self._direct.get(n, False)
-        if direct is False:
-            direct = self._direct[n] = _DirectDecodeAttention.of(self, n)
+        direct = self._direct_of(n)
         if direct is not None:
             fig = StepFigures(direct.matrix(attended, read, steps))
         else:
