@@ -147,6 +147,7 @@ def test_boxed_answer_takes_the_last_complete_one():
     # "\boxed{1} then " is 9 + 6 characters, "\boxed{" 7, "\frac{1}{2}" 11: the closing brace is at 33
     assert boxed_answer("\\boxed{1} then \\boxed{\\frac{1}{2}} done") == ("\\frac{1}{2}", 34)
     assert boxed_answer("\\boxed{7} and a cut \\boxed{12") == ("7", 9)
+    assert boxed_answer("\\boxed{a \\boxed{b}") == ("b", 18)  # 7 + 2 + 9 characters: "}" is the 18th
     assert boxed_answer("no answer") is None and boxed_answer("\\boxed{ }") is None
 
 
@@ -172,6 +173,20 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, tokenizer_fil
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("kinsim: error: ") and expected in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temporary
+
+
+def test_a_bad_tokenizer_or_template_is_one_line(tmp_path, tokenizer_file, capsys):
+    gen = write_generations(tmp_path / "gen.jsonl", BLOCK_META, GENERATIONS)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"version": "1.0"}', encoding="utf-8")
+    assert run_import(tmp_path, gen, bad) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.json: is not a tokenizer.json file of the tokenizers library" in err
+    template = tmp_path / "prompt.txt"
+    template.write_text("no placeholder", encoding="utf-8")
+    assert run_import(tmp_path, gen, tokenizer_file, "--prompt-template", str(template)) == 2
+    assert "prompt.txt: {query}: a prompt template must hold {query} exactly once" in capsys.readouterr().err
+    assert not (tmp_path / "samples.jsonl").exists()
 
 
 def test_append_builds_one_set_and_refuses_a_repeat(tmp_path, tokenizer_file, capsys):

@@ -143,10 +143,10 @@ def boxed_answer(text: str) -> tuple[str, int] | None:
     """The final answer of a generation: the content of its last ``\\boxed{...}`` (braces balanced,
     spaces around it dropped) and the index of the character after its closing brace; ``None`` when the
     text has no complete, non-empty one."""
-    start = text.rfind("\\boxed{")
+    start, limit = text.rfind("\\boxed{"), len(text)
     while start >= 0:
-        depth, i = 0, start + len("\\boxed")
-        for i in range(start + len("\\boxed"), len(text)):
+        depth = 0
+        for i in range(start + len("\\boxed"), limit):
             if text[i] == "{":
                 depth += 1
             elif text[i] == "}":
@@ -154,9 +154,10 @@ def boxed_answer(text: str) -> tuple[str, int] | None:
                 if depth == 0:
                     answer = text[start + len("\\boxed{"):i].strip()
                     return (answer, i + 1) if answer else None
-        start = text.rfind("\\boxed{", 0, start)  # unclosed (a cut generation): the one before it
+        # unclosed (a cut generation): try the one before it, which, open when it reaches this one, stays
+        # open to the end too (so each character is scanned once)
+        start, limit = text.rfind("\\boxed{", 0, start), start
     return None
-
 
 # ----------------------------------------------------------------------------------------- attention
 
