@@ -96,6 +96,7 @@ class ImportedSamples:
         attention_source: where the settings came from, as a phrase for the user.
         metadata: the file's metadata object.
         empty_generations: generations whose text had no token (counted as 1 token).
+        problems: samples per problem id.
     """
 
     rows: list[dict[str, Any]]
@@ -104,7 +105,7 @@ class ImportedSamples:
     attention_source: str
     metadata: dict[str, Any]
     empty_generations: int = 0
-    problems: dict[str, int] = field(default_factory=dict)  # problem id -> samples
+    problems: dict[str, int] = field(default_factory=dict)
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -283,7 +284,6 @@ def _lines(path: Path) -> Iterator[tuple[int, Any]]:
 class _Generation:
     """One generation line, checked, before its tokens are counted."""
 
-    line: int
     problem: str
     query: str
     text: str
@@ -309,7 +309,7 @@ def _generation(number: int, row: Any, file: str) -> _Generation:
     if isinstance(score, bool) or score not in (0, 100):
         raise SpecError("must be 0 or 100 (the Kinetics score of a wrong or right answer)",
                         path=f"line {number}.score", value=score, file=file)
-    return _Generation(number, problem_id(query), query, prediction, 1 if score == 100 else 0)
+    return _Generation(problem_id(query), query, prediction, 1 if score == 100 else 0)
 
 
 def import_kinetics(path: str | Path, tokenizer: Any, model: str, *, attention_name: str | None = None,
