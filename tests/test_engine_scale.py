@@ -13,6 +13,8 @@ from kinsim.engine.pricer import StepPricer
 from kinsim.engine.scheduler import Scheduler
 from kinsim.engine.sequence import DECODE, GroupState, Sequence
 from kinsim.engine.simulation import Simulation
+from kinsim.ops.attention import PrefillChunk
+from kinsim.ops.lower import StepBatch
 from kinsim.workload.generate import generate_request_table, generate_requests
 from kinsim.workload.request import Request, RequestTable
 
@@ -45,6 +47,21 @@ def test_closed_form_segment_pricing_equals_the_matrix_of_contexts_to_the_bit(at
     # the direct path (no ops) serves unsplit batches of a kernel kind the H100 profile has terms for (dense
     # decode; sparse kernels keep the hardware file's efficiencies and the ops)
     assert (pricer._direct[n] is not None) == (n >= 14 and attention["policy"] == "dense")
+
+
+@pytest.mark.parametrize("attention", POLICIES[:2])
+@pytest.mark.parametrize("prefix_shared_read", [False, True])
+@pytest.mark.parametrize("n", [0, 13, 14, 60])
+def test_a_mixed_step_priced_in_direct_form_equals_its_ops_priced_one_by_one_to_the_bit(attention, prefix_shared_read,
+                                                                                        n):
+    w = workload(model="Qwen3-8B", attention=attention, **{"deployment.prefix_shared_read": prefix_shared_read})
+    pricer = StepPricer(w.model, w.deployment, w.attention, RooflineCost(H100))
+    rng = np.random.default_rng(2)
+    batch = StepBatch(decode_context=rng.integers(1, 1500, size=n).astype(float),
+                      prefill=(PrefillChunk(300, 0, True), PrefillChunk(64, 512, False)),
+                      shared_prefix=rng.integers(0, 100, size=n).astype(float), group_index=rng.integers(0, 3, size=n))
+    for _ in range(2):  # the second time from the prefill cache
+        assert np.array_equal(pricer.step(batch).matrix, pricer._price(batch, 1).matrix)
 
 
 def _scheduler_with_batch(kv, shared, block_size=16, window_blocks=None):
