@@ -154,6 +154,16 @@ METRIC_DOCS = (
     ("disaggregation.transfer_stall_s", "s", "percentiles and mean, per request that moved, of the time from "
                                              "its admission to the arrival of its KV (it holds a seat but cannot "
                                              "decode)"),
+    ("scores.{requests,tasks}", "count", "requests with a trace score, and tasks (groups) with one or more (the "
+     "section is present only when the trace has a score column and the run keeps its request table)"),
+    ("scores.mean", "score", "mean trace score of those requests"),
+    ("scores.task_best_mean", "score", "mean over those tasks of the best score among their requests (Best-of-N "
+                                       "with a perfect verifier: the coverage when scores are 0 or 1)"),
+    ("scores.gpu_s_per_request", "GPU-s", "mean GPU-seconds of a scored request (its share of the GPU time of "
+                                          "the steps it took part in; docs/reports.md)"),
+    ("scores.gpu_s_per_task", "GPU-s", "mean over those tasks of their requests' GPU-seconds summed"),
+    ("scores.{solved,unsolved}.tasks", "count", "tasks whose best score is above 0, and the others"),
+    ("scores.{solved,unsolved}.gpu_s_per_task", "GPU-s", "their mean GPU-seconds per task (null with none)"),
     ("inputs.{workload,hardware}", "", "the resolved input files, every key written out"),
     ("inputs.trace", "", "what a replayed trace kept, skipped and capped (rows by reason); null without a trace"),
     ("mode", "", "fast_forward or exact_steps"),
@@ -175,7 +185,7 @@ def expand_key(pattern: str) -> list[str]:
 
 #: Sections a run has only when the feature they describe is on (absent from other runs, whose files stay
 #: as they were).
-OPTIONAL_SECTIONS = ("speculative", "disaggregation")
+OPTIONAL_SECTIONS = ("speculative", "disaggregation", "scores")
 
 #: Documented keys that are not figures of the simulated system: names, inputs, plot series, engine counters.
 NOT_FIGURES = ("workload", "hardware", "model", "attention", "seed", "mode", "records", "wall_time_s", "engine.",
@@ -352,7 +362,37 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
     if records.disaggregation is not None:
         role_hardware = role_hardware or dict.fromkeys(("prefill", "decode"), hardware)
         summary["disaggregation"] = disaggregation_figures(records, seg, makespan, role_layouts, role_hardware)
+    scores = score_figures(records.sequences)
+    if scores is not None:
+        summary["scores"] = scores
     return summary
+
+
+def score_figures(outcomes: RequestRecords | RequestTotals) -> dict[str, Any] | None:
+    """The ``scores`` section: the trace's scores beside the GPU time spent on them, per request and per task
+    (group); None without scores or without the request table (``--records none``)."""
+    if not isinstance(outcomes, RequestRecords):
+        return None
+    score = outcomes.table.score_column()
+    scored = ~np.isnan(score)
+    if not scored.any():
+        return None
+    group = outcomes.table.group[scored]
+    gpu_s = outcomes.gpu_s[scored]
+    groups, index = np.unique(group, return_inverse=True)
+    best = np.full(len(groups), -np.inf)
+    np.maximum.at(best, index, score[scored])
+    task_gpu_s = np.bincount(index, weights=gpu_s, minlength=len(groups))
+    solved = best > 0
+
+    def mean_or_none(values: np.ndarray) -> float | None:
+        return float(values.mean()) if values.size else None
+
+    return {"requests": int(scored.sum()), "tasks": len(groups), "mean": float(score[scored].mean()),
+            "task_best_mean": float(best.mean()), "gpu_s_per_request": float(gpu_s.mean()),
+            "gpu_s_per_task": float(task_gpu_s.mean()),
+            "solved": {"tasks": int(solved.sum()), "gpu_s_per_task": mean_or_none(task_gpu_s[solved])},
+            "unsolved": {"tasks": int((~solved).sum()), "gpu_s_per_task": mean_or_none(task_gpu_s[~solved])}}
 
 
 def _drafting_busy_s(records: Records, busy_by_replica: list[float]) -> float:

@@ -97,3 +97,38 @@ def test_requests_csv_has_gpu_s_and_score(tmp_path):
     with out.open() as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["score"]) == 3.0 and float(row["gpu_s"]) > 0.0
+
+
+def test_the_scores_section_puts_trace_scores_beside_gpu_time(tmp_path):
+    # task g1: a (score 1) and b (score 0); task g2: c (score 0); d has no score and stays out
+    trace = tmp_path / "t.csv"
+    trace.write_text("request_id,group_id,arrival_s,prompt_tokens,output_tokens,score\n"
+                     "a,g1,0,100,10,1\nb,g1,0,100,30,0\nc,g2,0,60,20,0\nd,g3,0,60,20,\n")
+    w = workload(**{"requests": {"kind": "trace", "path": str(trace)}})
+    result = simulate(w, HARDWARE / "h100.yaml")
+    gpu = result.requests.set_index("request_id")["gpu_s"]
+    scores = result.to_dict()["scores"]
+    assert scores["requests"] == 3 and scores["tasks"] == 2
+    assert scores["mean"] == pytest.approx(1 / 3) and scores["task_best_mean"] == pytest.approx(0.5)
+    assert scores["gpu_s_per_request"] == pytest.approx((gpu["a"] + gpu["b"] + gpu["c"]) / 3, rel=1e-12)
+    assert scores["gpu_s_per_task"] == pytest.approx((gpu["a"] + gpu["b"] + gpu["c"]) / 2, rel=1e-12)
+    assert scores["solved"] == {"tasks": 1, "gpu_s_per_task": pytest.approx(gpu["a"] + gpu["b"], rel=1e-12)}
+    assert scores["unsolved"] == {"tasks": 1, "gpu_s_per_task": pytest.approx(gpu["c"], rel=1e-12)}
+    # no request table, no section; no scores, no section
+    assert "scores" not in simulate(w, HARDWARE / "h100.yaml", records="none").to_dict()
+    assert "scores" not in simulate(workload(), HARDWARE / "h100.yaml").to_dict()
+
+
+def test_the_run_summary_and_the_html_report_show_the_scores_row(tmp_path, capsys):
+    trace = tmp_path / "t.csv"
+    trace.write_text("request_id,group_id,arrival_s,prompt_tokens,output_tokens,score\n"
+                     "a,g1,0,100,10,1\nb,g1,0,100,30,0\n")
+    spec = tmp_path / "w.yaml"
+    spec.write_text(f"name: t\nmodel: Qwen3-0.6B\nrequests: {{kind: trace, path: {trace}}}\n")
+    run = tmp_path / "run.json"
+    assert main(["run", str(spec), "--hw", str(HARDWARE / "h100.yaml"), "--json", str(run)]) == 0
+    words = "mean 0.5 over 2 requests, best per task 1 over 1 tasks"
+    assert words in capsys.readouterr().out
+    page = tmp_path / "report.html"
+    assert main(["report", str(run), "-o", str(page)]) == 0
+    assert words in page.read_text()

@@ -97,6 +97,11 @@ LATER_SHAPE: dict[str, Any] = {
                                  "kv_peak_bytes": NUMBER} for role in ("prefill", "decode")},
                        "transfers": WHOLE, "kv_transferred_bytes": NUMBER, "transfer_s": _PERCENTILES,
                        "decode_queue_s": _PERCENTILES, "transfer_stall_s": _PERCENTILES},
+    # present only in runs whose trace has scores (and that keep the request table)
+    "scores": {"requests": WHOLE, "tasks": WHOLE, "mean": NUMBER, "task_best_mean": NUMBER,
+               "gpu_s_per_request": NUMBER, "gpu_s_per_task": NUMBER,
+               "solved": {"tasks": WHOLE, "gpu_s_per_task": OPTIONAL},
+               "unsolved": {"tasks": WHOLE, "gpu_s_per_task": OPTIONAL}},
 }
 LATER_SECTIONS = tuple(LATER_SHAPE)
 

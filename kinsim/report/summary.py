@@ -82,6 +82,9 @@ def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, s
         rows.insert(-2, ("KV handoff", f"{split['transfers']:,} transfers, "
                                        f"{fq('bytes', split['kv_transferred_bytes'])}, transfer p50 {_ms(moved)}, "
                                        f"wait for a decode seat p50 {_ms(queue)}"))
+    scores = s.get("scores")  # present only when the trace has scores
+    if scores:
+        rows.insert(-2, ("scores", _score_words(scores)))
     for reason, count in req["unfinished_reasons"].items():
         rows.append(("unfinished", f"{count} x {reason}"))
     return rows
@@ -109,3 +112,15 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     rows = summary_rows(s)
     width = max(len(label) for label, _ in rows)
     return [f"{label:<{width}}  {value}" for label, value in rows]
+
+
+def _score_words(scores: dict) -> str:
+    """The ``scores`` section in words: mean and best-of-task scores, and GPU-seconds per task."""
+    def per_task(part: dict) -> str:
+        value = part["gpu_s_per_task"]
+        return "-" if value is None else f"{value:.3g}"
+
+    return (f"mean {scores['mean']:.3g} over {scores['requests']:,} requests, best per task "
+            f"{scores['task_best_mean']:.3g} over {scores['tasks']:,} tasks; GPU-s per task "
+            f"{scores['gpu_s_per_task']:.3g} (solved "
+            f"{per_task(scores['solved'])}, unsolved {per_task(scores['unsolved'])})")
