@@ -7,9 +7,10 @@ pricing and block counting). :class:`DecodeBatch` keeps the counters the loop to
 instead, in FCFS order (earlier arrival, then generation order: the order the scheduler always used), so
 applying a segment, counting its blocks and pricing it are a few vector operations whatever the batch.
 
-**Ownership.** While a sequence is in the batch its ``kv_tokens``, ``generated`` and ``private_blocks``
-(and ``verify_steps``) live here and the object's fields are stale; :meth:`DecodeBatch.remove` writes them
-back. Everything else about a sequence (its request, group, timestamps, state) stays on the object.
+**Ownership.** While a sequence is in the batch its ``kv_tokens``, ``generated``, ``private_blocks``,
+``verify_steps`` and ``gpu_s`` (a float column of its own) live here and the object's fields are stale;
+:meth:`DecodeBatch.remove` writes them back. Everything else about a sequence (its request, group,
+timestamps, state) stays on the object.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class DecodeBatch:
         self.seqs: list[Sequence] = []
         self._keys: list[tuple[float, int]] = []
         self._data = np.zeros((len(COLUMNS), max(capacity, 1)), dtype=np.int64)
+        self._gpu_s = np.zeros(max(capacity, 1))
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -56,6 +58,11 @@ class DecodeBatch:
     verify_steps = _column(6, "Speculative verify steps each sequence has done (0 without speculation).")
     tau_q = _column(7, "Each sequence's expected tokens per verify step x 2**20 (0 without speculation).")
 
+    @property
+    def gpu_s(self) -> np.ndarray:
+        """Each sequence's GPU-seconds so far (float64; :mod:`kinsim.engine.attribution`)."""
+        return self._gpu_s[:len(self.seqs)]
+
     def add(self, seq: Sequence) -> None:
         """Take ``seq`` (its counters as they are on the object) at its FCFS place."""
         n = len(self.seqs)
@@ -63,11 +70,14 @@ class DecodeBatch:
             grown = np.zeros((len(COLUMNS), 2 * n), dtype=np.int64)
             grown[:, :n] = self._data
             self._data = grown
+            self._gpu_s = np.concatenate((self._gpu_s, np.zeros(n)))
         key = seq.key
         at = bisect.bisect_right(self._keys, key)
         data = self._data
         if at < n:
             data[:, at + 1:n + 1] = data[:, at:n]
+            self._gpu_s[at + 1:n + 1] = self._gpu_s[at:n]
+        self._gpu_s[at] = seq.gpu_s
         data[:, at] = (seq.kv_tokens, seq.generated, seq.private_blocks, seq.group.shared_tokens, seq.group.index,
                        seq.request.output_tokens, seq.verify_steps, seq.tau_q)
         self.seqs.insert(at, seq)
@@ -86,6 +96,7 @@ class DecodeBatch:
         seq.generated = int(self._data[1, at])
         seq.private_blocks = int(self._data[2, at])
         seq.verify_steps = int(self._data[6, at])
+        seq.gpu_s = float(self._gpu_s[at])
         return seq
 
     def remove(self, seq: Sequence) -> None:
@@ -96,6 +107,7 @@ class DecodeBatch:
         self._write_back(at)
         n = len(self.seqs)
         self._data[:, at:n - 1] = self._data[:, at + 1:n]
+        self._gpu_s[at:n - 1] = self._gpu_s[at + 1:n]
         del self.seqs[at], self._keys[at]
 
     def remove_where(self, mask: np.ndarray) -> list[Sequence]:
@@ -109,6 +121,7 @@ class DecodeBatch:
         n = len(self.seqs)
         m = n - len(gone)
         self._data[:, :m] = self._data[:, :n][:, keep]
+        self._gpu_s[:m] = self._gpu_s[:n][keep]
         self.seqs = [s for s, k in zip(self.seqs, keep.tolist()) if k]
         self._keys = [s.key for s in self.seqs]
         return removed

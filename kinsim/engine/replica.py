@@ -37,15 +37,17 @@ import numpy as np
 import simpy
 
 from kinsim.engine.attribution import attended_tokens, decode_shares, step_shares
-from kinsim.engine.clock import to_seconds, to_ticks
+from kinsim.engine.clock import TICKS_PER_S, to_seconds, to_ticks
 from kinsim.engine.fluid import Flow, FluidNetwork
-from kinsim.engine.pricer import StepFigures, StepPricer
+from kinsim.engine.pricer import ROWS, StepFigures, StepPricer
 from kinsim.engine.records import OpRecord
 from kinsim.engine.scheduler import Plan, Scheduler
 from kinsim.engine.sequence import Sequence
 from kinsim.ops.attention import token_cap
 from kinsim.ops.lower import StepBatch, lower_step
 from kinsim.ops.op import OP_CLASSES
+
+_ATTENTION_ROW = ROWS.index("attention_s")
 
 #: Most steps priced in one segment (bounds the memory of the per-step arrays).
 MAX_SEGMENT_STEPS = 2048
@@ -240,16 +242,17 @@ class Replica:
 
     def _attribute(self, run: _InFlight, steps: int, busy_s: float) -> None:
         """Add each sequence's share of the segment's ``busy_s`` seconds on the replica's GPUs to its
-        ``gpu_s`` (:mod:`kinsim.engine.attribution`)."""
+        ``gpu_s`` (:mod:`kinsim.engine.attribution`): the decode batch's in its float column, a prefill
+        chunk's to the sequences waiting on it."""
         plan, figures = run.plan, run.figures
-        kind, seqs, context, *rest = plan.owed
-        step_s = to_seconds(run.durations[:steps])
+        kind, context, *rest = plan.owed
+        step_s = run.durations[:steps] / TICKS_PER_S
         clock_s = float(step_s.sum())
         if clock_s <= 0.0:
             return
         gpu_s = len(self.gpus) * busy_s / clock_s  # GPU-seconds per second of the steps' durations
-        time_s, attention_s = figures.time_s[:steps], figures.class_s("attention")[:steps]
-        chunk_shares = ()
+        matrix = figures.matrix
+        time_s, attention_s = matrix[0, :steps], matrix[_ATTENTION_ROW, :steps]
         if kind == "decode":
             shares = decode_shares(time_s, attention_s, step_s, context, self._cap, figures.attended[:steps])
         elif kind == "step" or (kind == "speculative" and rest[0]):  # one step, prefill chunks in it
@@ -259,15 +262,15 @@ class Replica:
                 float(time_s[0]), float(attention_s[0]), attended_tokens(ctx, self._cap), tokens,
                 np.array([c.cached + c.tokens for c in chunks], dtype=float),
                 np.array([c.tokens for c in chunks], dtype=float))
-            shares, chunk_shares = shares * clock_s, chunk_shares * clock_s
+            shares = shares * clock_s
+            for (lead, _take), share in zip(plan.chunks, (chunk_shares * (clock_s * gpu_s)).tolist()):
+                party = (lead, *lead.followers)
+                for seq in party:
+                    seq.gpu_s += share / len(party)
         else:  # speculative decode steps: context is the (steps, n) matrix
             shares = self._speculative_shares(time_s, attention_s, step_s, context[:steps])
-        for seq, share in zip(seqs, (shares * gpu_s).tolist()):
-            seq.gpu_s += share
-        for (lead, _take), share in zip(plan.chunks, (np.asarray(chunk_shares) * gpu_s).tolist()):
-            party = (lead, *lead.followers)
-            for seq in party:
-                seq.gpu_s += share / len(party)
+        if len(shares):
+            self.scheduler.batch.gpu_s[:] += shares * gpu_s
 
     def _speculative_shares(self, time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarray,
                             context: np.ndarray) -> np.ndarray:
@@ -306,13 +309,13 @@ class Replica:
                              shared_prefix=shared, group_index=groups)
             occupied = np.array([scheduler.used_blocks + scheduler.decode_need()])
             if self.attribute:
-                plan.owed = ("step", list(batch.seqs), context, chunks, 1.0)
+                plan.owed = ("step", context, chunks, 1.0)
             return self.pricer.step(step), occupied, lambda k: step
         longest = MAX_SEGMENT_STEPS if self.segments_allowed else 1
         segment = scheduler.decode_segment(longest, admission_pending=plan.admission_skipped)
         figures = self.pricer.decode_run(context, segment.steps, shared, groups)
         if self.attribute:
-            plan.owed = ("decode", list(batch.seqs), context)
+            plan.owed = ("decode", context)
         return (figures, segment.occupied_blocks,
                 lambda k: StepBatch(decode_context=(context + k).astype(float), shared_prefix=shared,
                                     group_index=groups))
@@ -336,7 +339,7 @@ class Replica:
         plan.advanced = advanced[1:].sum(axis=1)
         figures = self.pricer.speculative.price(context, chunks, shared, groups)
         if self.attribute:
-            plan.owed = ("speculative", list(batch.seqs), context, chunks, self.pricer.speculative.k + 1.0)
+            plan.owed = ("speculative", context, chunks, self.pricer.speculative.k + 1.0)
         return figures, occupied, lambda k: StepBatch(decode_context=context[k].astype(float), prefill=chunks,
                                                       shared_prefix=shared, group_index=groups)
 
