@@ -116,7 +116,8 @@ def frontier_rows(samples: ScoredSamples, intensity: float = PAPER_INTENSITY,
                 rows.append({**base, "strategy": "majority", "n": n, "budget": None, "accuracy": accuracy, **cost,
                              "task": index})
         rows += _long_cot_rows(samples, model, attention, problems, base, intensity, task_index)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("deployment",) and not
+                                        c.endswith(SIMULATED_UNITS)])
     for unit in SIMULATED_UNITS:
         frame[f"cost_{unit}"] = np.nan
     frame["deployment"] = None
