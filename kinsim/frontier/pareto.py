@@ -31,7 +31,9 @@ Definitions (``unit`` is one cost column: ``flops``, ``eflops``, ``gpu_s``, ``jo
 * **Plan against optimum**: following the frontier of one unit (the FLOPs-optimal choice at each
   accuracy), judged in another, more faithful unit (eFLOPs, or simulated seconds): the judged cost of the
   plan's choice (interpolated with the same weights in log cost) over the judged unit's own frontier
-  cost, at equal accuracy. 1 means the plan loses nothing; 2 means it pays twice what it must.
+  cost, at equal accuracy. 1 means the plan loses nothing; 2 means it pays twice what it must. Between
+  frontier points both sides are interpolations, so a ratio may dip below 1 where the plan's neighbouring
+  choices straddle a bend of the judged frontier.
 """
 
 from __future__ import annotations
