@@ -186,7 +186,7 @@ BAD = {
                                                    "dense, problem p1 (line 1)"),
     "prompt differs": ([_row(), _row(sample=1, prompt=11)], "line 2.prompt_tokens: differs from the problem's "
                                                             "prompt_tokens 10 (line 1)"),
-    "answer both right and wrong": ([_row(answer="7"), _row(sample=1, answer="7", correct=0)],
+    "answer both right and wrong": ([_row(answer="7"), _row(sample=1, answer=" 7 ", correct=0)],  # spaces dropped
                                     "line 2.correct: answer '7' to problem p1 is marked correct=0 here and "
                                     "correct=1 on line 1"),
     "answer a float": ([_row(answer=7.5)], "line 1.answer: expected a string"),

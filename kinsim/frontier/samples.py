@@ -207,11 +207,12 @@ def _correct(value: Any, where: str, file: str) -> int:
 
 
 def _answer(value: Any, where: str, file: str) -> str | None:
-    """The extracted answer as a string; None for no answer (null, an empty string)."""
+    """The extracted answer as a string without surrounding spaces; None for no answer (null, an empty or
+    blank string)."""
     if value is None:
         return None
     if isinstance(value, str):
-        return value if value.strip() else None
+        return value.strip() or None  # as a CSV cell reads: " 7" and "7" are one answer
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise SpecError("expected a string (the extracted final answer) or a whole number", path=where, value=value,
