@@ -157,7 +157,8 @@ def _simulate(frame, tasks, args: argparse.Namespace):
                         path="--hw", value=args.hw, hint="leave out --hw for FLOPs and eFLOPs only") from None
     progress = Progress("simulations", enabled=not (args.quiet or args.no_progress))
     try:
-        costs = simulate_costs([SimTask(t.model, t.attention, t.prompts, t.outputs) for t in tasks], args.hw,
+        tasks = [SimTask(model=t.model, attention=t.attention, prompts=t.prompts, outputs=t.outputs) for t in tasks]
+        costs = simulate_costs(tasks, args.hw,
                                workload=args.workload, workers=args.workers, dask=args.dask, store=args.store,
                                progress=progress.update)
     finally:
