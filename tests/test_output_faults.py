@@ -80,6 +80,8 @@ COMMANDS = {
     "calibrate-validate": Command(("calibrate", "validate", "{in}/measured", "--hw", H100), (
         Output("--csv", "validation.csv"), Output("--plot", "validation.pdf"))),
     "info": Command(("info", "{in}/mooncake.jsonl"), (Output("--plot", "trace.png"),)),
+    "frontier": Command(("frontier", "{in}/samples.jsonl", "--cost", "eflops"), (
+        Output("--csv", "frontier.csv"), Output("--json", "frontier.json"), Output("--plot", "frontier.png"))),
 }
 
 CASES = [pytest.param(name, output, id=f"{name}{output.flag}") for name, command in COMMANDS.items()
@@ -89,7 +91,7 @@ CASES = [pytest.param(name, output, id=f"{name}{output.flag}") for name, command
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     """Every input the commands read, made once: two small runs, a one-point sweep, a one-case suite with its
-    baseline, synthetic measurements, fake aiconfigurator tables, a Mooncake trace."""
+    baseline, synthetic measurements, fake aiconfigurator tables, a Mooncake trace, a scored-sample file."""
     from .test_calibration import write_measurements
     from .test_trace_formats import FILES
 
@@ -110,6 +112,9 @@ def inputs(tmp_path_factory) -> Path:
 
         write_tables(folder / "aic")
     (folder / "mooncake.jsonl").write_text(FILES["mooncake.jsonl"], encoding="utf-8")
+    (folder / "samples.jsonl").write_text("".join(
+        json.dumps({"model": "Qwen3-0.6B", "attention": "dense", "problem": 1, "sample": s, "prompt_tokens": 10,
+                    "output_tokens": 100, "correct": s}) + "\n" for s in (0, 1)), encoding="utf-8")
     return folder
 
 

@@ -15,11 +15,11 @@ import traceback
 from collections.abc import Sequence
 
 from kinsim import __version__
-from kinsim.cli import calibrate, compare, info, op, regress, report, run, samples, sweep, validate
+from kinsim.cli import calibrate, compare, frontier, info, op, regress, report, run, samples, sweep, validate
 from kinsim.cli.helptext import plain_help
 from kinsim.errors import KinsimError
 
-COMMANDS = (run, compare, report, sweep, regress, validate, info, op, calibrate, samples)
+COMMANDS = (run, compare, report, sweep, frontier, samples, regress, validate, info, op, calibrate)
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
 #: Exit codes of a process ended by a signal, as a shell reports them (128 + the signal's number).
