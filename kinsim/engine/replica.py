@@ -238,7 +238,11 @@ class Replica:
         if self.op_window is not None:
             self._record_ops(run.batch_of, run.ends, run.start, steps)
         self.scheduler.apply(run.plan, steps, to_seconds(env.now))
-        self._ask_decision()
+        if env.peek() > env.now:  # nothing else happens at this instant: decide now (one SimPy event less)
+            self._idle = False
+            self._on_decide()
+        else:  # after the other events of this instant (arrivals, other replicas' ends)
+            self._ask_decision()
 
     def _attribute(self, run: _InFlight, steps: int, busy_s: float) -> None:
         """Add each sequence's share of the segment's ``busy_s`` seconds on the replica's GPUs to its
