@@ -179,3 +179,39 @@ def test_a_template_key_that_is_not_a_workload_key_is_refused(tmp_path: Path):
     template = write_workload(tmp_path / "t.yaml", "deploymnet: {tensor_parallel: 2}\n")
     with pytest.raises(SpecError, match="deploymnet: not a key of a workload file"):
         simulate_costs([tiny_task()], H100, workload=template)
+
+
+def test_each_request_generates_its_samples_tokens_and_arrivals_are_at_zero_unless_the_template_says(
+        tmp_path: Path):
+    from kinsim.workload import AllAtOnce, PoissonArrivals, workload_requests
+
+    task = tiny_task(samples=2, output=40, problems=3)  # prompts 64, 65, 66; outputs 40 and 41 each
+    (spec,) = frontier.task_workloads([task], load_hardware(H100), None)
+    requests = workload_requests(spec)
+    assert [(r.group_id, r.prompt_tokens, r.output_tokens, r.arrival_s) for r in requests] == [
+        ("p0", 64, 40, 0.0), ("p0", 64, 41, 0.0), ("p1", 65, 40, 0.0), ("p1", 65, 41, 0.0),
+        ("p2", 66, 40, 0.0), ("p2", 66, 41, 0.0)]
+    assert isinstance(spec.requests.arrival, AllAtOnce)
+    template = write_workload(tmp_path / "t.yaml", "requests: {arrival: {process: poisson, rate: 2 /s}}\nseed: 3\n")
+    (spec,) = frontier.task_workloads([task], load_hardware(H100), frontier.read_template(template))
+    assert spec.requests.arrival == PoissonArrivals(rate=2.0) and spec.seed == 3
+    arrivals = [r.arrival_s for r in workload_requests(spec)]
+    assert arrivals[0] == arrivals[1] > 0 and arrivals[2] == arrivals[3] > arrivals[1]  # a problem's samples together
+    assert [r.output_tokens for r in workload_requests(spec)] == [40, 41] * 3
+
+
+def test_a_dask_cluster_gives_the_numbers_of_local_workers():
+    distributed = pytest.importorskip("distributed", reason="needs the distributed extra")
+    tasks = [tiny_task(n, output=30, problems=2) for n in (1, 2)]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                                  processes=True) as cluster:
+        remote = simulate_costs(tasks, H100, dask=cluster.scheduler_address)
+    assert remote == simulate_costs(tasks, H100)
+
+
+def test_a_model_yaml_file_is_a_models_keys(tmp_path: Path):
+    """A model file holds what ``model:`` takes: here the 0.6B preset with an fp8 KV cache, whose KV per
+    token is half the bf16 one's (28 x 8 x 128 x 2 x 1 B = 57,344 B)."""
+    model = write_workload(tmp_path / "small.yaml", f"preset: {TINY}\nkv_dtype: fp8\n")
+    (spec,) = frontier.task_workloads([SimTask(str(model), DENSE, (64,), ((10,),))], load_hardware(H100), None)
+    assert spec.model.name == TINY and spec.model.kv_bytes_per_token == 57344
