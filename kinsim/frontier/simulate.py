@@ -300,9 +300,9 @@ def task_cost(task: SimTask, workload: WorkloadSpec, stored: dict[str, Any] | No
     if requests["unfinished"]:
         reason, count = next(iter(requests["unfinished_reasons"].items()), ("", 0))
         raise _in_task(SpecError(f"{requests['unfinished']} of {requests['total']} requests did not finish on "
-                                 f"{deployment_words(workload)} of {metrics['hardware']} ({count} because it "
-                                 f"{reason})", hint="give a workload template (--workload) whose deployment "
-                                                    "holds them (more tensor_parallel, fp8 KV)"), task)
+                                 f"{deployment_words(workload)} of {metrics['hardware']} ({count}: {reason})",
+                                 hint="give a workload template (--workload) whose deployment holds them (more "
+                                      "tensor_parallel, fp8 KV)"), task)
     problems = len(task.prompts)
     energy, price = metrics.get("energy_j"), metrics.get("cost_usd")
     return SimCost(gpu_s=busy_gpu_seconds(metrics, workload) / problems,
