@@ -6,6 +6,8 @@ setting and test-time strategy the accuracy against the cost per task, and the P
 * :mod:`~kinsim.frontier.flops` the FLOPs and Kinetics eFLOPs of a task for its real sample lengths;
 * :mod:`~kinsim.frontier.table` one row per (model, attention, strategy, N or budget), and the simulations
   those rows describe;
+* :mod:`~kinsim.frontier.simulate` the simulated GPU-seconds, joules and dollars of those workloads (cached
+  in the sweep store, on local workers or a Dask cluster);
 * :mod:`~kinsim.frontier.pareto` the frontiers, the size threshold and the iso-accuracy cost ratios;
 * :mod:`~kinsim.frontier.plot` accuracy against cost;
 * :mod:`~kinsim.frontier.importers` turns scored generations written by other tools (the Kinetics paper's

@@ -3,6 +3,7 @@ worker processes or a Dask cluster, and storing every result (or failure, with i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
@@ -10,11 +11,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kinsim.errors import KinsimError, SpecError
 from kinsim.sweep.spec import Sweep
 from kinsim.sweep.store import ResultStore, content_key
+
+if TYPE_CHECKING:
+    from kinsim.hardware.spec import HardwareSpec
+    from kinsim.workload.spec import WorkloadSpec
 
 #: Summary sections not stored among a point's metrics: plot series (large), inputs and wall time (stored in
 #: columns of their own).
@@ -54,9 +59,11 @@ def resolve(sweep: Sweep) -> list[Point]:
     return points
 
 
-def simulate_point(workload: str, hardware: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Simulate one point (in a worker): ``{"status", "reason", "metrics", "wall_time_s"}``. Bad input is a
-    failed point, not an exception."""
+def simulate_point(workload: WorkloadSpec | str, hardware: HardwareSpec | str,
+                   overrides: dict[str, Any]) -> dict[str, Any]:
+    """Simulate one point (in a worker) from file paths, or from resolved specs (a frontier's workloads are
+    built in memory): ``{"status", "reason", "metrics", "wall_time_s"}``. Bad input is a failed point, not an
+    exception."""
     from kinsim.runner import simulate
 
     started = time.perf_counter()
@@ -87,24 +94,47 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
               progress: Callable[[int, int], None] | None = None, points: list[Point] | None = None) -> SweepReport:
     """Run the points of ``sweep`` not yet in ``store``: ``workers`` local processes, or the Dask cluster at
     ``scheduler`` (``tcp://host:port``). ``points``: ``resolve(sweep)``, when the caller already has it.
-
-    Each point is claimed in ``store`` just before it is submitted, so that sweeps sharing one results file
-    share the work: a point another live sweep has claimed is left to it, and this sweep waits for its result
-    (or takes it over if that sweep dies) before returning. Points finished elsewhere count as skipped."""
+    See :func:`run_points`."""
     started = time.perf_counter()
-    if scheduler:  # before any work: a missing extra is bad input, not a crash halfway
+    check_scheduler(scheduler)  # before any work: a missing extra is bad input, not a crash halfway
+    points = resolve(sweep) if points is None else points
+
+    def arguments(point: Point) -> tuple[str, str, dict[str, Any]]:
+        return str(sweep.workload), str(sweep.hardware), point.overrides
+
+    report = run_points(points, store, sweep.name, simulate_point, arguments, workers, scheduler, progress)
+    return dataclasses.replace(report, wall_s=time.perf_counter() - started)
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """A :class:`SpecError` naming ``--scheduler`` when a Dask cluster is asked for without Dask installed."""
+    if scheduler:
         try:
             import distributed  # noqa: F401
         except ImportError:
             raise SpecError("needs Dask's distributed package to reach a cluster", path="--scheduler",
                             value=scheduler, hint='pip install "kinsim[distributed]"') from None
-    points = resolve(sweep) if points is None else points
+
+
+def run_points(points: list[Point], store: ResultStore, name: str, task: Callable[..., dict[str, Any]],
+               arguments: Callable[[Point], tuple], workers: int = 1, scheduler: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> SweepReport:
+    """Run the ``points`` not yet in ``store`` (recorded under the sweep name ``name``): each is
+    ``task(*arguments(point))`` (a module-level function, so that it reaches worker processes; it returns
+    :func:`simulate_point`'s dict), on ``workers`` local processes or the Dask cluster at ``scheduler``.
+    ``progress(done, total)`` counts the points simulated (or finished elsewhere) out of those pending.
+
+    Each point is claimed in ``store`` just before it is submitted, so that sweeps sharing one results file
+    share the work: a point another live sweep has claimed is left to it, and this sweep waits for its result
+    (or takes it over if that sweep dies) before returning. Points finished elsewhere count as skipped."""
+    started = time.perf_counter()
+    check_scheduler(scheduler)
     pending, skipped, failed = [], 0, 0
     for point in points:
         if store.done(point.key):
             skipped += 1
         elif point.error:
-            store.put(point.key, sweep.name, point.values, "failed", point.error, point.inputs, {}, 0.0)
+            store.put(point.key, name, point.values, "failed", point.error, point.inputs, {}, 0.0)
             failed += 1
         else:
             pending.append(point)
@@ -112,7 +142,7 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
 
     def record(point: Point, result: dict[str, Any]) -> None:
         nonlocal done, ran, failed
-        store.put(point.key, sweep.name, point.values, result["status"], result["reason"], point.inputs,
+        store.put(point.key, name, point.values, result["status"], result["reason"], point.inputs,
                   result["metrics"], result["wall_time_s"])
         failed += result["status"] == "failed"
         done += 1
@@ -121,7 +151,7 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
             progress(done, len(pending))
 
     queue, waiting = deque(pending), []
-    with _executor(sweep, workers if len(pending) > 1 else 1, scheduler) as (submit, wait_first, capacity):
+    with _executor(task, arguments, workers if len(pending) > 1 else 1, scheduler) as (submit, wait_first, capacity):
         in_flight: dict[Any, Point] = {}
         try:
             while queue or in_flight or waiting:
@@ -152,13 +182,11 @@ def run_sweep(sweep: Sweep, store: ResultStore, workers: int = 1, scheduler: str
 
 
 @contextmanager
-def _executor(sweep: Sweep, workers: int, scheduler: str | None):
+def _executor(task: Callable[..., dict[str, Any]], arguments: Callable[[Point], tuple], workers: int,
+              scheduler: str | None):
     """``(submit, wait_first, capacity)`` for running points: in this process, on local workers or on a Dask
-    cluster. ``submit(point)`` gives a future of :func:`simulate_point`'s result; ``wait_first(futures)``
-    the futures among them that are done, once at least one is."""
-    def arguments(point: Point) -> tuple[str, str, dict[str, Any]]:
-        return str(sweep.workload), str(sweep.hardware), point.overrides
-
+    cluster. ``submit(point)`` gives a future of ``task(*arguments(point))``; ``wait_first(futures)`` the
+    futures among them that are done, once at least one is."""
     if scheduler:
         from distributed import Client
         from distributed import wait as dask_wait
@@ -168,13 +196,13 @@ def _executor(sweep: Sweep, workers: int, scheduler: str | None):
         except OSError as error:
             raise SpecError(f"cannot reach the Dask scheduler ({error})", path="--scheduler", value=scheduler) from None
         with client:
-            yield (lambda point: client.submit(simulate_point, *arguments(point), pure=False),
+            yield (lambda point: client.submit(task, *arguments(point), pure=False),
                    lambda futures: dask_wait(futures, return_when="FIRST_COMPLETED").done,
                    1 << 30)
     elif workers <= 1:
         def run_here(point: Point) -> Future:
             future: Future = Future()
-            future.set_result(simulate_point(*arguments(point)))
+            future.set_result(task(*arguments(point)))
             return future
 
         yield run_here, lambda futures: futures[:1], 1
@@ -182,7 +210,7 @@ def _executor(sweep: Sweep, workers: int, scheduler: str | None):
         from kinsim.sweep.workers import local_pool
 
         with local_pool(workers) as pool:
-            yield (lambda point: pool.submit(simulate_point, *arguments(point)),
+            yield (lambda point: pool.submit(task, *arguments(point)),
                    lambda futures: wait(futures, return_when=FIRST_COMPLETED).done,
                    workers)
 
