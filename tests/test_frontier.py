@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kinsim import load_hardware
 from kinsim.cli import main
 from kinsim.cost.kinetics import kinetics_block_topk_cost, kinetics_dense_cost
 from kinsim.errors import SpecError
@@ -486,5 +487,34 @@ def test_command_simulated_costs_reach_the_rows(tmp_path, capsys, monkeypatch):
     # N = 2: samples of 1000 and 2000 tokens per problem: 3000 GPU-s per task, 2.1 MJ; no price
     assert (table["cost_gpu_s"] == 3000.0).all() and (table["cost_joules"] == 2.1e6).all()
     assert table["cost_usd"].isna().all() and (table["deployment"] == "tp1").all()
+    # the Kinetics model's seconds on the H100: FLOPs at its bf16 peak, bytes = (eFLOPs - FLOPs) / 562.5 at its
+    # HBM bandwidth; the simulated GPU-seconds over them
+    h100 = load_hardware(hw)
+    kinetics_s = (table["cost_flops"] / h100.peak("bf16")
+                  + (table["cost_eflops"] - table["cost_flops"]) / 562.5 / h100.gpu.memory.bandwidth)
+    assert np.allclose(table["kinetics_s"], kinetics_s, rtol=1e-12)
+    assert np.allclose(table["gpu_s_over_kinetics_s"], 3000.0 / kinetics_s, rtol=1e-12)
+    assert "simulated GPU-s on h100 / the Kinetics model's seconds there" in printed
     assert main(["frontier", str(samples), "--hw", hw, "--cost", "usd"]) == 2
     assert "--cost: no row has a cost in usd: the hardware file gives no price" in capsys.readouterr().err
+
+
+def test_command_simulates_on_the_engine_and_reuses_the_results_file(tmp_path, capsys):
+    """End to end with kinsim's engine: one model, dense, two problems of two samples (N = 1, 2)."""
+    rows = [_row(model="Qwen3-0.6B", problem=p, sample=k, output=40 + 10 * k, correct=int(k == 0 or p == "b"))
+            for p in ("a", "b") for k in range(2)]
+    samples = _write(tmp_path / "s.jsonl", rows)
+    out = tmp_path / "f.json"
+    hw = str(HARDWARE / "h100.yaml")
+    assert main(["frontier", str(samples), "--hw", hw, "--json", str(out), "--workers", "1", "--no-progress"]) == 0
+    document = json.loads(out.read_text())
+    bon = [r for r in document["rows"] if r["strategy"] == "best_of_n"]
+    assert [r["n"] for r in bon] == [1, 2] and all(r["cost_gpu_s"] > 0 for r in bon)
+    assert bon[1]["cost_gpu_s"] > bon[0]["cost_gpu_s"]  # two samples per problem cost more than one
+    assert document["findings"]["best_of_n"]["gpu_s_over_kinetics_s"]["median"] > 0
+    db = tmp_path / "s.frontier.sqlite"  # the default results file, beside the samples
+    assert db.exists()
+    capsys.readouterr()
+    assert main(["frontier", str(samples), "--hw", hw, "--json", str(out), "--workers", "1"]) == 0
+    assert "simulations" not in capsys.readouterr().err  # nothing left to simulate: no progress to show
+    assert json.loads(out.read_text())["rows"] == document["rows"]

@@ -5,9 +5,9 @@ SAMPLES holds one row per generated sample (``.jsonl``, ``.csv`` or ``.parquet``
 Costs per task are counted from the samples' lengths: FLOPs and Kinetics eFLOPs (FLOPs + I x bytes, I from
 ``--intensity``, 562.5 by default: B200's dense fp8 peak over its HBM bandwidth, the paper's value). With
 ``--hw`` each row's workload is also simulated on that hardware by kinsim's engine (one simulation per
-model, attention setting and N or budget; stored in ``--store`` and reused), which gives GPU-seconds,
-joules and dollars per task. ``--cost`` picks the unit of the frontier: ``gpu_s`` by default with ``--hw``,
-``eflops`` without.
+model, attention setting and N or budget; stored in the results file ``--db`` and reused, as sweeps are),
+which gives GPU-seconds, joules and dollars per task. ``--cost`` picks the unit of the frontier: ``gpu_s``
+by default with ``--hw``, ``eflops`` without.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ SIMULATED = ("gpu_s", "joules", "usd")
 #: Columns of --csv (and the rows of --json), in order.
 EXPORT_COLUMNS = ("model", "attention", "strategy", "n", "budget", "accuracy", "cost_flops", "cost_eflops",
                   "cost_gpu_s", "cost_joules", "cost_usd", "on_frontier_model", "on_frontier_global", "problems",
-                  "params", "policy", "deployment")
+                  "params", "policy", "deployment", "kinetics_s", "gpu_s_over_kinetics_s")
 _UNIT_WORDS = {"flops": "FLOPs", "eflops": "eFLOPs", "gpu_s": "GPU-s", "joules": "J", "usd": "$"}
 
 
@@ -55,10 +55,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--plot", metavar="PATH", default=None, help="plot accuracy against cost (PNG, SVG, PDF)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="local worker processes for the simulations (default: the number of cores)")
-    parser.add_argument("--dask", metavar="ADDRESS", default=None,
-                        help="run the simulations on this Dask cluster (tcp://HOST:PORT; needs kinsim[distributed])")
-    parser.add_argument("--store", metavar="DIR", default=None,
-                        help="folder of stored simulations, reused by later calls")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                        help="run the simulations on this Dask cluster (needs kinsim[distributed])")
+    parser.add_argument("--db", metavar="PATH", default=None,
+                        help="results file of the simulations, reused by later calls (default: "
+                             "SAMPLES_STEM.frontier.sqlite beside SAMPLES)")
     parser.add_argument("--quiet", action="store_true", help="print only the findings")
     parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     parser.set_defaults(run=run)
@@ -122,10 +123,11 @@ def analyse(args: argparse.Namespace, unit: str, intensity: float, ns: list[int]
     from kinsim.frontier.samples import load_samples
     from kinsim.frontier.table import frontier_rows
 
+    hardware = None
     if args.hw is not None:
         from kinsim.hardware import load_hardware
 
-        load_hardware(args.hw)  # a broken hardware file is refused before any work
+        hardware = load_hardware(args.hw)  # a broken hardware file is refused before any work
     samples = load_samples(args.samples, args.attention)
     frame, tasks = frontier_rows(samples, intensity, ns)
     if frame.empty:
@@ -133,14 +135,37 @@ def analyse(args: argparse.Namespace, unit: str, intensity: float, ns: list[int]
                         value=args.n)
     if args.hw is not None:
         frame = _simulate(frame, tasks, args)
+    frame = _kinetics_time(frame, intensity, hardware)
     column = f"cost_{unit}"
     if not frame[column].notna().any():
         raise SpecError(f"no row has a cost in {unit}: the hardware file gives no "
                         f"{'power' if unit == 'joules' else 'price'}", path="--cost", value=unit, file=args.hw)
     frame = mark_frontiers(frame, unit)
     units = [u for u in UNITS if frame[f"cost_{u}"].notna().any()]
+    found = findings(frame, unit, units)
+    if hardware is not None:
+        for strategy, entry in found.items():
+            ratio = frame.loc[frame["strategy"] == strategy, "gpu_s_over_kinetics_s"].dropna()
+            entry["gpu_s_over_kinetics_s"] = ({"median": float(ratio.median()), "min": float(ratio.min()),
+                                               "max": float(ratio.max())} if len(ratio) else None)
     return {"samples": samples, "frame": frame, "unit": unit, "units": units, "intensity": intensity,
-            "hardware": args.hw, "findings": findings(frame, unit, units)}
+            "hardware": args.hw, "hardware_name": None if hardware is None else hardware.name, "findings": found}
+
+
+def _kinetics_time(frame, intensity: float, hardware):
+    """``frame`` with ``kinetics_s``, the Kinetics cost model's seconds per task on ``hardware`` (its FLOPs at
+    the bf16 peak plus its bytes, ``(eFLOPs - FLOPs) / I``, at the HBM bandwidth: the paper's additive time
+    on that GPU), and ``gpu_s_over_kinetics_s``, the simulated GPU-seconds over it; NaN without hardware."""
+    import numpy as np
+
+    frame = frame.copy()
+    if hardware is None:
+        frame["kinetics_s"] = frame["gpu_s_over_kinetics_s"] = np.nan
+        return frame
+    flops, eflops = frame["cost_flops"], frame["cost_eflops"]
+    frame["kinetics_s"] = flops / hardware.peak("bf16") + (eflops - flops) / intensity / hardware.gpu.memory.bandwidth
+    frame["gpu_s_over_kinetics_s"] = frame["cost_gpu_s"] / frame["kinetics_s"]
+    return frame
 
 
 def _simulate(frame, tasks, args: argparse.Namespace):
@@ -159,11 +184,17 @@ def _simulate(frame, tasks, args: argparse.Namespace):
     try:
         tasks = [SimTask(model=t.model, attention=t.attention, prompts=t.prompts, outputs=t.outputs) for t in tasks]
         costs = simulate_costs(tasks, args.hw,
-                               workload=args.workload, workers=args.workers, dask=args.dask, store=args.store,
-                               progress=progress.update)
+                               workload=args.workload, workers=args.workers, dask=args.scheduler,
+                               store=args.db or _default_db(args.samples), progress=progress.update)
     finally:
         progress.close()
     return attach_simulated(frame, costs)
+
+
+def _default_db(samples: str) -> str:
+    """The results file beside the samples: ``samples.jsonl`` -> ``samples.frontier.sqlite``."""
+    path = os.path.splitext(samples)[0]
+    return f"{path}.frontier.sqlite"
 
 
 # ----------------------------------------------------------------------------------------- outputs
@@ -274,4 +305,9 @@ def finding_lines(result: dict[str, Any]) -> list[str]:
                 continue
             lines.append(f"  {_UNIT_WORDS[plan['plan']]}-optimal choices cost {_grid_words(plan)} the "
                          f"{_UNIT_WORDS[plan['judge']]}-optimal ones, in {_UNIT_WORDS[plan['judge']]}")
+        ratio = found.get("gpu_s_over_kinetics_s")
+        if ratio:
+            lines.append(f"  simulated GPU-s on {result['hardware_name']} / the Kinetics model's seconds there "
+                         f"(FLOPs at the bf16 peak + bytes at the HBM bandwidth): median {ratio['median']:.2f}x, "
+                         f"{ratio['min']:.2f}x to {ratio['max']:.2f}x")
     return lines
