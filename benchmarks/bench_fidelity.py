@@ -17,8 +17,11 @@ Prints:
    A100 tables also come from older kernels: FlashAttention-2 and vLLM 0.14 against FlashAttention-3 and
    vLLM 0.24).
 3. **End to end, H100**: TPOT and TTFT of the ``silicon_sample.csv`` rows kinsim can express (see
-   :mod:`kinsim.calibration.silicon`), per backend, as MAPE with the number of rows, on the rows held
-   out of the engine-overhead fit (every fifth) and on all of them.
+   :mod:`kinsim.calibration.silicon`), per backend, as MAPE with the number of rows: aggregated rows on
+   the rows held out of the engine-overhead fit (every fifth) and on all of them; disaggregated rows
+   (prefill and decode workers, ``deployment.disaggregation``) as their own group, none of them in any
+   fit, with the signed mean errors and the TTFT kinsim counts at the prefill replica beside the
+   client's.
 
 ``--fit-overheads`` fits the per-backend engine overheads (simulating without them) and prints the
 constants for :mod:`kinsim.cost.engine_overhead`.
@@ -41,7 +44,7 @@ from kinsim import load_hardware, simulate  # noqa: E402
 from kinsim.calibration.aiconfigurator import import_tables, package_data_dir  # noqa: E402
 from kinsim.calibration.fit import fit_profile  # noqa: E402
 from kinsim.calibration.measurements import read_measurements  # noqa: E402
-from kinsim.calibration.silicon import expressible, workload_of  # noqa: E402
+from kinsim.calibration.silicon import client_figures, expressible, nodes_needed, workload_of  # noqa: E402
 from kinsim.calibration.validate import predictions  # noqa: E402
 from kinsim.errors import KinsimError  # noqa: E402
 from kinsim.workload.load import workload_from_raw  # noqa: E402
@@ -124,31 +127,42 @@ def _with_profile(hw, profile):
 
 
 def silicon_rows(data: Path | None):
+    """(aggregated rows, disaggregated rows, {(mode, why not): count} of the rest, H100 rows) of
+    ``silicon_sample.csv``, the H100 rows only."""
     import pandas as pd
 
     base = (data if data is not None else package_data_dir()[0]).parent
     frame = pd.read_csv(base / "silicon_sample.csv")
     frame = frame[frame["system"] == "h100_sxm"]  # the only system of the CSV that is ours to use
-    rows, skipped = [], {}
+    agg, disagg, skipped = [], [], {}
     for raw in frame.to_dict("records"):
         row, why = expressible(raw)
         if row is None:
-            skipped[why] = skipped.get(why, 0) + 1
+            key = (str(raw.get("mode")), why)
+            skipped[key] = skipped.get(key, 0) + 1
         else:
-            rows.append(row)
-    return rows, skipped, len(frame)
+            (disagg if row.disaggregated else agg).append(row)
+    return agg, disagg, skipped, len(frame)
 
 
-def simulate_rows(rows, hw, engine: str | None):
-    out = []
+def simulate_rows(rows, hw, engine: str | None, extra: bool = False):
+    """Per row (row, TTFT, TPOT, why it failed or "") with the client's means in seconds
+    (:func:`~kinsim.calibration.silicon.client_figures`); with ``extra``, a fifth item: kinsim's TTFT, which
+    ends at the prefill replica's first token. A deployment over more GPUs than ``hw`` has runs on as many
+    of its nodes as it needs (``cluster.nodes``)."""
+    out, by_nodes = [], {1: hw}
     for row in rows:
         workload = workload_from_raw(workload_of(row, engine=engine), ROOT)
+        nodes = nodes_needed(row, hw.node.gpus)
+        if nodes not in by_nodes:
+            by_nodes[nodes] = load_hardware(ROOT / "hardware" / "h100.yaml", {"cluster.nodes": nodes})
         try:
-            result = simulate(workload, hw)
+            result = simulate(workload, by_nodes[nodes])
         except KinsimError as error:
-            out.append((row, None, None, str(error)))
+            out.append((row, None, None, str(error), None)[:5 if extra else 4])
             continue
-        out.append((row, result["latency.request.ttft.mean"], result["latency.request.tpot.mean"], ""))
+        ttft, tpot = client_figures(result, row)
+        out.append((row, ttft, tpot, "", result["latency.request.ttft.mean"])[:5 if extra else 4])
     return out
 
 
@@ -169,17 +183,18 @@ def fit_overheads(results) -> None:
 
 
 def section_end_to_end(data: Path | None, every: int, fit: bool) -> None:
-    print("\n3. End to end on H100: silicon_sample.csv rows kinsim can express (aggregated serving, presets)")
-    rows, skipped, total = silicon_rows(data)
-    rows = rows[::every]
-    print(f"   {total} H100 rows; {len(rows)} simulated; not expressible: "
-          + ", ".join(f"{why} {n}" for why, n in sorted(skipped.items())))
+    print("\n3. End to end on H100: silicon_sample.csv rows kinsim can express (aggregated and "
+          "disaggregated serving, presets)")
+    rows, disagg, skipped, total = silicon_rows(data)
+    rows, disagg = rows[::every], disagg[::every]
+    print(f"   {total} H100 rows; {len(rows)} aggregated and {len(disagg)} disaggregated simulated; not expressible: "
+          + ", ".join(f"{mode} {why} {n}" for (mode, why), n in sorted(skipped.items())))
     hw = load_hardware(ROOT / "hardware" / "h100.yaml")
     started = time.perf_counter()
     results = simulate_rows(rows, hw, "none" if fit else None)
     print(f"   simulated in {time.perf_counter() - started:.1f} s")
     if fit:
-        fit_overheads(results)
+        fit_overheads(results)  # aggregated rows only: the constants of kinsim.cost.engine_overhead
         return
     failed = [(r.id, why) for r, _, _, why in results if why]
     if failed:
@@ -199,6 +214,52 @@ def section_end_to_end(data: Path | None, every: int, fit: bool) -> None:
         print(f"  {backend:<8} {len(items):>5} {mape(tpot_e):>10.2%} {mape(tpot_e[held]):>9.2%} {held.sum():>6} "
               f"{mape(ttft_e):>10.2%} {mape(ttft_e[held]):>9.2%}  {np.mean(tpot_e):>+9.2%}")
     print("   targets: TPOT MAPE <= 10%, TTFT MAPE <= 20%")
+    section_disaggregated(disagg, hw)
+
+
+def section_disaggregated(rows, hw) -> None:
+    """The disaggregated rows as their own group: per backend, MAPE and signed mean error of the client's
+    TTFT and TPOT, and the MAPE of kinsim's TTFT at the prefill replica. No engine overhead nor any other
+    term was fitted to them, so every one is held out."""
+    print("\n   disaggregated serving (prefill and decode workers; no row in any fit, all held out):")
+    if not rows:
+        print("   no disaggregated row kinsim can express")
+        return
+    started = time.perf_counter()
+    results = simulate_rows(rows, hw, None, extra=True)
+    print(f"   simulated in {time.perf_counter() - started:.1f} s")
+    failed = [(r.id, why) for r, _, _, why, _ in results if why]
+    if failed:
+        print(f"   {len(failed)} rows could not be simulated, e.g. {failed[0][1][:100]}")
+    print(f"  {'backend':<8} {'rows':>5} {'TTFT MAPE':>10} {'TTFT bias':>10} {'TPOT MAPE':>10} {'TPOT bias':>10}"
+          f"   {'TTFT at prefill, MAPE':>21}")
+    backends = sorted({r.backend for r, *_ in results})
+    for backend in [*backends, "all"]:
+        items = [(r, ttft, tpot, first) for r, ttft, tpot, why, first in results
+                 if not why and (backend == "all" or r.backend == backend)]
+        if not items:
+            continue
+        ttft_e = np.array([ttft / r.ttft_s - 1 for r, ttft, _, _ in items])
+        tpot_e = np.array([tpot / r.tpot_s - 1 for r, _, tpot, _ in items])
+        first_e = np.array([first / r.ttft_s - 1 for r, _, _, first in items])
+        print(f"  {backend:<8} {len(items):>5} {mape(ttft_e):>10.2%} {np.mean(ttft_e):>+10.2%} {mape(tpot_e):>10.2%} "
+              f"{np.mean(tpot_e):>+10.2%}   {mape(first_e):>21.2%}")
+    print("   per row (measured -> client's figure in kinsim; floor: a decode step's HBM reads at decode_batch_size):")
+    for r, ttft, tpot, why, _ in results:
+        if not why:
+            print(f"   {r.backend:<7} {r.model:<10} {r.isl}/{r.osl} P {r.prefill.workers}x TP{r.prefill.tp}, "
+                  f"D {r.decode.workers}x TP{r.decode.tp} x {r.decode.batch_size}: TTFT {r.ttft_s * 1e3:,.0f} -> "
+                  f"{ttft * 1e3:,.0f} ms, TPOT {r.tpot_s * 1e3:.1f} -> {tpot * 1e3:.1f} ms "
+                  f"(floor {decode_floor_s(r, hw) * 1e3:.1f} ms)")
+
+
+def decode_floor_s(row, hw) -> float:
+    """Seconds a decode step of ``decode_batch_size`` sequences at the mean context (``isl + osl / 2``
+    tokens) takes at least on one decode replica: its GPUs read every weight and every sequence's KV (bf16)
+    once at the datasheet HBM bandwidth. A measured TPOT far from it says the batch was not what ran."""
+    model = workload_from_raw(workload_of(row), ROOT).model
+    kv = row.decode.batch_size * (row.isl + row.osl / 2) * model.kv_bytes_per_token
+    return (model.weight_bytes + kv) / (row.decode.tp * hw.gpu.memory.bandwidth)
 
 
 def main(argv: list[str] | None = None) -> int:

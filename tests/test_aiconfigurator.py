@@ -177,7 +177,8 @@ SILICON = {"id": "qwen3_32b_tp2_c4", "mode": "agg", "backend": "vllm", "model_pa
 
 def test_rows_kinsim_cannot_express_say_why():
     assert expressible({**SILICON, "model_path": "openai/gpt-oss-120b"}) == (None, "no preset for the model")
-    assert expressible({**SILICON, "mode": "disagg"})[1] == "not aggregated serving"
+    assert expressible({**SILICON, "mode": "static"})[1] == "serving mode static"
+    assert expressible({**SILICON, "mode": "disagg"})[1] == "missing figures"  # no prefill_/decode_ columns
     assert expressible({**SILICON, "attention_dp_size": 4})[1] == "attention_dp_size > 1"
     row, why = expressible({**SILICON, "gemm_quant_mode": "fp8"})
     assert why == "" and row.weight_dtype == "fp8" and row.tpot_s == 0.010

@@ -2,8 +2,8 @@
 
 aiconfigurator-core's ``systems/silicon_sample.csv`` holds measured TTFT and TPOT of vLLM, SGLang and
 TensorRT-LLM deployments at fixed input and output lengths and a fixed client concurrency. A row kinsim
-can express (a model it has a preset for, aggregated serving, no attention data parallelism) becomes a
-serving-benchmark workload:
+can express (a model it has a preset for, no attention data parallelism nor pipeline parallelism, bf16 or
+fp8 weights) becomes a serving-benchmark workload:
 
 * ``concurrency`` clients in a closed loop, each sending its next request when the previous one ends
   (``vllm bench serve --max-concurrency``, genai-perf's concurrency mode), or, for the backends of
@@ -13,11 +13,26 @@ serving-benchmark workload:
   (``requests.warmup``). With equal lengths the clients stay in step: every round prefills its
   ``concurrency`` prompts together, which is what the measured TTFTs (of the order of a whole round's
   prefill) show; ``requests.stagger_warmup`` would spread them out instead;
-* weights in fp8 where the row's GEMMs are quantized (``gemm_quant_mode``), bf16 otherwise; the KV cache
-  in bf16 (the rows do not say).
+* weights in fp8 where the row's GEMMs are quantized (``gemm_quant_mode`` ``fp8``, or ``fp8_block``:
+  FP8 weights with a scale per 128 x 128 block, the same bytes and FP8 tensor-core rate), bf16
+  otherwise; the KV cache in bf16 (the rows do not say).
+
+**Aggregated rows** (``mode`` ``agg``): ``tp_size`` GPUs serve both phases; ``batch_size`` is the client
+concurrency (the row ids' ``c<N>``).
+
+**Disaggregated rows** (``mode`` ``disagg``, columns ``prefill_*`` and ``decode_*``): ``<role>_num_workers``
+replicas of ``<role>_tp_size`` GPUs each, as ``deployment.disaggregation`` (prefill replicas on the first
+GPUs, then decode; as many 8-GPU nodes as they need, :func:`nodes_needed`). ``<role>_batch_size`` is the
+batch of one worker in aiconfigurator's model of the deployment (its ``cli_estimate`` prices a prefill
+worker at ``prefill_batch_size`` prompts, 1 in every row, and a decode worker at ``decode_batch_size``
+sequences), and aiconfigurator counts the deployment's concurrency as ``decode_batch_size x
+decode_num_workers`` (x the decode attention data parallelism, 1 here); the rows whose source records the
+benchmark's concurrency (``silicon_concurrency=`` in ``silicon_data_source``) match that product. So the
+clients are ``decode_batch_size x decode_num_workers``, as for aggregated rows otherwise.
 
 The figures compared are the means of TTFT and TPOT over the measured requests, as the benchmark
-clients report them.
+clients report them (:func:`client_figures`: a disaggregated request's first token reaches the client
+from the decode worker, once its KV has moved).
 """
 
 from __future__ import annotations
@@ -47,9 +62,28 @@ ROUNDS = 3
 ROUND_CLIENTS = ("sglang",)
 
 
+#: GEMM quantization modes of the CSV (``gemm_quant_mode``) and the weight dtype kinsim prices them with;
+#: an empty cell is the checkpoint's own bf16.
+WEIGHT_DTYPES = {"nan": "bf16", "None": "bf16", "fp8": "fp8", "fp8_block": "fp8"}
+
+#: GPUs per node of the hardware the rows ran on (8-GPU HGX H100 nodes; ``hardware/h100.yaml``).
+GPUS_PER_NODE = 8
+
+
+@dataclass(frozen=True)
+class SiliconRole:
+    """One role of a disaggregated deployment: ``workers`` replicas of ``tp`` GPUs, each batching at most
+    ``batch_size`` sequences in aiconfigurator's model of it."""
+
+    workers: int
+    tp: int
+    batch_size: int
+
+
 @dataclass(frozen=True)
 class SiliconRow:
-    """One measured deployment."""
+    """One measured deployment. ``tp`` is the GPUs of one replica (of a prefill replica when disaggregated);
+    ``prefill`` and ``decode`` are the roles of a disaggregated deployment, None when aggregated."""
 
     id: str
     backend: str
@@ -61,6 +95,20 @@ class SiliconRow:
     tp: int
     ttft_s: float
     tpot_s: float
+    prefill: SiliconRole | None = None
+    decode: SiliconRole | None = None
+
+    @property
+    def disaggregated(self) -> bool:
+        """Whether prefill and decode ran on separate workers."""
+        return self.decode is not None
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of the whole deployment (count)."""
+        if self.prefill is None or self.decode is None:
+            return self.tp
+        return self.prefill.workers * self.prefill.tp + self.decode.workers * self.decode.tp
 
 
 def _number(value: Any) -> float | None:
@@ -73,27 +121,49 @@ def _number(value: Any) -> float | None:
 
 def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
     """(the row as a :class:`SiliconRow`, "") when kinsim can express it, else (None, why not)."""
-    if row.get("mode") != "agg":
-        return None, "not aggregated serving"
+    mode = row.get("mode")
+    if mode not in ("agg", "disagg"):
+        return None, f"serving mode {mode}"
     model = PRESETS.get(str(row.get("model_path")))
     if model is None:
         return None, "no preset for the model"
-    for key in ("attention_dp_size", "pp_size"):
-        value = _number(row.get(key))
-        if value is not None and value > 1:
-            return None, f"{key} > 1"
+    prefixes = ("",) if mode == "agg" else ("prefill_", "decode_")
+    unsupported = _unsupported_parallelism(row, prefixes)
+    if unsupported:
+        return None, unsupported
     quant = str(row.get("gemm_quant_mode"))
-    if quant not in ("nan", "None", "fp8"):
+    if quant not in WEIGHT_DTYPES:
         return None, f"GEMM quantization {quant}"
-    numbers = {k: _number(row.get(k)) for k in ("isl", "osl", "batch_size", "tp_size", "silicon_ttft_ms",
-                                                "silicon_tpot_ms")}
+    sizes = ("batch_size", "tp_size") if mode == "agg" else tuple(
+        prefix + key for prefix in prefixes for key in ("batch_size", "num_workers", "tp_size"))
+    numbers = {k: _number(row.get(k)) for k in ("isl", "osl", *sizes, "silicon_ttft_ms", "silicon_tpot_ms")}
     if any(v is None or v <= 0 for v in numbers.values()):
         return None, "missing figures"
-    return SiliconRow(
-        id=str(row.get("id")), backend=str(row.get("backend")), model=model,
-        weight_dtype="fp8" if quant == "fp8" else "bf16", isl=int(numbers["isl"]), osl=int(numbers["osl"]),
-        concurrency=int(numbers["batch_size"]), tp=int(numbers["tp_size"]),
-        ttft_s=numbers["silicon_ttft_ms"] * 1e-3, tpot_s=numbers["silicon_tpot_ms"] * 1e-3), ""
+    common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model,
+                  weight_dtype=WEIGHT_DTYPES[quant], isl=int(numbers["isl"]), osl=int(numbers["osl"]),
+                  ttft_s=numbers["silicon_ttft_ms"] * 1e-3, tpot_s=numbers["silicon_tpot_ms"] * 1e-3)
+    if mode == "agg":
+        return SiliconRow(concurrency=int(numbers["batch_size"]), tp=int(numbers["tp_size"]), **common), ""
+    prefill, decode = (SiliconRole(workers=int(numbers[p + "num_workers"]), tp=int(numbers[p + "tp_size"]),
+                                   batch_size=int(numbers[p + "batch_size"])) for p in prefixes)
+    return SiliconRow(concurrency=decode.batch_size * decode.workers, tp=prefill.tp, prefill=prefill,
+                      decode=decode, **common), ""
+
+
+def _unsupported_parallelism(row: dict[str, Any], prefixes: tuple[str, ...]) -> str:
+    """Why the row's parallelism is beyond kinsim (attention data parallelism or pipeline parallelism in
+    a worker, of either role when disaggregated), or ""."""
+    for prefix in prefixes:
+        for key in ("attention_dp_size", "pp_size"):
+            value = _number(row.get(prefix + key))
+            if value is not None and value > 1:
+                return f"{prefix}{key} > 1"
+    return ""
+
+
+def nodes_needed(row: SiliconRow, gpus_per_node: int = GPUS_PER_NODE) -> int:
+    """Nodes of ``gpus_per_node`` GPUs the row's deployment fills (count; ``hw.cluster.nodes``)."""
+    return max(1, math.ceil(row.gpus / gpus_per_node))
 
 
 def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
@@ -101,8 +171,7 @@ def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
     return {
         "name": row.id[:80] or "silicon",
         "model": {"preset": row.model, "weight_dtype": row.weight_dtype},
-        "deployment": {"tensor_parallel": row.tp, "data_parallel": 1, "max_num_seqs": max(256, row.concurrency),
-                       "max_num_batched_tokens": 8192, "engine": engine or row.backend},
+        "deployment": _deployment(row, engine or row.backend),
         "attention": {"policy": "dense"},
         "requests": {"kind": "long_cot", "problems": ROUNDS * row.concurrency, "prompt_tokens": row.isl,
                      "output_tokens": row.osl, "max_output_tokens": row.osl,
@@ -111,3 +180,34 @@ def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
                      "warmup": row.concurrency},
         "seed": 0,
     }
+
+
+def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
+    """``deployment`` of ``row``: one replica of ``row.tp`` GPUs, or the row's prefill and decode roles
+    (requests placed on the least-loaded replica of each role; a decode replica seats its
+    ``decode_batch_size`` sequences, at least kinsim's default 256)."""
+    if row.prefill is None or row.decode is None:
+        return {"tensor_parallel": row.tp, "data_parallel": 1, "max_num_seqs": max(256, row.concurrency),
+                "max_num_batched_tokens": 8192, "engine": engine}
+    return {"tensor_parallel": row.prefill.tp, "data_parallel": 1,
+            "max_num_seqs": max(256, row.decode.batch_size), "max_num_batched_tokens": 8192, "engine": engine,
+            "router": "least_loaded",
+            "disaggregation": {role: {"replicas": spec.workers, "tensor_parallel": spec.tp}
+                               for role, spec in (("prefill", row.prefill), ("decode", row.decode))}}
+
+
+def client_figures(result: Any, row: SiliconRow) -> tuple[float, float]:
+    """(TTFT, TPOT) means in seconds as the row's benchmark client saw them, from a run's ``result``
+    (anything indexed by kinsim's dotted metric keys).
+
+    Aggregated: kinsim's means. Disaggregated: the client gets its first token from the decode worker,
+    once the KV has moved, so TTFT adds the mean wait for a decode seat and for the KV
+    (``disaggregation.decode_queue_s`` and ``.transfer_stall_s``) to kinsim's TTFT (which ends at the
+    prefill replica's first token), and TPOT, over the ``osl - 1`` gaps after the first token, loses that
+    wait from its first gap. Those two means are over every request that moved, the warm-up round's too
+    (kinsim keeps them per transfer, not per request), where TTFT and TPOT leave the warm-up out."""
+    ttft, tpot = result["latency.request.ttft.mean"], result["latency.request.tpot.mean"]
+    if not row.disaggregated:
+        return ttft, tpot
+    handoff = sum(result[f"disaggregation.{key}.mean"] or 0.0 for key in ("decode_queue_s", "transfer_stall_s"))
+    return ttft + handoff, tpot - handoff / max(1, row.osl - 1)

@@ -1,0 +1,94 @@
+"""Disaggregated rows of the public silicon measurements (``silicon_sample.csv``, mode ``disagg``) as kinsim
+workloads: roles, tensor parallelism, the closed loop's clients, the nodes they need, and the figures the
+benchmark client sees. The rows here are made up by hand, in the CSV's columns."""
+
+from __future__ import annotations
+
+import pytest
+
+from kinsim import load_hardware, simulate
+from kinsim.calibration.silicon import ROUNDS, SiliconRole, client_figures, expressible, nodes_needed, workload_of
+from kinsim.errors import SpecError
+from kinsim.workload.load import workload_from_raw
+from kinsim.workload.spec import ClosedLoopArrivals
+
+from .conftest import HARDWARE, ROOT
+
+# A made-up deployment: 2 prefill workers of 1 GPU, 3 decode workers of 2 GPUs, 4 sequences per decode worker.
+DISAGG = {"id": "made_up_disagg", "mode": "disagg", "backend": "vllm", "model_path": "meta-llama/Llama-3.1-8B",
+          "gemm_quant_mode": "fp8_block", "isl": 64, "osl": 5, "batch_size": float("nan"),
+          "tp_size": float("nan"), "pp_size": float("nan"), "attention_dp_size": float("nan"),
+          "prefill_batch_size": 1, "prefill_num_workers": 2, "prefill_tp_size": 1, "prefill_pp_size": 1,
+          "prefill_attention_dp_size": 1, "decode_batch_size": 4, "decode_num_workers": 3, "decode_tp_size": 2,
+          "decode_pp_size": 1, "decode_attention_dp_size": 1, "silicon_ttft_ms": 50.0, "silicon_tpot_ms": 8.0}
+
+
+def test_a_disaggregated_row_becomes_prefill_and_decode_roles():
+    row, why = expressible(DISAGG)
+    assert why == "" and row.disaggregated
+    assert row.prefill == SiliconRole(workers=2, tp=1, batch_size=1)
+    assert row.decode == SiliconRole(workers=3, tp=2, batch_size=4)
+    assert row.concurrency == 12  # decode_batch_size 4 x decode_num_workers 3
+    assert row.gpus == 8  # 2 x 1 + 3 x 2
+    assert row.weight_dtype == "fp8"  # fp8_block: FP8 weights, scaled per block
+    assert (row.ttft_s, row.tpot_s) == (0.050, 0.008)
+
+    raw = workload_of(row)
+    assert raw["deployment"]["disaggregation"] == {"prefill": {"replicas": 2, "tensor_parallel": 1},
+                                                   "decode": {"replicas": 3, "tensor_parallel": 2}}
+    workload = workload_from_raw(raw, ROOT)  # the loader validates it
+    split = workload.deployment.disaggregation
+    assert (split.prefill.replicas, split.prefill.tensor_parallel) == (2, 1)
+    assert (split.decode.replicas, split.decode.tensor_parallel) == (3, 2)
+    assert workload.deployment.data_parallel == 1 and workload.deployment.router == "least_loaded"
+    assert workload.deployment.engine == "vllm"
+    arrival = workload.requests.arrival
+    assert isinstance(arrival, ClosedLoopArrivals) and arrival.concurrency == 12 and not arrival.rounds
+    assert workload.requests.problems == ROUNDS * 12 and workload.requests.warmup == 12
+    assert workload.gpus == 8
+
+
+def test_rows_kinsim_cannot_express_keep_their_reason():
+    assert expressible({**DISAGG, "prefill_attention_dp_size": 4}) == (None, "prefill_attention_dp_size > 1")
+    assert expressible({**DISAGG, "decode_attention_dp_size": 8}) == (None, "decode_attention_dp_size > 1")
+    assert expressible({**DISAGG, "decode_pp_size": 2}) == (None, "decode_pp_size > 1")
+    assert expressible({**DISAGG, "decode_num_workers": float("nan")}) == (None, "missing figures")
+    assert expressible({**DISAGG, "gemm_quant_mode": "nvfp4"}) == (None, "GEMM quantization nvfp4")
+    assert expressible({**DISAGG, "model_path": "deepseek-ai/DeepSeek-R1"}) == (None, "no preset for the model")
+
+
+def test_nodes_needed_count_every_gpu_of_both_roles():
+    row, _ = expressible(DISAGG)
+    assert nodes_needed(row) == 1  # 8 GPUs fill one 8-GPU node
+    wide, _ = expressible({**DISAGG, "prefill_num_workers": 5, "decode_num_workers": 11, "decode_tp_size": 1})
+    assert wide.gpus == 16 and nodes_needed(wide) == 2  # 5 x 1 + 11 x 1
+    odd, _ = expressible({**DISAGG, "prefill_num_workers": 3})
+    assert odd.gpus == 9 and nodes_needed(odd) == 2  # 3 + 3 x 2 = 9 GPUs: ceil(9 / 8)
+
+
+def test_the_client_sees_its_first_token_once_the_kv_has_moved():
+    row, _ = expressible({**DISAGG, "osl": 11})
+    result = {"latency.request.ttft.mean": 0.5, "latency.request.tpot.mean": 0.03,
+              "disaggregation.decode_queue_s.mean": 0.2, "disaggregation.transfer_stall_s.mean": 0.05}
+    ttft, tpot = client_figures(result, row)
+    assert ttft == pytest.approx(0.75)  # 0.5 + 0.2 + 0.05
+    assert tpot == pytest.approx(0.005)  # 0.03 - 0.25 / (11 - 1)
+    aggregated = {"id": "agg", "mode": "agg", "backend": "vllm", "model_path": "meta-llama/Llama-3.1-8B",
+                  "gemm_quant_mode": float("nan"), "isl": 64, "osl": 11, "batch_size": 4, "tp_size": 1,
+                  "silicon_ttft_ms": 50.0, "silicon_tpot_ms": 8.0}
+    assert client_figures(result, expressible(aggregated)[0]) == (0.5, 0.03)  # kinsim's own means
+
+
+def test_a_disaggregated_row_runs_on_as_many_nodes_as_it_needs():
+    row, _ = expressible({**DISAGG, "prefill_num_workers": 5, "decode_num_workers": 11, "decode_tp_size": 1,
+                          "decode_batch_size": 1, "osl": 4})
+    workload = workload_from_raw(workload_of(row), ROOT)
+    with pytest.raises(SpecError, match="needs 16 GPUs"):
+        simulate(workload, load_hardware(HARDWARE / "h100.yaml"))  # one node has 8
+    result = simulate(workload, load_hardware(HARDWARE / "h100.yaml", {"cluster.nodes": nodes_needed(row)}))
+    requests = result.requests
+    assert len(requests) == ROUNDS * 11 and (requests["state"] == "finished").all()  # 11 clients x 3 rounds
+    assert result["disaggregation.decode.replicas"] == 11 and result["disaggregation.prefill.replicas"] == 5
+    assert result["disaggregation.transfers"] >= 1
+    ttft, _ = client_figures(result, row)
+    assert ttft > result["latency.request.ttft.mean"]  # moving the KV takes time after the first token
