@@ -103,3 +103,23 @@ def test_wrong_samples_are_longer_and_answer_a_distractor(rows):
         answers_wrong = {r["answer"] for r in group if not r["correct"]}
         assert len(answers_right) <= 1 and 1 <= len(answers_wrong) <= 3  # one right answer, three distractors
         assert not answers_right & answers_wrong
+
+
+def test_flops_favour_smaller_models_than_eflops_on_the_example(example, tmp_path, capsys):
+    """The paper's finding on the example: counting only FLOPs, long chain of thought's frontier is led by
+    smaller models above its threshold than when memory traffic is counted (eFLOPs); and following the
+    FLOPs-optimal choices costs more than the eFLOPs optimum, in eFLOPs."""
+    import json
+
+    from kinsim.cli import main
+
+    samples = tmp_path / "samples.jsonl"
+    example.main(["--out", str(samples)])
+    out = tmp_path / "f.json"
+    assert main(["frontier", str(samples), "--json", str(out), "--quiet"]) == 0
+    findings = json.loads(out.read_text())["findings"]
+    params = {"Qwen3-0.6B": 0.6, "Qwen3-1.7B": 1.7, "Qwen3-4B": 4, "Qwen3-8B": 8, "Qwen3-14B": 14, "Qwen3-32B": 32}
+    threshold = findings["long_cot"]["threshold"]
+    assert params[threshold["flops"]["model"]] < params[threshold["eflops"]["model"]]
+    plan = next(p for p in findings["best_of_n"]["plans"] if (p["plan"], p["judge"]) == ("flops", "eflops"))
+    assert plan["geomean"] > 1.2
