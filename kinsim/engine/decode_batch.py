@@ -122,6 +122,7 @@ class DecodeBatch:
         m = n - len(gone)
         self._data[:, :m] = self._data[:, :n][:, keep]
         self._gpu_s[:m] = self._gpu_s[:n][keep]
-        self.seqs = [s for s, k in zip(self.seqs, keep.tolist()) if k]
-        self._keys = [s.key for s in self.seqs]
+        kept = keep.tolist()
+        self.seqs = [s for s, k in zip(self.seqs, kept) if k]
+        self._keys = [key for key, k in zip(self._keys, kept) if k]
         return removed

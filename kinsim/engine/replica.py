@@ -48,6 +48,15 @@ from kinsim.ops.lower import StepBatch, lower_step
 from kinsim.ops.op import OP_CLASSES
 
 _ATTENTION_ROW = ROWS.index("attention_s")
+#: Where a segment record's fields sit in :data:`ROWS`: per op class its seconds, FLOPs and bytes, then the
+#: busy terms in the record's order.
+_CLASS_ROWS, _FLOPS_ROWS, _BYTES_ROWS = (slice(ROWS.index(f"{OP_CLASSES[0]}_{kind}"),
+                                               ROWS.index(f"{OP_CLASSES[-1]}_{kind}") + 1)
+                                         for kind in ("s", "flops", "bytes"))
+_BUSY_ROWS = slice(ROWS.index("compute_s"), ROWS.index("host_link_bytes") + 1)
+assert ROWS[_BUSY_ROWS] == ("compute_s", "memory_s", "network_s", "host_link_s", "host_link_bytes")
+assert all(ROWS[rows] == tuple(f"{c}_{kind}" for c in OP_CLASSES)
+           for rows, kind in ((_CLASS_ROWS, "s"), (_FLOPS_ROWS, "flops"), (_BYTES_ROWS, "bytes")))
 
 #: Most steps priced in one segment (bounds the memory of the per-step arrays).
 MAX_SEGMENT_STEPS = 2048
@@ -229,7 +238,7 @@ class Replica:
         run, env = self._in_flight, self.env
         self._in_flight = None
         steps = run.steps
-        totals = run.figures.totals(steps)
+        totals = run.figures.matrix[:, :steps].sum(axis=1).tolist()  # each row of ROWS summed over the steps
         self._record_segment(run.plan, totals, run.occupied, run.durations, steps, run.start, env.now)
         if self.attribute:
             self._attribute(run, steps, to_seconds(env.now) - to_seconds(run.start))
@@ -389,11 +398,12 @@ class Replica:
                 usage[link] = host
         return usage
 
-    def _record_segment(self, plan: Plan, totals: dict[str, float], occupied: np.ndarray, durations: np.ndarray,
+    def _record_segment(self, plan: Plan, totals: list[float], occupied: np.ndarray, durations: np.ndarray,
                         steps: int, start: float, end: float) -> None:
+        """Record the segment; ``totals``: each row of :data:`~kinsim.engine.pricer.ROWS` summed over its steps."""
         completed = sum(1 + len(lead.followers) for lead, take in plan.chunks if take == lead.prefill_left)
-        class_flops = tuple(totals[f"{c}_flops"] for c in OP_CLASSES)
-        class_bytes = tuple(totals[f"{c}_bytes"] for c in OP_CLASSES)
+        class_flops = totals[_FLOPS_ROWS]
+        class_bytes = totals[_BYTES_ROWS]
         # the fields of SegmentRecord, positionally (SegmentTable.append: one call per segment, no object)
         self._record(
             self.index, to_seconds(start), to_seconds(end), steps,
@@ -403,8 +413,7 @@ class Replica:
             + completed,  # tokens_out
             int(occupied[:steps].max()),  # kv_peak_blocks
             to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),  # kv_block_s
-            tuple(totals[f"{c}_s"] for c in OP_CLASSES), class_flops, class_bytes,
+            totals[_CLASS_ROWS], class_flops, class_bytes,
             sum(class_flops), sum(class_bytes),  # flops, hbm_bytes
-            totals["compute_s"], totals["memory_s"], totals["network_s"], totals["host_link_s"],
-            totals["host_link_bytes"],
+            *totals[_BUSY_ROWS],  # compute_s, memory_s, network_s, host_link_s, host_link_bytes
         )
