@@ -161,7 +161,7 @@ METRIC_DOCS = (
                                        "with a perfect verifier: the coverage when scores are 0 or 1)"),
     ("scores.gpu_s_per_request", "GPU-s", "mean GPU-seconds of a scored request (its share of the GPU time of "
                                           "the steps it took part in; docs/reports.md)"),
-    ("scores.gpu_s_per_task", "GPU-s", "mean over those tasks of their requests' GPU-seconds summed"),
+    ("scores.gpu_s_per_task", "GPU-s", "mean over those tasks of their scored requests' GPU-seconds summed"),
     ("scores.{solved,unsolved}.tasks", "count", "tasks whose best score is above 0, and the others"),
     ("scores.{solved,unsolved}.gpu_s_per_task", "GPU-s", "their mean GPU-seconds per task (null with none)"),
     ("inputs.{workload,hardware}", "", "the resolved input files, every key written out"),

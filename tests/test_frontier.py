@@ -466,6 +466,7 @@ def test_command_simulated_costs_reach_the_rows(tmp_path, capsys, monkeypatch):
         attention: dict
         prompts: tuple
         outputs: tuple
+        weights: tuple | None = None
 
     def simulate_costs(tasks, hw, *, workload=None, workers=1, dask=None, store=None, progress=None):
         seen.update(tasks=tasks, hw=hw, workers=workers)
@@ -518,3 +519,24 @@ def test_command_simulates_on_the_engine_and_reuses_the_results_file(tmp_path, c
     assert main(["frontier", str(samples), "--hw", hw, "--json", str(out), "--workers", "1"]) == 0
     assert "simulations" not in capsys.readouterr().err  # nothing left to simulate: no progress to show
     assert json.loads(out.read_text())["rows"] == document["rows"]
+
+
+def test_long_cot_weights_every_problem_alike_whatever_its_samples(tmp_path):
+    """Problem a has one sample, problem b five: the long chain of thought's simulated task holds six
+    single-sample problems, weighted 1 / (1 x 2) for a's and 1 / (5 x 2) for each of b's, so that the cost is
+    the mean over problems of the mean over their samples, as the accuracy and the counted costs are."""
+    budgets = [[1000, 1]]
+    rows = [_row(problem="a", output=200, budgets=budgets)]
+    rows += [_row(problem="b", sample=k, output=5, budgets=budgets) for k in range(5)]
+    _, tasks = frontier_rows(load_samples(_write(tmp_path / "s.jsonl", rows)))
+    (long_cot,) = [t for t in tasks if t.weights is not None]
+    assert long_cot.outputs == ((200,), (5,), (5,), (5,), (5,), (5,))
+    assert long_cot.weights == pytest.approx((0.5, 0.1, 0.1, 0.1, 0.1, 0.1), rel=1e-15)
+
+
+def test_a_model_file_may_name_a_preset_and_change_keys(tmp_path):
+    """A model file in the form a workload's model: takes: a preset with keys changed (fp8 KV halves the KV
+    bytes of Qwen3-0.6B's 28 x 8 x 128 x 2 elements a token: 57,344 B against 114,688 B)."""
+    (tmp_path / "m.yaml").write_text("preset: Qwen3-0.6B\nkv_dtype: fp8\n", encoding="utf-8")
+    samples = load_samples(_write(tmp_path / "s.jsonl", [_row(model="m.yaml")]))
+    assert samples.models["m.yaml"].spec.kv_bytes_per_token == 57_344

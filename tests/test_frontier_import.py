@@ -223,3 +223,48 @@ def test_model_must_be_a_preset_or_a_file(tmp_path, tokenizer_file, capsys):
     assert main(["samples", "import", "kinetics", str(gen), "--model", "qwen3-9b", "--tokenizer",
                  str(tokenizer_file), "--out", str(tmp_path / "s.jsonl")]) == 2
     assert "--model: unknown model preset" in capsys.readouterr().err
+
+
+def test_a_dense_only_import_runs_through_kinsim_frontier(tmp_path, tokenizer_file, capsys):
+    dense_meta = {**BLOCK_META, "attn_local": None, "attn_block_topk": None}
+    gen = write_generations(tmp_path / "gen.jsonl", dense_meta, GENERATIONS)
+    assert run_import(tmp_path, gen, tokenizer_file) == 0
+    assert main(["frontier", str(tmp_path / "samples.jsonl"), "--quiet"]) == 0  # attention: {} is no setting
+    assert "best_of_n:" in capsys.readouterr().out
+
+
+def test_append_checks_every_definition_of_the_existing_attention_file(tmp_path, tokenizer_file, capsys):
+    gen = write_generations(tmp_path / "gen.jsonl", BLOCK_META, GENERATIONS)
+    assert run_import(tmp_path, gen, tokenizer_file) == 0
+    attention = tmp_path / "samples.attention.yaml"
+    for bad, message in (("other: 5", "attention.other: expected a mapping"),
+                         ("other: {policy: magic}", "attention.other")):
+        attention.write_text(f"attention:\n  {bad}\n", encoding="utf-8")
+        before = (tmp_path / "samples.jsonl").read_text()
+        capsys.readouterr()
+        assert run_import(tmp_path, gen, tokenizer_file, "--append", "--attention-name", "again") == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err
+        assert (tmp_path / "samples.jsonl").read_text() == before
+
+
+def test_the_importer_refuses_what_kinsim_frontier_would(tmp_path, tokenizer_file, capsys):
+    gen = write_generations(tmp_path / "gen.jsonl", BLOCK_META, GENERATIONS)
+    assert run_import(tmp_path, gen, tokenizer_file, "--budgets", "5,99999999999") == 2
+    assert "--budgets: budgets must be at most 16,777,216 tokens" in capsys.readouterr().err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model\n", encoding="utf-8")
+    assert main(["samples", "import", "kinetics", str(gen), "--model", str(notes), "--tokenizer",
+                 str(tokenizer_file), "--out", str(tmp_path / "s.jsonl")]) == 2
+    assert "--model: is not a model kinsim frontier can read" in capsys.readouterr().err
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_an_answer_graded_right_and_wrong_is_dropped_from_the_vote(tmp_path, tokenizer_file, capsys):
+    # the second generation boxes 5, as the first, but is graded wrong: 5 has no single verdict for problem 1
+    graded = [GENERATIONS[0], {**GENERATIONS[1], "prediction": ["so \\boxed{5}<eos>"]}, GENERATIONS[2]]
+    gen = write_generations(tmp_path / "gen.jsonl", BLOCK_META, graded)
+    assert run_import(tmp_path, gen, tokenizer_file) == 0
+    assert "2 answers dropped" in capsys.readouterr().err
+    assert [r["answer"] for r in read_rows(tmp_path / "samples.jsonl")] == [None, None, None]
+    assert main(["frontier", str(tmp_path / "samples.jsonl"), "--quiet"]) == 0

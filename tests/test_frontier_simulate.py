@@ -34,18 +34,19 @@ def write_workload(path: Path, body: str) -> Path:
 
 
 def busy_seconds(run) -> float:
-    """A run's replica-seconds of steps from its step table: the op classes' seconds summed. Each step's
-    duration on the engine's clock is that rounded to whole nanoseconds, so the steps' end minus start adds
-    up to the same within half a nanosecond a step."""
+    """A run's replica-seconds of steps from its step table: the steps' end minus start summed (the requests'
+    gpu_s divide these). Each step's duration on the engine's clock is its priced time (the op classes'
+    seconds) rounded to whole nanoseconds, so the two agree within half a nanosecond a step."""
     steps = run.steps
-    busy = float(steps[[f"{c}_s" for c in OP_CLASSES]].to_numpy().sum())
-    assert abs(float((steps["end_s"] - steps["start_s"]).sum()) - busy) <= 0.5e-9 * int(steps["steps"].sum())
+    priced = float(steps[[f"{c}_s" for c in OP_CLASSES]].to_numpy().sum())
+    busy = float((steps["end_s"] - steps["start_s"]).sum())
+    assert abs(busy - priced) <= 0.5e-9 * int(steps["steps"].sum())
     return busy
 
 
 def test_one_problem_one_sample_costs_its_run_busy_time_energy_and_price(tmp_path: Path):
     """The same request written as a workload by hand, run by ``kinsim.simulate``, gives the cost: busy seconds
-    (its steps' durations summed) x 1 GPU, its energy, and its price from the makespan."""
+    (its steps' durations on the clock summed) x 1 GPU, its energy, and its price from the makespan."""
     hw = load_hardware(H100, {"gpu.price": "3.6 $/h"})  # 3.6 $/h = 0.001 $/s
     (cost,) = simulate_costs([SimTask(TINY, DENSE, (100,), ((50,),))], hw)
     workload = write_workload(tmp_path / "one.yaml", f"""name: one
@@ -59,8 +60,7 @@ requests: {{kind: best_of_n, problems: 1, samples: 1, prompt_tokens: 100, output
     assert cost.gpu_s == pytest.approx(busy * 1, rel=1e-12)
     # H100: 70 W idle for the makespan, plus 700 - 70 = 630 W while busy (steps on the clock), on its one GPU
     makespan = run["sim_time_s"]
-    clock_busy = float((run.steps["end_s"] - run.steps["start_s"]).sum())
-    assert cost.joules == pytest.approx(70 * makespan + 630 * clock_busy, rel=1e-12)
+    assert cost.joules == pytest.approx(70 * makespan + 630 * busy, rel=1e-12)
     assert cost.usd == pytest.approx(0.001 * 1 * makespan, rel=1e-12)
     # the shipped H100 file has no price: no dollars
     (unpriced,) = simulate_costs([SimTask(TINY, DENSE, (100,), ((50,),))], H100)
@@ -215,3 +215,22 @@ def test_a_model_yaml_file_is_a_models_keys(tmp_path: Path):
     model = write_workload(tmp_path / "small.yaml", f"preset: {TINY}\nkv_dtype: fp8\n")
     (spec,) = frontier.task_workloads([SimTask(str(model), DENSE, (64,), ((10,),))], load_hardware(H100), None)
     assert spec.model.name == TINY and spec.model.kv_bytes_per_token == 57344
+
+
+def test_weights_take_each_problems_own_gpu_seconds():
+    """Weighted problems: gpu_s is the weighted sum of the problems' GPU-seconds (their requests' gpu_s summed,
+    from the same workload run by hand); joules are the run's energy times that share of its GPU-seconds."""
+    task = SimTask(TINY, DENSE, (80, 40), ((30, 20), (10, 10)), weights=(0.25, 0.75))
+    (cost,) = simulate_costs([task], H100)
+    run = simulate(frontier.task_workloads([task], load_hardware(H100), None)[0], H100)
+    per_problem = run.requests.groupby("group_id", sort=False)["gpu_s"].sum().to_numpy()
+    assert len(per_problem) == 2 and per_problem.sum() == pytest.approx(busy_seconds(run), rel=1e-9)
+    expected = 0.25 * per_problem[0] + 0.75 * per_problem[1]
+    assert cost.gpu_s == pytest.approx(expected, rel=1e-12)
+    assert cost.joules == pytest.approx(run["energy_j"] * expected / per_problem.sum(), rel=1e-12)
+
+
+def test_a_template_whose_requests_is_not_a_mapping_is_refused(tmp_path: Path):
+    template = write_workload(tmp_path / "t.yaml", "requests: [1]\n")
+    with pytest.raises(SpecError, match=r"t.yaml: requests: expected a mapping"):
+        simulate_costs([SimTask(TINY, DENSE, (10,), ((5,),))], H100, workload=template)

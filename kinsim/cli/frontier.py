@@ -182,7 +182,8 @@ def _simulate(frame, tasks, args: argparse.Namespace):
                         path="--hw", value=args.hw, hint="leave out --hw for FLOPs and eFLOPs only") from None
     progress = Progress("simulations", enabled=not (args.quiet or args.no_progress))
     try:
-        tasks = [SimTask(model=t.model, attention=t.attention, prompts=t.prompts, outputs=t.outputs) for t in tasks]
+        tasks = [SimTask(model=t.model, attention=t.attention, prompts=t.prompts, outputs=t.outputs, weights=t.weights)
+                 for t in tasks]
         costs = simulate_costs(tasks, args.hw,
                                workload=args.workload, workers=args.workers, dask=args.scheduler,
                                store=args.db or _default_db(args.samples), progress=progress.update)

@@ -93,6 +93,9 @@ def run_import(args: argparse.Namespace) -> int:
     if imported.empty_generations:
         print(f"kinsim: warning: {imported.empty_generations} generations had no text; each counted as 1 token",
               file=sys.stderr)
+    if imported.dropped_answers:
+        print(f"kinsim: warning: {imported.dropped_answers} answers dropped (no vote): the same boxed answer was "
+              "graded right and wrong within a problem", file=sys.stderr)
     answers = sum(row["answer"] is not None for row in imported.rows)
     shown = ", ".join(f"{k} {v}" for k, v in imported.attention.items() if k != "policy")
     print(f"{'added' if args.append else 'wrote'} {len(imported.rows)} samples of {len(imported.problems)} "
@@ -111,14 +114,19 @@ def _budgets(text: str | None) -> tuple[int, ...]:
     except ValueError:
         raise SpecError("expected whole numbers of tokens separated by commas", path="--budgets",
                         value=text) from None
+    from kinsim.limits import MAX_TOKENS
+
     if any(v < 1 for v in values) or values != sorted(set(values)):
         raise SpecError("budgets must be >= 1 and increasing", path="--budgets", value=text)
+    if values[-1] > MAX_TOKENS:
+        raise SpecError(f"budgets must be at most {MAX_TOKENS:,} tokens", path="--budgets", value=text)
     return tuple(values)
 
 
 def _model_reference(value: str, out: Path) -> str:
     """``--model`` as the samples file carries it: a preset name as given, or a model file's path relative
     to the samples file's folder."""
+    from kinsim.frontier.samples import resolve_model
     from kinsim.model.presets import preset_raw
 
     try:
@@ -127,7 +135,14 @@ def _model_reference(value: str, out: Path) -> str:
     except SpecError:
         if not Path(value).is_file():
             raise
-    return os.path.relpath(Path(value).resolve(), out.resolve().parent)
+    reference = os.path.relpath(Path(value).resolve(), out.resolve().parent)
+    if os.sep not in reference and "/" not in reference:
+        reference = f"./{reference}"  # beside the samples: a path, not a preset name
+    try:  # as kinsim frontier will read it: a model file it can load
+        resolve_model(reference, out.resolve().parent, "model", str(out))
+    except SpecError as error:
+        raise SpecError(f"is not a model kinsim frontier can read: {error}", path="--model", value=value) from None
+    return reference
 
 
 def _existing_attention(attention_file: Path) -> dict[str, Any]:
@@ -136,10 +151,17 @@ def _existing_attention(attention_file: Path) -> dict[str, Any]:
 
     if not attention_file.exists():
         return {}
+    from kinsim.frontier.importers import check_attention
+
     definitions = read_yaml_mapping(attention_file).get("attention") or {}
     if not isinstance(definitions, dict):
         raise SpecError("expected a mapping of names to attention mappings", path="attention",
                         value=definitions, file=str(attention_file))
+    for name, mapping in definitions.items():
+        if not isinstance(mapping, dict):
+            raise SpecError("expected a mapping of keys to values", path=f"attention.{name}", value=mapping,
+                            file=str(attention_file))
+        check_attention(mapping, path=f"attention.{name}", file=str(attention_file))
     return definitions
 
 

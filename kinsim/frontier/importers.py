@@ -97,6 +97,8 @@ class ImportedSamples:
         metadata: the file's metadata object.
         empty_generations: generations whose text had no token (counted as 1 token).
         problems: samples per problem id.
+        dropped_answers: answers set to null because the file grades them both right and wrong within one
+            problem.
     """
 
     rows: list[dict[str, Any]]
@@ -106,6 +108,7 @@ class ImportedSamples:
     metadata: dict[str, Any]
     empty_generations: int = 0
     problems: dict[str, int] = field(default_factory=dict)
+    dropped_answers: int = 0
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -368,7 +371,24 @@ def import_kinetics(path: str | Path, tokenizer: Any, model: str, *, attention_n
     _add_rows(result, batch, tokenizer, model, prompts, prompt_template, budgets)
     if not result.rows:
         raise SpecError("has a metadata line and no generation", file=file)
+    result.dropped_answers = _drop_contradicted_answers(result.rows)
     return result
+
+
+def _drop_contradicted_answers(rows: list[dict[str, Any]]) -> int:
+    """Set to null the answers that the file grades both right and wrong within one problem (the grader read
+    another part of the text than the last ``\boxed{}``); a majority vote needs one verdict per answer.
+    Returns how many were dropped."""
+    verdicts: dict[tuple[str, str], set[int]] = {}
+    for row in rows:
+        if row["answer"] is not None:
+            verdicts.setdefault((row["problem"], row["answer"]), set()).add(int(row["correct"]))
+    dropped = 0
+    for row in rows:
+        if row["answer"] is not None and len(verdicts[(row["problem"], row["answer"])]) > 1:
+            row["answer"] = None
+            dropped += 1
+    return dropped
 
 
 def _add_rows(result: ImportedSamples, batch: list[_Generation], tokenizer: Any, model: str,

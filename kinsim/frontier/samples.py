@@ -47,7 +47,7 @@ import pandas as pd
 
 from kinsim.errors import SpecError
 from kinsim.limits import MAX_TOKENS
-from kinsim.model.load import load_model
+from kinsim.model.load import expand_model_ref, load_model
 from kinsim.model.presets import PRESETS, preset_raw
 from kinsim.model.spec import ModelSpec
 from kinsim.reading import checked_file
@@ -121,7 +121,9 @@ def load_attention(path: str | Path) -> dict[str, AttentionPolicy]:
             raise SpecError(f"unknown key {key!r}", file=file, hint="an attention file has one key, attention: "
                             "{NAME: {policy: block_topk, ...}}")
     table = raw.get("attention")
-    if not isinstance(table, Mapping) or not table:
+    if table is None and "attention" in raw:
+        table = {}  # "attention:" with nothing under it: no setting beside dense
+    if not isinstance(table, Mapping):
         raise SpecError("expected a mapping of names to attention settings", path="attention",
                         value=table, file=file, hint="attention: {sparse64: {policy: block_topk, top_k: 64}}")
     out: dict[str, AttentionPolicy] = {DENSE: DenseAttention()}
@@ -162,8 +164,9 @@ def resolve_model(value: str, base_dir: Path, where: str, file: str) -> SampleMo
         checked_file(target, "json" if value.lower().endswith(".json") else "yaml")
         if value.lower().endswith(".json"):
             spec = load_model(target.resolve())
-        else:
-            spec = build(ModelSpec, read_with_extends(target), file=str(target))
+        else:  # the keys a workload's model: takes: every key, or preset: (or config:) with keys changed
+            raw = expand_model_ref(read_with_extends(target), base_dir=target.parent, file=str(target))
+            spec = build(ModelSpec, raw, file=str(target))
         return SampleModel(label=value, ref=str(target.resolve()), spec=spec)
     try:
         preset_raw(value, path=where, file=file)

@@ -1,6 +1,6 @@
 """Simulated cost of frontier points: each task (a model, an attention policy, and the lengths of the samples a
-frontier point chose) becomes a kinsim workload, simulated on the hardware; its cost per problem is the run's
-busy GPU-seconds, energy and price divided by its problems.
+frontier point chose) becomes a kinsim workload, simulated on the hardware; its cost per problem is the mean
+of its problems' GPU-seconds, and the matching shares of the run's energy and price.
 
 **The workload of a task.** A Best-of-N workload (``requests.kind: best_of_n``) of the task's problems, each
 with its N samples sharing its prompt (and the prompt's KV), the lengths listed exactly (``{dist: list,
@@ -21,11 +21,15 @@ with vLLM's watermark to spare, so that a problem's samples can decode together 
 choice is made once per model over all its tasks in the call (every attention policy and N), so that a
 model's points share one deployment: pass every task of a frontier in one call.
 
-**Cost per problem.** ``gpu_s``: the replicas' busy time (the time they ran steps, ``breakdown_s`` summed:
-replica-seconds) times their GPUs, divided by the problems; idle GPUs count nothing. ``joules``: the run's
-``energy_j`` (every GPU of the deployment at idle power for the makespan, plus TDP minus idle while its
-replica runs a step) over the problems. ``usd``: the run's ``cost_usd`` (GPU price x GPUs x makespan) over
-the problems, ``None`` when the hardware file has no ``gpu.price``. Every request must finish: one that does
+**Cost per problem.** A problem's GPU-seconds are its requests' ``gpu_s`` summed (each request's share of
+the GPU time of the steps it took part in, :mod:`kinsim.engine.attribution`; over all problems they add up
+to the replicas' busy GPU-seconds, and idle GPUs count nothing), stored with the run's metrics. ``gpu_s``:
+their mean over the problems, weighted by :attr:`SimTask.weights` where given (a long chain of thought's
+samples are problems of the simulation, weighted so that each scored problem counts alike). ``joules``: the
+run's ``energy_j`` (every GPU of the deployment at idle power for the makespan, plus TDP minus idle while
+its replica runs a step) times the task's share of the run's GPU-seconds; with equal weights, the energy
+over the problems. ``usd``: the run's ``cost_usd`` (GPU price x GPUs x makespan) likewise, ``None`` when
+the hardware file has no ``gpu.price``. Every request must finish: one that does
 not (its KV does not fit the deployment's cache) is a :class:`SpecError` naming the model, attention and N.
 
 **Cache and workers.** A task's resolved workload and hardware are keyed as a sweep point's are
@@ -69,6 +73,8 @@ class SimTask:
     attention: Mapping[str, Any]                 # a kinsim `attention:` mapping, e.g. {"policy": "dense"}
     prompts: tuple[int, ...]                     # prompt tokens of each problem
     outputs: tuple[tuple[int, ...], ...]         # output tokens of each sample of each problem (chosen, truncated)
+    #: Each problem's weight in the task's mean cost (summing to 1); None: equal weights.
+    weights: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def simulate_costs(tasks: Sequence[SimTask], hw: str | Path | HardwareSpec, *, w
             points[key] = Point(index, values, {}, key, inputs)
     with _results(store) as results:
         run_points(list(points.values()), results, STORE_NAME, simulate_point,
-                   lambda point: (specs[point.index], hardware, {}), workers, dask, progress)
+                   lambda point: (specs[point.index], hardware, {}, problem_gpu_seconds), workers, dask, progress)
         stored = {key: results.get(key) for key in points}
     return [task_cost(task, spec, stored[key]) for task, spec, key in zip(tasks, specs, keys)]
 
@@ -160,6 +166,9 @@ def read_template(path: str | Path) -> Template:
     if not isinstance(deployment, Mapping):
         raise SpecError("expected a mapping", path="deployment", value=deployment, file=file)
     requests = raw.get("requests")
+    if requests is not None and not isinstance(requests, Mapping):
+        raise SpecError("expected a mapping of keys to values", path="requests", value=requests, file=file,
+                        hint="a template's requests.arrival is used (the task gives the rest)")
     arrival = requests.get("arrival") if isinstance(requests, Mapping) else None
     return Template(dict(deployment), raw.get("seed"), arrival, path.parent, file)
 
@@ -303,21 +312,27 @@ def task_cost(task: SimTask, workload: WorkloadSpec, stored: dict[str, Any] | No
                                  f"{deployment_words(workload)} of {metrics['hardware']} ({count}: {reason})",
                                  hint="give a workload template (--workload) whose deployment holds them (more "
                                       "tensor_parallel, fp8 KV)"), task)
-    problems = len(task.prompts)
+    by_problem = np.asarray(metrics[PROBLEM_GPU_S], dtype=float)
+    weights = (np.full(len(task.prompts), 1.0 / len(task.prompts)) if task.weights is None
+               else np.asarray(task.weights, dtype=float))
+    gpu_s = float(np.dot(weights, by_problem))
+    share = gpu_s / float(by_problem.sum()) if by_problem.sum() > 0 else 0.0  # of the run's GPU time
     energy, price = metrics.get("energy_j"), metrics.get("cost_usd")
-    return SimCost(gpu_s=busy_gpu_seconds(metrics, workload) / problems,
-                   joules=None if energy is None else energy / problems,
-                   usd=None if price is None else price / problems,
-                   deployment=deployment_words(workload))
+    return SimCost(gpu_s=gpu_s, joules=None if energy is None else energy * share,
+                   usd=None if price is None else price * share, deployment=deployment_words(workload))
 
 
-def busy_gpu_seconds(metrics: Mapping[str, Any], workload: WorkloadSpec) -> float:
-    """GPU-seconds the replicas ran steps: each replica's busy seconds times its GPUs, summed (a run's
-    ``breakdown_s`` sums its replicas' busy seconds; a disaggregated run's roles each give theirs)."""
-    roles = metrics.get("disaggregation")
-    if roles:
-        return sum(roles[role]["busy_s"] * roles[role]["tensor_parallel"] for role in ("prefill", "decode"))
-    return sum(metrics["breakdown_s"].values()) * workload.deployment.tensor_parallel
+#: The stored metric with each problem's GPU-seconds (its requests' ``gpu_s`` summed), in problem order.
+PROBLEM_GPU_S = "frontier_problem_gpu_s"
+
+
+def problem_gpu_seconds(result) -> dict[str, Any]:
+    """Each problem's GPU-seconds in a run (its requests' shares of the GPU time, summed; they add up to the
+    replicas' busy GPU-seconds): stored beside the run's metrics (:func:`kinsim.sweep.execute.simulate_point`'s
+    ``extra``)."""
+    outcomes = result.records.sequences
+    table = outcomes.table
+    return {PROBLEM_GPU_S: np.bincount(table.group, weights=outcomes.gpu_s, minlength=table.groups).tolist()}
 
 
 def deployment_words(workload: WorkloadSpec) -> str:

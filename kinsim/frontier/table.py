@@ -45,12 +45,15 @@ COLUMNS = ("model", "attention", "strategy", "n", "budget", "accuracy", *(f"cost
 class TaskSpec:
     """The workload one row describes, the fields of ``kinsim.frontier.simulate.SimTask``: a model preset or
     absolute model file path, a kinsim ``attention:`` mapping, the prompt tokens of each problem and the
-    output tokens of each of its samples (chosen and cut)."""
+    output tokens of each of its samples (chosen and cut), and each problem's weight in the task's mean cost
+    (None: equal; a long chain of thought's samples are problems of their own, weighted so that every
+    scored problem counts alike)."""
 
     model: str
     attention: Mapping[str, Any]
     prompts: tuple[int, ...]
     outputs: tuple[tuple[int, ...], ...]
+    weights: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,13 @@ def frontier_rows(samples: ScoredSamples, intensity: float = PAPER_INTENSITY,
     tasks: dict[tuple, int] = {}
     specs: list[TaskSpec] = []
 
-    def task_index(model: str, attention: str, prompts: tuple[int, ...], outputs: tuple) -> int:
-        key = (model, attention, prompts, outputs)
+    def task_index(model: str, attention: str, prompts: tuple[int, ...], outputs: tuple,
+                   weights: tuple[float, ...] | None = None) -> int:
+        key = (model, attention, prompts, outputs, weights)
         if key not in tasks:
             tasks[key] = len(specs)
             policy = samples.attention[attention]
-            specs.append(TaskSpec(samples.models[model].ref, to_raw(policy), prompts, outputs))
+            specs.append(TaskSpec(samples.models[model].ref, to_raw(policy), prompts, outputs, weights))
         return tasks[key]
 
     for (model, attention), group in samples.samples.groupby(["model", "attention"], sort=False):
@@ -147,7 +151,11 @@ def _long_cot_rows(samples: ScoredSamples, model: str, attention: str, problems:
         counts = np.bincount(per_problem)
         cost = {"cost_flops": float(np.mean(np.bincount(per_problem, flops) / counts)),
                 "cost_eflops": float(np.mean(np.bincount(per_problem, eflops) / counts))}
-        index = task_index(model, attention, tuple(int(x) for x in prompts), tuple((int(x),) for x in outputs))
+        # each sample is a problem of the simulation, weighted 1 / (its problem's samples x problems): the
+        # mean over problems of the mean over their samples, as the accuracy and the counted costs
+        weights = tuple(float(w) for w in 1.0 / (counts[per_problem] * len(problems)))
+        index = task_index(model, attention, tuple(int(x) for x in prompts), tuple((int(x),) for x in outputs),
+                           weights)
         rows.append({**base, "strategy": "long_cot", "n": None, "budget": int(budget), "accuracy": accuracy, **cost,
                      "task": index})
     return rows

@@ -60,18 +60,22 @@ def resolve(sweep: Sweep) -> list[Point]:
 
 
 def simulate_point(workload: WorkloadSpec | str, hardware: HardwareSpec | str,
-                   overrides: dict[str, Any]) -> dict[str, Any]:
+                   overrides: dict[str, Any], extra: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Simulate one point (in a worker) from file paths, or from resolved specs (a frontier's workloads are
     built in memory): ``{"status", "reason", "metrics", "wall_time_s"}``. Bad input is a failed point, not an
-    exception."""
+    exception. ``extra(result)``: more metrics to store from the run's :class:`~kinsim.result.Result` (a
+    module-level function, so that it reaches worker processes)."""
     from kinsim.runner import simulate
 
     started = time.perf_counter()
     try:
-        summary = simulate(workload, hardware, overrides).to_dict()
+        result = simulate(workload, hardware, overrides)
     except KinsimError as error:
         return {"status": "failed", "reason": str(error), "metrics": {}, "wall_time_s": time.perf_counter() - started}
+    summary = result.to_dict()
     metrics = {k: v for k, v in summary.items() if k not in DROPPED}
+    if extra is not None:
+        metrics.update(extra(result))
     return {"status": "ok", "reason": "", "metrics": metrics, "wall_time_s": summary["wall_time_s"]}
 
 
