@@ -37,41 +37,55 @@ def decode_shares(time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarra
     the first step (integers, shape ``(n,)``; ``context + k`` at step ``k``); ``cap``: most tokens a
     sequence attends per step (None: all); ``attended``: tokens attended per step, summed over the
     sequences (the pricer's ``attended``).
+
+    Step ``k`` gives each sequence ``(step_s - u)_k / n`` for its other ops and ``w_k`` per token attended,
+    with ``u = attention_s x step_s / time_s`` (the step's attention seconds on the clock) and ``w = u /
+    attended``. A handful of array operations: this runs once per segment.
     """
     n, steps = context.shape[0], time_s.shape[0]
     if n == 0:
         return np.zeros(0)
-    scale = np.divide(step_s, time_s, out=np.zeros(steps), where=time_s > 0)  # clock seconds per priced second
-    other = float(np.dot(time_s - attention_s, scale)) / n  # one token per sequence per step: equal parts
-    w = np.divide(attention_s * scale, attended, out=np.zeros(steps), where=attended > 0)
-    first = (np.asarray(context, dtype=np.int64) + 1).astype(float)
+    if time_s.min() <= 0.0:  # a step priced at nothing: it owes nothing, and divides nothing
+        positive = time_s > 0.0
+        return decode_shares(time_s[positive], attention_s[positive], step_s[positive], context, cap,
+                             attended[positive]) if positive.any() else np.zeros(n)
+    u = attention_s * (step_s / time_s)
+    w = u / attended  # attended >= n > 0
+    other = float((step_s - u).sum()) / n  # one token per sequence per step: equal parts
+    first = context + 1
     if cap is None:
-        share = first * w.sum() + float(np.dot(np.arange(steps), w))
-    else:
-        p0 = np.concatenate(([0.0], np.cumsum(w)))
-        p1 = np.concatenate(([0.0], np.cumsum(np.arange(steps) * w)))
-        below = np.clip(cap - first, 0, steps).astype(np.int64)  # steps before it reaches the cap
-        share = first * p0[below] + p1[below] + cap * (p0[-1] - p0[below])
-    return share + other
+        return first * float(w.sum()) + (float(np.dot(_STEP_INDEX[:steps] if steps <= len(_STEP_INDEX)
+                                                      else np.arange(steps), w)) + other)
+    p0 = np.concatenate(([0.0], np.cumsum(w)))
+    p1 = np.concatenate(([0.0], np.cumsum(np.arange(steps) * w)))
+    below = np.clip(cap - first, 0, steps)  # steps before it reaches the cap
+    return first * p0[below] + p1[below] + cap * (p0[-1] - p0[below]) + other
+
+
+#: Step indices 0, 1, ... (float), cut to a segment's length.
+_STEP_INDEX = np.arange(4096, dtype=float)
 
 
 def step_shares(time_s: float, attention_s: float, decode_attended: np.ndarray, decode_tokens: float,
-                chunk_attended: np.ndarray, chunk_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fractions of one step's time owed by its decoding sequences and by its prefill chunks.
+                chunk_attended: list[float], chunk_tokens: list[float]) -> tuple[np.ndarray, list[float]]:
+    """Fractions of one step's time owed by its decoding sequences (an array) and by its prefill chunks (a
+    list, in order).
 
     ``decode_attended``: tokens each decoding sequence attends (shape ``(n,)``); ``decode_tokens``: tokens
     each puts through the step (1, or ``k + 1`` verified); ``chunk_attended`` and ``chunk_tokens``: the
-    prefill chunks' tokens attended (``cached + take``) and computed (``take``).
+    prefill chunks' tokens attended (``cached + take``) and computed (``take``). A step has a few chunks:
+    they are counted in Python floats.
     """
+    n = len(decode_attended)
     if time_s <= 0.0:
-        return np.zeros(len(decode_attended)), np.zeros(len(chunk_tokens))
-    tokens = decode_tokens * len(decode_attended) + float(np.sum(chunk_tokens))
-    attended = float(np.sum(decode_attended)) + float(np.sum(chunk_attended))
+        return np.zeros(n), [0.0] * len(chunk_tokens)
+    decode_sum = float(decode_attended.sum()) if n else 0.0
+    tokens = decode_tokens * n + sum(chunk_tokens)
+    attended = decode_sum + sum(chunk_attended)
     per_token = (time_s - attention_s) / tokens if tokens else 0.0
     per_attended = attention_s / attended if attended else 0.0
-    decode = (decode_tokens * per_token + per_attended * np.asarray(decode_attended, dtype=float)) / time_s
-    chunks = (per_token * np.asarray(chunk_tokens, dtype=float)
-              + per_attended * np.asarray(chunk_attended, dtype=float)) / time_s
+    decode = (decode_tokens * per_token + per_attended * decode_attended) / time_s if n else np.zeros(0)
+    chunks = [(per_token * t + per_attended * a) / time_s for t, a in zip(chunk_tokens, chunk_attended)]
     return decode, chunks
 
 

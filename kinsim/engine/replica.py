@@ -259,31 +259,38 @@ class Replica:
         chunk's to the sequences waiting on it."""
         plan, figures = run.plan, run.figures
         kind, context, *rest = plan.owed
-        step_s = run.durations[:steps] / TICKS_PER_S
-        clock_s = float(step_s.sum())
+        matrix = figures.matrix
+        if steps == 1:  # a single step (every mixed step): scalars where they do
+            clock_s = float(run.durations[0]) / TICKS_PER_S
+            step_s = None
+        else:
+            step_s = run.durations[:steps] / TICKS_PER_S
+            clock_s = float(step_s.sum())
         if clock_s <= 0.0:
             return
         gpu_s = len(self.gpus) * busy_s / clock_s  # GPU-seconds per second of the steps' durations
-        matrix = figures.matrix
-        time_s, attention_s = matrix[0, :steps], matrix[_ATTENTION_ROW, :steps]
-        if kind == "decode":
-            shares = decode_shares(time_s, attention_s, step_s, context, self._cap, figures.attended[:steps])
-        elif kind == "step" or (kind == "speculative" and rest[0]):  # one step, prefill chunks in it
+        if kind == "step" or (kind == "speculative" and rest[0]):  # one step, prefill chunks in it
             chunks, tokens = rest
             ctx = context if kind == "step" else context[0]
             shares, chunk_shares = step_shares(
-                float(time_s[0]), float(attention_s[0]), attended_tokens(ctx, self._cap), tokens,
-                np.array([c.cached + c.tokens for c in chunks], dtype=float),
-                np.array([c.tokens for c in chunks], dtype=float))
-            shares = shares * clock_s
-            for (lead, _take), share in zip(plan.chunks, (chunk_shares * (clock_s * gpu_s)).tolist()):
+                float(matrix[0, 0]), float(matrix[_ATTENTION_ROW, 0]), attended_tokens(ctx, self._cap), tokens,
+                [c.cached + c.tokens for c in chunks], [c.tokens for c in chunks])
+            for (lead, _take), share in zip(plan.chunks, chunk_shares):
                 party = (lead, *lead.followers)
                 for seq in party:
-                    seq.gpu_s += share / len(party)
-        else:  # speculative decode steps: context is the (steps, n) matrix
-            shares = self._speculative_shares(time_s, attention_s, step_s, context[:steps])
+                    seq.gpu_s += share * clock_s * gpu_s / len(party)
+            scale = clock_s * gpu_s
+        else:
+            if step_s is None:
+                step_s = run.durations[:1] / TICKS_PER_S
+            time_s, attention_s = matrix[0, :steps], matrix[_ATTENTION_ROW, :steps]
+            if kind == "decode":
+                shares = decode_shares(time_s, attention_s, step_s, context, self._cap, figures.attended[:steps])
+            else:  # speculative decode steps: context is the (steps, n) matrix
+                shares = self._speculative_shares(time_s, attention_s, step_s, context[:steps])
+            scale = gpu_s
         if len(shares):
-            self.scheduler.batch.gpu_s[:] += shares * gpu_s
+            self.scheduler.batch.gpu_s[:] += shares * scale
 
     def _speculative_shares(self, time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarray,
                             context: np.ndarray) -> np.ndarray:
