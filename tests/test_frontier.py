@@ -540,3 +540,11 @@ def test_a_model_file_may_name_a_preset_and_change_keys(tmp_path):
     (tmp_path / "m.yaml").write_text("preset: Qwen3-0.6B\nkv_dtype: fp8\n", encoding="utf-8")
     samples = load_samples(_write(tmp_path / "s.jsonl", [_row(model="m.yaml")]))
     assert samples.models["m.yaml"].spec.kv_bytes_per_token == 57_344
+
+
+def test_a_byte_order_mark_is_read_and_a_missing_file_named_as_samples(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(_row()) + "\n").encode())
+    assert len(load_samples(path).samples) == 1
+    with pytest.raises(SpecError, match="samples file not found"):
+        load_samples(tmp_path / "missing.jsonl")

@@ -369,6 +369,7 @@ def load_samples(path: str | Path, attention_file: str | Path | None = None) -> 
     column, the rule and the value."""
     path = Path(path)
     file = str(path)
+    checked_file(path, "trace", "samples file not found")
     if attention_file is None and default_attention_file(path).exists():
         attention_file = default_attention_file(path)
     attention = load_attention(attention_file) if attention_file is not None else {DENSE: DenseAttention()}

@@ -26,9 +26,10 @@ FIRST_LINE_CHARS = 1 << 20
 
 
 def open_text(path: str | Path):
-    """``path`` opened as UTF-8 text, or a :class:`SpecError` when it cannot be (or is not a regular file
-    within the size cap of a trace: :mod:`kinsim.reading`)."""
-    return io.TextIOWrapper(open_checked(path, "trace", "trace file not found"), encoding="utf-8", newline="")
+    """``path`` opened as UTF-8 text (a byte-order mark at its start dropped, as spreadsheets write it), or a
+    :class:`SpecError` when it cannot be (or is not a regular file within the size cap of a trace:
+    :mod:`kinsim.reading`)."""
+    return io.TextIOWrapper(open_checked(path, "trace", "trace file not found"), encoding="utf-8-sig", newline="")
 
 
 def _lines(handle, file: str) -> Iterator[str]:
