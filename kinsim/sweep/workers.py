@@ -37,6 +37,9 @@ PARENT_CHECK_INTERVAL_S = 1.0
 def _die_with_parent(parent_pid: int) -> None:
     """Worker initializer: arrange to end when the process ``parent_pid`` ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then stops us
+    # SIGTERM is how the parent stops us: end at once, not through the handler the CLI installed before the
+    # fork (its exception would print a traceback from a worker waiting for work)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         try:
             import ctypes
