@@ -1,7 +1,8 @@
 """A seeded mutation fuzzer for kinsim's inputs: every failure must be one line and exit 2, never a bug.
 
 It copies the shipped inputs (hardware files, workloads, sweep files, the regression suite) and small variants
-of them (a workload, a sweep, a suite and its baseline, a request trace in CSV and JSONL, a run JSON) into a
+of them (a workload, a sweep, a suite and its baseline, a request trace in CSV and JSONL, a run JSON, a
+scored-sample set and its attention file, a Kinetics generations file) into a
 scratch directory, then, case after case, mutates one of them and runs the commands that read it, in this
 process, through :func:`kinsim.cli.main` (the shipped workloads, sweeps and suite are validated and
 described, not simulated: they take seconds each):
@@ -74,6 +75,22 @@ TRACE_ROWS = [
     {"request_id": "a", "group_id": "g1", "arrival_s": 0.0, "prompt_tokens": 120, "output_tokens": 40},
     {"request_id": "b", "group_id": "g1", "arrival_s": 0.0, "prompt_tokens": 120, "output_tokens": 55},
     {"request_id": "c", "arrival_s": 0.25, "prompt_tokens": 300, "output_tokens": 20, "hash_ids": [1, 2]},
+]
+
+
+#: A scored-sample set (``kinsim frontier``): one model, dense and a sparse setting, two problems of two samples.
+SAMPLE_ROWS = [
+    {"model": "Qwen3-0.6B", "attention": attention, "problem": problem, "sample": sample, "prompt_tokens": 50,
+     "output_tokens": 100 * (sample + 1), "correct": int(sample == 0 or problem == "b"), "answer": str(sample),
+     "budgets": [[100, int(sample == 0)], [1000, int(sample == 0 or problem == "b")]]}
+    for attention in ("dense", "sparse") for problem in ("a", "b") for sample in range(2)]
+SAMPLE_ATTENTION = {"attention": {"sparse": {"policy": "block_topk", "block_size": 16, "top_k": 4}}}
+#: A Kinetics generations file (``kinsim samples import kinetics``): its metadata line, then generations.
+KINETICS_LINES = [
+    {"task": "aime24", "attn_local": 0, "attn_block_topk": 64, "attn_block_size": 16, "attn_topk": None},
+    {"query": "what is two plus three", "prediction": ["so the answer is \\boxed{5}<eos>"], "choices": ["5"],
+     "score": 100.0},
+    {"query": "what is two plus three", "prediction": ["so \\boxed{4}<eos>"], "choices": ["5"], "score": 0.0},
 ]
 
 
@@ -159,7 +176,26 @@ def build_corpus(root: Path) -> dict[str, Path]:
             raise RuntimeError(f"could not write a run JSON: {quiet.getvalue()}")
     files["baseline"] = root / "suite.baseline.json"
     files["run_json"] = root / "run.json"
+    (root / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in SAMPLE_ROWS))
+    (root / "samples.attention.yaml").write_text(yaml.safe_dump(SAMPLE_ATTENTION, sort_keys=False))
+    files["samples"], files["samples_attention"] = root / "samples.jsonl", root / "samples.attention.yaml"
+    (root / "gen.jsonl").write_text("".join(json.dumps(line) + "\n" for line in KINETICS_LINES))
+    files["kinetics"] = root / "gen.jsonl"
+    files["tokenizer"] = _write_tokenizer(root / "tokenizer.json")
     return files
+
+
+def _write_tokenizer(path: Path) -> Path:
+    """A word-level tokenizer over the generations' words (``tokenizers``, the frontier extra)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = "what is two plus three so the answer".split()
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}},
+                                           unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.add_special_tokens(["<eos>"])
+    tokenizer.save(str(path))
+    return path
 
 
 # ------------------------------------------------------------------------------------------- the mutations
@@ -393,6 +429,13 @@ def commands_for(target: str, path: Path, files: dict[str, Path], out: Path) -> 
                  [out / "j.xml"])]
     if target == "baseline":
         return [(["regress", str(files["suite"]), "--baseline", str(path)], [])]
+    if target in ("samples", "samples_attention"):
+        return [(["frontier", str(files["samples"]), "--csv", str(out / "f.csv"), "--json", str(out / "f.json"),
+                  "--quiet"], [out / "f.csv", out / "f.json"])]
+    if target == "kinetics":
+        return [(["samples", "import", "kinetics", str(path), "--model", "Qwen3-0.6B", "--tokenizer",
+                  str(files["tokenizer"]), "--out", str(out / "s.jsonl"), "--budgets", "4,8"],
+                 [out / "s.jsonl", out / "s.attention.yaml"])]
     if target == "run_json":
         return [(["report", str(path), "-o", str(out / "r.html")], [out / "r.html"]),
                 (["compare", str(path), str(files["run_json"])], [])]
@@ -432,7 +475,8 @@ def run_campaign(cases: int, seed: int, scratch: Path, progress: Callable[[str],
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
     files = build_corpus(scratch / "corpus")
     targets = ["hardware", "hardware_a100", "workload", "chat", "replay", "trace_csv", "trace_jsonl", "sweep",
-               "suite", "baseline", "run_json"] + sorted(name for name in files if name.startswith("shipped_"))
+               "suite", "baseline", "run_json", "samples", "samples_attention", "kinetics"]
+    targets += sorted(name for name in files if name.startswith("shipped_"))
     originals = {name: files[name].read_bytes() for name in targets}
     docs = {name: _load(files[name]) for name in targets}
     rng = random.Random(seed)
