@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from kinsim.cli import main
-from kinsim.engine.attribution import attended_tokens, decode_shares, step_shares
+from kinsim.engine.attribution import decode_shares, step_shares
+from kinsim.ops.attention import decode_tokens_read
 from kinsim.runner import simulate
+from kinsim.workload.spec import TopKAttention
 
 from .conftest import HARDWARE
 from .test_engine import workload
@@ -32,7 +34,7 @@ def test_a_capped_policy_attributes_at_most_the_cap():
                            20, np.array([30.0, 31.0]))
     assert shares == pytest.approx([0.4 + 0.6 * 10 / 30 + 0.6 * 11 / 31, 0.4 + 0.6 * 20 / 30 + 0.6 * 20 / 31],
                                    rel=1e-12)
-    assert attended_tokens(np.array([9, 19, 30]), 20).tolist() == [10.0, 20.0, 20.0]
+    assert decode_tokens_read(TopKAttention(token_budget=20), np.array([9, 19, 30])).tolist() == [10.0, 20.0, 20.0]
 
 
 def test_each_step_is_divided_by_its_own_clock_duration():

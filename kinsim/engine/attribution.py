@@ -87,9 +87,3 @@ def step_shares(time_s: float, attention_s: float, decode_attended: np.ndarray, 
     decode = (decode_tokens * per_token + per_attended * decode_attended) / time_s if n else np.zeros(0)
     chunks = [(per_token * t + per_attended * a) / time_s for t, a in zip(chunk_tokens, chunk_attended)]
     return decode, chunks
-
-
-def attended_tokens(context: np.ndarray, cap: int | None) -> np.ndarray:
-    """Tokens a decoding sequence with ``context`` cached tokens attends in its next step."""
-    first = np.asarray(context, dtype=float) + 1.0
-    return first if cap is None else np.minimum(first, float(cap))

@@ -36,14 +36,14 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from kinsim.engine.attribution import attended_tokens, decode_shares, step_shares
+from kinsim.engine.attribution import decode_shares, step_shares
 from kinsim.engine.clock import TICKS_PER_S, to_seconds, to_ticks
 from kinsim.engine.fluid import Flow, FluidNetwork
 from kinsim.engine.pricer import ROWS, StepFigures, StepPricer
 from kinsim.engine.records import OpRecord
 from kinsim.engine.scheduler import Plan, Scheduler
 from kinsim.engine.sequence import Sequence
-from kinsim.ops.attention import token_cap
+from kinsim.ops.attention import decode_tokens_read, token_cap
 from kinsim.ops.lower import StepBatch, lower_step
 from kinsim.ops.op import OP_CLASSES
 
@@ -273,8 +273,8 @@ class Replica:
             chunks, tokens = rest
             ctx = context if kind == "step" else context[0]
             shares, chunk_shares = step_shares(
-                float(matrix[0, 0]), float(matrix[_ATTENTION_ROW, 0]), attended_tokens(ctx, self._cap), tokens,
-                [c.cached + c.tokens for c in chunks], [c.tokens for c in chunks])
+                float(matrix[0, 0]), float(matrix[_ATTENTION_ROW, 0]), decode_tokens_read(self.pricer.policy, ctx),
+                tokens, [c.cached + c.tokens for c in chunks], [c.tokens for c in chunks])
             for (lead, _take), share in zip(plan.chunks, chunk_shares):
                 party = (lead, *lead.followers)
                 for seq in party:
@@ -300,7 +300,7 @@ class Replica:
         if n == 0:
             return np.zeros(0)
         scale = np.divide(step_s, time_s, out=np.zeros(len(time_s)), where=time_s > 0)
-        attended = attended_tokens(context, self._cap)
+        attended = decode_tokens_read(self.pricer.policy, context)
         total = attended.sum(axis=1)
         w = np.divide(attention_s * scale, total, out=np.zeros(len(time_s)), where=total > 0)
         return float(np.dot(time_s - attention_s, scale)) / n + (w[:, None] * attended).sum(axis=0)

@@ -40,13 +40,8 @@ import numpy as np
 from kinsim.cost.kinetics import KineticsBreakdown
 from kinsim.dtypes import bytes_per_element
 from kinsim.model.spec import ModelSpec
-from kinsim.workload.spec import (
-    AttentionPolicy,
-    BlockTopKAttention,
-    DenseAttention,
-    SlidingWindowAttention,
-    TopKAttention,
-)
+from kinsim.ops.attention import token_cap
+from kinsim.workload.spec import AttentionPolicy, BlockTopKAttention, DenseAttention
 
 #: The paper's ``I``, FLOP/byte: B200's dense fp8 peak, 4.5 PFLOP/s, over its HBM bandwidth, 8 TB/s.
 PAPER_INTENSITY = 562.5
@@ -62,17 +57,6 @@ def attended_tokens(budget: float, prompt_tokens: float | np.ndarray, output_tok
     return prompts * linear + linear**2 / 2 + (lengths - linear) * budget
 
 
-def read_budget(attention: AttentionPolicy) -> float | None:
-    """KV tokens a sparse policy reads per step and sequence; None for dense (it reads everything)."""
-    if isinstance(attention, DenseAttention):
-        return None
-    if isinstance(attention, (BlockTopKAttention, TopKAttention)):
-        return float(attention.token_budget)
-    if isinstance(attention, SlidingWindowAttention):
-        return float(attention.window + attention.sink_tokens)
-    raise TypeError(f"no eFLOPs rule for attention {type(attention).__name__}")
-
-
 def _sample_terms(model: ModelSpec, attention: AttentionPolicy, prompts: np.ndarray,
                   lengths: np.ndarray) -> dict[str, np.ndarray]:
     """Per-sample FLOPs and bytes, the shared prompt's KV reads of dense attention left out."""
@@ -80,7 +64,7 @@ def _sample_terms(model: ModelSpec, attention: AttentionPolicy, prompts: np.ndar
     r, b = float(model.gqa_ratio), bytes_per_element(model.kv_dtype)
     context = prompts * lengths + lengths**2 / 2  # token-steps of full context
     terms = {"linear_flops": 2 * p * lengths}
-    budget = read_budget(attention)
+    budget = token_cap(attention)  # KV tokens a sparse policy reads per step; None for dense (all of them)
     if budget is None:
         terms.update(attention_flops=2 * r * d * context, kv_bytes=b * d * lengths**2 / 2)
         return terms

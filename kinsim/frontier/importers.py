@@ -245,15 +245,10 @@ def kinetics_attention_name(settings: Mapping[str, Any]) -> str:
 
 
 def check_attention(mapping: Mapping[str, Any], *, path: str, file: str | None = None) -> None:
-    """Refuse an ``attention:`` mapping that kinsim's attention spec does not accept."""
-    from kinsim.schema import build
-    from kinsim.workload.spec import BlockTopKAttention, DenseAttention, SlidingWindowAttention, TopKAttention
+    """Refuse an ``attention:`` mapping that ``kinsim frontier`` would refuse (its reader's own rule)."""
+    from kinsim.frontier.samples import attention_policy
 
-    kinds = {cls.KIND: cls for cls in (DenseAttention, BlockTopKAttention, TopKAttention, SlidingWindowAttention)}
-    policy = mapping.get("policy")
-    if policy not in kinds:
-        raise SpecError("policy must be one of " + ", ".join(kinds), path=f"{path}.policy", value=policy, file=file)
-    build(kinds[policy], mapping, path=path, file=file)
+    attention_policy(mapping, path, file)
 
 
 # ----------------------------------------------------------------------------------------- reading

@@ -83,13 +83,8 @@ class PrefillChunk:
 def decode_tokens_read(policy: AttentionPolicy, context: Number) -> Number:
     """KV tokens one decode step reads for a sequence with ``context`` tokens cached (any shape)."""
     attended = np.asarray(context, dtype=float) + 1.0
-    if isinstance(policy, DenseAttention):
-        return attended
-    if isinstance(policy, BlockTopKAttention | TopKAttention):
-        return np.minimum(attended, policy.token_budget)
-    if isinstance(policy, SlidingWindowAttention):
-        return np.minimum(attended, policy.window + policy.sink_tokens)
-    raise TypeError(f"unknown attention policy {policy!r}")
+    cap = token_cap(policy)
+    return attended if cap is None else np.minimum(attended, cap)
 
 
 def decode_attention_ops(
