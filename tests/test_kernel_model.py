@@ -66,6 +66,36 @@ def test_prefill_packs_a_kv_heads_query_heads_into_tiles():
     assert work.longest_item_flops == 4 * 128 * 128 * 1024
 
 
+def test_prefill_splits_the_keys_when_its_tiles_leave_sms_idle():
+    """FlashAttention-3's num_splits_heuristic, worked by hand on 132 SMs."""
+    # 1 sequence of 2,048 tokens, 1 query head per KV head, 1 KV head (a single-head shard): 16 tiles,
+    # 16 KV blocks. Waves 16 s / 132 for s = 1..16: efficiency 16 s / 132 (all below one wave), best at
+    # s = 8 (128 / 132 = 0.970); the first s with efficiency >= 0.85 x 0.970 = 0.824 is 7 (112 / 132 = 0.848)
+    dims = AttentionDims(HeadShard(1, 1, 128, 1))
+    op = prefill_attention_op(dims, DenseAttention(), [PrefillChunk(2048, 0)])
+    work = kernel_work(op, 132)
+    assert (work.launches, work.combines, work.items) == (2.0, 1.0, 16 * 7)
+    # each split does a seventh of a tile: the longest tile's 2,048 keys over 7
+    assert work.longest_item_flops == pytest.approx(4 * 128 * 128 * 2048 / 7)
+    # 4 KV blocks (512 tokens): never split; 128 tiles x 8 KV heads fill the SMs: no split either
+    short = kernel_work(prefill_attention_op(dims, DenseAttention(), [PrefillChunk(512, 0)]), 132)
+    assert (short.combines, short.items) == (0.0, 4)
+    full = kernel_work(prefill_attention_op(QWEN3_8B, DenseAttention(), [PrefillChunk(4096, 0)]), 132)
+    assert (full.combines, full.items) == (0.0, 128 * 8)
+
+
+def test_prefill_split_rule_is_the_same_for_arrays_and_scalars():
+    from kinsim.ops.kernel_work import _prefill_splits
+
+    grid = np.array([1.0, 7.0, 16.0, 40.0, 105.0, 106.0, 500.0])
+    blocks = np.array([200.0, 5.0, 16.0, 3.0, 64.0, 64.0, 64.0])
+    scalars = [_prefill_splits(float(g), float(b), 132) for g, b in zip(grid, blocks)]
+    assert list(_prefill_splits(grid, blocks, 132)) == scalars
+    # 1 tile, 200 blocks: efficiency s / 132 grows with s up to 128 splits (the most FlashAttention makes);
+    # the first within 85% of 128 / 132 is s = 109 (109 / 132 = 0.826 >= 0.824); 106 tiles fill 80%: 1
+    assert scalars[0] == 109 and scalars[5] == 1 and scalars[3] == 1
+
+
 def test_array_contexts_give_the_same_structure_as_scalars_step_by_step():
     context = np.array([[100.0, 9000.0], [101.0, 9001.0]])
     op = decode_attention_ops(QWEN3_8B, DenseAttention(), context)[0]
@@ -125,6 +155,16 @@ def test_a_profile_transferred_to_a_gpu_with_twice_the_bandwidth_halves_only_the
     speedup = [float(RooflineCost(H100).op_cost(op).time_s / RooflineCost(fast).op_cost(op).time_s)
                for op in (small, large)]
     assert speedup[0] < 1.3 < 1.6 < speedup[1] < 2.0
+
+
+def test_prefill_over_an_fp8_kv_cache_has_its_own_terms():
+    profile = H100.calibration
+    assert profile.attention_prefill_fp8kv is not None and profile.attention_prefill_fp8kv != profile.attention_prefill
+    for kv_dtype, curve in (("fp8", profile.attention_prefill_fp8kv), ("bf16", profile.attention_prefill)):
+        op = prefill_attention_op(AttentionDims(HeadShard(32, 8, 128, 1), kv_dtype=kv_dtype), DenseAttention(),
+                                  [PrefillChunk(3000, 0)])
+        expected = kernel_time(curve, kernel_work(op, 132), op.flops, op.bytes, H100, 989e12)
+        assert float(RooflineCost(H100).op_cost(op).time_s) == pytest.approx(float(expected), rel=1e-12)
 
 
 def test_the_datasheet_model_ignores_the_profile():

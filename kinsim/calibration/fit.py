@@ -66,8 +66,10 @@ FREE_TERMS: dict[str, tuple[str, ...]] = {
                                "item_bandwidth", "l2_bandwidth_ratio"),
     "attention_sparse": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "memory_max",
                          "item_bandwidth", "l2_bandwidth_ratio"),
-    "attention_prefill": ("kernel_floor", "per_sequence", "item_cost", "compute_max", "item_compute_share",
-                          "memory_max", "l2_bandwidth_ratio"),
+    "attention_prefill": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "compute_max",
+                          "item_compute_share", "memory_max", "l2_bandwidth_ratio"),
+    "attention_prefill_fp8kv": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "compute_max",
+                                "item_compute_share", "memory_max", "l2_bandwidth_ratio"),
     "gemm": ("kernel_floor", "combine_floor", "item_cost", "compute_max", "item_compute_share", "memory_max",
              "item_bandwidth"),
     "selection": ("kernel_floor", "per_sequence", "memory_max", "item_bandwidth"),
@@ -216,10 +218,11 @@ def default_rows(frame, kernel: str):
     else the implementation with most rows; attention rows of the presets' head dimension where the
     measurements have a ``head_dim`` column with such rows."""
     rows = frame[frame["kernel"] == OP_KERNEL.get(kernel, kernel)]
-    if kernel.startswith("attention_decode") and "kv_dtype" in rows.columns:
-        fp8kv = rows["kv_dtype"] == "fp8"  # decode over an fp8 KV cache has its own curve
-        rows = rows[fp8kv] if kernel == "attention_decode_fp8kv" else rows[~fp8kv] if (~fp8kv).any() else rows
-    elif kernel == "attention_decode_fp8kv":
+    fp8_kind = kernel.endswith("_fp8kv")
+    if kernel.startswith(("attention_decode", "attention_prefill")) and "kv_dtype" in rows.columns:
+        fp8kv = rows["kv_dtype"] == "fp8"  # attention over an fp8 KV cache has its own curve
+        rows = rows[fp8kv] if fp8_kind else rows[~fp8kv] if (~fp8kv).any() else rows
+    elif fp8_kind:
         return rows.iloc[:0]
     if not len(rows):
         return rows

@@ -248,11 +248,11 @@ CYCLE_TERMS = ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "sm
 
 #: Kernel kinds a calibration profile may carry curves for (communication is not calibrated).
 CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_decode_fp8kv", "attention_sparse", "attention_prefill",
-                      "selection", "elementwise")
+                      "attention_prefill_fp8kv", "selection", "elementwise")
 
 #: The op kernel kind a profile's curve kind prices (``attention_decode_fp8kv`` prices decode attention
-#: over an fp8 KV cache).
-OP_KERNEL = {"attention_decode_fp8kv": "attention_decode"}
+#: over an fp8 KV cache, ``attention_prefill_fp8kv`` prefill attention over one).
+OP_KERNEL = {"attention_decode_fp8kv": "attention_decode", "attention_prefill_fp8kv": "attention_prefill"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -361,6 +361,9 @@ class CalibrationSpec:
         "simply faster by the bytes it saves); absent: attention_decode's terms.", default=None)
     attention_sparse: KernelCurveSpec | None = spec_field("Sparse (block top-k) decode attention.", default=None)
     attention_prefill: KernelCurveSpec | None = spec_field("Prefill (flash) attention.", default=None)
+    attention_prefill_fp8kv: KernelCurveSpec | None = spec_field(
+        "Prefill attention with an fp8 KV cache (the serving engine quantizes the queries and runs the fp8 "
+        "kernel, whose tiles differ from the bf16 one's); absent: attention_prefill's terms.", default=None)
     selection: KernelCurveSpec | None = spec_field("Block scoring and top-k selection.", default=None)
     elementwise: KernelCurveSpec | None = spec_field("Streaming elementwise kernels.", default=None)
     allreduce_nccl: CollectiveCurveSpec | None = spec_field("NCCL all-reduce.", default=None)
@@ -399,10 +402,12 @@ class CalibrationSpec:
         return getattr(self, kernel, None) if kernel in CALIBRATED_KERNELS else None
 
     def curve_for(self, kernel: str, kv_bytes_per_element: float | None = None) -> KernelCurveSpec | None:
-        """The curves that price an op of kind ``kernel``: decode attention over a one-byte (fp8) KV cache
-        has its own where the profile has them."""
-        if kernel == "attention_decode" and kv_bytes_per_element == 1 and self.attention_decode_fp8kv is not None:
-            return self.attention_decode_fp8kv
+        """The curves that price an op of kind ``kernel``: decode and prefill attention over a one-byte (fp8)
+        KV cache have their own where the profile has them."""
+        if kv_bytes_per_element == 1 and kernel in ("attention_decode", "attention_prefill"):
+            fp8 = getattr(self, f"{kernel}_fp8kv")
+            if fp8 is not None:
+                return fp8
         return self.curve(kernel)
 
     def allreduce(self, implementation: str) -> CollectiveCurveSpec | None:

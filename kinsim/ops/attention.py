@@ -272,7 +272,8 @@ def prefill_attention_op(
         bytes_written=float((dims.q_bytes_per_token + dims.kv_bytes_per_token) * float(tokens)),
         count=count,
         shape={"sequences": len(chunks), "tokens": float(tokens), "cached": float(cached_total),
-               "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads, "head_dim": dims.shard.head_dim},
+               "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads, "head_dim": dims.shard.head_dim,
+               "kv_bytes_per_element": bytes_per_element(dims.kv_dtype)},
     )
 
 

@@ -12,7 +12,9 @@ that the public silicon measurements time):
   (FlashAttention's ``num_splits_heuristic``, simplified to its first rule).
 * **prefill attention**: the attention kernel and the KV-cache write; items are (tile of 128 query
   rows, KV head) pairs, the query heads of a KV head's group packed into the rows (FlashAttention-3's
-  PackGQA), at least one tile per sequence and KV head.
+  PackGQA), at least one tile per sequence and KV head. When those tiles would leave the GPU idle and a
+  sequence spans more than 4 KV blocks, the keys are split as FlashAttention-3 does
+  (:func:`_prefill_splits`), and a combine kernel merges the splits.
 * **GEMM**: one kernel over 128 x 128 output tiles; when the tiles do not fill the SMs the K dimension is
   split (at most one split per 256 of K) and the partial sums are reduced by a second kernel, as
   cuBLAS's split-K kernels do.
@@ -94,8 +96,12 @@ def kernel_work(op: Op, sms: int) -> KernelWork:
         length = (tokens + _value(shape.get("cached", 0))) / _maximum(sequences, 1.0)
         keys = _maximum(ATTENTION_KV_BLOCK, length / 2 + ATTENTION_KV_BLOCK / 2)
         per_key = 4.0 * ATTENTION_Q_TILE * _value(shape.get("head_dim", 128))
-        longest = per_key * _ceil(_maximum(length, 1.0) / ATTENTION_KV_BLOCK) * ATTENTION_KV_BLOCK
-        return KernelWork(2.0, 0.0, tiles * kv_heads, sequences, per_key * keys, longest)
+        kv_blocks = _ceil(_maximum(length, 1.0) / ATTENTION_KV_BLOCK)
+        longest = per_key * kv_blocks * ATTENTION_KV_BLOCK
+        grid = tiles * kv_heads
+        splits = _prefill_splits(grid, kv_blocks, sms)
+        return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), grid * splits, sequences, per_key * keys / splits,
+                          longest / splits)
     if op.kernel == "gemm":
         m, n, k = (_value(shape.get(key, 1)) for key in ("m", "n", "k"))
         tiles = _ceil(_maximum(m, 1.0) / GEMM_TILE_M) * _ceil(n / GEMM_TILE_N)
@@ -119,6 +125,27 @@ def _decode_work_scalar(batch: float, kv_heads: float, total_tokens: float, sms:
         blocks = math.ceil((tokens if tokens > 1.0 else 1.0) / ATTENTION_KV_BLOCK)
         splits = float(max(1, min(math.ceil(sms / (pairs if pairs > 1.0 else 1.0)), blocks, MAX_SPLITS)))
     return KernelWork(2.0, 1.0 if splits > 1.0 else 0.0, pairs * splits, batch)
+
+
+def _prefill_splits(grid: Number, kv_blocks: Number, sms: int) -> Number:
+    """KV splits of a prefill attention kernel whose ``grid`` tiles (query tile, KV head) would leave the
+    GPU idle: FlashAttention-3's ``num_splits_heuristic``. No split when the tiles fill 80% of the SMs or a
+    sequence has at most 4 KV blocks; otherwise the fewest splits whose wave efficiency (``grid x splits /
+    sms`` over its ceiling) is within 85% of the best over 1 to ``min(128, sms, kv_blocks)`` splits."""
+    if isinstance(grid, float) and isinstance(kv_blocks, float):
+        if grid >= 0.8 * sms or kv_blocks <= 4:
+            return 1.0
+        top = int(min(MAX_SPLITS, sms, kv_blocks))
+        efficiency = [w / math.ceil(w) for w in (grid * s / sms for s in range(1, top + 1))]
+        best = max(efficiency)
+        return float(next(s for s, e in enumerate(efficiency, 1) if e >= 0.85 * best))
+    grid, kv_blocks = np.broadcast_arrays(np.asarray(grid, dtype=float), np.asarray(kv_blocks, dtype=float))
+    candidates = np.arange(1, min(MAX_SPLITS, sms) + 1, dtype=float)
+    waves = grid[..., None] * candidates / sms
+    efficiency = np.where(candidates <= kv_blocks[..., None], waves / np.ceil(waves), 0.0)
+    good = efficiency >= 0.85 * efficiency.max(axis=-1, keepdims=True)
+    first = candidates[np.argmax(good, axis=-1)]
+    return np.where((grid >= 0.8 * sms) | (kv_blocks <= 4), 1.0, first)
 
 
 def _value(value) -> Number:
