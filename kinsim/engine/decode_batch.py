@@ -27,19 +27,43 @@ from kinsim.engine.sequence import Sequence
 COLUMNS = ("kv", "generated", "blocks", "shared", "group", "output", "verify_steps", "tau_q")
 
 
-def _column(row: int, doc: str) -> property:
-    """A property giving the first ``n`` entries of column ``row`` (int64, one per sequence, FCFS order)."""
-    return property(lambda self: self._data[row, :len(self.seqs)], doc=doc)
-
-
 class DecodeBatch:
-    """Decoding sequences in FCFS order; ``n`` of them; columns are the first ``n`` entries of arrays."""
+    """Decoding sequences in FCFS order; ``n`` of them; columns are the first ``n`` entries of arrays.
+
+    The columns are views of the first ``n`` entries of each row (int64, one per sequence, FCFS order),
+    writable (the scheduler updates them in place), made again whenever ``n`` or the storage changes
+    rather than at every read (the hot path reads them a dozen times a segment):
+
+    ``kv`` tokens in each sequence's KV cache; ``generated`` tokens generated; ``blocks`` private KV blocks
+    held; ``shared`` prompt tokens its group holds in shared blocks; ``group`` its group's number on the
+    replica; ``output`` tokens its request generates in all; ``verify_steps`` speculative verify steps
+    done (0 without speculation); ``tau_q`` expected tokens per verify step x 2**20 (0 without
+    speculation); ``gpu_s`` GPU-seconds so far (float64; :mod:`kinsim.engine.attribution`)."""
+
+    kv: np.ndarray
+    generated: np.ndarray
+    blocks: np.ndarray
+    shared: np.ndarray
+    group: np.ndarray
+    output: np.ndarray
+    verify_steps: np.ndarray
+    tau_q: np.ndarray
+    gpu_s: np.ndarray
 
     def __init__(self, capacity: int = 64) -> None:
         self.seqs: list[Sequence] = []
         self._keys: list[tuple[float, int]] = []
         self._data = np.zeros((len(COLUMNS), max(capacity, 1)), dtype=np.int64)
         self._gpu_s = np.zeros(max(capacity, 1))
+        self._views()
+
+    def _views(self) -> None:
+        """Make the column views again (after ``n`` or the storage changed)."""
+        n = len(self.seqs)
+        data = self._data
+        for row, name in enumerate(COLUMNS):
+            setattr(self, name, data[row, :n])
+        self.gpu_s = self._gpu_s[:n]
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -47,21 +71,6 @@ class DecodeBatch:
     @property
     def n(self) -> int:
         return len(self.seqs)
-
-    # Views of the first n entries of each column (writable: the scheduler updates them in place).
-    kv = _column(0, "Tokens in each sequence's KV cache.")
-    generated = _column(1, "Tokens each sequence has generated.")
-    blocks = _column(2, "Private KV blocks each sequence holds.")
-    shared = _column(3, "Prompt tokens each sequence's group holds in shared blocks.")
-    group = _column(4, "Each sequence's group number on the replica.")
-    output = _column(5, "Tokens each sequence's request generates in all.")
-    verify_steps = _column(6, "Speculative verify steps each sequence has done (0 without speculation).")
-    tau_q = _column(7, "Each sequence's expected tokens per verify step x 2**20 (0 without speculation).")
-
-    @property
-    def gpu_s(self) -> np.ndarray:
-        """Each sequence's GPU-seconds so far (float64; :mod:`kinsim.engine.attribution`)."""
-        return self._gpu_s[:len(self.seqs)]
 
     def add(self, seq: Sequence) -> None:
         """Take ``seq`` (its counters as they are on the object) at its FCFS place."""
@@ -82,6 +91,7 @@ class DecodeBatch:
                        seq.request.output_tokens, seq.verify_steps, seq.tau_q)
         self.seqs.insert(at, seq)
         self._keys.insert(at, key)
+        self._views()
 
     def kv_of(self, seq: Sequence) -> int:
         """Tokens in the KV cache of decoding ``seq`` (its object's field is stale while it is here)."""
@@ -109,6 +119,7 @@ class DecodeBatch:
         self._data[:, at:n - 1] = self._data[:, at + 1:n]
         self._gpu_s[at:n - 1] = self._gpu_s[at + 1:n]
         del self.seqs[at], self._keys[at]
+        self._views()
 
     def remove_where(self, mask: np.ndarray) -> list[Sequence]:
         """Take out the sequences where ``mask`` (shape ``(n,)``) is true, writing their counters back;
@@ -125,4 +136,5 @@ class DecodeBatch:
         kept = keep.tolist()
         self.seqs = [s for s, k in zip(self.seqs, kept) if k]
         self._keys = [key for key, k in zip(self._keys, kept) if k]
+        self._views()
         return removed

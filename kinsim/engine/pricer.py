@@ -52,6 +52,8 @@ _CLASS_FLOPS = {c: _ROW[f"{c}_flops"] for c in OP_CLASSES}
 _CLASS_BYTES = {c: _ROW[f"{c}_bytes"] for c in OP_CLASSES}
 _COMPUTE, _MEMORY, _NETWORK = (_ROW[k] for k in ("compute_s", "memory_s", "network_s"))
 _HOST, _HOST_BYTES = _ROW["host_link_s"], _ROW["host_link_bytes"]
+_ATTENTION_S, _ATTENTION_FLOPS, _ATTENTION_BYTES = (_CLASS_ROW["attention"], _CLASS_FLOPS["attention"],
+                                                    _CLASS_BYTES["attention"])
 
 
 @dataclass
@@ -359,16 +361,30 @@ class _DirectDecodeAttention:
 
     def matrix(self, attended: np.ndarray, read: np.ndarray, steps: int) -> np.ndarray:
         """The :data:`ROWS` x ``steps`` figures of the attention op, as :func:`_accumulate` would give them."""
+        layers = self.layers
+        if steps == 1:  # one step (every mixed step): the same operations on Python floats, the same bits
+            flops = self.flops_per_key * float(attended[0])
+            nbytes = (self.kv_bytes_per_token * float(read[0]) + self.query_bytes) + self.written_bytes
+            compute = flops / self.peak_rate
+            memory = nbytes / self.memory_rate + nbytes / self.in_flight_rate
+            time = layers * (self.fixed_s + (compute if compute >= memory else memory))
+            column = [0.0] * len(ROWS)
+            column[0] = column[_ATTENTION_S] = time
+            column[_ATTENTION_FLOPS] = layers * flops
+            column[_ATTENTION_BYTES] = layers * nbytes
+            column[_COMPUTE] = layers * compute
+            column[_MEMORY] = layers * memory
+            return np.array(column)[:, None]
         flops = self.flops_per_key * attended
         nbytes = (self.kv_bytes_per_token * read + self.query_bytes) + self.written_bytes
         compute = flops / self.peak_rate
         memory = nbytes / self.memory_rate + nbytes / self.in_flight_rate
-        time = self.layers * (self.fixed_s + np.maximum(compute, memory))
-        matrix = np.zeros((len(ROWS), steps))
-        matrix[0] += time
-        matrix[_CLASS_ROW["attention"]] += time
-        matrix[_CLASS_FLOPS["attention"]] += self.layers * flops
-        matrix[_CLASS_BYTES["attention"]] += self.layers * nbytes
-        matrix[_COMPUTE] += self.layers * compute
-        matrix[_MEMORY] += self.layers * memory
+        time = layers * (self.fixed_s + np.maximum(compute, memory))
+        matrix = np.zeros((len(ROWS), steps))  # rows assigned, not added: 0 + x is x, the same bits
+        matrix[0] = time
+        matrix[_ATTENTION_S] = time
+        matrix[_ATTENTION_FLOPS] = layers * flops
+        matrix[_ATTENTION_BYTES] = layers * nbytes
+        matrix[_COMPUTE] = layers * compute
+        matrix[_MEMORY] = layers * memory
         return matrix

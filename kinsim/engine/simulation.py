@@ -209,7 +209,7 @@ class Simulation:
         graph = joined_topology([(prefix, hw, g) for prefix, (hw, g) in graphs.items()], files)
         decode_layout = self._layouts[1]
         replica_block_bytes = decode_layout.block_bytes * decode.tensor_parallel
-        first_decode = decode.first_replica
+        first_decode = self._first_decode = decode.first_replica
         self._decode_router = Router(self.workload.deployment.router, decode.replicas,
                                      lambda i: self.replicas[first_decode + i].scheduler.outstanding)
         unit: dict[tuple[int, int], TransferCost] = {}  # per (prefill, decode) replica: one block's transfer
@@ -235,7 +235,16 @@ class Simulation:
         """Prefill replica ``prefill`` has given ``seq`` its first token: on to a decode replica."""
         group = int(self.requests.group[seq.order])
         self._handoff.handoff(seq, prefill, group)
+        self._load_changed(prefill)
+        self._load_changed(seq.replica)  # the decode replica that received it
         self._group_replicas.setdefault(group, {prefill}).add(seq.replica)
+
+    def _load_changed(self, replica: int) -> None:
+        """Replica ``replica``'s outstanding requests changed: tell the router that places onto it."""
+        if self._handoff is not None and replica >= self._first_decode:
+            self._decode_router.changed(replica - self._first_decode)
+        else:
+            self.router.changed(replica)
 
     def _decide(self) -> Event:
         return _Scheduled(self.env, DECIDE)
@@ -285,9 +294,11 @@ class Simulation:
             self._group_replicas.setdefault(group, set()).add(replica.index)
         self._live[i] = seq
         replica.enqueue(seq)
+        self.router.changed(replica.index)
 
     def _on_end(self, seq: Sequence) -> None:
         self._ended += 1
+        self._load_changed(seq.replica)
         if self._handoff is not None:  # ended before its KV moved (impossible on the decode side): free it
             self._handoff.release(seq)
         del self._live[seq.order]
