@@ -31,7 +31,7 @@ POLICIES = [{"policy": "dense"}, {"policy": "block_topk", "block_size": 16, "top
 
 @pytest.mark.parametrize("attention", POLICIES)
 @pytest.mark.parametrize("prefix_shared_read", [False, True])
-@pytest.mark.parametrize("n", [9, 13, 14, 60])  # Qwen3-8B has 8 KV heads: 14 x 8 >= 0.8 x 132 SMs > 13 x 8
+@pytest.mark.parametrize("n", [1, 3, 9, 13, 14, 60])  # Qwen3-8B has 8 KV heads: 14 x 8 >= 0.8 x 132 SMs > 13 x 8
 def test_closed_form_segment_pricing_equals_the_matrix_of_contexts_to_the_bit(attention, prefix_shared_read, n):
     w = workload(model="Qwen3-8B", attention=attention, **{"deployment.prefix_shared_read": prefix_shared_read})
     pricer = StepPricer(w.model, w.deployment, w.attention, RooflineCost(H100))
@@ -44,14 +44,20 @@ def test_closed_form_segment_pricing_equals_the_matrix_of_contexts_to_the_bit(at
     closed = pricer.decode_run(context, steps, shared, groups)
     reference = pricer.decode_segment(matrix, shared, groups)
     assert np.array_equal(closed.matrix, reference.matrix)
-    # the direct path (no ops) serves unsplit batches of a kernel kind the H100 profile has terms for (dense
-    # decode; sparse kernels keep the hardware file's efficiencies and the ops)
-    assert (pricer._direct[n] is not None) == (n >= 14 and attention["policy"] == "dense")
+    # the direct path (no ops) serves split and unsplit batches of a kernel kind the H100 profile has terms
+    # for (dense decode; sparse kernels keep the hardware file's efficiencies and the ops)
+    assert (pricer._direct[n] is not None) == (attention["policy"] == "dense")
+    if n <= 13 and pricer._direct[n] is not None:  # split: the number of splits changes within the segment
+        assert pricer._direct[n].split
+        tokens = (context.sum() + n * np.arange(steps)) / n
+        fill = -(-132 // (n * 8))
+        splits = np.minimum(np.minimum(fill, np.ceil(tokens / 128)), 128)
+        assert n > 1 or len(np.unique(splits)) > 1
 
 
 @pytest.mark.parametrize("attention", POLICIES[:2])
 @pytest.mark.parametrize("prefix_shared_read", [False, True])
-@pytest.mark.parametrize("n", [0, 13, 14, 60])
+@pytest.mark.parametrize("n", [0, 1, 3, 13, 14, 60])
 def test_a_mixed_step_priced_in_direct_form_equals_its_ops_priced_one_by_one_to_the_bit(attention, prefix_shared_read,
                                                                                         n):
     w = workload(model="Qwen3-8B", attention=attention, **{"deployment.prefix_shared_read": prefix_shared_read})

@@ -13,6 +13,7 @@ same cost model, so the figures equal those of pricing ``lower_step`` step by st
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from kinsim.ops.attention import (
     decode_run_totals,
     prefill_attention_op,
 )
+from kinsim.ops.kernel_work import ATTENTION_KV_BLOCK, MAX_SPLITS
 from kinsim.ops.lower import ACT_DTYPE, StepBatch, attention_ops, logit_ops, lower_step
 from kinsim.ops.offload import (
     fetch_bytes,
@@ -310,26 +312,37 @@ class StepPricer:
 
 class _DirectDecodeAttention:
     """Decode attention of a batch of ``n`` sequences priced without building ops: the kernel model's
-    formula (:func:`kinsim.cost.kernel_model.kernel_terms`) written out for the case where nothing in the
-    kernel's structure changes from step to step, with its constants computed once per batch size.
+    formula (:func:`kinsim.cost.kernel_model.kernel_terms`) and kernel structure
+    (:func:`kinsim.ops.kernel_work.kernel_work`) written out, with the constants of a batch size computed
+    once.
 
     That case: the roofline cost model with a calibration profile whose decode-attention curve has the
-    serving-grade terms, no half-saturation points and no per-item compute share, a policy other than block
-    top-k (whose selection op is a second op), and ``n x kv_heads`` at least 80% of the SMs, so that
-    FlashAttention splits no sequence's KV (one work item per sequence and KV head, no combine kernel).
-    Then per step only the FLOPs and bytes change, affinely in the tokens attended and read, and the
-    figures are a handful of array operations instead of an op, its kernel structure and its terms per
-    segment. Every operation is the generic path's, in its order, so the figures are the same bits
-    (``tests/test_engine_scale.py`` checks it against the ops priced one by one, around the 80% threshold).
+    serving-grade terms, no half-saturation points and no per-item compute share, and a policy other than
+    block top-k (whose selection op is a second op). Per step only the FLOPs and bytes change, affinely in
+    the tokens attended and read, and, where ``n x kv_heads`` is below 80% of the SMs, FlashAttention's
+    split of each sequence's KV (``min(ceil(SMs / pairs), ceil(tokens per sequence / 128), 128)`` parts, a
+    combine kernel when more than one), which the figures evaluate per step as arrays. That is a handful of
+    array operations instead of an op, its kernel structure and its terms per segment. Every operation is
+    the generic path's, in its order, so the figures are the same bits (``tests/test_engine_scale.py``
+    checks it against the ops priced one by one, split and unsplit).
     """
 
-    def __init__(self, layers: int, flops_per_key: float, kv_bytes_per_token: float, fixed_bytes: tuple[float, float],
-                 fixed_s: float, peak_rate: float, memory_rate: float, in_flight_rate: float) -> None:
-        self.layers = layers
+    def __init__(self, layers: int, n: int, pairs: float, sms: int, flops_per_key: float, kv_bytes_per_token: float,
+                 fixed_bytes: tuple[float, float], curve, peak_rate: float, memory_rate: float) -> None:
+        self.layers, self.n, self.pairs, self.sms = layers, n, pairs, sms
         self.flops_per_key, self.kv_bytes_per_token = flops_per_key, kv_bytes_per_token
         self.query_bytes, self.written_bytes = fixed_bytes
-        self.fixed_s, self.peak_rate, self.memory_rate, self.in_flight_rate = (fixed_s, peak_rate, memory_rate,
-                                                                               in_flight_rate)
+        self.peak_rate, self.memory_rate = peak_rate, memory_rate
+        self.kernel_floor = 2.0 * curve.kernel_floor  # two launches: the attention kernel and the KV write
+        self.combine_floor, self.item_cost, self.item_bandwidth = (curve.combine_floor, curve.item_cost,
+                                                                   curve.item_bandwidth)
+        self.sequences_s = float(n) * curve.per_sequence
+        self.split = pairs < 0.8 * sms  # FlashAttention splits the KV (kinsim.ops.kernel_work)
+        self.fill = float(math.ceil(sms / (pairs if pairs > 1.0 else 1.0)))  # splits that would fill the SMs
+        if not self.split:  # one item per (sequence, KV head), no combine: the fixed terms are constants
+            self.fixed_s = (self.kernel_floor + 0.0 * self.combine_floor + self.sequences_s
+                            + pairs * 1.0 * self.item_cost / sms)
+            self.in_flight_rate = max(pairs * 1.0, 1.0) * self.item_bandwidth
 
     @classmethod
     def of(cls, pricer: StepPricer, n: int) -> _DirectDecodeAttention | None:
@@ -347,27 +360,44 @@ class _DirectDecodeAttention:
                 or curve.flops_half or curve.bytes_half or curve.item_bandwidth is None):
             return None
         hw = cost_model.hw
-        sms = hw.gpu.compute.units
         pairs = float(n) * float(dims.shard.kv_heads)
-        if pairs < 0.8 * sms:
-            return None  # FlashAttention splits the KV: the structure changes with the context
-        launches, combines, items, sequences = 2.0, 0.0, pairs * 1.0, float(n)
-        fixed = (launches * curve.kernel_floor + combines * curve.combine_floor + sequences * curve.per_sequence
-                 + items * curve.item_cost / sms)
-        return cls(pricer.model.layers, dims.flops_per_key, dims.kv_bytes_per_token,
+        return cls(pricer.model.layers, n, pairs, hw.gpu.compute.units, dims.flops_per_key, dims.kv_bytes_per_token,
                    (n * dims.q_bytes_per_token, n * (dims.q_bytes_per_token + dims.kv_bytes_per_token)),
-                   fixed, hw.peak(probe.dtype) * curve.compute_max, hw.gpu.memory.bandwidth * curve.memory_max,
-                   max(items, 1.0) * curve.item_bandwidth)
+                   curve, hw.peak(probe.dtype) * curve.compute_max, hw.gpu.memory.bandwidth * curve.memory_max)
+
+    def _structure(self, read):
+        """(fixed seconds, in-flight bandwidth) of each step from the tokens read (``kernel_work`` and
+        ``kernel_terms``' fixed and per-item terms, in their order of operations)."""
+        if not self.split:
+            return self.fixed_s, self.in_flight_rate
+        tokens = read / float(self.n)
+        if isinstance(read, float):
+            blocks = float(math.ceil((tokens if tokens > 1.0 else 1.0) / ATTENTION_KV_BLOCK))
+            splits = min(min(self.fill, blocks), float(MAX_SPLITS))
+            splits = splits if splits > 1.0 else 1.0
+            combines = 1.0 if splits > 1 else 0.0
+        else:
+            blocks = np.ceil(np.maximum(tokens, 1.0) / ATTENTION_KV_BLOCK)
+            splits = np.maximum(np.minimum(np.minimum(self.fill, blocks), MAX_SPLITS), 1.0)
+            combines = np.where(splits > 1, 1.0, 0.0)
+        items = self.pairs * splits
+        fixed = (self.kernel_floor + combines * self.combine_floor + self.sequences_s
+                 + items * self.item_cost / self.sms)
+        in_flight = (items if isinstance(items, float) and items > 1.0 else 1.0 if isinstance(items, float)
+                     else np.maximum(items, 1.0)) * self.item_bandwidth
+        return fixed, in_flight
 
     def matrix(self, attended: np.ndarray, read: np.ndarray, steps: int) -> np.ndarray:
         """The :data:`ROWS` x ``steps`` figures of the attention op, as :func:`_accumulate` would give them."""
         layers = self.layers
         if steps == 1:  # one step (every mixed step): the same operations on Python floats, the same bits
+            read_1 = float(read[0])
+            fixed, in_flight = self._structure(read_1)
             flops = self.flops_per_key * float(attended[0])
-            nbytes = (self.kv_bytes_per_token * float(read[0]) + self.query_bytes) + self.written_bytes
+            nbytes = (self.kv_bytes_per_token * read_1 + self.query_bytes) + self.written_bytes
             compute = flops / self.peak_rate
-            memory = nbytes / self.memory_rate + nbytes / self.in_flight_rate
-            time = layers * (self.fixed_s + (compute if compute >= memory else memory))
+            memory = nbytes / self.memory_rate + nbytes / in_flight
+            time = layers * (fixed + (compute if compute >= memory else memory))
             column = [0.0] * len(ROWS)
             column[0] = column[_ATTENTION_S] = time
             column[_ATTENTION_FLOPS] = layers * flops
@@ -375,11 +405,12 @@ class _DirectDecodeAttention:
             column[_COMPUTE] = layers * compute
             column[_MEMORY] = layers * memory
             return np.array(column)[:, None]
+        fixed, in_flight = self._structure(read)
         flops = self.flops_per_key * attended
         nbytes = (self.kv_bytes_per_token * read + self.query_bytes) + self.written_bytes
         compute = flops / self.peak_rate
-        memory = nbytes / self.memory_rate + nbytes / self.in_flight_rate
-        time = layers * (self.fixed_s + np.maximum(compute, memory))
+        memory = nbytes / self.memory_rate + nbytes / in_flight
+        time = layers * (fixed + np.maximum(compute, memory))
         matrix = np.zeros((len(ROWS), steps))  # rows assigned, not added: 0 + x is x, the same bits
         matrix[0] = time
         matrix[_ATTENTION_S] = time
