@@ -142,3 +142,32 @@ def test_nothing_is_kept_per_request_once_it_has_ended(router):
     assert all(not r.scheduler.groups for r in sim.replicas)  # every group forgotten where it ran
     assert not sim.router._placed
     assert records.sequences.generated.sum() == records.sequences.table.output_tokens.sum()
+
+
+@pytest.mark.parametrize("preset,tp,ep,hardware,cost", [
+    ("Qwen3-0.6B", 1, 1, "h100.yaml", "roofline"),
+    ("Qwen3-32B", 8, 1, "h100.yaml", "roofline"),  # auto all-reduce: custom up to 819 tokens, then NCCL
+    ("Qwen3-32B", 4, 1, "a100.yaml", "roofline"),
+    ("Llama-3.1-70B", 2, 1, "mi300x.yaml", "roofline"),
+    ("Qwen3-30B-A3B", 2, 1, "b200.yaml", "roofline"),  # MoE: the expected experts touched, a power per count
+    ("Qwen3-235B-A22B", 8, 8, "h200.yaml", "roofline"),
+    ("Qwen3-8B", 1, 1, "h100.yaml", "kinetics"),
+])
+def test_the_count_tables_equal_each_count_priced_alone_to_the_bit(preset, tp, ep, hardware, cost):
+    """The ops that depend on the token count alone, and the logit ops, are priced for 256 counts at once
+    (arrays); every entry must be the bits of pricing its count alone, including the block where the
+    all-reduce changes implementation (the table then prices that block count by count)."""
+    from kinsim.cost.registry import make_cost_model
+
+    w = workload(model=preset, **{"deployment.tensor_parallel": tp, "deployment.expert_parallel": ep})
+    pricer = StepPricer(w.model, w.deployment, w.attention, make_cost_model(cost, load_hardware(HARDWARE / hardware)))
+    size = pricer._by_tokens.BLOCK
+    for table, price, part in ((pricer._by_tokens, pricer._token_figures, pricer._token_part),
+                               (pricer._by_rows, pricer._rows_figures, pricer._rows_part)):
+        for block in (0, 3):
+            figures = table.block(block * size)
+            for i in range(size):
+                assert np.array_equal(figures[:, i], price(block * size + i)), (block, i)
+            assert np.array_equal(part(block * size + 7)[:, 0], figures[:, 7])
+    assert pricer._token_figures(0)[0] == pricer.overhead.step_s  # no token: no op, the host time alone
+    assert not pricer._rows_figures(0).any()

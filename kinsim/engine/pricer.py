@@ -4,9 +4,9 @@ Every step also pays the serving engine's host time (:mod:`kinsim.cost.engine_ov
 part is added with the token part, its per-sequence part with the logit rows (one per sequence that gets a
 token). A step's operators depend on the batch only through its token count (most of them) or its logit rows
 (LM head and sampling), except attention (and block selection), which depend on each sequence's context.
-:class:`StepPricer` therefore prices the former once per token count and per row count, and the
-attention operators per step, for a whole segment of decode steps at once as arrays with one entry per
-step. Both come from :mod:`kinsim.ops.lower` and the
+:class:`StepPricer` therefore prices the former once per token count and per row count, 256 consecutive
+counts at a time (:class:`_CountTable`), and the attention operators per step, for a whole segment of
+decode steps at once as arrays with one entry per step. Both come from :mod:`kinsim.ops.lower` and the
 same cost model, so the figures equal those of pricing ``lower_step`` step by step
 (``tests/test_engine.py::test_pricer_matches_lower_step_priced_step_by_step``).
 """
@@ -164,8 +164,8 @@ class StepPricer:
         shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, deployment.tensor_parallel,
                             path="deployment.tensor_parallel")
         self.dims = AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=ACT_DTYPE)
-        self._by_tokens: dict[int, np.ndarray] = {}
-        self._by_rows: dict[int, np.ndarray] = {}
+        self._by_tokens = _CountTable(self._token_figures)
+        self._by_rows = _CountTable(self._rows_figures)
         self._by_chunks: dict[tuple, np.ndarray] = {}
         self.overhead = engine_overhead(deployment.engine)
         self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
@@ -286,28 +286,87 @@ class StepPricer:
         return self._token_part(batch.tokens) + self._rows_part(batch.logit_rows)
 
     def _token_part(self, tokens: int) -> np.ndarray:
-        column = self._by_tokens.get(tokens)
-        if column is None:
-            if len(self._by_tokens) >= self.CACHE_LIMIT:
-                self._by_tokens.clear()
-            only_tokens = StepBatch(prefill=(PrefillChunk(tokens, 0, completes_prompt=False),))  # no logit rows
-            ops = lower_step(self.model, self.deployment, self.policy, only_tokens, attention=False).ops
-            column = _accumulate(ops, self.cost_model, 1).matrix
-            column[0] += self.overhead.step_s  # the serving engine's host time, once per step, in class other
-            column[_CLASS_ROW["other"]] += self.overhead.step_s
-            self._by_tokens[tokens] = column
-        return column
+        """Figures (a column) of the ops that depend on the token count alone, with the engine's host time
+        per step (:class:`_CountTable`)."""
+        return self._by_tokens.column(tokens)
 
     def _rows_part(self, rows: int) -> np.ndarray:
-        column = self._by_rows.get(rows)
-        if column is None:
-            ops = logit_ops(self.model, self.deployment, rows)
-            column = _accumulate(ops, self.cost_model, 1).matrix
-            host = rows * self.overhead.per_sequence_s  # the engine's host time per sequence that gets a token
-            column[0] += host
-            column[_CLASS_ROW["other"]] += host
-            self._by_rows[rows] = column
-        return column
+        """Figures (a column) of the logit ops of ``rows`` sequences, with the engine's host time per
+        sequence that gets a token (:class:`_CountTable`)."""
+        return self._by_rows.column(rows)
+
+    def _token_figures(self, tokens) -> np.ndarray:
+        """:meth:`_token_part` of a token count (an int: shape ``(len(ROWS),)``) or of an array of positive
+        counts (shape ``(len(ROWS), counts)``, the ops' fields as arrays over the counts)."""
+        only_tokens = StepBatch(prefill=(PrefillChunk(1 if np.ndim(tokens) else tokens, 0,
+                                                      completes_prompt=False),))  # no logit rows
+        if np.ndim(tokens) == 0 and tokens == 0:
+            figures = np.zeros(len(ROWS))
+        else:
+            ops = lower_step(self.model, self.deployment, self.policy, only_tokens, attention=False,
+                             tokens=tokens.astype(float) if np.ndim(tokens) else None).ops
+            figures = _accumulate(ops, self.cost_model, np.size(tokens)).matrix
+            figures = figures[:, 0] if np.ndim(tokens) == 0 else figures
+        figures[0] += self.overhead.step_s  # the serving engine's host time, once per step, in class other
+        figures[_CLASS_ROW["other"]] += self.overhead.step_s
+        return figures
+
+    def _rows_figures(self, rows) -> np.ndarray:
+        """:meth:`_rows_part` of a number of rows (an int) or of an array of positive numbers."""
+        if np.ndim(rows) == 0 and rows == 0:
+            figures = np.zeros(len(ROWS))
+        else:
+            ops = logit_ops(self.model, self.deployment, rows if np.ndim(rows) == 0 else rows.astype(float))
+            figures = _accumulate(ops, self.cost_model, np.size(rows)).matrix
+            figures = figures[:, 0] if np.ndim(rows) == 0 else figures
+        host = rows * self.overhead.per_sequence_s  # the engine's host time per sequence that gets a token
+        figures[0] += host
+        figures[_CLASS_ROW["other"]] += host
+        return figures
+
+
+class _CountTable:
+    """Figures of ops that depend on one count (a step's tokens, its logit rows), one column per count,
+    priced :data:`BLOCK` consecutive counts at once.
+
+    ``price(count)`` gives one count's column; ``price(counts)`` an array of positive counts' columns in
+    one evaluation (the ops' fields as arrays): a few dozen array operations instead of a few thousand
+    scalar ones per count (a new count cost about 160 us and a run meets thousands). A block is kept when
+    its first and last counts equal their prices one by one to the bit, else it is priced count by count:
+    the one rule a block can break is a choice made per op over its whole array (``auto`` all-reduce picks
+    by the largest buffer), which the two ends see; ``tests/test_engine_scale.py`` checks whole blocks
+    for every kind of model and cost model."""
+
+    #: Counts priced together.
+    BLOCK = 256
+    #: Most blocks kept before the table is cleared (bounds its memory: 256 blocks are 16 MB).
+    LIMIT = 256
+
+    def __init__(self, price) -> None:
+        self._price = price
+        self._blocks: dict[int, np.ndarray] = {}
+
+    def column(self, count: int) -> np.ndarray:
+        """The figures of ``count`` (a column, shape ``(len(ROWS), 1)``; a view: do not write to it)."""
+        block, at = divmod(count, self.BLOCK)
+        table = self._blocks.get(block)
+        if table is None:
+            if len(self._blocks) >= self.LIMIT:
+                self._blocks.clear()
+            table = self._blocks[block] = self.block(block * self.BLOCK)
+        return table[:, at:at + 1]
+
+    def block(self, first: int) -> np.ndarray:
+        """The figures of the counts ``first .. first + BLOCK - 1``."""
+        table = np.zeros((len(ROWS), self.BLOCK))
+        start = 1 if first == 0 else 0  # a count of 0 prices no op
+        table[:, start:] = self._price(np.arange(first + start, first + self.BLOCK))
+        if start:
+            table[:, 0] = self._price(0)
+        if not all(np.array_equal(table[:, i], self._price(first + i)) for i in (start, self.BLOCK - 1)):
+            for i in range(self.BLOCK):
+                table[:, i] = self._price(first + i)
+        return table
 
 
 class _DirectDecodeAttention:

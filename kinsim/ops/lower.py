@@ -92,21 +92,28 @@ def decode_batch(context: np.ndarray | list[int]) -> StepBatch:
 
 
 def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy, batch: StepBatch,
-               attention: bool = True) -> Step:
+               attention: bool = True, tokens: np.ndarray | None = None) -> Step:
     """The operators one GPU of a replica runs for ``batch`` (without the :func:`attention_ops` when
-    ``attention`` is false)."""
+    ``attention`` is false).
+
+    ``tokens``: instead of the batch's token count, an array of token counts (positive), priced at once:
+    every op's FLOPs, bytes and shape are then arrays over the counts. Only with ``attention=False`` and a
+    batch without logit rows: the ops that depend on the token count alone (the engine's table of them,
+    :meth:`kinsim.engine.pricer.StepPricer._token_part`)."""
+    if tokens is not None and (attention or batch.logit_rows):
+        raise ValueError("an array of token counts prices only the ops that depend on the token count alone")
     tp, ep = deployment.tensor_parallel, deployment.expert_parallel
     shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp,
                         path="deployment.tensor_parallel")
     dims = AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=ACT_DTYPE)
     h, d, layers, wd = model.hidden_size, model.head_dim, model.layers, model.weight_dtype
-    t = batch.tokens
+    t = batch.tokens if tokens is None else tokens
     ops: list[Op] = []
 
     def per_layer(op: Op) -> None:
         ops.append(op if op.count == layers else replace(op, count=layers))
 
-    if t == 0:
+    if tokens is None and t == 0:
         return Step((), 0, 0)
     # ---- once per step, before the layers
     ops.append(Op(name="embedding", op_class="other", kernel="elementwise", dtype="fp32",
@@ -154,9 +161,10 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
 
 
 def logit_ops(model: ModelSpec, deployment: DeploymentSpec, rows: int) -> list[Op]:
-    """LM head, logits gather and sampling for ``rows`` sequences (none for 0 rows). With
-    :func:`attention_ops`, the only ops of a step that do not depend on its token count alone."""
-    if not rows:
+    """LM head, logits gather and sampling for ``rows`` sequences (none for 0 rows; an array of positive
+    numbers of rows prices them at once). With :func:`attention_ops`, the only ops of a step that do not
+    depend on its token count alone."""
+    if np.ndim(rows) == 0 and not rows:
         return []
     tp, wd = deployment.tensor_parallel, model.weight_dtype
     ops = [gemm_op("lm_head", rows, model.vocab_size / tp, model.hidden_size, weight_dtype=wd)]
@@ -192,7 +200,11 @@ def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float
     split = tp // ep  # each expert's width is split this many ways
     width = moe.expert_intermediate_size / split
     # Expected experts receiving at least one of t tokens, each token choosing k of E uniformly.
-    touched = experts * (1.0 - (1.0 - k / experts) ** t)
+    miss = 1.0 - k / experts  # a token's chance of not choosing a given expert
+    # each power in Python floats, also for an array of token counts: NumPy's power differs from the C
+    # library's pow in the last bit for some counts, and the table must equal the counts priced one by one
+    untouched = miss ** t if np.ndim(t) == 0 else np.array([miss ** float(x) for x in t])
+    touched = experts * (1.0 - untouched)
     touched_local = touched / ep
     routed = t * k / ep  # token-expert pairs this GPU computes
     ops = [gemm_op("moe_router", t, experts, h, weight_dtype=wd, op_class="moe")]
