@@ -94,6 +94,7 @@ def test_prefill_split_rule_is_the_same_for_arrays_and_scalars():
     # 1 tile, 200 blocks: efficiency s / 132 grows with s up to 128 splits (the most FlashAttention makes);
     # the first within 85% of 128 / 132 is s = 109 (109 / 132 = 0.826 >= 0.824); 106 tiles fill 80%: 1
     assert scalars[0] == 109 and scalars[5] == 1 and scalars[3] == 1
+    assert _prefill_splits(16, 16, 132) == 7.0 and _prefill_splits(0.0, 10.0, 132) == 1.0  # ints; an empty grid
 
 
 def test_array_contexts_give_the_same_structure_as_scalars_step_by_step():

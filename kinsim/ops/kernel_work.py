@@ -132,8 +132,8 @@ def _prefill_splits(grid: Number, kv_blocks: Number, sms: int) -> Number:
     GPU idle: FlashAttention-3's ``num_splits_heuristic``. No split when the tiles fill 80% of the SMs or a
     sequence has at most 4 KV blocks; otherwise the fewest splits whose wave efficiency (``grid x splits /
     sms`` over its ceiling) is within 85% of the best over 1 to ``min(128, sms, kv_blocks)`` splits."""
-    if isinstance(grid, float) and isinstance(kv_blocks, float):
-        if grid >= 0.8 * sms or kv_blocks <= 4:
+    if isinstance(grid, _SCALAR) and isinstance(kv_blocks, _SCALAR):
+        if grid >= 0.8 * sms or kv_blocks <= 4 or grid <= 0:
             return 1.0
         top = int(min(MAX_SPLITS, sms, kv_blocks))
         efficiency = [w / math.ceil(w) for w in (grid * s / sms for s in range(1, top + 1))]
