@@ -298,27 +298,25 @@ class StepPricer:
     def _token_figures(self, tokens) -> np.ndarray:
         """:meth:`_token_part` of a token count (an int: shape ``(len(ROWS),)``) or of an array of positive
         counts (shape ``(len(ROWS), counts)``, the ops' fields as arrays over the counts)."""
-        only_tokens = StepBatch(prefill=(PrefillChunk(1 if np.ndim(tokens) else tokens, 0,
-                                                      completes_prompt=False),))  # no logit rows
-        if np.ndim(tokens) == 0 and tokens == 0:
-            figures = np.zeros(len(ROWS))
-        else:
-            ops = lower_step(self.model, self.deployment, self.policy, only_tokens, attention=False,
-                             tokens=tokens.astype(float) if np.ndim(tokens) else None).ops
-            figures = _accumulate(ops, self.cost_model, np.size(tokens)).matrix
-            figures = figures[:, 0] if np.ndim(tokens) == 0 else figures
+        if np.ndim(tokens):
+            ops = lower_step(self.model, self.deployment, self.policy, StepBatch(), attention=False,
+                             tokens=tokens.astype(float)).ops
+            figures = _accumulate(ops, self.cost_model, len(tokens)).matrix
+        else:  # one count (no op for 0): a prefill chunk of that many tokens that gives no logit row
+            batch = StepBatch(prefill=(PrefillChunk(tokens, 0, completes_prompt=False),) if tokens else ())
+            ops = lower_step(self.model, self.deployment, self.policy, batch, attention=False).ops
+            figures = _accumulate(ops, self.cost_model, 1).matrix[:, 0]
         figures[0] += self.overhead.step_s  # the serving engine's host time, once per step, in class other
         figures[_CLASS_ROW["other"]] += self.overhead.step_s
         return figures
 
     def _rows_figures(self, rows) -> np.ndarray:
         """:meth:`_rows_part` of a number of rows (an int) or of an array of positive numbers."""
-        if np.ndim(rows) == 0 and rows == 0:
-            figures = np.zeros(len(ROWS))
-        else:
-            ops = logit_ops(self.model, self.deployment, rows if np.ndim(rows) == 0 else rows.astype(float))
-            figures = _accumulate(ops, self.cost_model, np.size(rows)).matrix
-            figures = figures[:, 0] if np.ndim(rows) == 0 else figures
+        if np.ndim(rows):
+            figures = _accumulate(logit_ops(self.model, self.deployment, rows.astype(float)), self.cost_model,
+                                  len(rows)).matrix
+        else:  # no op for 0 rows
+            figures = _accumulate(logit_ops(self.model, self.deployment, rows), self.cost_model, 1).matrix[:, 0]
         host = rows * self.overhead.per_sequence_s  # the engine's host time per sequence that gets a token
         figures[0] += host
         figures[_CLASS_ROW["other"]] += host
@@ -442,9 +440,9 @@ class _DirectDecodeAttention:
         items = self.pairs * splits
         fixed = (self.kernel_floor + combines * self.combine_floor + self.sequences_s
                  + items * self.item_cost / self.sms)
-        in_flight = (items if isinstance(items, float) and items > 1.0 else 1.0 if isinstance(items, float)
-                     else np.maximum(items, 1.0)) * self.item_bandwidth
-        return fixed, in_flight
+        if isinstance(items, float):
+            return fixed, (items if items > 1.0 else 1.0) * self.item_bandwidth
+        return fixed, np.maximum(items, 1.0) * self.item_bandwidth
 
     def matrix(self, attended: np.ndarray, read: np.ndarray, steps: int) -> np.ndarray:
         """The :data:`ROWS` x ``steps`` figures of the attention op, as :func:`_accumulate` would give them."""
