@@ -155,7 +155,8 @@ class StepPricer:
     decode steps at once.
     """
 
-    #: Most cached token counts before the cache is cleared (bounds its memory).
+    #: Most cached sets of prefill chunks before that cache is cleared (bounds its memory; the token-count
+    #: and logit-row tables bound theirs with :attr:`_CountTable.LIMIT`).
     CACHE_LIMIT = 65536
 
     def __init__(self, model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy,

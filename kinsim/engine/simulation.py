@@ -294,7 +294,7 @@ class Simulation:
             self._group_replicas.setdefault(group, set()).add(replica.index)
         self._live[i] = seq
         replica.enqueue(seq)
-        self.router.changed(replica.index)
+        self._load_changed(replica.index)
 
     def _on_end(self, seq: Sequence) -> None:
         self._ended += 1
