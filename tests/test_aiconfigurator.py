@@ -184,23 +184,47 @@ def test_rows_kinsim_cannot_express_say_why():
     assert why == "" and row.weight_dtype == "fp8" and row.tpot_s == 0.010
 
 
-def test_a_serving_benchmark_leaves_out_its_warm_up_round():
-    row, _ = expressible(SILICON)
-    workload = workload_from_raw(workload_of(row), ROOT)
-    result = simulate(workload, load_hardware(HARDWARE / "h100.yaml"))
+def test_a_serving_benchmark_counts_the_requests_its_client_counts(monkeypatch):
+    from kinsim.calibration import silicon
+
+    row, _ = expressible(SILICON)  # vLLM: a continuous closed loop whose first round counts
+    client = silicon.CLIENTS["vllm"]
+    assert not client.rounds and not client.warmup_round
+    result = simulate(workload_from_raw(workload_of(row), ROOT), load_hardware(HARDWARE / "h100.yaml"))
     requests = result.requests
-    assert len(requests) == 3 * 4 and (requests["state"] == "finished").all()
-    measured = requests.iloc[4:]  # rounds 2 and 3: the first four requests are the warm-up
+    assert len(requests) == client.requests_per_client * 4 and (requests["state"] == "finished").all()
+    ttft = (requests["first_token_s"] - requests["arrival_s"]).mean()  # every request, the first round's too
+    assert result["latency.request.ttft.mean"] == pytest.approx(ttft, rel=1e-9)
+
+    # a client whose first round is a warm-up: 3 rounds of 4, the first four requests left out
+    monkeypatch.setitem(silicon.CLIENTS, "vllm", silicon.BenchmarkClient(3, rounds=False, warmup_round=True))
+    raw = workload_of(row)
+    assert raw["requests"]["problems"] == 12 and raw["requests"]["warmup"] == 4
+    result = simulate(workload_from_raw(raw, ROOT), load_hardware(HARDWARE / "h100.yaml"))
+    requests = result.requests
+    measured = requests.iloc[4:]
     ttft = (measured["first_token_s"] - measured["arrival_s"]).mean()
     assert result["latency.request.ttft.mean"] == pytest.approx(ttft, rel=1e-9)
     tpot = ((measured["finish_s"] - measured["first_token_s"]) / 7).mean()
     assert result["latency.request.tpot.mean"] == pytest.approx(tpot, rel=1e-9)
 
 
+def test_sglang_rows_run_in_rounds():
+    row, _ = expressible({**SILICON, "backend": "sglang"})
+    raw = workload_of(row)
+    assert raw["requests"]["arrival"]["rounds"] is True
+    result = simulate(workload_from_raw(raw, ROOT), load_hardware(HARDWARE / "h100.yaml"))
+    requests = result.requests.sort_values("arrival_s")
+    arrivals = requests["arrival_s"].to_numpy().reshape(-1, 4)  # rounds of 4 requests
+    finishes = requests["finish_s"].to_numpy().reshape(-1, 4)
+    assert (arrivals.max(axis=1) == arrivals.min(axis=1)).all()  # a round's requests leave together
+    assert (arrivals[1:, 0] >= finishes[:-1].max(axis=1)).all()  # once the whole round before has ended
+
+
 def test_staggered_warm_up_lengths():
     row, _ = expressible({**SILICON, "osl": 100})
     raw = workload_of(row)
-    raw["requests"]["stagger_warmup"] = True
+    raw["requests"]["problems"], raw["requests"]["warmup"], raw["requests"]["stagger_warmup"] = 12, 4, True
     from kinsim.workload.generate import workload_requests
 
     lengths = [r.output_tokens for r in workload_requests(workload_from_raw(raw, ROOT))]

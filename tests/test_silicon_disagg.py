@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kinsim import load_hardware, simulate
-from kinsim.calibration.silicon import ROUNDS, SiliconRole, client_figures, expressible, nodes_needed, workload_of
+from kinsim.calibration.silicon import CLIENTS, SiliconRole, client_figures, expressible, nodes_needed, workload_of
 from kinsim.errors import SpecError
 from kinsim.workload.load import workload_from_raw
 from kinsim.workload.spec import ClosedLoopArrivals
@@ -44,7 +44,8 @@ def test_a_disaggregated_row_becomes_prefill_and_decode_roles():
     assert workload.deployment.engine == "vllm"
     arrival = workload.requests.arrival
     assert isinstance(arrival, ClosedLoopArrivals) and arrival.concurrency == 12 and not arrival.rounds
-    assert workload.requests.problems == ROUNDS * 12 and workload.requests.warmup == 12
+    assert workload.requests.problems == CLIENTS["vllm"].requests_per_client * 12  # 12 clients
+    assert workload.requests.warmup == (12 if CLIENTS["vllm"].warmup_round else 0)
     assert workload.gpus == 8
 
 
@@ -87,7 +88,8 @@ def test_a_disaggregated_row_runs_on_as_many_nodes_as_it_needs():
         simulate(workload, load_hardware(HARDWARE / "h100.yaml"))  # one node has 8
     result = simulate(workload, load_hardware(HARDWARE / "h100.yaml", {"cluster.nodes": nodes_needed(row)}))
     requests = result.requests
-    assert len(requests) == ROUNDS * 11 and (requests["state"] == "finished").all()  # 11 clients x 3 rounds
+    per_client = CLIENTS["vllm"].requests_per_client
+    assert len(requests) == per_client * 11 and (requests["state"] == "finished").all()  # 11 clients
     assert result["disaggregation.decode.replicas"] == 11 and result["disaggregation.prefill.replicas"] == 5
     assert result["disaggregation.transfers"] >= 1
     ttft, _ = client_figures(result, row)

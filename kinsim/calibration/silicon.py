@@ -6,13 +6,13 @@ can express (a model it has a preset for, no attention data parallelism nor pipe
 fp8 weights) becomes a serving-benchmark workload:
 
 * ``concurrency`` clients in a closed loop, each sending its next request when the previous one ends
-  (``vllm bench serve --max-concurrency``, genai-perf's concurrency mode), or, for the backends of
-  :data:`ROUND_CLIENTS`, in rounds: the next ``concurrency`` requests when the whole round has ended;
-* every prompt ``isl`` tokens and every answer ``osl`` tokens (fixed lengths, ``ignore_eos``);
-* ``rounds x concurrency`` requests, the first round a warm-up excluded from the figures
-  (``requests.warmup``). With equal lengths the clients stay in step: every round prefills its
-  ``concurrency`` prompts together, which is what the measured TTFTs (of the order of a whole round's
-  prefill) show; ``requests.stagger_warmup`` would spread them out instead;
+  (``vllm bench serve --max-concurrency``, genai-perf's and aiperf's concurrency mode), or in rounds: the
+  next ``concurrency`` requests when the whole round has ended; how many requests each client sends and
+  whether the first round is a warm-up left out of the figures is the backend's :class:`BenchmarkClient`
+  (:data:`CLIENTS`);
+* every prompt ``isl`` tokens and every answer ``osl`` tokens (fixed lengths, ``ignore_eos``). With equal
+  lengths the first round's clients start in step and prefill their prompts together; how far later
+  rounds drift apart is the engine's own doing (chunked prefill staggers them by step);
 * weights in fp8 where the row's GEMMs are quantized (``gemm_quant_mode`` ``fp8``, or ``fp8_block``:
   FP8 weights with a scale per 128 x 128 block, the same bytes and FP8 tensor-core rate), bf16
   otherwise; the KV cache in bf16 (the rows do not say).
@@ -52,14 +52,39 @@ PRESETS = {
     "meta-llama/Llama-3.1-70B-Instruct": "Llama-3.1-70B",
 }
 
-#: Rounds of ``concurrency`` requests per benchmark, the first of them warm-up.
-ROUNDS = 3
+@dataclass(frozen=True)
+class BenchmarkClient:
+    """How a row's benchmark client issued and counted requests, which the CSV does not record.
 
-#: Backends whose measured rows were taken by a client that sends ``concurrency`` requests and waits for
-#: all of them before the next batch (``arrival.rounds``). Chosen per backend on the H100 rows, as the
-#: engine overheads are: SGLang's TTFTs match whole-batch rounds (17% MAPE, against 80% for a client that
-#: sends one request as each ends); vLLM's and TensorRT-LLM's match the continuous client better.
-ROUND_CLIENTS = ("sglang",)
+    ``requests_per_client``: requests each of the ``concurrency`` clients sends (count); ``rounds``: the
+    clients send together and wait for the whole round (``arrival.rounds``) rather than each sending its
+    next request as its previous one ends; ``warmup_round``: the first round is left out of the figures
+    (``requests.warmup``; genai-perf, aiperf and ``vllm bench serve`` keep every request unless told)."""
+
+    requests_per_client: int
+    rounds: bool
+    warmup_round: bool
+
+
+#: The client of each backend's rows, chosen per backend on the H100 rows as the engine overheads are
+#: (the grid and its errors are in docs/calibration.md): SGLang's rows match whole-batch rounds (TTFT
+#: 18% MAPE, against 76-80% for clients that send as each request ends); vLLM's and TensorRT-LLM's match
+#: a continuous closed loop whose first round counts: 10 and 5 requests per client (TTFT 65% and 47%,
+#: against 68% and 62% with 3 per client and the first round left out; TPOT 5.4% and 11.9%, against 8.0%
+#: and 13.6%).
+CLIENTS: dict[str, BenchmarkClient] = {
+    "sglang": BenchmarkClient(requests_per_client=3, rounds=True, warmup_round=False),
+    "vllm": BenchmarkClient(requests_per_client=10, rounds=False, warmup_round=False),
+    "trtllm": BenchmarkClient(requests_per_client=5, rounds=False, warmup_round=False),
+}
+
+#: The client of a backend :data:`CLIENTS` does not name.
+DEFAULT_CLIENT = BenchmarkClient(requests_per_client=5, rounds=False, warmup_round=False)
+
+
+def client_of(row: SiliconRow) -> BenchmarkClient:
+    """The benchmark client of ``row``'s backend."""
+    return CLIENTS.get(row.backend, DEFAULT_CLIENT)
 
 
 #: GEMM quantization modes of the CSV (``gemm_quant_mode``) and the weight dtype kinsim prices them with;
@@ -167,17 +192,19 @@ def nodes_needed(row: SiliconRow, gpus_per_node: int = GPUS_PER_NODE) -> int:
 
 
 def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
-    """The serving-benchmark workload of ``row`` (a raw mapping, validated by ``workload_from_dict``)."""
+    """The serving-benchmark workload of ``row`` (a raw mapping, validated by ``workload_from_dict``), its
+    clients those of :func:`client_of`."""
+    client = client_of(row)
     return {
         "name": row.id[:80] or "silicon",
         "model": {"preset": row.model, "weight_dtype": row.weight_dtype},
         "deployment": _deployment(row, engine or row.backend),
         "attention": {"policy": "dense"},
-        "requests": {"kind": "long_cot", "problems": ROUNDS * row.concurrency, "prompt_tokens": row.isl,
-                     "output_tokens": row.osl, "max_output_tokens": row.osl,
+        "requests": {"kind": "long_cot", "problems": client.requests_per_client * row.concurrency,
+                     "prompt_tokens": row.isl, "output_tokens": row.osl, "max_output_tokens": row.osl,
                      "arrival": {"process": "closed_loop", "concurrency": row.concurrency,
-                                 "rounds": row.backend in ROUND_CLIENTS},
-                     "warmup": row.concurrency},
+                                 "rounds": client.rounds},
+                     "warmup": row.concurrency if client.warmup_round else 0},
         "seed": 0,
     }
 
@@ -204,8 +231,8 @@ def client_figures(result: Any, row: SiliconRow) -> tuple[float, float]:
     once the KV has moved, so TTFT adds the mean wait for a decode seat and for the KV
     (``disaggregation.decode_queue_s`` and ``.transfer_stall_s``) to kinsim's TTFT (which ends at the
     prefill replica's first token), and TPOT, over the ``osl - 1`` gaps after the first token, loses that
-    wait from its first gap. Those two means are over every request that moved, the warm-up round's too
-    (kinsim keeps them per transfer, not per request), where TTFT and TPOT leave the warm-up out."""
+    wait from its first gap. Those two means are over every request that moved (kinsim keeps them per
+    transfer, not per request), where TTFT and TPOT leave out a warm-up round if the client has one."""
     ttft, tpot = result["latency.request.ttft.mean"], result["latency.request.tpot.mean"]
     if not row.disaggregated:
         return ttft, tpot

@@ -31,11 +31,11 @@ class EngineOverhead:
 
 
 ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
-    "vllm": EngineOverhead(1.578e-3, 43.42e-6, "fitted to 111 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
+    "vllm": EngineOverhead(1.475e-3, 29.35e-6, "fitted to 111 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
                            "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv"),
-    "sglang": EngineOverhead(0.352e-3, 26.22e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
+    "sglang": EngineOverhead(0.362e-3, 26.38e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
                              "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds"),
-    "trtllm": EngineOverhead(0.721e-3, 31.81e-6, "fitted to 285 H100 rows of TensorRT-LLM 1.0 deployments "
+    "trtllm": EngineOverhead(0.699e-3, 23.10e-6, "fitted to 285 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B) in aiconfigurator-core 0.12.0's silicon_sample.csv"),
     "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
 }
