@@ -2,7 +2,7 @@
 
 At long context and a large batch a decode step is dominated by reading the KV cache, so it speeds up
 almost in proportion to bandwidth (1.9x); at batch 1 and short context the weights dominate, also
-memory-bound, but the kernels' fixed costs, which do not shrink, hold it to about 1.7x.
+memory-bound, but the kernels' fixed costs, which do not shrink, hold it to about 1.6x.
 Run:  python examples/hbm_bandwidth_what_if.py
 """
 

@@ -79,6 +79,11 @@ def write_tables(data: Path, decode_latency_ms=None) -> None:
                    "num_gpus": 8, "message_size": 1024, "latency": latency}
                   for mode, latency in (("graph", 0.005), ("eager", 0.02))]
                  ).to_parquet(custom / "custom_allreduce_perf.parquet")
+    quantize = system / "quantize" / "vllm" / "0.10.0"
+    quantize.mkdir(parents=True)
+    pd.DataFrame([{"op_name": "scale_matrix", "kernel_source": "static_scaled_fp8_quant", "m": m, "k": 4096,
+                   "quant_dtype": dtype, "latency": 0.002, "device": DEVICE}
+                  for m in (1, 64) for dtype in ("fp8", "nvfp4")]).to_parquet(quantize / "scale_matrix_perf.parquet")
 
 
 def test_versions_sort_as_numbers():
@@ -107,6 +112,10 @@ def test_import_converts_units_keeps_what_kinsim_expresses_and_records_provenanc
     assert len(nccl) == 30 and nccl["bytes"].min() == 2 * 256  # elements of 2 bytes; all_gather dropped
     custom = frame[(frame["kernel"] == "allreduce") & (frame["impl"] == "custom")]
     assert list(custom["time_s"]) == [pytest.approx(0.005e-3)]  # the CUDA-graph row only
+    quantize = frame[frame["kernel"] == "elementwise"]
+    assert list(quantize["m"]) == [1, 64]  # the fp8 rows only
+    assert list(quantize["bytes"]) == [4096 * 3, 64 * 4096 * 3]  # 2 bytes read and 1 written per element
+    assert set(quantize["warm_l2"]) == {1} and set(quantize["impl"]) == {"static_scaled_fp8_quant"}
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["device"] == DEVICE and meta["framework"] == "vllm"
     tables = {t["table"]: t["version"] for t in meta["tables"]}

@@ -18,7 +18,7 @@ def test_hbm_bandwidth_what_if(capsys):
     speedups = load_example("hbm_bandwidth_what_if").main()
     # Memory-bound steps: doubling bandwidth approaches 2x, held back by the kernels' floors and the work
     # items' own bandwidth (neither shrinks with the HBM bandwidth) and by compute.
-    assert 1.6 < speedups[(1, 1000)] < 1.8
+    assert 1.5 < speedups[(1, 1000)] < 1.8
     assert 1.8 < speedups[(64, 16384)] < 2.0
     assert speedups[(64, 16384)] > speedups[(1, 1000)]
     assert capsys.readouterr().out.count("\n") == 2

@@ -120,3 +120,38 @@ def test_moe_reads_only_experts_that_receive_tokens():
     gate_up = ops["moe_experts_gate_up"]
     assert gate_up.flops == 2 * 2 * (2 * 32) * 64
     assert gate_up.bytes_read == pytest.approx(2 * 64 * 64 * 2 + 2 * 64 * 2)
+
+
+def test_expert_parallel_moe_computes_its_own_experts_and_all_reduces_without_all_to_all():
+    moe_model = ModelSpec(name="tiny-moe", layers=1, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
+                          intermediate_size=0, vocab_size=100,
+                          moe=MoESpec(experts=8, active_experts=2, expert_intermediate_size=32))
+    deployment = DeploymentSpec(tensor_parallel=2, expert_parallel=2)
+    ops = ops_by_name(lower_step(moe_model, deployment, DenseAttention(), decode_batch([5.0, 5.0, 5.0])))
+    # 3 tokens x 2 experts each, over 2 GPUs: 3 token-expert pairs per GPU, each at the expert's full width
+    assert ops["moe_experts_gate_up"].flops == 2 * 3 * (2 * 32) * 64
+    assert ops["moe_dispatch"].bytes_written == 3 * 64 * 2  # the pairs of this GPU's experts, bf16
+    assert ops["moe_combine"].bytes_read == 3 * 64 * 2
+    # attention is split by heads: every GPU holds every token, so no all-to-all moves them; the partial
+    # outputs are summed by one all-reduce of the 3 tokens' activations
+    assert not any(name.startswith("alltoall") for name in ops)
+    assert ops["allreduce_moe"].collective.bytes == 3 * 64 * 2 and ops["allreduce_moe"].collective.gpus == 2
+
+
+def test_fp8_gemms_quantize_their_inputs_first():
+    fp8 = ModelSpec(name="tiny-fp8", layers=2, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
+                    intermediate_size=128, vocab_size=100, weight_dtype="fp8")
+    step = lower_step(fp8, DeploymentSpec(), DenseAttention(), decode_batch([10, 20]))
+    names = [op.name for op in step.ops]
+    ops = ops_by_name(step)
+    t = 2
+    # one quantization kernel right before each fp8 GEMM of the layers, over the GEMM's input elements
+    for gemm, elements in (("qkv_proj", t * 64), ("o_proj", t * 4 * 16), ("mlp_gate_up", t * 64),
+                           ("mlp_down", t * 128)):
+        quant = ops[f"{gemm}_quant"]
+        assert names.index(f"{gemm}_quant") == names.index(gemm) - 1
+        assert quant.bytes_read == elements * 2 and quant.bytes_written == elements * 1  # bf16 in, fp8 out
+        assert quant.kernel == "elementwise" and quant.count == 2  # every layer
+    assert "lm_head_quant" not in ops  # the LM head stays bf16 in fp8 checkpoints
+    bf16 = lower_step(TINY, DeploymentSpec(), DenseAttention(), decode_batch([10, 20]))
+    assert not any(op.name.endswith("_quant") for op in bf16.ops)

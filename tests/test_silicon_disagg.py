@@ -23,6 +23,11 @@ DISAGG = {"id": "made_up_disagg", "mode": "disagg", "backend": "vllm", "model_pa
           "decode_pp_size": 1, "decode_attention_dp_size": 1, "silicon_ttft_ms": 50.0, "silicon_tpot_ms": 8.0}
 
 
+AGG_MOE = {"id": "q235_tp8_c16", "mode": "agg", "backend": "trtllm", "model_path": "Qwen/Qwen3-235B-A22B-FP8",
+           "gemm_quant_mode": "fp8_block", "isl": 1024, "osl": 128, "batch_size": 16, "tp_size": 8, "pp_size": 1,
+           "moe_tp_size": 1, "moe_ep_size": 8, "silicon_ttft_ms": 300.0, "silicon_tpot_ms": 15.0}
+
+
 def test_a_disaggregated_row_becomes_prefill_and_decode_roles():
     row, why = expressible(DISAGG)
     assert why == "" and row.disaggregated
@@ -94,3 +99,15 @@ def test_a_disaggregated_row_runs_on_as_many_nodes_as_it_needs():
     assert result["disaggregation.transfers"] >= 1
     ttft, _ = client_figures(result, row)
     assert ttft > result["latency.request.ttft.mean"]  # moving the KV takes time after the first token
+
+
+def test_an_fp8_moe_row_keeps_its_expert_parallelism():
+    row, why = expressible(AGG_MOE)
+    assert why == "" and row.model == "Qwen3-235B-A22B" and row.weight_dtype == "fp8"
+    assert (row.tp, row.expert_parallel) == (8, 8)
+    workload = workload_from_raw(workload_of(row), ROOT)
+    assert workload.deployment.expert_parallel == 8 and workload.deployment.tensor_parallel == 8
+    assert expressible({**AGG_MOE, "moe_tp_size": 2, "moe_ep_size": 4, "tp_size": 8})[1] == ""
+    assert expressible({**AGG_MOE, "moe_tp_size": 1, "moe_ep_size": 4, "tp_size": 8}) == (
+        None, "moe_tp_size x moe_ep_size != tp_size")
+    assert expressible({**DISAGG, "decode_moe_ep_size": 2}) == (None, "decode_moe_ep_size > 1")

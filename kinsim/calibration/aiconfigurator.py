@@ -21,12 +21,18 @@ comm/nccl/<v>/nccl_perf         allreduce (nccl)  ``all_reduce`` in half precisi
                                                   elements (2 bytes each)
 comm/<fw>/<v>/custom_allreduce  allreduce         the CUDA-graph rows (``*_graph``), as serving engines
                                 (custom)          replay them; ``message_size`` counts bf16 elements
+quantize/<fw>/<v>/scale_matrix  elementwise       fp8 quantization of an ``m x k`` bf16 activation with a
+                                                  static scale: a streaming kernel reading 2 bytes and
+                                                  writing 1 per element, the kernel an fp8 GEMM's input
+                                                  passes through (:func:`kinsim.ops.layers.quantize_op`);
+                                                  timed like the attention rows (``warm_l2 = 1``)
 =============================== ================= ===========================================================
 
 FLOPs and bytes of every row come from kinsim's own operator formulas, so a row describes the work that
 kinsim prices. Repeated rows are dropped (some tables repeat each row). Times are converted from ms to s.
-The attention tables were timed inside a CUDA graph without flushing L2 between replays: their rows carry
-``warm_l2 = 1`` so the fitter knows that a working set smaller than L2 was read from L2. Each op defaults
+The attention and quantization tables were timed inside a CUDA graph without flushing L2 between
+replays: their rows carry ``warm_l2 = 1`` so the fitter knows that a working set smaller than L2 was read
+from L2. Each op defaults
 to the newest version of the framework that has its table; every version and table path is recorded in
 ``metadata.json``.
 """
@@ -46,7 +52,7 @@ import numpy as np
 
 from kinsim.errors import SpecError
 from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
-from kinsim.ops.layers import gemm_op
+from kinsim.ops.layers import gemm_op, quantize_op
 from kinsim.ops.sharding import HeadShard
 from kinsim.reading import checked_file
 from kinsim.workload.spec import DenseAttention
@@ -187,6 +193,19 @@ def _allreduce_rows(frame, path: Path, impl: str) -> list[dict[str, Any]]:
             for r in frame.itertuples(index=False)]
 
 
+def _quantize_rows(frame, path: Path) -> list[dict[str, Any]]:
+    _need(frame, path, ("m", "k", "latency"))
+    if "quant_dtype" in frame.columns:
+        frame = frame[frame["quant_dtype"] == "fp8"]
+    rows = []
+    for r in frame.itertuples(index=False):
+        op = quantize_op("quantize", int(r.m) * int(r.k))
+        rows.append({"kernel": "elementwise", "impl": str(getattr(r, "kernel_source", "unknown")), "dtype": "fp32",
+                     "flops": float(op.flops), "bytes": float(op.bytes), "bytes_read": float(op.bytes_read),
+                     "time_s": float(r.latency) * 1e-3, "warm_l2": 1, "m": int(r.m), "k": int(r.k)})
+    return rows
+
+
 Converter = Callable[[Any, Path], list[dict[str, Any]]]
 
 
@@ -197,6 +216,7 @@ def _tables(framework: str) -> list[tuple[TableChoice, Converter]]:
         (TableChoice("gemm", framework, "gemm_perf"), _gemm_rows),
         (TableChoice("comm", "nccl", "nccl_perf"), lambda f, p: _allreduce_rows(f, p, "nccl")),
         (TableChoice("comm", framework, "custom_allreduce_perf"), lambda f, p: _allreduce_rows(f, p, "custom")),
+        (TableChoice("quantize", framework, "scale_matrix_perf"), _quantize_rows),
     ]
 
 

@@ -3,7 +3,8 @@
 aiconfigurator-core's ``systems/silicon_sample.csv`` holds measured TTFT and TPOT of vLLM, SGLang and
 TensorRT-LLM deployments at fixed input and output lengths and a fixed client concurrency. A row kinsim
 can express (a model it has a preset for, no attention data parallelism nor pipeline parallelism, bf16 or
-fp8 weights) becomes a serving-benchmark workload:
+fp8 weights; an MoE model's ``moe_ep_size`` becomes ``deployment.expert_parallel``) becomes a
+serving-benchmark workload:
 
 * ``concurrency`` clients in a closed loop, each sending its next request when the previous one ends
   (``vllm bench serve --max-concurrency``, genai-perf's and aiperf's concurrency mode), or in rounds: the
@@ -46,6 +47,7 @@ PRESETS = {
     "Qwen/Qwen3-32B": "Qwen3-32B",
     "Qwen/Qwen3-8B": "Qwen3-8B",
     "Qwen/Qwen3-14B": "Qwen3-14B",
+    "Qwen/Qwen3-235B-A22B-FP8": "Qwen3-235B-A22B",  # the same architecture, FP8 weights (block scales)
     "meta-llama/Llama-3.1-8B-Instruct": "Llama-3.1-8B",
     "meta-llama/Llama-3.1-8B": "Llama-3.1-8B",
     "meta-llama/Llama-3.1-70B": "Llama-3.1-70B",
@@ -108,7 +110,8 @@ class SiliconRole:
 @dataclass(frozen=True)
 class SiliconRow:
     """One measured deployment. ``tp`` is the GPUs of one replica (of a prefill replica when disaggregated);
-    ``prefill`` and ``decode`` are the roles of a disaggregated deployment, None when aggregated."""
+    ``prefill`` and ``decode`` are the roles of a disaggregated deployment, None when aggregated;
+    ``expert_parallel`` is the GPUs of a replica that split an MoE model's experts (``moe_ep_size``)."""
 
     id: str
     backend: str
@@ -122,6 +125,7 @@ class SiliconRow:
     tpot_s: float
     prefill: SiliconRole | None = None
     decode: SiliconRole | None = None
+    expert_parallel: int = 1
 
     @property
     def disaggregated(self) -> bool:
@@ -168,7 +172,9 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
                   weight_dtype=WEIGHT_DTYPES[quant], isl=int(numbers["isl"]), osl=int(numbers["osl"]),
                   ttft_s=numbers["silicon_ttft_ms"] * 1e-3, tpot_s=numbers["silicon_tpot_ms"] * 1e-3)
     if mode == "agg":
-        return SiliconRow(concurrency=int(numbers["batch_size"]), tp=int(numbers["tp_size"]), **common), ""
+        ep = int(_number(row.get("moe_ep_size")) or 1)
+        return SiliconRow(concurrency=int(numbers["batch_size"]), tp=int(numbers["tp_size"]), expert_parallel=ep,
+                          **common), ""
     prefill, decode = (SiliconRole(workers=int(numbers[p + "num_workers"]), tp=int(numbers[p + "tp_size"]),
                                    batch_size=int(numbers[p + "batch_size"])) for p in prefixes)
     return SiliconRow(concurrency=decode.batch_size * decode.workers, tp=prefill.tp, prefill=prefill,
@@ -177,12 +183,19 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
 
 def _unsupported_parallelism(row: dict[str, Any], prefixes: tuple[str, ...]) -> str:
     """Why the row's parallelism is beyond kinsim (attention data parallelism or pipeline parallelism in
-    a worker, of either role when disaggregated), or ""."""
+    a worker, of either role when disaggregated; expert parallelism of a disaggregated role, or MoE
+    parallelism that does not cover a worker's GPUs), or ""."""
     for prefix in prefixes:
         for key in ("attention_dp_size", "pp_size"):
             value = _number(row.get(prefix + key))
             if value is not None and value > 1:
                 return f"{prefix}{key} > 1"
+        ep, moe_tp, tp = (_number(row.get(prefix + key)) for key in ("moe_ep_size", "moe_tp_size", "tp_size"))
+        if ep is not None and ep > 1:
+            if prefix:  # a disaggregated deployment's roles share kinsim's one deployment.expert_parallel
+                return f"{prefix}moe_ep_size > 1"
+            if tp is not None and (moe_tp or 1) * ep != tp:
+                return "moe_tp_size x moe_ep_size != tp_size"
     return ""
 
 
@@ -214,8 +227,8 @@ def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
     (requests placed on the least-loaded replica of each role; a decode replica seats its
     ``decode_batch_size`` sequences, at least kinsim's default 256)."""
     if row.prefill is None or row.decode is None:
-        return {"tensor_parallel": row.tp, "data_parallel": 1, "max_num_seqs": max(256, row.concurrency),
-                "max_num_batched_tokens": 8192, "engine": engine}
+        return {"tensor_parallel": row.tp, "data_parallel": 1, "expert_parallel": row.expert_parallel,
+                "max_num_seqs": max(256, row.concurrency), "max_num_batched_tokens": 8192, "engine": engine}
     return {"tensor_parallel": row.prefill.tp, "data_parallel": 1,
             "max_num_seqs": max(256, row.decode.batch_size), "max_num_batched_tokens": 8192, "engine": engine,
             "router": "least_loaded",

@@ -6,9 +6,10 @@ not hidden behind the GPU's work. kinsim adds ``step_s + per_sequence_s x sequen
 (``sequences``: those that get a token this step), reported in the ``other`` class.
 
 The presets are fitted to the public end-to-end silicon measurements of H100 deployments
-(``silicon_sample.csv`` of aiconfigurator-core 0.12.0, the H100 rows kinsim can express: Qwen3-32B and
-Llama-3.1 presets, aggregated serving), two constants per backend: the non-negative least-squares fit of
-measured minus simulated TPOT (without overhead) against 1 and the batch's sequences, in relative terms,
+(``silicon_sample.csv`` of aiconfigurator-core 0.12.0, the H100 rows kinsim can express: Qwen3-32B,
+Llama-3.1 and Qwen3-235B-A22B presets, aggregated serving), two constants per backend: the non-negative
+least-squares fit of measured minus simulated TPOT (without overhead) against 1 and the batch's
+sequences, in relative terms,
 with every fifth row held out (``benchmarks/bench_fidelity.py --fit-overheads`` prints the fit;
 ``docs/calibration.md`` the rows and the held-out error). They describe the engines'
 host paths at those versions (vLLM 0.12, SGLang 0.5, TensorRT-LLM 1.0) and carry over to other GPUs as
@@ -31,12 +32,14 @@ class EngineOverhead:
 
 
 ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
-    "vllm": EngineOverhead(1.475e-3, 29.35e-6, "fitted to 111 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
-                           "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv"),
-    "sglang": EngineOverhead(0.362e-3, 26.38e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
+    "vllm": EngineOverhead(0.633e-3, 44.39e-6, "fitted to 110 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
+                           "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
+                           "kinsim.calibration.silicon.CLIENTS"),
+    "sglang": EngineOverhead(0.0, 24.82e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
                              "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds"),
-    "trtllm": EngineOverhead(0.699e-3, 23.10e-6, "fitted to 285 H100 rows of TensorRT-LLM 1.0 deployments "
-                             "(Qwen3-32B, Llama-3.1-8B) in aiconfigurator-core 0.12.0's silicon_sample.csv"),
+    "trtllm": EngineOverhead(0.387e-3, 20.49e-6, "fitted to 387 H100 rows of TensorRT-LLM 1.0 deployments "
+                             "(Qwen3-32B, Llama-3.1-8B, Qwen3-235B-A22B-FP8) in aiconfigurator-core 0.12.0's "
+                             "silicon_sample.csv, clients of kinsim.calibration.silicon.CLIENTS"),
     "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
 }
 

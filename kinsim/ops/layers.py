@@ -43,6 +43,20 @@ def elementwise_op(name: str, elements_read: Number, elements_written: Number, *
     )
 
 
+def quantize_op(name: str, elements: Number, *, op_class: str = "other", count: int = 1) -> Op:
+    """Quantizing ``elements`` bf16 activations to fp8 for an fp8 GEMM (a scale per tensor or per token):
+    a streaming kernel reading 2 bytes and writing 1 per element, which serving engines launch before
+    each fp8 GEMM whose input is not already fp8."""
+    return Op(
+        name=name, op_class=op_class, kernel="elementwise", dtype="fp32",
+        flops=2.0 * elements,
+        bytes_read=elements * bytes_per_element("bf16"),
+        bytes_written=elements * bytes_per_element("fp8"),
+        count=count,
+        shape={"elements": elements},
+    )
+
+
 def collective_op(name: str, kind: str, nbytes: Number, gpus: int, *, op_class: str = "communication",
                   count: int = 1, algorithm: str = "auto", implementation: str = "auto") -> Op:
     """A collective of ``nbytes`` per GPU over ``gpus`` GPUs (see :class:`~kinsim.ops.op.Collective`)."""

@@ -25,8 +25,8 @@ import numpy as np
 from kinsim.dtypes import bytes_per_element
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
-from kinsim.ops.layers import collective_op, elementwise_op, gemm_op
-from kinsim.ops.op import Op
+from kinsim.ops.layers import collective_op, elementwise_op, gemm_op, quantize_op
+from kinsim.ops.op import Number, Op
 from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
 
@@ -126,6 +126,8 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     per_layer(elementwise_op("input_norm", 2 * t * h, 2 * t * h, extra_bytes_read=h * bytes_per_element(wd),
                              count=layers))
     qkv_width = (shard.q_heads + 2 * shard.kv_heads) * d
+    for op in _quantize(wd, "qkv_proj", t * h, "linear", layers):
+        per_layer(op)
     per_layer(gemm_op("qkv_proj", t, qkv_width, h, weight_dtype=wd, count=layers))
     if model.qk_norm:
         per_layer(elementwise_op("qk_norm", t * (shard.q_heads + shard.kv_heads) * d,
@@ -134,6 +136,8 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
                              t * (shard.q_heads + shard.kv_heads) * d, count=layers))
     if attention:
         ops.extend(attention_ops(dims, deployment, policy, batch, layers))
+    for op in _quantize(wd, "o_proj", t * shard.q_heads * d, "linear", layers):
+        per_layer(op)
     per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd, count=layers))
     activation_bytes = t * h * bytes_per_element(ACT_DTYPE)
     if tp > 1:
@@ -144,8 +148,12 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     # ---- MLP or MoE block
     if model.moe is None:
         width = model.intermediate_size / tp
+        for op in _quantize(wd, "mlp_gate_up", t * h, "linear", layers):
+            per_layer(op)
         per_layer(gemm_op("mlp_gate_up", t, 2 * width, h, weight_dtype=wd, count=layers))
         per_layer(elementwise_op("mlp_act", 2 * t * width, t * width, count=layers))
+        for op in _quantize(wd, "mlp_down", t * width, "linear", layers):
+            per_layer(op)
         per_layer(gemm_op("mlp_down", t, h, width, weight_dtype=wd, count=layers))
         if tp > 1:
             per_layer(collective_op("allreduce_mlp", "allreduce", activation_bytes, tp, count=layers,
@@ -193,7 +201,25 @@ def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: Atten
     return ops
 
 
+def _quantize(weight_dtype: str, gemm: str, elements: Number, op_class: str, count: int = 1) -> list[Op]:
+    """The kernel that quantizes an fp8 GEMM's ``elements`` input activations to fp8 (none for other
+    weight types): fp8 weights are served as W8A8, and vLLM and TensorRT-LLM launch a quantization kernel
+    before each such GEMM (the LM head and the MoE router stay in bf16 in fp8 checkpoints and have none).
+    Its cost is calibrated by the profile's ``elementwise`` curve, fitted to the measured quantization
+    kernel."""
+    if weight_dtype != "fp8":
+        return []
+    return [quantize_op(f"{gemm}_quant", elements, op_class=op_class, count=count)]
+
+
 def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float, allreduce: str) -> list[Op]:
+    """The MoE block of one GPU of a replica whose ``tp`` GPUs split attention by heads (kinsim has no
+    attention data parallelism): after attention's all-reduce every GPU holds every token, so with
+    ``ep`` GPUs splitting the experts each computes the token-expert pairs of its own experts (``t x k /
+    ep``) on tokens it already has, and no all-to-all moves them (that exchange belongs to attention data
+    parallelism, as in DeepEP). Either way of splitting leaves every GPU with partial sums of every
+    token's output, summed by one all-reduce over the ``tp`` GPUs, as vLLM and TensorRT-LLM do with
+    expert parallelism under attention tensor parallelism."""
     moe = model.moe
     h, wd = model.hidden_size, model.weight_dtype
     k, experts = moe.active_experts, moe.experts
@@ -208,24 +234,22 @@ def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float
     touched_local = touched / ep
     routed = t * k / ep  # token-expert pairs this GPU computes
     ops = [gemm_op("moe_router", t, experts, h, weight_dtype=wd, op_class="moe")]
-    ops.append(elementwise_op("moe_dispatch", t * h, t * k * h, op_class="moe", flops_per_element=1.0))
-    if ep > 1:
-        ops.append(collective_op("alltoall_dispatch", "alltoall", t * k * h * bytes_per_element(ACT_DTYPE) / ep, ep,
-                                 op_class="communication"))
+    ops.append(elementwise_op("moe_dispatch", t * h, routed * h, op_class="moe", flops_per_element=1.0))
+    ops += _quantize(wd, "moe_experts_gate_up", t * h, "moe")
     ops.append(gemm_op("moe_experts_gate_up", routed, 2 * width, h, weight_dtype=wd, op_class="moe",
                        weight_rows=touched_local * 2 * width))
     ops.append(elementwise_op("moe_act", 2 * routed * width, routed * width, op_class="moe"))
+    ops += _quantize(wd, "moe_experts_down", routed * width, "moe")
     ops.append(gemm_op("moe_experts_down", routed, h, width, weight_dtype=wd, op_class="moe",
                        weight_rows=touched_local * h))
-    if ep > 1:
-        ops.append(collective_op("alltoall_combine", "alltoall", t * k * h * bytes_per_element(ACT_DTYPE) / ep, ep,
-                                 op_class="communication"))
-    ops.append(elementwise_op("moe_combine", t * k * h, t * h, op_class="moe", flops_per_element=2.0))
+    ops.append(elementwise_op("moe_combine", routed * h, t * h, op_class="moe", flops_per_element=2.0))
     if moe.shared_experts:
         shared_width = moe.shared_experts * moe.shared_width / tp
+        ops += _quantize(wd, "shared_expert_gate_up", t * h, "moe")
         ops.append(gemm_op("shared_expert_gate_up", t, 2 * shared_width, h, weight_dtype=wd, op_class="moe"))
         ops.append(elementwise_op("shared_expert_act", 2 * t * shared_width, t * shared_width, op_class="moe"))
+        ops += _quantize(wd, "shared_expert_down", t * shared_width, "moe")
         ops.append(gemm_op("shared_expert_down", t, h, shared_width, weight_dtype=wd, op_class="moe"))
-    if split > 1:  # partial sums of split experts
+    if tp > 1:  # every GPU holds partial sums of every token: its slices of the experts, or its own experts
         ops.append(collective_op("allreduce_moe", "allreduce", activation_bytes, tp, implementation=allreduce))
     return ops
