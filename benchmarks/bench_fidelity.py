@@ -50,7 +50,7 @@ from kinsim.errors import KinsimError  # noqa: E402
 from kinsim.workload.load import workload_from_raw  # noqa: E402
 
 KINDS = [("attention_decode", None), ("attention_prefill", None), ("gemm", None), ("elementwise", None),
-         ("allreduce", "nccl"), ("allreduce", "custom")]
+         ("moe", None), ("allreduce", "nccl"), ("allreduce", "custom")]
 TARGETS = {"attention_decode": 0.08, "attention_prefill": 0.08, "gemm": 0.08, "allreduce/nccl": 0.10,
            "allreduce/custom": 0.10}
 

@@ -79,6 +79,13 @@ def write_tables(data: Path, decode_latency_ms=None) -> None:
                    "num_gpus": 8, "message_size": 1024, "latency": latency}
                   for mode, latency in (("graph", 0.005), ("eager", 0.02))]
                  ).to_parquet(custom / "custom_allreduce_perf.parquet")
+    moe = system / "moe" / "vllm" / "0.10.0"
+    moe.mkdir(parents=True)
+    pd.DataFrame([{"op_name": "moe", "kernel_source": "vllm_fusedmoe_triton", "moe_dtype": dtype, "num_tokens": t,
+                   "hidden_size": 4096, "inter_size": 1536, "topk": 8, "num_experts": 128, "moe_tp_size": 2,
+                   "moe_ep_size": 4, "distribution": dist, "latency": 0.1, "device": DEVICE}
+                  for t in (1, 64) for dtype in ("bfloat16", "fp8_block", "w4a16_mxfp4")
+                  for dist in ("balanced", "power_law_1.2")]).to_parquet(moe / "moe_perf.parquet")
     quantize = system / "quantize" / "vllm" / "0.10.0"
     quantize.mkdir(parents=True)
     pd.DataFrame([{"op_name": "scale_matrix", "kernel_source": "static_scaled_fp8_quant", "m": m, "k": 4096,
@@ -112,6 +119,14 @@ def test_import_converts_units_keeps_what_kinsim_expresses_and_records_provenanc
     assert len(nccl) == 30 and nccl["bytes"].min() == 2 * 256  # elements of 2 bytes; all_gather dropped
     custom = frame[(frame["kernel"] == "allreduce") & (frame["impl"] == "custom")]
     assert list(custom["time_s"]) == [pytest.approx(0.005e-3)]  # the CUDA-graph row only
+    moe = frame[frame["kernel"] == "moe"].sort_values(["tokens", "dtype"])
+    assert list(moe["dtype"]) == ["bf16", "fp8", "bf16", "fp8"]  # balanced rows of known types; mxfp4 dropped
+    one, many = moe.iloc[0], moe.iloc[2]
+    # 1 token choosing 8 of 128 experts, 4-way expert parallel and each expert 2-way split: 2 pairs and 2
+    # experts per GPU (8 / 4), each 1536 / 2 wide; 64 tokens: 512 pairs spread over all 128 experts
+    assert (one["m"], one["experts"], one["n"], one["k"], one["pairs"]) == (2, 2, 768, 4096, 8)
+    assert (many["m"], many["experts"], many["pairs"]) == (128, 32, 512)
+    assert one["flops"] == 6 * 2 * 768 * 4096  # the two grouped GEMMs
     quantize = frame[frame["kernel"] == "elementwise"]
     assert list(quantize["m"]) == [1, 64]  # the fp8 rows only
     assert list(quantize["bytes"]) == [4096 * 3, 64 * 4096 * 3]  # 2 bytes read and 1 written per element

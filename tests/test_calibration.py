@@ -90,6 +90,22 @@ def test_measurements_faster_than_the_ceilings_are_rejected():
     assert fit.curve.memory_max == pytest.approx(GEMM.memory_max, rel=0.05)
 
 
+def test_fit_names_a_few_rejected_measurements_and_counts_the_rest(tmp_path: Path, capsys):
+    from kinsim.cli.calibrate import REJECTED_SHOWN
+
+    rows = synthetic(gemm_rows(), GEMM)
+    impossible = list(range(REJECTED_SHOWN + 3))
+    rows.loc[impossible, "time_s"] = rows.loc[impossible, "bytes"] / (2 * BANDWIDTH)  # twice the HBM bandwidth
+    directory = tmp_path / "measured"
+    directory.mkdir()
+    rows.to_csv(directory / "measurements.csv", index=False)
+    assert main(["calibrate", "fit", str(directory), "--hw", str(HARDWARE / "h100.yaml"),
+                 "-o", str(tmp_path / "p.yaml")]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("kinsim: warning: rejected")]
+    assert len(warnings) == REJECTED_SHOWN + 1
+    assert warnings[-1].endswith(f"3 more gemm measurements for the same reason ({REJECTED_SHOWN + 3} in all)")
+
+
 def write_measurements(directory: Path) -> Path:
     directory.mkdir()
     frame = pd.concat([synthetic(gemm_rows(), GEMM, seed=2), synthetic(decode_rows(), DECODE, seed=3)])

@@ -117,9 +117,14 @@ def test_moe_reads_only_experts_that_receive_tokens():
                           moe=MoESpec(experts=8, active_experts=2, expert_intermediate_size=32))
     ops = ops_by_name(lower_step(moe_model, DeploymentSpec(), DenseAttention(), decode_batch([5.0])))
     # One token chooses 2 of 8 experts: expected experts touched 8 * (1 - (1 - 2/8)^1) = 2.
-    gate_up = ops["moe_experts_gate_up"]
-    assert gate_up.flops == 2 * 2 * (2 * 32) * 64
-    assert gate_up.bytes_read == pytest.approx(2 * 64 * 64 * 2 + 2 * 64 * 2)
+    experts = ops["moe_experts"]  # the routed experts, fused: 2 token-expert pairs
+    assert experts.kernel == "moe" and experts.shape["experts"] == pytest.approx(2.0)
+    assert experts.flops == 2 * 2 * (2 * 32) * 64 + 2 * 2 * 64 * 32  # gate/up then down GEMMs
+    # weights of the 2 touched experts (3 x 32 x 64 each, bf16), and the pairs' activations: the input
+    # gathered (64), gate/up out (2 x 32) and activation out (32) each written and read, the down GEMM's
+    # output (64) written and read by the sum, which writes the token's 64 outputs
+    assert experts.bytes_read == pytest.approx(2 * 3 * 32 * 64 * 2 + 2 * (2 * 64 + 3 * 32) * 2)
+    assert experts.bytes_written == pytest.approx(2 * (64 + 3 * 32) * 2 + 1 * 64 * 2)
 
 
 def test_expert_parallel_moe_computes_its_own_experts_and_all_reduces_without_all_to_all():
@@ -129,9 +134,10 @@ def test_expert_parallel_moe_computes_its_own_experts_and_all_reduces_without_al
     deployment = DeploymentSpec(tensor_parallel=2, expert_parallel=2)
     ops = ops_by_name(lower_step(moe_model, deployment, DenseAttention(), decode_batch([5.0, 5.0, 5.0])))
     # 3 tokens x 2 experts each, over 2 GPUs: 3 token-expert pairs per GPU, each at the expert's full width
-    assert ops["moe_experts_gate_up"].flops == 2 * 3 * (2 * 32) * 64
-    assert ops["moe_dispatch"].bytes_written == 3 * 64 * 2  # the pairs of this GPU's experts, bf16
-    assert ops["moe_combine"].bytes_read == 3 * 64 * 2
+    assert ops["moe_experts"].flops == 2 * 3 * (2 * 32) * 64 + 2 * 3 * 64 * 32
+    assert ops["moe_experts"].shape["m"] == 3 and ops["moe_experts"].shape["n"] == 32
+    # experts expected to receive one of 3 tokens, 8 (1 - (1 - 2/8)^3), half of them on this GPU
+    assert ops["moe_experts"].shape["experts"] == pytest.approx(8 * (1 - 0.75 ** 3) / 2)
     # attention is split by heads: every GPU holds every token, so no all-to-all moves them; the partial
     # outputs are summed by one all-reduce of the 3 tokens' activations
     assert not any(name.startswith("alltoall") for name in ops)
@@ -155,3 +161,29 @@ def test_fp8_gemms_quantize_their_inputs_first():
     assert "lm_head_quant" not in ops  # the LM head stays bf16 in fp8 checkpoints
     bf16 = lower_step(TINY, DeploymentSpec(), DenseAttention(), decode_batch([10, 20]))
     assert not any(op.name.endswith("_quant") for op in bf16.ops)
+
+
+def test_fused_moe_work_pads_each_expert_to_whole_tiles_and_scans_every_pair():
+    from kinsim.ops.kernel_work import GEMM_TILE_M, GEMM_TILE_N, MOE_LAUNCHES, kernel_work
+    from kinsim.ops.layers import moe_experts_op
+
+    # 100 pairs over 3 experts (34 rows each, one tile of 64), gate/up 2 x 96 = 192 wide: 2 tiles of 128
+    op = moe_experts_op("moe_experts", 50.0, 100.0, 3.0, 96.0, 64.0, pairs=400.0, weight_dtype="bf16")
+    work = kernel_work(op, 132)
+    assert (GEMM_TILE_M, GEMM_TILE_N) == (64, 128)
+    assert work.items == 3 * 1 * 2 and work.launches == MOE_LAUNCHES
+    assert work.sequences == 400.0  # every pair of the layer, this GPU's experts' or not
+    # 300 pairs over 3 experts: 100 rows each, two tiles of 64
+    assert kernel_work(moe_experts_op("m", 50.0, 300.0, 3.0, 96.0, 64.0, pairs=400.0, weight_dtype="bf16"),
+                       132).items == 3 * 2 * 2
+
+
+def test_a_profile_without_moe_terms_prices_the_experts_as_gemms():
+    from kinsim.hardware.spec import CalibrationSpec, KernelCurveSpec
+
+    gemm = KernelCurveSpec(compute_max=0.8, memory_max=0.9, kernel_floor=2e-6)
+    profile = CalibrationSpec(source="test", device="test", gemm=gemm)
+    assert profile.curve_for("moe") is gemm
+    moe = KernelCurveSpec(compute_max=0.7, memory_max=0.8, kernel_floor=8e-6)
+    from dataclasses import replace
+    assert replace(profile, moe=moe).curve_for("moe") is moe

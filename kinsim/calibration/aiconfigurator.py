@@ -21,6 +21,13 @@ comm/nccl/<v>/nccl_perf         allreduce (nccl)  ``all_reduce`` in half precisi
                                                   elements (2 bytes each)
 comm/<fw>/<v>/custom_allreduce  allreduce         the CUDA-graph rows (``*_graph``), as serving engines
                                 (custom)          replay them; ``message_size`` counts bf16 elements
+moe/<fw>/<v>/moe_perf           moe               the fused routed experts of an MoE layer on one GPU,
+                                                  bf16 and fp8 weights, tokens spread evenly over the
+                                                  experts (``balanced``): ``num_tokens`` tokens choosing
+                                                  ``topk`` of ``num_experts``, split ``moe_tp_size`` x
+                                                  ``moe_ep_size`` ways; ``m`` the GPU's token-expert
+                                                  pairs, ``n`` its share of the expert width, ``k`` the
+                                                  hidden size, ``experts`` the experts it computes
 quantize/<fw>/<v>/scale_matrix  elementwise       fp8 quantization of an ``m x k`` bf16 activation with a
                                                   static scale: a streaming kernel reading 2 bytes and
                                                   writing 1 per element, the kernel an fp8 GEMM's input
@@ -52,7 +59,7 @@ import numpy as np
 
 from kinsim.errors import SpecError
 from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
-from kinsim.ops.layers import gemm_op, quantize_op
+from kinsim.ops.layers import gemm_op, moe_experts_op, quantize_op
 from kinsim.ops.sharding import HeadShard
 from kinsim.reading import checked_file
 from kinsim.workload.spec import DenseAttention
@@ -193,6 +200,34 @@ def _allreduce_rows(frame, path: Path, impl: str) -> list[dict[str, Any]]:
             for r in frame.itertuples(index=False)]
 
 
+#: MoE weight types of the tables and kinsim's (fp8 with block scales has fp8's bytes and tensor-core rate).
+_MOE_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "fp8_block": "fp8"}
+
+
+def _moe_rows(frame, path: Path) -> list[dict[str, Any]]:
+    _need(frame, path, ("num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
+                        "moe_ep_size", "latency"))
+    if "distribution" in frame.columns:
+        frame = frame[frame["distribution"] == "balanced"]
+    rows = []
+    for r in frame.itertuples(index=False):
+        dtype = _MOE_DTYPES.get(str(getattr(r, "moe_dtype", "bfloat16")))
+        if dtype is None:
+            continue
+        tokens, topk, experts, ep = int(r.num_tokens), int(r.topk), int(r.num_experts), int(r.moe_ep_size)
+        # balanced: the pairs are spread evenly, so min(pairs, experts) experts receive one
+        local = min(tokens * topk, experts) / ep
+        routed = tokens * topk / ep
+        width = int(r.inter_size) / int(r.moe_tp_size)
+        op = moe_experts_op("moe_experts", tokens, routed, local, width, int(r.hidden_size), pairs=tokens * topk,
+                            weight_dtype=dtype)
+        rows.append({"kernel": "moe", "impl": str(getattr(r, "kernel_source", "unknown")), "dtype": dtype,
+                     "flops": float(op.flops), "bytes": float(op.bytes), "bytes_read": float(op.bytes_read),
+                     "time_s": float(r.latency) * 1e-3, "warm_l2": 0, "tokens": tokens, "m": routed, "n": width,
+                     "k": int(r.hidden_size), "experts": local, "pairs": tokens * topk})
+    return rows
+
+
 def _quantize_rows(frame, path: Path) -> list[dict[str, Any]]:
     _need(frame, path, ("m", "k", "latency"))
     if "quant_dtype" in frame.columns:
@@ -217,6 +252,7 @@ def _tables(framework: str) -> list[tuple[TableChoice, Converter]]:
         (TableChoice("comm", "nccl", "nccl_perf"), lambda f, p: _allreduce_rows(f, p, "nccl")),
         (TableChoice("comm", framework, "custom_allreduce_perf"), lambda f, p: _allreduce_rows(f, p, "custom")),
         (TableChoice("quantize", framework, "scale_matrix_perf"), _quantize_rows),
+        (TableChoice("moe", framework, "moe_perf"), _moe_rows),
     ]
 
 

@@ -74,6 +74,8 @@ FREE_TERMS: dict[str, tuple[str, ...]] = {
              "item_bandwidth"),
     "selection": ("kernel_floor", "per_sequence", "memory_max", "item_bandwidth"),
     "elementwise": ("kernel_floor", "memory_max", "item_bandwidth", "l2_bandwidth_ratio"),
+    "moe": ("kernel_floor", "per_sequence", "item_cost", "compute_max", "item_compute_share", "memory_max",
+            "item_bandwidth"),
 }
 
 #: Traffic of the (small, large) protocols of each all-reduce implementation; NCCL's in-switch protocol

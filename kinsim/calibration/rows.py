@@ -2,7 +2,8 @@
 
 A row of a measurement file (:mod:`kinsim.calibration.measurements`) describes one kernel run: its kind,
 FLOPs, bytes, data type and the shape columns that give its kernel structure (``batch``, ``context``,
-``q_heads``, ``kv_heads``, ``tokens``, ``m``, ``n``, ``k``, ``gpus``). Rows of one kind are priced together
+``q_heads``, ``kv_heads``, ``tokens``, ``m``, ``n``, ``k``, ``experts``, ``pairs``, ``gpus``). Rows of one
+kind are priced together
 as one op whose fields are arrays, by the same code the engine uses (:mod:`kinsim.cost.kernel_model`,
 :mod:`kinsim.cost.collective_model`), so a fitted profile means the same thing in both places.
 
@@ -40,6 +41,7 @@ def row_op(rows, kernel: str) -> Op:
         "kv_tokens_read": _column(rows, "kv_tokens_read", np.nan), "sequences": batch,
         "tokens": batch * _column(rows, "tokens", 1), "m": _column(rows, "m", 1), "n": _column(rows, "n", 1),
         "k": _column(rows, "k", 1), "head_dim": _column(rows, "head_dim", 128), "cached": np.zeros(len(rows)),
+        "experts": _column(rows, "experts", 1), "pairs": _column(rows, "pairs", 1),
     }
     # ``context``: tokens a decode step attends over (cache and new token); a sparse row reads its budget
     attended = context

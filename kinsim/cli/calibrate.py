@@ -29,6 +29,9 @@ import yaml
 from kinsim.errors import SpecError
 from kinsim.outputs import Outputs
 
+#: Rejected measurements named one by one per kernel kind; the rest are counted.
+REJECTED_SHOWN = 5
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("calibrate", help="fit and validate kernel efficiency curves",
@@ -137,8 +140,11 @@ def _fit(args: argparse.Namespace, outputs: Outputs) -> list:
     except ValueError as error:
         raise SpecError(str(error), file=str(Path(args.directory) / "measurements.csv")) from None
     for fit in fits:
-        for line in fit.rejected:
+        for line in fit.rejected[:REJECTED_SHOWN]:
             print(f"kinsim: warning: rejected {line}")
+        if len(fit.rejected) > REJECTED_SHOWN:
+            print(f"kinsim: warning: rejected {len(fit.rejected) - REJECTED_SHOWN:,} more {fit.kernel} measurements "
+                  f"for the same reason ({len(fit.rejected):,} in all)")
         if fit.skipped:
             print(f"kinsim: warning: not fitted: {fit.skipped}")
     text = ("# Written by kinsim calibrate fit: the terms of kinsim.cost.kernel_model per kernel kind and of\n"

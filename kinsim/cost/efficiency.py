@@ -43,6 +43,7 @@ class ConstantEfficiency:
         self.spec = spec
         self._compute = {
             "gemm": spec.gemm_compute,
+            "moe": spec.gemm_compute,
             "attention_decode": spec.attention_compute,
             "attention_prefill": spec.attention_compute,
             "attention_sparse": spec.attention_compute,
@@ -52,6 +53,7 @@ class ConstantEfficiency:
         }
         self._memory = {
             "gemm": spec.gemm_memory,
+            "moe": spec.gemm_memory,
             "attention_decode": spec.attention_memory,
             "attention_prefill": spec.attention_memory,
             "attention_sparse": spec.sparse_attention_memory,

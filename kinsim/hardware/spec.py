@@ -248,7 +248,7 @@ CYCLE_TERMS = ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "sm
 
 #: Kernel kinds a calibration profile may carry curves for (communication is not calibrated).
 CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_decode_fp8kv", "attention_sparse", "attention_prefill",
-                      "attention_prefill_fp8kv", "selection", "elementwise")
+                      "attention_prefill_fp8kv", "selection", "elementwise", "moe")
 
 #: The op kernel kind a profile's curve kind prices (``attention_decode_fp8kv`` prices decode attention
 #: over an fp8 KV cache, ``attention_prefill_fp8kv`` prefill attention over one).
@@ -366,6 +366,9 @@ class CalibrationSpec:
         "kernel, whose tiles differ from the bf16 one's); absent: attention_prefill's terms.", default=None)
     selection: KernelCurveSpec | None = spec_field("Block scoring and top-k selection.", default=None)
     elementwise: KernelCurveSpec | None = spec_field("Streaming elementwise kernels.", default=None)
+    moe: KernelCurveSpec | None = spec_field(
+        "The routed experts of an MoE layer, fused (grouped GEMMs with each expert's rows padded to whole "
+        "tiles); absent: the GEMM terms.", default=None)
     allreduce_nccl: CollectiveCurveSpec | None = spec_field("NCCL all-reduce.", default=None)
     allreduce_custom: CollectiveCurveSpec | None = spec_field(
         "The serving engine's own all-reduce (vLLM/SGLang custom all-reduce, one-shot and two-shot).",
@@ -399,6 +402,8 @@ class CalibrationSpec:
 
     def curve(self, kernel: str) -> KernelCurveSpec | None:
         """The curves of ``kernel`` (a kernel kind), or ``None`` when the profile has none."""
+        if kernel == "moe" and self.moe is None:  # the grouped GEMMs priced as GEMMs
+            return self.gemm
         return getattr(self, kernel, None) if kernel in CALIBRATED_KERNELS else None
 
     def curve_for(self, kernel: str, kv_bytes_per_element: float | None = None) -> KernelCurveSpec | None:

@@ -18,6 +18,10 @@ that the public silicon measurements time):
 * **GEMM**: one kernel over 128 x 128 output tiles; when the tiles do not fill the SMs the K dimension is
   split (at most one split per 256 of K) and the partial sums are reduced by a second kernel, as
   cuBLAS's split-K kernels do.
+* **MoE experts** (fused): :data:`MOE_LAUNCHES` kernels; items are the gate/up grouped GEMM's tiles,
+  each touched expert's rows padded to whole tiles; the sequences it loops over are the layer's
+  token-expert pairs, all of them on every GPU (sorting them by expert, and the tiles of other GPUs'
+  experts, which exit at once).
 * **block selection**: scoring and top-k (2 launches), one item per (sequence, KV head).
 * **elementwise**: one kernel; one item per 64 KiB moved.
 
@@ -45,6 +49,9 @@ GEMM_TILE_N = 128
 GEMM_SPLIT_K_SLICE = 1024
 #: Most KV splits FlashAttention makes.
 MAX_SPLITS = 128
+#: Kernels of a fused MoE layer: sorting the token-expert pairs by expert, the gate/up grouped GEMM, the
+#: activation, the down grouped GEMM, the sum over each token's experts (vLLM's ``fused_experts``).
+MOE_LAUNCHES = 5.0
 #: Bytes one elementwise work item moves.
 ELEMENTWISE_ITEM_BYTES = 65536.0
 
@@ -107,6 +114,13 @@ def kernel_work(op: Op, sms: int) -> KernelWork:
         tiles = _ceil(_maximum(m, 1.0) / GEMM_TILE_M) * _ceil(n / GEMM_TILE_N)
         split_k = _maximum(1.0, _minimum(_ceil(sms / tiles), _ceil(k / GEMM_SPLIT_K_SLICE)))
         return KernelWork(1.0, _where(split_k > 1, 1.0, 0.0), tiles * split_k, 0.0)
+    if op.kernel == "moe":
+        routed, width = _value(shape.get("m", 1)), _value(shape.get("n", 1))
+        experts = _maximum(_value(shape.get("experts", 1)), 1.0)
+        # a grouped GEMM pads each expert's rows to whole tiles: the gate/up GEMM's grid
+        tiles = experts * _ceil(_maximum(routed / experts, 1.0) / GEMM_TILE_M) * _ceil(2.0 * width / GEMM_TILE_N)
+        # the kernels sort and scan every token-expert pair of the layer, also those of other GPUs' experts
+        return KernelWork(MOE_LAUNCHES, 0.0, tiles, _value(shape.get("pairs", 0.0)))
     if op.kernel == "selection":
         batch = _value(shape.get("batch", 1))
         return KernelWork(2.0, 0.0, batch * _value(shape.get("kv_heads", 1)), batch)

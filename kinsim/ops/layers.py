@@ -43,6 +43,29 @@ def elementwise_op(name: str, elements_read: Number, elements_written: Number, *
     )
 
 
+def moe_experts_op(name: str, tokens: Number, routed: Number, experts: Number, width: float, hidden: float, *,
+                   pairs: Number, weight_dtype: str, act_dtype: str = "bf16", count: int = 1) -> Op:
+    """The routed experts of an MoE layer on one GPU, as serving engines run them fused (vLLM's
+    ``fused_experts``): ``routed`` token-expert pairs through ``experts`` experts (those that receive a
+    token), each a gated MLP of ``width`` (this GPU's share of the expert width) over ``hidden``.
+    ``pairs``: the token-expert pairs of the whole layer (``tokens x top-k``), which the kernels sort and
+    scan on every GPU, its own or not (expert parallelism divides ``routed``, not ``pairs``).
+
+    FLOPs: the two grouped GEMMs, ``2 x routed x 2 width x hidden`` and ``2 x routed x width x hidden``.
+    Bytes: the touched experts' weights (``3 x width x hidden`` each), the inputs gathered per pair, the
+    gate/up output written and read by the activation, its output written and read by the second GEMM,
+    that GEMM's output written and read by the sum over a token's experts, and the ``tokens`` outputs."""
+    wb, ab = bytes_per_element(weight_dtype), bytes_per_element(act_dtype)
+    return Op(
+        name=name, op_class="moe", kernel="moe", dtype=weight_dtype,
+        flops=6.0 * routed * width * hidden,
+        bytes_read=experts * 3.0 * width * hidden * wb + routed * (2.0 * hidden + 3.0 * width) * ab,
+        bytes_written=routed * (hidden + 3.0 * width) * ab + tokens * hidden * ab,
+        count=count,
+        shape={"tokens": tokens, "m": routed, "n": width, "k": hidden, "experts": experts, "pairs": pairs},
+    )
+
+
 def quantize_op(name: str, elements: Number, *, op_class: str = "other", count: int = 1) -> Op:
     """Quantizing ``elements`` bf16 activations to fp8 for an fp8 GEMM (a scale per tensor or per token):
     a streaming kernel reading 2 bytes and writing 1 per element, which serving engines launch before

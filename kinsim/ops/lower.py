@@ -25,7 +25,7 @@ import numpy as np
 from kinsim.dtypes import bytes_per_element
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
-from kinsim.ops.layers import collective_op, elementwise_op, gemm_op, quantize_op
+from kinsim.ops.layers import collective_op, elementwise_op, gemm_op, moe_experts_op, quantize_op
 from kinsim.ops.op import Number, Op
 from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
@@ -204,7 +204,8 @@ def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: Atten
 def _quantize(weight_dtype: str, gemm: str, elements: Number, op_class: str, count: int = 1) -> list[Op]:
     """The kernel that quantizes an fp8 GEMM's ``elements`` input activations to fp8 (none for other
     weight types): fp8 weights are served as W8A8, and vLLM and TensorRT-LLM launch a quantization kernel
-    before each such GEMM (the LM head and the MoE router stay in bf16 in fp8 checkpoints and have none).
+    before each such GEMM (the LM head and the MoE router stay in bf16 in fp8 checkpoints and have none; the
+    fused routed experts quantize inside, :func:`~kinsim.ops.layers.moe_experts_op`).
     Its cost is calibrated by the profile's ``elementwise`` curve, fitted to the measured quantization
     kernel."""
     if weight_dtype != "fp8":
@@ -234,15 +235,10 @@ def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float
     touched_local = touched / ep
     routed = t * k / ep  # token-expert pairs this GPU computes
     ops = [gemm_op("moe_router", t, experts, h, weight_dtype=wd, op_class="moe")]
-    ops.append(elementwise_op("moe_dispatch", t * h, routed * h, op_class="moe", flops_per_element=1.0))
-    ops += _quantize(wd, "moe_experts_gate_up", t * h, "moe")
-    ops.append(gemm_op("moe_experts_gate_up", routed, 2 * width, h, weight_dtype=wd, op_class="moe",
-                       weight_rows=touched_local * 2 * width))
-    ops.append(elementwise_op("moe_act", 2 * routed * width, routed * width, op_class="moe"))
-    ops += _quantize(wd, "moe_experts_down", routed * width, "moe")
-    ops.append(gemm_op("moe_experts_down", routed, h, width, weight_dtype=wd, op_class="moe",
-                       weight_rows=touched_local * h))
-    ops.append(elementwise_op("moe_combine", routed * h, t * h, op_class="moe", flops_per_element=2.0))
+    # the routed experts as serving engines run them, fused: sort the pairs by expert, the gate/up grouped
+    # GEMM, the activation, the down grouped GEMM, the sum over each token's experts (activations of fp8
+    # experts are quantized inside); only the experts that receive a token are read
+    ops.append(moe_experts_op("moe_experts", t, routed, touched_local, width, h, pairs=t * k, weight_dtype=wd))
     if moe.shared_experts:
         shared_width = moe.shared_experts * moe.shared_width / tp
         ops += _quantize(wd, "shared_expert_gate_up", t * h, "moe")

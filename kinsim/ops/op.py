@@ -19,7 +19,7 @@ OP_CLASSES = ("attention", "selection", "linear", "moe", "communication", "other
 
 #: Kernel kinds; each has its own efficiencies in a cost model.
 KERNELS = ("gemm", "attention_decode", "attention_prefill", "attention_sparse", "selection", "elementwise",
-           "collective")
+           "collective", "moe")
 
 COLLECTIVES = ("allreduce", "allgather", "reducescatter", "alltoall")
 
