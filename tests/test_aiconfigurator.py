@@ -85,7 +85,11 @@ def write_tables(data: Path, decode_latency_ms=None) -> None:
                    "hidden_size": 4096, "inter_size": 1536, "topk": 8, "num_experts": 128, "moe_tp_size": 2,
                    "moe_ep_size": 4, "distribution": dist, "latency": 0.1, "device": DEVICE}
                   for t in (1, 64) for dtype in ("bfloat16", "fp8_block", "w4a16_mxfp4")
-                  for dist in ("balanced", "power_law_1.2")]).to_parquet(moe / "moe_perf.parquet")
+                  for dist in ("balanced", "power_law_1.2")]
+                 + [{"op_name": "moe", "kernel_source": "moe_torch_flow_nongated", "moe_dtype": "bfloat16",
+                     "num_tokens": 8, "hidden_size": 4096, "inter_size": 1536, "topk": 8, "num_experts": 128,
+                     "moe_tp_size": 1, "moe_ep_size": 1, "distribution": "balanced", "latency": 0.1,
+                     "device": DEVICE}]).to_parquet(moe / "moe_perf.parquet")
     quantize = system / "quantize" / "vllm" / "0.10.0"
     quantize.mkdir(parents=True)
     pd.DataFrame([{"op_name": "scale_matrix", "kernel_source": "static_scaled_fp8_quant", "m": m, "k": 4096,
@@ -120,7 +124,8 @@ def test_import_converts_units_keeps_what_kinsim_expresses_and_records_provenanc
     custom = frame[(frame["kernel"] == "allreduce") & (frame["impl"] == "custom")]
     assert list(custom["time_s"]) == [pytest.approx(0.005e-3)]  # the CUDA-graph row only
     moe = frame[frame["kernel"] == "moe"].sort_values(["tokens", "dtype"])
-    assert list(moe["dtype"]) == ["bf16", "fp8", "bf16", "fp8"]  # balanced rows of known types; mxfp4 dropped
+    # balanced rows of known types and gated experts: mxfp4 and the non-gated kernel's row dropped
+    assert list(moe["dtype"]) == ["bf16", "fp8", "bf16", "fp8"]
     one, many = moe.iloc[0], moe.iloc[2]
     # 1 token choosing 8 of 128 experts, 4-way expert parallel and each expert 2-way split: 2 pairs and 2
     # experts per GPU (8 / 4), each 1536 / 2 wide; 64 tokens: 512 pairs spread over all 128 experts
@@ -253,3 +258,11 @@ def test_staggered_warm_up_lengths():
 
     lengths = [r.output_tokens for r in workload_requests(workload_from_raw(raw, ROOT))]
     assert lengths == [25, 50, 75, 100] + [100] * 8  # warm-up request i: (i + 1) / 4 of 100 tokens
+
+
+def test_the_moe_fit_takes_the_bf16_kernels_whatever_has_most_rows():
+    from kinsim.calibration.fit import default_rows
+
+    frame = pd.DataFrame({"kernel": "moe", "impl": ["fp8_cutlass"] * 3 + ["bf16_triton"] * 2,
+                          "dtype": ["fp8"] * 3 + ["bf16"] * 2})
+    assert list(default_rows(frame, "moe")["impl"]) == ["bf16_triton"] * 2

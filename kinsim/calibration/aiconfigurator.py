@@ -27,7 +27,8 @@ moe/<fw>/<v>/moe_perf           moe               the fused routed experts of an
                                                   ``topk`` of ``num_experts``, split ``moe_tp_size`` x
                                                   ``moe_ep_size`` ways; ``m`` the GPU's token-expert
                                                   pairs, ``n`` its share of the expert width, ``k`` the
-                                                  hidden size, ``experts`` the experts it computes
+                                                  hidden size, ``experts`` the experts it computes;
+                                                  non-gated experts (``*nongated*`` kernels) dropped
 quantize/<fw>/<v>/scale_matrix  elementwise       fp8 quantization of an ``m x k`` bf16 activation with a
                                                   static scale: a streaming kernel reading 2 bytes and
                                                   writing 1 per element, the kernel an fp8 GEMM's input
@@ -209,6 +210,8 @@ def _moe_rows(frame, path: Path) -> list[dict[str, Any]]:
                         "moe_ep_size", "latency"))
     if "distribution" in frame.columns:
         frame = frame[frame["distribution"] == "balanced"]
+    if "kernel_source" in frame.columns:  # kinsim's experts are gated MLPs (gate and up, then down)
+        frame = frame[~frame["kernel_source"].astype(str).str.contains("nongated")]
     rows = []
     for r in frame.itertuples(index=False):
         dtype = _MOE_DTYPES.get(str(getattr(r, "moe_dtype", "bfloat16")))
@@ -260,9 +263,9 @@ def import_tables(system: str, framework: str, out: str | Path, *, version: str 
                   data: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Convert ``system``'s tables for ``framework`` into ``out/measurements.csv`` and ``metadata.json``;
     returns the metadata. ``version`` pins the framework version of the attention and GEMM tables (the
-    NCCL and custom all-reduce tables keep their newest version). It writes straight into ``out`` (made if
-    missing); ``kinsim calibrate import`` hands it a temporary folder of :class:`kinsim.outputs.Outputs`,
-    which puts the result in place all or nothing."""
+    NCCL, custom all-reduce, quantization and MoE tables keep their newest version). It writes straight
+    into ``out`` (made if missing); ``kinsim calibrate import`` hands it a temporary folder of
+    :class:`kinsim.outputs.Outputs`, which puts the result in place all or nothing."""
     import pandas as pd
 
     from kinsim.calibration.measurements import MEASUREMENTS, METADATA
@@ -297,7 +300,8 @@ def import_tables(system: str, framework: str, out: str | Path, *, version: str 
     metadata = {"source": f"{PACKAGE} {package_version} (Apache-2.0), system {system}, framework {framework}",
                 "device": device, "system": system, "framework": framework, "package": PACKAGE,
                 "package_version": package_version, "tables": tables, "imported": date.today().isoformat(),
-                "timing": "CUDA graph replays averaged, L2 not flushed (attention rows: warm_l2 = 1)"}
+                "timing": "CUDA graph replays averaged, L2 not flushed (attention and quantization rows: "
+                          "warm_l2 = 1)"}
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     frame.to_csv(target / MEASUREMENTS, index=False)

@@ -217,8 +217,8 @@ PRESET_HEAD_DIM = 128
 
 def default_rows(frame, kernel: str):
     """The rows of ``kernel`` the fit uses by default: GEMMs of the vendor library in bf16 where present,
-    else the implementation with most rows; attention rows of the presets' head dimension where the
-    measurements have a ``head_dim`` column with such rows."""
+    MoE rows in bf16 where present, then the implementation with most rows; attention rows of the presets'
+    head dimension where the measurements have a ``head_dim`` column with such rows."""
     rows = frame[frame["kernel"] == OP_KERNEL.get(kernel, kernel)]
     fp8_kind = kernel.endswith("_fp8kv")
     if kernel.startswith(("attention_decode", "attention_prefill")) and "kv_dtype" in rows.columns:
@@ -234,6 +234,8 @@ def default_rows(frame, kernel: str):
         vendor = rows[rows["impl"].astype(str).str.startswith("torch") & (rows["dtype"] == "bf16")]
         if len(vendor):
             return vendor
+    if kernel == "moe" and (rows["dtype"] == "bf16").any():  # the bf16 kernels, as for GEMMs
+        rows = rows[rows["dtype"] == "bf16"]
     impl = rows["impl"].value_counts().index[0]
     return rows[rows["impl"] == impl]
 

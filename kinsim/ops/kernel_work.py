@@ -15,8 +15,8 @@ that the public silicon measurements time):
   PackGQA), at least one tile per sequence and KV head. When those tiles would leave the GPU idle and a
   sequence spans more than 4 KV blocks, the keys are split as FlashAttention-3 does
   (:func:`_prefill_splits`), and a combine kernel merges the splits.
-* **GEMM**: one kernel over 128 x 128 output tiles; when the tiles do not fill the SMs the K dimension is
-  split (at most one split per 256 of K) and the partial sums are reduced by a second kernel, as
+* **GEMM**: one kernel over 64 x 128 output tiles; when the tiles do not fill the SMs the K dimension is
+  split (at most one split per 1,024 of K) and the partial sums are reduced by a second kernel, as
   cuBLAS's split-K kernels do.
 * **MoE experts** (fused): :data:`MOE_LAUNCHES` kernels; items are the gate/up grouped GEMM's tiles,
   each touched expert's rows padded to whole tiles; the sequences it loops over are the layer's

@@ -204,8 +204,9 @@ def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: Atten
 def _quantize(weight_dtype: str, gemm: str, elements: Number, op_class: str, count: int = 1) -> list[Op]:
     """The kernel that quantizes an fp8 GEMM's ``elements`` input activations to fp8 (none for other
     weight types): fp8 weights are served as W8A8, and vLLM and TensorRT-LLM launch a quantization kernel
-    before each such GEMM (the LM head and the MoE router stay in bf16 in fp8 checkpoints and have none; the
-    fused routed experts quantize inside, :func:`~kinsim.ops.layers.moe_experts_op`).
+    before each such GEMM. The LM head and the MoE router get none: fp8 checkpoints keep them in bf16
+    (kinsim still prices their weights in the model's weight type); the fused routed experts quantize
+    inside (:func:`~kinsim.ops.layers.moe_experts_op`).
     Its cost is calibrated by the profile's ``elementwise`` curve, fitted to the measured quantization
     kernel."""
     if weight_dtype != "fp8":
