@@ -3,9 +3,9 @@
 A row of a measurement file (:mod:`kinsim.calibration.measurements`) describes one kernel run: its kind,
 FLOPs, bytes, data type and the shape columns that give its kernel structure (``batch``, ``context``,
 ``q_heads``, ``kv_heads``, ``tokens``, ``m``, ``n``, ``k``, ``experts``, ``pairs``, ``gpus``). Rows of one
-kind are priced together
-as one op whose fields are arrays, by the same code the engine uses (:mod:`kinsim.cost.kernel_model`,
-:mod:`kinsim.cost.collective_model`), so a fitted profile means the same thing in both places.
+kind are priced together as one op whose fields are arrays, by the same code the engine uses
+(:mod:`kinsim.cost.kernel_model`, :mod:`kinsim.cost.collective_model`), so a fitted profile means the same
+thing in both places.
 
 Rows marked ``warm_l2 = 1`` were timed by replaying one kernel without flushing the L2 cache: data that
 fits in L2 is then read from it, and their prediction uses the profile's ``l2_bandwidth_ratio``.
