@@ -159,6 +159,8 @@ def test_fp8_gemms_quantize_their_inputs_first():
         assert quant.bytes_read == elements * 2 and quant.bytes_written == elements * 1  # bf16 in, fp8 out
         assert quant.kernel == "elementwise" and quant.count == 2  # every layer
     assert "lm_head_quant" not in ops  # the LM head stays bf16 in fp8 checkpoints
+    assert ops["lm_head"].bytes_read == 100 * 64 * 2 + t * 64 * 2  # bf16 weights, not fp8
+    assert ops["qkv_proj"].bytes_read == 128 * 64 * 1 + t * 64 * 2  # the layers' weights in fp8
     bf16 = lower_step(TINY, DeploymentSpec(), DenseAttention(), decode_batch([10, 20]))
     assert not any(op.name.endswith("_quant") for op in bf16.ops)
 

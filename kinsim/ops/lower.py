@@ -175,7 +175,7 @@ def logit_ops(model: ModelSpec, deployment: DeploymentSpec, rows: int) -> list[O
     if np.ndim(rows) == 0 and not rows:
         return []
     tp, wd = deployment.tensor_parallel, model.weight_dtype
-    ops = [gemm_op("lm_head", rows, model.vocab_size / tp, model.hidden_size, weight_dtype=wd)]
+    ops = [gemm_op("lm_head", rows, model.vocab_size / tp, model.hidden_size, weight_dtype=_kept_bf16(wd))]
     if tp > 1:
         ops.append(collective_op("allgather_logits", "allgather", rows * model.vocab_size * LOGIT_BYTES, tp))
     # softmax, top-k/top-p filtering and the draw: three passes over the fp32 logits
@@ -201,12 +201,19 @@ def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: Atten
     return ops
 
 
+def _kept_bf16(weight_dtype: str) -> str:
+    """The weight type of the LM head and the MoE router: fp8 checkpoints keep them in bf16 (their
+    outputs, logits and routing scores, are sensitive); other weight types apply to them as to the layers.
+    The model's memory footprint still counts them in ``weight_dtype`` (a few percent of an fp8 model)."""
+    return "bf16" if weight_dtype == "fp8" else weight_dtype
+
+
 def _quantize(weight_dtype: str, gemm: str, elements: Number, op_class: str, count: int = 1) -> list[Op]:
     """The kernel that quantizes an fp8 GEMM's ``elements`` input activations to fp8 (none for other
     weight types): fp8 weights are served as W8A8, and vLLM and TensorRT-LLM launch a quantization kernel
     before each such GEMM. The LM head and the MoE router get none: fp8 checkpoints keep them in bf16
-    (kinsim still prices their weights in the model's weight type); the fused routed experts quantize
-    inside (:func:`~kinsim.ops.layers.moe_experts_op`).
+    (:func:`_kept_bf16`); the fused routed experts quantize inside
+    (:func:`~kinsim.ops.layers.moe_experts_op`).
     Its cost is calibrated by the profile's ``elementwise`` curve, fitted to the measured quantization
     kernel."""
     if weight_dtype != "fp8":
@@ -235,7 +242,7 @@ def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float
     touched = experts * (1.0 - untouched)
     touched_local = touched / ep
     routed = t * k / ep  # token-expert pairs this GPU computes
-    ops = [gemm_op("moe_router", t, experts, h, weight_dtype=wd, op_class="moe")]
+    ops = [gemm_op("moe_router", t, experts, h, weight_dtype=_kept_bf16(wd), op_class="moe")]
     # the routed experts as serving engines run them, fused: sort the pairs by expert, the gate/up grouped
     # GEMM, the activation, the down grouped GEMM, the sum over each token's experts (activations of fp8
     # experts are quantized inside); only the experts that receive a token are read
