@@ -226,8 +226,7 @@ def _moe_rows(frame, path: Path) -> list[dict[str, Any]]:
                             weight_dtype=dtype)
         rows.append({"kernel": "moe", "impl": str(getattr(r, "kernel_source", "unknown")), "dtype": dtype,
                      "flops": float(op.flops), "bytes": float(op.bytes), "bytes_read": float(op.bytes_read),
-                     "time_s": float(r.latency) * 1e-3, "warm_l2": 0, "tokens": tokens, "m": routed, "n": width,
-                     "k": int(r.hidden_size), "experts": local, "pairs": tokens * topk})
+                     "time_s": float(r.latency) * 1e-3, "warm_l2": 0, **op.shape})  # tokens, m, n, k, experts, pairs
     return rows
 
 

@@ -9,10 +9,9 @@ The presets are fitted to the public end-to-end silicon measurements of H100 dep
 (``silicon_sample.csv`` of aiconfigurator-core 0.12.0, the H100 rows kinsim can express: Qwen3-32B,
 Llama-3.1 and Qwen3-235B-A22B presets, aggregated serving), two constants per backend: the non-negative
 least-squares fit of measured minus simulated TPOT (without overhead) against 1 and the batch's
-sequences, in relative terms,
-with every fifth row held out (``benchmarks/bench_fidelity.py --fit-overheads`` prints the fit;
-``docs/calibration.md`` the rows and the held-out error). They describe the engines'
-host paths at those versions (vLLM 0.12, SGLang 0.5, TensorRT-LLM 1.0) and carry over to other GPUs as
+sequences, in relative terms, with every fifth row held out (``benchmarks/bench_fidelity.py
+--fit-overheads`` prints the fit; ``docs/calibration.md`` the rows and the held-out error). They describe
+the engines' host paths at those versions (vLLM 0.12, SGLang 0.5, TensorRT-LLM 1.0) and carry over to other GPUs as
 seconds; a faster host CPU would shorten them.
 """
 

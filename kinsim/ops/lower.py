@@ -126,8 +126,7 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     per_layer(elementwise_op("input_norm", 2 * t * h, 2 * t * h, extra_bytes_read=h * bytes_per_element(wd),
                              count=layers))
     qkv_width = (shard.q_heads + 2 * shard.kv_heads) * d
-    for op in _quantize(wd, "qkv_proj", t * h, "linear", layers):
-        per_layer(op)
+    ops += _quantize(wd, "qkv_proj", t * h, "linear", layers)
     per_layer(gemm_op("qkv_proj", t, qkv_width, h, weight_dtype=wd, count=layers))
     if model.qk_norm:
         per_layer(elementwise_op("qk_norm", t * (shard.q_heads + shard.kv_heads) * d,
@@ -136,8 +135,7 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
                              t * (shard.q_heads + shard.kv_heads) * d, count=layers))
     if attention:
         ops.extend(attention_ops(dims, deployment, policy, batch, layers))
-    for op in _quantize(wd, "o_proj", t * shard.q_heads * d, "linear", layers):
-        per_layer(op)
+    ops += _quantize(wd, "o_proj", t * shard.q_heads * d, "linear", layers)
     per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd, count=layers))
     activation_bytes = t * h * bytes_per_element(ACT_DTYPE)
     if tp > 1:
@@ -148,12 +146,10 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     # ---- MLP or MoE block
     if model.moe is None:
         width = model.intermediate_size / tp
-        for op in _quantize(wd, "mlp_gate_up", t * h, "linear", layers):
-            per_layer(op)
+        ops += _quantize(wd, "mlp_gate_up", t * h, "linear", layers)
         per_layer(gemm_op("mlp_gate_up", t, 2 * width, h, weight_dtype=wd, count=layers))
         per_layer(elementwise_op("mlp_act", 2 * t * width, t * width, count=layers))
-        for op in _quantize(wd, "mlp_down", t * width, "linear", layers):
-            per_layer(op)
+        ops += _quantize(wd, "mlp_down", t * width, "linear", layers)
         per_layer(gemm_op("mlp_down", t, h, width, weight_dtype=wd, count=layers))
         if tp > 1:
             per_layer(collective_op("allreduce_mlp", "allreduce", activation_bytes, tp, count=layers,
