@@ -82,6 +82,29 @@ def test_fitter_recovers_a_memory_bound_kernel_and_says_what_it_could_not_fit():
     assert fit.curve.compute_max == H100.efficiency.attention_compute and "compute_max kept" in fit.curve.note
 
 
+def test_fp8_kv_attention_rows_include_the_query_quantization_kernel():
+    from kinsim.calibration.rows import query_quantize_s
+
+    elementwise = KernelCurveSpec(compute_max=1.0, memory_max=0.5, kernel_floor=2e-6)
+    rows = pd.DataFrame([{"kernel": "attention_prefill", "kv_dtype": kv, "batch": 2, "tokens": 100, "q_heads": 8,
+                          "head_dim": 128, "flops": 1e9, "bytes": 1e7, "time_s": 1e-4} for kv in ("fp8", "bf16")])
+    elements = 2 * 100 * 8 * 128  # batch x prompt tokens x q heads x head dim
+    memory = 3.0 * elements / (0.5 * BANDWIDTH)  # bf16 in, fp8 out, at half the HBM bandwidth
+    compute = 2.0 * elements / H100.peak("fp32")
+    expected = 2e-6 + max(memory, compute)
+    assert query_quantize_s(rows, "attention_prefill", H100, elementwise) == pytest.approx([expected, 0.0], rel=1e-12)
+    # a decode row quantizes one query row per sequence; the fp8-KV curve kind counts as its op kind
+    decode = rows.assign(kernel="attention_decode")
+    assert query_quantize_s(decode, "attention_decode_fp8kv", H100, elementwise)[0] == pytest.approx(
+        2e-6 + max(3.0 * elements / 100 / (0.5 * BANDWIDTH), 2.0 * elements / 100 / H100.peak("fp32")), rel=1e-12)
+    from kinsim.calibration.rows import row_op
+
+    op = row_op(rows, "attention_prefill")
+    attention = kernel_time(DECODE, kernel_work(op, H100.gpu.compute.units), op.flops, op.bytes, H100, PEAK)
+    quantized = predict_kernel(rows, "attention_prefill", DECODE, H100, elementwise)
+    assert quantized == pytest.approx(attention + np.array([expected, 0.0]), rel=1e-12)
+
+
 def test_measurements_faster_than_the_ceilings_are_rejected():
     rows = synthetic(gemm_rows(), GEMM)
     rows.loc[3, "time_s"] = rows.loc[3, "bytes"] / (2 * BANDWIDTH)  # twice the HBM bandwidth: impossible

@@ -165,6 +165,22 @@ def test_fp8_gemms_quantize_their_inputs_first():
     assert not any(op.name.endswith("_quant") for op in bf16.ops)
 
 
+def test_fp8_kv_cache_quantizes_the_query_before_attention():
+    # vLLM's FlashAttention backend quantizes the query to fp8 when the KV cache is fp8 (FA3 takes one type)
+    fp8kv = ModelSpec(name="tiny-fp8kv", layers=2, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
+                      intermediate_size=128, vocab_size=100, kv_dtype="fp8")
+    batch = StepBatch(decode_context=np.array([10.0, 20.0]), prefill=(PrefillChunk(tokens=5, cached=0),))
+    step = lower_step(fp8kv, DeploymentSpec(), DenseAttention(), batch)
+    names = [op.name for op in step.ops]
+    quant = ops_by_name(step)["attention_q_quant"]
+    elements = (2 + 5) * 4 * 16  # every token of the step (2 decode rows, 5 prompt tokens) x q heads x head dim
+    assert quant.bytes_read == elements * 2 and quant.bytes_written == elements * 1
+    assert quant.op_class == "attention" and quant.kernel == "elementwise" and quant.count == 2
+    assert names.index("attention_q_quant") < names.index("attention_decode")
+    bf16 = lower_step(TINY, DeploymentSpec(), DenseAttention(), batch)
+    assert "attention_q_quant" not in [op.name for op in bf16.ops]
+
+
 def test_fused_moe_work_pads_each_expert_to_whole_tiles_and_scans_every_pair():
     from kinsim.ops.kernel_work import GEMM_TILE_M, GEMM_TILE_N, MOE_LAUNCHES, kernel_work
     from kinsim.ops.layers import moe_experts_op

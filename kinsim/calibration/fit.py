@@ -120,8 +120,11 @@ def _possible(rows, hw: HardwareSpec) -> np.ndarray:
     return ok & (~cold | (nbytes <= hw.gpu.memory.bandwidth * time * slack))
 
 
-def fit_kernel(kernel: str, rows, hw: HardwareSpec) -> KernelFit:
-    """Fit one kernel kind's terms to its measurement rows (a DataFrame of one implementation)."""
+def fit_kernel(kernel: str, rows, hw: HardwareSpec, elementwise: KernelCurveSpec | None = None) -> KernelFit:
+    """Fit one kernel kind's terms to its measurement rows (a DataFrame of one implementation).
+
+    ``elementwise``: the fitted elementwise curve, which prices the query quantization that fp8-KV
+    attention rows include (:func:`~kinsim.calibration.rows.query_quantize_s`)."""
     from scipy.optimize import least_squares
 
     possible = _possible(rows, hw)
@@ -149,7 +152,7 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec) -> KernelFit:
     train_rows = rows[train]
 
     def residuals(x):
-        return np.log(predict_kernel(train_rows, kernel, curve_of(x), hw) / time[train])
+        return np.log(predict_kernel(train_rows, kernel, curve_of(x), hw, elementwise) / time[train])
 
     start = np.array([TERM_BOUNDS[n][0] for n in free]) / scales
     low = np.array([TERM_BOUNDS[n][1] for n in free]) / scales
@@ -161,7 +164,7 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec) -> KernelFit:
                  and getattr(fitted, n) >= TERM_BOUNDS[n][2] * (1 - 1e-6)]
     fitted = replace(fitted, **{n: None for n in unbounded})
     scored = held if held.sum() else train
-    predicted = predict_kernel(rows[scored], kernel, fitted, hw)
+    predicted = predict_kernel(rows[scored], kernel, fitted, hw, elementwise)
     mape = float(np.mean(np.abs(predicted - time[scored]) / time[scored]))
     fixed = [n for n in ("compute_max", "memory_max") if n not in free]
     notes = [f"{n} kept from the hardware file (never bounds this kind)" for n in fixed]
@@ -276,10 +279,13 @@ def fit_profile(frame, hw: HardwareSpec, source: str, device: str,
     hardware file's datasheet peaks, so that a profile composes with the hardware file that references it.
     """
     fits = []
-    for kernel in CALIBRATED_KERNELS:
+    elementwise = None  # fitted first: it prices the query quantization inside fp8-KV attention rows
+    for kernel in sorted(CALIBRATED_KERNELS, key=lambda kind: kind != "elementwise"):
         rows = frame[(frame["kernel"] == kernel) & (frame["impl"] == impl)] if impl else default_rows(frame, kernel)
         if len(rows):
-            fits.append(fit_kernel(kernel, rows.reset_index(drop=True), hw))
+            fits.append(fit_kernel(kernel, rows.reset_index(drop=True), hw, elementwise))
+            if kernel == "elementwise":
+                elementwise = fits[-1].curve
     reduce_rows = frame[frame["kernel"] == "allreduce"]
     for name in ("nccl", "custom"):
         rows = reduce_rows[reduce_rows["impl"] == name]

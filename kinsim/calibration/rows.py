@@ -21,6 +21,7 @@ from kinsim.cost.kernel_model import kernel_time
 from kinsim.cost.roofline import DatasheetCost, RooflineCost
 from kinsim.hardware.spec import OP_KERNEL, CollectiveCurveSpec, HardwareSpec, KernelCurveSpec
 from kinsim.ops.kernel_work import kernel_work
+from kinsim.ops.layers import quantize_op
 from kinsim.ops.op import Collective, Op
 
 
@@ -70,12 +71,40 @@ def warm_bytes(rows) -> np.ndarray | None:
     return np.where(rows["warm_l2"].fillna(0).to_numpy() > 0, read.to_numpy(dtype=float), np.inf)
 
 
-def predict_kernel(rows, kernel: str, curve: KernelCurveSpec, hw: HardwareSpec) -> np.ndarray:
-    """Predicted seconds of ``rows`` (one kernel kind) under ``curve``."""
+def predict_kernel(rows, kernel: str, curve: KernelCurveSpec, hw: HardwareSpec,
+                   elementwise: KernelCurveSpec | None = None) -> np.ndarray:
+    """Predicted seconds of ``rows`` (one kernel kind) under ``curve``; attention rows over an fp8 KV cache
+    add the query's quantization kernel (:func:`query_quantize_s`, priced by ``elementwise``)."""
     op = row_op(rows, kernel)
     work = kernel_work(op, hw.gpu.compute.units)
-    return np.asarray(kernel_time(curve, work, op.flops, op.bytes, hw, row_peaks(rows, hw),
+    time = np.asarray(kernel_time(curve, work, op.flops, op.bytes, hw, row_peaks(rows, hw),
                                   warm_l2_bytes=warm_bytes(rows)), dtype=float)
+    return time + query_quantize_s(rows, kernel, hw, elementwise)
+
+
+def query_quantize_s(rows, kernel: str, hw: HardwareSpec, elementwise: KernelCurveSpec | None) -> np.ndarray:
+    """Seconds of the query quantization kernel in each of ``rows`` (0 for rows that have none).
+
+    A serving engine's attention over an fp8 KV cache quantizes the query first
+    (:func:`kinsim.ops.lower.query_quantize`), and the silicon tables time the attention layer: a decode
+    or prefill row with ``kv_dtype`` fp8 includes that kernel, over ``batch x tokens`` rows (one per
+    sequence in decode) of ``q_heads x head_dim`` elements. Priced by ``elementwise`` (a profile's curve,
+    fitted before the attention kinds), or by the datasheet roofline without one."""
+    kernel = OP_KERNEL.get(kernel, kernel)
+    if kernel not in ("attention_decode", "attention_prefill") or "kv_dtype" not in rows.columns:
+        return np.zeros(len(rows))
+    fp8 = (rows["kv_dtype"] == "fp8").to_numpy()
+    if not fp8.any():
+        return np.zeros(len(rows))
+    tokens = _column(rows, "tokens", 1) if kernel == "attention_prefill" else np.ones(len(rows))
+    elements = _column(rows, "batch", 1) * tokens * _column(rows, "q_heads", 1) * _column(rows, "head_dim", 128)
+    op = quantize_op("attention_q_quant", elements)
+    if elementwise is not None and elementwise.kernel_floor is not None:
+        work = kernel_work(op, hw.gpu.compute.units)
+        time = kernel_time(elementwise, work, op.flops, op.bytes, hw, hw.peak(op.dtype))
+    else:
+        time = DatasheetCost(hw).op_cost(op).time_s
+    return np.where(fp8, np.asarray(time, dtype=float), 0.0)
 
 
 def predict_allreduce(rows, curve: CollectiveCurveSpec, hw: HardwareSpec) -> np.ndarray:
@@ -120,7 +149,7 @@ def predict(frame, hw: HardwareSpec, *, datasheet: bool = False) -> np.ndarray:
             where = frame.index.get_indexer(part.index)
             curve = profile.curve_for(str(kernel), element) if profile is not None else None
             if curve is not None and curve.kernel_floor is not None:
-                out[where] = predict_kernel(part, str(kernel), curve, hw)
+                out[where] = predict_kernel(part, str(kernel), curve, hw, profile.elementwise)
             else:
                 out[where] = [float(np.sum(fallback.op_cost(Op(
                     name="measured", op_class="other", kernel=str(r.kernel), dtype=str(r.dtype), flops=float(r.flops),

@@ -133,6 +133,7 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
                                  t * (shard.q_heads + shard.kv_heads) * d, count=layers))
     per_layer(elementwise_op("rope", t * (shard.q_heads + shard.kv_heads) * d,
                              t * (shard.q_heads + shard.kv_heads) * d, count=layers))
+    ops += query_quantize(model.kv_dtype, t * shard.q_heads * d, layers)
     if attention:
         ops.extend(attention_ops(dims, deployment, policy, batch, layers))
     ops += _quantize(wd, "o_proj", t * shard.q_heads * d, "linear", layers)
@@ -215,6 +216,18 @@ def _quantize(weight_dtype: str, gemm: str, elements: Number, op_class: str, cou
     if weight_dtype != "fp8":
         return []
     return [quantize_op(f"{gemm}_quant", elements, op_class=op_class, count=count)]
+
+
+def query_quantize(kv_dtype: str, elements: Number, count: int = 1) -> list[Op]:
+    """The kernel that quantizes the ``elements`` query activations of a step to fp8 before attention over an
+    fp8 KV cache (none for other KV types): FlashAttention-3 takes queries, keys and values of one type, so
+    vLLM's FlashAttention backend quantizes the query (``scaled_fp8_quant`` in ``FlashAttentionImpl.forward``)
+    for decode and prefill alike. Counted in class ``attention``; priced by the profile's ``elementwise``
+    curve. The fp8-KV attention rows of the silicon tables include it
+    (:func:`kinsim.calibration.rows.query_quantize_s`)."""
+    if bytes_per_element(kv_dtype) != 1:
+        return []
+    return [quantize_op("attention_q_quant", elements, op_class="attention", count=count)]
 
 
 def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float, allreduce: str) -> list[Op]:
