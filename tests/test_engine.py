@@ -447,3 +447,18 @@ def test_trace_requests_replay(tmp_path: Path):
     assert r2.arrival_s == 0.5 and r2.admitted_s == 0.5
     assert result["tokens.generated"] == 22
     assert isinstance(r1.request, Request)
+
+
+@pytest.mark.parametrize("kv_heads", [8, 16])  # Qwen3-0.6B's 16 query heads: grouped, then multi-head
+def test_fast_forward_equals_exact_steps_with_flashattention2_kernels(kv_heads):
+    # an A100 runs FlashAttention-2 (gpu.attention_kernels: flash2), priced by H100's transferred profile:
+    # segments take the generic pricing path, whose splits change with the context as FA2's heuristic says
+    w = workload(**{"model": {"preset": "Qwen3-0.6B", "kv_heads": kv_heads}, "requests.problems": 3,
+                    "requests.samples": 4, "requests.output_tokens": 300, "requests.max_output_tokens": 300,
+                    "requests.prompt_tokens": 900})
+    hw = load_hardware(HARDWARE / "a100.yaml")
+    assert hw.gpu.attention_kernels == "flash2" and hw.calibration.attention_kernels in (None, "flash3")
+    fast = simulate(w, hw)
+    exact = simulate(w, hw, exact_steps=True)
+    assert_same_figures(figures(fast), figures(exact))
+    assert fast["engine.segments"] < exact["engine.segments"]  # it did fast-forward

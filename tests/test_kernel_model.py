@@ -265,6 +265,22 @@ def test_the_other_gpus_take_the_h100_profile_transferred(tmp_path):
     assert error.value.path == "calibration.scale"
 
 
+def test_a_flashattention2_gpu_prices_decode_with_its_structure_and_a_fifth_of_the_bytes_in_flight():
+    """Hand-worked: the A100 runs FlashAttention-2; the H100 profile was fitted on FlashAttention-3."""
+    assert A100.gpu.attention_kernels == "flash2" and H100.gpu.attention_kernels == "flash3"
+    assert (H100.calibration.attention_kernels or "flash3") == "flash3"
+    profile = H100.calibration.on_clock(A100.gpu.compute.clock)
+    curve = profile.attention_decode
+    op = decode_op(1, 8191)  # 8 KV heads of 4 query heads, 8,192 tokens: 8 row blocks split 22 ways on 216 slots
+    work = kernel_work(op, 108, "flash2", "flash3")
+    assert (work.items, work.combines, work.in_flight) == (8 * 22, 1.0, 128 / 704)
+    fixed = 2 * curve.kernel_floor + curve.combine_floor + 1 * curve.per_sequence + 176 * curve.item_cost / 108
+    memory = (op.bytes / (A100.gpu.memory.bandwidth * curve.memory_max)
+              + op.bytes / (176 * curve.item_bandwidth * 128 / 704))
+    compute = op.flops / (A100.peak("bf16") * curve.compute_max)
+    assert float(RooflineCost(A100).op_cost(op).time_s) == pytest.approx(fixed + max(memory, compute), rel=1e-12)
+
+
 def test_fixed_times_are_counted_in_cycles_of_the_fitted_gpu():
     profile = H100.calibration
     assert profile.clock == 1830e6  # written by the fit from hardware/h100.yaml

@@ -205,3 +205,43 @@ def test_a_profile_without_moe_terms_prices_the_experts_as_gemms():
     moe = KernelCurveSpec(compute_max=0.7, memory_max=0.8, kernel_floor=8e-6)
     from dataclasses import replace
     assert replace(profile, moe=moe).curve_for("moe") is moe
+
+
+def _decode_op(batch, q_heads, kv_heads, tokens):
+    dims = AttentionDims(shard_heads(q_heads, kv_heads, 128, 1))
+    return decode_attention_ops(dims, DenseAttention(), np.full(batch, float(tokens - 1)))[0]
+
+
+def test_flash2_decode_never_splits_multi_head_attention():
+    from kinsim.ops.kernel_work import IN_FLIGHT_TILE_KEYS, kernel_work
+
+    op = _decode_op(batch=2, q_heads=8, kv_heads=8, tokens=4096)
+    flash2 = kernel_work(op, 108, "flash2", "flash3")
+    assert (flash2.items, flash2.combines, flash2.sequences) == (2 * 8, 0, 2)  # one block per (sequence, head)
+    # FlashAttention-3 splits the 16 pairs to fill the SMs: min(ceil(108 / 16), 4096 / 128) = 7 ways
+    flash3 = kernel_work(op, 108)
+    assert (flash3.items, flash3.combines) == (16 * 7, 1)
+    # one 128-key tile in flight against two stages of K and V tiles of 176 keys
+    assert IN_FLIGHT_TILE_KEYS == {"flash3": 704, "flash2": 128}
+    assert flash2.in_flight == 128 / 704 and flash3.in_flight == 1.0
+    assert kernel_work(op, 108, "flash2", "flash2").in_flight == 1.0  # a profile fitted on FlashAttention-2
+    assert kernel_work(op, 108, "flash3", "flash2").in_flight == 704 / 128
+
+
+def test_flash2_decode_splits_grouped_queries_by_its_full_heuristic():
+    from kinsim.ops.kernel_work import kernel_work
+
+    # 8 KV heads of 4 query heads: 8 row blocks (4 rows each, under 64), 8,192 tokens = 64 blocks of 128 keys,
+    # 2 x 108 = 216 slots. Split counts that change the blocks per split: 1-8, 10, 11, 13, 16, 22, 32, 64;
+    # wave efficiency 8 s / 216 up to 27 splits, so 22 is the best (0.815) and no smaller eligible count
+    # reaches 85% of it (16: 0.593); 32 (1.19 waves: 0.593) and 64 (2.37 waves: 0.79) are worse
+    op = _decode_op(batch=1, q_heads=32, kv_heads=8, tokens=8192)
+    work = kernel_work(op, 108, "flash2")
+    assert (work.items, work.combines) == (8 * 22, 1)
+    # 176 row blocks fill 80% of the 216 slots: no split
+    wide = kernel_work(_decode_op(batch=22, q_heads=32, kv_heads=8, tokens=8192), 108, "flash2")
+    assert (wide.items, wide.combines) == (22 * 8, 0)
+    # the same as arrays (one entry per step of a segment)
+    steps = decode_attention_ops(AttentionDims(shard_heads(32, 8, 128, 1)), DenseAttention(),
+                                 np.array([[8191.0], [8191.0]]))[0]
+    assert list(kernel_work(steps, 108, "flash2").items) == [176.0, 176.0]

@@ -295,5 +295,6 @@ def fit_profile(frame, hw: HardwareSpec, source: str, device: str,
         raise ValueError(f"no kernel kind has {MIN_POINTS} usable measurements: "
                          + "; ".join(fit.skipped for fit in fits))
     profile = CalibrationSpec(source=source, device=device, clock=hw.gpu.compute.clock,
+                              attention_kernels=hw.gpu.attention_kernels,
                               **{fit.kernel: fit.curve for fit in fits if fit.curve is not None})
     return profile, fits

@@ -72,11 +72,13 @@ def warm_bytes(rows) -> np.ndarray | None:
 
 
 def predict_kernel(rows, kernel: str, curve: KernelCurveSpec, hw: HardwareSpec,
-                   elementwise: KernelCurveSpec | None = None) -> np.ndarray:
-    """Predicted seconds of ``rows`` (one kernel kind) under ``curve``; attention rows over an fp8 KV cache
-    add the query's quantization kernel (:func:`query_quantize_s`, priced by ``elementwise``)."""
+                   elementwise: KernelCurveSpec | None = None, fitted: str | None = None) -> np.ndarray:
+    """Predicted seconds of ``rows`` (one kernel kind) under ``curve``, fitted on a GPU whose attention
+    kernels were ``fitted`` (``None``: ``hw``'s own); attention rows over an fp8 KV cache add the query's
+    quantization kernel (:func:`query_quantize_s`, priced by ``elementwise``)."""
     op = row_op(rows, kernel)
-    work = kernel_work(op, hw.gpu.compute.units)
+    kernels = hw.gpu.attention_kernels
+    work = kernel_work(op, hw.gpu.compute.units, kernels, fitted or kernels)
     time = np.asarray(kernel_time(curve, work, op.flops, op.bytes, hw, row_peaks(rows, hw),
                                   warm_l2_bytes=warm_bytes(rows)), dtype=float)
     return time + query_quantize_s(rows, kernel, hw, elementwise)
@@ -149,7 +151,8 @@ def predict(frame, hw: HardwareSpec, *, datasheet: bool = False) -> np.ndarray:
             where = frame.index.get_indexer(part.index)
             curve = profile.curve_for(str(kernel), element) if profile is not None else None
             if curve is not None and curve.kernel_floor is not None:
-                out[where] = predict_kernel(part, str(kernel), curve, hw, profile.elementwise)
+                out[where] = predict_kernel(part, str(kernel), curve, hw, profile.elementwise,
+                                            profile.attention_kernels or "flash3")
             else:
                 out[where] = [float(np.sum(fallback.op_cost(Op(
                     name="measured", op_class="other", kernel=str(r.kernel), dtype=str(r.dtype), flops=float(r.flops),

@@ -27,7 +27,9 @@ with ``e(w) = maximum x w / (w + half)`` (``half = 0``: the saturated share ``ma
 Transfer to another GPU keeps every term as stated: shares apply to the new peaks, the fixed times are
 counted in cycles of the fitted GPU's clock and scale by the clock ratio (``CalibrationSpec.on_clock``,
 applied by the cost model), ``item_bandwidth`` stays (same kernel design, similar memory latency),
-``item_compute_share`` applies to the new per-SM rate. ``docs/calibration.md`` says what error to expect.
+``item_compute_share`` applies to the new per-SM rate; where the new GPU's engines run other attention
+kernels (``gpu.attention_kernels``), decode attention's ``item_bandwidth`` scales by their bytes in flight
+per thread block (``KernelWork.in_flight``). ``docs/calibration.md`` says what error to expect.
 
 Two paths compute the same formula: plain floats for one step's op (the engine prices one op per step
 in exact-steps mode, where numpy's scalar overhead would dominate) and arrays for a segment or a table
@@ -76,7 +78,7 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
         e_m = curve.memory_max if not curve.bytes_half else saturating(nbytes, curve.memory_max, curve.bytes_half)
         memory = nbytes / (bandwidth * e_m)
         if curve.item_bandwidth is not None:
-            memory += nbytes / (items * curve.item_bandwidth)
+            memory += nbytes / (items * (curve.item_bandwidth * work.in_flight))
         return fixed, compute, memory
     flops = np.asarray(flops, dtype=float)
     nbytes = np.asarray(nbytes, dtype=float)
@@ -98,7 +100,7 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
                                bandwidth * curve.l2_bandwidth_ratio, memory_rate)
     memory = nbytes / memory_rate
     if curve.item_bandwidth is not None:
-        memory = memory + nbytes / (items * curve.item_bandwidth)
+        memory = memory + nbytes / (items * (curve.item_bandwidth * work.in_flight))
     return fixed, compute, memory
 
 

@@ -83,8 +83,8 @@ class RooflineCost:
         curve = profile.curve_for(op.kernel, op.shape.get("kv_bytes_per_element"))
         if curve is None or curve.kernel_floor is None:
             return None
-        fixed, compute, memory = kernel_terms(curve, kernel_work(op, hw.gpu.compute.units), op.flops, op.bytes, hw,
-                                              hw.peak(op.dtype))
+        work = kernel_work(op, hw.gpu.compute.units, hw.gpu.attention_kernels, profile.attention_kernels or "flash3")
+        fixed, compute, memory = kernel_terms(curve, work, op.flops, op.bytes, hw, hw.peak(op.dtype))
         if isinstance(compute, float) and isinstance(memory, float) and isinstance(fixed, float):
             longest = compute if compute >= memory else memory
         else:

@@ -412,6 +412,9 @@ class _DirectDecodeAttention:
             return None
         if isinstance(pricer.policy, BlockTopKAttention):
             return None
+        kernels = (cost_model.hw.gpu.attention_kernels, cost_model.profile.attention_kernels or "flash3")
+        if kernels != ("flash3", "flash3"):
+            return None  # FlashAttention-3's split rule is written out here; other kernels take the generic path
         probe = decode_attention_ops_of(dims, pricer.policy, n, 1.0, 1.0, None)[0]
         curve = cost_model.profile.curve_for(probe.kernel, probe.shape.get("kv_bytes_per_element"))
         if (curve is None or curve.kernel_floor is None or curve.item_compute_share is not None

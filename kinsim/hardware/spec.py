@@ -14,6 +14,9 @@ from kinsim.errors import SpecError
 from kinsim.limits import MAX_GPUS_PER_NODE, MAX_TOTAL_GPUS
 from kinsim.schema import at_least, at_most, check_fields, fraction, non_empty, non_negative, positive, spec_field
 
+#: Attention kernel families kinsim knows the structure of (:mod:`kinsim.ops.kernel_work`).
+ATTENTION_KERNELS = ("flash3", "flash2")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ComputeSpec:
@@ -85,6 +88,12 @@ class GPUSpec:
                                  example="50 MB")
     launch_overhead: float = spec_field("Fixed cost of launching one kernel.", unit="time",
                                         check=non_negative, example="1 us")
+    attention_kernels: str = spec_field(
+        "The attention kernels serving engines run on this GPU, whose structure kinsim prices "
+        "(kinsim.ops.kernel_work): flash3 (FlashAttention-3, Hopper) or flash2 (FlashAttention-2, vLLM's "
+        "kernels on Ampere: no KV split for multi-head attention, its own split rule for grouped queries, a "
+        "fifth of FlashAttention-3's bytes in flight per thread block). GPUs whose engines run other kernels "
+        "are priced with flash3's structure.", choices=ATTENTION_KERNELS, default="flash3")
     power: PowerSpec = spec_field("Board power.")
     price: float | None = spec_field("Rental price of one GPU, for cost estimates.", unit="price",
                                      default=None, check=non_negative)
@@ -373,6 +382,10 @@ class CalibrationSpec:
     allreduce_custom: CollectiveCurveSpec | None = spec_field(
         "The serving engine's own all-reduce (vLLM/SGLang custom all-reduce, one-shot and two-shot).",
         default=None)
+    attention_kernels: str | None = spec_field(
+        "The attention kernels of the GPU the profile was fitted on (gpu.attention_kernels there): on a GPU "
+        "that runs the other kind, decode attention's item_bandwidth scales by their bytes in flight per "
+        "thread block. Absent: flash3.", choices=ATTENTION_KERNELS, default=None)
     transferred_from: str | None = spec_field(
         "Set when this profile was fitted on another GPU and is applied to this one (calibration: {from: "
         "PATH}): the device it was measured on.", default=None)

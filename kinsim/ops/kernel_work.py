@@ -6,10 +6,18 @@ The counts follow the kernels serving engines run (vLLM with FlashAttention-3 an
 that the public silicon measurements time):
 
 * **decode attention** (dense or sparse): the attention kernel and the KV-cache write (2 launches). Work
-  items are (sequence, KV head, split) triples. FlashAttention splits the KV of each (sequence, KV head)
+  items are (sequence, KV head, split) triples. FlashAttention-3 splits the KV of each (sequence, KV head)
   when those alone would leave the GPU idle: with ``m = batch x kv_heads`` below 80% of the SMs, the
   context is split into ``min(ceil(SMs / m), ceil(tokens / 128), 128)`` parts, merged by a combine kernel
-  (FlashAttention's ``num_splits_heuristic``, simplified to its first rule).
+  (FlashAttention's ``num_splits_heuristic``, simplified to its first rule). On a GPU whose engines run
+  FlashAttention-2 (``gpu.attention_kernels: flash2``, vLLM on Ampere), :func:`_flash2_decode` instead:
+  vLLM's FlashAttention-2 splits only when the query heads of a KV head can be packed into the rows of
+  one tile (grouped-query attention): a multi-head batch runs one thread block per (sequence, head) over
+  the whole context; a grouped one splits by FlashAttention-2's full heuristic over ``2 x SMs`` slots
+  (two 128-thread blocks per SM). FlashAttention-2's thread block keeps one 128-key tile of K or V in
+  flight where FlashAttention-3's keeps two stages of K and V tiles of 176 keys
+  (:data:`IN_FLIGHT_TILE_KEYS`), so a profile fitted on one prices the other's ``item_bandwidth`` by the
+  ratio (``KernelWork.in_flight``).
 * **prefill attention**: the attention kernel and the KV-cache write; items are (tile of 128 query
   rows, KV head) pairs, the query heads of a KV head's group packed into the rows (FlashAttention-3's
   PackGQA), at least one tile per sequence and KV head. When those tiles would leave the GPU idle and a
@@ -32,7 +40,7 @@ priced in one vectorised call.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -54,6 +62,12 @@ MAX_SPLITS = 128
 MOE_LAUNCHES = 5.0
 #: Bytes one elementwise work item moves.
 ELEMENTWISE_ITEM_BYTES = 65536.0
+#: Keys of K and V a decode attention thread block keeps in flight (head dimension 128), per kernel family:
+#: FlashAttention-3's Hopper kernel pipelines 2 stages of a K and a V tile of 176 keys (``tile_size_fwd_sm90``:
+#: 128 x 176 tiles for head dimension 128 without a causal mask); FlashAttention-2's split-KV kernel
+#: (4 warps, 128-key tiles for head dimension 128, ``run_mha_fwd_splitkv_dispatch``) loads the next K or V
+#: tile while it computes on the other: one tile in flight.
+IN_FLIGHT_TILE_KEYS = {"flash3": 2 * 2 * 176, "flash2": 128}
 
 
 @dataclass(frozen=True)
@@ -77,12 +91,21 @@ class KernelWork:
     sequences: Number
     item_flops: Number | None = None
     longest_item_flops: Number | None = None
+    in_flight: float = 1.0
 
 
-def kernel_work(op: Op, sms: int) -> KernelWork:
-    """The kernel structure of ``op`` on a GPU with ``sms`` streaming multiprocessors."""
+def kernel_work(op: Op, sms: int, kernels: str = "flash3", fitted: str = "flash3") -> KernelWork:
+    """The kernel structure of ``op`` on a GPU with ``sms`` streaming multiprocessors whose serving engines
+    run the attention ``kernels`` (``gpu.attention_kernels``), priced by a profile fitted on a GPU that ran
+    the ``fitted`` ones."""
     shape = op.shape
+    if op.kernel == "attention_decode" and kernels == "flash2":
+        return _flash2_decode(shape, sms, IN_FLIGHT_TILE_KEYS["flash2"] / IN_FLIGHT_TILE_KEYS[fitted])
     if op.kernel in ("attention_decode", "attention_sparse"):
+        in_flight = (1.0 if op.kernel == "attention_sparse" or fitted == kernels
+                     else IN_FLIGHT_TILE_KEYS[kernels] / IN_FLIGHT_TILE_KEYS[fitted])
+        if in_flight != 1.0:
+            return replace(kernel_work(op, sms), in_flight=in_flight)
         total = shape.get("kv_tokens_read")
         if isinstance(total, _SCALAR):
             return _decode_work_scalar(float(shape.get("batch", 1)), float(shape.get("kv_heads", 1)), total, sms)
@@ -126,6 +149,44 @@ def kernel_work(op: Op, sms: int) -> KernelWork:
         return KernelWork(2.0, 0.0, batch * _value(shape.get("kv_heads", 1)), batch)
     items = _maximum(1.0, _ceil(_value(op.bytes) / ELEMENTWISE_ITEM_BYTES))
     return KernelWork(1.0, 0.0, items, 0.0)
+
+
+def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
+    """Decode attention as vLLM's FlashAttention-2 runs it (``mha_varlen_fwd`` with a block table).
+
+    With more query heads than KV heads (grouped queries), the query heads of a KV head become the rows of
+    one tile (``seqlenq_ngroups_swapped``: ``ceil(group / 64)`` row blocks) and the keys are split by
+    :func:`_flash2_splits` over ``2 x SMs`` slots, merged by a combine kernel; multi-head attention is
+    never split: one thread block per (sequence, head) streams the whole context."""
+    batch = _value(shape.get("batch", 1))
+    kv_heads = _value(shape.get("kv_heads", 1))
+    q_heads = _value(shape.get("q_heads", kv_heads))
+    tokens = _value(shape.get("kv_tokens_read", batch)) / _maximum(batch, 1.0)
+    grouped = q_heads > kv_heads
+    rows = batch * kv_heads * _ceil(q_heads / _maximum(kv_heads, 1.0) / 64.0)
+    splits = _flash2_splits(rows, _ceil(_maximum(tokens, 1.0) / ATTENTION_KV_BLOCK), 2 * sms)
+    splits = _where(grouped, splits, 1.0)
+    items = _where(grouped, rows * splits, batch * q_heads)
+    return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), items, batch, in_flight=in_flight)
+
+
+def _flash2_splits(rows: Number, kv_blocks: Number, slots: int) -> Number:
+    """FlashAttention-2's ``num_splits_heuristic``: no split when the ``rows`` thread blocks fill 80% of the
+    ``slots``; otherwise, among split counts 1 to ``min(128, slots, kv_blocks)`` that change the blocks per
+    split, the fewest whose wave efficiency (``rows x splits / slots`` over its ceiling) is within 85% of the
+    best."""
+    rows, kv_blocks = np.broadcast_arrays(np.asarray(rows, dtype=float), np.asarray(kv_blocks, dtype=float))
+    candidates = np.arange(1, min(MAX_SPLITS, slots) + 1, dtype=float)
+    blocks = kv_blocks[..., None]
+    # a split count that leaves the blocks per split as the one before it is that one in effect
+    changes = np.ceil(blocks / candidates) != np.ceil(blocks / np.maximum(candidates - 1, 1))
+    eligible = (candidates <= blocks) & ((candidates == 1) | changes)
+    waves = rows[..., None] * candidates / slots
+    efficiency = np.where(eligible, waves / np.maximum(np.ceil(waves), 1.0), 0.0)
+    good = eligible & (efficiency >= 0.85 * efficiency.max(axis=-1, keepdims=True))
+    first = candidates[np.argmax(good, axis=-1)]
+    splits = np.where(rows >= 0.8 * slots, 1.0, first)
+    return float(splits) if splits.ndim == 0 else splits
 
 
 def _decode_work_scalar(batch: float, kv_heads: float, total_tokens: float, sms: int) -> KernelWork:
