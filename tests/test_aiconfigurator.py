@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from kinsim import load_hardware, simulate
-from kinsim.calibration.aiconfigurator import TableChoice, find_table, version_key
+from kinsim.calibration.aiconfigurator import TableChoice, find_table, import_tables, version_key
 from kinsim.calibration.fit import fit_profile
 from kinsim.calibration.measurements import read_measurements
 from kinsim.calibration.rows import predict_allreduce, predict_kernel
@@ -161,6 +161,22 @@ def test_a_pinned_version_is_read(tmp_path):
     assert find_table(data, "fake_sxm", choice, "0.9.0").parent.name == "0.9.0"
     assert find_table(data, "fake_sxm", choice, None).parent.name == "0.10.0"
     assert find_table(data, "fake_sxm", choice, "9.9") is None
+
+
+def test_a_table_whose_newest_version_has_no_usable_rows_falls_back_to_an_older_one(tmp_path):
+    data = tmp_path / "data"
+    write_tables(data)
+    newest = data / "fake_sxm" / "moe" / "vllm" / "0.11.0"  # non-gated experts only, as TensorRT-LLM's newest
+    newest.mkdir(parents=True)
+    pd.DataFrame([{"op_name": "moe", "kernel_source": "moe_torch_flow_nongated", "moe_dtype": "bfloat16",
+                   "num_tokens": 8, "hidden_size": 4096, "inter_size": 1536, "topk": 8, "num_experts": 128,
+                   "moe_tp_size": 1, "moe_ep_size": 1, "distribution": "balanced", "latency": 0.1,
+                   "device": DEVICE}]).to_parquet(newest / "moe_perf.parquet")
+    out = tmp_path / "out"
+    import_tables("fake_sxm", "vllm", out, data=data)
+    tables = {t["table"].split("/")[1]: t for t in json.loads((out / "metadata.json").read_text())["tables"]}
+    assert tables["moe"]["version"] == "0.10.0" and tables["moe"]["rows"] > 0
+    assert (pd.read_csv(out / "measurements.csv")["kernel"] == "moe").sum() == tables["moe"]["rows"]
 
 
 def test_imported_rows_fit_back_the_terms_that_made_them(tmp_path):

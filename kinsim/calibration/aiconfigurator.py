@@ -104,16 +104,17 @@ class TableChoice:
 
 def find_table(data: Path, system: str, choice: TableChoice, version: str | None) -> Path | None:
     """The table file for ``choice`` at ``version`` (default: the newest version that has it)."""
+    return next(iter(table_versions(data, system, choice, version)), None)
+
+
+def table_versions(data: Path, system: str, choice: TableChoice, version: str | None) -> list[Path]:
+    """The table files for ``choice``, newest version first (only ``version``'s when given)."""
     folder = data / system / choice.op / choice.framework
     if not folder.is_dir():
-        return None
+        return []
     versions = [version] if version else sorted((p.name for p in folder.iterdir() if p.is_dir()), key=version_key,
                                                   reverse=True)
-    for name in versions:
-        path = folder / name / f"{choice.table}.parquet"
-        if path.is_file():
-            return path
-    return None
+    return [path for path in (folder / name / f"{choice.table}.parquet" for name in versions) if path.is_file()]
 
 
 def _read_table(path: Path):
@@ -262,7 +263,8 @@ def import_tables(system: str, framework: str, out: str | Path, *, version: str 
                   data: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Convert ``system``'s tables for ``framework`` into ``out/measurements.csv`` and ``metadata.json``;
     returns the metadata. ``version`` pins the framework version of the attention and GEMM tables (the
-    NCCL, custom all-reduce, quantization and MoE tables keep their newest version). It writes straight
+    NCCL, custom all-reduce, quantization and MoE tables keep their newest version with rows kinsim can
+    use). It writes straight
     into ``out`` (made if missing); ``kinsim calibrate import`` hands it a temporary folder of
     :class:`kinsim.outputs.Outputs`, which puts the result in place all or nothing."""
     import pandas as pd
@@ -283,10 +285,15 @@ def import_tables(system: str, framework: str, out: str | Path, *, version: str 
     tables = []
     for choice, convert in _tables(framework):
         pinned = version if choice.op in ("attention", "gemm") else None
-        path = find_table(data_dir, system, choice, pinned)
+        # the newest version with rows kinsim can use (TensorRT-LLM's newest MoE table holds only non-gated
+        # experts, which it drops: an older one with gated experts serves)
+        path, converted = None, []
+        for path in table_versions(data_dir, system, choice, pinned):
+            converted = convert(_read_table(path), path)
+            if converted:
+                break
         if path is None:
             continue
-        converted = convert(_read_table(path), path)
         rows += converted
         tables.append({"table": str(path.relative_to(data_dir)), "version": path.parent.name,
                        "framework": path.parent.parent.name, "rows": len(converted)})
