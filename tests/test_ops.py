@@ -130,7 +130,7 @@ def test_moe_reads_only_experts_that_receive_tokens():
 def test_expert_parallel_moe_computes_its_own_experts_and_all_reduces_without_all_to_all():
     moe_model = ModelSpec(name="tiny-moe", layers=1, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
                           intermediate_size=0, vocab_size=100,
-                          moe=MoESpec(experts=8, active_experts=2, expert_intermediate_size=32))
+                          moe=MoESpec(experts=8, active_experts=2, expert_intermediate_size=32, routing_skew=0.0))
     deployment = DeploymentSpec(tensor_parallel=2, expert_parallel=2)
     ops = ops_by_name(lower_step(moe_model, deployment, DenseAttention(), decode_batch([5.0, 5.0, 5.0])))
     # 3 tokens x 2 experts each, over 2 GPUs: 3 token-expert pairs per GPU, each at the expert's full width
@@ -142,6 +142,27 @@ def test_expert_parallel_moe_computes_its_own_experts_and_all_reduces_without_al
     # outputs are summed by one all-reduce of the 3 tokens' activations
     assert not any(name.startswith("alltoall") for name in ops)
     assert ops["allreduce_moe"].collective.bytes == 3 * 64 * 2 and ops["allreduce_moe"].collective.gpus == 2
+
+
+def test_skewed_routing_touches_fewer_experts():
+    def experts_touched(experts, k, skew, tokens):
+        moe = MoESpec(experts=experts, active_experts=k, expert_intermediate_size=32, routing_skew=skew)
+        model = ModelSpec(name="tiny-moe", layers=1, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
+                          intermediate_size=0, vocab_size=100, moe=moe)
+        step = lower_step(model, DeploymentSpec(), DenseAttention(), decode_batch([5.0] * tokens))
+        return ops_by_name(step)["moe_experts"].shape["experts"]
+
+    # 8 experts, 2 choices, skew 1: rank i chosen with probability 2 (1/i) / H_8, H_8 = 761/280 (none capped)
+    choose = [2 * (1 / i) / (761 / 280) for i in range(1, 9)]
+    assert experts_touched(8, 2, 1.0, 3) == pytest.approx(sum(1 - (1 - p) ** 3 for p in choose), rel=1e-12)
+    assert experts_touched(8, 2, 1.0, 3) < experts_touched(8, 2, 0.0, 3) == pytest.approx(8 * (1 - 0.75 ** 3))
+    # 4 experts, 2 choices, skew 2: 2 / (1 + 1/4 + 1/9 + 1/16) = 1.40 for the first, so it is certain and the
+    # other choice spreads over the rest: 1 / (1/4 + 1/9 + 1/16) per unit weight
+    rest = 1 / (1 / 4 + 1 / 9 + 1 / 16)
+    choose = [1.0, rest / 4, rest / 9, rest / 16]
+    assert sum(choose) == pytest.approx(2.0)
+    assert experts_touched(4, 2, 2.0, 5) == pytest.approx(sum(1 - (1 - p) ** 5 for p in choose), rel=1e-12)
+    assert experts_touched(4, 2, 2.0, 1) == pytest.approx(2.0)  # one token touches its k experts
 
 
 def test_fp8_gemms_quantize_their_inputs_first():

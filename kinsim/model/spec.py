@@ -32,6 +32,12 @@ class MoESpec:
     shared_expert_intermediate_size: int = spec_field(
         "Hidden width of each shared expert's MLP (0: same as a routed expert).", default=0,
         check=non_negative)
+    routing_skew: float = spec_field(
+        "Power-law exponent of the routing: a token chooses the expert of popularity rank i with probability "
+        "proportional to i^-routing_skew (k choices, each at most certain), so a batch's tokens touch fewer "
+        "distinct experts, and read fewer weights, than uniform routing (0). Default 1.2, the exponent "
+        "aiconfigurator-core assumes for MoE models (sdk/models/moe.py; 1.01 for DeepSeek's family).",
+        default=1.2, check=non_negative)
 
     def __post_init__(self) -> None:
         check_fields(self)

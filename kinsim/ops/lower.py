@@ -18,6 +18,7 @@ activations per GPU (an approximation that treats the replica's tokens as spread
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -230,6 +231,31 @@ def query_quantize(kv_dtype: str, elements: Number, count: int = 1) -> list[Op]:
     return [quantize_op("attention_q_quant", elements, op_class="attention", count=count)]
 
 
+@functools.lru_cache(maxsize=64)
+def _choice_probabilities(experts: int, k: int, skew: float) -> tuple[float, ...]:
+    """Each expert's chance of being among a token's ``k`` choices, by popularity rank: proportional to
+    ``rank^-skew`` and at most 1, summing to ``k`` (the most popular experts, certain, leave the rest to the
+    others; ``skew`` 0: ``k / experts`` each)."""
+    if skew == 0.0:
+        return (k / experts,) * experts
+    weights = [float(rank) ** -skew for rank in range(1, experts + 1)]
+    certain = 0  # the first ``certain`` experts (the most popular) are chosen by every token
+    while True:
+        scale = (k - certain) / sum(weights[certain:])
+        if certain == k or weights[certain] * scale <= 1.0:
+            break
+        certain += 1
+    return tuple(1.0 if rank < certain else min(1.0, w * scale) for rank, w in enumerate(weights))
+
+
+def _experts_touched(choose: tuple[float, ...], tokens: float) -> float:
+    """Expected experts that receive at least one of ``tokens`` tokens, each token choosing expert ``i`` with
+    probability ``choose[i]`` independently of the others: ``sum_i 1 - (1 - choose[i])^tokens``."""
+    if len(set(choose)) == 1:  # uniform: one power (the formula kinsim has always used, to the bit)
+        return len(choose) * (1.0 - (1.0 - choose[0]) ** tokens)
+    return sum(1.0 - (1.0 - p) ** tokens for p in choose)
+
+
 def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float, allreduce: str) -> list[Op]:
     """The MoE block of one GPU of a replica whose ``tp`` GPUs split attention by heads (kinsim has no
     attention data parallelism): after attention's all-reduce every GPU holds every token, so with
@@ -243,12 +269,11 @@ def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float
     k, experts = moe.active_experts, moe.experts
     split = tp // ep  # each expert's width is split this many ways
     width = moe.expert_intermediate_size / split
-    # Expected experts receiving at least one of t tokens, each token choosing k of E uniformly.
-    miss = 1.0 - k / experts  # a token's chance of not choosing a given expert
-    # each power in Python floats, also for an array of token counts: NumPy's power differs from the C
-    # library's pow in the last bit for some counts, and the table must equal the counts priced one by one
-    untouched = miss ** t if np.ndim(t) == 0 else np.array([miss ** float(x) for x in t])
-    touched = experts * (1.0 - untouched)
+    choose = _choice_probabilities(experts, k, moe.routing_skew)
+    # in Python floats, also for an array of token counts: NumPy's power differs from the C library's pow
+    # in the last bit for some counts, and the table must equal the counts priced one by one
+    touched = (_experts_touched(choose, float(t)) if np.ndim(t) == 0
+               else np.array([_experts_touched(choose, float(x)) for x in t]))
     touched_local = touched / ep
     routed = t * k / ep  # token-expert pairs this GPU computes
     ops = [gemm_op("moe_router", t, experts, h, weight_dtype=_kept_bf16(wd), op_class="moe")]
