@@ -24,7 +24,7 @@ from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
 from kinsim.ops.layers import collective_op, gemm_op
-from kinsim.ops.lower import Step, StepBatch, lower_step
+from kinsim.ops.lower import Step, StepBatch, lower_step, query_quantize
 from kinsim.ops.sharding import shard_heads
 from kinsim.units import parse_quantity
 from kinsim.workload.load import load_workload
@@ -136,14 +136,23 @@ def _dims(p: Mapping[str, Any]) -> AttentionDims:
     return AttentionDims(shard, kv_dtype=p["kv_dtype"] or p["dtype"], act_dtype=p["dtype"])
 
 
+def _query_quantize(p: Mapping[str, Any], tokens: int) -> list:
+    """The query's quantization kernel before attention over an fp8 KV cache (as in a step,
+    :func:`kinsim.ops.lower.query_quantize`), over ``tokens`` query rows."""
+    dims = _dims(p)
+    return query_quantize(dims.kv_dtype, tokens * dims.shard.q_heads * dims.shard.head_dim)
+
+
 def _decode_attention(p: Mapping[str, Any], hw: HardwareSpec) -> Step:
     context = np.full(p["batch"], float(p["kv_len"]))
-    return Step(tuple(decode_attention_ops(_dims(p), _policy(p), context)), p["batch"], 0)
+    ops = [*_query_quantize(p, p["batch"]), *decode_attention_ops(_dims(p), _policy(p), context)]
+    return Step(tuple(ops), p["batch"], 0)
 
 
 def _prefill_attention(p: Mapping[str, Any], hw: HardwareSpec) -> Step:
     chunks = [PrefillChunk(p["q_len"], p["kv_len"])] * p["batch"]
-    return Step((prefill_attention_op(_dims(p), _policy(p), chunks),), p["batch"] * p["q_len"], 0)
+    tokens = p["batch"] * p["q_len"]
+    return Step((*_query_quantize(p, tokens), prefill_attention_op(_dims(p), _policy(p), chunks)), tokens, 0)
 
 
 def _gemm(p: Mapping[str, Any], hw: HardwareSpec) -> Step:

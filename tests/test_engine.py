@@ -458,6 +458,10 @@ def test_fast_forward_equals_exact_steps_with_flashattention2_kernels(kv_heads):
                     "requests.prompt_tokens": 900})
     hw = load_hardware(HARDWARE / "a100.yaml")
     assert hw.gpu.attention_kernels == "flash2" and hw.calibration.attention_kernels in (None, "flash3")
+    # FlashAttention-3's split is written out in the direct decode pricing: an A100 must not take it
+    pricer = StepPricer(w.model, w.deployment, w.attention, RooflineCost(hw))
+    assert pricer._direct_of(4) is None
+    assert StepPricer(w.model, w.deployment, w.attention, RooflineCost(H100))._direct_of(4) is not None
     fast = simulate(w, hw)
     exact = simulate(w, hw, exact_steps=True)
     assert_same_figures(figures(fast), figures(exact))

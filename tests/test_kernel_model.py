@@ -281,6 +281,24 @@ def test_a_flashattention2_gpu_prices_decode_with_its_structure_and_a_fifth_of_t
     assert float(RooflineCost(A100).op_cost(op).time_s) == pytest.approx(fixed + max(memory, compute), rel=1e-12)
 
 
+def test_measurement_rows_on_a_flashattention2_gpu_are_priced_as_the_engine_prices_the_op():
+    import pandas as pd
+
+    from kinsim.calibration.rows import predict
+
+    # decode rows of the A100 tables (FA2) under the H100 profile (fitted on FA3): the validator's figure is
+    # the engine's, FA2 structure and bytes in flight included
+    ops = [decode_op(batch, context) for batch, context in ((1, 8191), (4, 131071), (64, 1023))]
+    frame = pd.DataFrame([{"kernel": "attention_decode", "dtype": "bf16", "kv_dtype": "bf16", "flops": op.flops,
+                           "bytes": op.bytes, "time_s": 1e-4, "batch": op.shape["batch"], "q_heads": 32,
+                           "kv_heads": 8, "head_dim": 128, "context": op.shape["kv_tokens_read"] / op.shape["batch"],
+                           "kv_tokens_read": op.shape["kv_tokens_read"]} for op in ops])
+    engine = [float(RooflineCost(A100).op_cost(op).time_s) for op in ops]
+    assert predict(frame, A100) == pytest.approx(engine, rel=1e-12)
+    as_flash3 = A100.with_overrides({"gpu.attention_kernels": "flash3"})  # FA3's split, all bytes in flight
+    assert all(abs(a / b - 1) > 0.05 for a, b in zip(predict(frame, A100), predict(frame, as_flash3)))
+
+
 def test_fixed_times_are_counted_in_cycles_of_the_fitted_gpu():
     profile = H100.calibration
     assert profile.clock == 1830e6  # written by the fit from hardware/h100.yaml

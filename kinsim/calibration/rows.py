@@ -31,6 +31,12 @@ def _column(rows, name: str, default: float) -> np.ndarray:
     return rows[name].fillna(default).to_numpy(dtype=float)
 
 
+def _q_heads(rows) -> np.ndarray:
+    """Query heads of each row; where a row does not say, its KV heads (multi-head attention)."""
+    q_heads = _column(rows, "q_heads", np.nan)
+    return np.where(np.isnan(q_heads), _column(rows, "kv_heads", 1), q_heads)
+
+
 def row_op(rows, kernel: str) -> Op:
     """One op whose FLOPs, bytes and shape are arrays over ``rows`` (all of kind ``kernel``, a curve kind:
     ``attention_decode_fp8kv`` rows are ``attention_decode`` ops)."""
@@ -38,7 +44,7 @@ def row_op(rows, kernel: str) -> Op:
     batch = _column(rows, "batch", 1)
     context = _column(rows, "context", 1)
     shape = {
-        "batch": batch, "kv_heads": _column(rows, "kv_heads", 1), "q_heads": _column(rows, "q_heads", 1),
+        "batch": batch, "kv_heads": _column(rows, "kv_heads", 1), "q_heads": _q_heads(rows),
         "kv_tokens_read": _column(rows, "kv_tokens_read", np.nan), "sequences": batch,
         "tokens": batch * _column(rows, "tokens", 1), "m": _column(rows, "m", 1), "n": _column(rows, "n", 1),
         "k": _column(rows, "k", 1), "head_dim": _column(rows, "head_dim", 128), "cached": np.zeros(len(rows)),
@@ -99,7 +105,7 @@ def query_quantize_s(rows, kernel: str, hw: HardwareSpec, elementwise: KernelCur
     if not fp8.any():
         return np.zeros(len(rows))
     tokens = _column(rows, "tokens", 1) if kernel == "attention_prefill" else np.ones(len(rows))
-    elements = _column(rows, "batch", 1) * tokens * _column(rows, "q_heads", 1) * _column(rows, "head_dim", 128)
+    elements = _column(rows, "batch", 1) * tokens * _q_heads(rows) * _column(rows, "head_dim", 128)
     op = quantize_op("attention_q_quant", elements)
     if elementwise is not None and elementwise.kernel_floor is not None:
         work = kernel_work(op, hw.gpu.compute.units)

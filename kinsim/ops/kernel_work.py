@@ -154,19 +154,28 @@ def kernel_work(op: Op, sms: int, kernels: str = "flash3", fitted: str = "flash3
 def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     """Decode attention as vLLM's FlashAttention-2 runs it (``mha_varlen_fwd`` with a block table).
 
-    With more query heads than KV heads (grouped queries), the query heads of a KV head become the rows of
-    one tile (``seqlenq_ngroups_swapped``: ``ceil(group / 64)`` row blocks) and the keys are split by
-    :func:`_flash2_splits` over ``2 x SMs`` slots, merged by a combine kernel; multi-head attention is
-    never split: one thread block per (sequence, head) streams the whole context."""
+    With one query per sequence and more query heads than KV heads (grouped queries), the query heads of a
+    KV head become the rows of one tile (``seqlenq_ngroups_swapped``: ``ceil(group / 64)`` row blocks) and
+    the keys are split by :func:`_flash2_splits` over ``2 x SMs`` slots, merged by a combine kernel;
+    otherwise (multi-head attention, or a speculative verify pass's several queries per sequence) the keys
+    are never split: one thread block per (sequence, head, 64 queries) streams the whole context."""
     batch = _value(shape.get("batch", 1))
     kv_heads = _value(shape.get("kv_heads", 1))
     q_heads = _value(shape.get("q_heads", kv_heads))
+    queries = _value(shape.get("queries", batch)) / _maximum(batch, 1.0)  # per sequence
     tokens = _value(shape.get("kv_tokens_read", batch)) / _maximum(batch, 1.0)
-    grouped = q_heads > kv_heads
+    if all(isinstance(x, _SCALAR) for x in (batch, kv_heads, q_heads, queries, tokens)):  # one step: floats
+        if q_heads > kv_heads and queries <= 1.0:
+            rows = batch * kv_heads * math.ceil(q_heads / (kv_heads if kv_heads > 1.0 else 1.0) / 64.0)
+            splits = _flash2_splits(rows, float(math.ceil((tokens if tokens > 1.0 else 1.0) / ATTENTION_KV_BLOCK)),
+                                    2 * sms)
+            return KernelWork(2.0, 1.0 if splits > 1.0 else 0.0, rows * splits, batch, in_flight=in_flight)
+        return KernelWork(2.0, 0.0, batch * q_heads * math.ceil(queries / 64.0), batch, in_flight=in_flight)
+    swapped = (q_heads > kv_heads) & (queries <= 1.0)
     rows = batch * kv_heads * _ceil(q_heads / _maximum(kv_heads, 1.0) / 64.0)
     splits = _flash2_splits(rows, _ceil(_maximum(tokens, 1.0) / ATTENTION_KV_BLOCK), 2 * sms)
-    splits = _where(grouped, splits, 1.0)
-    items = _where(grouped, rows * splits, batch * q_heads)
+    splits = _where(swapped, splits, 1.0)
+    items = _where(swapped, rows * splits, batch * q_heads * _ceil(queries / 64.0))
     return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), items, batch, in_flight=in_flight)
 
 
@@ -175,18 +184,38 @@ def _flash2_splits(rows: Number, kv_blocks: Number, slots: int) -> Number:
     ``slots``; otherwise, among split counts 1 to ``min(128, slots, kv_blocks)`` that change the blocks per
     split, the fewest whose wave efficiency (``rows x splits / slots`` over its ceiling) is within 85% of the
     best."""
+    if isinstance(rows, _SCALAR) and isinstance(kv_blocks, _SCALAR):
+        return _flash2_splits_scalar(int(rows), int(kv_blocks), slots)
     rows, kv_blocks = np.broadcast_arrays(np.asarray(rows, dtype=float), np.asarray(kv_blocks, dtype=float))
     candidates = np.arange(1, min(MAX_SPLITS, slots) + 1, dtype=float)
     blocks = kv_blocks[..., None]
     # a split count that leaves the blocks per split as the one before it is that one in effect
     changes = np.ceil(blocks / candidates) != np.ceil(blocks / np.maximum(candidates - 1, 1))
     eligible = (candidates <= blocks) & ((candidates == 1) | changes)
-    waves = rows[..., None] * candidates / slots
-    efficiency = np.where(eligible, waves / np.maximum(np.ceil(waves), 1.0), 0.0)
-    good = eligible & (efficiency >= 0.85 * efficiency.max(axis=-1, keepdims=True))
+    # in single precision, as FlashAttention-2 computes it (then compared in double): exact 85% ties break
+    # as they do there
+    waves = (rows[..., None] * candidates).astype(np.float32) / np.float32(slots)
+    efficiency = np.where(eligible, waves / np.maximum(np.ceil(waves), np.float32(1.0)), np.float32(0.0))
+    best = efficiency.max(axis=-1, keepdims=True).astype(float)
+    good = eligible & (efficiency.astype(float) >= 0.85 * best)
     first = candidates[np.argmax(good, axis=-1)]
     splits = np.where(rows >= 0.8 * slots, 1.0, first)
     return float(splits) if splits.ndim == 0 else splits
+
+
+def _flash2_splits_scalar(rows: int, kv_blocks: int, slots: int) -> float:
+    """:func:`_flash2_splits` of one kernel in plain numbers (the engine prices one op per step in exact-steps
+    mode); single-precision wave efficiencies as there."""
+    if rows >= 0.8 * slots:
+        return 1.0
+    eligible, efficiency = [], []
+    for splits in range(1, min(MAX_SPLITS, slots, kv_blocks) + 1):
+        if splits == 1 or -(-kv_blocks // splits) != -(-kv_blocks // (splits - 1)):
+            waves = np.float32(rows * splits) / np.float32(slots)
+            eligible.append(splits)
+            efficiency.append(float(waves / np.float32(math.ceil(waves))))
+    best = max(efficiency, default=0.0)
+    return float(next((s for s, e in zip(eligible, efficiency) if e >= 0.85 * best), 1))
 
 
 def _decode_work_scalar(batch: float, kv_heads: float, total_tokens: float, sms: int) -> KernelWork:
