@@ -35,8 +35,9 @@ class MoESpec:
     routing_skew: float = spec_field(
         "Power-law exponent of the routing: a token chooses the expert of popularity rank i with probability "
         "proportional to i^-routing_skew (k choices, each at most certain), so a batch's tokens touch fewer "
-        "distinct experts, and read fewer weights, than uniform routing (0). Default 1.2, the exponent "
-        "aiconfigurator-core assumes for MoE models (sdk/models/moe.py; 1.01 for DeepSeek's family).",
+        "distinct experts, and read fewer weights, than uniform routing (0). Default 1.2, the exponent of "
+        "aiconfigurator-core's power-law expert loads for MoE models (sdk/models/moe.py; 1.01 for "
+        "DeepSeek's family), applied to this rank law.",
         default=1.2, check=non_negative)
 
     def __post_init__(self) -> None:
