@@ -21,7 +21,7 @@ Prints:
    the rows held out of the engine-overhead fit (every fifth) and on all of them; disaggregated rows
    (prefill and decode workers, ``deployment.disaggregation``) as their own group, none of them in any
    fit, with the signed mean errors and the TTFT kinsim counts at the prefill replica beside the
-   client's.
+   client's; and per (backend, model, weight type) for the aggregated rows.
 
 ``--fit-overheads`` fits the per-backend engine overheads (simulating without them) and prints the
 constants for :mod:`kinsim.cost.engine_overhead`.
@@ -214,7 +214,23 @@ def section_end_to_end(data: Path | None, every: int, fit: bool) -> None:
         print(f"  {backend:<8} {len(items):>5} {mape(tpot_e):>10.2%} {mape(tpot_e[held]):>9.2%} {held.sum():>6} "
               f"{mape(ttft_e):>10.2%} {mape(ttft_e[held]):>9.2%}  {np.mean(tpot_e):>+9.2%}")
     print("   targets: TPOT MAPE <= 10%, TTFT MAPE <= 20%")
+    print_per_model(results)
     section_disaggregated(disagg, hw)
+
+
+def print_per_model(results) -> None:
+    """TPOT and TTFT per (backend, model, weight type): MAPE and signed mean, over every row of the group."""
+    groups: dict[tuple[str, str, str], list] = {}
+    for r, ttft, tpot, why in results:
+        if not why:
+            groups.setdefault((r.backend, r.model, r.weight_dtype), []).append((r, ttft, tpot))
+    print(f"\n   per model:  {'backend':<8} {'model':<18} {'weights':<7} {'rows':>5} {'TPOT MAPE':>10} "
+          f"{'TPOT bias':>10} {'TTFT MAPE':>10} {'TTFT bias':>10}")
+    for (backend, model, weights), items in sorted(groups.items()):
+        tpot_e = np.array([tpot / r.tpot_s - 1 for r, _, tpot in items])
+        ttft_e = np.array([ttft / r.ttft_s - 1 for r, ttft, _ in items])
+        print(f"               {backend:<8} {model:<18} {weights:<7} {len(items):>5} {mape(tpot_e):>10.2%} "
+              f"{np.mean(tpot_e):>+10.2%} {mape(ttft_e):>10.2%} {np.mean(ttft_e):>+10.2%}")
 
 
 def section_disaggregated(rows, hw) -> None:
