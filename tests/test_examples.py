@@ -98,7 +98,10 @@ def test_prefix_cache_sessions(capsys):
     host = out["on, small HBM + host tier"]
     assert host["prefill_tokens"] == out["on"]["prefill_tokens"]
     assert host["host_hit_blocks"] > 0 and host["load_gb"] > 0
-    assert out["on"]["ttft_p50"] <= host["ttft_p50"] < out["on, small HBM"]["ttft_p50"]
+    # loading is cheaper than recomputing; against room in HBM the loads show in the tail (the medians of
+    # the two differ by step alignment, 2% either way)
+    assert host["ttft_p50"] < out["on, small HBM"]["ttft_p50"]
+    assert out["on"]["ttft_p90"] <= host["ttft_p90"] < out["on, small HBM"]["ttft_p90"]
     assert capsys.readouterr().out.count("TTFT p50") == 4
 
 

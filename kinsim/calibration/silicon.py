@@ -16,7 +16,9 @@ serving-benchmark workload:
   rounds drift apart is the engine's own doing (chunked prefill staggers them by step);
 * weights in fp8 where the row's GEMMs are quantized (``gemm_quant_mode`` ``fp8``, or ``fp8_block``:
   FP8 weights with a scale per 128 x 128 block, the same bytes and FP8 tensor-core rate), bf16
-  otherwise; the KV cache in bf16 (the rows do not say).
+  otherwise; the KV cache in fp8 where the weights are, bf16 otherwise (the rows do not say;
+  aiconfigurator-core's own reading of a checkpoint gives fp8, fp8_block and nvfp4 models an fp8 KV
+  cache and fp8 attention, ``sdk/models/helpers.py``).
 
 **Aggregated rows** (``mode`` ``agg``): ``tp_size`` GPUs serve both phases; ``batch_size`` is the client
 concurrency (the row ids' ``c<N>``).
@@ -204,13 +206,19 @@ def nodes_needed(row: SiliconRow, gpus_per_node: int = GPUS_PER_NODE) -> int:
     return max(1, math.ceil(row.gpus / gpus_per_node))
 
 
+def kv_dtype_of(row: SiliconRow) -> str:
+    """The KV cache's type of ``row``: fp8 with fp8 weights, as aiconfigurator-core assumes for fp8-quantized
+    models (an fp8 KV cache and fp8 attention, ``sdk/models/helpers.py``), else bf16."""
+    return "fp8" if row.weight_dtype == "fp8" else "bf16"
+
+
 def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
     """The serving-benchmark workload of ``row`` (a raw mapping, validated by ``workload_from_dict``), its
     clients those of :func:`client_of`."""
     client = client_of(row)
     return {
         "name": row.id[:80] or "silicon",
-        "model": {"preset": row.model, "weight_dtype": row.weight_dtype},
+        "model": {"preset": row.model, "weight_dtype": row.weight_dtype, "kv_dtype": kv_dtype_of(row)},
         "deployment": _deployment(row, engine or row.backend),
         "attention": {"policy": "dense"},
         "requests": {"kind": "long_cot", "problems": client.requests_per_client * row.concurrency,
