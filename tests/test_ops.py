@@ -163,6 +163,7 @@ def test_skewed_routing_touches_fewer_experts():
     assert sum(choose) == pytest.approx(2.0)
     assert experts_touched(4, 2, 2.0, 5) == pytest.approx(sum(1 - (1 - p) ** 5 for p in choose), rel=1e-12)
     assert experts_touched(4, 2, 2.0, 1) == pytest.approx(2.0)  # one token touches its k experts
+    assert experts_touched(4, 4, 1.2, 3) == 4.0  # every expert chosen by every token
 
 
 def test_fp8_gemms_quantize_their_inputs_first():

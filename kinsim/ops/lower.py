@@ -239,12 +239,14 @@ def _choice_probabilities(experts: int, k: int, skew: float) -> tuple[float, ...
     if skew == 0.0:
         return (k / experts,) * experts
     weights = [float(rank) ** -skew for rank in range(1, experts + 1)]
-    certain = 0  # the first ``certain`` experts (the most popular) are chosen by every token
-    while True:
+    certain, scale = 0, 0.0  # the first ``certain`` experts (the most popular) are chosen by every token
+    while certain < k:
         scale = (k - certain) / sum(weights[certain:])
-        if certain == k or weights[certain] * scale <= 1.0:
+        if weights[certain] * scale <= 1.0:
             break
         certain += 1
+    else:
+        scale = 0.0  # every choice is certain: the others are never chosen
     return tuple(1.0 if rank < certain else min(1.0, w * scale) for rank, w in enumerate(weights))
 
 
