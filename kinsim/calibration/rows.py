@@ -21,7 +21,7 @@ from kinsim.cost.kernel_model import kernel_time
 from kinsim.cost.roofline import DatasheetCost, RooflineCost
 from kinsim.hardware.spec import OP_KERNEL, CollectiveCurveSpec, HardwareSpec, KernelCurveSpec
 from kinsim.ops.kernel_work import kernel_work
-from kinsim.ops.layers import quantize_op
+from kinsim.ops.lower import query_quantize
 from kinsim.ops.op import Collective, Op
 
 
@@ -106,7 +106,7 @@ def query_quantize_s(rows, kernel: str, hw: HardwareSpec, elementwise: KernelCur
         return np.zeros(len(rows))
     tokens = _column(rows, "tokens", 1) if kernel == "attention_prefill" else np.ones(len(rows))
     elements = _column(rows, "batch", 1) * tokens * _q_heads(rows) * _column(rows, "head_dim", 128)
-    op = quantize_op("attention_q_quant", elements)
+    (op,) = query_quantize("fp8", elements)
     if elementwise is not None and elementwise.kernel_floor is not None:
         work = kernel_work(op, hw.gpu.compute.units)
         time = kernel_time(elementwise, work, op.flops, op.bytes, hw, hw.peak(op.dtype))

@@ -99,13 +99,12 @@ def kernel_work(op: Op, sms: int, kernels: str = "flash3", fitted: str = "flash3
     run the attention ``kernels`` (``gpu.attention_kernels``), priced by a profile fitted on a GPU that ran
     the ``fitted`` ones."""
     shape = op.shape
-    if op.kernel == "attention_decode" and kernels == "flash2":
-        return _flash2_decode(shape, sms, IN_FLIGHT_TILE_KEYS["flash2"] / IN_FLIGHT_TILE_KEYS[fitted])
+    if op.kernel == "attention_decode" and (kernels, fitted) != ("flash3", "flash3"):
+        in_flight = IN_FLIGHT_TILE_KEYS[kernels] / IN_FLIGHT_TILE_KEYS[fitted]
+        if kernels == "flash2":
+            return _flash2_decode(shape, sms, in_flight)
+        return replace(kernel_work(op, sms), in_flight=in_flight)  # FA3's structure, another's bytes in flight
     if op.kernel in ("attention_decode", "attention_sparse"):
-        in_flight = (1.0 if op.kernel == "attention_sparse" or fitted == kernels
-                     else IN_FLIGHT_TILE_KEYS[kernels] / IN_FLIGHT_TILE_KEYS[fitted])
-        if in_flight != 1.0:
-            return replace(kernel_work(op, sms), in_flight=in_flight)
         total = shape.get("kv_tokens_read")
         if isinstance(total, _SCALAR):
             return _decode_work_scalar(float(shape.get("batch", 1)), float(shape.get("kv_heads", 1)), total, sms)
