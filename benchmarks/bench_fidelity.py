@@ -44,7 +44,14 @@ from kinsim import load_hardware, simulate  # noqa: E402
 from kinsim.calibration.aiconfigurator import import_tables, package_data_dir  # noqa: E402
 from kinsim.calibration.fit import fit_profile  # noqa: E402
 from kinsim.calibration.measurements import read_measurements  # noqa: E402
-from kinsim.calibration.silicon import client_figures, expressible, nodes_needed, workload_of  # noqa: E402
+from kinsim.calibration.silicon import (  # noqa: E402
+    client_figures,
+    consistent,
+    decode_floor_s,
+    expressible,
+    nodes_needed,
+    workload_of,
+)
 from kinsim.calibration.validate import predictions  # noqa: E402
 from kinsim.errors import KinsimError  # noqa: E402
 from kinsim.workload.load import workload_from_raw  # noqa: E402
@@ -187,9 +194,12 @@ def section_end_to_end(data: Path | None, every: int, fit: bool) -> None:
           "disaggregated serving, presets)")
     rows, disagg, skipped, total = silicon_rows(data)
     rows, disagg = rows[::every], disagg[::every]
+    hw = load_hardware(ROOT / "hardware" / "h100.yaml")
+    rows, below = split_consistent(rows, hw)
+    disagg, below_disagg = split_consistent(disagg, hw)
     print(f"   {total} H100 rows; {len(rows)} aggregated and {len(disagg)} disaggregated simulated; not expressible: "
           + ", ".join(f"{mode} {why} {n}" for (mode, why), n in sorted(skipped.items())))
-    hw = load_hardware(ROOT / "hardware" / "h100.yaml")
+    print_below_floor(below + below_disagg, hw)
     started = time.perf_counter()
     results = simulate_rows(rows, hw, "none" if fit else None)
     print(f"   simulated in {time.perf_counter() - started:.1f} s")
@@ -233,6 +243,33 @@ def print_per_model(results) -> None:
               f"{np.mean(tpot_e):>+10.2%} {mape(ttft_e):>10.2%} {np.mean(ttft_e):>+10.2%}")
 
 
+def split_consistent(rows, hw):
+    """(rows whose measured TPOT is at least their decode floor, rows below it): a TPOT below what reading
+    the step's weights and KV once at full HBM bandwidth takes says the stated batch did not run
+    (:func:`kinsim.calibration.silicon.consistent`), so those rows are left out of the figures and listed."""
+    kept, below = [], []
+    for row in rows:
+        (kept if consistent(row, row_model(row), hw.gpu.memory.bandwidth) else below).append(row)
+    return kept, below
+
+
+def row_model(row):
+    """The :class:`~kinsim.model.ModelSpec` a row runs (its preset, weight and KV types)."""
+    return workload_from_raw(workload_of(row), ROOT).model
+
+
+def print_below_floor(rows, hw) -> None:
+    if not rows:
+        return
+    print(f"   {len(rows)} rows left out, their measured TPOT below the decode floor of their stated batch "
+          "(the weights a step uses and its KV read once at the datasheet HBM bandwidth: that batch did not run):")
+    for r in rows:
+        batch = r.decode.batch_size if r.decode is not None else r.concurrency
+        floor = decode_floor_s(r, row_model(r), hw.gpu.memory.bandwidth)
+        print(f"     {r.backend:<7} {r.model:<14} {r.isl}/{r.osl} TP{r.decode.tp if r.decode else r.tp} x {batch}: "
+              f"TPOT {r.tpot_s * 1e3:.1f} ms, floor {floor * 1e3:.1f} ms")
+
+
 def section_disaggregated(rows, hw) -> None:
     """The disaggregated rows as their own group: per backend, MAPE and signed mean error of the client's
     TTFT and TPOT, and the MAPE of kinsim's TTFT at the prefill replica. No engine overhead nor any other
@@ -266,16 +303,7 @@ def section_disaggregated(rows, hw) -> None:
             print(f"   {r.backend:<7} {r.model:<10} {r.isl}/{r.osl} P {r.prefill.workers}x TP{r.prefill.tp}, "
                   f"D {r.decode.workers}x TP{r.decode.tp} x {r.decode.batch_size}: TTFT {r.ttft_s * 1e3:,.0f} -> "
                   f"{ttft * 1e3:,.0f} ms, TPOT {r.tpot_s * 1e3:.1f} -> {tpot * 1e3:.1f} ms "
-                  f"(floor {decode_floor_s(r, hw) * 1e3:.1f} ms)")
-
-
-def decode_floor_s(row, hw) -> float:
-    """Seconds a decode step of ``decode_batch_size`` sequences at the mean context (``isl + osl / 2``
-    tokens) takes at least on one decode replica: its GPUs read every weight and every sequence's KV (bf16)
-    once at the datasheet HBM bandwidth. A measured TPOT far from it says the batch was not what ran."""
-    model = workload_from_raw(workload_of(row), ROOT).model
-    kv = row.decode.batch_size * (row.isl + row.osl / 2) * model.kv_bytes_per_token
-    return (model.weight_bytes + kv) / (row.decode.tp * hw.gpu.memory.bandwidth)
+                  f"(floor {decode_floor_s(r, row_model(r), hw.gpu.memory.bandwidth) * 1e3:.1f} ms)")
 
 
 def main(argv: list[str] | None = None) -> int:

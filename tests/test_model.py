@@ -42,6 +42,24 @@ def test_qwen3_30b_a3b_total_and_active():
     assert m.kv_bytes_per_token == 2 * 4 * 128 * 48 * 2 == 98_304
 
 
+def test_minimax_m25_total_and_active():
+    """MiniMax-M2.5's config.json (MiniMaxAI/MiniMax-M2.5): the model card's 229B total, about 10B active
+    (11.0B here: the card leaves out the embeddings and the LM head, 1.2B)."""
+    m = load_model("MiniMax-M2.5")
+    h, layers = 3072, 62
+    attention = h * 48 * 128 + 2 * h * 8 * 128 + 48 * 128 * h + 2 * 128
+    expert = 3 * h * 1536
+    router = h * 256
+    embeddings = 2 * 200_064 * h + h
+    total = layers * (attention + router + 256 * expert + 2 * h) + embeddings
+    active = layers * (attention + router + 8 * expert + 2 * h) + embeddings
+    assert m.params_total == total == 228_689_320_448
+    assert m.params_active == active
+    assert m.params_total == pytest.approx(229e9, rel=0.01)
+    assert m.params_active - embeddings == pytest.approx(10e9, rel=0.03)
+    assert m.kv_bytes_per_token == 2 * 8 * 128 * 62 * 2
+
+
 @pytest.mark.parametrize(
     "name, args, kv_bytes",
     [

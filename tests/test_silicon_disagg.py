@@ -111,3 +111,11 @@ def test_an_fp8_moe_row_keeps_its_expert_parallelism():
     assert expressible({**AGG_MOE, "moe_tp_size": 1, "moe_ep_size": 4, "tp_size": 8}) == (
         None, "moe_tp_size x moe_ep_size != tp_size")
     assert expressible({**DISAGG, "decode_moe_ep_size": 2}) == (None, "decode_moe_ep_size > 1")
+
+
+def test_a_minimax_row_runs_on_its_preset_with_fp8_weights_and_kv():
+    row, why = expressible({**AGG_MOE, "model_path": "MiniMaxAI/MiniMax-M2.5", "backend": "vllm",
+                            "gemm_quant_mode": "fp8", "tp_size": 4, "moe_ep_size": 4})
+    assert why == "" and row.model == "MiniMax-M2.5" and (row.tp, row.expert_parallel) == (4, 4)
+    workload = workload_from_raw(workload_of(row), ROOT)
+    assert workload.model.moe.experts == 256 and workload.model.weight_dtype == workload.model.kv_dtype == "fp8"

@@ -16,7 +16,9 @@ serving-benchmark workload:
   rounds drift apart is the engine's own doing (chunked prefill staggers them by step);
 * weights in fp8 where the row's GEMMs are quantized (``gemm_quant_mode`` ``fp8``, or ``fp8_block``:
   FP8 weights with a scale per 128 x 128 block, the same bytes and FP8 tensor-core rate), bf16
-  otherwise; the KV cache in fp8 where the weights are, bf16 otherwise (the rows do not say;
+  otherwise, and as the checkpoint ships where the CSV labels its own format (:data:`NATIVE_QUANT`:
+  gpt-oss's MXFP4 experts, ``nvfp4`` in the CSV, with bf16 attention and a bf16 KV cache, as vLLM
+  serves it by default); the KV cache in fp8 where the weights are, bf16 otherwise (the rows do not say;
   aiconfigurator-core's own reading of a checkpoint gives fp8, fp8_block and nvfp4 models an fp8 KV
   cache and fp8 attention, ``sdk/models/helpers.py``).
 
@@ -54,7 +56,14 @@ PRESETS = {
     "meta-llama/Llama-3.1-8B": "Llama-3.1-8B",
     "meta-llama/Llama-3.1-70B": "Llama-3.1-70B",
     "meta-llama/Llama-3.1-70B-Instruct": "Llama-3.1-70B",
+    "MiniMaxAI/MiniMax-M2.5": "MiniMax-M2.5",  # FP8 weights with 128 x 128 block scales, as the CSV's fp8 rows
+    "openai/gpt-oss-120b": "gpt-oss-120b",
+    "openai/gpt-oss-20b": "gpt-oss-20b",
 }
+
+#: Presets whose checkpoint ships quantized in its own way, and the ``gemm_quant_mode`` the CSV gives its rows
+#: that run it as shipped: gpt-oss's MXFP4 experts (the rest bf16, as the preset says) are labelled nvfp4.
+NATIVE_QUANT = {"gpt-oss-120b": "nvfp4", "gpt-oss-20b": "nvfp4"}
 
 @dataclass(frozen=True)
 class BenchmarkClient:
@@ -163,7 +172,8 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
     if unsupported:
         return None, unsupported
     quant = str(row.get("gemm_quant_mode"))
-    if quant not in WEIGHT_DTYPES:
+    native = quant == NATIVE_QUANT.get(model)
+    if quant not in WEIGHT_DTYPES and not native:
         return None, f"GEMM quantization {quant}"
     sizes = ("batch_size", "tp_size") if mode == "agg" else tuple(
         prefix + key for prefix in prefixes for key in ("batch_size", "num_workers", "tp_size"))
@@ -171,7 +181,8 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
     if any(v is None or v <= 0 for v in numbers.values()):
         return None, "missing figures"
     common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model,
-                  weight_dtype=WEIGHT_DTYPES[quant], isl=int(numbers["isl"]), osl=int(numbers["osl"]),
+                  weight_dtype="bf16" if native else WEIGHT_DTYPES[quant], isl=int(numbers["isl"]),
+                  osl=int(numbers["osl"]),
                   ttft_s=numbers["silicon_ttft_ms"] * 1e-3, tpot_s=numbers["silicon_tpot_ms"] * 1e-3)
     if mode == "agg":
         ep = int(_number(row.get("moe_ep_size")) or 1)
@@ -259,3 +270,34 @@ def client_figures(result: Any, row: SiliconRow) -> tuple[float, float]:
         return ttft, tpot
     handoff = sum(result[f"disaggregation.{key}.mean"] or 0.0 for key in ("decode_queue_s", "transfer_stall_s"))
     return ttft + handoff, tpot - handoff / max(1, row.osl - 1)
+
+
+def decode_floor_s(row: SiliconRow, model: Any, hbm_bandwidth: float) -> float:
+    """Seconds a decode step of the row's batch takes at least on one decode replica (``model``: the row's
+    :class:`~kinsim.model.ModelSpec`; ``hbm_bandwidth``: one GPU's datasheet HBM bandwidth, B/s): its GPUs
+    read the weights the step uses and every sequence's KV once, at the mean context (``isl + osl / 2``
+    tokens), at full bandwidth. The batch is the concurrency (aggregated) or ``decode_batch_size``
+    (disaggregated); the weights are all of them but the routed experts no token of the batch chooses
+    (skewed routing, :mod:`kinsim.ops.lower`: fewer experts, so a lower floor).
+
+    A step produces one token per sequence, so a measured TPOT below this floor says that the stated batch
+    did not run (:func:`consistent`)."""
+    from kinsim.dtypes import bytes_per_element
+    from kinsim.ops.lower import _choice_probabilities, _experts_touched
+
+    batch, gpus = (row.decode.batch_size, row.decode.tp) if row.decode is not None else (row.concurrency, row.tp)
+    weights = model.weight_bytes
+    if model.moe is not None:
+        moe = model.moe
+        touched = _experts_touched(_choice_probabilities(moe.experts, moe.active_experts, moe.routing_skew),
+                                   float(batch))
+        weights -= ((moe.experts - touched) * model.layers * model.expert_params
+                    * bytes_per_element(model.expert_weight_dtype))
+    kv = batch * ((row.isl + row.osl / 2) * model.kv_bytes_per_token + model.window_kv_bytes)
+    return (weights + kv) / (gpus * hbm_bandwidth)
+
+
+def consistent(row: SiliconRow, model: Any, hbm_bandwidth: float) -> bool:
+    """Whether the row's measured TPOT is at least :func:`decode_floor_s` (else it did not run the batch it
+    states, and no model of the stated deployment can match it)."""
+    return row.tpot_s >= decode_floor_s(row, model, hbm_bandwidth)

@@ -3,8 +3,11 @@
 Capacity (per GPU of the replica, all GPUs of a tensor-parallel group hold the same number of blocks)::
 
     usable    = GPU memory x gpu_memory_fraction
-    kv bytes  = usable - weights / tp - activation workspace
+    kv bytes  = usable - weights / tp - activation workspace - sliding-window reserve
     blocks    = floor(kv bytes / (kv_block_size x resident KV bytes per token per GPU))
+
+A model with sliding-window layers (gpt-oss) counts its full-attention layers in a token's KV bytes; the
+windows of the others come off the top (:func:`window_reserve_bytes`).
 
 The activation workspace is what a serving engine reserves for the largest step: ``max_num_batched_tokens``
 rows of the widest activations (QKV, gate/up, residual) in bf16, plus fp32 logits for ``max_num_seqs``
@@ -140,12 +143,14 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     ``workload_file`` and ``hardware_file`` where given)."""
     tp = deployment.tensor_parallel
     shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp, path="deployment.tensor_parallel")
-    per_token = AttentionDims(shard, kv_dtype=model.kv_dtype).kv_bytes_per_token * model.layers
+    layer_kv = AttentionDims(shard, kv_dtype=model.kv_dtype).kv_bytes_per_token  # one token, one layer, one GPU
+    layers = model.full_attention_layers  # a model's sliding-window layers hold a bounded window instead
+    per_token = layer_kv * layers
     offload = offloads(policy)
     if offload:  # summaries are paged apart from the KV (see the module docstring)
         resident = per_token
     else:
-        resident = resident_kv_bytes_per_token(per_token, policy, shard.kv_heads, shard.head_dim, model.layers,
+        resident = resident_kv_bytes_per_token(per_token, policy, shard.kv_heads, shard.head_dim, layers,
                                                model.kv_dtype)
     draft = deployment.speculative.draft if deployment.speculative is not None else None
     if draft is not None:  # a separate draft model caches its own KV for every token the target caches
@@ -156,7 +161,7 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     if draft is not None:
         weights += draft.weight_bytes / tp
     workspace = activation_workspace_bytes(model, deployment)
-    free = usable - weights - workspace
+    free = usable - weights - workspace - window_reserve_bytes(model, deployment, layer_kv)
     blocks = int(free // block_bytes) if free > 0 else 0
     if blocks < 1:
         gb = 1e9
@@ -175,12 +180,28 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
         window_blocks = -(-(policy.window + policy.sink_tokens) // deployment.kv_block_size) + 1
     if offload:
         page = deployment.kv_block_size
-        summary_bytes = shard.kv_heads * shard.head_dim * bytes_per_element(model.kv_dtype) * model.layers
+        summary_bytes = shard.kv_heads * shard.head_dim * bytes_per_element(model.kv_dtype) * layers
         return KVLayout(page, blocks, block_bytes, tp, offloaded_blocks(policy, page), shares_prompt=False,
                         summaries_per_block=int(block_bytes // summary_bytes), selection_block=policy.block_size,
                         host_bytes_per_token=per_token)
     return KVLayout(deployment.kv_block_size, blocks, block_bytes, tp, window_blocks,
                     shares_prompt=window_blocks is None)
+
+
+def window_reserve_bytes(model: ModelSpec, deployment: DeploymentSpec, layer_kv: float) -> float:
+    """Bytes per GPU set aside for the KV of a model's sliding-window layers (0 without them): each of
+    ``max_num_seqs`` sequences keeps, in each such layer, the blocks that cover its window,
+    ``ceil(window / kv_block_size) + 1`` of them (the window straddles a block boundary); ``layer_kv``: one
+    token's KV in one layer on one GPU.
+
+    vLLM's hybrid KV-cache manager pages both kinds of layer from one pool and frees a sliding layer's
+    blocks once they leave the window; kinsim's blocks count the full-attention layers, and the windows
+    come off the pool up front, as many as the replica could run at once."""
+    if not model.sliding_window_layers:
+        return 0.0
+    block = deployment.kv_block_size
+    tokens = (-(-model.sliding_window // block) + 1) * block
+    return deployment.max_num_seqs * model.sliding_window_layers * tokens * layer_kv
 
 
 def offloaded_blocks(policy: BlockTopKAttention, page: int) -> int:

@@ -14,12 +14,13 @@ same cost model, so the figures equal those of pricing ``lower_step`` step by st
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from kinsim.cost.base import CostModel
 from kinsim.cost.engine_overhead import engine_overhead
+from kinsim.errors import SpecError
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import (
     AttentionDims,
@@ -29,7 +30,7 @@ from kinsim.ops.attention import (
     prefill_attention_op,
 )
 from kinsim.ops.kernel_work import ATTENTION_KV_BLOCK, MAX_SPLITS
-from kinsim.ops.lower import ACT_DTYPE, StepBatch, attention_ops, logit_ops, lower_step
+from kinsim.ops.lower import ACT_DTYPE, StepBatch, attention_ops, logit_ops, lower_step, window_layers_of
 from kinsim.ops.offload import (
     fetch_bytes,
     fetch_seconds,
@@ -171,6 +172,14 @@ class StepPricer:
         self.overhead = engine_overhead(deployment.engine)
         self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
         self.offload = offloads(policy)  # decode steps fetch selected KV blocks over the host link
+        #: The model's own sliding window and the layers that use it, or None (every layer full).
+        self.window = window_layers_of(model)
+        if self.window is not None and (self.offload or deployment.speculative is not None):
+            raise SpecError(f"{model.name} has sliding-window layers, which kinsim does not combine with "
+                            + ("an offloading attention policy" if self.offload else "speculative decoding"),
+                            path="attention.offload" if self.offload else "deployment.speculative",
+                            value=True,
+                            hint="use a model whose layers all attend over the whole context")
         #: Speculative steps' pricer (``deployment.speculative``), or None.
         self.speculative = None
         if deployment.speculative is not None:
@@ -240,8 +249,16 @@ class StepPricer:
         direct = self._direct_of(n)
         if direct is not None:
             fig = StepFigures(direct.matrix(attended, read, steps))
-        else:
+        elif self.window is None:
             ops = decode_attention_ops_of(self.dims, self.policy, n, attended, read, blocks, count=self.model.layers)
+            fig = _accumulate(ops, self.cost_model, steps)
+        else:  # the full-attention layers, then the sliding-window ones, as lower.attention_ops orders them
+            window, window_layers = self.window
+            ops = decode_attention_ops_of(self.dims, self.policy, n, attended, read, blocks,
+                                          count=self.model.layers - window_layers)
+            windowed, _, _ = decode_run_totals(window, context, steps)
+            ops += [replace(op, name="attention_decode_window") for op in decode_attention_ops_of(
+                self.dims, window, n, windowed, windowed, None, count=window_layers, kernel="attention_decode")]
             fig = _accumulate(ops, self.cost_model, steps)
         fig.matrix += self._token_part(n) + self._rows_part(n)
         fig.attended = attended
@@ -250,8 +267,8 @@ class StepPricer:
         return fig
 
     def _price(self, batch: StepBatch, steps: int) -> StepFigures:
-        fig = _accumulate(attention_ops(self.dims, self.deployment, self.policy, batch, self.model.layers),
-                          self.cost_model, steps)
+        fig = _accumulate(attention_ops(self.dims, self.deployment, self.policy, batch, self.model.layers,
+                                        window=self.window), self.cost_model, steps)
         fig.matrix += self._static_part(batch)
         if self.offload and batch.n_decode:
             self._add_fetch(fig.matrix, selected_blocks(self.policy, batch.decode_context).sum(axis=-1))
@@ -410,8 +427,8 @@ class _DirectDecodeAttention:
         cost_model, dims = pricer.cost_model, pricer.dims
         if type(cost_model) is not RooflineCost or cost_model.profile is None or n < 1:
             return None
-        if isinstance(pricer.policy, BlockTopKAttention):
-            return None
+        if isinstance(pricer.policy, BlockTopKAttention) or pricer.window is not None:
+            return None  # a second op (block selection; the sliding-window layers' attention): the generic path
         kernels = (cost_model.hw.gpu.attention_kernels, cost_model.profile.attention_kernels or "flash3")
         if kernels != ("flash3", "flash3"):
             return None  # FlashAttention-3's split rule is written out here; other kernels take the generic path

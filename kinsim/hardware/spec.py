@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from kinsim.dtypes import DTYPES
+from kinsim.dtypes import DTYPES, compute_type
 from kinsim.errors import SpecError
 from kinsim.limits import MAX_GPUS_PER_NODE, MAX_TOTAL_GPUS
 from kinsim.schema import at_least, at_most, check_fields, fraction, non_empty, non_negative, positive, spec_field
@@ -469,11 +469,13 @@ class HardwareSpec:
         return self.node.gpus * (self.cluster.nodes if self.cluster else 1)
 
     def peak(self, dtype: str) -> float:
-        """Peak dense rate for ``dtype`` in FLOP/s; a type the GPU does not list runs at the bf16 rate
-        (as a kernel would upcast it). A name that is not a data type at all is an error, not bf16."""
+        """Peak dense rate for ``dtype`` in FLOP/s; a stored format runs at its compute type's rate
+        (``mxfp4`` at ``fp4``, :func:`kinsim.dtypes.compute_type`), and a type the GPU does not list at the
+        bf16 rate (as a kernel would upcast it). A name that is not a data type at all is an error, not bf16."""
         if dtype not in DTYPES:
             raise SpecError("unknown data type", value=dtype, hint="one of " + ", ".join(DTYPES))
-        return self.gpu.compute.peak.get(dtype, self.gpu.compute.peak["bf16"])
+        peak = self.gpu.compute.peak
+        return peak.get(dtype) or peak.get(compute_type(dtype), peak["bf16"])
 
     @property
     def ridge_flop_per_byte(self) -> dict[str, float]:

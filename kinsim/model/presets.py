@@ -1,6 +1,7 @@
 """Architectures of common open models, as raw mappings validated like any model file.
 
-Figures are from each model's Hugging Face ``config.json`` (Qwen/Qwen3-*, meta-llama/Llama-3.1-*).
+Figures are from each model's Hugging Face ``config.json`` (Qwen/Qwen3-*, meta-llama/Llama-3.1-*,
+MiniMaxAI/MiniMax-M2.5, openai/gpt-oss-*).
 """
 
 from __future__ import annotations
@@ -31,6 +32,39 @@ def _llama31(name: str, layers: int, hidden: int, heads: int, intermediate: int)
     }
 
 
+def _minimax_m2(name: str) -> dict[str, Any]:
+    """MiniMax-M2 and M2.5 (the same architecture): 256 routed experts, 8 a token, no shared expert, QK norm.
+
+    Not modelled, as they do not change a step's cost by more than an elementwise pass: the norm over all
+    heads' queries and keys at once (``qk_norm_type: per_layer``) rather than per head, rotary embedding
+    on 64 of each head's 128 dimensions, sigmoid routing with a bias, and the three multi-token
+    prediction modules (unused unless a serving engine is told to speculate with them)."""
+    return {
+        "name": name, "layers": 62, "hidden_size": 3072, "attention_heads": 48, "kv_heads": 8, "head_dim": 128,
+        "intermediate_size": 0, "vocab_size": 200064, "tie_embeddings": False, "qk_norm": True,
+        "max_position_embeddings": 196608,
+        "moe": {"experts": 256, "active_experts": 8, "expert_intermediate_size": 1536},
+    }
+
+
+def _gpt_oss(name: str, layers: int, experts: int) -> dict[str, Any]:
+    """gpt-oss-120b and -20b: attention with biases over 64 query and 8 KV heads of 64, every other layer
+    over a 128-token sliding window, 4 of ``experts`` experts a token, the experts in MXFP4 and the rest in
+    bf16, as the checkpoints ship (``quantization_config``: mxfp4, attention, router, embeddings and LM
+    head not converted).
+
+    Not modelled: the attention sinks (a learned logit per head, one more key that holds no KV), the
+    experts' and the output projection's biases and the router's (vectors, against matrices), the clamped
+    SwiGLU (an elementwise pass like SiLU's) and YaRN rotary scaling (the same rotary pass)."""
+    return {
+        "name": name, "layers": layers, "hidden_size": 2880, "attention_heads": 64, "kv_heads": 8, "head_dim": 64,
+        "intermediate_size": 0, "vocab_size": 201088, "tie_embeddings": False, "attention_bias": True,
+        "max_position_embeddings": 131072, "sliding_window": 128, "sliding_window_layers": layers // 2,
+        "moe": {"experts": experts, "active_experts": 4, "expert_intermediate_size": 2880,
+                "expert_weight_dtype": "mxfp4"},
+    }
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "Qwen3-0.6B": _qwen3("Qwen3-0.6B", 28, 1024, 16, 8, 3072, tied=True),
     "Qwen3-1.7B": _qwen3("Qwen3-1.7B", 28, 2048, 16, 8, 6144, tied=True),
@@ -44,6 +78,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                               moe={"experts": 128, "active_experts": 8, "expert_intermediate_size": 1536}),
     "Llama-3.1-8B": _llama31("Llama-3.1-8B", 32, 4096, 32, 14336),
     "Llama-3.1-70B": _llama31("Llama-3.1-70B", 80, 8192, 64, 28672),
+    "MiniMax-M2.5": _minimax_m2("MiniMax-M2.5"),
+    "gpt-oss-20b": _gpt_oss("gpt-oss-20b", 24, 32),
+    "gpt-oss-120b": _gpt_oss("gpt-oss-120b", 36, 128),
 }
 
 

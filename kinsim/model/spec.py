@@ -9,7 +9,13 @@ Parameter counting (all weights, with embeddings; biases only where ``attention_
   ``3 x h x i_shared``; *active* parameters count ``active_experts`` routed experts plus the shared ones;
 * embeddings ``vocab x h``, LM head another ``vocab x h`` unless tied, final norm ``h``.
 
-KV cache bytes per token = 2 (K and V) x kv_heads x head_dim x layers x bytes per element of kv_dtype.
+Routed experts are stored in ``moe.expert_weight_dtype`` where it is given (gpt-oss ships its experts in
+MXFP4 and everything else in bf16), the rest in ``weight_dtype``.
+
+KV cache bytes per token = 2 (K and V) x kv_heads x head_dim x full-attention layers x bytes per element of
+kv_dtype. A model with ``sliding_window_layers`` (gpt-oss alternates sliding-window and full-attention
+layers) keeps at most ``sliding_window`` tokens in each of those layers, a bounded amount per sequence
+(:attr:`ModelSpec.window_kv_bytes`), so a token's lasting KV is that of the other layers.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from dataclasses import dataclass
 from kinsim.dtypes import DTYPES, bytes_per_element
 from kinsim.errors import SpecError
 from kinsim.schema import at_least, check_fields, non_empty, non_negative, spec_field
+
+
+def _optional_dtype(value: object) -> str | None:
+    return None if value is None or value in DTYPES else "must be one of " + ", ".join(DTYPES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +49,10 @@ class MoESpec:
         "aiconfigurator-core's power-law expert loads for MoE models (sdk/models/moe.py; 1.01 for "
         "DeepSeek's family), applied to this rank law.",
         default=1.2, check=non_negative)
+    expert_weight_dtype: str | None = spec_field(
+        "Data type of the routed experts' weights, where it differs from the model's weight_dtype (gpt-oss: "
+        "mxfp4 experts, bf16 attention). Absent: weight_dtype.", default=None, check=_optional_dtype,
+        words="one of the data types, or absent")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -71,6 +85,12 @@ class ModelSpec:
     moe: MoESpec | None = spec_field("Mixture of experts; absent for a dense model.", default=None)
     max_position_embeddings: int = spec_field("Longest context the model supports, tokens.",
                                               default=131072, check=at_least(1))
+    sliding_window: int = spec_field(
+        "Tokens a sliding-window layer attends to and keeps: each query sees itself and the tokens before it, "
+        "at most this many in all (0: no sliding-window layers).", default=0, check=non_negative)
+    sliding_window_layers: int = spec_field(
+        "Layers that attend over the sliding window (gpt-oss: every other one); the others attend over the "
+        "whole context. Their order does not change a step's cost.", default=0, check=non_negative)
     weight_dtype: str = spec_field("Data type of the weights.", default="bf16", choices=DTYPES)
     kv_dtype: str = spec_field("Data type of the KV cache.", default="bf16", choices=DTYPES)
 
@@ -79,6 +99,13 @@ class ModelSpec:
         if self.attention_heads % self.kv_heads:
             raise SpecError(f"must divide attention_heads ({self.attention_heads})", path="kv_heads",
                             value=self.kv_heads)
+        if self.sliding_window_layers > self.layers:
+            raise SpecError(f"must not exceed layers ({self.layers})", path="sliding_window_layers",
+                            value=self.sliding_window_layers)
+        if (self.sliding_window_layers > 0) != (self.sliding_window > 0):
+            raise SpecError("give both sliding_window and sliding_window_layers, or neither",
+                            path="sliding_window" if self.sliding_window_layers else "sliding_window_layers",
+                            value=0)
         if self.moe is None and self.intermediate_size == 0:
             raise SpecError("must be positive for a dense model (or give a moe section)",
                             path="intermediate_size", value=0)
@@ -147,16 +174,38 @@ class ModelSpec:
         return self._params_with_experts(self.moe.active_experts if self.moe else 0)
 
     @property
+    def expert_weight_dtype(self) -> str:
+        """Data type of the routed experts' weights (``moe.expert_weight_dtype``, else ``weight_dtype``)."""
+        moe = self.moe
+        return moe.expert_weight_dtype if moe is not None and moe.expert_weight_dtype else self.weight_dtype
+
+    @property
     def weight_bytes(self) -> float:
-        """Bytes of all weights in ``weight_dtype``."""
-        return self.params_total * bytes_per_element(self.weight_dtype)
+        """Bytes of all weights: the routed experts in :attr:`expert_weight_dtype`, the rest in
+        ``weight_dtype``."""
+        experts = self.layers * self.moe.experts * self.expert_params if self.moe else 0
+        return ((self.params_total - experts) * bytes_per_element(self.weight_dtype)
+                + experts * bytes_per_element(self.expert_weight_dtype))
+
+    @property
+    def full_attention_layers(self) -> int:
+        """Layers that attend over the whole context (all but ``sliding_window_layers``)."""
+        return self.layers - self.sliding_window_layers
+
+    @property
+    def window_kv_bytes(self) -> float:
+        """Most KV-cache bytes one sequence keeps in its sliding-window layers (``sliding_window`` tokens
+        each); 0 without them."""
+        return (2 * self.kv_heads * self.head_dim * self.sliding_window_layers * self.sliding_window
+                * bytes_per_element(self.kv_dtype))
 
     @property
     def kv_elements_per_token(self) -> int:
-        """K and V elements stored per token over all layers (the Kinetics paper's D)."""
-        return 2 * self.kv_heads * self.head_dim * self.layers
+        """K and V elements stored per token over the full-attention layers (the Kinetics paper's D; all
+        layers unless some slide a window)."""
+        return 2 * self.kv_heads * self.head_dim * self.full_attention_layers
 
     @property
     def kv_bytes_per_token(self) -> float:
-        """KV-cache bytes one token occupies, over all layers, in ``kv_dtype``."""
+        """KV-cache bytes one token occupies, over the full-attention layers, in ``kv_dtype``."""
         return self.kv_elements_per_token * bytes_per_element(self.kv_dtype)

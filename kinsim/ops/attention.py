@@ -96,12 +96,15 @@ def decode_attention_ops(
     group_index: np.ndarray | None = None,
     prefix_shared_read: bool = False,
     count: int = 1,
+    kernel: str | None = None,
 ) -> list[Op]:
     """Decode attention (and block top-k selection) for sequences with ``context`` tokens cached.
 
     ``context`` has shape ``(n,)`` for one step or ``(steps, n)`` for a segment; FLOPs and bytes then have
     shape ``()`` or ``(steps,)``. ``shared_prefix`` and ``group_index`` (shape ``(n,)``) give each
     sequence's shared prompt length and group, used when ``prefix_shared_read`` and the policy is dense.
+    ``kernel``: the kernel that runs it, where not the policy's own (a model's sliding-window layers run the
+    dense kernel over their window: ``attention_decode``).
     """
     context = np.asarray(context, dtype=float)
     n = context.shape[-1]
@@ -112,7 +115,7 @@ def decode_attention_ops(
     blocks = None
     if isinstance(policy, BlockTopKAttention):
         blocks = np.floor(context / policy.block_size).sum(axis=-1)
-    return decode_attention_ops_of(dims, policy, n, attended, read, blocks, count=count)
+    return decode_attention_ops_of(dims, policy, n, attended, read, blocks, count=count, kernel=kernel)
 
 
 def _prefix_reread(shared_prefix, group_index) -> float:
@@ -176,15 +179,16 @@ def token_cap(policy: AttentionPolicy) -> int | None:
 
 
 def decode_attention_ops_of(dims: AttentionDims, policy: AttentionPolicy, n: int, attended: Number, read: Number,
-                            blocks: Number | None, count: int = 1) -> list[Op]:
+                            blocks: Number | None, count: int = 1, kernel: str | None = None) -> list[Op]:
     """The decode attention ops of ``n`` sequences from their totals (per step): ``attended`` tokens
     attended over all sequences, ``read`` tokens read from HBM (``attended`` less a shared prompt read once
-    per group) and, for block top-k, ``blocks`` complete blocks scored."""
+    per group) and, for block top-k, ``blocks`` complete blocks scored. ``kernel``: as for
+    :func:`decode_attention_ops`."""
     sparse = isinstance(policy, BlockTopKAttention | TopKAttention | SlidingWindowAttention)
     ops = [Op(
         name="attention_decode",
         op_class="attention",
-        kernel="attention_sparse" if sparse else "attention_decode",
+        kernel=kernel or ("attention_sparse" if sparse else "attention_decode"),
         dtype=dims.act_dtype,
         flops=dims.flops_per_key * attended,
         bytes_read=dims.kv_bytes_per_token * read + n * dims.q_bytes_per_token,

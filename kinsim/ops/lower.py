@@ -29,7 +29,7 @@ from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_o
 from kinsim.ops.layers import collective_op, elementwise_op, gemm_op, moe_experts_op, quantize_op
 from kinsim.ops.op import Number, Op
 from kinsim.ops.sharding import shard_heads
-from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
+from kinsim.workload.spec import AttentionPolicy, DeploymentSpec, SlidingWindowAttention
 
 #: Data type of activations and of the attention computation.
 ACT_DTYPE = "bf16"
@@ -136,7 +136,7 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
                              t * (shard.q_heads + shard.kv_heads) * d, count=layers))
     ops += query_quantize(model.kv_dtype, t * shard.q_heads * d, layers)
     if attention:
-        ops.extend(attention_ops(dims, deployment, policy, batch, layers))
+        ops.extend(attention_ops(dims, deployment, policy, batch, layers, window=window_layers_of(model)))
     ops += _quantize(wd, "o_proj", t * shard.q_heads * d, "linear", layers)
     per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd, count=layers))
     activation_bytes = t * h * bytes_per_element(ACT_DTYPE)
@@ -185,18 +185,41 @@ def logit_ops(model: ModelSpec, deployment: DeploymentSpec, rows: int) -> list[O
 
 
 def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: AttentionPolicy, batch: StepBatch,
-                  layers: int) -> list[Op]:
+                  layers: int, window: tuple[SlidingWindowAttention, int] | None = None) -> list[Op]:
     """The attention ops of a step (decode attention, block selection, prefill attention), one per layer
     (``count=layers``). Every other op of the step depends only on ``batch.tokens`` and
-    ``batch.logit_rows``, which lets the engine price those once per token count."""
+    ``batch.logit_rows``, which lets the engine price those once per token count.
+
+    ``window``: the model's own sliding window and how many of the ``layers`` use it
+    (:func:`window_layers_of`); those layers get ops of their own, over the window, with the dense
+    kernel (FlashAttention's local window), and ``policy`` applies to the others."""
+    window_policy, window_layers = window if window is not None else (None, 0)
     ops: list[Op] = []
     if batch.n_decode:
-        ops += decode_attention_ops(dims, policy, batch.decode_context, shared_prefix=batch.shared_prefix,
-                                    group_index=batch.group_index,
-                                    prefix_shared_read=deployment.prefix_shared_read, count=layers)
+        if layers > window_layers:
+            ops += decode_attention_ops(dims, policy, batch.decode_context, shared_prefix=batch.shared_prefix,
+                                        group_index=batch.group_index,
+                                        prefix_shared_read=deployment.prefix_shared_read,
+                                        count=layers - window_layers)
+        if window_layers:
+            ops += [replace(op, name="attention_decode_window")
+                    for op in decode_attention_ops(dims, window_policy, batch.decode_context, count=window_layers,
+                                                   kernel="attention_decode")]
     if batch.prefill:
-        ops.append(prefill_attention_op(dims, policy, batch.prefill, count=layers))
+        if layers > window_layers:
+            ops.append(prefill_attention_op(dims, policy, batch.prefill, count=layers - window_layers))
+        if window_layers:
+            ops.append(replace(prefill_attention_op(dims, window_policy, batch.prefill, count=window_layers),
+                               name="attention_prefill_window"))
     return ops
+
+
+def window_layers_of(model: ModelSpec) -> tuple[SlidingWindowAttention, int] | None:
+    """The model's own sliding window as a policy and the layers that use it, or None when every layer
+    attends over the whole context."""
+    if not model.sliding_window_layers:
+        return None
+    return SlidingWindowAttention(window=model.sliding_window), model.sliding_window_layers
 
 
 def _kept_bf16(weight_dtype: str) -> str:
@@ -282,7 +305,8 @@ def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float
     # the routed experts as serving engines run them, fused: sort the pairs by expert, the gate/up grouped
     # GEMM, the activation, the down grouped GEMM, the sum over each token's experts (activations of fp8
     # experts are quantized inside); only the experts that receive a token are read
-    ops.append(moe_experts_op("moe_experts", t, routed, touched_local, width, h, pairs=t * k, weight_dtype=wd))
+    ops.append(moe_experts_op("moe_experts", t, routed, touched_local, width, h, pairs=t * k,
+                              weight_dtype=model.expert_weight_dtype))
     if moe.shared_experts:
         shared_width = moe.shared_experts * moe.shared_width / tp
         ops += _quantize(wd, "shared_expert_gate_up", t * h, "moe")
