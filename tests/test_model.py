@@ -115,6 +115,35 @@ def test_hf_moe_config(tmp_path):
     assert m.params_active == load_model("Qwen3-30B-A3B").params_active
 
 
+def test_hf_config_of_gpt_oss_and_minimax_match_their_presets(tmp_path):
+    """The keys of openai/gpt-oss-120b's and MiniMaxAI/MiniMax-M2.5's config.json that kinsim reads."""
+    gpt_oss = {
+        "model_type": "gpt_oss", "num_hidden_layers": 36, "hidden_size": 2880, "num_attention_heads": 64,
+        "num_key_value_heads": 8, "head_dim": 64, "intermediate_size": 2880, "num_local_experts": 128,
+        "experts_per_token": 4, "num_experts_per_tok": 4, "vocab_size": 201088, "tie_word_embeddings": False,
+        "attention_bias": True, "sliding_window": 128, "max_position_embeddings": 131072,
+        "layer_types": ["sliding_attention", "full_attention"] * 18,
+        "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn"]},
+    }
+    minimax = {
+        "model_type": "minimax_m2", "num_hidden_layers": 62, "hidden_size": 3072, "num_attention_heads": 48,
+        "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 1536, "num_local_experts": 256,
+        "num_experts_per_tok": 8, "vocab_size": 200064, "tie_word_embeddings": False, "use_qk_norm": True,
+        "shared_intermediate_size": 0, "max_position_embeddings": 196608,
+        "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
+    }
+    for config, preset in ((gpt_oss, "gpt-oss-120b"), (minimax, "MiniMax-M2.5")):
+        path = tmp_path / f"{preset}.json"
+        path.write_text(json.dumps(config))
+        m, p = load_model(path), load_model(preset)
+        assert (m.params_total, m.params_active, m.kv_bytes_per_token) == (
+            p.params_total, p.params_active, p.kv_bytes_per_token)
+        assert (m.sliding_window, m.sliding_window_layers, m.qk_norm) == (
+            p.sliding_window, p.sliding_window_layers, p.qk_norm)
+    assert load_model(tmp_path / "gpt-oss-120b.json").weight_bytes == load_model("gpt-oss-120b").weight_bytes
+    assert load_model(tmp_path / "MiniMax-M2.5.json").weight_dtype == "fp8"
+
+
 def test_unknown_preset_suggests_near_names():
     with pytest.raises(SpecError, match="did you mean Qwen3-8B"):
         load_model("Qwen3-8b-instruct")

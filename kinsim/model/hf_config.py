@@ -1,8 +1,16 @@
 """Reading a Hugging Face ``config.json`` into the raw mapping of a :class:`~kinsim.model.ModelSpec`.
 
-Understood: Llama, Mistral, Qwen2/Qwen3 (dense and MoE) and Mixtral-style keys. Architectural details
-kinsim does not model (rope scaling, sliding-window layers, a few dense layers in an MoE stack) are
-ignored; the counts then describe a uniform stack of the configured layer.
+Understood: Llama, Mistral, Qwen2/Qwen3 (dense and MoE), Mixtral, MiniMax-M2 and gpt-oss keys:
+
+* ``layer_types`` (gpt-oss and recent transformers): the ``sliding_attention`` entries are the model's
+  ``sliding_window_layers``, over ``sliding_window`` tokens;
+* ``quantization_config``: ``quant_method: fp8`` stores the weights in fp8 (the KV cache stays in
+  ``torch_dtype``); ``mxfp4`` stores the routed experts in MXFP4 (gpt-oss; everything else unconverted);
+* ``use_qk_norm`` (MiniMax) as well as the Qwen3-style model types turn on QK norm.
+
+Architectural details kinsim does not model (rope scaling, a sliding window without ``layer_types``, a
+few dense layers in an MoE stack) are ignored; the counts then describe a uniform stack of the configured
+layer.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ def hf_config_to_raw(config: dict[str, Any], *, default_name: str, file: str | N
         "kv_heads": config.get("num_key_value_heads") or heads,
         "vocab_size": need("vocab_size"),
         "tie_embeddings": bool(config.get("tie_word_embeddings", False)),
-        "qk_norm": model_type in _QK_NORM_TYPES,
+        "qk_norm": model_type in _QK_NORM_TYPES or bool(config.get("use_qk_norm", False)),
         "attention_bias": bool(config.get("attention_bias", model_type in _QKV_BIAS_TYPES)),
     }
     head_dim = config.get("head_dim")
@@ -62,12 +70,20 @@ def hf_config_to_raw(config: dict[str, Any], *, default_name: str, file: str | N
     dtype = config.get("torch_dtype") or config.get("dtype")
     if dtype in _TORCH_DTYPES:
         raw["weight_dtype"] = raw["kv_dtype"] = _TORCH_DTYPES[dtype]
+    quant = config.get("quantization_config")
+    method = str(quant.get("quant_method", "")) if isinstance(quant, dict) else ""
+    if method == "fp8":
+        raw["weight_dtype"] = "fp8"
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list) and "sliding_attention" in layer_types:
+        raw["sliding_window_layers"] = layer_types.count("sliding_attention")
+        raw["sliding_window"] = need("sliding_window")
 
     experts = config.get("num_experts") or config.get("n_routed_experts") or config.get("num_local_experts")
     if experts:
         moe: dict[str, Any] = {
             "experts": experts,
-            "active_experts": need("num_experts_per_tok"),
+            "active_experts": config.get("num_experts_per_tok") or need("experts_per_token"),
             "expert_intermediate_size": config.get("moe_intermediate_size") or need("intermediate_size"),
         }
         shared_width = config.get("shared_expert_intermediate_size")
@@ -76,6 +92,8 @@ def hf_config_to_raw(config: dict[str, Any], *, default_name: str, file: str | N
             moe["shared_expert_intermediate_size"] = shared_width
         elif config.get("n_shared_experts"):
             moe["shared_experts"] = config["n_shared_experts"]
+        if method == "mxfp4":
+            moe["expert_weight_dtype"] = "mxfp4"
         raw["moe"] = moe
         raw["intermediate_size"] = 0
     else:
