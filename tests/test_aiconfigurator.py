@@ -124,9 +124,11 @@ def test_import_converts_units_keeps_what_kinsim_expresses_and_records_provenanc
     custom = frame[(frame["kernel"] == "allreduce") & (frame["impl"] == "custom")]
     assert list(custom["time_s"]) == [pytest.approx(0.005e-3)]  # the CUDA-graph row only
     moe = frame[frame["kernel"] == "moe"].sort_values(["tokens", "dtype"])
-    # balanced rows of known types and gated experts: mxfp4 and the non-gated kernel's row dropped
-    assert list(moe["dtype"]) == ["bf16", "fp8", "bf16", "fp8"]
-    one, many = moe.iloc[0], moe.iloc[2]
+    # balanced rows of gated experts: the non-gated kernel's row dropped
+    assert list(moe["dtype"]) == ["bf16", "fp8", "mxfp4", "bf16", "fp8", "mxfp4"]
+    one, many = moe.iloc[0], moe.iloc[3]
+    mxfp4 = moe.iloc[2]  # w4a16_mxfp4: the same op with 17/32 of a byte per weight
+    assert mxfp4["bytes_read"] - one["bytes_read"] == 2 * 3 * 768 * 4096 * (17 / 32 - 2)
     # 1 token choosing 8 of 128 experts, 4-way expert parallel and each expert 2-way split: 2 pairs and 2
     # experts per GPU (8 / 4), each 1536 / 2 wide; 64 tokens: 512 pairs spread over all 128 experts
     assert (one["m"], one["experts"], one["n"], one["k"], one["pairs"]) == (2, 2, 768, 4096, 8)

@@ -202,8 +202,10 @@ def _allreduce_rows(frame, path: Path, impl: str) -> list[dict[str, Any]]:
             for r in frame.itertuples(index=False)]
 
 
-#: MoE weight types of the tables and kinsim's (fp8 with block scales has fp8's bytes and tensor-core rate).
-_MOE_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "fp8_block": "fp8"}
+#: MoE weight types of the tables and kinsim's (fp8 with block scales has fp8's bytes and tensor-core rate;
+#: w4a16_mxfp4, gpt-oss's experts, MXFP4 weights with bf16 activations).
+_MOE_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "fp8_block": "fp8",
+               "w4a16_mxfp4": "mxfp4"}
 
 
 def _moe_rows(frame, path: Path) -> list[dict[str, Any]]:
