@@ -187,6 +187,18 @@ def test_fp8_gemms_quantize_their_inputs_first():
     assert not any(op.name.endswith("_quant") for op in bf16.ops)
 
 
+def test_nvfp4_gemms_quantize_their_inputs_to_nine_sixteenths_of_a_byte():
+    # NVFP4: 4-bit elements and an fp8 scale per 16, 0.5 + 1/16 bytes an element; W4A4 quantizes the input too
+    nvfp4 = ModelSpec(name="tiny-nvfp4", layers=2, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
+                      intermediate_size=128, vocab_size=100, weight_dtype="nvfp4")
+    ops = ops_by_name(lower_step(nvfp4, DeploymentSpec(), DenseAttention(), decode_batch([10, 20])))
+    t = 2
+    assert ops["qkv_proj_quant"].bytes_written == t * 64 * 9 / 16
+    assert ops["qkv_proj"].bytes_read == 128 * 64 * 9 / 16 + t * 64 * 2
+    assert ops["lm_head"].dtype == "bf16" and "lm_head_quant" not in ops
+    assert nvfp4.weight_bytes == nvfp4.params_total * 9 / 16
+
+
 def test_fp8_kv_cache_quantizes_the_query_before_attention():
     # vLLM's FlashAttention backend quantizes the query to fp8 when the KV cache is fp8 (FA3 takes one type)
     fp8kv = ModelSpec(name="tiny-fp8kv", layers=2, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,

@@ -59,7 +59,7 @@ def test_rows_kinsim_cannot_express_keep_their_reason():
     assert expressible({**DISAGG, "decode_attention_dp_size": 8}) == (None, "decode_attention_dp_size > 1")
     assert expressible({**DISAGG, "decode_pp_size": 2}) == (None, "decode_pp_size > 1")
     assert expressible({**DISAGG, "decode_num_workers": float("nan")}) == (None, "missing figures")
-    assert expressible({**DISAGG, "gemm_quant_mode": "nvfp4"}) == (None, "GEMM quantization nvfp4")
+    assert expressible({**DISAGG, "gemm_quant_mode": "int4_wo"}) == (None, "GEMM quantization int4_wo")
     assert expressible({**DISAGG, "model_path": "deepseek-ai/DeepSeek-R1"}) == (None, "no preset for the model")
 
 
@@ -119,3 +119,16 @@ def test_a_minimax_row_runs_on_its_preset_with_fp8_weights_and_kv():
     assert why == "" and row.model == "MiniMax-M2.5" and (row.tp, row.expert_parallel) == (4, 4)
     workload = workload_from_raw(workload_of(row), ROOT)
     assert workload.model.moe.experts == 256 and workload.model.weight_dtype == workload.model.kv_dtype == "fp8"
+
+
+def test_nvfp4_rows_and_experts_quantized_apart_from_the_gemms():
+    row, why = expressible({**AGG_MOE, "gemm_quant_mode": "fp8", "moe_quant_mode": "nvfp4"})
+    assert why == "" and (row.weight_dtype, row.expert_weight_dtype) == ("fp8", "nvfp4")
+    model = workload_from_raw(workload_of(row), ROOT).model
+    assert (model.weight_dtype, model.expert_weight_dtype, model.kv_dtype) == ("fp8", "nvfp4", "fp8")
+    assert model.moe.experts == 128 and model.moe.active_experts == 8  # the preset's MoE, its experts' type set
+    row, _ = expressible({**AGG_MOE, "gemm_quant_mode": "nvfp4", "moe_quant_mode": "nvfp4"})
+    assert (row.weight_dtype, row.expert_weight_dtype) == ("nvfp4", None)  # the experts follow the GEMMs
+    same, _ = expressible({**AGG_MOE, "moe_quant_mode": "fp8_block"})
+    assert same.expert_weight_dtype is None
+    assert expressible({**AGG_MOE, "moe_quant_mode": "w4a8_mxfp4"}) == (None, "MoE quantization w4a8_mxfp4")

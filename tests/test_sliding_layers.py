@@ -108,8 +108,8 @@ def test_mxfp4_experts_are_read_in_17_32_of_a_byte_and_computed_at_the_fp4_rate_
     activations = 4 * (2 * 2880 + 3 * 2880) * 2  # gathered inputs and the gate/up output, bf16, per pair
     assert experts.bytes_read == pytest.approx(weights + activations)
     b200 = load_hardware(HARDWARE / "b200.yaml")
-    assert b200.peak("mxfp4") == b200.peak("fp4") == 9000e12
-    assert H100.peak("mxfp4") == H100.peak("bf16")  # no FP4 tensor cores: upcast, W4A16
+    assert b200.peak("mxfp4") == b200.peak("nvfp4") == b200.peak("fp4") == 9000e12
+    assert H100.peak("mxfp4") == H100.peak("nvfp4") == H100.peak("bf16")  # no FP4 tensor cores: W4A16
 
 
 def test_window_layers_take_their_windows_off_the_pool_and_count_no_further():
@@ -160,7 +160,8 @@ def test_a_gpt_oss_row_runs_as_its_checkpoint_ships():
     assert why == "" and row.model == "gpt-oss-120b" and row.weight_dtype == "bf16"
     model = workload_from_raw(workload_of(row), ROOT).model
     assert (model.weight_dtype, model.expert_weight_dtype, model.kv_dtype) == ("bf16", "mxfp4", "bf16")
-    assert expressible({**GPT_OSS_ROW, "model_path": "Qwen/Qwen3-32B"}) == (None, "GEMM quantization nvfp4")
+    qwen, _ = expressible({**GPT_OSS_ROW, "model_path": "Qwen/Qwen3-32B"})  # nvfp4 of another model: NVFP4
+    assert qwen.weight_dtype == "nvfp4"
 
 
 def test_a_row_faster_than_reading_its_weights_once_a_step_did_not_run_its_batch():

@@ -15,8 +15,10 @@ serving-benchmark workload:
   lengths the first round's clients start in step and prefill their prompts together; how far later
   rounds drift apart is the engine's own doing (chunked prefill staggers them by step);
 * weights in fp8 where the row's GEMMs are quantized (``gemm_quant_mode`` ``fp8``, or ``fp8_block``:
-  FP8 weights with a scale per 128 x 128 block, the same bytes and FP8 tensor-core rate), bf16
-  otherwise, and as the checkpoint ships where the CSV labels its own format (:data:`NATIVE_QUANT`:
+  FP8 weights with a scale per 128 x 128 block, the same bytes and FP8 tensor-core rate), in ``nvfp4``
+  where they are NVFP4, bf16 otherwise; the routed experts in the type of ``moe_quant_mode`` where it is
+  another quantized one (NVFP4 experts under fp8 or bf16 attention, as NVIDIA's NVFP4 checkpoints of MoE
+  models ship), and as the checkpoint ships where the CSV labels its own format (:data:`NATIVE_QUANT`:
   gpt-oss's MXFP4 experts, ``nvfp4`` in the CSV, with bf16 attention and a bf16 KV cache, as vLLM
   serves it by default); the KV cache in fp8 where the weights are, bf16 otherwise (the rows do not say;
   aiconfigurator-core's own reading of a checkpoint gives fp8, fp8_block and nvfp4 models an fp8 KV
@@ -102,7 +104,7 @@ def client_of(row: SiliconRow) -> BenchmarkClient:
 
 #: GEMM quantization modes of the CSV (``gemm_quant_mode``) and the weight dtype kinsim prices them with;
 #: an empty cell is the checkpoint's own bf16.
-WEIGHT_DTYPES = {"nan": "bf16", "None": "bf16", "fp8": "fp8", "fp8_block": "fp8"}
+WEIGHT_DTYPES = {"nan": "bf16", "None": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": "nvfp4"}
 
 #: GPUs per node of the hardware the rows ran on (8-GPU HGX H100 nodes; ``hardware/h100.yaml``).
 GPUS_PER_NODE = 8
@@ -137,6 +139,7 @@ class SiliconRow:
     prefill: SiliconRole | None = None
     decode: SiliconRole | None = None
     expert_parallel: int = 1
+    expert_weight_dtype: str | None = None
 
     @property
     def disaggregated(self) -> bool:
@@ -175,6 +178,12 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
     native = quant == NATIVE_QUANT.get(model)
     if quant not in WEIGHT_DTYPES and not native:
         return None, f"GEMM quantization {quant}"
+    moe_quant = str(row.get("moe_quant_mode", "nan"))
+    if not native and moe_quant not in WEIGHT_DTYPES:
+        return None, f"MoE quantization {moe_quant}"
+    experts = None  # the experts' type where it differs from the GEMMs'
+    if not native and WEIGHT_DTYPES[moe_quant] not in ("bf16", WEIGHT_DTYPES[quant]):
+        experts = WEIGHT_DTYPES[moe_quant]
     sizes = ("batch_size", "tp_size") if mode == "agg" else tuple(
         prefix + key for prefix in prefixes for key in ("batch_size", "num_workers", "tp_size"))
     numbers = {k: _number(row.get(k)) for k in ("isl", "osl", *sizes, "silicon_ttft_ms", "silicon_tpot_ms")}
@@ -183,6 +192,7 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
     common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model,
                   weight_dtype="bf16" if native else WEIGHT_DTYPES[quant], isl=int(numbers["isl"]),
                   osl=int(numbers["osl"]),
+                  expert_weight_dtype=experts,
                   ttft_s=numbers["silicon_ttft_ms"] * 1e-3, tpot_s=numbers["silicon_tpot_ms"] * 1e-3)
     if mode == "agg":
         ep = int(_number(row.get("moe_ep_size")) or 1)
@@ -218,9 +228,11 @@ def nodes_needed(row: SiliconRow, gpus_per_node: int = GPUS_PER_NODE) -> int:
 
 
 def kv_dtype_of(row: SiliconRow) -> str:
-    """The KV cache's type of ``row``: fp8 with fp8 weights, as aiconfigurator-core assumes for fp8-quantized
-    models (an fp8 KV cache and fp8 attention, ``sdk/models/helpers.py``), else bf16."""
-    return "fp8" if row.weight_dtype == "fp8" else "bf16"
+    """The KV cache's type of ``row``: fp8 with fp8 or nvfp4 weights (of the layers or of the experts), as
+    aiconfigurator-core assumes for quantized models (an fp8 KV cache and fp8 attention,
+    ``sdk/models/helpers.py``), else bf16."""
+    quantized = ("fp8", "nvfp4")
+    return "fp8" if row.weight_dtype in quantized or row.expert_weight_dtype in quantized else "bf16"
 
 
 def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
@@ -229,7 +241,7 @@ def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
     client = client_of(row)
     return {
         "name": row.id[:80] or "silicon",
-        "model": {"preset": row.model, "weight_dtype": row.weight_dtype, "kv_dtype": kv_dtype_of(row)},
+        "model": _model_of(row),
         "deployment": _deployment(row, engine or row.backend),
         "attention": {"policy": "dense"},
         "requests": {"kind": "long_cot", "problems": client.requests_per_client * row.concurrency,
@@ -239,6 +251,17 @@ def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
                      "warmup": row.concurrency if client.warmup_round else 0},
         "seed": 0,
     }
+
+
+def _model_of(row: SiliconRow) -> dict[str, Any]:
+    """``model`` of ``row``: its preset with the row's weight and KV types, and its experts' type where the
+    row's MoE quantization differs from its GEMMs' (``moe_quant_mode``)."""
+    model: dict[str, Any] = {"preset": row.model, "weight_dtype": row.weight_dtype, "kv_dtype": kv_dtype_of(row)}
+    if row.expert_weight_dtype is not None:
+        from kinsim.model.presets import preset_raw
+
+        model["moe"] = {**preset_raw(row.model)["moe"], "expert_weight_dtype": row.expert_weight_dtype}
+    return model
 
 
 def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:

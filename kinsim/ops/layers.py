@@ -66,15 +66,17 @@ def moe_experts_op(name: str, tokens: Number, routed: Number, experts: Number, w
     )
 
 
-def quantize_op(name: str, elements: Number, *, op_class: str = "other", count: int = 1) -> Op:
-    """Quantizing ``elements`` bf16 activations to fp8 for an fp8 GEMM (a scale per tensor or per token):
-    a streaming kernel reading 2 bytes and writing 1 per element, which serving engines launch before
-    each fp8 GEMM whose input is not already fp8."""
+def quantize_op(name: str, elements: Number, *, op_class: str = "other", count: int = 1,
+                dtype: str = "fp8") -> Op:
+    """Quantizing ``elements`` bf16 activations to ``dtype`` for a GEMM of that input type (fp8: a scale per
+    tensor or per token; nvfp4: a scale per 16, written with the elements): a streaming kernel reading 2
+    bytes and writing ``bytes_per_element(dtype)`` per element, which serving engines launch before each
+    such GEMM whose input is not already quantized."""
     return Op(
         name=name, op_class=op_class, kernel="elementwise", dtype="fp32",
         flops=2.0 * elements,
         bytes_read=elements * bytes_per_element("bf16"),
-        bytes_written=elements * bytes_per_element("fp8"),
+        bytes_written=elements * bytes_per_element(dtype),
         count=count,
         shape={"elements": elements},
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from kinsim.dtypes import bytes_per_element
+from kinsim.dtypes import QUANTIZED_ACTIVATIONS, bytes_per_element
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
 from kinsim.ops.layers import collective_op, elementwise_op, gemm_op, moe_experts_op, quantize_op
@@ -223,23 +223,27 @@ def window_layers_of(model: ModelSpec) -> tuple[SlidingWindowAttention, int] | N
 
 
 def _kept_bf16(weight_dtype: str) -> str:
-    """The weight type of the LM head and the MoE router: fp8 checkpoints keep them in bf16 (their
-    outputs, logits and routing scores, are sensitive); other weight types apply to them as to the layers.
-    The model's memory footprint still counts them in ``weight_dtype`` (a few percent of an fp8 model)."""
-    return "bf16" if weight_dtype == "fp8" else weight_dtype
+    """The weight type of the LM head and the MoE router: fp8 and nvfp4 checkpoints keep them in bf16
+    (their outputs, logits and routing scores, are sensitive); other weight types apply to them as to the
+    layers. The model's memory footprint still counts them in ``weight_dtype`` (a few percent of the
+    model)."""
+    return "bf16" if weight_dtype in QUANTIZED_ACTIVATIONS else weight_dtype
 
 
 def _quantize(weight_dtype: str, gemm: str, elements: Number, op_class: str, count: int = 1) -> list[Op]:
-    """The kernel that quantizes an fp8 GEMM's ``elements`` input activations to fp8 (none for other
-    weight types): fp8 weights are served as W8A8, and vLLM and TensorRT-LLM launch a quantization kernel
-    before each such GEMM. The LM head and the MoE router get none: fp8 checkpoints keep them in bf16
+    """The kernel that quantizes an fp8 (nvfp4) GEMM's ``elements`` input activations to fp8 (nvfp4)
+    (none for other weight types): fp8 weights are served as W8A8 and nvfp4 ones as W4A4, and vLLM and
+    TensorRT-LLM launch a quantization kernel before each such GEMM (a GPU without FP4 tensor cores runs
+    nvfp4 weights as W4A16 instead, without it: kinsim counts it there too, an overestimate of a few
+    microseconds a layer). The LM head and the MoE router get none: such checkpoints keep them in bf16
     (:func:`_kept_bf16`); the fused routed experts quantize inside
     (:func:`~kinsim.ops.layers.moe_experts_op`).
     Its cost is calibrated by the profile's ``elementwise`` curve, fitted to the measured quantization
     kernel."""
-    if weight_dtype != "fp8":
+    quantized = QUANTIZED_ACTIVATIONS.get(weight_dtype)
+    if quantized is None:
         return []
-    return [quantize_op(f"{gemm}_quant", elements, op_class=op_class, count=count)]
+    return [quantize_op(f"{gemm}_quant", elements, op_class=op_class, count=count, dtype=quantized)]
 
 
 def query_quantize(kv_dtype: str, elements: Number, count: int = 1) -> list[Op]:
