@@ -173,14 +173,20 @@ def simulate_rows(rows, hw, engine: str | None, extra: bool = False):
     return out
 
 
+#: The models whose rows the engine overheads are fitted to (kinsim.cost.engine_overhead); the rows of models
+#: added since (MiniMax-M2.5, gpt-oss-120b, of other engine versions) are scored, never fitted.
+OVERHEAD_FIT_MODELS = ("Qwen3-32B", "Llama-3.1-8B", "Llama-3.1-70B", "Qwen3-235B-A22B")
+
+
 def fit_overheads(results) -> None:
-    """Non-negative least squares of (measured - simulated) TPOT against (1, batch), relative weights."""
+    """Non-negative least squares of (measured - simulated) TPOT against (1, batch), relative weights, over
+    4 of 5 rows of :data:`OVERHEAD_FIT_MODELS`."""
     from scipy.optimize import nnls
 
     print("\n   engine overheads (fit on 4 of 5 rows, TPOT simulated without overhead):")
     by_backend: dict[str, list] = {}
     for i, (row, _, tpot, _why) in enumerate(results):
-        if tpot is not None and i % 5 != 4:
+        if tpot is not None and i % 5 != 4 and row.model in OVERHEAD_FIT_MODELS:
             by_backend.setdefault(row.backend, []).append((row, tpot))
     for backend, items in sorted(by_backend.items()):
         a = np.array([[1.0 / r.tpot_s, r.concurrency / r.tpot_s] for r, _ in items])

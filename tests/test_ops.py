@@ -144,6 +144,20 @@ def test_expert_parallel_moe_computes_its_own_experts_and_all_reduces_without_al
     assert ops["allreduce_moe"].collective.bytes == 3 * 64 * 2 and ops["allreduce_moe"].collective.gpus == 2
 
 
+def test_under_skewed_routing_the_gpu_of_the_popular_expert_sets_the_pace():
+    # 2 experts, 1 choice, skew 1.2, one expert per GPU: whatever the placement, the busiest GPU holds the
+    # popular expert, chosen with probability 1 / (1 + 2^-1.2) by each token
+    moe_model = ModelSpec(name="tiny-moe", layers=1, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
+                          intermediate_size=0, vocab_size=100,
+                          moe=MoESpec(experts=2, active_experts=1, expert_intermediate_size=32, routing_skew=1.2))
+    deployment = DeploymentSpec(tensor_parallel=2, expert_parallel=2)
+    experts = ops_by_name(lower_step(moe_model, deployment, DenseAttention(), decode_batch([5.0] * 3)))["moe_experts"]
+    popular = 1 / (1 + 2 ** -1.2)
+    assert experts.shape["m"] == pytest.approx(3 * popular, rel=1e-12)  # its pairs, not half of all 3
+    assert experts.shape["experts"] == pytest.approx(1 - (1 - popular) ** 3, rel=1e-12)
+    assert experts.shape["pairs"] == 3  # the layer's pairs, sorted on every GPU
+
+
 def test_skewed_routing_touches_fewer_experts():
     def experts_touched(experts, k, skew, tokens):
         moe = MoESpec(experts=experts, active_experts=k, expert_intermediate_size=32, routing_skew=skew)

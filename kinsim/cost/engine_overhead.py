@@ -36,7 +36,7 @@ ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
                            "kinsim.calibration.silicon.CLIENTS"),
     "sglang": EngineOverhead(0.0, 24.82e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
                              "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds"),
-    "trtllm": EngineOverhead(0.389e-3, 23.38e-6, "fitted to 387 H100 rows of TensorRT-LLM 1.0 deployments "
+    "trtllm": EngineOverhead(0.337e-3, 22.95e-6, "fitted to 387 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B, Qwen3-235B-A22B-FP8) in aiconfigurator-core 0.12.0's "
                              "silicon_sample.csv, clients of kinsim.calibration.silicon.CLIENTS"),
     "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
