@@ -144,10 +144,13 @@ def test_segment_pricing_matches_the_steps_priced_one_by_one():
         assert run.time_s[k] == pytest.approx(one.time_s[0], rel=1e-12)
 
 
-def test_speculative_decoding_of_a_window_model_is_refused():
-    w = workload(model=HYBRID, **{"deployment.speculative": {"tokens": 3, "acceptance": 0.7}})
-    with pytest.raises(SpecError, match="sliding-window layers"):
-        StepPricer(w.model, w.deployment, w.attention, RooflineCost(H100))
+def test_speculative_decoding_or_offloaded_kv_of_a_window_model_is_refused():
+    with pytest.raises(SpecError, match="deployment.speculative: Qwen3-0.6B has sliding-window layers"):
+        workload(model=HYBRID, **{"deployment.speculative": {"tokens": 3, "acceptance": 0.7}})
+    with pytest.raises(SpecError, match="Qwen3-0.6B has sliding-window layers"):  # as the draft
+        workload(model="Qwen3-8B", **{"deployment.speculative": {"tokens": 3, "acceptance": 0.7, "draft": HYBRID}})
+    with pytest.raises(SpecError, match="attention.offload: Qwen3-0.6B has sliding-window layers"):
+        workload(model=HYBRID, attention={"policy": "block_topk", "block_size": 16, "top_k": 4, "offload": True})
 
 
 GPT_OSS_ROW = {"id": "made_up_gpt_oss", "mode": "agg", "backend": "vllm", "model_path": "openai/gpt-oss-120b",

@@ -20,7 +20,6 @@ import numpy as np
 
 from kinsim.cost.base import CostModel
 from kinsim.cost.engine_overhead import engine_overhead
-from kinsim.errors import SpecError
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import (
     AttentionDims,
@@ -172,14 +171,9 @@ class StepPricer:
         self.overhead = engine_overhead(deployment.engine)
         self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
         self.offload = offloads(policy)  # decode steps fetch selected KV blocks over the host link
-        #: The model's own sliding window and the layers that use it, or None (every layer full).
+        #: The model's own sliding window and the layers that use it, or None (every layer full); the workload
+        #: refuses such a model with speculative decoding or offloaded KV (WorkloadSpec).
         self.window = window_layers_of(model)
-        if self.window is not None and (self.offload or deployment.speculative is not None):
-            raise SpecError(f"{model.name} has sliding-window layers, which kinsim does not combine with "
-                            + ("an offloading attention policy" if self.offload else "speculative decoding"),
-                            path="attention.offload" if self.offload else "deployment.speculative",
-                            value=True,
-                            hint="use a model whose layers all attend over the whole context")
         #: Speculative steps' pricer (``deployment.speculative``), or None.
         self.speculative = None
         if deployment.speculative is not None:

@@ -490,6 +490,15 @@ class WorkloadSpec:
         if self.model.moe and self.model.moe.experts % self.deployment.expert_parallel:
             raise SpecError(f"must divide the model's experts ({self.model.moe.experts})",
                             path="deployment.expert_parallel", value=self.deployment.expert_parallel)
+        speculative = self.deployment.speculative
+        draft = speculative.draft if speculative is not None else None
+        windowed = next((m for m in (self.model, draft) if m is not None and m.sliding_window_layers), None)
+        offload = isinstance(self.attention, BlockTopKAttention) and self.attention.offload
+        if windowed is not None and (speculative is not None or offload):
+            raise SpecError(f"{windowed.name} has sliding-window layers, which kinsim does not combine with "
+                            + ("speculative decoding" if speculative is not None else "offloaded KV"),
+                            path="deployment.speculative" if speculative is not None else "attention.offload",
+                            value=True, hint="use a model whose layers all attend over the whole context")
         block = self.deployment.kv_block_size
         if isinstance(self.attention, BlockTopKAttention) and self.attention.block_size % block:
             raise SpecError(f"must be a multiple of deployment.kv_block_size ({block}) so that a "
