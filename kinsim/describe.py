@@ -51,7 +51,8 @@ def describe_hardware(hw: HardwareSpec) -> dict[str, Any]:
 
 
 def describe_model(model: ModelSpec) -> dict[str, Any]:
-    """Figures of a model: parameter counts, weight bytes, KV bytes per token and at 32k tokens."""
+    """Figures of a model: parameter counts, weight bytes, KV bytes per token (of the full-attention layers)
+    and of one sequence at 32k tokens (with its sliding-window layers' windows)."""
     return {
         "kind": "model",
         "name": model.name,
@@ -60,9 +61,10 @@ def describe_model(model: ModelSpec) -> dict[str, Any]:
         "params_active": model.params_active,
         "weight_bytes": model.weight_bytes,
         "kv_bytes_per_token": model.kv_bytes_per_token,
-        "kv_bytes_at_32k": model.kv_bytes_per_token * KV_REFERENCE_TOKENS,
+        "kv_bytes_at_32k": model.kv_bytes_per_token * KV_REFERENCE_TOKENS + model.window_kv_bytes,
         "gqa_ratio": model.gqa_ratio,
         "weight_dtype": model.weight_dtype,
+        "expert_weight_dtype": model.expert_weight_dtype if model.moe else None,
         "kv_dtype": model.kv_dtype,
         "spec": to_raw(model),
     }

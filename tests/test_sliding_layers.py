@@ -182,3 +182,13 @@ def test_a_row_faster_than_reading_its_weights_once_a_step_did_not_run_its_batch
     assert 5e-3 < floor <= everything and not consistent(row, model, bandwidth)
     slow, _ = expressible({**GPT_OSS_ROW, "silicon_tpot_ms": floor * 1e3 * 1.01})
     assert consistent(slow, model, bandwidth)
+
+
+def test_info_tells_the_window_layers_and_the_experts_type():
+    from kinsim.describe import describe_model
+
+    m = load_model("gpt-oss-120b")
+    facts = describe_model(m)
+    assert facts["expert_weight_dtype"] == "mxfp4"
+    # one sequence of 32k tokens: the full-attention layers' KV per token, plus each window layer's 128 tokens
+    assert facts["kv_bytes_at_32k"] == 32768 * 36_864 + 2 * 8 * 64 * 18 * 128 * 2

@@ -186,12 +186,20 @@ def _model_lines(f: dict[str, Any]) -> list[str]:
         shape += f", {moe['experts']} experts ({moe['active_experts']} active) of {moe['expert_intermediate_size']}"
     else:
         shape += f", MLP {spec['intermediate_size']}"
+    if spec.get("sliding_window_layers"):
+        shape += f"; {spec['sliding_window_layers']} layers over a {spec['sliding_window']}-token window"
+    weights = f"{fq('bytes', f['weight_bytes'])} in {f['weight_dtype']}"
+    if f.get("expert_weight_dtype") not in (None, f["weight_dtype"]):
+        weights += f", the routed experts in {f['expert_weight_dtype']}"
+    per_token = f"{f['kv_bytes_per_token']:,.0f} bytes in {f['kv_dtype']}"
+    if spec.get("sliding_window_layers"):
+        per_token += " (the full-attention layers)"
     return _table([
         ("model", f"{f['name']} ({f['architecture']})"),
         ("shape", shape),
         ("parameters", f"{f['params_total'] / 1e9:.3f} B total, {f['params_active'] / 1e9:.3f} B active"),
-        ("weights", f"{fq('bytes', f['weight_bytes'])} in {f['weight_dtype']}"),
-        ("KV per token", f"{f['kv_bytes_per_token']:,.0f} bytes in {f['kv_dtype']}"),
+        ("weights", weights),
+        ("KV per token", per_token),
         ("KV at 32k tokens", fq("bytes", f["kv_bytes_at_32k"])),
     ])
 
