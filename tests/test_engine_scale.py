@@ -70,6 +70,27 @@ def test_a_mixed_step_priced_in_direct_form_equals_its_ops_priced_one_by_one_to_
         assert np.array_equal(pricer.step(batch).matrix, pricer._price(batch, 1).matrix)
 
 
+@pytest.mark.parametrize("n", [1, 13, 60])
+def test_the_direct_decode_pricing_of_another_head_size_equals_its_ops_to_the_bit(n):
+    # head dimension 64 (gpt-oss's): the per-item and per-sequence costs scale (kernel_work.head_dim_scale)
+    w = workload(model={"preset": "Qwen3-8B", "head_dim": 64})
+    pricer = StepPricer(w.model, w.deployment, w.attention, RooflineCost(H100))
+    rng = np.random.default_rng(3)
+    context = rng.integers(1, 1500, size=n)
+    matrix = (context[None, :] + np.arange(50)[:, None]).astype(float)
+    assert np.array_equal(pricer.decode_run(context, 50).matrix, pricer.decode_segment(matrix).matrix)
+    assert pricer._direct[n] is not None and pricer._direct[n].item_cost != H100.calibration.attention_decode.item_cost
+    batch = StepBatch(decode_context=context.astype(float), prefill=(PrefillChunk(300, 0, True),))
+    assert np.array_equal(pricer.step(batch).matrix, pricer._price(batch, 1).matrix)
+
+
+def test_head_dim_scale_is_one_at_the_profiles_head_size():
+    from kinsim.ops.kernel_work import HEAD_DIM_EXPONENT, head_dim_scale
+
+    assert head_dim_scale(128) == 1.0 and head_dim_scale(64) == 0.5 ** HEAD_DIM_EXPONENT
+    assert list(head_dim_scale(np.array([64.0, 128.0]))) == [0.5 ** HEAD_DIM_EXPONENT, 1.0]
+
+
 def _scheduler_with_batch(kv, shared, block_size=16, window_blocks=None):
     """A scheduler whose decode batch holds sequences with ``kv`` tokens cached and ``shared`` prompt tokens
     in shared blocks, each holding the private blocks its tokens need."""

@@ -4,8 +4,8 @@ For an op with ``F`` FLOPs and ``B`` HBM bytes whose kernels have the structure 
 :func:`kinsim.ops.kernel_work.kernel_work` (launches, combines, items, sequences), on a GPU with ``S``
 SMs, peak rate ``P`` (the op's data type) and HBM bandwidth ``W``, and a profile curve ``c``:
 
-    fixed   = launches x kernel_floor + combines x combine_floor + sequences x per_sequence
-              + items x item_cost / S                                                     (seconds)
+    fixed   = launches x kernel_floor + combines x combine_floor + sequences x per_sequence x s
+              + items x item_cost x s / S                                                 (seconds)
     compute = max(F / (P x e_c(F)),  ceil(items / S) x item FLOPs / (item_compute_share x P / S),
                   longest item's FLOPs / (item_compute_share x P / S))
     memory  = B / (W x e_m(B))  +  B / (items x item_bandwidth)
@@ -22,7 +22,9 @@ with ``e(w) = maximum x w / (w + half)`` (``half = 0``: the saturated share ``ma
 * ``item_compute_share``: a tile runs on one SM at a share of the SM's peak; the grid runs in waves of
   ``S`` tiles, so a grid of ``S + 1`` tiles takes two waves.
 * ``per_sequence`` and ``item_cost``: time that grows with the sequences a kernel loops over and with
-  its thread blocks (scheduling metadata, prologues), independent of the data.
+  its thread blocks (scheduling metadata, prologues), independent of the data; ``s`` (``KernelWork.
+  item_scale``) scales them for decode attention of another head dimension than the profile's 128
+  (:func:`kinsim.ops.kernel_work.head_dim_scale`), 1 otherwise.
 
 Transfer to another GPU keeps every term as stated: shares apply to the new peaks, the fixed times are
 counted in cycles of the fitted GPU's clock and scale by the clock ratio (``CalibrationSpec.on_clock``,
@@ -60,8 +62,8 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
     sms = hw.gpu.compute.units
     bandwidth = hw.gpu.memory.bandwidth
     floor = hw.gpu.launch_overhead if curve.kernel_floor is None else work.launches * curve.kernel_floor
-    fixed = (floor + work.combines * curve.combine_floor + work.sequences * curve.per_sequence
-             + work.items * curve.item_cost / sms)
+    fixed = (floor + work.combines * curve.combine_floor + work.sequences * (curve.per_sequence * work.item_scale)
+             + work.items * (curve.item_cost * work.item_scale) / sms)
     items = work.items
     if (warm_l2_bytes is None and isinstance(flops, float) and isinstance(nbytes, float) and isinstance(items, float)
             and isinstance(peak, float)):  # one step's op in plain floats: numpy's scalar overhead would dominate

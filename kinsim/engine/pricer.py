@@ -28,7 +28,7 @@ from kinsim.ops.attention import (
     decode_run_totals,
     prefill_attention_op,
 )
-from kinsim.ops.kernel_work import ATTENTION_KV_BLOCK, MAX_SPLITS
+from kinsim.ops.kernel_work import ATTENTION_KV_BLOCK, MAX_SPLITS, head_dim_scale
 from kinsim.ops.lower import ACT_DTYPE, StepBatch, attention_ops, logit_ops, lower_step, window_layers_of
 from kinsim.ops.offload import (
     fetch_bytes,
@@ -397,15 +397,16 @@ class _DirectDecodeAttention:
     """
 
     def __init__(self, layers: int, n: int, pairs: float, sms: int, flops_per_key: float, kv_bytes_per_token: float,
-                 fixed_bytes: tuple[float, float], curve, peak_rate: float, memory_rate: float) -> None:
+                 fixed_bytes: tuple[float, float], curve, peak_rate: float, memory_rate: float,
+                 item_scale: float = 1.0) -> None:
         self.layers, self.n, self.pairs, self.sms = layers, n, pairs, sms
         self.flops_per_key, self.kv_bytes_per_token = flops_per_key, kv_bytes_per_token
         self.query_bytes, self.written_bytes = fixed_bytes
         self.peak_rate, self.memory_rate = peak_rate, memory_rate
         self.kernel_floor = 2.0 * curve.kernel_floor  # two launches: the attention kernel and the KV write
-        self.combine_floor, self.item_cost, self.item_bandwidth = (curve.combine_floor, curve.item_cost,
+        self.combine_floor, self.item_cost, self.item_bandwidth = (curve.combine_floor, curve.item_cost * item_scale,
                                                                    curve.item_bandwidth)
-        self.sequences_s = float(n) * curve.per_sequence
+        self.sequences_s = float(n) * (curve.per_sequence * item_scale)
         self.split = pairs < 0.8 * sms  # FlashAttention splits the KV (kinsim.ops.kernel_work)
         self.fill = float(math.ceil(sms / (pairs if pairs > 1.0 else 1.0)))  # splits that would fill the SMs
         if not self.split:  # one item per (sequence, KV head), no combine: the fixed terms are constants
@@ -435,7 +436,8 @@ class _DirectDecodeAttention:
         pairs = float(n) * float(dims.shard.kv_heads)
         return cls(pricer.model.layers, n, pairs, hw.gpu.compute.units, dims.flops_per_key, dims.kv_bytes_per_token,
                    (n * dims.q_bytes_per_token, n * (dims.q_bytes_per_token + dims.kv_bytes_per_token)),
-                   curve, hw.peak(probe.dtype) * curve.compute_max, hw.gpu.memory.bandwidth * curve.memory_max)
+                   curve, hw.peak(probe.dtype) * curve.compute_max, hw.gpu.memory.bandwidth * curve.memory_max,
+                   head_dim_scale(dims.shard.head_dim))
 
     def _structure(self, read):
         """(fixed seconds, in-flight bandwidth) of each step from the tokens read (``kernel_work`` and

@@ -68,6 +68,15 @@ ELEMENTWISE_ITEM_BYTES = 65536.0
 #: (4 warps, 128-key tiles for head dimension 128, ``run_mha_fwd_splitkv_dispatch``) loads the next K or V
 #: tile while it computes on the other: one tile in flight.
 IN_FLIGHT_TILE_KEYS = {"flash3": 2 * 2 * 176, "flash2": 128}
+#: Head dimension of the attention rows a profile's decode terms are fitted on (every preset's but gpt-oss's).
+PROFILE_HEAD_DIM = 128.0
+#: How a decode attention work item's fixed costs (``item_cost``, ``per_sequence``) grow with the head
+#: dimension: a thread block loads its queries and writes its outputs, rescales and sums per head
+#: dimension, and has a part that does not depend on it (scheduling, barriers, the softmax over a tile).
+#: Chosen over the H100 vLLM decode rows of head dimensions 64 to 512 with the 128-dimension profile
+#: (bf16 / fp8 KV MAPE, exponent 0 -> 0.5 -> 1): 64: 11.5 / 17.9% -> 8.5 / 12.9% -> 10.8 / 14.6%;
+#: 192: 7.1 / 13.5% -> 7.5 / 12.2% -> 9.6 / 12.8%; 256: 8.0 / 24.0% -> 8.1 / 20.0% -> 14.8 / 20.2%.
+HEAD_DIM_EXPONENT = 0.5
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,9 @@ class KernelWork:
             over its items).
         longest_item_flops: FLOPs of the largest work item (``None``: the average), which bounds the
             kernel's time from below however many SMs are idle.
+        in_flight: the work item's bytes in flight relative to the kernel family the profile was fitted on.
+        item_scale: the per-item and per-sequence costs relative to the profile's head dimension (decode
+            attention of another head size: :func:`head_dim_scale`; else 1).
     """
 
     launches: Number
@@ -92,18 +104,38 @@ class KernelWork:
     item_flops: Number | None = None
     longest_item_flops: Number | None = None
     in_flight: float = 1.0
+    item_scale: Number = 1.0
+
+
+def head_dim_scale(head_dim: Number) -> Number:
+    """The per-item and per-sequence costs of a decode attention kernel of ``head_dim`` (a number or an
+    array), relative to one of :data:`PROFILE_HEAD_DIM`: ``(head_dim / 128) ** HEAD_DIM_EXPONENT`` (exactly
+    1 for 128)."""
+    if np.ndim(head_dim):
+        return (np.asarray(head_dim, dtype=float) / PROFILE_HEAD_DIM) ** HEAD_DIM_EXPONENT
+    head_dim = float(head_dim)
+    return 1.0 if head_dim == PROFILE_HEAD_DIM else (head_dim / PROFILE_HEAD_DIM) ** HEAD_DIM_EXPONENT
 
 
 def kernel_work(op: Op, sms: int, kernels: str = "flash3", fitted: str = "flash3") -> KernelWork:
     """The kernel structure of ``op`` on a GPU with ``sms`` streaming multiprocessors whose serving engines
     run the attention ``kernels`` (``gpu.attention_kernels``), priced by a profile fitted on a GPU that ran
     the ``fitted`` ones."""
+    if op.kernel in ("attention_decode", "attention_sparse"):
+        scale = head_dim_scale(op.shape.get("head_dim", PROFILE_HEAD_DIM))
+        if np.ndim(scale) or scale != 1.0:
+            return replace(_kernel_work(op, sms, kernels, fitted), item_scale=scale)
+    return _kernel_work(op, sms, kernels, fitted)
+
+
+def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
     shape = op.shape
     if op.kernel == "attention_decode" and (kernels, fitted) != ("flash3", "flash3"):
         in_flight = IN_FLIGHT_TILE_KEYS[kernels] / IN_FLIGHT_TILE_KEYS[fitted]
         if kernels == "flash2":
             return _flash2_decode(shape, sms, in_flight)
-        return replace(kernel_work(op, sms), in_flight=in_flight)  # FA3's structure, another's bytes in flight
+        # FA3's structure, another's bytes in flight
+        return replace(_kernel_work(op, sms, "flash3", "flash3"), in_flight=in_flight)
     if op.kernel in ("attention_decode", "attention_sparse"):
         total = shape.get("kv_tokens_read")
         if isinstance(total, _SCALAR):
