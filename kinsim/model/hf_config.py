@@ -3,7 +3,8 @@
 Understood: Llama, Mistral, Qwen2/Qwen3 (dense and MoE), Mixtral, MiniMax-M2 and gpt-oss keys:
 
 * ``layer_types`` (gpt-oss and recent transformers): the ``sliding_attention`` entries are the model's
-  ``sliding_window_layers``, over ``sliding_window`` tokens;
+  ``sliding_window_layers``, over ``sliding_window`` tokens (where some layers attend over the whole
+  context: a model whose every layer slides is left to ``attention: {policy: sliding_window}``);
 * ``quantization_config``: ``quant_method: fp8`` stores the weights in fp8 (the KV cache stays in
   ``torch_dtype``); ``mxfp4`` stores the routed experts in MXFP4 (gpt-oss; everything else unconverted);
 * ``use_qk_norm`` (MiniMax) as well as the Qwen3-style model types turn on QK norm.
@@ -75,7 +76,7 @@ def hf_config_to_raw(config: dict[str, Any], *, default_name: str, file: str | N
     if method == "fp8":
         raw["weight_dtype"] = "fp8"
     layer_types = config.get("layer_types")
-    if isinstance(layer_types, list) and "sliding_attention" in layer_types:
+    if isinstance(layer_types, list) and 0 < layer_types.count("sliding_attention") < len(layer_types):
         raw["sliding_window_layers"] = layer_types.count("sliding_attention")
         raw["sliding_window"] = need("sliding_window")
 

@@ -89,8 +89,9 @@ class ModelSpec:
         "Tokens a sliding-window layer attends to and keeps: each query sees itself and the tokens before it, "
         "at most this many in all (0: no sliding-window layers).", default=0, check=non_negative)
     sliding_window_layers: int = spec_field(
-        "Layers that attend over the sliding window (gpt-oss: every other one); the others attend over the "
-        "whole context. Their order does not change a step's cost.", default=0, check=non_negative)
+        "Layers that attend over the sliding window (gpt-oss: every other one); the others, at least one, "
+        "attend over the whole context. Their order does not change a step's cost.", default=0,
+        check=non_negative)
     weight_dtype: str = spec_field("Data type of the weights.", default="bf16", choices=DTYPES)
     kv_dtype: str = spec_field("Data type of the KV cache.", default="bf16", choices=DTYPES)
 
@@ -99,9 +100,10 @@ class ModelSpec:
         if self.attention_heads % self.kv_heads:
             raise SpecError(f"must divide attention_heads ({self.attention_heads})", path="kv_heads",
                             value=self.kv_heads)
-        if self.sliding_window_layers > self.layers:
-            raise SpecError(f"must not exceed layers ({self.layers})", path="sliding_window_layers",
-                            value=self.sliding_window_layers)
+        if self.sliding_window_layers >= self.layers:
+            raise SpecError(f"must be less than layers ({self.layers})", path="sliding_window_layers",
+                            value=self.sliding_window_layers,
+                            hint="a model whose every layer slides a window is attention: {policy: sliding_window}")
         if (self.sliding_window_layers > 0) != (self.sliding_window > 0):
             raise SpecError("give both sliding_window and sliding_window_layers, or neither",
                             path="sliding_window" if self.sliding_window_layers else "sliding_window_layers",
