@@ -306,16 +306,13 @@ def decode_floor_s(row: SiliconRow, model: Any, hbm_bandwidth: float) -> float:
     A step produces one token per sequence, so a measured TPOT below this floor says that the stated batch
     did not run (:func:`consistent`)."""
     from kinsim.dtypes import bytes_per_element
-    from kinsim.ops.lower import _choice_probabilities, _experts_touched
+    from kinsim.ops.lower import experts_touched
 
     batch, gpus = (row.decode.batch_size, row.decode.tp) if row.decode is not None else (row.concurrency, row.tp)
     weights = model.weight_bytes
     if model.moe is not None:
-        moe = model.moe
-        touched = _experts_touched(_choice_probabilities(moe.experts, moe.active_experts, moe.routing_skew),
-                                   float(batch))
-        weights -= ((moe.experts - touched) * model.layers * model.expert_params
-                    * bytes_per_element(model.expert_weight_dtype))
+        unread = model.moe.experts - experts_touched(model.moe, float(batch))
+        weights -= unread * model.layers * model.expert_params * bytes_per_element(model.expert_weight_dtype)
     kv = batch * ((row.isl + row.osl / 2) * model.kv_bytes_per_token + model.window_kv_bytes)
     return (weights + kv) / (gpus * hbm_bandwidth)
 

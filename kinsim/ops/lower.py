@@ -285,6 +285,12 @@ def _experts_touched(choose: tuple[float, ...], tokens: float) -> float:
     return sum(1.0 - (1.0 - p) ** tokens for p in choose)
 
 
+def experts_touched(moe, tokens: float) -> float:
+    """Expected routed experts of one layer that receive at least one of ``tokens`` tokens under ``moe``'s
+    routing (:class:`~kinsim.model.spec.MoESpec`: its experts, top-k and ``routing_skew``)."""
+    return _experts_touched(_choice_probabilities(moe.experts, moe.active_experts, moe.routing_skew), tokens)
+
+
 #: Placements of the experts over the expert-parallel GPUs that :func:`_busiest_gpu` averages over.
 EP_PLACEMENTS = 32
 
