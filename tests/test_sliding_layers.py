@@ -72,7 +72,7 @@ def test_decode_reads_the_whole_context_in_full_layers_and_the_window_in_the_oth
     assert full.shape["kv_tokens_read"] == 11 + 501
     assert window.shape["kv_tokens_read"] == 11 + 64
     assert window.kernel == full.kernel == "attention_decode"  # FlashAttention's local window, not a sparse kernel
-    # K and V of 8 heads of 128 in bf16 per token; the new token's query and output, 16 heads of 128
+    # K and V of 8 heads of 128 in bf16 per token read; each of the 2 sequences' query, 16 heads of 128
     assert window.bytes_read == 75 * 2 * 8 * 128 * 2 + 2 * 16 * 128 * 2
 
 
