@@ -14,7 +14,7 @@ same cost model, so the figures equal those of pricing ``lower_step`` step by st
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -251,8 +251,8 @@ class StepPricer:
             ops = decode_attention_ops_of(self.dims, self.policy, n, attended, read, blocks,
                                           count=self.model.layers - window_layers)
             windowed, _, _ = decode_run_totals(window, context, steps)
-            ops += [replace(op, name="attention_decode_window") for op in decode_attention_ops_of(
-                self.dims, window, n, windowed, windowed, None, count=window_layers, kernel="attention_decode")]
+            ops += decode_attention_ops_of(self.dims, window, n, windowed, windowed, None, count=window_layers,
+                                           model_window=True)
             fig = _accumulate(ops, self.cost_model, steps)
         fig.matrix += self._token_part(n) + self._rows_part(n)
         fig.attended = attended

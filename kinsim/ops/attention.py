@@ -96,15 +96,16 @@ def decode_attention_ops(
     group_index: np.ndarray | None = None,
     prefix_shared_read: bool = False,
     count: int = 1,
-    kernel: str | None = None,
+    model_window: bool = False,
 ) -> list[Op]:
     """Decode attention (and block top-k selection) for sequences with ``context`` tokens cached.
 
     ``context`` has shape ``(n,)`` for one step or ``(steps, n)`` for a segment; FLOPs and bytes then have
     shape ``()`` or ``(steps,)``. ``shared_prefix`` and ``group_index`` (shape ``(n,)``) give each
     sequence's shared prompt length and group, used when ``prefix_shared_read`` and the policy is dense.
-    ``kernel``: the kernel that runs it, where not the policy's own (a model's sliding-window layers run the
-    dense kernel over their window: ``attention_decode``).
+    ``model_window``: the ops of a model's own sliding-window layers (``policy`` their window), named
+    ``attention_decode_window`` and run by the dense kernel over the window (FlashAttention's local window),
+    not by a sparse-attention kernel.
     """
     context = np.asarray(context, dtype=float)
     n = context.shape[-1]
@@ -115,7 +116,7 @@ def decode_attention_ops(
     blocks = None
     if isinstance(policy, BlockTopKAttention):
         blocks = np.floor(context / policy.block_size).sum(axis=-1)
-    return decode_attention_ops_of(dims, policy, n, attended, read, blocks, count=count, kernel=kernel)
+    return decode_attention_ops_of(dims, policy, n, attended, read, blocks, count=count, model_window=model_window)
 
 
 def _prefix_reread(shared_prefix, group_index) -> float:
@@ -179,16 +180,16 @@ def token_cap(policy: AttentionPolicy) -> int | None:
 
 
 def decode_attention_ops_of(dims: AttentionDims, policy: AttentionPolicy, n: int, attended: Number, read: Number,
-                            blocks: Number | None, count: int = 1, kernel: str | None = None) -> list[Op]:
+                            blocks: Number | None, count: int = 1, model_window: bool = False) -> list[Op]:
     """The decode attention ops of ``n`` sequences from their totals (per step): ``attended`` tokens
     attended over all sequences, ``read`` tokens read from HBM (``attended`` less a shared prompt read once
-    per group) and, for block top-k, ``blocks`` complete blocks scored. ``kernel``: as for
+    per group) and, for block top-k, ``blocks`` complete blocks scored. ``model_window``: as for
     :func:`decode_attention_ops`."""
-    sparse = isinstance(policy, BlockTopKAttention | TopKAttention | SlidingWindowAttention)
+    sparse = not model_window and isinstance(policy, BlockTopKAttention | TopKAttention | SlidingWindowAttention)
     ops = [Op(
-        name="attention_decode",
+        name="attention_decode_window" if model_window else "attention_decode",
         op_class="attention",
-        kernel=kernel or ("attention_sparse" if sparse else "attention_decode"),
+        kernel="attention_sparse" if sparse else "attention_decode",
         dtype=dims.act_dtype,
         flops=dims.flops_per_key * attended,
         bytes_read=dims.kv_bytes_per_token * read + n * dims.q_bytes_per_token,
@@ -244,9 +245,11 @@ def _sum_min_linear(start: int, count: int, cap: int | None) -> int:
 
 
 def prefill_attention_op(
-    dims: AttentionDims, policy: AttentionPolicy, chunks: Sequence[PrefillChunk], count: int = 1
+    dims: AttentionDims, policy: AttentionPolicy, chunks: Sequence[PrefillChunk], count: int = 1,
+    model_window: bool = False,
 ) -> Op:
-    """Causal attention of prefill chunks (one variable-length kernel for all of them).
+    """Causal attention of prefill chunks (one variable-length kernel for all of them); ``model_window``:
+    the op of a model's own sliding-window layers, named ``attention_prefill_window``.
 
     Counted in Python integers, chunk by chunk: a step has a few chunks, for which NumPy's per-call cost
     would dominate, and whole-number sums are exact whatever their order."""
@@ -267,7 +270,7 @@ def prefill_attention_op(
         tokens += q
         cached_total += cached
     return Op(
-        name="attention_prefill",
+        name="attention_prefill_window" if model_window else "attention_prefill",
         op_class="attention",
         kernel="attention_prefill",
         dtype=dims.act_dtype,

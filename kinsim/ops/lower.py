@@ -202,15 +202,14 @@ def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: Atten
                                         prefix_shared_read=deployment.prefix_shared_read,
                                         count=layers - window_layers)
         if window_layers:
-            ops += [replace(op, name="attention_decode_window")
-                    for op in decode_attention_ops(dims, window_policy, batch.decode_context, count=window_layers,
-                                                   kernel="attention_decode")]
+            ops += decode_attention_ops(dims, window_policy, batch.decode_context, count=window_layers,
+                                        model_window=True)
     if batch.prefill:
         if layers > window_layers:
             ops.append(prefill_attention_op(dims, policy, batch.prefill, count=layers - window_layers))
         if window_layers:
-            ops.append(replace(prefill_attention_op(dims, window_policy, batch.prefill, count=window_layers),
-                               name="attention_prefill_window"))
+            ops.append(prefill_attention_op(dims, window_policy, batch.prefill, count=window_layers,
+                                            model_window=True))
     return ops
 
 
@@ -316,8 +315,8 @@ def _busiest_gpu(choose: tuple[float, ...], ep: int, tokens, expert_bytes: float
     even split comes out 8-28% too fast at 2 to 256 GPUs and decode sizes; the busiest GPU of random
     placements brings the rows' MAPE from 21.8% to 18.9% (docs/cost-model.md)."""
     if np.ndim(tokens) == 0:
-        return _busiest_gpu_at(tuple(choose), ep, float(tokens), expert_bytes, pair_bytes)
-    figures = [_busiest_gpu_at(tuple(choose), ep, float(t), expert_bytes, pair_bytes) for t in tokens]
+        return _busiest_gpu_at(choose, ep, float(tokens), expert_bytes, pair_bytes)
+    figures = [_busiest_gpu_at(choose, ep, float(t), expert_bytes, pair_bytes) for t in tokens]
     return np.array([f[0] for f in figures]), np.array([f[1] for f in figures])
 
 
@@ -351,9 +350,9 @@ def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float
     choose = _choice_probabilities(experts, k, moe.routing_skew)
     # in Python floats, also for an array of token counts: NumPy's power differs from the C library's pow
     # in the last bit for some counts, and the table must equal the counts priced one by one
-    touched = (_experts_touched(choose, float(t)) if np.ndim(t) == 0
-               else np.array([_experts_touched(choose, float(x)) for x in t]))
     if ep == 1:
+        touched = (_experts_touched(choose, float(t)) if np.ndim(t) == 0
+                   else np.array([_experts_touched(choose, float(x)) for x in t]))
         touched_local, routed = touched / ep, t * k / ep  # token-expert pairs this GPU computes
     else:  # the busiest of the ep GPUs sets the pace: the all-reduce after the experts waits for it
         expert_bytes = 3.0 * width * h * bytes_per_element(model.expert_weight_dtype)
