@@ -58,11 +58,11 @@ class DecodeBatch:
         self._views()
 
     def _views(self) -> None:
-        """Make the column views again (after ``n`` or the storage changed)."""
+        """Make the column views again (after ``n`` or the storage changed): the rows of one 2-D view,
+        unpacked in :data:`COLUMNS` order."""
         n = len(self.seqs)
-        data = self._data
-        for row, name in enumerate(COLUMNS):
-            setattr(self, name, data[row, :n])
+        (self.kv, self.generated, self.blocks, self.shared, self.group, self.output, self.verify_steps,
+         self.tau_q) = self._data[:, :n]
         self.gpu_s = self._gpu_s[:n]
 
     def __len__(self) -> int:
@@ -114,12 +114,17 @@ class DecodeBatch:
         at = bisect.bisect_left(self._keys, seq.key)
         if at >= len(self.seqs) or self.seqs[at] is not seq:
             raise ValueError(f"sequence {seq.order} is not decoding")
-        self._write_back(at)
+        self._delete(at)
+
+    def _delete(self, at: int) -> Sequence:
+        """Take out the sequence at position ``at``, writing its counters back; return it."""
+        seq = self._write_back(at)
         n = len(self.seqs)
         self._data[:, at:n - 1] = self._data[:, at + 1:n]
         self._gpu_s[at:n - 1] = self._gpu_s[at + 1:n]
         del self.seqs[at], self._keys[at]
         self._views()
+        return seq
 
     def remove_where(self, mask: np.ndarray) -> list[Sequence]:
         """Take out the sequences where ``mask`` (shape ``(n,)``) is true, writing their counters back;
@@ -127,6 +132,8 @@ class DecodeBatch:
         gone = np.flatnonzero(mask).tolist()
         if not gone:
             return []
+        if len(gone) == 1:  # the common case: one sequence finished
+            return [self._delete(gone[0])]
         removed = [self._write_back(at) for at in gone]
         keep = ~mask
         n = len(self.seqs)

@@ -170,6 +170,7 @@ class StepPricer:
         self._by_chunks: dict[tuple, np.ndarray] = {}
         self.overhead = engine_overhead(deployment.engine)
         self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
+        self._decode_static: dict[int, np.ndarray] = {}  # per batch size: a decode step's ops but attention
         self.offload = offloads(policy)  # decode steps fetch selected KV blocks over the host link
         #: The model's own sliding window and the layers that use it, or None (every layer full); the workload
         #: refuses such a model with speculative decoding or offloaded KV (WorkloadSpec).
@@ -241,8 +242,11 @@ class StepPricer:
                                                    group_index=group_index,
                                                    prefix_shared_read=self.deployment.prefix_shared_read)
         direct = self._direct_of(n)
+        static = self._decode_static.get(n)
+        if static is None:  # the ops other than attention of n decoding sequences, once per n
+            static = self._decode_static[n] = self._token_part(n) + self._rows_part(n)
         if direct is not None:
-            fig = StepFigures(direct.matrix(attended, read, steps))
+            fig = StepFigures(direct.matrix(attended, read, steps, static))
         elif self.window is None:
             ops = decode_attention_ops_of(self.dims, self.policy, n, attended, read, blocks, count=self.model.layers)
             fig = _accumulate(ops, self.cost_model, steps)
@@ -254,7 +258,8 @@ class StepPricer:
             ops += decode_attention_ops_of(self.dims, window, n, windowed, windowed, None, count=window_layers,
                                            model_window=True)
             fig = _accumulate(ops, self.cost_model, steps)
-        fig.matrix += self._token_part(n) + self._rows_part(n)
+        if direct is None:
+            fig.matrix += static
         fig.attended = attended
         if self.offload:
             self._add_fetch(fig.matrix, selected_blocks_run(self.policy, context, steps))
@@ -461,8 +466,10 @@ class _DirectDecodeAttention:
             return fixed, (items if items > 1.0 else 1.0) * self.item_bandwidth
         return fixed, np.maximum(items, 1.0) * self.item_bandwidth
 
-    def matrix(self, attended: np.ndarray, read: np.ndarray, steps: int) -> np.ndarray:
-        """The :data:`ROWS` x ``steps`` figures of the attention op, as :func:`_accumulate` would give them."""
+    def matrix(self, attended: np.ndarray, read: np.ndarray, steps: int, base: np.ndarray | None = None) -> np.ndarray:
+        """The :data:`ROWS` x ``steps`` figures of the attention op, as :func:`_accumulate` would give them;
+        with ``base`` (a column), that column plus them (the same bits as adding it after: ``0 + x + b`` is
+        ``b + x``)."""
         layers = self.layers
         if steps == 1:  # one step (every mixed step): the same operations on Python floats, the same bits
             read_1 = float(read[0])
@@ -478,6 +485,8 @@ class _DirectDecodeAttention:
             column[_ATTENTION_BYTES] = layers * nbytes
             column[_COMPUTE] = layers * compute
             column[_MEMORY] = layers * memory
+            if base is not None:
+                return np.array(column)[:, None] + base
             return np.array(column)[:, None]
         fixed, in_flight = self._structure(read)
         flops = self.flops_per_key * attended
@@ -485,11 +494,20 @@ class _DirectDecodeAttention:
         compute = flops / self.peak_rate
         memory = nbytes / self.memory_rate + nbytes / in_flight
         time = layers * (fixed + np.maximum(compute, memory))
-        matrix = np.zeros((len(ROWS), steps))  # rows assigned, not added: 0 + x is x, the same bits
-        matrix[0] = time
-        matrix[_ATTENTION_S] = time
-        matrix[_ATTENTION_FLOPS] = layers * flops
-        matrix[_ATTENTION_BYTES] = layers * nbytes
-        matrix[_COMPUTE] = layers * compute
-        matrix[_MEMORY] = layers * memory
+        if base is None:
+            matrix = np.zeros((len(ROWS), steps))  # rows assigned, not added: 0 + x is x, the same bits
+            matrix[0] = time
+            matrix[_ATTENTION_S] = time
+            matrix[_ATTENTION_FLOPS] = layers * flops
+            matrix[_ATTENTION_BYTES] = layers * nbytes
+            matrix[_COMPUTE] = layers * compute
+            matrix[_MEMORY] = layers * memory
+            return matrix
+        matrix = np.repeat(base, steps, axis=1)
+        matrix[0] += time
+        matrix[_ATTENTION_S] += time
+        matrix[_ATTENTION_FLOPS] += layers * flops
+        matrix[_ATTENTION_BYTES] += layers * nbytes
+        matrix[_COMPUTE] += layers * compute
+        matrix[_MEMORY] += layers * memory
         return matrix

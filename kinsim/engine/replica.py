@@ -221,9 +221,15 @@ class Replica:
         env = self.env
         self.host_stats["stall_s"] += to_seconds(stall + waited)
         start = env.now + stall
-        durations = to_ticks(figures.time_s)
-        ends = np.cumsum(np.concatenate(([start], durations)))[1:]
-        work = float(ends[-1] - start)
+        if figures.steps == 1:  # one step (every mixed step): to_ticks in Python floats, the same rounding
+            seconds = float(figures.matrix[0, 0])
+            work = max(float(round(seconds * TICKS_PER_S)), 1.0)
+            durations, ends = np.array([work]), np.array([start + work])
+        else:
+            durations = to_ticks(figures.time_s)
+            ends = np.cumsum(durations)  # whole ticks below 2**53: exact sums, in any order
+            work = float(ends[-1])
+            ends += start
         run = _InFlight(plan, figures, occupied, durations, batch_of, start, ends, figures.steps, None)
         self._in_flight = run
         if self.private:
@@ -238,7 +244,9 @@ class Replica:
         run, env = self._in_flight, self.env
         self._in_flight = None
         steps = run.steps
-        totals = run.figures.matrix[:, :steps].sum(axis=1).tolist()  # each row of ROWS summed over the steps
+        matrix = run.figures.matrix
+        # each row of ROWS summed over the steps (one step: its column, the same numbers)
+        totals = matrix[:, 0].tolist() if steps == 1 else matrix[:, :steps].sum(axis=1).tolist()
         self._record_segment(run.plan, totals, run.occupied, run.durations, steps, run.start, env.now)
         if self.attribute:
             self._attribute(run, steps, to_seconds(env.now) - to_seconds(run.start))
@@ -322,17 +330,21 @@ class Replica:
             return self._price_speculative(plan)
         scheduler = self.scheduler
         batch = scheduler.batch
-        context, shared, groups = batch.kv.copy(), batch.shared.astype(float), batch.group.copy()
+        context = batch.kv.copy()
+        if self.pricer.deployment.prefix_shared_read:  # the only reader of the shared prompts and groups
+            shared, groups = batch.shared.astype(float), batch.group.copy()
+        else:
+            shared = groups = None
         if plan.chunks:
             chunks = plan.prefill_chunks()
             step = StepBatch(decode_context=context.astype(float), prefill=chunks,
                              shared_prefix=shared, group_index=groups)
-            occupied = np.array([scheduler.used_blocks + scheduler.decode_need()])
+            occupied = np.array([scheduler.used_blocks + plan.decode_blocks])
             if self.attribute:
                 plan.owed = ("step", context, chunks, 1.0)
             return self.pricer.step(step), occupied, lambda k: step
         longest = MAX_SEGMENT_STEPS if self.segments_allowed else 1
-        segment = scheduler.decode_segment(longest, admission_pending=plan.admission_skipped)
+        segment = scheduler.decode_segment(longest, admission_pending=plan.admission_skipped, need=plan.decode_blocks)
         figures = self.pricer.decode_run(context, segment.steps, shared, groups)
         if self.attribute:
             plan.owed = ("decode", context)
@@ -348,7 +360,7 @@ class Replica:
         kv, shared, groups = batch.kv.copy(), batch.shared.astype(float), batch.group.copy()
         if plan.chunks:
             steps = 1
-            occupied = np.array([scheduler.used_blocks + scheduler.decode_need()])
+            occupied = np.array([scheduler.used_blocks + plan.decode_blocks])
         else:
             longest = MAX_SEGMENT_STEPS if self.segments_allowed else 1
             segment = scheduler.decode_segment(longest, admission_pending=plan.admission_skipped)
@@ -408,18 +420,25 @@ class Replica:
     def _record_segment(self, plan: Plan, totals: list[float], occupied: np.ndarray, durations: np.ndarray,
                         steps: int, start: float, end: float) -> None:
         """Record the segment; ``totals``: each row of :data:`~kinsim.engine.pricer.ROWS` summed over its steps."""
-        completed = sum(1 + len(lead.followers) for lead, take in plan.chunks if take == lead.prefill_left)
+        chunks = plan.chunks
+        completed = sum(1 + len(lead.followers) for lead, take in chunks if take == lead.prefill_left) if chunks else 0
         class_flops = totals[_FLOPS_ROWS]
         class_bytes = totals[_BYTES_ROWS]
+        if steps == 1:  # one step: its figures, without array calls (the same numbers)
+            peak = int(occupied[0])
+            block_ticks = float(occupied[0]) * float(durations[0])
+        else:
+            peak = int(occupied[:steps].max())
+            block_ticks = float(np.dot(occupied[:steps], durations[:steps]))
         # the fields of SegmentRecord, positionally (SegmentTable.append: one call per segment, no object)
         self._record(
             self.index, to_seconds(start), to_seconds(end), steps,
             plan.decode_seqs,  # decode_seqs
-            sum(take for _, take in plan.chunks),  # prefill_tokens
+            sum(take for _, take in chunks) if chunks else 0,  # prefill_tokens
             (plan.decode_seqs * steps if plan.advanced is None else int(plan.advanced[steps - 1]))
             + completed,  # tokens_out
-            int(occupied[:steps].max()),  # kv_peak_blocks
-            to_seconds(float(np.dot(occupied[:steps], durations[:steps]))),  # kv_block_s
+            peak,  # kv_peak_blocks
+            to_seconds(block_ticks),  # kv_block_s
             totals[_CLASS_ROWS], class_flops, class_bytes,
             sum(class_flops), sum(class_bytes),  # flops, hbm_bytes
             *totals[_BUSY_ROWS],  # compute_s, memory_s, network_s, host_link_s, host_link_bytes

@@ -52,6 +52,7 @@ it counts ``k + 1`` tokens of the step's budget (vLLM's lookahead slots).
 from __future__ import annotations
 
 import bisect
+import functools
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,8 @@ class Plan:
     chunks: list[tuple[Sequence, int]] = field(default_factory=list)
     #: Admission was not tried (the step preempted), so the next step may admit: no segment beyond it.
     admission_skipped: bool = False
+    #: KV blocks the decoding sequences add in the step (their next token each: ``decode_need`` when planned).
+    decode_blocks: int = 0
     #: Speculative decoding: tokens the decode batch has advanced in all after each step (set when priced).
     advanced: np.ndarray | None = None
     #: What the replica needs to split the step's time among its sequences (set when priced;
@@ -177,6 +180,9 @@ class Scheduler:
         self.on_finish = on_finish
         self.used_blocks = 0
         self.resident: list[Sequence] = []  # admitted and not ended, in FCFS order (arrival, then order)
+        #: Sequences admitted to prefill (lead a prefill), in FCFS order; planning drops those whose prefill
+        #: has since completed or that left (a superset of the resident leads, so a plan does not scan resident).
+        self._leads: list[Sequence] = []
         self.batch = DecodeBatch(deployment.max_num_seqs)  # the resident sequences that decode
         self._waiting: list[tuple[float, int, Sequence]] = []
         self._waiting_count = 0
@@ -372,7 +378,9 @@ class Scheduler:
             self._admit_incoming(need, now)
         budget = self.deployment.max_num_batched_tokens - self.batch.n * self._decode_tokens
         plan = Plan(decode_seqs=self.batch.n)
-        for lead in [s for s in self.resident if s.state == PREFILL and s.prefill_target]:
+        if self._leads:
+            self._leads = [s for s in self._leads if s.state == PREFILL and s.prefill_target]
+        for lead in self._leads:
             take = self._chunk(lead.prefill_left, budget)
             if take:
                 plan.chunks.append((lead, take))
@@ -382,6 +390,7 @@ class Scheduler:
         elif not self.swapped:  # swapped sequences come back before anything new is admitted
             self._admit(plan, budget, now, reserved=need)
         self._evict_to_fit()
+        plan.decode_blocks = need
         return plan
 
     def _chunk(self, left: int, budget: int) -> int:
@@ -446,6 +455,7 @@ class Scheduler:
                     seq.admitted_s = now
                 bisect.insort(self.resident, seq, key=_key)
             head.prefill_target, head.prefill_cached, head.prefill_done = target, cached, 0
+            bisect.insort(self._leads, head, key=_key)
             head.followers = followers
             plan.chunks.append((head, take))
             budget -= take
@@ -657,19 +667,20 @@ class Scheduler:
         self.on_finish(seq)
 
     # ------------------------------------------------------------------------------ decode segments
-    def decode_segment(self, max_steps: int, admission_pending: bool = False) -> DecodeSegment:
+    def decode_segment(self, max_steps: int, admission_pending: bool = False, need: int | None = None) -> DecodeSegment:
         """How many steps the decode-only batch can run before its first sequence finishes or the KV cache
         runs out (at most ``max_steps``), with the blocks allocated during each.
 
         ``admission_pending``: this step did not try admission (it preempted), so the segment stops after
         one step if the next step's admission would act; if it would not, it never will within the
-        segment (blocks only get scarcer)."""
+        segment (blocks only get scarcer). ``need``: :meth:`decode_need` if known (the plan's
+        ``decode_blocks``), so as not to count it again."""
         batch = self.batch
         remaining = batch.output - batch.generated
         if self._spec is not None:
             remaining = steps_to_finish(batch.verify_steps, batch.tau_q, remaining)
         limit = min(int(remaining.min()), max_steps)
-        extra = self._blocks_added(limit)
+        extra = self._blocks_added(limit, need)
         steps = max(min(int(np.searchsorted(extra, self.free_blocks, side="right")), limit), 1)
         host_free_then = None
         if self._host_kv:  # and before the host share runs out
@@ -697,9 +708,9 @@ class Scheduler:
         grows = counts[(-np.arange(1, steps, dtype=np.int64)) % size]
         return int(counts[0]) + np.concatenate(([0], np.cumsum(grows)))
 
-    def _blocks_added(self, steps: int) -> np.ndarray:
+    def _blocks_added(self, steps: int, first: int | None = None) -> np.ndarray:
         """Blocks the batch holds beyond its current ones after each of the next ``steps`` steps (shape
-        ``(steps,)``, non-decreasing).
+        ``(steps,)``, non-decreasing); ``first``: the first of them (:meth:`decode_need`) if known.
 
         Without a window, sequence ``i`` with ``x`` private tokens needs a new block at each step ``k``
         where ``(x + k) % block == 0``, so the count per step is a histogram of ``x % block`` read
@@ -715,10 +726,13 @@ class Scheduler:
             return (layout.private_blocks(tokens + 1, batch.shared[None, :]) - batch.blocks[None, :]).sum(axis=1)
         size = layout.block_size
         private = batch.kv - batch.shared
-        first = int((-(-(private + 1) // size) - batch.blocks).sum())
-        counts = np.bincount(private % size, minlength=size)
-        grows = counts[(-np.arange(1, steps, dtype=np.int64)) % size]
-        return first + np.concatenate(([0], np.cumsum(grows)))
+        if first is None:
+            first = int((-(-(private + 1) // size) - batch.blocks).sum())
+        added = np.full(steps, first, dtype=np.int64)
+        if steps > 1:
+            counts = np.bincount(private % size, minlength=size)
+            added[1:] += np.cumsum(counts[_growth_index(steps, size)])
+        return added
 
     # ------------------------------------------------------------------------------ applying steps
     def apply(self, plan: Plan, steps: int, end_s: float) -> list[Sequence]:
@@ -866,3 +880,19 @@ class Scheduler:
             bisect.insort(self.resident, seq, key=_key)
             self.batch.add(seq)
         self.landed = []
+
+
+
+@functools.lru_cache(maxsize=8)
+def _growth_residues(size: int, length: int) -> np.ndarray:
+    """``(-k) % size`` for ``k = 1 .. length``, read-only (:func:`_growth_index`)."""
+    index = (-np.arange(1, length + 1, dtype=np.int64)) % size
+    index.flags.writeable = False
+    return index
+
+
+def _growth_index(steps: int, size: int) -> np.ndarray:
+    """``(-k) % size`` for ``k = 1 .. steps - 1``: the residue of a sequence's private tokens that takes a
+    new block at step ``k`` (:meth:`Scheduler._blocks_added`); a view of a cached array."""
+    length = 4096 if steps <= 4097 else steps - 1
+    return _growth_residues(size, length)[:steps - 1]

@@ -137,24 +137,24 @@ def decode_run_totals(policy: AttentionPolicy, context: np.ndarray, steps: int, 
     ``prefix_shared_read``) and, for block top-k, the complete blocks scored; the same numbers as
     :func:`decode_attention_ops` computes from the ``(steps, n)`` matrix of contexts, in ``O(n + steps)``.
 
-    Every sum is of whole numbers below 2**53, done in integers, so the results are exact and equal the
-    matrix's sums whatever their order: a segment priced here and its steps priced one by one agree to the
+    Every sum is of whole numbers below 2**53, done in integers (or in floats, which hold such numbers
+    exactly), so the results are exact and equal the matrix's sums whatever their order: a segment priced here and its steps priced one by one agree to the
     last bit (the engine's fast = exact rule).
     """
     c = np.asarray(context, dtype=np.int64)
     n = c.shape[0]
-    k = np.arange(steps, dtype=np.int64)
     cap = token_cap(policy)
-    if cap is None:
-        attended = (c + 1).sum() + n * k
+    if cap is None:  # sum(c) + n (k + 1), in floats: whole numbers below 2**53, the same values
+        first = float(int(c.sum()) + n)
+        attended = np.array([first]) if steps == 1 else first + float(n) * _step_index(steps)
     else:  # min(c + 1 + k, cap): sequences reach the cap at step cap - (c + 1)
+        k = np.arange(steps, dtype=np.int64)
         steps_to_cap = np.clip(cap - (c + 1), 0, None)
         order = np.argsort(steps_to_cap, kind="stable")
         reach = steps_to_cap[order]
         below = np.concatenate(([0], np.cumsum((c + 1)[order])))
         capped = np.searchsorted(reach, k, side="right")  # sequences at the cap by step k
-        attended = (below[-1] - below[capped]) + (n - capped) * k + capped * cap
-    attended = attended.astype(float)
+        attended = ((below[-1] - below[capped]) + (n - capped) * k + capped * cap).astype(float)
     read = attended
     if prefix_shared_read and isinstance(policy, DenseAttention) and shared_prefix is not None:
         read = attended - _prefix_reread(shared_prefix, group_index)
@@ -163,9 +163,19 @@ def decode_run_totals(policy: AttentionPolicy, context: np.ndarray, steps: int, 
         size = policy.block_size
         # floor((c + k) / size) grows by one at the steps where (c + k) % size == 0
         counts = np.bincount(c % size, minlength=size)
-        grows = counts[(-k[1:]) % size]
+        grows = counts[(-np.arange(1, steps, dtype=np.int64)) % size]
         blocks = ((c // size).sum() + np.concatenate(([0], np.cumsum(grows)))).astype(float)
     return attended, read, blocks
+
+
+#: Step indices 0, 1, ... as floats (read-only), cut to a segment's length by :func:`_step_index`.
+_STEP_INDEX = np.arange(4096, dtype=float)
+_STEP_INDEX.flags.writeable = False
+
+
+def _step_index(steps: int) -> np.ndarray:
+    """``0.0 .. steps - 1`` (float; a view where it is short enough)."""
+    return _STEP_INDEX[:steps] if steps <= len(_STEP_INDEX) else np.arange(steps, dtype=float)
 
 
 def token_cap(policy: AttentionPolicy) -> int | None:
