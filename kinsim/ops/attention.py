@@ -138,8 +138,8 @@ def decode_run_totals(policy: AttentionPolicy, context: np.ndarray, steps: int, 
     :func:`decode_attention_ops` computes from the ``(steps, n)`` matrix of contexts, in ``O(n + steps)``.
 
     Every sum is of whole numbers below 2**53, done in integers (or in floats, which hold such numbers
-    exactly), so the results are exact and equal the matrix's sums whatever their order: a segment priced here and its steps priced one by one agree to the
-    last bit (the engine's fast = exact rule).
+    exactly), so the results are exact and equal the matrix's sums whatever their order: a segment priced
+    here and its steps priced one by one agree to the last bit (the engine's fast = exact rule).
     """
     c = np.asarray(context, dtype=np.int64)
     n = c.shape[0]
