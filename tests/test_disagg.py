@@ -290,3 +290,20 @@ def test_a_swapped_sequence_leaves_the_shared_prompt_to_a_member_whose_kv_lands(
     host = fast.to_dict()["memory"]["host"]
     assert host["swap_out_bytes"] == host["swap_in_bytes"] > 0
     check_invariants(fast)
+
+
+def test_a_sliding_window_model_moves_each_sequences_window_with_its_blocks():
+    # Qwen3-0.6B with 12 of its 28 layers over a 64-token window: a block (16 tokens) holds the 16 full-attention
+    # layers' KV, 16 x 8 KV heads x 128 x 2 x 2 B = 65,536 B a token, 1,048,576 B a block; the 160-token prompt
+    # fills 10 blocks, and its window layers hold its last min(160, 64) = 64 tokens, 12 x 4,096 B a token each
+    hybrid = {"preset": "Qwen3-0.6B", "sliding_window": 64, "sliding_window_layers": 12}
+    result = simulate(one_prompt(model=hybrid), H100)
+    d = result.to_dict()["disaggregation"]
+    blocks = 10 * 16 * 16 * 4096
+    window = 64 * 12 * 4096
+    assert d["kv_transferred_bytes"] == pytest.approx(blocks + window, rel=1e-12)  # 13,631,488 B
+    assert d["transfer_s"]["p50"] == pytest.approx((blocks + window) / NVLINK_COPY + LATENCY, abs=2 * TICK)
+    check_invariants(result)
+    # a prompt shorter than the window moves all of it: 40 tokens, 3 blocks (2 whole, 8 tokens in a third)
+    short = simulate(one_prompt(model=hybrid, prompt=40), H100).to_dict()["disaggregation"]
+    assert short["kv_transferred_bytes"] == pytest.approx(3 * 16 * 16 * 4096 + 40 * 12 * 4096, rel=1e-12)

@@ -11,7 +11,10 @@ prefill replica does not wait for the transfer: its next prefill overlaps it, as
 connectors do (vLLM's NIXL connector, Mooncake's transfer engine).
 
 A transfer moves the blocks the decode replica allocated (the group's shared prompt blocks when no member
-holds them there yet, and the sequence's private blocks), ``blocks x block_bytes`` per decode GPU. Between
+holds them there yet, and the sequence's private blocks), ``blocks x block_bytes`` per decode GPU, and, for a
+model with sliding-window layers (whose blocks count only the full-attention layers), each sequence's window:
+its last ``min(tokens, sliding_window)`` tokens' KV in each such layer (counted per sequence: the members of a
+group hold the same prompt window when they move, but their windows part with their first tokens). Between
 the two replicas' GPUs it is split into ``m = max(tp_prefill, tp_decode)`` streams, stream ``i`` from prefill
 GPU ``i mod tp_prefill`` to decode GPU ``i mod tp_decode``, each carrying ``1/m`` of the replica's bytes over
 the topology's route (NVLink through the switch inside a node, the NICs and the network across nodes). Alone
@@ -170,7 +173,7 @@ class _Transfer:
 
     decode: int
     seqs: list[Sequence]
-    blocks: int
+    blocks: float  # decode-replica blocks' worth of bytes: whole blocks, plus window-layer KV as a fraction
     started_s: float
     carries_shared: bool
     waiters: list[Sequence] = field(default_factory=list)
@@ -199,13 +202,17 @@ class KVHandoff:
     ``replicas``: every replica of the simulation (prefill ones, then decode ones); ``choose_decode(group)``:
     the decode replica (its index among all) for a group; ``group_state(replica, seq)``: the decode replica's
     state of ``seq``'s group; ``cost(prefill, decode, blocks)``: the :class:`TransferCost` of moving that many
-    of the decode replica's blocks; ``block_bytes``: one such block, all a decode replica's GPUs."""
+    of the decode replica's blocks; ``block_bytes``: one such block, all a decode replica's GPUs;
+    ``window_blocks(tokens)``: a sequence's sliding-window KV at ``tokens`` cached, in such blocks' worth of
+    bytes (a fraction; None: the model has no window layers)."""
 
     def __init__(self, env, network: FluidNetwork, replicas: list, choose_decode: Callable[[int], int],
                  group_state: Callable[[object, Sequence], object],
-                 cost: Callable[[int, int, int], TransferCost], block_bytes: float) -> None:
+                 cost: Callable[[int, int, float], TransferCost], block_bytes: float,
+                 window_blocks: Callable[[int], float] | None = None) -> None:
         self.env, self.network, self.replicas = env, network, replicas
         self._choose, self._group_state, self._cost, self._block_bytes = choose_decode, group_state, cost, block_bytes
+        self._window_blocks = window_blocks
         self._source: dict[Sequence, int] = {}  # sequence -> the prefill replica holding its KV
         self._handed_s: dict[Sequence, float] = {}  # when it got its first token
         self._admitted_s: dict[Sequence, float] = {}  # when its decode replica admitted it
@@ -232,7 +239,10 @@ class KVHandoff:
             for seq in seqs:
                 self.stats.queue_s.append(now - self._handed_s.pop(seq))
                 self._admitted_s[seq] = now
-            transfer = _Transfer(decode, seqs, sum(b for _, b, _ in members), now, any(c for _, _, c in members))
+            blocks = sum(b for _, b, _ in members)
+            if self._window_blocks is not None:  # each sequence's window-layer KV moves with its blocks
+                blocks += sum(self._window_blocks(seq.kv_tokens) for seq in seqs)
+            transfer = _Transfer(decode, seqs, blocks, now, any(c for _, _, c in members))
             if transfer.carries_shared:
                 seqs[0].group.carrier = transfer
             self._launch(transfer, self._source[seqs[0]])

@@ -44,7 +44,9 @@ from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.hardware.topology import HOST_LINK_DIRECTIONS, build_topology, gpu_name, host_link_resource, route
 from kinsim.limits import MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS
+from kinsim.ops.attention import AttentionDims
 from kinsim.ops.offload import offloads
+from kinsim.ops.sharding import shard_heads
 from kinsim.workload.generate import workload_request_table
 from kinsim.workload.request import Request, RequestTable
 from kinsim.workload.spec import ClosedLoopArrivals, WorkloadSpec
@@ -218,7 +220,17 @@ class Simulation:
                 unit[p, d] = transfer_cost(graph, gpu_sets[p], gpu_sets[d], replica_block_bytes)
         links = {name for cost in unit.values() for name in cost.usage}
 
-        def cost(p: int, d: int, blocks: int) -> TransferCost:
+        window_blocks = None
+        model = self.workload.model
+        if model.sliding_window_layers:  # the window layers' KV, in the decode replica's blocks' worth of bytes
+            shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, decode.tensor_parallel)
+            layer_kv = AttentionDims(shard, kv_dtype=model.kv_dtype).kv_bytes_per_token * decode.tensor_parallel
+            window_bytes = model.sliding_window_layers * layer_kv  # per token of the window, all the replica's GPUs
+
+            def window_blocks(tokens: int) -> float:
+                return min(tokens, model.sliding_window) * window_bytes / replica_block_bytes
+
+        def cost(p: int, d: int, blocks: float) -> TransferCost:
             one = unit[p, d]
             return TransferCost(one.latency_s, one.work_s * blocks, one.usage)
 
@@ -228,7 +240,7 @@ class Simulation:
                                          request.hash_ids, request.hash_block_tokens)
 
         handoff = KVHandoff(self.env, self.network, [], lambda group: first_decode + self._decode_router.place(group),
-                            group_state, cost, replica_block_bytes)
+                            group_state, cost, replica_block_bytes, window_blocks)
         return handoff, links
 
     def _hand_off(self, seq: Sequence, prefill: int) -> None:
