@@ -56,8 +56,6 @@ _COMPUTE, _MEMORY, _NETWORK = (_ROW[k] for k in ("compute_s", "memory_s", "netwo
 _HOST, _HOST_BYTES = _ROW["host_link_s"], _ROW["host_link_bytes"]
 _ATTENTION_S, _ATTENTION_FLOPS, _ATTENTION_BYTES = (_CLASS_ROW["attention"], _CLASS_FLOPS["attention"],
                                                     _CLASS_BYTES["attention"])
-#: The rows the direct decode-attention pricing fills (:meth:`_DirectDecodeAttention.matrix`).
-_DIRECT_ROWS = [0, _ATTENTION_S, _ATTENTION_FLOPS, _ATTENTION_BYTES, _COMPUTE, _MEMORY]
 
 
 @dataclass
@@ -491,26 +489,25 @@ class _DirectDecodeAttention:
                 return np.array(column)[:, None] + base
             return np.array(column)[:, None]
         fixed, in_flight = self._structure(read)
-        # the op's rows (_DIRECT_ROWS order: time twice, FLOPs, bytes, compute, memory) in one array, each
-        # term by the generic path's operations in its order (a * b is b * a and a + b is b + a, bit for bit)
-        terms = np.empty((len(_DIRECT_ROWS), steps))
-        time, _, flops, nbytes, compute, memory = terms
-        np.multiply(self.flops_per_key, attended, out=flops)
-        np.multiply(self.kv_bytes_per_token, read, out=nbytes)
-        nbytes += self.query_bytes
-        nbytes += self.written_bytes
-        np.divide(flops, self.peak_rate, out=compute)
-        np.divide(nbytes, self.memory_rate, out=memory)
-        memory += nbytes / in_flight
-        np.maximum(compute, memory, out=time)
-        time += fixed
-        time *= layers
-        terms[1] = time
-        terms[2:] *= layers
+        flops = self.flops_per_key * attended
+        nbytes = (self.kv_bytes_per_token * read + self.query_bytes) + self.written_bytes
+        compute = flops / self.peak_rate
+        memory = nbytes / self.memory_rate + nbytes / in_flight
+        time = layers * (fixed + np.maximum(compute, memory))
         if base is None:
             matrix = np.zeros((len(ROWS), steps))  # rows assigned, not added: 0 + x is x, the same bits
-            matrix[_DIRECT_ROWS] = terms
-        else:
-            matrix = np.repeat(base, steps, axis=1)
-            matrix[_DIRECT_ROWS] += terms
+            matrix[0] = time
+            matrix[_ATTENTION_S] = time
+            matrix[_ATTENTION_FLOPS] = layers * flops
+            matrix[_ATTENTION_BYTES] = layers * nbytes
+            matrix[_COMPUTE] = layers * compute
+            matrix[_MEMORY] = layers * memory
+            return matrix
+        matrix = np.repeat(base, steps, axis=1)
+        matrix[0] += time
+        matrix[_ATTENTION_S] += time
+        matrix[_ATTENTION_FLOPS] += layers * flops
+        matrix[_ATTENTION_BYTES] += layers * nbytes
+        matrix[_COMPUTE] += layers * compute
+        matrix[_MEMORY] += layers * memory
         return matrix
