@@ -192,3 +192,37 @@ def test_the_count_tables_equal_each_count_priced_alone_to_the_bit(preset, tp, e
             assert np.array_equal(part(block * size + 7)[:, 0], figures[:, 7])
     assert pricer._token_figures(0)[0] == pricer.overhead.step_s  # no token: no op, the host time alone
     assert not pricer._rows_figures(0).any()
+
+
+@pytest.mark.parametrize("changes", [{}, {"deployment.prefix_caching": True},
+                                     {"deployment.preemption": "swap"},
+                                     {"attention": {"policy": "sliding_window", "window": 120}}])
+def test_a_plans_decode_blocks_are_the_blocks_its_decodes_add(monkeypatch, changes):
+    """The plan's ``decode_blocks`` stands in for :meth:`Scheduler.decode_need` when the step is priced (a
+    mixed step's occupancy, a segment's first block count): it must be the count at the end of planning,
+    through preemptions, swaps and admissions (32 sequences of 400 tokens on 27 blocks of 16 tokens)."""
+    plans, segments = 0, 0
+    plan, decode_segment = Scheduler.plan, Scheduler.decode_segment
+
+    def checked_plan(self, now):
+        nonlocal plans
+        result = plan(self, now)
+        assert result.decode_blocks == self.decode_need()
+        plans += 1
+        return result
+
+    def checked_segment(self, max_steps, admission_pending=False, need=None):
+        nonlocal segments
+        if need is not None:
+            assert np.array_equal(self._blocks_added(max_steps, need), self._blocks_added(max_steps))
+            segments += 1
+        return decode_segment(self, max_steps, admission_pending, need)
+
+    monkeypatch.setattr(Scheduler, "plan", checked_plan)
+    monkeypatch.setattr(Scheduler, "decode_segment", checked_segment)
+    w = workload(**{"requests.problems": 4, "requests.samples": 8, "requests.output_tokens": 300,
+                    "deployment.gpu_memory_fraction": 0.02, **changes})
+    records = Simulation(w, H100).run()
+    assert plans >= 20 and segments >= 5  # the checks ran
+    if "attention" not in changes:  # full KV does not fit: preemptions (the case the plan's count must follow)
+        assert records.sequences.preemptions.sum() > 0
