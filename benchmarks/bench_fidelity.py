@@ -24,7 +24,9 @@ Prints:
    client's; and per (backend, model, weight type) for the aggregated rows.
 
 ``--fit-overheads`` fits the per-backend engine overheads (simulating without them) and prints the
-constants for :mod:`kinsim.cost.engine_overhead`.
+constants for :mod:`kinsim.cost.engine_overhead`. ``--plot DIR`` also writes the three comparisons as
+figures: the H100 held-out kernel rows, the A100 transfer, and the end-to-end rows (simulated against
+measured TTFT and TPOT, per backend, with the targets' bands).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,7 +55,7 @@ from kinsim.calibration.silicon import (  # noqa: E402
     nodes_needed,
     workload_of,
 )
-from kinsim.calibration.validate import predictions  # noqa: E402
+from kinsim.calibration.validate import plot_end_to_end, plot_validation, predictions  # noqa: E402
 from kinsim.errors import KinsimError  # noqa: E402
 from kinsim.workload.load import workload_from_raw  # noqa: E402
 
@@ -88,7 +91,7 @@ def kernel_table(table, label: str, reference=None) -> dict[str, float]:
     return out
 
 
-def section_kernels(data: Path | None, scratch: Path) -> None:
+def section_kernels(data: Path | None, scratch: Path, plots: Path | None = None) -> None:
     print("1. Kernels on H100: hardware/calibration/h100.yaml against aiconfigurator-core's vLLM tables")
     directory = scratch / "h100_vllm"
     meta = import_tables("h100_sxm", "vllm", directory, data=data)
@@ -99,9 +102,13 @@ def section_kernels(data: Path | None, scratch: Path) -> None:
     plain = predictions(frame, hw, datasheet=True)
     print(f"  {'kind':<20} {'held':>6} {'MAPE':>8}   {'fitted':>6} {'MAPE':>8}   {'datasheet':>10}")
     kernel_table(table, "h100", plain)
+    if plots is not None:
+        held = table[table["in_fit"] & table["held_out"]]
+        save_figure(plot_validation(held, "H100, held-out rows: hardware/calibration/h100.yaml against "
+                                          "aiconfigurator-core's vLLM tables"), plots, "kernels_h100.png")
 
 
-def section_transfer(data: Path | None, scratch: Path) -> None:
+def section_transfer(data: Path | None, scratch: Path, plots: Path | None = None) -> None:
     print("\n2. Transfer H100 -> A100: the H100 profile on hardware/a100.yaml, scored on the A100 tables")
     directory = scratch / "a100_vllm"
     meta = import_tables("a100_sxm", "vllm", directory, data=data)
@@ -125,6 +132,9 @@ def section_transfer(data: Path | None, scratch: Path) -> None:
         own_held = own_rows[own_rows["held_out"]]
         t, o = mape(rows["error"]), mape(own_held["error"])
         print(f"  {name:<20} {len(rows):>6} {t:>9.2%}   {o:>22.2%}   {t - o:>+9.2%}   target <= 15%")
+    if plots is not None:
+        save_figure(plot_validation(table[table["in_fit"]], "A100: the H100 profile transferred (no A100 row in "
+                                                            "its fit)"), plots, "kernels_a100_transfer.png")
 
 
 def _with_profile(hw, profile):
@@ -136,8 +146,6 @@ def _with_profile(hw, profile):
 def silicon_rows(data: Path | None):
     """(aggregated rows, disaggregated rows, {(mode, why not): count} of the rest, H100 rows) of
     ``silicon_sample.csv``, the H100 rows only."""
-    import pandas as pd
-
     base = (data if data is not None else package_data_dir()[0]).parent
     frame = pd.read_csv(base / "silicon_sample.csv")
     frame = frame[frame["system"] == "h100_sxm"]  # the only system of the CSV that is ours to use
@@ -195,7 +203,7 @@ def fit_overheads(results) -> None:
         print(f"   {backend:<8} step_s {step * 1e3:.3f} ms, per_sequence_s {per_seq * 1e6:.2f} us ({len(items)} rows)")
 
 
-def section_end_to_end(data: Path | None, every: int, fit: bool) -> None:
+def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | None = None) -> None:
     print("\n3. End to end on H100: silicon_sample.csv rows kinsim can express (aggregated and "
           "disaggregated serving, presets)")
     rows, disagg, skipped, total = silicon_rows(data)
@@ -230,6 +238,11 @@ def section_end_to_end(data: Path | None, every: int, fit: bool) -> None:
         print(f"  {backend:<8} {len(items):>5} {mape(tpot_e):>10.2%} {mape(tpot_e[held]):>9.2%} {held.sum():>6} "
               f"{mape(ttft_e):>10.2%} {mape(ttft_e[held]):>9.2%}  {np.mean(tpot_e):>+9.2%}")
     print("   targets: TPOT MAPE <= 10%, TTFT MAPE <= 20%")
+    if plots is not None:
+        points = pd.DataFrame([{"backend": r.backend, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "sim_ttft_s": ttft,
+                                "sim_tpot_s": tpot} for r, ttft, tpot, why in results if not why])
+        save_figure(plot_end_to_end(points, f"H100 rows of silicon_sample.csv, aggregated serving: kinsim against "
+                                            f"measured ({len(points)} rows)"), plots, "end_to_end.png")
     print_per_model(results)
     section_disaggregated(disagg, hw)
 
@@ -319,14 +332,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-every", type=int, default=1, help="simulate every Nth silicon row (default 1)")
     parser.add_argument("--fit-overheads", action="store_true", help="fit the engine overheads instead")
     parser.add_argument("--skip-kernels", action="store_true", help="only the end-to-end section")
+    parser.add_argument("--plot", type=Path, default=None, metavar="DIR",
+                        help="also write the figures as PNG files into DIR: kernels_h100.png (held-out rows), "
+                             "kernels_a100_transfer.png, end_to_end.png (aggregated rows)")
     args = parser.parse_args(argv)
     data = args.data
+    if args.plot is not None:
+        args.plot.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         if not args.skip_kernels and not args.fit_overheads:
-            section_kernels(data, Path(scratch))
-            section_transfer(data, Path(scratch))
-        section_end_to_end(data, args.rows_every, args.fit_overheads)
+            section_kernels(data, Path(scratch), args.plot)
+            section_transfer(data, Path(scratch), args.plot)
+        section_end_to_end(data, args.rows_every, args.fit_overheads, args.plot)
     return 0
+
+
+def save_figure(fig, directory: Path | None, name: str) -> None:
+    """Write ``fig`` as ``directory/name`` (PNG) when a plot directory was given."""
+    if directory is None:
+        return
+    fig.savefig(directory / name, dpi=120)
+    print(f"   wrote {directory / name}")
 
 
 if __name__ == "__main__":

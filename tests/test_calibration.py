@@ -16,7 +16,7 @@ from kinsim import load_hardware
 from kinsim.calibration.fit import fit_kernel
 from kinsim.calibration.measurements import read_measurements
 from kinsim.calibration.rows import predict_kernel
-from kinsim.calibration.validate import errors_by_kernel, predictions
+from kinsim.calibration.validate import errors_by_kernel, plot_end_to_end, predictions
 from kinsim.cli import main
 from kinsim.cost.kernel_model import kernel_time
 from kinsim.cost.roofline import RooflineCost
@@ -272,3 +272,20 @@ def test_each_row_is_fitted_against_the_peak_of_its_own_data_type():
     profile, fits = fit_profile(frame, H100, source="synthetic fp8", device="none")
     assert fits[0].rejected == []  # against the bf16 peak the fast fp8 rows would be impossible
     assert profile.gemm.compute_max == pytest.approx(GEMM.compute_max, rel=0.02)
+
+
+def test_end_to_end_plot_shows_each_backends_rows_and_mape():
+    # vllm: TTFT 100 -> 110 ms and 200 -> 180 ms (10% off each), TPOT 20 -> 21 ms and 10 -> 10 ms (5% and 0%);
+    # trtllm: one row, TTFT 50 -> 75 ms (50%), TPOT 8 -> 6 ms (25%)
+    points = pd.DataFrame({"backend": ["vllm", "vllm", "trtllm"], "ttft_s": [0.1, 0.2, 0.05],
+                           "sim_ttft_s": [0.11, 0.18, 0.075], "tpot_s": [0.02, 0.01, 0.008],
+                           "sim_tpot_s": [0.021, 0.01, 0.006]})
+    fig = plot_end_to_end(points, "test")
+    ttft, tpot = fig.axes
+    labels = [[line.get_label() for line in ax.get_lines()] for ax in (ttft, tpot)]
+    assert labels[0][:2] == ["trtllm: 1 rows, MAPE 50.0%", "vllm: 2 rows, MAPE 10.0%"]
+    assert labels[1][:2] == ["trtllm: 1 rows, MAPE 25.0%", "vllm: 2 rows, MAPE 2.5%"]
+    vllm = ttft.get_lines()[1]
+    assert list(vllm.get_xdata()) == pytest.approx([100.0, 200.0])  # measured, ms
+    assert list(vllm.get_ydata()) == pytest.approx([110.0, 180.0])  # simulated, ms
+    assert ttft.get_xlabel() == "measured TTFT (ms)" and tpot.get_ylabel() == "simulated TPOT (ms)"

@@ -66,3 +66,33 @@ def plot_validation(table, title: str):
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def plot_end_to_end(points, title: str):
+    """Simulated against measured TTFT and TPOT of serving benchmarks (one panel each, log-log, one colour per
+    backend), with the line of equality and the band of the end-to-end targets (TTFT within 20%, TPOT within
+    10%: ``docs/calibration.md``). ``points``: a DataFrame with ``backend``, ``ttft_s`` and ``tpot_s``
+    (measured, seconds) and ``sim_ttft_s`` and ``sim_tpot_s`` (kinsim's, seconds)."""
+    from matplotlib.figure import Figure
+
+    from kinsim.report.plaintext import plain
+
+    fig = Figure(figsize=(11, 5), layout="constrained")
+    for ax, (figure, band) in zip(fig.subplots(1, 2), (("ttft", 0.20), ("tpot", 0.10))):
+        measured, simulated = points[f"{figure}_s"] * 1e3, points[f"sim_{figure}_s"] * 1e3
+        for backend, rows in points.groupby("backend", sort=True):
+            error = (rows[f"sim_{figure}_s"] / rows[f"{figure}_s"] - 1.0).abs().mean()
+            ax.loglog(rows[f"{figure}_s"] * 1e3, rows[f"sim_{figure}_s"] * 1e3, "o", markersize=3, alpha=0.6,
+                      label=plain(f"{backend}: {len(rows)} rows, MAPE {error:.1%}"))
+        low = float(min(measured.min(), simulated.min()))
+        high = float(max(measured.max(), simulated.max()))
+        line = [low, high]
+        ax.loglog(line, line, color="black", linewidth=0.8, label="simulated = measured")
+        ax.fill_between(line, [v * (1 - band) for v in line], [v * (1 + band) for v in line], color="grey",
+                        alpha=0.2, label=f"within {band:.0%} (the target)")
+        ax.set_xlabel(f"measured {figure.upper()} (ms)")
+        ax.set_ylabel(f"simulated {figure.upper()} (ms)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(plain(title), fontsize=9)
+    return fig
