@@ -104,8 +104,7 @@ def section_kernels(data: Path | None, scratch: Path, plots: Path | None = None)
     kernel_table(table, "h100", plain)
     if plots is not None:
         held = table[table["in_fit"] & table["held_out"]]
-        save_figure(plot_validation(held, "H100, held-out rows: hardware/calibration/h100.yaml against "
-                                          "aiconfigurator-core's vLLM tables"), plots, "kernels_h100.png")
+        save_figure(plot_validation(held, "H100 held-out rows, committed profile"), plots, "kernels_h100.png")
 
 
 def section_transfer(data: Path | None, scratch: Path, plots: Path | None = None) -> None:
@@ -133,8 +132,8 @@ def section_transfer(data: Path | None, scratch: Path, plots: Path | None = None
         t, o = mape(rows["error"]), mape(own_held["error"])
         print(f"  {name:<20} {len(rows):>6} {t:>9.2%}   {o:>22.2%}   {t - o:>+9.2%}   target <= 15%")
     if plots is not None:
-        save_figure(plot_validation(table[table["in_fit"]], "A100: the H100 profile transferred (no A100 row in "
-                                                            "its fit)"), plots, "kernels_a100_transfer.png")
+        save_figure(plot_validation(table[table["in_fit"]], "A100 rows, the H100 profile transferred"), plots,
+                    "kernels_a100_transfer.png")
 
 
 def _with_profile(hw, profile):
@@ -241,8 +240,8 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
     if plots is not None:
         points = pd.DataFrame([{"backend": r.backend, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "sim_ttft_s": ttft,
                                 "sim_tpot_s": tpot} for r, ttft, tpot, why in results if not why])
-        save_figure(plot_end_to_end(points, f"H100 rows of silicon_sample.csv, aggregated serving: kinsim against "
-                                            f"measured ({len(points)} rows)"), plots, "end_to_end.png")
+        save_figure(plot_end_to_end(points, f"H100 rows of silicon_sample.csv, aggregated serving ({len(points)} "
+                                            "rows)"), plots, "end_to_end.png")
     print_per_model(results)
     section_disaggregated(disagg, hw)
 
