@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kinsim.ops.attention import step_indices
+
 
 def decode_shares(time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarray, context: np.ndarray,
                   cap: int | None, attended: np.ndarray) -> np.ndarray:
@@ -54,16 +56,11 @@ def decode_shares(time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarra
     other = float((step_s - u).sum()) / n  # one token per sequence per step: equal parts
     first = context + 1
     if cap is None:
-        return first * float(w.sum()) + (float(np.dot(_STEP_INDEX[:steps] if steps <= len(_STEP_INDEX)
-                                                      else np.arange(steps), w)) + other)
+        return first * float(w.sum()) + (float(np.dot(step_indices(steps), w)) + other)
     p0 = np.concatenate(([0.0], np.cumsum(w)))
     p1 = np.concatenate(([0.0], np.cumsum(np.arange(steps) * w)))
     below = np.clip(cap - first, 0, steps)  # steps before it reaches the cap
     return first * p0[below] + p1[below] + cap * (p0[-1] - p0[below]) + other
-
-
-#: Step indices 0, 1, ... (float), cut to a segment's length.
-_STEP_INDEX = np.arange(4096, dtype=float)
 
 
 def step_shares(time_s: float, attention_s: float, decode_attended: np.ndarray, decode_tokens: float,

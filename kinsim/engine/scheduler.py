@@ -705,7 +705,7 @@ class Scheduler:
         size = self.layout.block_size
         kv = self.batch.kv
         counts = np.bincount(kv % size, minlength=size)
-        grows = counts[(-np.arange(1, steps, dtype=np.int64)) % size]
+        grows = counts[_growth_index(steps, size)]
         return int(counts[0]) + np.concatenate(([0], np.cumsum(grows)))
 
     def _blocks_added(self, steps: int, first: int | None = None) -> np.ndarray:
@@ -880,7 +880,6 @@ class Scheduler:
             bisect.insort(self.resident, seq, key=_key)
             self.batch.add(seq)
         self.landed = []
-
 
 
 @functools.lru_cache(maxsize=8)

@@ -146,7 +146,7 @@ def decode_run_totals(policy: AttentionPolicy, context: np.ndarray, steps: int, 
     cap = token_cap(policy)
     if cap is None:  # sum(c) + n (k + 1), in floats: whole numbers below 2**53, the same values
         first = float(int(c.sum()) + n)
-        attended = np.array([first]) if steps == 1 else first + float(n) * _step_index(steps)
+        attended = np.array([first]) if steps == 1 else first + float(n) * step_indices(steps)
     else:  # min(c + 1 + k, cap): sequences reach the cap at step cap - (c + 1)
         k = np.arange(steps, dtype=np.int64)
         steps_to_cap = np.clip(cap - (c + 1), 0, None)
@@ -168,13 +168,14 @@ def decode_run_totals(policy: AttentionPolicy, context: np.ndarray, steps: int, 
     return attended, read, blocks
 
 
-#: Step indices 0, 1, ... as floats (read-only), cut to a segment's length by :func:`_step_index`.
+#: Step indices 0, 1, ... as floats (read-only), cut to a segment's length by :func:`step_indices`.
 _STEP_INDEX = np.arange(4096, dtype=float)
 _STEP_INDEX.flags.writeable = False
 
 
-def _step_index(steps: int) -> np.ndarray:
-    """``0.0 .. steps - 1`` (float; a view where it is short enough)."""
+def step_indices(steps: int) -> np.ndarray:
+    """``0.0, 1.0, .. steps - 1`` (a read-only view of a shared array where it is long enough: a segment's
+    per-step arithmetic reads it every segment)."""
     return _STEP_INDEX[:steps] if steps <= len(_STEP_INDEX) else np.arange(steps, dtype=float)
 
 
