@@ -8,6 +8,7 @@ import pytest
 
 from kinsim import load_hardware
 from kinsim.cost.roofline import RooflineCost
+from kinsim.engine.decode_batch import COLUMNS
 from kinsim.engine.kv import KVLayout
 from kinsim.engine.pricer import StepPricer
 from kinsim.engine.scheduler import Scheduler
@@ -130,6 +131,20 @@ def test_the_decode_batch_keeps_fcfs_order_and_writes_counters_back():
     assert [s.order for s in batch.seqs] == [0, 1, 2] and batch.kv.tolist() == [15, 25, 35]
     gone = batch.remove_where(np.array([True, False, True]))
     assert [s.order for s in gone] == [0, 2] and gone[1].kv_tokens == 35 and batch.kv.tolist() == [25]
+
+
+def test_the_decode_batch_names_its_storage_rows_in_columns_order():
+    # the column views are unpacked from the storage by name (DecodeBatch._views): each must be its row
+    scheduler, _ = _scheduler_with_batch([10, 20, 30], [0, 0, 0])
+    batch = scheduler.batch
+    for row in range(len(COLUMNS)):
+        batch._data[row, :3] = [100 * row, 100 * row + 1, 100 * row + 2]
+    for row, name in enumerate(COLUMNS):
+        assert getattr(batch, name).tolist() == [100 * row, 100 * row + 1, 100 * row + 2], name
+    # one finished sequence leaves by the single-removal path, its counters written back, the rest moved up
+    gone = batch.remove_where(np.array([False, True, False]))
+    assert [s.order for s in gone] == [1] and (gone[0].kv_tokens, gone[0].generated) == (1, 101)
+    assert batch.kv.tolist() == [0, 2] and batch.generated.tolist() == [100, 102]
 
 
 def test_a_generated_request_table_names_and_sizes_requests_as_the_list_does():
