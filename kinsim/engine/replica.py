@@ -37,7 +37,7 @@ import numpy as np
 import simpy
 
 from kinsim.engine.attribution import decode_shares, step_shares
-from kinsim.engine.clock import TICKS_PER_S, to_seconds, to_ticks
+from kinsim.engine.clock import TICKS_PER_S, to_seconds, to_tick, to_ticks
 from kinsim.engine.fluid import Flow, FluidNetwork
 from kinsim.engine.pricer import ROWS, StepFigures, StepPricer
 from kinsim.engine.records import OpRecord
@@ -222,8 +222,7 @@ class Replica:
         self.host_stats["stall_s"] += to_seconds(stall + waited)
         start = env.now + stall
         if figures.steps == 1:  # one step (every mixed step): to_ticks in Python floats, the same rounding
-            seconds = float(figures.matrix[0, 0])
-            work = max(float(round(seconds * TICKS_PER_S)), 1.0)
+            work = max(to_tick(float(figures.matrix[0, 0])), 1.0)
             durations, ends = np.array([work]), np.array([start + work])
         else:
             durations = to_ticks(figures.time_s)
