@@ -439,6 +439,44 @@ def test_a_closed_loop_in_rounds_releases_the_next_round_when_the_whole_round_ha
     assert arrival == {"p0": 0.0, "p1": 0.0, "p2": first_round, "p3": first_round, "p4": second_round}
 
 
+def test_a_staggered_closed_loop_spreads_the_second_round_over_the_first_requests_time():
+    # four identical problems start together and end together (at D); client k then waits k/4 of D
+    w = workload(**{"requests.problems": 12, "requests.samples": 1, "deployment.engine": "none",
+                    "requests.arrival": {"process": "closed_loop", "concurrency": 4, "stagger": True}})
+    seqs = simulate(w, H100).records.sequences
+    first = [s for s in seqs if s.request.group_id in ("p0", "p1", "p2", "p3")]
+    assert {s.arrival_s for s in first} == {0.0} and len({s.finish_s for s in first}) == 1
+    d = first[0].finish_s
+    second = sorted(s.arrival_s for s in seqs if s.request.group_id in ("p4", "p5", "p6", "p7"))
+    assert second == pytest.approx([d, d + d / 4, d + d / 2, d + 3 * d / 4], abs=2e-9)  # to the tick (1 ns)
+    # the pause is the first round's only: the third round's problems are sent as the second's end
+    third = sorted(s.arrival_s for s in seqs if s.request.group_id in ("p8", "p9", "p10", "p11"))
+    assert third == sorted(s.finish_s for s in seqs if s.request.group_id in ("p4", "p5", "p6", "p7"))
+
+
+def test_a_staggered_closed_loop_in_rounds_is_refused():
+    with pytest.raises(SpecError, match="rounds"):
+        workload(**{"requests.arrival": {"process": "closed_loop", "concurrency": 2, "rounds": True,
+                                         "stagger": True}})
+
+
+def test_the_serving_frontend_delays_a_request_into_the_engine_and_counts_in_its_ttft(monkeypatch):
+    import dataclasses
+
+    import kinsim.cost.engine_overhead as overheads
+
+    w = workload(**{"requests.problems": 1, "requests.samples": 1})
+    plain = simulate(w, H100).records.sequences[0]
+    frontend = 0.0125  # s, a whole number of ticks
+    monkeypatch.setitem(overheads.ENGINE_OVERHEADS, "vllm",
+                        dataclasses.replace(overheads.ENGINE_OVERHEADS["vllm"], frontend_s=frontend))
+    late = simulate(w, H100).records.sequences[0]
+    assert late.arrival_s == plain.arrival_s == 0.0
+    assert late.admitted_s == pytest.approx(plain.admitted_s + frontend, abs=1e-12)
+    assert late.first_token_s == pytest.approx(plain.first_token_s + frontend, abs=1e-12)
+    assert late.finish_s - late.first_token_s == pytest.approx(plain.finish_s - plain.first_token_s, abs=1e-12)
+
+
 def test_trace_requests_replay(tmp_path: Path):
     trace = tmp_path / "t.csv"
     trace.write_text("request_id,arrival_s,prompt_tokens,output_tokens\nr1,0.0,50,10\nr2,0.5,60,12\n")

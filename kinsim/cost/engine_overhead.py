@@ -23,11 +23,14 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class EngineOverhead:
     """Host time per step not hidden behind the GPU: ``step_s`` seconds plus ``per_sequence_s`` seconds per
-    sequence that gets a token; ``source`` says where the figures come from."""
+    sequence that gets a token; ``frontend_s``: seconds from a request's arrival at the server to its place in
+    the engine's queue (the API server's HTTP handling, tokenization and hand-off), counted in its TTFT;
+    ``source`` says where the figures come from."""
 
     step_s: float
     per_sequence_s: float
     source: str
+    frontend_s: float = 0.0
 
 
 ENGINE_OVERHEADS: dict[str, EngineOverhead] = {

@@ -136,6 +136,9 @@ class Simulation:
         self._group_replicas: dict[int, set[int]] = {}
         self._live: dict[int, Sequence] = {}  # requests placed on a replica and not ended, by order
         self._released = 0
+        # the serving frontend's time per request (HTTP, tokenization): requests reach the first role's queue
+        # this long after they arrive, their TTFT counted from the arrival
+        self._frontend_ticks = to_tick(self._pricers[0].overhead.frontend_s)
         self._round_left = 0  # groups of the current round still running (closed loop in rounds)
         self._ended = 0
         self.progress: Callable[[Progress], None] | None = None
@@ -271,6 +274,7 @@ class Simulation:
         arrival = self.requests.arrival_s
         order = np.argsort(arrival, kind="stable")  # by arrival, ties in generation order
         ticks = np.round(arrival[order] * TICKS_PER_S)  # to_tick, vectorised (both round half to even)
+        frontend = self._frontend_ticks
         # the requests of one tick arrive together: walk the sorted order tick by tick (no array per tick:
         # a Poisson trace has about one request a tick, and an array object each cost ~100 bytes a request)
         ends = np.append(np.flatnonzero(np.diff(ticks)) + 1, len(order))
@@ -278,27 +282,29 @@ class Simulation:
         for end in ends if len(order) else ():  # one scalar at a time, not a list of them all
             end = int(end)
             tick = float(ticks[first])
-            yield _Scheduled(self.env, ARRIVAL, max(tick - self.env.now, 0.0))
+            # the engine sees the requests once the frontend has handed them on; their clock starts at arrival
+            yield _Scheduled(self.env, ARRIVAL, max(tick + frontend - self.env.now, 0.0))
             arrived = to_seconds(tick)  # on the engine's clock
             for i in order[first:end].tolist():
                 self._route(i, arrived)
             first = end
 
-    def _release(self, problems: int) -> None:
-        """Release the next ``problems`` groups of a closed loop now (at the arrival priority)."""
+    def _release(self, problems: int, pause: float = 0.0) -> None:
+        """Release the next ``problems`` groups of a closed loop: their clients send them ``pause`` ticks from
+        now, and the engine sees them ``frontend_s`` later (at the arrival priority)."""
         groups = list(range(self._released, min(self._released + problems, self.requests.groups)))
         self._released += len(groups)
         self._round_left += len(groups)
         if not groups:
             return
-        event = _Scheduled(self.env, ARRIVAL)
-        event.callbacks.append(lambda _e: self._route_groups(groups))
+        sent = to_seconds(self.env.now + pause)
+        event = _Scheduled(self.env, ARRIVAL, pause + self._frontend_ticks)
+        event.callbacks.append(lambda _e: self._route_groups(groups, sent))
 
-    def _route_groups(self, groups: list[int]) -> None:
-        now = to_seconds(self.env.now)
+    def _route_groups(self, groups: list[int], sent_s: float) -> None:
         for group in groups:
             for i in self._by_group[self._group_start[group]:self._group_start[group + 1]].tolist():
-                self._route(i, now)
+                self._route(i, sent_s)
 
     def _route(self, i: int, arrival_s: float) -> None:
         """Place request ``i``, arrived at ``arrival_s``, on a replica: it becomes a live sequence."""
@@ -332,9 +338,17 @@ class Simulation:
         if self._group_left[group] == 0 and isinstance(arrival, ClosedLoopArrivals):
             self._round_left -= 1
             if not arrival.rounds:
-                self._release(1)
+                self._release(1, self._stagger_pause(arrival, group, seq))
             elif self._round_left == 0:  # the whole round has ended: the next one starts together
                 self._release(arrival.concurrency)
+
+    def _stagger_pause(self, arrival: ClosedLoopArrivals, group: int, seq: Sequence) -> float:
+        """Ticks the client of ``group`` waits before its next problem: under ``stagger``, client k of the
+        first round (groups are released, and numbered, in order) waits k / concurrency of its first
+        problem's time in the system, from its send to its last token; 0 otherwise."""
+        if not arrival.stagger or group >= arrival.concurrency:
+            return 0
+        return to_tick((to_seconds(self.env.now) - seq.arrival_s) * group / arrival.concurrency)
 
     # ------------------------------------------------------------------------------ running
     def run(self) -> Records:

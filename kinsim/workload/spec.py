@@ -344,9 +344,17 @@ class ClosedLoopArrivals:
     rounds: bool = spec_field("Release the next concurrency problems only when the whole round has ended "
                               "(a client that sends batches and waits for each), instead of one as each ends.",
                               default=False)
+    stagger: bool = spec_field(
+        "After its first problem, client k of the concurrency (k = 0, 1, ...) waits k / concurrency of that "
+        "problem's time in the system before sending its next: the clients of a long closed-loop benchmark "
+        "drift out of step (their requests' latencies jitter), and kinsim spreads them evenly at once. The "
+        "first round still starts together. Not with rounds.", default=False)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.stagger and self.rounds:
+            raise SpecError("cannot be true with rounds: true (a round's clients send together)",
+                            path="stagger", value=self.stagger)
 
 
 ArrivalProcess = AllAtOnce | PoissonArrivals | ClosedLoopArrivals
