@@ -52,10 +52,12 @@ from kinsim.calibration.silicon import (  # noqa: E402
     consistent,
     decode_floor_s,
     expressible,
+    fit_frontend_s,
     nodes_needed,
     workload_of,
 )
 from kinsim.calibration.validate import plot_end_to_end, plot_validation, predictions  # noqa: E402
+from kinsim.cost.engine_overhead import engine_overhead  # noqa: E402
 from kinsim.errors import KinsimError  # noqa: E402
 from kinsim.workload.load import workload_from_raw  # noqa: E402
 
@@ -237,6 +239,7 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
         print(f"  {backend:<8} {len(items):>5} {mape(tpot_e):>10.2%} {mape(tpot_e[held]):>9.2%} {held.sum():>6} "
               f"{mape(ttft_e):>10.2%} {mape(ttft_e[held]):>9.2%}  {np.mean(tpot_e):>+9.2%}")
     print("   targets: TPOT MAPE <= 10%, TTFT MAPE <= 20%")
+    print_frontend_fit(results)
     if plots is not None:
         points = pd.DataFrame([{"backend": r.backend, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "sim_ttft_s": ttft,
                                 "sim_tpot_s": tpot} for r, ttft, tpot, why in results if not why])
@@ -244,6 +247,19 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
                                             "rows)"), plots, "end_to_end.png")
     print_per_model(results)
     section_disaggregated(disagg, hw)
+
+
+def print_frontend_fit(results) -> None:
+    """Per backend, the serving frontend's time per request (``frontend_s`` of kinsim.cost.engine_overhead)
+    that fits the TTFTs of the overhead-fit models' rows best, every fifth row held out, beside the preset."""
+    for backend in sorted({r.backend for r, *_ in results}):
+        items = [(i, r, ttft) for i, (r, ttft, _, why) in enumerate(results)
+                 if not why and r.backend == backend and r.model in OVERHEAD_FIT_MODELS and i % 5 != 4]
+        if items:
+            current = engine_overhead(backend).frontend_s
+            fitted = fit_frontend_s([t for *_, t in items], [r.ttft_s for _, r, _ in items], current)
+            print(f"   frontend_s fit ({backend}, {len(items)} rows): {fitted * 1e3:.1f} ms (preset "
+                  f"{current * 1e3:.1f} ms)")
 
 
 def print_per_model(results) -> None:

@@ -261,6 +261,29 @@ def test_a_serving_benchmark_counts_the_requests_its_client_counts(monkeypatch):
     assert result["latency.request.tpot.mean"] == pytest.approx(tpot, rel=1e-9)
 
 
+def test_the_frontend_fit_is_the_weighted_median_shift():
+    from kinsim.calibration.silicon import fit_frontend_s
+
+    # simulated with a 10 ms frontend; shifts (measured - simulated + 0.010): 0.030, 0.110, 0.060 s,
+    # weights 1/measured: 1/0.1, 1/0.2, 1/0.4 (10, 5, 2.5 of 17.5): sorted 0.030 (10) reaches half alone
+    assert fit_frontend_s([0.080, 0.100, 0.350], [0.100, 0.200, 0.400], 0.010) == pytest.approx(0.030)
+    # MAPE at the fit is no larger than a step either side
+    def mape(f):
+        return sum(abs(s - 0.010 + f - m) / m for s, m in zip([0.080, 0.100, 0.350], [0.100, 0.200, 0.400]))
+    assert mape(0.030) <= min(mape(0.029), mape(0.031))
+    # never negative: every row already too slow
+    assert fit_frontend_s([0.5, 0.6], [0.1, 0.2], 0.0) == 0.0
+
+
+def test_staggered_closed_loop_clients_of_vllm_and_tensorrt_llm():
+    from kinsim.calibration import silicon
+
+    for backend in ("vllm", "trtllm"):
+        row, _ = expressible({**SILICON, "backend": backend})
+        arrival = workload_from_raw(workload_of(row), ROOT).requests.arrival
+        assert arrival.stagger and not arrival.rounds and silicon.CLIENTS[backend].stagger
+
+
 def test_sglang_rows_run_in_rounds():
     row, _ = expressible({**SILICON, "backend": "sglang"})
     raw = workload_of(row)

@@ -127,8 +127,9 @@ def test_one_request_takes_its_prefill_then_one_decode_step_per_further_token():
     w = workload(**{"requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 5})
     result = simulate(w, H100)
     m, d, p = w.model, w.deployment, w.attention
-    # prefill of the 100-token prompt yields token 1; decode steps with 100..103 tokens cached yield 2..5
-    expected = step_time(m, d, p, StepBatch(prefill=(PrefillChunk(100),)))
+    # the request reaches the engine after the serving frontend's time; prefill of the 100-token prompt
+    # yields token 1; decode steps with 100..103 tokens cached yield 2..5
+    expected = ENGINE_OVERHEADS[d.engine].frontend_s + step_time(m, d, p, StepBatch(prefill=(PrefillChunk(100),)))
     ttft = expected
     for cached in range(100, 104):
         expected += step_time(m, d, p, StepBatch(decode_context=np.array([cached], dtype=float)))
@@ -240,13 +241,15 @@ def test_tensor_parallel_steps_use_the_links():
 
 
 def test_same_instant_order_an_arrival_at_a_step_boundary_joins_the_next_step(tmp_path: Path):
-    # Request a alone; b arrives exactly when a's first step (its prefill) ends. By the documented order
-    # (step ends, then arrivals, then decisions) b is admitted at that instant, in both modes.
+    # Request a alone; b reaches the engine (the serving frontend's time after it arrives) exactly when a's
+    # first step (its prefill) ends. By the documented order (step ends, then arrivals, then decisions) b
+    # is admitted at that instant, in both modes.
     w = workload(**{"requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 50})
     first_step = simulate(w, H100).records.segments[0].end_s
+    frontend = ENGINE_OVERHEADS[w.deployment.engine].frontend_s
     trace = tmp_path / "trace.jsonl"
     rows = [{"request_id": "a", "arrival_s": 0.0, "prompt_tokens": 100, "output_tokens": 50},
-            {"request_id": "b", "arrival_s": first_step, "prompt_tokens": 100, "output_tokens": 50}]
+            {"request_id": "b", "arrival_s": first_step - frontend, "prompt_tokens": 100, "output_tokens": 50}]
     trace.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tw = workload(requests={"kind": "trace", "path": str(trace)})
     for exact in (False, True):
@@ -466,10 +469,11 @@ def test_the_serving_frontend_delays_a_request_into_the_engine_and_counts_in_its
     import kinsim.cost.engine_overhead as overheads
 
     w = workload(**{"requests.problems": 1, "requests.samples": 1})
+    vllm = overheads.ENGINE_OVERHEADS["vllm"]
+    monkeypatch.setitem(overheads.ENGINE_OVERHEADS, "vllm", dataclasses.replace(vllm, frontend_s=0.0))
     plain = simulate(w, H100).records.sequences[0]
     frontend = 0.0125  # s, a whole number of ticks
-    monkeypatch.setitem(overheads.ENGINE_OVERHEADS, "vllm",
-                        dataclasses.replace(overheads.ENGINE_OVERHEADS["vllm"], frontend_s=frontend))
+    monkeypatch.setitem(overheads.ENGINE_OVERHEADS, "vllm", dataclasses.replace(vllm, frontend_s=frontend))
     late = simulate(w, H100).records.sequences[0]
     assert late.arrival_s == plain.arrival_s == 0.0
     assert late.admitted_s == pytest.approx(plain.admitted_s + frontend, abs=1e-12)
@@ -482,7 +486,8 @@ def test_trace_requests_replay(tmp_path: Path):
     trace.write_text("request_id,arrival_s,prompt_tokens,output_tokens\nr1,0.0,50,10\nr2,0.5,60,12\n")
     result = simulate(workload(requests={"kind": "trace", "path": str(trace)}), H100)
     r1, r2 = result.records.sequences
-    assert r2.arrival_s == 0.5 and r2.admitted_s == 0.5
+    # admitted once the serving frontend has handed it on (r1 is long done by then)
+    assert r2.arrival_s == 0.5 and r2.admitted_s == pytest.approx(0.5 + ENGINE_OVERHEADS["vllm"].frontend_s, abs=1e-12)
     assert result["tokens.generated"] == 22
     assert isinstance(r1.request, Request)
 

@@ -12,8 +12,10 @@ serving-benchmark workload:
   whether the first round is a warm-up left out of the figures is the backend's :class:`BenchmarkClient`
   (:data:`CLIENTS`);
 * every prompt ``isl`` tokens and every answer ``osl`` tokens (fixed lengths, ``ignore_eos``). With equal
-  lengths the first round's clients start in step and prefill their prompts together; how far later
-  rounds drift apart is the engine's own doing (chunked prefill staggers them by step);
+  lengths the first round's clients start in step and prefill their prompts together. A real benchmark's
+  clients then drift out of step (every request's latency jitters by a little); kinsim's would not, as far
+  as its token budget allows, so a backend's client may ``stagger`` them after their first request
+  (``requests.arrival.stagger``: client k waits k / concurrency of its first request's time);
 * weights in fp8 where the row's GEMMs are quantized (``gemm_quant_mode`` ``fp8``, or ``fp8_block``:
   FP8 weights with a scale per 128 x 128 block, the same bytes and FP8 tensor-core rate), in ``nvfp4``
   where they are NVFP4, bf16 otherwise; the routed experts in the type of ``moe_quant_mode`` where it is
@@ -74,23 +76,25 @@ class BenchmarkClient:
     ``requests_per_client``: requests each of the ``concurrency`` clients sends (count); ``rounds``: the
     clients send together and wait for the whole round (``arrival.rounds``) rather than each sending its
     next request as its previous one ends; ``warmup_round``: the first round is left out of the figures
-    (``requests.warmup``; genai-perf, aiperf and ``vllm bench serve`` keep every request unless told)."""
+    (``requests.warmup``; genai-perf, aiperf and ``vllm bench serve`` keep every request unless told);
+    ``stagger``: the clients leave the first round evenly out of step (``arrival.stagger``)."""
 
     requests_per_client: int
     rounds: bool
     warmup_round: bool
+    stagger: bool = False
 
 
 #: The client of each backend's rows, chosen per backend on the H100 rows as the engine overheads are
 #: (the grid and its errors are in docs/calibration.md): SGLang's rows match whole-batch rounds (TTFT
 #: 18% MAPE, against 76-80% for clients that send as each request ends); vLLM's and TensorRT-LLM's match
-#: a continuous closed loop whose first round counts: 10 and 5 requests per client (TTFT 65% and 47%,
-#: against 68% and 62% with 3 per client and the first round left out; TPOT 5.4% and 11.9%, against 8.0%
-#: and 13.6%).
+#: a continuous closed loop whose first round counts and whose clients then run out of step, 8 requests
+#: per client (with each backend's frontend time: TTFT 23.8% and 27.7%, against 48% and 34% with 10 and 5
+#: per client in lockstep; TPOT 11.6% and 10.1%, against 11.4% and 9.3%).
 CLIENTS: dict[str, BenchmarkClient] = {
     "sglang": BenchmarkClient(requests_per_client=3, rounds=True, warmup_round=False),
-    "vllm": BenchmarkClient(requests_per_client=10, rounds=False, warmup_round=False),
-    "trtllm": BenchmarkClient(requests_per_client=5, rounds=False, warmup_round=False),
+    "vllm": BenchmarkClient(requests_per_client=8, rounds=False, warmup_round=False, stagger=True),
+    "trtllm": BenchmarkClient(requests_per_client=8, rounds=False, warmup_round=False, stagger=True),
 }
 
 #: The client of a backend :data:`CLIENTS` does not name.
@@ -247,7 +251,7 @@ def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
         "requests": {"kind": "long_cot", "problems": client.requests_per_client * row.concurrency,
                      "prompt_tokens": row.isl, "output_tokens": row.osl, "max_output_tokens": row.osl,
                      "arrival": {"process": "closed_loop", "concurrency": row.concurrency,
-                                 "rounds": client.rounds},
+                                 "rounds": client.rounds, "stagger": client.stagger},
                      "warmup": row.concurrency if client.warmup_round else 0},
         "seed": 0,
     }
@@ -293,6 +297,23 @@ def client_figures(result: Any, row: SiliconRow) -> tuple[float, float]:
         return ttft, tpot
     handoff = sum(result[f"disaggregation.{key}.mean"] or 0.0 for key in ("decode_queue_s", "transfer_stall_s"))
     return ttft + handoff, tpot - handoff / max(1, row.osl - 1)
+
+
+def fit_frontend_s(simulated_s, measured_s, current_s: float) -> float:
+    """The serving frontend's time per request (``EngineOverhead.frontend_s``, seconds) that minimises the
+    mean absolute relative TTFT error of rows simulated with ``current_s``, reading each row's TTFT as
+    additive in it (it delays the request's entry into the engine; the step times hardly move): the
+    minimiser of sum |simulated - current + f - measured| / measured is the median of measured - simulated +
+    current weighted by 1 / measured (the lower one on a tie), at least 0."""
+    import numpy as np
+
+    simulated, measured = np.asarray(simulated_s, dtype=float), np.asarray(measured_s, dtype=float)
+    shift = measured - simulated + current_s
+    order = np.argsort(shift, kind="stable")
+    weights = (1.0 / measured)[order]
+    cumulative = np.cumsum(weights)
+    index = int(np.searchsorted(cumulative, 0.5 * cumulative[-1]))
+    return max(0.0, float(shift[order][index]))
 
 
 def decode_floor_s(row: SiliconRow, model: Any, hbm_bandwidth: float) -> float:

@@ -5,6 +5,13 @@ metadata, launching the CUDA graph, sampling bookkeeping, detokenizing and strea
 not hidden behind the GPU's work. kinsim adds ``step_s + per_sequence_s x sequences`` to every step
 (``sequences``: those that get a token this step), reported in the ``other`` class.
 
+Each request also spends ``frontend_s`` in the serving frontend before the engine sees it (the API
+server's HTTP handling, tokenization and hand-off to the engine process; the first token's way back is
+folded in): the engine admits it that long after it arrives, and its TTFT counts from the arrival. One
+constant per backend, fitted to the same rows' TTFTs (:func:`kinsim.calibration.silicon.fit_frontend_s`:
+the weighted median of measured minus simulated TTFT, every fifth row held out; ``bench_fidelity.py``
+prints it). It is a property of the engine's host side at those versions, not of the GPU.
+
 The presets are fitted to the public end-to-end silicon measurements of H100 deployments
 (``silicon_sample.csv`` of aiconfigurator-core 0.12.0, the H100 rows kinsim can express: Qwen3-32B,
 Llama-3.1 and Qwen3-235B-A22B presets, aggregated serving), two constants per backend: the non-negative
@@ -34,14 +41,14 @@ class EngineOverhead:
 
 
 ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
-    "vllm": EngineOverhead(0.703e-3, 47.73e-6, "fitted to 110 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
+    "vllm": EngineOverhead(0.516e-3, 54.50e-6, "fitted to 110 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
                            "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
-                           "kinsim.calibration.silicon.CLIENTS"),
+                           "kinsim.calibration.silicon.CLIENTS", frontend_s=37.6e-3),
     "sglang": EngineOverhead(0.0, 24.82e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
-                             "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds"),
-    "trtllm": EngineOverhead(0.337e-3, 22.95e-6, "fitted to 387 H100 rows of TensorRT-LLM 1.0 deployments "
+                             "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds", frontend_s=120.2e-3),
+    "trtllm": EngineOverhead(0.122e-3, 23.17e-6, "fitted to 387 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B, Qwen3-235B-A22B-FP8) in aiconfigurator-core 0.12.0's "
-                             "silicon_sample.csv, clients of kinsim.calibration.silicon.CLIENTS"),
+                             "silicon_sample.csv, clients of kinsim.calibration.silicon.CLIENTS", frontend_s=108.4e-3),
     "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
 }
 
