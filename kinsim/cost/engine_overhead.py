@@ -45,7 +45,8 @@ ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
                            "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
                            "kinsim.calibration.silicon.CLIENTS", frontend_s=37.6e-3),
     "sglang": EngineOverhead(0.0, 24.82e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
-                             "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds", frontend_s=120.2e-3),
+                             "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds",
+                             frontend_s=120.2e-3),
     "trtllm": EngineOverhead(0.122e-3, 23.17e-6, "fitted to 387 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B, Qwen3-235B-A22B-FP8) in aiconfigurator-core 0.12.0's "
                              "silicon_sample.csv, clients of kinsim.calibration.silicon.CLIENTS", frontend_s=108.4e-3),
