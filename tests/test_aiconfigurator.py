@@ -275,6 +275,16 @@ def test_the_frontend_fit_is_the_weighted_median_shift():
     assert fit_frontend_s([0.5, 0.6], [0.1, 0.2], 0.0) == 0.0
 
 
+def test_least_absolute_deviations_takes_medians_not_means():
+    from kinsim.calibration.silicon import least_absolute_deviations
+
+    # three rows of the first column alone (1, 2, 10: median 2, mean 4.33), one of the second alone (3)
+    x = least_absolute_deviations([[1, 0], [1, 0], [1, 0], [0, 1]], [1, 2, 10, 3])
+    assert x == pytest.approx([2.0, 3.0], abs=1e-9)
+    # never negative: the best unconstrained value here would be -1
+    assert least_absolute_deviations([[1.0]], [-1.0]) == pytest.approx([0.0], abs=1e-12)
+
+
 def test_staggered_closed_loop_clients_of_vllm_and_tensorrt_llm():
     from kinsim.calibration import silicon
 

@@ -89,8 +89,8 @@ class BenchmarkClient:
 #: (the grid and its errors are in docs/calibration.md): SGLang's rows match whole-batch rounds (TTFT
 #: 18% MAPE, against 76-80% for clients that send as each request ends); vLLM's and TensorRT-LLM's match
 #: a continuous closed loop whose first round counts and whose clients then run out of step, 8 requests
-#: per client (with each backend's frontend time: TTFT 23.8% and 27.7%, against 48% and 34% with 10 and 5
-#: per client in lockstep; TPOT 11.6% and 10.1%, against 11.4% and 9.3%).
+#: per client (with each backend's frontend time: TTFT 23.8% and 27.6%, against 48% and 34% with 10 and 5
+#: per client in lockstep; TPOT 11.7% and 9.9%, against 11.4% and 9.3%).
 CLIENTS: dict[str, BenchmarkClient] = {
     "sglang": BenchmarkClient(requests_per_client=3, rounds=True, warmup_round=False),
     "vllm": BenchmarkClient(requests_per_client=8, rounds=False, warmup_round=False, stagger=True),
@@ -314,6 +314,23 @@ def fit_frontend_s(simulated_s, measured_s, current_s: float) -> float:
     cumulative = np.cumsum(weights)
     index = int(np.searchsorted(cumulative, 0.5 * cumulative[-1]))
     return max(0.0, float(shift[order][index]))
+
+
+def least_absolute_deviations(a, b):
+    """The x >= 0 minimising sum |b - a x| (``a``: rows x columns, ``b``: rows), as a linear programme: x
+    and a bound u_i >= |b_i - a_i x| per row, minimising sum u. With each row scaled by 1 / measured it
+    minimises the mean absolute relative error, the figure the targets score (least squares minimises the
+    squared one, which a few rows far off dominate). Needs scipy (the ``dev`` or ``calibrate`` extra)."""
+    import numpy as np
+    from scipy.optimize import linprog
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    rows, cols = a.shape
+    cost = np.concatenate([np.zeros(cols), np.ones(rows)])
+    upper = np.block([[-a, -np.eye(rows)], [a, -np.eye(rows)]])  # b - a x <= u and a x - b <= u
+    result = linprog(cost, A_ub=upper, b_ub=np.concatenate([-b, b]), bounds=[(0, None)] * (cols + rows),
+                     method="highs")
+    return result.x[:cols]
 
 
 def decode_floor_s(row: SiliconRow, model: Any, hbm_bandwidth: float) -> float:

@@ -15,8 +15,9 @@ prints it). It is a property of the engine's host side at those versions, not of
 The presets are fitted to the public end-to-end silicon measurements of H100 deployments
 (``silicon_sample.csv`` of aiconfigurator-core 0.12.0, the H100 rows kinsim can express: Qwen3-32B,
 Llama-3.1 and Qwen3-235B-A22B presets, aggregated serving), two constants per backend: the non-negative
-least-squares fit of measured minus simulated TPOT (without overhead) against 1 and the batch's
-sequences, in relative terms, with every fifth row held out (``benchmarks/bench_fidelity.py
+least-absolute-deviations fit of measured minus simulated TPOT (without overhead) against 1 and the batch's
+sequences, in relative terms (it minimises the TPOT MAPE; :func:`kinsim.calibration.silicon.least_absolute_deviations`),
+with every fifth row held out (``benchmarks/bench_fidelity.py
 --fit-overheads`` prints the fit; ``docs/calibration.md`` the rows and the held-out error). They describe
 the engines' host paths at those versions (vLLM 0.12, SGLang 0.5, TensorRT-LLM 1.0) and carry over to other GPUs as
 seconds; a faster host CPU would shorten them.
@@ -41,13 +42,13 @@ class EngineOverhead:
 
 
 ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
-    "vllm": EngineOverhead(0.516e-3, 54.50e-6, "fitted to 110 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
+    "vllm": EngineOverhead(0.560e-3, 56.16e-6, "fitted to 110 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
                            "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
                            "kinsim.calibration.silicon.CLIENTS", frontend_s=37.6e-3),
-    "sglang": EngineOverhead(0.0, 24.82e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
+    "sglang": EngineOverhead(0.185e-3, 21.96e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
                              "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds",
                              frontend_s=120.2e-3),
-    "trtllm": EngineOverhead(0.122e-3, 23.17e-6, "fitted to 387 H100 rows of TensorRT-LLM 1.0 deployments "
+    "trtllm": EngineOverhead(0.0, 29.75e-6, "fitted to 387 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B, Qwen3-235B-A22B-FP8) in aiconfigurator-core 0.12.0's "
                              "silicon_sample.csv, clients of kinsim.calibration.silicon.CLIENTS", frontend_s=108.4e-3),
     "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
