@@ -215,6 +215,8 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
     hw = load_hardware(ROOT / "hardware" / "h100.yaml")
     rows, below = split_consistent(rows, hw)
     disagg, below_disagg = split_consistent(disagg, hw)
+    unrecorded = [r for r in rows if not r.concurrency_recorded]
+    rows = [r for r in rows if r.concurrency_recorded]
     print(f"   {total} H100 rows; {len(rows)} aggregated and {len(disagg)} disaggregated simulated; not expressible: "
           + ", ".join(f"{mode} {why} {n}" for (mode, why), n in sorted(skipped.items())))
     print_below_floor(below + below_disagg, hw)
@@ -224,6 +226,7 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
     if fit:
         fit_overheads(results)  # aggregated rows only: the constants of kinsim.cost.engine_overhead
         return
+    print_unrecorded(unrecorded, hw)
     failed = [(r.id, why) for r, _, _, why in results if why]
     if failed:
         print(f"   {len(failed)} rows could not be simulated, e.g. {failed[0][1][:100]}")
@@ -250,6 +253,21 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
                                             "rows)"), plots, "end_to_end.png")
     print_per_model(results)
     section_disaggregated(disagg, hw)
+
+
+def print_unrecorded(rows, hw) -> None:
+    """Aggregated rows that do not record their benchmark's concurrency (no ``c<N>`` in the id, no
+    ``silicon_concurrency`` in the source: a Dynamo deployment's, whose ``batch_size`` is aiconfigurator's
+    model of the batch, not the clients), simulated at ``batch_size`` clients and shown apart, out of the
+    figures: they judge the guess of the concurrency more than the model."""
+    if not rows:
+        return
+    print(f"   {len(rows)} aggregated rows scored apart, their concurrency not recorded (simulated at batch_size "
+          "clients; measured -> kinsim):")
+    for r, ttft, tpot, why in simulate_rows(rows, hw, None):
+        figures = why[:60] if why else (f"TTFT {r.ttft_s * 1e3:,.0f} -> {ttft * 1e3:,.0f} ms, "
+                                        f"TPOT {r.tpot_s * 1e3:.1f} -> {tpot * 1e3:.1f} ms")
+        print(f"     {r.backend:<7} {r.model:<15} {r.isl}/{r.osl} TP{r.tp} x {r.concurrency}: {figures}")
 
 
 def print_frontend_fit(results) -> None:

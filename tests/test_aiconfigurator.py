@@ -275,6 +275,17 @@ def test_the_frontend_fit_is_the_weighted_median_shift():
     assert fit_frontend_s([0.5, 0.6], [0.1, 0.2], 0.0) == 0.0
 
 
+def test_a_row_records_its_concurrency_by_the_c_in_its_id():
+    def recorded(row_id):
+        return expressible({**SILICON, "id": row_id})[0].concurrency_recorded
+
+    assert recorded("qwen3_32b_tp2_c4") and recorded("2026_04_06_llama_vllm_fp8_agg_1024x1024_c64_tp8_ep1_625")
+    assert recorded("c8_tp1")
+    # a Dynamo deployment's row leaves it empty; "abc16" or "c16x" is not a concurrency
+    assert not recorded("qwen3_32b_qwen3_32b_h100_sxm_vllm_agg_4000x1000_c_tp2_0_epnone_3")
+    assert not recorded("model_abc16_tp2") and not recorded("model_c16x_tp2")
+
+
 def test_least_absolute_deviations_takes_medians_not_means():
     from kinsim.calibration.silicon import least_absolute_deviations
 

@@ -47,6 +47,7 @@ from the decode worker, once its KV has moved).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,7 @@ class BenchmarkClient:
 #: 18% MAPE, against 76-80% for clients that send as each request ends); vLLM's and TensorRT-LLM's match
 #: a continuous closed loop whose first round counts and whose clients then run out of step, 8 requests
 #: per client (with each backend's frontend time: TTFT 23.8% and 27.6%, against 48% and 34% with 10 and 5
-#: per client in lockstep; TPOT 11.7% and 9.9%, against 11.4% and 9.3%).
+#: per client in lockstep; TPOT 11.7% and 9.9%, against 11.4% and 9.3%; all over 787 rows).
 CLIENTS: dict[str, BenchmarkClient] = {
     "sglang": BenchmarkClient(requests_per_client=3, rounds=True, warmup_round=False),
     "vllm": BenchmarkClient(requests_per_client=8, rounds=False, warmup_round=False, stagger=True),
@@ -112,6 +113,10 @@ WEIGHT_DTYPES = {"nan": "bf16", "None": "bf16", "fp8": "fp8", "fp8_block": "fp8"
 
 #: GPUs per node of the hardware the rows ran on (8-GPU HGX H100 nodes; ``hardware/h100.yaml``).
 GPUS_PER_NODE = 8
+
+
+#: A row id's record of the benchmark's concurrency: ``c<N>`` between underscores (``..._c64_tp8_...``).
+_RECORDED_CONCURRENCY = re.compile(r"(?:^|_)c\d+(?:_|$)")
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,13 @@ class SiliconRow:
     def disaggregated(self) -> bool:
         """Whether prefill and decode ran on separate workers."""
         return self.decode is not None
+
+    @property
+    def concurrency_recorded(self) -> bool:
+        """Whether the row records its benchmark's concurrency: its id carries ``c<N>`` (exactly the rows
+        whose source says ``silicon_concurrency=N``). Without it ``batch_size`` is only aiconfigurator's
+        model of the deployment's batch, not what the clients ran."""
+        return bool(_RECORDED_CONCURRENCY.search(self.id))
 
     @property
     def gpus(self) -> int:

@@ -42,13 +42,13 @@ class EngineOverhead:
 
 
 ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
-    "vllm": EngineOverhead(0.560e-3, 56.16e-6, "fitted to 110 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
+    "vllm": EngineOverhead(0.615e-3, 55.73e-6, "fitted to 106 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
                            "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
                            "kinsim.calibration.silicon.CLIENTS", frontend_s=37.6e-3),
     "sglang": EngineOverhead(0.185e-3, 21.96e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
                              "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds",
                              frontend_s=120.2e-3),
-    "trtllm": EngineOverhead(0.0, 29.75e-6, "fitted to 387 H100 rows of TensorRT-LLM 1.0 deployments "
+    "trtllm": EngineOverhead(0.0, 30.02e-6, "fitted to 383 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B, Qwen3-235B-A22B-FP8) in aiconfigurator-core 0.12.0's "
                              "silicon_sample.csv, clients of kinsim.calibration.silicon.CLIENTS", frontend_s=108.4e-3),
     "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
