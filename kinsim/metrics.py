@@ -9,7 +9,8 @@ Conventions (see ``docs/metrics.md`` for each metric's formula):
   request every throughput is 0.
 * Latency percentiles are over finished requests (tasks: over completed tasks), linear interpolation
   between order statistics; ``null`` when there is nothing to measure.
-* TTFT is first token minus arrival; TPOT is (finish - first token) / (output tokens - 1), for requests
+* TTFT is first token minus arrival (it includes the serving frontend's time before the engine admits the
+  request, ``frontend_s`` of the engine preset); TPOT is (finish - first token) / (output tokens - 1), for requests
   of at least two output tokens; e2e is finish minus arrival. A task's e2e runs from its first request's
   arrival to its last request's finish.
 * ``breakdown_s`` sums step time per op class over replicas (replica-seconds; each GPU of a
@@ -68,8 +69,9 @@ METRIC_DOCS = (
     ("throughput.output_tokens_per_s", "tokens/s", "tokens.delivered / sim_time_s (0 when no request finished)"),
     ("throughput.tasks_per_s", "tasks/s", "tasks.completed / sim_time_s"),
     ("throughput.requests_per_s", "requests/s", "requests.completed / sim_time_s"),
-    ("latency.request.ttft.{p50,p90,p99,mean}", "s", "first token minus arrival, over finished requests "
-                                                     "(request latencies leave out requests.warmup)"),
+    ("latency.request.ttft.{p50,p90,p99,mean}", "s", "first token minus arrival (the serving frontend's "
+                                                     "time included), over finished requests (request "
+                                                     "latencies leave out requests.warmup)"),
     ("latency.request.tpot.{p50,p90,p99,mean}", "s", "(finish - first token) / (output tokens - 1), finished "
                                                      "requests with at least two output tokens"),
     ("latency.request.e2e.{p50,p90,p99,mean}", "s", "finish minus arrival, over finished requests"),
