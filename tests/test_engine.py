@@ -463,22 +463,21 @@ def test_a_staggered_closed_loop_in_rounds_is_refused():
                                          "stagger": True}})
 
 
-def test_the_serving_frontend_delays_a_request_into_the_engine_and_counts_in_its_ttft(monkeypatch):
-    import dataclasses
-
-    import kinsim.cost.engine_overhead as overheads
-
-    w = workload(**{"requests.problems": 1, "requests.samples": 1})
-    vllm = overheads.ENGINE_OVERHEADS["vllm"]
-    monkeypatch.setitem(overheads.ENGINE_OVERHEADS, "vllm", dataclasses.replace(vllm, frontend_s=0.0))
+def test_the_serving_frontend_delays_a_request_into_the_engine_and_counts_in_its_ttft():
+    w = workload(**{"requests.problems": 1, "requests.samples": 1, "deployment.frontend_s": "0 s"})
     plain = simulate(w, H100).records.sequences[0]
     frontend = 0.0125  # s, a whole number of ticks
-    monkeypatch.setitem(overheads.ENGINE_OVERHEADS, "vllm", dataclasses.replace(vllm, frontend_s=frontend))
-    late = simulate(w, H100).records.sequences[0]
+    late = simulate(workload(**{"requests.problems": 1, "requests.samples": 1,
+                                "deployment.frontend_s": "12.5 ms"}), H100).records.sequences[0]
     assert late.arrival_s == plain.arrival_s == 0.0
     assert late.admitted_s == pytest.approx(plain.admitted_s + frontend, abs=1e-12)
     assert late.first_token_s == pytest.approx(plain.first_token_s + frontend, abs=1e-12)
     assert late.finish_s - late.first_token_s == pytest.approx(plain.finish_s - plain.first_token_s, abs=1e-12)
+    # absent, the engine preset's: vLLM's
+    preset = simulate(workload(**{"requests.problems": 1, "requests.samples": 1}), H100).records.sequences[0]
+    assert preset.admitted_s == pytest.approx(plain.admitted_s + ENGINE_OVERHEADS["vllm"].frontend_s, abs=1e-12)
+    with pytest.raises(SpecError, match="frontend_s"):
+        workload(**{"deployment.frontend_s": "-1 ms"})
 
 
 def test_trace_requests_replay(tmp_path: Path):

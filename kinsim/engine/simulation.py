@@ -138,7 +138,8 @@ class Simulation:
         self._released = 0
         # the serving frontend's time per request (HTTP, tokenization): requests reach the first role's queue
         # this long after they arrive, their TTFT counted from the arrival
-        self._frontend_ticks = to_tick(self._pricers[0].overhead.frontend_s)
+        frontend_s = deployment.frontend_s
+        self._frontend_ticks = to_tick(self._pricers[0].overhead.frontend_s if frontend_s is None else frontend_s)
         self._round_left = 0  # groups of the current round still running (closed loop in rounds)
         self._ended = 0
         self.progress: Callable[[Progress], None] | None = None
