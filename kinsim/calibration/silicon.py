@@ -342,6 +342,8 @@ def least_absolute_deviations(a, b):
     upper = np.block([[-a, -np.eye(rows)], [a, -np.eye(rows)]])  # b - a x <= u and a x - b <= u
     result = linprog(cost, A_ub=upper, b_ub=np.concatenate([-b, b]), bounds=[(0, None)] * (cols + rows),
                      method="highs")
+    if not result.success:  # the programme is always feasible and bounded below; a solver failure is news
+        raise RuntimeError(f"least absolute deviations: {result.message}")
     return result.x[:cols]
 
 

@@ -348,7 +348,7 @@ class Simulation:
         first round (groups are released, and numbered, in order) waits k / concurrency of its first
         problem's time in the system, from its send to its last token; 0 otherwise."""
         if not arrival.stagger or group >= arrival.concurrency:
-            return 0
+            return 0.0
         return to_tick((to_seconds(self.env.now) - seq.arrival_s) * group / arrival.concurrency)
 
     # ------------------------------------------------------------------------------ running
