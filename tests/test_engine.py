@@ -184,6 +184,59 @@ def test_preemption_takes_the_newest_sequence_and_recomputes_it():
     assert result["tokens.prefill_computed"] > 200  # the recompute came on top of the two prompts
 
 
+def test_no_evict_admission_waits_for_room_instead_of_preempting():
+    # The two requests above (each 63 blocks at its full 999 tokens) under TensorRT-LLM's policy: the second
+    # is admitted only once the first has ended (126 > 100 - 1 watermark block), is never preempted and
+    # computes its prompt once.
+    w = workload(**{"requests.problems": 2, "requests.samples": 1, "requests.output_tokens": 900,
+                    "requests.arrival": {"process": "poisson", "rate": "1000 /s"},
+                    "deployment.admission": "no_evict"})
+    result = simulate(w, hardware_with_kv_blocks(w, 100))
+    first, second = result.records.sequences
+    assert first.preemptions == second.preemptions == 0
+    assert second.admitted_s >= first.finish_s
+    assert result["tokens.prefill_computed"] == 200
+    assert result["requests.completed"] == 2
+
+
+@pytest.mark.parametrize("admission, seated", [("no_evict", 3), ("greedy", 4)])
+def test_no_evict_seats_only_what_fits_at_full_length(admission, seated):
+    # Four 100-token prompts with 100 tokens each to generate: 199 tokens at the end, 13 blocks of 16 (7 for
+    # the prompt). 40 blocks less a 1-block watermark hold three at full length (39), while greedy admission
+    # takes all four prompts (28) at once.
+    w = workload(**{"requests.problems": 4, "requests.samples": 1, "requests.output_tokens": 100,
+                    "deployment.admission": admission})
+    result = simulate(w, hardware_with_kv_blocks(w, 40))
+    assert max(seg.decode_seqs for seg in result.records.segments) == seated
+    assert (result["requests.preemptions"] == 0) == (admission == "no_evict")
+    assert result["requests.completed"] == 4
+
+
+def test_no_evict_ends_a_request_longer_than_the_cache_before_it_starts():
+    w = workload(**{"requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 900,
+                    "deployment.admission": "no_evict"})
+    result = simulate(w, hardware_with_kv_blocks(w, 20))
+    (seq,) = result.records.sequences
+    assert seq.state == UNFINISHED and seq.generated == 0
+    # 100 + 900 - 1 = 999 tokens: 63 blocks of 16, against 20 less a 1-block watermark
+    assert "its 999 tokens at full length (admission: no_evict) need 63 KV-cache blocks" in seq.reason
+
+
+@pytest.mark.parametrize("engine, chunked, admission", [("vllm", True, "greedy"), ("sglang", True, "greedy"),
+                                                        ("trtllm", False, "no_evict"), ("none", True, "greedy")])
+def test_an_engine_brings_its_scheduling_defaults(engine, chunked, admission):
+    d = workload(**{"deployment.engine": engine}).deployment
+    assert (d.chunked_prefill, d.admission) == (chunked, admission)
+    given = workload(**{"deployment.engine": engine, "deployment.chunked_prefill": not chunked,
+                        "deployment.admission": "greedy"}).deployment
+    assert (given.chunked_prefill, given.admission) == (not chunked, "greedy")
+
+
+def test_an_unknown_admission_policy_names_the_key():
+    with pytest.raises(SpecError, match=r"deployment\.admission.*must be one of greedy, no_evict"):
+        workload(**{"deployment.admission": "lazy"})
+
+
 def test_a_sequence_that_can_never_fit_ends_unfinished_with_a_reason():
     w = workload(**{"requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 900})
     hw = hardware_with_kv_blocks(w, 20)
@@ -301,6 +354,7 @@ small_workloads = st.fixed_dictionaries({
     "deployment.max_num_seqs": st.integers(4, 16),
     "deployment.max_num_batched_tokens": st.sampled_from([16, 64, 512]),
     "deployment.chunked_prefill": st.booleans(),
+    "deployment.admission": st.sampled_from(["greedy", "no_evict"]),
     "deployment.router": st.sampled_from(["group_affinity", "least_loaded", "round_robin"]),
     "requests.arrival": st.sampled_from([{"process": "all_at_once"}, {"process": "poisson", "rate": "50 /s"},
                                          {"process": "closed_loop", "concurrency": 2},

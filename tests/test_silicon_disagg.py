@@ -54,6 +54,16 @@ def test_a_disaggregated_row_becomes_prefill_and_decode_roles():
     assert workload.gpus == 8
 
 
+@pytest.mark.parametrize("engine", [None, "none"])
+def test_a_row_schedules_as_its_backend_whatever_prices_the_host(engine):
+    # The overheads are fitted with engine "none" (no host time): the rows must still batch as TensorRT-LLM
+    # does (whole prompts, no-evict admission), or the fit would absorb the scheduling's difference.
+    row, _ = expressible(AGG_MOE)
+    deployment = workload_from_raw(workload_of(row, engine=engine), ROOT).deployment
+    assert deployment.engine == (engine or "trtllm")
+    assert (deployment.chunked_prefill, deployment.admission) == (False, "no_evict")
+
+
 def test_rows_kinsim_cannot_express_keep_their_reason():
     assert expressible({**DISAGG, "prefill_attention_dp_size": 4}) == (None, "prefill_attention_dp_size > 1")
     assert expressible({**DISAGG, "decode_attention_dp_size": 8}) == (None, "decode_attention_dp_size > 1")

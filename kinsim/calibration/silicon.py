@@ -51,6 +51,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kinsim.workload.spec import ENGINE_SCHEDULING
+
 #: Model paths of the CSV that kinsim has presets for.
 PRESETS = {
     "Qwen/Qwen3-32B": "Qwen3-32B",
@@ -283,12 +285,16 @@ def _model_of(row: SiliconRow) -> dict[str, Any]:
 def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
     """``deployment`` of ``row``: one replica of ``row.tp`` GPUs, or the row's prefill and decode roles
     (requests placed on the least-loaded replica of each role; a decode replica seats its
-    ``decode_batch_size`` sequences, at least kinsim's default 256)."""
+    ``decode_batch_size`` sequences, at least kinsim's default 256). It schedules as the row's backend does
+    (:data:`~kinsim.workload.spec.ENGINE_SCHEDULING`) whatever ``engine`` prices its host time, so that the
+    engine overheads are fitted with ``engine: none`` on the backend's own batches."""
+    chunked, admission = ENGINE_SCHEDULING.get(row.backend, ENGINE_SCHEDULING[engine])
+    common = {"data_parallel": 1, "max_num_batched_tokens": 8192, "engine": engine, "chunked_prefill": chunked,
+              "admission": admission}
     if row.prefill is None or row.decode is None:
-        return {"tensor_parallel": row.tp, "data_parallel": 1, "expert_parallel": row.expert_parallel,
-                "max_num_seqs": max(256, row.concurrency), "max_num_batched_tokens": 8192, "engine": engine}
-    return {"tensor_parallel": row.prefill.tp, "data_parallel": 1,
-            "max_num_seqs": max(256, row.decode.batch_size), "max_num_batched_tokens": 8192, "engine": engine,
+        return {**common, "tensor_parallel": row.tp, "expert_parallel": row.expert_parallel,
+                "max_num_seqs": max(256, row.concurrency)}
+    return {**common, "tensor_parallel": row.prefill.tp, "max_num_seqs": max(256, row.decode.batch_size),
             "router": "least_loaded",
             "disaggregation": {role: {"replicas": spec.workers, "tensor_parallel": spec.tp}
                                for role, spec in (("prefill", row.prefill), ("decode", row.decode))}}

@@ -48,9 +48,10 @@ ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
     "sglang": EngineOverhead(0.185e-3, 21.96e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
                              "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds",
                              frontend_s=120.2e-3),
-    "trtllm": EngineOverhead(0.0, 30.02e-6, "fitted to 383 H100 rows of TensorRT-LLM 1.0 deployments "
+    "trtllm": EngineOverhead(0.0, 29.79e-6, "fitted to 383 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B, Qwen3-235B-A22B-FP8) in aiconfigurator-core 0.12.0's "
-                             "silicon_sample.csv, clients of kinsim.calibration.silicon.CLIENTS", frontend_s=108.4e-3),
+                             "silicon_sample.csv, scheduled as TensorRT-LLM does (no chunked prefill, no-evict "
+                             "admission), clients of kinsim.calibration.silicon.CLIENTS", frontend_s=111.5e-3),
     "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
 }
 

@@ -19,7 +19,13 @@ Each step, in this order:
    across steps, without it a prompt runs whole or waits.
 3. **Admission** from the waiting queue, first come first served with head-of-line blocking, while the
    step has budget, the batch has room (``max_num_seqs``) and the free blocks minus a watermark cover the
-   newcomer's blocks. Not in a step that preempted. A newcomer that has generated nothing takes the
+   newcomer's blocks. Not in a step that preempted. With ``admission: no_evict`` (TensorRT-LLM's
+   ``GUARANTEED_NO_EVICT``) the free blocks must also cover, beyond the watermark, the blocks every resident
+   sequence still takes until its last token and the newcomer's own at its full length, so decodes never
+   run out of blocks and nothing is preempted for them (host pages of offloaded KV still may); a request
+   whose full length exceeds the cache ends unfinished. Free blocks less those promised stay constant
+   while a batch decodes (each block a decode takes was promised), so admission can only become possible
+   when something ends, as with greedy admission. A newcomer that has generated nothing takes the
    other waiting members of its group with it: one prefill of the prompt, then every member decodes on
    the shared prompt blocks (see :mod:`kinsim.engine.kv`). When the group's prompt blocks are still
    resident, only the rest is computed (a prefix-cache hit). With ``prefix_caching`` the whole prompt
@@ -174,6 +180,9 @@ class Scheduler:
         self.swap_stats = {"preempt_recompute": 0, "preempt_swap": 0, "swap_out_blocks": 0, "swap_in_blocks": 0,
                            "host_peak_blocks": 0}
         self.deployment = deployment
+        #: No-evict admission (``deployment.admission``): the growth of resident sequences is promised ahead.
+        #: A prefill replica's sequences never decode there, so it promises nothing beyond their prompts.
+        self._no_evict = deployment.admission == "no_evict" and role != "prefill"
         #: Speculative decoding (or None), and the tokens of the step's budget a decoding sequence takes.
         self._spec = deployment.speculative
         self._decode_tokens = 1 if self._spec is None else self._spec.tokens + 1
@@ -428,12 +437,12 @@ class Scheduler:
                 host_left = self.host_blocks - self.host_used - self._host_reserved - self._host_pages(target)
                 follower_pages = self._host_pages(group.prompt_tokens)
                 for other in group.waiting:
-                    if (len(followers) + 1 >= seats or blocks + follower_blocks > available
-                            or follower_pages > host_left):
+                    need = follower_blocks + (self._growth(other, follower_blocks) if self._no_evict else 0)
+                    if len(followers) + 1 >= seats or blocks + need > available or follower_pages > host_left:
                         break
                     if other is not head and other.state == WAITING and other.generated == 0:
                         followers.append(other)
-                        blocks += follower_blocks
+                        blocks += need
                         host_left -= follower_pages
             self._hold_shared(group, 1 + len(followers))
             if decision.load_blocks:  # loaded from the host tier before the step: ready when it starts
@@ -494,12 +503,21 @@ class Scheduler:
         empty_need = shared_tokens // layout.block_size + lead_blocks
         seats = deployment.max_num_seqs - self.seated
         available = free_blocks - reserved - layout.watermark_blocks
+        if self._no_evict:  # its whole length, and what every resident sequence still takes, must fit
+            growth = self._growth(head, lead_blocks, shared_tokens)
+            blocks += growth
+            empty_need += growth
+            # Free blocks less those promised are the same at every step of a decode segment (a block a
+            # decode takes was promised), so the fast path's dry run at a later step reads them now.
+            available = self.free_blocks - self._promised_blocks() - layout.watermark_blocks
         host_pages = self._host_pages(target)
         if host_free is None:
             host_free = self.host_blocks - self.host_used - self._host_reserved
         abort = ""
         if empty_need > layout.total_blocks - layout.watermark_blocks:
-            abort = (f"its {target} tokens need {empty_need} KV-cache blocks; the replica holds "
+            tokens = (f"{group.prompt_tokens + head.request.output_tokens - 1} tokens at full length (admission: "
+                      "no_evict)") if self._no_evict else f"{target} tokens"
+            abort = (f"its {tokens} need {empty_need} KV-cache blocks; the replica holds "
                      f"{layout.total_blocks} (less a {layout.watermark_blocks}-block watermark)")
         elif host_pages > self.host_blocks:
             abort = (f"its {target} tokens of offloaded KV need {host_pages} host memory pages; the replica's "
@@ -512,6 +530,28 @@ class Scheduler:
             take = self._chunk(target - cached, budget)
         return HeadDecision(abort, take, target, cached, lead_blocks, blocks, seats, available, shared_tokens,
                             hit_blocks if cached else 0, load_blocks if cached else 0)
+
+    def _growth(self, seq: Sequence, blocks: int, shared_tokens: int | None = None) -> int:
+        """Private blocks ``seq`` takes beyond ``blocks`` until its last token, whose KV it never writes:
+        ``prompt + output - 1`` tokens (``shared_tokens`` of the prompt in the group's shared blocks; None: the
+        group's)."""
+        group = seq.group
+        shared = group.shared_tokens if shared_tokens is None else shared_tokens
+        return max(0, self.layout.private_blocks_of(group.prompt_tokens + seq.request.output_tokens - 1, shared)
+                   - blocks)
+
+    def _promised_blocks(self) -> int:
+        """No-evict admission: the blocks every resident sequence still takes until its last token (the
+        decoding batch's at once, in the batch's columns; a prefilling sequence holds its prompt's)."""
+        batch = self.batch
+        promised = 0
+        if batch.n:
+            final = self.layout.private_blocks(batch.kv + (batch.output - batch.generated), batch.shared)
+            promised = int((final - batch.blocks).sum())
+        for seq in self.resident:
+            if seq.state != DECODE:
+                promised += self._growth(seq, seq.private_blocks)
+        return promised
 
     def admission_would_act(self, free_blocks: int, reserved: int, budget: int, host_free: int | None = None) -> bool:
         """Whether planning with ``free_blocks`` free, ``reserved`` of them promised to decodes and

@@ -31,6 +31,24 @@ ROUTERS = ("group_affinity", "least_loaded", "round_robin")
 #: Serving engines with a per-step overhead preset (see :mod:`kinsim.cost.engine_overhead`).
 ENGINES = ("vllm", "sglang", "trtllm", "none")
 
+#: Admission policies of ``deployment.admission`` (see :mod:`kinsim.engine.scheduler`).
+ADMISSIONS = ("greedy", "no_evict")
+
+#: Each engine's scheduling defaults, ``(chunked_prefill, admission)``, taken where a workload leaves them out.
+#: vLLM V1 and SGLang split long prompts into chunks and admit a request as soon as its prompt's KV fits,
+#: preempting the newest when the running ones outgrow the cache. TensorRT-LLM's PyTorch backend does not
+#: chunk (``TorchLlmArgs.enable_chunked_prefill`` defaults to false) and admits a request only when it and
+#: every running request can reach their full length without eviction (``SchedulerConfig.
+#: capacity_scheduler_policy`` defaults to ``GUARANTEED_NO_EVICT``). SGLang's admission reserves a decaying
+#: share of the running requests' remaining tokens (``new_token_ratio``); kinsim does not model that share and
+#: admits greedily.
+ENGINE_SCHEDULING: dict[str, tuple[bool, str]] = {
+    "vllm": (True, "greedy"),
+    "sglang": (True, "greedy"),
+    "trtllm": (False, "no_evict"),
+    "none": (True, "greedy"),
+}
+
 #: Caps on sizes (reasons in :mod:`kinsim.limits`).
 _TOKENS = at_most(MAX_TOKENS, "tokens: kinsim's cap, 2**24")
 _REQUESTS = at_most(MAX_REQUESTS, "kinsim's cap on requests")
@@ -91,8 +109,16 @@ class DeploymentSpec:
     max_num_seqs: int = spec_field("Most sequences in one step's batch.", default=256, check=(at_least(1), _REQUESTS))
     max_num_batched_tokens: int = spec_field("Most tokens (prefill and decode) in one step.",
                                              default=8192, check=(at_least(1), _TOKENS))
-    chunked_prefill: bool = spec_field("Split long prompts into chunks mixed with decode steps.",
-                                       default=True)
+    chunked_prefill: bool | None = spec_field(
+        "Split long prompts into chunks mixed with decode steps; absent: the engine's default (true for vllm, "
+        "sglang and none; false for trtllm, as TensorRT-LLM's enable_chunked_prefill).", default=None)
+    admission: str | None = spec_field(
+        "When a waiting request is admitted: greedy (as soon as the free KV blocks cover its prompt; running "
+        "sequences that outgrow the cache preempt the newest, as vLLM and SGLang) or no_evict (only when the "
+        "free blocks cover its whole length, prompt and output, and the rest of every running sequence's, "
+        "so that nothing is ever preempted, as TensorRT-LLM's GUARANTEED_NO_EVICT; a request's output "
+        "length stands for its max_tokens). Absent: the engine's default (no_evict for trtllm, greedy "
+        "otherwise).", default=None, check=one_of(*ADMISSIONS))
     kv_block_size: int = spec_field("Tokens per paged KV-cache block.", default=16, check=(at_least(1), _TOKENS))
     gpu_memory_fraction: float = spec_field(
         "Share of GPU memory the serving engine may use for weights, activations and the KV cache.",
@@ -133,7 +159,7 @@ class DeploymentSpec:
     frontend_s: float | None = spec_field(
         "Time a request spends in the serving frontend (HTTP, tokenization, hand-off) before the engine "
         "admits it, counted in its TTFT; absent: the engine's preset (vllm 37.6 ms, sglang 120.2 ms, "
-        "trtllm 108.4 ms, none 0; fitted in docs/calibration.md).", unit="time", default=None,
+        "trtllm 111.5 ms, none 0; fitted in docs/calibration.md).", unit="time", default=None,
         check=non_negative, example="20 ms")
     disaggregation: DisaggregationSpec | None = spec_field(
         "Prefill and decode on separate replicas, with each request's KV moved between them (see "
@@ -145,6 +171,11 @@ class DeploymentSpec:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        chunked, admission = ENGINE_SCHEDULING[self.engine]
+        if self.chunked_prefill is None:  # the engine's defaults, resolved once (replace() keeps them)
+            object.__setattr__(self, "chunked_prefill", chunked)
+        if self.admission is None:
+            object.__setattr__(self, "admission", admission)
         if self.disaggregation is not None and self.data_parallel != 1:
             raise SpecError("must be 1 with disaggregation: the roles give the replicas "
                             "(disaggregation.prefill.replicas, disaggregation.decode.replicas)",
