@@ -189,6 +189,7 @@ def test_no_evict_admission_waits_for_room_instead_of_preempting():
     # is admitted only once the first has ended (126 > 100 - 1 watermark block), is never preempted and
     # computes its prompt once.
     w = workload(**{"requests.problems": 2, "requests.samples": 1, "requests.output_tokens": 900,
+                    "requests.max_output_tokens": 900,
                     "requests.arrival": {"process": "poisson", "rate": "1000 /s"},
                     "deployment.admission": "no_evict"})
     result = simulate(w, hardware_with_kv_blocks(w, 100))
@@ -199,13 +200,14 @@ def test_no_evict_admission_waits_for_room_instead_of_preempting():
     assert result["requests.completed"] == 2
 
 
-@pytest.mark.parametrize("admission, seated", [("no_evict", 3), ("greedy", 4)])
-def test_no_evict_seats_only_what_fits_at_full_length(admission, seated):
+@pytest.mark.parametrize("admission, cap, seated", [("no_evict", 100, 3), ("greedy", 100, 4), ("no_evict", 400, 1)])
+def test_no_evict_seats_only_what_fits_at_full_length(admission, cap, seated):
     # Four 100-token prompts with 100 tokens each to generate: 199 tokens at the end, 13 blocks of 16 (7 for
     # the prompt). 40 blocks less a 1-block watermark hold three at full length (39), while greedy admission
-    # takes all four prompts (28) at once.
+    # takes all four prompts (28) at once. Sent with a cap of 400 tokens, a request reserves 499 tokens, 32
+    # blocks: one at a time.
     w = workload(**{"requests.problems": 4, "requests.samples": 1, "requests.output_tokens": 100,
-                    "deployment.admission": admission})
+                    "requests.max_output_tokens": cap, "deployment.admission": admission})
     result = simulate(w, hardware_with_kv_blocks(w, 40))
     assert max(seg.decode_seqs for seg in result.records.segments) == seated
     assert (result["requests.preemptions"] == 0) == (admission == "no_evict")
@@ -214,7 +216,7 @@ def test_no_evict_seats_only_what_fits_at_full_length(admission, seated):
 
 def test_no_evict_ends_a_request_longer_than_the_cache_before_it_starts():
     w = workload(**{"requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 900,
-                    "deployment.admission": "no_evict"})
+                    "requests.max_output_tokens": 900, "deployment.admission": "no_evict"})
     result = simulate(w, hardware_with_kv_blocks(w, 20))
     (seq,) = result.records.sequences
     assert seq.state == UNFINISHED and seq.generated == 0
@@ -347,6 +349,7 @@ small_workloads = st.fixed_dictionaries({
     "requests.problems": st.integers(1, 5),
     "requests.samples": st.integers(1, 6),
     "requests.prompt_tokens": st.integers(1, 300),
+    "requests.max_output_tokens": st.sampled_from([400, 1000]),  # the cap no-evict admission reserves
     "requests.output_tokens": st.fixed_dictionaries({"dist": st.just("uniform"), "low": st.integers(1, 20),
                                                      "high": st.integers(21, 400)}),
     "deployment.data_parallel": st.integers(1, 3),

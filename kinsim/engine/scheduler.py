@@ -21,9 +21,11 @@ Each step, in this order:
    step has budget, the batch has room (``max_num_seqs``) and the free blocks minus a watermark cover the
    newcomer's blocks. Not in a step that preempted. With ``admission: no_evict`` (TensorRT-LLM's
    ``GUARANTEED_NO_EVICT``) the free blocks must also cover, beyond the watermark, the blocks every resident
-   sequence still takes until its last token and the newcomer's own at its full length, so decodes never
-   run out of blocks and nothing is preempted for them (host pages of offloaded KV still may); a request
-   whose full length exceeds the cache ends unfinished. Free blocks less those promised stay constant
+   sequence may still take until its last token and the newcomer's own at its full length, so decodes
+   never run out of blocks and nothing is preempted for them (host pages of offloaded KV still may); a
+   request whose full length exceeds the cache ends unfinished. The full length is the prompt plus the
+   generation cap the request was sent with (the workload's ``max_output_tokens``, as a client's
+   ``max_tokens``), or its own output where no cap is set. Free blocks less those promised stay constant
    while a batch decodes (each block a decode takes was promised), so admission can only become possible
    when something ends, as with greedy admission. A newcomer that has generated nothing takes the
    other waiting members of its group with it: one prefill of the prompt, then every member decodes on
@@ -151,10 +153,13 @@ class Scheduler:
 
     def __init__(self, layout: KVLayout, deployment: DeploymentSpec,
                  on_finish: Callable[[Sequence], None] = lambda s: None, host_blocks: int = 0,
-                 role: str = "both", on_handoff: Callable[[Sequence], None] | None = None) -> None:
+                 role: str = "both", on_handoff: Callable[[Sequence], None] | None = None,
+                 max_tokens: int | None = None) -> None:
         """``host_blocks``: KV blocks of this replica that host memory holds for swapped sequences. ``role``:
         ``both`` (prefill and decode), ``prefill`` or ``decode`` (a disaggregated deployment; see the module
-        docstring); ``on_handoff(seq)``: a prefill replica's sequence has its first token and leaves."""
+        docstring); ``on_handoff(seq)``: a prefill replica's sequence has its first token and leaves.
+        ``max_tokens``: the generation cap every request is sent with (the workload's ``max_output_tokens``),
+        which no-evict admission reserves; None: each request's own output length."""
         self.layout = layout
         self.role = role
         self.on_handoff = on_handoff
@@ -183,6 +188,7 @@ class Scheduler:
         #: No-evict admission (``deployment.admission``): the growth of resident sequences is promised ahead.
         #: A prefill replica's sequences never decode there, so it promises nothing beyond their prompts.
         self._no_evict = deployment.admission == "no_evict" and role != "prefill"
+        self._max_tokens = max_tokens
         #: Speculative decoding (or None), and the tokens of the step's budget a decoding sequence takes.
         self._spec = deployment.speculative
         self._decode_tokens = 1 if self._spec is None else self._spec.tokens + 1
@@ -515,8 +521,8 @@ class Scheduler:
             host_free = self.host_blocks - self.host_used - self._host_reserved
         abort = ""
         if empty_need > layout.total_blocks - layout.watermark_blocks:
-            tokens = (f"{group.prompt_tokens + head.request.output_tokens - 1} tokens at full length (admission: "
-                      "no_evict)") if self._no_evict else f"{target} tokens"
+            tokens = (f"{group.prompt_tokens + self._reserved_output(head) - 1} tokens at full length "
+                      "(admission: no_evict)") if self._no_evict else f"{target} tokens"
             abort = (f"its {tokens} need {empty_need} KV-cache blocks; the replica holds "
                      f"{layout.total_blocks} (less a {layout.watermark_blocks}-block watermark)")
         elif host_pages > self.host_blocks:
@@ -531,22 +537,29 @@ class Scheduler:
         return HeadDecision(abort, take, target, cached, lead_blocks, blocks, seats, available, shared_tokens,
                             hit_blocks if cached else 0, load_blocks if cached else 0)
 
+    def _reserved_output(self, seq: Sequence) -> int:
+        """Output tokens no-evict admission reserves for ``seq``: the generation cap it was sent with, else its
+        own output length."""
+        return seq.request.output_tokens if self._max_tokens is None else self._max_tokens
+
     def _growth(self, seq: Sequence, blocks: int, shared_tokens: int | None = None) -> int:
-        """Private blocks ``seq`` takes beyond ``blocks`` until its last token, whose KV it never writes:
-        ``prompt + output - 1`` tokens (``shared_tokens`` of the prompt in the group's shared blocks; None: the
-        group's)."""
+        """Private blocks ``seq`` takes beyond ``blocks`` until its last reserved token, whose KV it never
+        writes: ``prompt + reserved output - 1`` tokens (``shared_tokens`` of the prompt in the group's shared
+        blocks; None: the group's)."""
         group = seq.group
         shared = group.shared_tokens if shared_tokens is None else shared_tokens
-        return max(0, self.layout.private_blocks_of(group.prompt_tokens + seq.request.output_tokens - 1, shared)
-                   - blocks)
+        final = group.prompt_tokens + self._reserved_output(seq) - 1
+        return max(0, self.layout.private_blocks_of(final, shared) - blocks)
 
     def _promised_blocks(self) -> int:
-        """No-evict admission: the blocks every resident sequence still takes until its last token (the
-        decoding batch's at once, in the batch's columns; a prefilling sequence holds its prompt's)."""
+        """No-evict admission: the blocks every resident sequence may still take until its last reserved
+        token (the decoding batch's at once, in the batch's columns; a prefilling sequence holds its
+        prompt's)."""
         batch = self.batch
         promised = 0
         if batch.n:
-            final = self.layout.private_blocks(batch.kv + (batch.output - batch.generated), batch.shared)
+            output = batch.output if self._max_tokens is None else self._max_tokens
+            final = self.layout.private_blocks(batch.kv + (output - batch.generated), batch.shared)
             promised = int((final - batch.blocks).sum())
         for seq in self.resident:
             if seq.state != DECODE:

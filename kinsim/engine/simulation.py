@@ -191,7 +191,8 @@ class Simulation:
                 if j != r)
             on_handoff = partial(self._hand_off, prefill=r) if role.name == "prefill" else None
             scheduler = Scheduler(layout, role.deployment, on_finish=self._on_end, host_blocks=host_blocks,
-                                  role=role.name, on_handoff=on_handoff)
+                                  role=role.name, on_handoff=on_handoff,
+                                  max_tokens=getattr(self.workload.requests, "max_output_tokens", None))
             host_copy = None
             if copies:
                 host_copy = _prefixed_copy(host_copy_model(role_hw, layout, range(first, first + tp)), role.prefix)

@@ -116,8 +116,9 @@ class DeploymentSpec:
         "When a waiting request is admitted: greedy (as soon as the free KV blocks cover its prompt; running "
         "sequences that outgrow the cache preempt the newest, as vLLM and SGLang) or no_evict (only when the "
         "free blocks cover its whole length, prompt and output, and the rest of every running sequence's, "
-        "so that nothing is ever preempted, as TensorRT-LLM's GUARANTEED_NO_EVICT; a request's output "
-        "length stands for its max_tokens). Absent: the engine's default (no_evict for trtllm, greedy "
+        "so that nothing is ever preempted, as TensorRT-LLM's GUARANTEED_NO_EVICT; the whole length "
+        "reserves the workload's max_output_tokens, the max_tokens a client sends, or a trace's own output "
+        "length where it sets no cap). Absent: the engine's default (no_evict for trtllm, greedy "
         "otherwise).", default=None, check=one_of(*ADMISSIONS))
     kv_block_size: int = spec_field("Tokens per paged KV-cache block.", default=16, check=(at_least(1), _TOKENS))
     gpu_memory_fraction: float = spec_field(
