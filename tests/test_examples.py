@@ -24,6 +24,19 @@ def test_hbm_bandwidth_what_if(capsys):
     assert capsys.readouterr().out.count("\n") == 2
 
 
+def test_admission_policies(capsys, tmp_path):
+    out = load_example("admission_policies").main(plot_file=tmp_path / "admission.png")
+    greedy, no_evict = out["greedy"], out["no_evict"]
+    assert greedy["completed"] == no_evict["completed"] == 960  # 30 problems x 32 samples, nothing lost
+    # greedy outgrows the cache and recomputes; no-evict never preempts, so it prefills each prompt at most once
+    assert greedy["preemptions"] > 0 and no_evict["preemptions"] == 0
+    assert no_evict["prefill_computed"] <= no_evict["prompt"] < greedy["prefill_computed"]
+    # samples wait for room before their first token, and then decode in smaller batches
+    assert no_evict["ttft_p50_s"] > greedy["ttft_p50_s"] and no_evict["tpot_p50_s"] < greedy["tpot_p50_s"]
+    assert (tmp_path / "admission.png").stat().st_size > 0
+    assert capsys.readouterr().out.count("preemptions") == 2
+
+
 def test_what_if_double_hbm(capsys):
     out = load_example("what_if_double_hbm").main()
     # memory-bound decode, but the serving engine's host time per step does not shrink: well under the 2x
