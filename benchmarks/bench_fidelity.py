@@ -169,12 +169,11 @@ def simulate_rows(rows, hw, engine: str | None, extra: bool = False):
     of its nodes as it needs (``cluster.nodes``)."""
     out, by_nodes = [], {1: hw}
     for row in rows:
-        workload = workload_from_raw(workload_of(row, engine=engine), ROOT)
         nodes = nodes_needed(row, hw.node.gpus)
         if nodes not in by_nodes:
             by_nodes[nodes] = load_hardware(ROOT / "hardware" / "h100.yaml", {"cluster.nodes": nodes})
         try:
-            result = simulate(workload, by_nodes[nodes])
+            result = simulate(workload_from_raw(workload_of(row, engine=engine), ROOT), by_nodes[nodes])
         except KinsimError as error:
             out.append((row, None, None, str(error), None)[:5 if extra else 4])
             continue
@@ -304,7 +303,12 @@ def split_consistent(rows, hw):
     (:func:`kinsim.calibration.silicon.consistent`), so those rows are left out of the figures and listed."""
     kept, below = [], []
     for row in rows:
-        (kept if consistent(row, row_model(row), hw.gpu.memory.bandwidth) else below).append(row)
+        try:
+            model = row_model(row)
+        except KinsimError:  # a workload kinsim refuses: simulate_rows reports why
+            kept.append(row)
+            continue
+        (kept if consistent(row, model, hw.gpu.memory.bandwidth) else below).append(row)
     return kept, below
 
 

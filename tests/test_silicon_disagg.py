@@ -65,6 +65,8 @@ def test_a_row_schedules_as_its_backend_whatever_prices_the_host(engine):
 
 
 def test_rows_kinsim_cannot_express_keep_their_reason():
+    assert expressible({**AGG_MOE, "backend": "dynamo"}) == (None, "backend dynamo (kinsim's engines: vllm, sglang, "
+                                                                   "trtllm, none)")
     assert expressible({**DISAGG, "prefill_attention_dp_size": 4}) == (None, "prefill_attention_dp_size > 1")
     assert expressible({**DISAGG, "decode_attention_dp_size": 8}) == (None, "decode_attention_dp_size > 1")
     assert expressible({**DISAGG, "decode_pp_size": 2}) == (None, "decode_pp_size > 1")

@@ -185,6 +185,8 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
     mode = row.get("mode")
     if mode not in ("agg", "disagg"):
         return None, f"serving mode {mode}"
+    if str(row.get("backend")) not in ENGINE_SCHEDULING:
+        return None, f"backend {row.get('backend')} (kinsim's engines: {', '.join(ENGINE_SCHEDULING)})"
     model = PRESETS.get(str(row.get("model_path")))
     if model is None:
         return None, "no preset for the model"
@@ -288,7 +290,7 @@ def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
     ``decode_batch_size`` sequences, at least kinsim's default 256). It schedules as the row's backend does
     (:data:`~kinsim.workload.spec.ENGINE_SCHEDULING`) whatever ``engine`` prices its host time, so that the
     engine overheads are fitted with ``engine: none`` on the backend's own batches."""
-    chunked, admission = ENGINE_SCHEDULING.get(row.backend, ENGINE_SCHEDULING[engine])
+    chunked, admission = ENGINE_SCHEDULING[row.backend]
     common = {"data_parallel": 1, "max_num_batched_tokens": 8192, "engine": engine, "chunked_prefill": chunked,
               "admission": admission}
     if row.prefill is None or row.decode is None:
