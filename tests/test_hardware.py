@@ -2,12 +2,14 @@
 
 import pytest
 
+from kinsim import simulate
 from kinsim.errors import SpecError
 from kinsim.hardware import build_topology, load_hardware
 from kinsim.hardware.topology import gpu_name, gpu_to_gpu_bandwidth, route
 from kinsim.schema import build, to_raw, with_overrides
+from kinsim.workload.load import workload_from_raw
 
-from .conftest import HARDWARE
+from .conftest import HARDWARE, ROOT
 
 SHIPPED = sorted(HARDWARE.glob("*.yaml"))
 
@@ -20,7 +22,8 @@ def test_all_five_parts_ship():
 def test_shipped_file_round_trips_and_cites_sources(path):
     hw = load_hardware(path)
     assert build(type(hw), to_raw(hw)) == hw
-    assert hw.node.gpus == (1 if path.stem == "gh200" else 8)  # a GH200 node is one superchip
+    # a GH200 node is one superchip; a GB200 NVL72 rack is one NVLink domain of 72 GPUs
+    assert hw.node.gpus == {"gh200": 1, "gb200": 72}.get(path.stem, 8)
     for source in (hw.gpu.source, hw.node.source):
         assert any(word in source.lower() for word in ("datasheet", "data sheet", "https://"))
 
@@ -28,11 +31,44 @@ def test_shipped_file_round_trips_and_cites_sources(path):
 @pytest.mark.parametrize(
     "name, peak, bandwidth",
     [("h100", 989e12, 3.35e12), ("h200", 989e12, 4.8e12), ("a100", 312e12, 2.039e12),
-     ("b200", 2250e12, 8e12), ("mi300x", 1307.4e12, 5.3e12)],
+     ("b200", 2250e12, 8e12), ("mi300x", 1307.4e12, 5.3e12), ("h100_pcie", 756e12, 2e12),
+     ("a100_pcie", 312e12, 1.935e12), ("a30", 165e12, 933e9), ("l40s", 362.05e12, 864e9), ("l4", 121e12, 300e9),
+     ("gb200", 2500e12, 8e12)],
 )
 def test_bf16_ridge_point(name, peak, bandwidth):
     hw = load_hardware(HARDWARE / f"{name}.yaml")
     assert hw.ridge_flop_per_byte["bf16"] == pytest.approx(peak / bandwidth, rel=1e-12)
+
+
+#: Dense BF16 tensor FLOP per SM per cycle, by architecture (NVIDIA's architecture whitepapers: Ampere's
+#: third-generation tensor cores 1,024 FMA per SM per cycle, Hopper's 2,048, Ada's 512).
+BF16_FLOP_PER_SM_CYCLE = {"a100": 2048, "a100_pcie": 2048, "a30": 2048, "h100": 4096, "h100_pcie": 4096,
+                          "h200": 4096, "gh200": 4096, "l40s": 1024, "l4": 1024}
+
+
+@pytest.mark.parametrize("name", sorted(BF16_FLOP_PER_SM_CYCLE))
+def test_datasheet_rate_matches_sms_times_clock(name):
+    # the datasheet's dense BF16 rate, the SM count and the clock of a file are three figures of one
+    # product: a typo in any of them breaks it (L40S: 142 x 1,024 x 2.52 GHz = 366 against 362 TFLOP/s)
+    hw = load_hardware(HARDWARE / f"{name}.yaml")
+    rate = hw.gpu.compute.units * BF16_FLOP_PER_SM_CYCLE[name] * hw.gpu.compute.clock
+    assert rate == pytest.approx(hw.peak("bf16"), rel=0.015)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_a_decode_step_on_every_shipped_gpu_is_bound_by_its_memory_bandwidth(path):
+    # One Qwen3-8B sequence at about 1,025 cached tokens, kernels only: a step reads every weight and the KV
+    # once, so it takes at least their bytes over the HBM (or GDDR) bandwidth; the calibrated kernels' floors
+    # and shares keep it within twice that on every shipped GPU (1.04x on an L4, 1.78x on a B200, where the
+    # memory time is shortest).
+    hw = load_hardware(path)
+    raw = {"name": "decode", "model": "Qwen3-8B", "deployment": {"engine": "none"},
+           "requests": {"kind": "long_cot", "problems": 1, "prompt_tokens": 1000, "output_tokens": 50,
+                        "max_output_tokens": 50}}
+    w = workload_from_raw(raw, ROOT)
+    bound = (w.model.weight_bytes + w.model.kv_bytes_per_token * 1025) / hw.gpu.memory.bandwidth
+    step = simulate(w, hw)["latency.request.tpot.p50"]
+    assert bound <= step <= 2 * bound
 
 
 def test_h100_ridge_is_about_295():
