@@ -27,6 +27,7 @@ from kinsim.ops.op import OP_CLASSES
 from kinsim.runner import simulate
 from kinsim.workload.load import workload_from_raw
 from kinsim.workload.request import Request
+from kinsim.workload.spec import ENGINE_SCHEDULING, ENGINES
 
 from .conftest import HARDWARE, ROOT, WORKLOADS
 
@@ -227,6 +228,7 @@ def test_no_evict_ends_a_request_longer_than_the_cache_before_it_starts():
 @pytest.mark.parametrize("engine, chunked, admission", [("vllm", True, "greedy"), ("sglang", True, "greedy"),
                                                         ("trtllm", False, "no_evict"), ("none", True, "greedy")])
 def test_an_engine_brings_its_scheduling_defaults(engine, chunked, admission):
+    assert set(ENGINE_SCHEDULING) == set(ENGINES) == set(ENGINE_OVERHEADS)  # every engine has both presets
     d = workload(**{"deployment.engine": engine}).deployment
     assert (d.chunked_prefill, d.admission) == (chunked, admission)
     given = workload(**{"deployment.engine": engine, "deployment.chunked_prefill": not chunked,
