@@ -158,8 +158,9 @@ def _hardware_lines(f: dict[str, Any]) -> list[str]:
         ("hardware", f"{f['name']}: {f['gpu_name']}"),
         ("peak (dense)", peaks),
         ("ridge FLOP/byte", ridges),
-        ("HBM per GPU", f"{fq('bytes', f['hbm_bytes_per_gpu'])} at {fq('bandwidth', f['hbm_bandwidth_per_gpu'])}"
-                        f" over {f['hbm_channels']} channels ({fq('bandwidth', f['hbm_channel_bandwidth'])} each)"),
+        ("memory per GPU", f"{fq('bytes', f['hbm_bytes_per_gpu'])} {spec['gpu']['memory']['technology']} at "
+                           f"{fq('bandwidth', f['hbm_bandwidth_per_gpu'])} over {f['hbm_channels']} channels "
+                           f"({fq('bandwidth', f['hbm_channel_bandwidth'])} each)"),
         ("L2 cache", fq("bytes", f["l2_cache_bytes"])),
         ("launch overhead", fq("time", f["launch_overhead_s"])),
         ("node", f"{f['gpus_per_node']} GPUs, {link['kind']} {link['topology']}, "
@@ -168,7 +169,8 @@ def _hardware_lines(f: dict[str, Any]) -> list[str]:
         ("host link", f"{fq('bandwidth', f['host_link_bandwidth'])} each way ({spec['node']['host_link']['kind']}), "
                       f"bulk copies {fq('bandwidth', f['host_link_dma_bandwidth'])}"
                       + (f", shared by {f['host_link_shared_by']} GPUs" if f["host_link_shared_by"] > 1 else "")),
-        ("system", f"{f['nodes']} node(s), {f['total_gpus']} GPUs, {fq('bytes', f['total_hbm_bytes'])} HBM, "
+        ("system", f"{f['nodes']} node(s), {f['total_gpus']} GPUs, {fq('bytes', f['total_hbm_bytes'])} of "
+                   f"{spec['gpu']['memory']['technology']}, "
                    f"{fq('bandwidth', f['total_hbm_bandwidth'])} aggregate"),
         ("power", f"{fq('power', f['tdp_w'])} TDP per GPU"),
     ]
