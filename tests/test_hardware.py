@@ -22,8 +22,8 @@ def test_all_five_parts_ship():
 def test_shipped_file_round_trips_and_cites_sources(path):
     hw = load_hardware(path)
     assert build(type(hw), to_raw(hw)) == hw
-    # a GH200 node is one superchip; a GB200 NVL72 rack is one NVLink domain of 72 GPUs
-    assert hw.node.gpus == {"gh200": 1, "gb200": 72}.get(path.stem, 8)
+    # a GH200 node is one superchip; a GB200 or GB300 NVL72 rack is one NVLink domain of 72 GPUs
+    assert hw.node.gpus == {"gh200": 1, "gb200": 72, "gb300": 72}.get(path.stem, 8)
     for source in (hw.gpu.source, hw.node.source):
         assert any(word in source.lower() for word in ("datasheet", "data sheet", "https://"))
 
@@ -33,11 +33,27 @@ def test_shipped_file_round_trips_and_cites_sources(path):
     [("h100", 989e12, 3.35e12), ("h200", 989e12, 4.8e12), ("a100", 312e12, 2.039e12),
      ("b200", 2250e12, 8e12), ("mi300x", 1307.4e12, 5.3e12), ("h100_pcie", 756e12, 2e12),
      ("a100_pcie", 312e12, 1.935e12), ("a30", 165e12, 933e9), ("l40s", 362.05e12, 864e9), ("l4", 121e12, 300e9),
-     ("gb200", 2500e12, 8e12)],
+     ("gb200", 2500e12, 8e12), ("b300", 2250e12, 8e12), ("gb300", 2500e12, 8e12)],
 )
 def test_bf16_ridge_point(name, peak, bandwidth):
     hw = load_hardware(HARDWARE / f"{name}.yaml")
     assert hw.ridge_flop_per_byte["bf16"] == pytest.approx(peak / bandwidth, rel=1e-12)
+
+
+def test_blackwell_ultra_keeps_blackwells_dense_rates_and_raises_fp4():
+    # NVIDIA's HGX page lists HGX B300 and HGX B200 alike at 36 PFLOP/s BF16 and 72 FP8 with sparsity for 8
+    # GPUs (2.25 and 4.5 dense per GPU), B300's FP4 at 108 PFLOP/s dense (13.5 per GPU); the GB300 NVL72
+    # page lists 1,080 PFLOP/s dense FP4 for 72 GPUs (15 per GPU) and the GB200 NVL72's BF16 and FP8
+    b200, b300 = load_hardware(HARDWARE / "b200.yaml"), load_hardware(HARDWARE / "b300.yaml")
+    gb200, gb300 = load_hardware(HARDWARE / "gb200.yaml"), load_hardware(HARDWARE / "gb300.yaml")
+    for old, new in ((b200, b300), (gb200, gb300)):
+        assert (new.peak("bf16"), new.peak("fp8")) == (old.peak("bf16"), old.peak("fp8"))
+        assert new.gpu.memory.bandwidth == old.gpu.memory.bandwidth == 8e12
+    assert b300.peak("fp4") == pytest.approx(108e15 / 8) and gb300.peak("fp4") == pytest.approx(1080e15 / 72)
+    assert b300.gpu.memory.capacity == gb300.gpu.memory.capacity == 288e9  # 2.3 TB / 8, rounded by NVIDIA
+    # the GB300's clock is derived from its rate on the B300's SMs, as the GB200's from the B200's
+    assert gb300.gpu.compute.clock / b300.gpu.compute.clock == pytest.approx(2.5 / 2.25, abs=1e-3)
+    assert gb300.node.gpus == 72 and gb300.node.host_link.kind == "nvlink_c2c"
 
 
 #: Dense BF16 tensor FLOP per SM per cycle, by architecture (NVIDIA's architecture whitepapers: Ampere's
