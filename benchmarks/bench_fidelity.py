@@ -24,9 +24,12 @@ Prints:
    client's; and per (backend, model, weight type) for the aggregated rows.
 
 ``--fit-overheads`` fits the per-backend engine overheads (simulating without them) and prints the
-constants for :mod:`kinsim.cost.engine_overhead`. ``--plot DIR`` also writes the three comparisons as
-figures: the H100 held-out kernel rows, the A100 transfer, and the end-to-end rows (simulated against
-measured TTFT and TPOT, per backend, with the targets' bands).
+constants for :mod:`kinsim.cost.engine_overhead`. ``--system NAME --hw FILE`` scores the end-to-end
+section on another system's rows of ``silicon_sample.csv`` with a hardware file (only that section runs):
+it is how someone else judges kinsim on the GPUs this project holds out, and this project never runs it
+(nor fits anything to those rows: ``--fit-overheads`` takes the H100 rows only). ``--plot DIR`` also
+writes the three comparisons as figures: the H100 held-out kernel rows, the A100 transfer, and the
+end-to-end rows (simulated against measured TTFT and TPOT, per backend, with the targets' bands).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
+H100 = ROOT / "hardware" / "h100.yaml"
 sys.path.insert(0, str(ROOT))
 
 from kinsim import load_hardware, simulate  # noqa: E402
@@ -99,7 +103,7 @@ def section_kernels(data: Path | None, scratch: Path, plots: Path | None = None)
     directory = scratch / "h100_vllm"
     meta = import_tables("h100_sxm", "vllm", directory, data=data)
     print("   tables: " + ", ".join(f"{t['table']} ({t['rows']} rows)" for t in meta["tables"]))
-    hw = load_hardware(ROOT / "hardware" / "h100.yaml")
+    hw = load_hardware(H100)
     frame = read_measurements(directory)
     table = predictions(frame, hw)
     plain = predictions(frame, hw, datasheet=True)
@@ -145,12 +149,16 @@ def _with_profile(hw, profile):
     return replace(hw, calibration=profile)
 
 
-def silicon_rows(data: Path | None):
-    """(aggregated rows, disaggregated rows, {(mode, why not): count} of the rest, H100 rows) of
-    ``silicon_sample.csv``, the H100 rows only."""
+#: The system of ``silicon_sample.csv`` whose rows are ours to use (the default, and the only one fitted to).
+OWN_SYSTEM = "h100_sxm"
+
+
+def silicon_rows(data: Path | None, system: str = OWN_SYSTEM):
+    """(aggregated rows, disaggregated rows, {(mode, why not): count} of the rest, rows of ``system``) of
+    ``silicon_sample.csv``, the rows of ``system`` only (the H100's unless told)."""
     base = (data if data is not None else package_data_dir()[0]).parent
     frame = pd.read_csv(base / "silicon_sample.csv")
-    frame = frame[frame["system"] == "h100_sxm"]  # the only system of the CSV that is ours to use
+    frame = frame[frame["system"] == system]
     agg, disagg, skipped = [], [], {}
     for raw in frame.to_dict("records"):
         row, why = expressible(raw)
@@ -162,16 +170,16 @@ def silicon_rows(data: Path | None):
     return agg, disagg, skipped, len(frame)
 
 
-def simulate_rows(rows, hw, engine: str | None, extra: bool = False):
+def simulate_rows(rows, hw, engine: str | None, extra: bool = False, hw_path: Path = H100):
     """Per row (row, TTFT, TPOT, why it failed or "") with the client's means in seconds
     (:func:`~kinsim.calibration.silicon.client_figures`); with ``extra``, a fifth item: kinsim's TTFT, which
-    ends at the prefill replica's first token. A deployment over more GPUs than ``hw`` has runs on as many
-    of its nodes as it needs (``cluster.nodes``)."""
+    ends at the prefill replica's first token. ``hw`` is ``hw_path`` loaded; a deployment over more GPUs
+    than its node has runs on as many of its nodes as it needs (``cluster.nodes``)."""
     out, by_nodes = [], {1: hw}
     for row in rows:
         nodes = nodes_needed(row, hw.node.gpus)
         if nodes not in by_nodes:
-            by_nodes[nodes] = load_hardware(ROOT / "hardware" / "h100.yaml", {"cluster.nodes": nodes})
+            by_nodes[nodes] = load_hardware(hw_path, {"cluster.nodes": nodes})
         try:
             result = simulate(workload_from_raw(workload_of(row, engine=engine), ROOT), by_nodes[nodes])
         except KinsimError as error:
@@ -206,21 +214,25 @@ def fit_overheads(results) -> None:
               f"least squares: {step_ls * 1e3:.3f} ms, {per_seq_ls * 1e6:.2f} us)")
 
 
-def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | None = None) -> None:
-    print("\n3. End to end on H100: silicon_sample.csv rows kinsim can express (aggregated and "
-          "disaggregated serving, presets)")
-    rows, disagg, skipped, total = silicon_rows(data)
+def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | None = None,
+                       system: str = OWN_SYSTEM, hw_path: Path = H100) -> None:
+    print(f"\n3. End to end on {system} ({hw_path.name}): silicon_sample.csv rows kinsim can express "
+          "(aggregated and disaggregated serving, presets)")
+    rows, disagg, skipped, total = silicon_rows(data, system)
+    if not total:
+        print(f"   silicon_sample.csv has no row of system {system!r}")
+        return
     rows, disagg = rows[::every], disagg[::every]
-    hw = load_hardware(ROOT / "hardware" / "h100.yaml")
+    hw = load_hardware(hw_path)
     rows, below = split_consistent(rows, hw)
     disagg, below_disagg = split_consistent(disagg, hw)
     unrecorded = [r for r in rows if not r.concurrency_recorded]
     rows = [r for r in rows if r.concurrency_recorded]
-    print(f"   {total} H100 rows; {len(rows)} aggregated and {len(disagg)} disaggregated simulated; not expressible: "
-          + ", ".join(f"{mode} {why} {n}" for (mode, why), n in sorted(skipped.items())))
+    print(f"   {total} {system} rows; {len(rows)} aggregated and {len(disagg)} disaggregated simulated; "
+          "not expressible: " + ", ".join(f"{mode} {why} {n}" for (mode, why), n in sorted(skipped.items())))
     print_below_floor(below + below_disagg, hw)
     started = time.perf_counter()
-    results = simulate_rows(rows, hw, "none" if fit else None)
+    results = simulate_rows(rows, hw, "none" if fit else None, hw_path=hw_path)
     print(f"   simulated in {time.perf_counter() - started:.1f} s")
     if fit:
         fit_overheads(results)  # aggregated rows only: the constants of kinsim.cost.engine_overhead
@@ -248,10 +260,10 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
     if plots is not None:
         points = pd.DataFrame([{"backend": r.backend, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "sim_ttft_s": ttft,
                                 "sim_tpot_s": tpot} for r, ttft, tpot, why in results if not why])
-        save_figure(plot_end_to_end(points, f"H100 rows of silicon_sample.csv, aggregated serving ({len(points)} "
+        save_figure(plot_end_to_end(points, f"{system} rows of silicon_sample.csv, aggregated serving ({len(points)} "
                                             "rows)"), plots, "end_to_end.png")
     print_per_model(results)
-    section_disaggregated(disagg, hw)
+    section_disaggregated(disagg, hw, hw_path)
 
 
 def print_unrecorded(rows, hw) -> None:
@@ -329,7 +341,7 @@ def print_below_floor(rows, hw) -> None:
               f"TPOT {r.tpot_s * 1e3:.1f} ms, floor {floor * 1e3:.1f} ms")
 
 
-def section_disaggregated(rows, hw) -> None:
+def section_disaggregated(rows, hw, hw_path: Path = H100) -> None:
     """The disaggregated rows as their own group: per backend, MAPE and signed mean error of the client's
     TTFT and TPOT, and the MAPE of kinsim's TTFT at the prefill replica. No engine overhead nor any other
     term was fitted to them, so every one is held out."""
@@ -338,7 +350,7 @@ def section_disaggregated(rows, hw) -> None:
         print("   no disaggregated row kinsim can express")
         return
     started = time.perf_counter()
-    results = simulate_rows(rows, hw, None, extra=True)
+    results = simulate_rows(rows, hw, None, extra=True, hw_path=hw_path)
     print(f"   simulated in {time.perf_counter() - started:.1f} s")
     failed = [(r.id, why) for r, _, _, why, _ in results if why]
     if failed:
@@ -372,18 +384,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-every", type=int, default=1, help="simulate every Nth silicon row (default 1)")
     parser.add_argument("--fit-overheads", action="store_true", help="fit the engine overheads instead")
     parser.add_argument("--skip-kernels", action="store_true", help="only the end-to-end section")
+    parser.add_argument("--system", default=OWN_SYSTEM,
+                        help=f"the system whose silicon_sample.csv rows the end-to-end section scores (default "
+                             f"{OWN_SYSTEM}; another one runs that section only, for judging kinsim on it)")
+    parser.add_argument("--hw", type=Path, default=H100,
+                        help="hardware file of that system (default hardware/h100.yaml)")
     parser.add_argument("--plot", type=Path, default=None, metavar="DIR",
                         help="also write the figures as PNG files into DIR: kernels_h100.png (held-out rows), "
                              "kernels_a100_transfer.png, end_to_end.png (aggregated rows)")
     args = parser.parse_args(argv)
     data = args.data
+    own = args.system == OWN_SYSTEM
+    if args.fit_overheads and not own:
+        parser.error(f"--fit-overheads fits to {OWN_SYSTEM} rows only: the other systems' rows are held out")
     if args.plot is not None:
         args.plot.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        if not args.skip_kernels and not args.fit_overheads:
+        if own and not args.skip_kernels and not args.fit_overheads:
             section_kernels(data, Path(scratch), args.plot)
             section_transfer(data, Path(scratch), args.plot)
-        section_end_to_end(data, args.rows_every, args.fit_overheads, args.plot)
+        section_end_to_end(data, args.rows_every, args.fit_overheads, args.plot, args.system, args.hw.resolve())
     return 0
 
 
