@@ -105,6 +105,22 @@ def test_fp8_kv_attention_rows_include_the_query_quantization_kernel():
     assert quantized == pytest.approx(attention + np.array([expected, 0.0]), rel=1e-12)
 
 
+def test_a_prefill_measurement_row_has_the_tiles_of_the_op_it_times():
+    from kinsim.calibration.rows import row_op
+    from kinsim.ops.attention import AttentionDims, PrefillChunk, prefill_attention_op
+    from kinsim.ops.sharding import HeadShard
+    from kinsim.workload.spec import DenseAttention
+
+    # 3 prompts of 1,000 tokens, 32 query heads over 8 KV heads: 3 x ceil(4,000 / 128) = 96 tiles per KV head
+    # (the importer's op, the rows' op and the engine's op count them alike); multi-head rows pack nothing
+    rows = pd.DataFrame([{"kernel": "attention_prefill", "batch": 3, "tokens": 1000, "q_heads": q, "kv_heads": kv,
+                          "head_dim": 128, "flops": 1e9, "bytes": 1e7, "time_s": 1e-4}
+                         for q, kv in ((32, 8), (16, 16))])
+    assert list(row_op(rows, "attention_prefill").shape["tiles"]) == [96, 3 * 8]
+    op = prefill_attention_op(AttentionDims(HeadShard(32, 8, 128, 1)), DenseAttention(), [PrefillChunk(1000, 0)] * 3)
+    assert op.shape["tiles"] == 96
+
+
 def test_measurements_faster_than_the_ceilings_are_rejected():
     rows = synthetic(gemm_rows(), GEMM)
     rows.loc[3, "time_s"] = rows.loc[3, "bytes"] / (2 * BANDWIDTH)  # twice the HBM bandwidth: impossible

@@ -66,6 +66,18 @@ def test_prefill_packs_a_kv_heads_query_heads_into_tiles():
     assert work.longest_item_flops == 4 * 128 * 128 * 1024
 
 
+def test_prefill_counts_whole_tiles_chunk_by_chunk():
+    # Qwen3-8B on one GPU (32 query heads, 8 KV heads: 4 packed per tile row group), chunks of 100 and 300
+    # tokens: ceil(400 / 128) + ceil(1,200 / 128) = 4 + 10 = 14 tiles per KV head, where the chunks' 400
+    # tokens taken as one would give ceil(1,600 / 128) = 13
+    op = prefill_attention_op(QWEN3_8B, DenseAttention(), [PrefillChunk(100, 0), PrefillChunk(300, 50)])
+    assert op.shape["tiles"] == 14
+    work = kernel_work(op, 132)
+    assert work.items == 14 * 8  # 112 tiles fill 80% of 132 SMs: no split
+    totals = replace(op, shape={k: v for k, v in op.shape.items() if k != "tiles"})
+    assert kernel_work(totals, 132).items == 13 * 8
+
+
 def test_prefill_splits_the_keys_when_its_tiles_leave_sms_idle():
     """FlashAttention-3's num_splits_heuristic, worked by hand on 132 SMs."""
     # 1 sequence of 2,048 tokens, 1 query head per KV head, 1 KV head (a single-head shard): 16 tiles,

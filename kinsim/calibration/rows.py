@@ -20,7 +20,7 @@ from kinsim.cost.collectives import group_bandwidth
 from kinsim.cost.kernel_model import kernel_time
 from kinsim.cost.roofline import DatasheetCost, RooflineCost
 from kinsim.hardware.spec import OP_KERNEL, CollectiveCurveSpec, HardwareSpec, KernelCurveSpec
-from kinsim.ops.kernel_work import kernel_work
+from kinsim.ops.kernel_work import ATTENTION_Q_TILE, kernel_work
 from kinsim.ops.lower import query_quantize
 from kinsim.ops.op import Collective, Op
 
@@ -50,6 +50,9 @@ def row_op(rows, kernel: str) -> Op:
         "k": _column(rows, "k", 1), "head_dim": _column(rows, "head_dim", 128), "cached": np.zeros(len(rows)),
         "experts": _column(rows, "experts", 1), "pairs": _column(rows, "pairs", 1),
     }
+    if kernel == "attention_prefill":  # batch prompts of one length: whole PackGQA tiles of each
+        per_prompt = np.ceil(_column(rows, "tokens", 1) * shape["q_heads"] / (shape["kv_heads"] * ATTENTION_Q_TILE))
+        shape["tiles"] = batch * per_prompt
     # ``context``: tokens a decode step attends over (cache and new token); a sparse row reads its budget
     attended = context
     if "top_k" in rows.columns:

@@ -267,10 +267,14 @@ def prefill_attention_op(
     window = None
     if isinstance(policy, SlidingWindowAttention):
         window = int(policy.window + policy.sink_tokens)
-    keys = kv_tokens_read = tokens = cached_total = 0
+    keys = kv_tokens_read = tokens = cached_total = packed_tiles = 0
+    # FlashAttention-3 packs the query heads of a KV head into a tile's rows (PackGQA): a chunk of q tokens
+    # is ceil(q x group / 128) tiles per KV head, in whole numbers (group = q_heads / kv_heads)
+    q_heads, kv_heads = int(dims.shard.q_heads), int(dims.shard.kv_heads)
     for chunk in chunks:
         q, cached = int(chunk.tokens), int(chunk.cached)
         keys += _sum_min_linear(cached, q, window)
+        packed_tiles += -(-(q * q_heads) // (kv_heads * PREFILL_QUERY_TILE))
         tiles = -(-q // PREFILL_QUERY_TILE)
         # sum over tiles of the tile's last row, min(PREFILL_QUERY_TILE * j, q) for j = 1..tiles
         full = tiles - 1
@@ -290,6 +294,7 @@ def prefill_attention_op(
         bytes_written=float((dims.q_bytes_per_token + dims.kv_bytes_per_token) * float(tokens)),
         count=count,
         shape={"sequences": len(chunks), "tokens": float(tokens), "cached": float(cached_total),
+               "tiles": float(packed_tiles),
                "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads, "head_dim": dims.shard.head_dim,
                "kv_bytes_per_element": bytes_per_element(dims.kv_dtype)},
     )

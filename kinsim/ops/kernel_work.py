@@ -20,8 +20,9 @@ that the public silicon measurements time):
   ratio (``KernelWork.in_flight``).
 * **prefill attention**: the attention kernel and the KV-cache write; items are (tile of 128 query
   rows, KV head) pairs, the query heads of a KV head's group packed into the rows (FlashAttention-3's
-  PackGQA), at least one tile per sequence and KV head. When those tiles would leave the GPU idle and a
-  sequence spans more than 4 KV blocks, the keys are split as FlashAttention-3 does
+  PackGQA): a chunk of ``q`` new tokens is ``ceil(q x group / 128)`` tiles per KV head, counted chunk by
+  chunk (the op's ``tiles``; from the totals where an op does not say). When those tiles would leave the
+  GPU idle and a sequence spans more than 4 KV blocks, the keys are split as FlashAttention-3 does
   (:func:`_prefill_splits`), and a combine kernel merges the splits.
 * **GEMM**: one kernel over 64 x 128 output tiles; when the tiles do not fill the SMs the K dimension is
   split (at most one split per 1,024 of K) and the partial sums are reduced by a second kernel, as
@@ -150,8 +151,11 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
         sequences = _value(shape.get("sequences", 1))
         tokens = _value(shape.get("tokens", 1))
         kv_heads = _value(shape.get("kv_heads", 1))
-        group = _value(shape.get("q_heads", 1)) / _maximum(kv_heads, 1.0)
-        tiles = _maximum(sequences, _ceil(tokens * group / ATTENTION_Q_TILE))
+        if "tiles" in shape:  # counted chunk by chunk (prefill_attention_op, measurement rows)
+            tiles = _value(shape["tiles"])
+        else:  # from the totals: the chunks' tokens as one, at least a tile per sequence
+            group = _value(shape.get("q_heads", 1)) / _maximum(kv_heads, 1.0)
+            tiles = _maximum(sequences, _ceil(tokens * group / ATTENTION_Q_TILE))
         # a tile computes all its 128 rows against the keys up to its last row, in blocks of 128 keys:
         # on average half the sequence plus half a block (at least one block)
         length = (tokens + _value(shape.get("cached", 0))) / _maximum(sequences, 1.0)
