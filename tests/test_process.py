@@ -57,10 +57,12 @@ def _alive(pid: int) -> bool:
 
 
 def _slow_sweep(tmp_path: Path) -> Path:
-    """A sweep of four points of several seconds each (aime_bon32 at several bandwidths)."""
+    """A sweep of four points of several seconds each (aime_bon32 with ten times its problems, at several
+    bandwidths; the shipped workload alone takes under half a second since the engine got faster)."""
     sweep = tmp_path / "slow.yaml"
     sweep.write_text(
         f"name: slow\nworkload: {ROOT / 'workloads/aime_bon32.yaml'}\nhardware: {ROOT / 'hardware/h100.yaml'}\n"
+        "overrides: {requests.problems: 300}\n"
         'axes:\n  hw.gpu.memory.bandwidth: ["2 TB/s", "3 TB/s", "4 TB/s", "5 TB/s"]\n')
     return sweep
 
@@ -81,6 +83,7 @@ def test_sweep_workers_end_with_their_parent(tmp_path: Path, signum):
         workers = _children(parent.pid)
     assert len(workers) >= 2, "the sweep never started its two workers"
     time.sleep(1.0)  # the workers are now inside a simulation
+    assert parent.poll() is None, "the sweep ended before it could be signalled"
     parent.send_signal(signum)
     _, stderr = parent.communicate(timeout=30)
     deadline = time.monotonic() + 10
