@@ -64,6 +64,7 @@ from kinsim.calibration.silicon import (  # noqa: E402
 from kinsim.calibration.validate import plot_end_to_end, plot_validation, predictions  # noqa: E402
 from kinsim.cost.engine_overhead import engine_overhead  # noqa: E402
 from kinsim.errors import KinsimError  # noqa: E402
+from kinsim.schema import with_overrides  # noqa: E402
 from kinsim.workload.load import workload_from_raw  # noqa: E402
 
 KINDS = [("attention_decode", None), ("attention_prefill", None), ("gemm", None), ("elementwise", None),
@@ -170,17 +171,17 @@ def silicon_rows(data: Path | None, system: str = OWN_SYSTEM):
     return agg, disagg, skipped, len(frame)
 
 
-def simulate_rows(rows, hw, engine: str | None, extra: bool = False, hw_path: Path = H100):
+def simulate_rows(rows, hw, engine: str | None, extra: bool = False):
     """Per row (row, TTFT, TPOT, why it failed or "") with the client's means in seconds
     (:func:`~kinsim.calibration.silicon.client_figures`); with ``extra``, a fifth item: kinsim's TTFT, which
-    ends at the prefill replica's first token. ``hw`` is ``hw_path`` loaded; a deployment over more GPUs
-    than its node has runs on as many of its nodes as it needs (``cluster.nodes``)."""
+    ends at the prefill replica's first token. A deployment over more GPUs than ``hw``'s node has runs on as
+    many of its nodes as it needs (``cluster.nodes``; a file without a cluster cannot, and says why)."""
     out, by_nodes = [], {1: hw}
     for row in rows:
         nodes = nodes_needed(row, hw.node.gpus)
-        if nodes not in by_nodes:
-            by_nodes[nodes] = load_hardware(hw_path, {"cluster.nodes": nodes})
         try:
+            if nodes not in by_nodes:
+                by_nodes[nodes] = with_overrides(hw, {"cluster.nodes": nodes})
             result = simulate(workload_from_raw(workload_of(row, engine=engine), ROOT), by_nodes[nodes])
         except KinsimError as error:
             out.append((row, None, None, str(error), None)[:5 if extra else 4])
@@ -232,7 +233,7 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
           "not expressible: " + ", ".join(f"{mode} {why} {n}" for (mode, why), n in sorted(skipped.items())))
     print_below_floor(below + below_disagg, hw)
     started = time.perf_counter()
-    results = simulate_rows(rows, hw, "none" if fit else None, hw_path=hw_path)
+    results = simulate_rows(rows, hw, "none" if fit else None)
     print(f"   simulated in {time.perf_counter() - started:.1f} s")
     if fit:
         fit_overheads(results)  # aggregated rows only: the constants of kinsim.cost.engine_overhead
@@ -263,7 +264,7 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
         save_figure(plot_end_to_end(points, f"{system} rows of silicon_sample.csv, aggregated serving ({len(points)} "
                                             "rows)"), plots, "end_to_end.png")
     print_per_model(results)
-    section_disaggregated(disagg, hw, hw_path)
+    section_disaggregated(disagg, hw)
 
 
 def print_unrecorded(rows, hw) -> None:
@@ -341,7 +342,7 @@ def print_below_floor(rows, hw) -> None:
               f"TPOT {r.tpot_s * 1e3:.1f} ms, floor {floor * 1e3:.1f} ms")
 
 
-def section_disaggregated(rows, hw, hw_path: Path = H100) -> None:
+def section_disaggregated(rows, hw) -> None:
     """The disaggregated rows as their own group: per backend, MAPE and signed mean error of the client's
     TTFT and TPOT, and the MAPE of kinsim's TTFT at the prefill replica. No engine overhead nor any other
     term was fitted to them, so every one is held out."""
@@ -350,7 +351,7 @@ def section_disaggregated(rows, hw, hw_path: Path = H100) -> None:
         print("   no disaggregated row kinsim can express")
         return
     started = time.perf_counter()
-    results = simulate_rows(rows, hw, None, extra=True, hw_path=hw_path)
+    results = simulate_rows(rows, hw, None, extra=True)
     print(f"   simulated in {time.perf_counter() - started:.1f} s")
     failed = [(r.id, why) for r, _, _, why, _ in results if why]
     if failed:
