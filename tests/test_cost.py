@@ -13,8 +13,9 @@ from kinsim.cli import main
 from kinsim.cost import RooflineCost, price_step
 from kinsim.cost.collectives import collective_terms, group_bandwidth
 from kinsim.cost.kinetics import intensity, kinetics_block_topk_cost, kinetics_dense_cost
+from kinsim.cost.registry import make_cost_model
 from kinsim.ops import decode_batch, lower_step
-from kinsim.ops.layers import gemm_op
+from kinsim.ops.layers import collective_op, gemm_op
 from kinsim.ops.op import Collective
 
 from .conftest import HARDWARE, WORKLOADS
@@ -191,3 +192,34 @@ def test_op_bad_csv_row_names_line_and_column(capsys, tmp_path):
     shapes.write_text("batch,kv_len,heads,kv_heads\n1,100,32,8\n1,100,32,5\n")
     code, _, err = run(capsys, "op", "decode_attention", "--hw", str(HARDWARE / "h100.yaml"), "--shapes", str(shapes))
     assert code == 2 and "a.csv: line 3.kv_heads: must divide the query heads (32)" in err
+
+
+def test_a_ring_over_two_nodes_runs_at_the_nodes_nics_together():
+    """Two 8-GPU H100 nodes, 8 x 400 Gbit/s NICs each: a ring's traffic leaving a node is spread over its 8
+    NICs, 8 x 50 GB/s = 400 GB/s per GPU (below NVLink's 450 GB/s); an all-to-all's crosses one NIC."""
+    hw = with_overrides(load_hardware(HARDWARE / "h100.yaml"), {"cluster.nodes": 2})
+    nic = hw.cluster.network.bandwidth_per_gpu
+    assert nic == 50e9
+    assert group_bandwidth(hw, 16) == (pytest.approx(min(hw.node.gpu_link.bandwidth, 8 * nic)),
+                                       hw.cluster.network.latency)
+    assert group_bandwidth(hw, 16)[0] == pytest.approx(400e9)
+    assert group_bandwidth(hw, 16, ring=False)[0] == pytest.approx(50e9)
+    terms = collective_terms(Collective("allreduce", 1e8, 16), hw)
+    assert terms.link_bytes == pytest.approx(2 * 15 / 16 * 1e8) and terms.bandwidth == pytest.approx(400e9)
+    assert collective_terms(Collective("alltoall", 1e8, 16), hw).bandwidth == pytest.approx(50e9)
+
+
+def test_a_calibrated_allreduce_over_two_nodes_takes_the_ring_and_the_network_latency():
+    """The profile's NCCL curve over 16 GPUs of two nodes: no in-switch reduction (NVLS reduces within one
+    NVSwitch domain), the ring's traffic at 400 GB/s per GPU, and the network's latency twice."""
+    hw = with_overrides(load_hardware(HARDWARE / "h100.yaml"), {"cluster.nodes": 2})
+    cost = make_cost_model("roofline", hw)
+    curve = cost.profile.allreduce("nccl")
+    nbytes = 117e6  # 8,192 tokens x 7,168 x 2 bytes
+    got = cost.op_cost(collective_op("allreduce", "allreduce", nbytes, 16, implementation="nccl"))
+    ring = 2 * 15 / 16 * nbytes
+    large = ring / (400e9 * curve.large_efficiency) + curve.large_latency + 15 * curve.large_per_peer
+    small = ring / (400e9 * curve.small_efficiency) + curve.small_latency + 15 * curve.small_per_peer
+    assert got.time_s == pytest.approx(min(large, small) + 2 * hw.cluster.network.latency)
+    one_node = cost.op_cost(collective_op("allreduce", "allreduce", nbytes, 8, implementation="nccl"))
+    assert one_node.time_s < got.time_s

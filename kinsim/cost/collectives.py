@@ -17,9 +17,14 @@ all-to-all       direct    (p-1)/p B                1
 
 The per-GPU bandwidth comes from the node's fabric: a switch port's ``bandwidth`` for NVSwitch; for a
 full mesh the ``p - 1`` direct links a GPU uses to its peers (``bandwidth x (p-1)/(gpus-1)``); for a
-ring of links both neighbours (``bandwidth``). A group larger than a node runs at the network's
-per-GPU NIC bandwidth and latency (a flat model: hierarchical algorithms that keep most traffic on
-NVLink would do better).
+ring of links both neighbours (``bandwidth``).
+
+A group larger than a node: a ring (all-reduce, all-gather, reduce-scatter) crosses each node's boundary
+once per channel, and NCCL spreads its channels over the node's NICs, so every GPU sends its ring traffic
+over its node links while the node's NICs together carry the traffic that leaves the node, which is a
+GPU's ring traffic: per GPU the ring runs at ``min(node bandwidth, GPUs per node x NIC bandwidth)``
+(8 x 400 Gbit/s NICs: 400 GB/s against NVLink's 450 GB/s on an H100 node), with the network's latency per
+hop. An all-to-all's traffic to other nodes crosses the GPU's own NIC: it runs at the NIC bandwidth.
 """
 
 from __future__ import annotations
@@ -51,8 +56,9 @@ class CollectiveTerms:
         return self.link_bytes / (self.bandwidth * link_efficiency), self.hops * self.hop_latency
 
 
-def group_bandwidth(hw: HardwareSpec, gpus: int) -> tuple[float, float]:
-    """(per-GPU link bandwidth each way in B/s, per-hop latency in s) for a group of ``gpus`` GPUs."""
+def group_bandwidth(hw: HardwareSpec, gpus: int, *, ring: bool = True) -> tuple[float, float]:
+    """(per-GPU link bandwidth each way in B/s, per-hop latency in s) for a group of ``gpus`` GPUs running a
+    ring collective (``ring``) or an all-to-all; see the module docstring for groups over several nodes."""
     if gpus > hw.total_gpus:
         raise SpecError(f"more GPUs than the hardware has ({hw.total_gpus})", path="gpus", value=gpus)
     node, link = hw.node, hw.node.gpu_link
@@ -61,7 +67,10 @@ def group_bandwidth(hw: HardwareSpec, gpus: int) -> tuple[float, float]:
             return link.bandwidth * (gpus - 1) / (node.gpus - 1), link.latency
         return link.bandwidth, link.latency
     network = hw.cluster.network
-    return network.bandwidth_per_gpu, network.latency
+    if not ring:
+        return network.bandwidth_per_gpu, network.latency
+    node_bandwidth, _ = group_bandwidth(hw, node.gpus)
+    return min(node_bandwidth, node.gpus * network.bandwidth_per_gpu), network.latency
 
 
 def collective_terms(collective: Collective, hw: HardwareSpec, algorithm: str = "ring") -> CollectiveTerms:
@@ -71,8 +80,8 @@ def collective_terms(collective: Collective, hw: HardwareSpec, algorithm: str = 
         raise SpecError("must be at least 1", path="gpus", value=p)
     if p == 1:
         return CollectiveTerms(algorithm, 0.0 * nbytes, 1.0, 0, 0.0)
-    bandwidth, latency = group_bandwidth(hw, p)
     kind = collective.kind
+    bandwidth, latency = group_bandwidth(hw, p, ring=kind in ("allreduce", "allgather", "reducescatter"))
     if kind == "allreduce" and algorithm == "tree":
         return CollectiveTerms("tree", 2.0 * nbytes, bandwidth, 2 * math.ceil(math.log2(p)), latency)
     if kind == "allreduce":

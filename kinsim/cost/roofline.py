@@ -76,9 +76,14 @@ class RooflineCost:
             curve = profile.allreduce(chosen) or profile.allreduce(other)
             if curve is None:
                 return None
-            bandwidth, _ = group_bandwidth(hw, collective.gpus)
+            # over several nodes: the ring's bandwidth of kinsim.cost.collectives, no in-switch reduction,
+            # and the network's latency twice (once into the other nodes while reducing, once back)
+            bandwidth, hop_latency = group_bandwidth(hw, collective.gpus)
+            one_node = collective.gpus <= hw.node.gpus
             network, latency = allreduce_time(curve, collective.bytes, collective.gpus, bandwidth,
-                                              hw.node.gpu_link.in_switch_reduction)
+                                              hw.node.gpu_link.in_switch_reduction and one_node)
+            if not one_node:
+                latency = latency + 2.0 * hop_latency
             return OpCost(time_s=network + latency, network_s=network, latency_s=latency)
         curve = profile.curve_for(op.kernel, op.shape.get("kv_bytes_per_element"))
         if curve is None or curve.kernel_floor is None:
