@@ -51,6 +51,7 @@ from kinsim import load_hardware, simulate  # noqa: E402
 from kinsim.calibration.aiconfigurator import import_tables, package_data_dir  # noqa: E402
 from kinsim.calibration.fit import fit_profile  # noqa: E402
 from kinsim.calibration.measurements import read_measurements  # noqa: E402
+from kinsim.calibration.mla_tables import score_system  # noqa: E402
 from kinsim.calibration.silicon import (  # noqa: E402
     client_figures,
     consistent,
@@ -59,10 +60,12 @@ from kinsim.calibration.silicon import (  # noqa: E402
     fit_frontend_s,
     least_absolute_deviations,
     nodes_needed,
+    with_stated_roles,
     workload_of,
 )
 from kinsim.calibration.validate import plot_end_to_end, plot_validation, predictions  # noqa: E402
 from kinsim.cost.engine_overhead import engine_overhead  # noqa: E402
+from kinsim.cost.registry import make_cost_model  # noqa: E402
 from kinsim.errors import KinsimError  # noqa: E402
 from kinsim.schema import with_overrides  # noqa: E402
 from kinsim.workload.load import workload_from_raw  # noqa: E402
@@ -144,6 +147,26 @@ def section_transfer(data: Path | None, scratch: Path, plots: Path | None = None
                     "kernels_a100_transfer.png")
 
 
+def section_mla(data: Path | None, system: str = "h100_sxm", hw_path: Path = H100) -> None:
+    """DeepSeek-V3's multi-head latent attention kernels of ``system``'s MLA tables (SGLang's and
+    TensorRT-LLM's), priced with the hardware file's profile, whose attention curves were fitted to
+    grouped-query kernels only: every row is held out (:mod:`kinsim.calibration.mla_tables`)."""
+    print(f"\n2b. Multi-head latent attention (DeepSeek-V3) on {system} ({hw_path.name}): the grouped-query curves, "
+          "never fitted to MLA")
+    base = data if data is not None else package_data_dir()[0]
+    scores = score_system(base, system, make_cost_model("roofline", load_hardware(hw_path)))
+    if not scores:
+        print(f"   no MLA kernel table for {system}")
+        return
+    print(f"  {'table':<52} {'rows':>6} {'MAPE':>8} {'bias':>8}   per KV type: MAPE (bias)")
+    for score in scores:
+        frame = score.frame
+        per_kv = ", ".join(f"{kv} {mape(group['error']):.1%} ({group['error'].mean():+.1%})"
+                           for kv, group in frame.groupby("kv_cache_dtype"))
+        name = str(score.path.relative_to(base / system))
+        print(f"  {name:<52} {len(frame):>6} {score.mape:>8.2%} {frame['error'].mean():>+8.2%}   {per_kv}")
+
+
 def _with_profile(hw, profile):
     from dataclasses import replace
 
@@ -161,7 +184,7 @@ def silicon_rows(data: Path | None, system: str = OWN_SYSTEM):
     frame = pd.read_csv(base / "silicon_sample.csv")
     frame = frame[frame["system"] == system]
     agg, disagg, skipped = [], [], {}
-    for raw in frame.to_dict("records"):
+    for raw in with_stated_roles(frame.to_dict("records")):
         row, why = expressible(raw)
         if row is None:
             key = (str(raw.get("mode")), why)
@@ -343,7 +366,7 @@ def print_below_floor(rows, hw) -> None:
 
 
 def section_disaggregated(rows, hw) -> None:
-    """The disaggregated rows as their own group: per backend, MAPE and signed mean error of the client's
+    """The disaggregated rows as their own group: per backend and model, MAPE and signed mean error of the client's
     TTFT and TPOT, and the MAPE of kinsim's TTFT at the prefill replica. No engine overhead nor any other
     term was fitted to them, so every one is held out."""
     print("\n   disaggregated serving (prefill and decode workers; no row in any fit, all held out):")
@@ -356,19 +379,19 @@ def section_disaggregated(rows, hw) -> None:
     failed = [(r.id, why) for r, _, _, why, _ in results if why]
     if failed:
         print(f"   {len(failed)} rows could not be simulated, e.g. {failed[0][1][:100]}")
-    print(f"  {'backend':<8} {'rows':>5} {'TTFT MAPE':>10} {'TTFT bias':>10} {'TPOT MAPE':>10} {'TPOT bias':>10}"
-          f"   {'TTFT at prefill, MAPE':>21}")
-    backends = sorted({r.backend for r, *_ in results})
-    for backend in [*backends, "all"]:
+    print(f"  {'backend':<8} {'model':<12} {'rows':>5} {'TTFT MAPE':>10} {'TTFT bias':>10} {'TPOT MAPE':>10} "
+          f"{'TPOT bias':>10}   {'TTFT at prefill, MAPE':>21}")
+    groups = sorted({(r.backend, r.model) for r, *_ in results})
+    for backend, model in [*groups, ("all", "")]:
         items = [(r, ttft, tpot, first) for r, ttft, tpot, why, first in results
-                 if not why and (backend == "all" or r.backend == backend)]
+                 if not why and (backend == "all" or (r.backend, r.model) == (backend, model))]
         if not items:
             continue
         ttft_e = np.array([ttft / r.ttft_s - 1 for r, ttft, _, _ in items])
         tpot_e = np.array([tpot / r.tpot_s - 1 for r, _, tpot, _ in items])
         first_e = np.array([first / r.ttft_s - 1 for r, _, _, first in items])
-        print(f"  {backend:<8} {len(items):>5} {mape(ttft_e):>10.2%} {np.mean(ttft_e):>+10.2%} {mape(tpot_e):>10.2%} "
-              f"{np.mean(tpot_e):>+10.2%}   {mape(first_e):>21.2%}")
+        print(f"  {backend:<8} {model:<12} {len(items):>5} {mape(ttft_e):>10.2%} {np.mean(ttft_e):>+10.2%} "
+              f"{mape(tpot_e):>10.2%} {np.mean(tpot_e):>+10.2%}   {mape(first_e):>21.2%}")
     print("   per row (measured -> client's figure in kinsim; floor: a decode step's HBM reads at decode_batch_size):")
     for r, ttft, tpot, why, _ in results:
         if not why:
@@ -404,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         if own and not args.skip_kernels and not args.fit_overheads:
             section_kernels(data, Path(scratch), args.plot)
             section_transfer(data, Path(scratch), args.plot)
+        if not args.skip_kernels and not args.fit_overheads:
+            section_mla(data, args.system, args.hw.resolve())
         section_end_to_end(data, args.rows_every, args.fit_overheads, args.plot, args.system, args.hw.resolve())
     return 0
 

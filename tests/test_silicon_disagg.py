@@ -72,7 +72,7 @@ def test_rows_kinsim_cannot_express_keep_their_reason():
     assert expressible({**DISAGG, "decode_pp_size": 2}) == (None, "decode_pp_size > 1")
     assert expressible({**DISAGG, "decode_num_workers": float("nan")}) == (None, "missing figures")
     assert expressible({**DISAGG, "gemm_quant_mode": "int4_wo"}) == (None, "GEMM quantization int4_wo")
-    assert expressible({**DISAGG, "model_path": "deepseek-ai/DeepSeek-R1"}) == (None, "no preset for the model")
+    assert expressible({**DISAGG, "model_path": "moonshotai/Kimi-K2-Instruct"}) == (None, "no preset for the model")
 
 
 def test_nodes_needed_count_every_gpu_of_both_roles():
@@ -122,7 +122,17 @@ def test_an_fp8_moe_row_keeps_its_expert_parallelism():
     assert expressible({**AGG_MOE, "moe_tp_size": 2, "moe_ep_size": 4, "tp_size": 8})[1] == ""
     assert expressible({**AGG_MOE, "moe_tp_size": 1, "moe_ep_size": 4, "tp_size": 8}) == (
         None, "moe_tp_size x moe_ep_size != tp_size")
-    assert expressible({**DISAGG, "decode_moe_ep_size": 2}) == (None, "decode_moe_ep_size > 1")
+    # the roles of a disaggregated row share kinsim's one deployment.expert_parallel
+    assert expressible({**DISAGG, "decode_moe_ep_size": 2}) == (None, "prefill_moe_ep_size != decode_moe_ep_size")
+    assert expressible({**DISAGG, "decode_moe_ep_size": 4}) == (
+        None, "decode_moe_tp_size x decode_moe_ep_size != decode_tp_size")
+    both = {**DISAGG, "model_path": "Qwen/Qwen3-235B-A22B-FP8", "prefill_tp_size": 4, "prefill_moe_ep_size": 4,
+            "decode_tp_size": 4, "decode_moe_ep_size": 4, "prefill_moe_tp_size": 1, "decode_moe_tp_size": 1}
+    row, why = expressible(both)
+    assert why == "" and row.expert_parallel == 4
+    workload = workload_from_raw(workload_of(row), ROOT)
+    assert workload.deployment.expert_parallel == 4
+    assert workload.deployment.disaggregation.decode.tensor_parallel == 4
 
 
 def test_a_minimax_row_runs_on_its_preset_with_fp8_weights_and_kv():
@@ -144,3 +154,24 @@ def test_nvfp4_rows_and_experts_quantized_apart_from_the_gemms():
     same, _ = expressible({**AGG_MOE, "moe_quant_mode": "fp8_block"})
     assert same.expert_weight_dtype is None
     assert expressible({**AGG_MOE, "moe_quant_mode": "w4a8_mxfp4"}) == (None, "MoE quantization w4a8_mxfp4")
+
+
+def test_a_row_that_repeats_a_stated_run_takes_its_roles_and_its_backend_gets_no_guess():
+    """Two rows of one measurement, one with its roles (3 decode workers, attention data parallelism in
+    prefill) and one without: the second takes the first's roles; a third row of that backend without
+    counts and without a twin is not guessed as one worker per role; another backend's row is."""
+    from kinsim.calibration.silicon import with_stated_roles
+
+    blank = {key: float("nan") for key in ("prefill_batch_size", "prefill_num_workers", "decode_batch_size",
+                                             "decode_num_workers")}
+    stated = {**DISAGG, "id": "cfg1", "system": "h100_sxm", "backend": "trtllm", "prefill_attention_dp_size": 4,
+              "decode_num_workers": 3}
+    repeat = {**DISAGG, **blank, "id": "x_c12_tp2", "system": "h100_sxm", "backend": "trtllm"}
+    lone = {**repeat, "id": "y_c6_tp2", "silicon_ttft_ms": 77.0}
+    other = {**lone, "backend": "sglang"}
+    rows = with_stated_roles([stated, repeat, lone, other])
+    assert rows[1]["decode_num_workers"] == 3 and rows[1]["prefill_attention_dp_size"] == 4
+    assert expressible(rows[1]) == (None, "prefill_attention_dp_size > 1")
+    assert expressible(rows[2]) == (None, "worker counts not stated (its backend's restated runs have other roles)")
+    row, why = expressible(rows[3])
+    assert why == "" and (row.prefill.workers, row.decode.workers, row.decode.batch_size) == (1, 1, 6)

@@ -66,6 +66,8 @@ PRESETS = {
     "MiniMaxAI/MiniMax-M2.5": "MiniMax-M2.5",  # FP8 weights with 128 x 128 block scales, as the CSV's fp8 rows
     "openai/gpt-oss-120b": "gpt-oss-120b",
     "openai/gpt-oss-20b": "gpt-oss-20b",
+    "deepseek-ai/DeepSeek-V3": "DeepSeek-V3",
+    "deepseek-ai/DeepSeek-R1": "DeepSeek-R1",
 }
 
 #: Presets whose checkpoint ships quantized in its own way, and the ``gemm_quant_mode`` the CSV gives its rows
@@ -207,7 +209,11 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
     sizes = ("batch_size", "tp_size") if mode == "agg" else tuple(
         prefix + key for prefix in prefixes for key in ("batch_size", "num_workers", "tp_size"))
     numbers = {k: _number(row.get(k)) for k in ("isl", "osl", *sizes, "silicon_ttft_ms", "silicon_tpot_ms")}
+    if mode == "disagg":
+        numbers.update(_one_worker_each(row, numbers))
     if any(v is None or v <= 0 for v in numbers.values()):
+        if row.get(NO_GUESS):
+            return None, "worker counts not stated (its backend's restated runs have other roles)"
         return None, "missing figures"
     common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model,
                   weight_dtype="bf16" if native else WEIGHT_DTYPES[quant], isl=int(numbers["isl"]),
@@ -220,25 +226,92 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
                           **common), ""
     prefill, decode = (SiliconRole(workers=int(numbers[p + "num_workers"]), tp=int(numbers[p + "tp_size"]),
                                    batch_size=int(numbers[p + "batch_size"])) for p in prefixes)
+    ep = int(_number(row.get("decode_moe_ep_size")) or 1)  # the prefill role's too (_unsupported_parallelism)
     return SiliconRow(concurrency=decode.batch_size * decode.workers, tp=prefill.tp, prefill=prefill,
-                      decode=decode, **common), ""
+                      decode=decode, expert_parallel=ep, **common), ""
+
+
+#: A role's columns that a disaggregated row may leave empty where another row states them.
+ROLE_COLUMNS = tuple(f"{role}_{key}" for role in ("prefill", "decode") for key in (
+    "batch_size", "num_workers", "tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size"))
+_MEASUREMENT = ("system", "backend", "isl", "osl", "silicon_ttft_ms", "silicon_tpot_ms")
+
+
+def with_stated_roles(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (raw CSV rows), where a disaggregated row without worker counts repeats the measurement (the
+    same system, backend, lengths, TTFT and TPOT to the last digit) of a row that states them, with that
+    row's role columns: the same run, described in full once. (TensorRT-LLM's DeepSeek-R1 rows
+    ``..._tp16_ep16_...`` repeat the ``dsr1_..._cfg494`` rows, labelled DeepSeek-V3, the same architecture:
+    three decode workers and attention data parallelism in prefill; without this they would be taken for one
+    worker per role, :func:`_one_worker_each`.)"""
+    def key(row: dict[str, Any]) -> tuple:
+        return tuple(str(row.get(column)) for column in _MEASUREMENT)
+
+    def stated(row: dict[str, Any]) -> bool:
+        return row.get("mode") == "disagg" and _number(row.get("decode_num_workers")) is not None
+
+    full = {key(row): row for row in rows if stated(row)}
+    twins = {id(row): full.get(key(row)) for row in rows if row.get("mode") == "disagg" and not stated(row)}
+    # a system and backend whose repeated runs state other roles than one worker each: guess none of its rows
+    contradicted = {(row.get("system"), row.get("backend")) for row in rows
+                    if twins.get(id(row)) is not None and not _one_worker_each_fits(twins[id(row)])}
+    out = []
+    for row in rows:
+        if id(row) not in twins:
+            out.append(row)
+        elif twins[id(row)] is not None:
+            out.append({**row, **{c: twins[id(row)].get(c) for c in ROLE_COLUMNS}})
+        else:
+            out.append({**row, NO_GUESS: (row.get("system"), row.get("backend")) in contradicted})
+    return out
+
+
+#: Set by :func:`with_stated_roles` on a row whose roles must not be guessed (:func:`_one_worker_each`).
+NO_GUESS = "_kinsim_no_role_guess"
+
+
+def _one_worker_each_fits(row: dict[str, Any]) -> bool:
+    """Whether a row that states its roles has one worker of each."""
+    return _number(row.get("prefill_num_workers")) == 1 and _number(row.get("decode_num_workers")) == 1
+
+
+def _one_worker_each(row: dict[str, Any], numbers: dict[str, float | None]) -> dict[str, float]:
+    """The worker counts and batches a disaggregated row leaves empty, where its benchmark's concurrency
+    is recorded (``c<N>`` in its id, ``silicon_concurrency=N`` in its source): one prefill and one decode
+    worker, the decode worker batching the ``N`` clients and the prefill worker one prompt, as
+    aiconfigurator's other rows count them. SGLang's DeepSeek-R1 rows give only each role's TP (16: one
+    worker per role fills two nodes); nothing is assumed for a row that gives any of the four or does not
+    record its concurrency, and a row that repeats another's measurement takes that row's roles first
+    (:func:`with_stated_roles`), which also marks the rows of a system and backend whose repeated runs
+    state other roles (TensorRT-LLM's on the H100: three decode workers) so that none of them is guessed."""
+    match = _RECORDED_CONCURRENCY.search(str(row.get("id")))
+    if match is None or row.get(NO_GUESS):
+        return {}
+    concurrency = float(match.group(0).strip("_c"))
+    guesses = {"prefill_num_workers": 1.0, "prefill_batch_size": 1.0, "decode_num_workers": 1.0,
+               "decode_batch_size": concurrency}
+    if any(numbers.get(key) is not None for key in guesses):  # only rows that give none of them
+        return {}
+    return guesses
 
 
 def _unsupported_parallelism(row: dict[str, Any], prefixes: tuple[str, ...]) -> str:
     """Why the row's parallelism is beyond kinsim (attention data parallelism or pipeline parallelism in
-    a worker, of either role when disaggregated; expert parallelism of a disaggregated role, or MoE
-    parallelism that does not cover a worker's GPUs), or ""."""
+    a worker, of either role when disaggregated; MoE parallelism that does not cover a worker's GPUs;
+    disaggregated roles with different expert parallelism, as they share kinsim's one
+    ``deployment.expert_parallel``), or ""."""
+    eps = set()
     for prefix in prefixes:
         for key in ("attention_dp_size", "pp_size"):
             value = _number(row.get(prefix + key))
             if value is not None and value > 1:
                 return f"{prefix}{key} > 1"
         ep, moe_tp, tp = (_number(row.get(prefix + key)) for key in ("moe_ep_size", "moe_tp_size", "tp_size"))
-        if ep is not None and ep > 1:
-            if prefix:  # a disaggregated deployment's roles share kinsim's one deployment.expert_parallel
-                return f"{prefix}moe_ep_size > 1"
-            if tp is not None and (moe_tp or 1) * ep != tp:
-                return "moe_tp_size x moe_ep_size != tp_size"
+        if ep is not None and ep > 1 and tp is not None and (moe_tp or 1) * ep != tp:
+            return f"{prefix}moe_tp_size x {prefix}moe_ep_size != {prefix}tp_size"
+        eps.add(int(ep or 1))
+    if len(eps) > 1:
+        return "prefill_moe_ep_size != decode_moe_ep_size"
     return ""
 
 
@@ -296,8 +369,8 @@ def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
     if row.prefill is None or row.decode is None:
         return {**common, "tensor_parallel": row.tp, "expert_parallel": row.expert_parallel,
                 "max_num_seqs": max(256, row.concurrency)}
-    return {**common, "tensor_parallel": row.prefill.tp, "max_num_seqs": max(256, row.decode.batch_size),
-            "router": "least_loaded",
+    return {**common, "tensor_parallel": row.prefill.tp, "expert_parallel": row.expert_parallel,
+            "max_num_seqs": max(256, row.decode.batch_size), "router": "least_loaded",
             "disaggregation": {role: {"replicas": spec.workers, "tensor_parallel": spec.tp}
                                for role, spec in (("prefill", row.prefill), ("decode", row.decode))}}
 
@@ -372,7 +445,7 @@ def decode_floor_s(row: SiliconRow, model: Any, hbm_bandwidth: float) -> float:
     weights = model.weight_bytes
     if model.moe is not None:
         unread = model.moe.experts - experts_touched(model.moe, float(batch))
-        weights -= unread * model.layers * model.expert_params * bytes_per_element(model.expert_weight_dtype)
+        weights -= unread * model.moe_layers * model.expert_params * bytes_per_element(model.expert_weight_dtype)
     kv = batch * ((row.isl + row.osl / 2) * model.kv_bytes_per_token + model.window_kv_bytes)
     return (weights + kv) / (gpus * hbm_bandwidth)
 

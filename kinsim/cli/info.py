@@ -181,11 +181,19 @@ def _hardware_lines(f: dict[str, Any]) -> list[str]:
 
 def _model_lines(f: dict[str, Any]) -> list[str]:
     spec = f["spec"]
-    shape = (f"{spec['layers']} layers, hidden {spec['hidden_size']}, {spec['attention_heads']} query / "
-             f"{spec['kv_heads']} KV heads of {spec['head_dim']}")
+    mla = spec.get("mla")
+    if mla:
+        shape = (f"{spec['layers']} layers, hidden {spec['hidden_size']}, multi-head latent attention: "
+                 f"{spec['attention_heads']} heads of {spec['head_dim']}, a {mla['kv_lora_rank']} + "
+                 f"{mla['qk_rope_head_dim']} latent cached")
+    else:
+        shape = (f"{spec['layers']} layers, hidden {spec['hidden_size']}, {spec['attention_heads']} query / "
+                 f"{spec['kv_heads']} KV heads of {spec['head_dim']}")
     if spec["moe"]:
         moe = spec["moe"]
         shape += f", {moe['experts']} experts ({moe['active_experts']} active) of {moe['expert_intermediate_size']}"
+        if moe.get("dense_layers"):
+            shape += f" (the first {moe['dense_layers']} layers: MLP {spec['intermediate_size']})"
     else:
         shape += f", MLP {spec['intermediate_size']}"
     if spec.get("sliding_window_layers"):

@@ -47,7 +47,7 @@ from kinsim.dtypes import bytes_per_element
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.model.spec import ModelSpec
-from kinsim.ops.attention import AttentionDims, resident_kv_bytes_per_token
+from kinsim.ops.attention import model_attention_dims, resident_kv_bytes_per_token
 from kinsim.ops.lower import ACT_DTYPE, LOGIT_BYTES
 from kinsim.ops.offload import offloads
 from kinsim.ops.sharding import shard_heads
@@ -131,6 +131,8 @@ def activation_workspace_bytes(model: ModelSpec, deployment: DeploymentSpec) -> 
         mlp = 2 * model.intermediate_size / tp
     else:
         mlp = 2 * model.moe.expert_intermediate_size * model.moe.active_experts
+        if model.moe.dense_layers:
+            mlp = max(mlp, 2 * model.intermediate_size / tp)
     rows = deployment.max_num_batched_tokens
     activations = rows * (2 * model.hidden_size + qkv + mlp) * bytes_per_element(ACT_DTYPE)
     logits = deployment.max_num_seqs * model.vocab_size * LOGIT_BYTES
@@ -142,8 +144,9 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     """The KV layout of one replica, or :class:`SpecError` when the model leaves no room for KV (naming
     ``workload_file`` and ``hardware_file`` where given)."""
     tp = deployment.tensor_parallel
-    shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp, path="deployment.tensor_parallel")
-    layer_kv = AttentionDims(shard, kv_dtype=model.kv_dtype).kv_bytes_per_token  # one token, one layer, one GPU
+    dims = model_attention_dims(model, tp)
+    shard = dims.shard
+    layer_kv = dims.kv_bytes_per_token  # one token, one layer, one GPU
     layers = model.full_attention_layers  # a model's sliding-window layers hold a bounded window instead
     per_token = layer_kv * layers
     offload = offloads(policy)

@@ -22,10 +22,10 @@ from kinsim.cost.base import CostModel
 from kinsim.cost.engine_overhead import engine_overhead
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import (
-    AttentionDims,
     PrefillChunk,
     decode_attention_ops_of,
     decode_run_totals,
+    model_attention_dims,
     prefill_attention_op,
 )
 from kinsim.ops.kernel_work import ATTENTION_KV_BLOCK, MAX_SPLITS, head_dim_scale
@@ -40,7 +40,6 @@ from kinsim.ops.offload import (
     selected_blocks_run,
 )
 from kinsim.ops.op import OP_CLASSES, Op
-from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import AttentionPolicy, DeploymentSpec
 
 #: Rows of :attr:`StepFigures.matrix`: step time; per op class its seconds, FLOPs and HBM bytes; then the
@@ -162,9 +161,7 @@ class StepPricer:
     def __init__(self, model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy,
                  cost_model: CostModel) -> None:
         self.model, self.deployment, self.policy, self.cost_model = model, deployment, policy, cost_model
-        shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, deployment.tensor_parallel,
-                            path="deployment.tensor_parallel")
-        self.dims = AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=ACT_DTYPE)
+        self.dims = model_attention_dims(model, deployment.tensor_parallel, act_dtype=ACT_DTYPE)
         self._by_tokens = _CountTable(self._token_figures)
         self._by_rows = _CountTable(self._rows_figures)
         self._by_chunks: dict[tuple, np.ndarray] = {}

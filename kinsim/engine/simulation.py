@@ -44,9 +44,8 @@ from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.hardware.topology import HOST_LINK_DIRECTIONS, build_topology, gpu_name, host_link_resource, route
 from kinsim.limits import MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS
-from kinsim.ops.attention import AttentionDims
+from kinsim.ops.attention import model_attention_dims
 from kinsim.ops.offload import offloads
-from kinsim.ops.sharding import shard_heads
 from kinsim.workload.generate import workload_request_table
 from kinsim.workload.request import Request, RequestTable
 from kinsim.workload.spec import ClosedLoopArrivals, WorkloadSpec
@@ -228,8 +227,7 @@ class Simulation:
         window_blocks = None
         model = self.workload.model
         if model.sliding_window_layers:  # the window layers' KV, in the decode replica's blocks' worth of bytes
-            shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, decode.tensor_parallel)
-            layer_kv = AttentionDims(shard, kv_dtype=model.kv_dtype).kv_bytes_per_token * decode.tensor_parallel
+            layer_kv = model_attention_dims(model, decode.tensor_parallel).kv_bytes_per_token * decode.tensor_parallel
             window_bytes = model.sliding_window_layers * layer_kv  # per token of the window, all the replica's GPUs
 
             def window_blocks(tokens: int) -> float:

@@ -1,6 +1,11 @@
 """Reading a Hugging Face ``config.json`` into the raw mapping of a :class:`~kinsim.model.ModelSpec`.
 
-Understood: Llama, Mistral, Qwen2/Qwen3 (dense and MoE), Mixtral, MiniMax-M2 and gpt-oss keys:
+Understood: Llama, Mistral, Qwen2/Qwen3 (dense and MoE), Mixtral, MiniMax-M2, gpt-oss and DeepSeek-V2/V3
+keys:
+
+* ``kv_lora_rank`` (DeepSeek) is multi-head latent attention, with ``q_lora_rank``, ``qk_nope_head_dim``,
+  ``qk_rope_head_dim`` and ``v_head_dim``; its ``head_dim`` is ``qk_nope + qk_rope``;
+* ``first_k_dense_replace`` (DeepSeek): that many first layers keep the dense MLP of ``intermediate_size``;
 
 * ``layer_types`` (gpt-oss and recent transformers): the ``sliding_attention`` entries are the model's
   ``sliding_window_layers``, over ``sliding_window`` tokens (where some layers attend over the whole
@@ -9,8 +14,8 @@ Understood: Llama, Mistral, Qwen2/Qwen3 (dense and MoE), Mixtral, MiniMax-M2 and
   ``torch_dtype``); ``mxfp4`` stores the routed experts in MXFP4 (gpt-oss; everything else unconverted);
 * ``use_qk_norm`` (MiniMax) as well as the Qwen3-style model types turn on QK norm.
 
-Architectural details kinsim does not model (rope scaling, a sliding window without ``layer_types``, a
-few dense layers in an MoE stack) are ignored; the counts then describe a uniform stack of the configured
+Architectural details kinsim does not model (rope scaling, a sliding window without ``layer_types``,
+multi-token-prediction layers) are ignored; the counts then describe a uniform stack of the configured
 layer.
 """
 
@@ -66,6 +71,11 @@ def hf_config_to_raw(config: dict[str, Any], *, default_name: str, file: str | N
     if head_dim is None and isinstance(hidden, int) and isinstance(heads, int) and heads:
         head_dim = hidden // heads
     raw["head_dim"] = head_dim
+    if config.get("kv_lora_rank"):
+        raw["mla"] = {key: config.get(key) or 0 for key in
+                      ("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")}
+        raw["head_dim"] = raw["mla"]["qk_nope_head_dim"] + raw["mla"]["qk_rope_head_dim"]
+        raw["kv_heads"] = heads
     if "max_position_embeddings" in config:
         raw["max_position_embeddings"] = config["max_position_embeddings"]
     dtype = config.get("torch_dtype") or config.get("dtype")
@@ -95,8 +105,11 @@ def hf_config_to_raw(config: dict[str, Any], *, default_name: str, file: str | N
             moe["shared_experts"] = config["n_shared_experts"]
         if method == "mxfp4":
             moe["expert_weight_dtype"] = "mxfp4"
+        dense_layers = config.get("first_k_dense_replace") or 0
+        if dense_layers:
+            moe["dense_layers"] = dense_layers
         raw["moe"] = moe
-        raw["intermediate_size"] = 0
+        raw["intermediate_size"] = need("intermediate_size") if dense_layers else 0
     else:
         raw["intermediate_size"] = need("intermediate_size")
     return raw

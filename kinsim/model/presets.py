@@ -1,7 +1,7 @@
 """Architectures of common open models, as raw mappings validated like any model file.
 
 Figures are from each model's Hugging Face ``config.json`` (Qwen/Qwen3-*, meta-llama/Llama-3.1-*,
-MiniMaxAI/MiniMax-M2.5, openai/gpt-oss-*).
+MiniMaxAI/MiniMax-M2.5, openai/gpt-oss-*, deepseek-ai/DeepSeek-V3 and -R1).
 """
 
 from __future__ import annotations
@@ -65,6 +65,27 @@ def _gpt_oss(name: str, layers: int, experts: int) -> dict[str, Any]:
     }
 
 
+def _deepseek_v3(name: str) -> dict[str, Any]:
+    """DeepSeek-V3 and DeepSeek-R1 (the same architecture, ``DeepseekV3ForCausalLM``): 61 layers of multi-head
+    latent attention (128 heads, a 1,536-wide compressed query, a 512-wide KV latent and 64 shared rotary
+    dimensions), the first 3 with a dense MLP of 18,432 and the other 58 with 256 routed experts of 2,048,
+    8 a token, and one shared expert; the checkpoint ships fp8 weights with 128 x 128 block scales
+    (``quantization_config``), so the preset's weights are fp8. 671B parameters, 37B active.
+
+    Not modelled: the multi-token-prediction module (used only when an engine speculates with it), the
+    grouped top-k routing with a bias (routing is priced by the power law, as other MoE models), and YaRN
+    rotary scaling (the same rotary pass)."""
+    return {
+        "name": name, "layers": 61, "hidden_size": 7168, "attention_heads": 128, "kv_heads": 128, "head_dim": 192,
+        "intermediate_size": 18432, "vocab_size": 129280, "tie_embeddings": False, "weight_dtype": "fp8",
+        "max_position_embeddings": 163840,
+        "mla": {"q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+                "v_head_dim": 128},
+        "moe": {"experts": 256, "active_experts": 8, "expert_intermediate_size": 2048, "shared_experts": 1,
+                "dense_layers": 3, "routing_skew": 1.01},
+    }
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "Qwen3-0.6B": _qwen3("Qwen3-0.6B", 28, 1024, 16, 8, 3072, tied=True),
     "Qwen3-1.7B": _qwen3("Qwen3-1.7B", 28, 2048, 16, 8, 6144, tied=True),
@@ -81,6 +102,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "MiniMax-M2.5": _minimax_m2("MiniMax-M2.5"),
     "gpt-oss-20b": _gpt_oss("gpt-oss-20b", 24, 32),
     "gpt-oss-120b": _gpt_oss("gpt-oss-120b", 36, 128),
+    "DeepSeek-V3": _deepseek_v3("DeepSeek-V3"),
+    "DeepSeek-R1": _deepseek_v3("DeepSeek-R1"),
 }
 
 

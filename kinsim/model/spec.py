@@ -12,9 +12,19 @@ Parameter counting (all weights, with embeddings; biases only where ``attention_
 Routed experts are stored in ``moe.expert_weight_dtype`` where it is given (gpt-oss ships its experts in
 MXFP4 and everything else in bf16), the rest in ``weight_dtype``.
 
+Multi-head latent attention (``mla``, DeepSeek-V2/V3) replaces Q, K, V and O per layer by: Q down
+``h x q_lora`` and up ``q_lora x (q_heads x (nope + rope))`` (or one ``h x (q_heads x (nope + rope))``
+without ``q_lora_rank``), a joint KV down-projection ``h x (kv_lora + rope)``, the KV up-projection
+``kv_lora x (q_heads x (nope + v))``, O ``(q_heads x v) x h``, and RMSNorms of ``q_lora`` and ``kv_lora``.
+A token caches its ``kv_lora + rope`` latent per layer, once (one "KV head" that is both K and V).
+
+An MoE model's first ``moe.dense_layers`` layers keep the dense MLP of ``intermediate_size``
+(DeepSeek-V3's ``first_k_dense_replace``).
+
 KV cache bytes per token = 2 (K and V) x kv_heads x head_dim x full-attention layers x bytes per element of
-kv_dtype. A model with ``sliding_window_layers`` (gpt-oss alternates sliding-window and full-attention
-layers) keeps at most ``sliding_window`` tokens in each of those layers, a bounded amount per sequence
+kv_dtype (with ``mla``: ``kv_lora + rope`` per full-attention layer). A model with
+``sliding_window_layers`` (gpt-oss alternates sliding-window and full-attention layers) keeps at most
+``sliding_window`` tokens in each of those layers, a bounded amount per sequence
 (:attr:`ModelSpec.window_kv_bytes`), so a token's lasting KV is that of the other layers.
 """
 
@@ -53,6 +63,9 @@ class MoESpec:
         "Data type of the routed experts' weights, where it differs from the model's weight_dtype (gpt-oss: "
         "mxfp4 experts, bf16 attention). Absent: weight_dtype.", default=None, check=_optional_dtype,
         words="one of the data types, or absent")
+    dense_layers: int = spec_field(
+        "The first layers, which keep a dense MLP of the model's intermediate_size instead of the experts "
+        "(DeepSeek-V3: 3, its first_k_dense_replace).", default=0, check=non_negative)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -67,8 +80,39 @@ class MoESpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MLASpec:
+    """Multi-head latent attention (DeepSeek-V2, V3 and R1): keys and values are cached as one compressed
+    latent per token and layer, ``kv_lora_rank`` wide, plus ``qk_rope_head_dim`` of rotary key shared by
+    every head. Each query head has ``qk_nope_head_dim + qk_rope_head_dim`` dimensions (the model's
+    ``head_dim``) and each value head ``v_head_dim``."""
+
+    kv_lora_rank: int = spec_field("Width of the cached KV latent (512 in DeepSeek-V3).", check=at_least(1))
+    qk_rope_head_dim: int = spec_field("Rotary dimensions of a query head and of the shared rotary key (64).",
+                                       check=at_least(1))
+    qk_nope_head_dim: int = spec_field("Dimensions of a query head without rotary embedding (128).",
+                                       check=at_least(1))
+    v_head_dim: int = spec_field("Dimensions of a value head (128).", check=at_least(1))
+    q_lora_rank: int = spec_field("Width of the compressed query (1536 in DeepSeek-V3; 0: queries projected "
+                                  "from the residual stream directly).", default=0, check=non_negative)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @property
+    def latent_width(self) -> int:
+        """Elements a token caches per layer: the KV latent and the shared rotary key."""
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Dimensions of one query head (and of one key head once the latent is projected up)."""
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """A decoder-only transformer with grouped-query attention and a SiLU-gated MLP or MoE."""
+    """A decoder-only transformer with grouped-query (or multi-head latent) attention and a SiLU-gated MLP
+    or MoE."""
 
     name: str = spec_field("Model name.", check=non_empty)
     layers: int = spec_field("Decoder layers.", check=at_least(1))
@@ -83,6 +127,8 @@ class ModelSpec:
     qk_norm: bool = spec_field("RMSNorm on queries and keys per head (Qwen3).", default=False)
     attention_bias: bool = spec_field("Q, K and V projections have biases (Qwen2).", default=False)
     moe: MoESpec | None = spec_field("Mixture of experts; absent for a dense model.", default=None)
+    mla: MLASpec | None = spec_field("Multi-head latent attention (DeepSeek-V3); absent for grouped-query "
+                                     "attention.", default=None)
     max_position_embeddings: int = spec_field("Longest context the model supports, tokens.",
                                               default=131072, check=at_least(1))
     sliding_window: int = spec_field(
@@ -111,6 +157,24 @@ class ModelSpec:
         if self.moe is None and self.intermediate_size == 0:
             raise SpecError("must be positive for a dense model (or give a moe section)",
                             path="intermediate_size", value=0)
+        if self.moe is not None and self.moe.dense_layers:
+            if self.moe.dense_layers >= self.layers:
+                raise SpecError(f"must be less than layers ({self.layers})", path="moe.dense_layers",
+                                value=self.moe.dense_layers)
+            if self.intermediate_size == 0:
+                raise SpecError("must be positive when moe.dense_layers keep a dense MLP",
+                                path="intermediate_size", value=0)
+        if self.mla is not None:
+            if self.head_dim != self.mla.qk_head_dim:
+                raise SpecError(f"must equal mla.qk_nope_head_dim + mla.qk_rope_head_dim ({self.mla.qk_head_dim})",
+                                path="head_dim", value=self.head_dim)
+            if self.kv_heads != self.attention_heads:
+                raise SpecError(f"must equal attention_heads ({self.attention_heads}) with mla: the latent is "
+                                "projected up to a key and a value per query head", path="kv_heads",
+                                value=self.kv_heads)
+            if self.sliding_window_layers:
+                raise SpecError("sliding-window layers are not modelled with mla", path="sliding_window_layers",
+                                value=self.sliding_window_layers)
 
     # ----------------------------------------------------------------- parameter counts per part
     @property
@@ -120,8 +184,17 @@ class ModelSpec:
 
     @property
     def attention_params_per_layer(self) -> int:
-        """Weights of Q, K, V, O (plus biases and QK-norm) of one layer."""
+        """Weights of Q, K, V, O (plus biases and QK-norm) of one layer; with ``mla``, its projections and
+        the two latent norms."""
         h, d = self.hidden_size, self.head_dim
+        mla = self.mla
+        if mla is not None:
+            heads = self.attention_heads
+            q_up = heads * mla.qk_head_dim
+            q = h * q_up if not mla.q_lora_rank else h * mla.q_lora_rank + mla.q_lora_rank + mla.q_lora_rank * q_up
+            kv = h * mla.latent_width + mla.kv_lora_rank + mla.kv_lora_rank * heads * (mla.qk_nope_head_dim
+                                                                                        + mla.v_head_dim)
+            return q + kv + heads * mla.v_head_dim * h
         q, kv = self.attention_heads * d, self.kv_heads * d
         params = h * q + 2 * h * kv + q * h
         if self.attention_bias:
@@ -131,9 +204,19 @@ class ModelSpec:
         return params
 
     @property
+    def dense_mlp_layers(self) -> int:
+        """Layers with the dense MLP: all of a dense model's, an MoE model's ``moe.dense_layers``."""
+        return self.layers if self.moe is None else self.moe.dense_layers
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers with the mixture of experts (0 for a dense model)."""
+        return self.layers - self.dense_mlp_layers
+
+    @property
     def dense_mlp_params_per_layer(self) -> int:
-        """Weights of the dense SiLU-gated MLP of one layer (0 for MoE)."""
-        return 0 if self.moe else 3 * self.hidden_size * self.intermediate_size
+        """Weights of the dense SiLU-gated MLP of one layer that has it."""
+        return 3 * self.hidden_size * self.intermediate_size
 
     @property
     def expert_params(self) -> int:
@@ -161,9 +244,9 @@ class ModelSpec:
 
     # ----------------------------------------------------------------- totals
     def _params_with_experts(self, routed_experts: int) -> int:
-        per_layer = (self.attention_params_per_layer + self.dense_mlp_params_per_layer
-                     + self._moe_params_per_layer(routed_experts) + self.norm_params_per_layer)
-        return self.layers * per_layer + self.embedding_params
+        per_layer = self.attention_params_per_layer + self.norm_params_per_layer
+        return (self.layers * per_layer + self.dense_mlp_layers * self.dense_mlp_params_per_layer
+                + self.moe_layers * self._moe_params_per_layer(routed_experts) + self.embedding_params)
 
     @property
     def params_total(self) -> int:
@@ -185,7 +268,7 @@ class ModelSpec:
     def weight_bytes(self) -> float:
         """Bytes of all weights: the routed experts in :attr:`expert_weight_dtype`, the rest in
         ``weight_dtype``."""
-        experts = self.layers * self.moe.experts * self.expert_params if self.moe else 0
+        experts = self.moe_layers * self.moe.experts * self.expert_params if self.moe else 0
         return ((self.params_total - experts) * bytes_per_element(self.weight_dtype)
                 + experts * bytes_per_element(self.expert_weight_dtype))
 
@@ -205,6 +288,8 @@ class ModelSpec:
     def kv_elements_per_token(self) -> int:
         """K and V elements stored per token over the full-attention layers (the Kinetics paper's D; all
         layers unless some slide a window)."""
+        if self.mla is not None:
+            return self.mla.latent_width * self.full_attention_layers
         return 2 * self.kv_heads * self.head_dim * self.full_attention_layers
 
     @property

@@ -33,7 +33,7 @@ import numpy as np
 
 from kinsim.dtypes import bytes_per_element
 from kinsim.ops.op import Number, Op
-from kinsim.ops.sharding import HeadShard
+from kinsim.ops.sharding import HeadShard, shard_heads
 from kinsim.workload.spec import (
     AttentionPolicy,
     BlockTopKAttention,
@@ -48,16 +48,31 @@ PREFILL_QUERY_TILE = 128
 
 @dataclass(frozen=True)
 class AttentionDims:
-    """Per-GPU attention sizes and data types."""
+    """Per-GPU attention sizes and data types.
+
+    ``v_dim``: dimensions of a value head where they differ from ``shard.head_dim`` (the query and key
+    heads'); ``shared_kv``: keys and values are one cached tensor of ``head_dim`` per KV head (multi-head
+    latent attention's latent, which decode attends over as both); ``prefill``: the form prefill attention
+    takes where it differs (multi-head latent attention projects the latent up to a key and a value per
+    query head and runs multi-head attention on them, :func:`model_attention_dims`)."""
 
     shard: HeadShard
     kv_dtype: str = "bf16"
     act_dtype: str = "bf16"
+    v_dim: int = 0
+    shared_kv: bool = False
+    prefill: AttentionDims | None = None
+
+    @property
+    def value_dim(self) -> int:
+        """Dimensions of one value head."""
+        return self.v_dim or self.shard.head_dim
 
     @property
     def kv_bytes_per_token(self) -> float:
         """K and V bytes of one token for one layer on this GPU."""
-        return 2 * self.shard.kv_heads * self.shard.head_dim * bytes_per_element(self.kv_dtype)
+        width = self.shard.head_dim if self.shared_kv else self.shard.head_dim + self.value_dim
+        return self.shard.kv_heads * width * bytes_per_element(self.kv_dtype)
 
     @property
     def q_bytes_per_token(self) -> float:
@@ -66,8 +81,36 @@ class AttentionDims:
 
     @property
     def flops_per_key(self) -> float:
-        """FLOPs of one query token against one key, all query heads of this GPU."""
-        return 4.0 * self.shard.q_heads * self.shard.head_dim
+        """FLOPs of one query token against one key, all query heads of this GPU: a multiply-add per
+        dimension of ``q.k`` and of ``p.v``."""
+        return 2.0 * self.shard.q_heads * (self.shard.head_dim + self.value_dim)
+
+    @property
+    def prefill_form(self) -> AttentionDims:
+        """The dims prefill attention runs with (``prefill``, else these)."""
+        return self.prefill or self
+
+
+def model_attention_dims(model, tp: int, *, act_dtype: str = "bf16",
+                         path: str = "deployment.tensor_parallel") -> AttentionDims:
+    """The attention dims of one GPU of a replica of ``model`` (a :class:`~kinsim.model.ModelSpec`) under
+    tensor parallelism ``tp``.
+
+    Grouped-query attention: the model's heads split as :func:`~kinsim.ops.sharding.shard_heads` says.
+    Multi-head latent attention (``model.mla``), as vLLM and SGLang run it: decode attends with the query
+    heads of this GPU, absorbed into the latent, over the cached ``kv_lora + rope`` latent of each token as
+    one KV head that is both key and value (values ``kv_lora`` wide), replicated on every GPU of the
+    replica; prefill projects the latent up and runs multi-head attention with ``qk_nope + rope`` query and
+    key dimensions and ``v_head_dim`` value dimensions per head."""
+    mla = model.mla
+    if mla is None:
+        shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp, path=path)
+        return AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=act_dtype)
+    heads = shard_heads(model.attention_heads, model.attention_heads, mla.qk_head_dim, tp, path=path)
+    prefill = AttentionDims(heads, kv_dtype=act_dtype, act_dtype=act_dtype, v_dim=mla.v_head_dim)
+    latent = HeadShard(heads.q_heads, 1, mla.latent_width, tp)
+    return AttentionDims(latent, kv_dtype=model.kv_dtype, act_dtype=act_dtype, v_dim=mla.kv_lora_rank,
+                         shared_kv=True, prefill=prefill)
 
 
 @dataclass(frozen=True)
@@ -264,6 +307,7 @@ def prefill_attention_op(
 
     Counted in Python integers, chunk by chunk: a step has a few chunks, for which NumPy's per-call cost
     would dominate, and whole-number sums are exact whatever their order."""
+    dims = dims.prefill_form
     window = None
     if isinstance(policy, SlidingWindowAttention):
         window = int(policy.window + policy.sink_tokens)

@@ -6,6 +6,10 @@ MLP (gate/up GEMM, SiLU-and-multiply, down GEMM) or the MoE block (router, dispa
 by the expected tokens per expert, combine, all-to-all under expert parallelism), and a second
 all-reduce. Once per step: embedding lookup, final norm, LM head, logits gather and sampling.
 
+Multi-head latent attention (``model.mla``, DeepSeek-V3) replaces the QKV and O projections by its
+down- and up-projections and the absorbed batched GEMMs around the attention kernel
+(:func:`_mla_projection_ops`); an MoE model's first ``moe.dense_layers`` layers run the dense MLP.
+
 Residual adds are fused into the following RMSNorm, as serving engines do (``fused_add_rms_norm``), so
 they are not separate kernels; the KV-cache write is part of the attention op.
 
@@ -25,10 +29,15 @@ import numpy as np
 
 from kinsim.dtypes import QUANTIZED_ACTIVATIONS, bytes_per_element
 from kinsim.model.spec import ModelSpec
-from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_ops, prefill_attention_op
+from kinsim.ops.attention import (
+    AttentionDims,
+    PrefillChunk,
+    decode_attention_ops,
+    model_attention_dims,
+    prefill_attention_op,
+)
 from kinsim.ops.layers import collective_op, elementwise_op, gemm_op, moe_experts_op, quantize_op
 from kinsim.ops.op import Number, Op
-from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import AttentionPolicy, DeploymentSpec, SlidingWindowAttention
 
 #: Data type of activations and of the attention computation.
@@ -104,9 +113,8 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     if tokens is not None and (attention or batch.logit_rows):
         raise ValueError("an array of token counts prices only the ops that depend on the token count alone")
     tp, ep = deployment.tensor_parallel, deployment.expert_parallel
-    shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp,
-                        path="deployment.tensor_parallel")
-    dims = AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=ACT_DTYPE)
+    dims = model_attention_dims(model, tp, act_dtype=ACT_DTYPE)
+    shard = dims.shard
     h, d, layers, wd = model.hidden_size, model.head_dim, model.layers, model.weight_dtype
     t = batch.tokens if tokens is None else tokens
     ops: list[Op] = []
@@ -126,44 +134,91 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     # ---- attention block
     per_layer(elementwise_op("input_norm", 2 * t * h, 2 * t * h, extra_bytes_read=h * bytes_per_element(wd),
                              count=layers))
-    qkv_width = (shard.q_heads + 2 * shard.kv_heads) * d
-    ops += _quantize(wd, "qkv_proj", t * h, "linear", layers)
-    per_layer(gemm_op("qkv_proj", t, qkv_width, h, weight_dtype=wd, count=layers))
-    if model.qk_norm:
-        per_layer(elementwise_op("qk_norm", t * (shard.q_heads + shard.kv_heads) * d,
+    if model.mla is None:
+        qkv_width = (shard.q_heads + 2 * shard.kv_heads) * d
+        ops += _quantize(wd, "qkv_proj", t * h, "linear", layers)
+        per_layer(gemm_op("qkv_proj", t, qkv_width, h, weight_dtype=wd, count=layers))
+        if model.qk_norm:
+            per_layer(elementwise_op("qk_norm", t * (shard.q_heads + shard.kv_heads) * d,
+                                     t * (shard.q_heads + shard.kv_heads) * d, count=layers))
+        per_layer(elementwise_op("rope", t * (shard.q_heads + shard.kv_heads) * d,
                                  t * (shard.q_heads + shard.kv_heads) * d, count=layers))
-    per_layer(elementwise_op("rope", t * (shard.q_heads + shard.kv_heads) * d,
-                             t * (shard.q_heads + shard.kv_heads) * d, count=layers))
-    ops += query_quantize(model.kv_dtype, t * shard.q_heads * d, layers)
-    if attention:
-        ops.extend(attention_ops(dims, deployment, policy, batch, layers, window=window_layers_of(model)))
-    ops += _quantize(wd, "o_proj", t * shard.q_heads * d, "linear", layers)
-    per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd, count=layers))
+        ops += query_quantize(model.kv_dtype, t * shard.q_heads * d, layers)
+        if attention:
+            ops.extend(attention_ops(dims, deployment, policy, batch, layers, window=window_layers_of(model)))
+        ops += _quantize(wd, "o_proj", t * shard.q_heads * d, "linear", layers)
+        per_layer(gemm_op("o_proj", t, h, shard.q_heads * d, weight_dtype=wd, count=layers))
+    else:
+        before, after = _mla_projection_ops(model, shard.q_heads, t)
+        ops += [replace(op, count=layers) for op in before]
+        if attention:
+            ops.extend(attention_ops(dims, deployment, policy, batch, layers))
+        ops += [replace(op, count=layers) for op in after]
     activation_bytes = t * h * bytes_per_element(ACT_DTYPE)
     if tp > 1:
         per_layer(collective_op("allreduce_attention", "allreduce", activation_bytes, tp, count=layers,
                                 implementation=deployment.allreduce))
     per_layer(elementwise_op("post_attention_norm", 2 * t * h, 2 * t * h,
                              extra_bytes_read=h * bytes_per_element(wd), count=layers))
-    # ---- MLP or MoE block
-    if model.moe is None:
+    # ---- MLP or MoE block (an MoE model's first moe.dense_layers layers keep the dense MLP)
+    dense_layers, moe_layers = model.dense_mlp_layers, model.moe_layers
+    if dense_layers:
         width = model.intermediate_size / tp
-        ops += _quantize(wd, "mlp_gate_up", t * h, "linear", layers)
-        per_layer(gemm_op("mlp_gate_up", t, 2 * width, h, weight_dtype=wd, count=layers))
-        per_layer(elementwise_op("mlp_act", 2 * t * width, t * width, count=layers))
-        ops += _quantize(wd, "mlp_down", t * width, "linear", layers)
-        per_layer(gemm_op("mlp_down", t, h, width, weight_dtype=wd, count=layers))
+        ops += _quantize(wd, "mlp_gate_up", t * h, "linear", dense_layers)
+        ops.append(gemm_op("mlp_gate_up", t, 2 * width, h, weight_dtype=wd, count=dense_layers))
+        ops.append(elementwise_op("mlp_act", 2 * t * width, t * width, count=dense_layers))
+        ops += _quantize(wd, "mlp_down", t * width, "linear", dense_layers)
+        ops.append(gemm_op("mlp_down", t, h, width, weight_dtype=wd, count=dense_layers))
         if tp > 1:
-            per_layer(collective_op("allreduce_mlp", "allreduce", activation_bytes, tp, count=layers,
-                                    implementation=deployment.allreduce))
-    else:
-        for op in _moe_ops(model, t, tp, ep, activation_bytes, deployment.allreduce):
-            per_layer(op)
+            ops.append(collective_op("allreduce_mlp", "allreduce", activation_bytes, tp, count=dense_layers,
+                                     implementation=deployment.allreduce))
+    if moe_layers:
+        ops += [replace(op, count=moe_layers)
+                for op in _moe_ops(model, t, tp, ep, activation_bytes, deployment.allreduce)]
     # ---- once per step, after the layers
     rows = batch.logit_rows
     ops.append(elementwise_op("final_norm", t * h, t * h, extra_bytes_read=h * bytes_per_element(wd)))
     ops.extend(logit_ops(model, deployment, rows))
     return Step(tuple(ops), t, rows)
+
+
+def _mla_projection_ops(model: ModelSpec, q_heads: int, t: Number) -> tuple[list[Op], list[Op]]:
+    """Multi-head latent attention's projections on one GPU that holds ``q_heads`` query heads, for ``t``
+    tokens, one layer: the ops before the attention kernel and those after it.
+
+    As vLLM and SGLang run them: the joint down-projection of the query and of the KV latent
+    (``h -> q_lora + kv_lora + rope``) is replicated, every GPU computes it whole for every token; the
+    latent norms; the query up-projection (``q_lora -> q_heads x (nope + rope)``, split by heads); RoPE on
+    the query's and the shared key's rotary dimensions; the key up-projection absorbed into the query
+    (a batched GEMM per head, ``nope -> kv_lora``) before attention and the value up-projection
+    (``kv_lora -> v``) after it, then O. The absorbed form is how decode runs; prefill instead projects the
+    new tokens' latents up to keys and values (``kv_lora -> q_heads x (nope + v)``), the same weights and
+    FLOPs per token, so both are priced per token here and the engine's token-count tables hold. Not
+    counted: re-projecting a chunk's cached prefix (chunked prefill of a long prompt up-projects its earlier
+    chunks' latents again). The absorbed weights are bf16 (vLLM dequantizes an fp8 checkpoint's
+    ``kv_b_proj`` for them)."""
+    mla, h, wd = model.mla, model.hidden_size, model.weight_dtype
+    bf16 = _kept_bf16(wd)
+    qk = q_heads * mla.qk_head_dim
+    before: list[Op] = []
+    if mla.q_lora_rank:
+        before += _quantize(wd, "qkv_a_proj", t * h, "linear")
+        before.append(gemm_op("qkv_a_proj", t, mla.q_lora_rank + mla.latent_width, h, weight_dtype=wd))
+        before.append(elementwise_op("q_a_norm", 2 * t * mla.q_lora_rank, t * mla.q_lora_rank))
+        before += _quantize(wd, "q_b_proj", t * mla.q_lora_rank, "linear")
+        before.append(gemm_op("q_b_proj", t, qk, mla.q_lora_rank, weight_dtype=wd))
+    else:
+        before += _quantize(wd, "qkv_a_proj", t * h, "linear")
+        before.append(gemm_op("qkv_a_proj", t, qk + mla.latent_width, h, weight_dtype=wd))
+    before.append(elementwise_op("kv_a_norm", 2 * t * mla.kv_lora_rank, t * mla.kv_lora_rank))
+    rotary = t * (q_heads + 1) * mla.qk_rope_head_dim
+    before.append(elementwise_op("rope", rotary, rotary))
+    before.append(gemm_op("mla_k_absorb", t, q_heads * mla.kv_lora_rank, mla.qk_nope_head_dim, weight_dtype=bf16))
+    before += query_quantize(model.kv_dtype, t * q_heads * mla.latent_width, 1)
+    after = [gemm_op("mla_v_absorb", t, q_heads * mla.v_head_dim, mla.kv_lora_rank, weight_dtype=bf16)]
+    after += _quantize(wd, "o_proj", t * q_heads * mla.v_head_dim, "linear")
+    after.append(gemm_op("o_proj", t, h, q_heads * mla.v_head_dim, weight_dtype=wd))
+    return before, after
 
 
 def logit_ops(model: ModelSpec, deployment: DeploymentSpec, rows: int) -> list[Op]:

@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinsim.dtypes import bytes_per_element
 from kinsim.model.spec import ModelSpec
-from kinsim.ops.attention import AttentionDims, _prefix_reread, block_selection_op_of, decode_attention_ops_of
+from kinsim.ops.attention import (
+    AttentionDims,
+    _prefix_reread,
+    block_selection_op_of,
+    decode_attention_ops_of,
+    model_attention_dims,
+)
 from kinsim.ops.op import Op
-from kinsim.ops.sharding import shard_heads
 from kinsim.workload.spec import (
     AttentionPolicy,
     BlockTopKAttention,
@@ -80,6 +84,5 @@ def verify_attention_ops(dims: AttentionDims, policy: AttentionPolicy, context: 
 def draft_kv_bytes_per_token(draft: ModelSpec, tensor_parallel: int) -> float:
     """KV bytes a separate draft model keeps per cached token on one GPU, all its layers: its layers x KV
     heads per GPU x head dimension x 2 (K and V) x bytes per element."""
-    shard = shard_heads(draft.attention_heads, draft.kv_heads, draft.head_dim, tensor_parallel,
-                        path="deployment.speculative.draft")
-    return 2.0 * shard.kv_heads * shard.head_dim * bytes_per_element(draft.kv_dtype) * draft.layers
+    return model_attention_dims(draft, tensor_parallel, path="deployment.speculative.draft").kv_bytes_per_token \
+        * draft.layers
