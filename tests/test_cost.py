@@ -211,15 +211,26 @@ def test_a_ring_over_two_nodes_runs_at_the_nodes_nics_together():
 
 def test_a_calibrated_allreduce_over_two_nodes_takes_the_ring_and_the_network_latency():
     """The profile's NCCL curve over 16 GPUs of two nodes: no in-switch reduction (NVLS reduces within one
-    NVSwitch domain), the ring's traffic at 400 GB/s per GPU, and the network's latency twice."""
+    NVSwitch domain), the ring's traffic at 400 GB/s per GPU, one node's 7 peers' latency and the network's
+    latency twice per level of a binary tree over the nodes (1 level for 2 nodes, 2 for 4)."""
     hw = with_overrides(load_hardware(HARDWARE / "h100.yaml"), {"cluster.nodes": 2})
     cost = make_cost_model("roofline", hw)
     curve = cost.profile.allreduce("nccl")
     nbytes = 117e6  # 8,192 tokens x 7,168 x 2 bytes
     got = cost.op_cost(collective_op("allreduce", "allreduce", nbytes, 16, implementation="nccl"))
     ring = 2 * 15 / 16 * nbytes
-    large = ring / (400e9 * curve.large_efficiency) + curve.large_latency + 15 * curve.large_per_peer
-    small = ring / (400e9 * curve.small_efficiency) + curve.small_latency + 15 * curve.small_per_peer
+    large = ring / (400e9 * curve.large_efficiency) + curve.large_latency + 7 * curve.large_per_peer
+    small = ring / (400e9 * curve.small_efficiency) + curve.small_latency + 7 * curve.small_per_peer
     assert got.time_s == pytest.approx(min(large, small) + 2 * hw.cluster.network.latency)
     one_node = cost.op_cost(collective_op("allreduce", "allreduce", nbytes, 8, implementation="nccl"))
     assert one_node.time_s < got.time_s
+    # a decode step's 16 tokens over 4 nodes: the small protocol, 2 tree levels
+    hw4 = with_overrides(hw, {"cluster.nodes": 4})
+    small_bytes = 16 * 7168 * 2
+    got = make_cost_model("roofline", hw4).op_cost(collective_op("allreduce", "allreduce", small_bytes, 32,
+                                                                 implementation="nccl"))
+    small = (2 * 31 / 32 * small_bytes / (400e9 * curve.small_efficiency) + curve.small_latency
+             + 7 * curve.small_per_peer)
+    large = (2 * 31 / 32 * small_bytes / (400e9 * curve.large_efficiency) + curve.large_latency
+             + 7 * curve.large_per_peer)
+    assert got.time_s == pytest.approx(min(small, large) + 4 * hw.cluster.network.latency)

@@ -22,6 +22,8 @@ NCCL otherwise (vLLM ``CustomAllreduce``: ``max_size`` 8 MiB, world sizes 2/4/6/
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from kinsim.hardware.spec import CollectiveCurveSpec, HardwareSpec
@@ -45,11 +47,13 @@ def traffic_factor(traffic: str, gpus: int, in_switch_reduction: bool) -> float:
 
 
 def allreduce_time(curve: CollectiveCurveSpec, nbytes: Number, gpus: int, bandwidth: float,
-                   in_switch_reduction: bool) -> tuple[Number, Number]:
+                   in_switch_reduction: bool, latency_peers: int | None = None) -> tuple[Number, Number]:
     """(bandwidth seconds, latency seconds) of the fastest protocol (arrays allowed); ``bandwidth`` is a
-    GPU's link bandwidth each way, B/s. The latencies are measured, so no per-hop link latency is added."""
+    GPU's link bandwidth each way, B/s. The latencies are measured, so no per-hop link latency is added.
+    ``latency_peers``: the peers whose per-peer latency counts, where not all ``gpus - 1`` (a group over
+    several nodes: those of one node, :func:`multinode_latency`)."""
     nbytes = np.asarray(nbytes, dtype=float) if np.ndim(nbytes) else float(nbytes)
-    peers = gpus - 1
+    peers = gpus - 1 if latency_peers is None else latency_peers
     small_net = traffic_factor(curve.small_traffic, gpus, in_switch_reduction) * nbytes / (
         bandwidth * curve.small_efficiency)
     small_lat = curve.small_latency + curve.small_per_peer * peers
@@ -69,6 +73,16 @@ def allreduce_time(curve: CollectiveCurveSpec, nbytes: Number, gpus: int, bandwi
     if np.ndim(switch_faster) == 0:
         return (switch_net, switch_lat) if switch_faster else (net, lat)
     return np.where(switch_faster, switch_net, net), np.where(switch_faster, switch_lat, lat)
+
+
+def multinode_latency(hw: HardwareSpec, gpus: int) -> tuple[int, float]:
+    """(peers whose per-peer latency counts, seconds of network latency added) of an all-reduce of ``gpus``
+    GPUs over more than one node: NCCL's multi-node algorithms are hierarchical (a chain or ring within each
+    node, a tree or ring between the nodes' leaders), so a message waits on one node's peers, as the
+    fitted single-node curve counts them, and on the network twice per level of a binary tree over the
+    nodes (up while reducing, down while broadcasting)."""
+    nodes = -(-gpus // hw.node.gpus)
+    return hw.node.gpus - 1, 2.0 * math.ceil(math.log2(nodes)) * hw.cluster.network.latency
 
 
 def choose_allreduce(choice: str, nbytes: Number, gpus: int, hw: HardwareSpec) -> str:

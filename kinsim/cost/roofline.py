@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from kinsim.cost.base import OpCost
-from kinsim.cost.collective_model import allreduce_time, choose_allreduce
+from kinsim.cost.collective_model import allreduce_time, choose_allreduce, multinode_latency
 from kinsim.cost.collectives import collective_time, group_bandwidth
 from kinsim.cost.efficiency import ConstantEfficiency, Efficiency, FittedEfficiency
 from kinsim.cost.kernel_model import kernel_terms
@@ -77,13 +77,16 @@ class RooflineCost:
             if curve is None:
                 return None
             # over several nodes: the ring's bandwidth of kinsim.cost.collectives, no in-switch reduction,
-            # and the network's latency twice (once into the other nodes while reducing, once back)
-            bandwidth, hop_latency = group_bandwidth(hw, collective.gpus)
-            one_node = collective.gpus <= hw.node.gpus
-            network, latency = allreduce_time(curve, collective.bytes, collective.gpus, bandwidth,
-                                              hw.node.gpu_link.in_switch_reduction and one_node)
-            if not one_node:
-                latency = latency + 2.0 * hop_latency
+            # one node's peers' latency and the network's (collective_model.multinode_latency)
+            bandwidth, _ = group_bandwidth(hw, collective.gpus)
+            if collective.gpus <= hw.node.gpus:
+                network, latency = allreduce_time(curve, collective.bytes, collective.gpus, bandwidth,
+                                                  hw.node.gpu_link.in_switch_reduction)
+            else:
+                peers, network_latency = multinode_latency(hw, collective.gpus)
+                network, latency = allreduce_time(curve, collective.bytes, collective.gpus, bandwidth, False,
+                                                  latency_peers=peers)
+                latency = latency + network_latency
             return OpCost(time_s=network + latency, network_s=network, latency_s=latency)
         curve = profile.curve_for(op.kernel, op.shape.get("kv_bytes_per_element"))
         if curve is None or curve.kernel_floor is None:
