@@ -67,7 +67,9 @@ class KVLayout:
         block_size: tokens per block.
         total_blocks: blocks in the cache (per GPU; every GPU of the replica holds the same blocks).
         block_bytes: bytes of one block on one GPU (including block top-k summaries).
-        gpus: GPUs of the replica (tensor parallel); replica bytes are ``gpus x`` per-GPU bytes.
+        gpus: GPUs that hold one block: the replica's (tensor parallel), or one attention group's under
+            data-parallel attention (whose groups hold different sequences); a block's bytes on all of them
+            are ``gpus x`` its per-GPU bytes.
         window_blocks: most blocks of full KV a sequence holds under a sliding window or with offloaded
             block top-k, else ``None``.
         shares_prompt: whether a group's whole prompt blocks are shared.
@@ -139,12 +141,23 @@ def activation_workspace_bytes(model: ModelSpec, deployment: DeploymentSpec) -> 
     return activations + logits
 
 
+def weight_bytes_per_gpu(model: ModelSpec, deployment: DeploymentSpec) -> float:
+    """Weight bytes on one GPU of a replica: all of them over ``tensor_parallel`` GPUs, or, under
+    data-parallel attention, the routed experts over all the replica's GPUs and every other weight over one
+    group's (each group holds its own copy)."""
+    tp, ranks = deployment.tensor_parallel, deployment.attention_data_parallel
+    if ranks == 1 or model.moe is None:
+        return model.weight_bytes / tp
+    experts = model.moe_layers * model.moe.experts * model.expert_params * bytes_per_element(model.expert_weight_dtype)
+    return experts / tp + (model.weight_bytes - experts) / (tp // ranks)
+
+
 def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy, hw: HardwareSpec, *,
               workload_file: str | None = None, hardware_file: str | None = None) -> KVLayout:
     """The KV layout of one replica, or :class:`SpecError` when the model leaves no room for KV (naming
     ``workload_file`` and ``hardware_file`` where given)."""
-    tp = deployment.tensor_parallel
-    dims = model_attention_dims(model, tp)
+    tp, ranks = deployment.tensor_parallel, deployment.attention_data_parallel
+    dims = model_attention_dims(model, tp, ranks=ranks)
     shard = dims.shard
     layer_kv = dims.kv_bytes_per_token  # one token, one layer, one GPU
     layers = model.full_attention_layers  # a model's sliding-window layers hold a bounded window instead
@@ -160,12 +173,14 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
         resident += draft_kv_bytes_per_token(draft, tp)
     block_bytes = resident * deployment.kv_block_size
     usable = hw.gpu.memory.capacity * deployment.gpu_memory_fraction
-    weights = model.weight_bytes / tp
+    weights = weight_bytes_per_gpu(model, deployment)
     if draft is not None:
         weights += draft.weight_bytes / tp
     workspace = activation_workspace_bytes(model, deployment)
     free = usable - weights - workspace - window_reserve_bytes(model, deployment, layer_kv)
-    blocks = int(free // block_bytes) if free > 0 else 0
+    # under data-parallel attention each group's GPUs hold their own sequences' blocks: the replica's pool is
+    # the groups' together, a block on tp / ranks GPUs
+    blocks = int(free // block_bytes) * ranks if free > 0 else 0
     if blocks < 1:
         gb = 1e9
         on = f"{hw.name} ({hardware_file})" if hardware_file else hw.name
@@ -184,10 +199,10 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     if offload:
         page = deployment.kv_block_size
         summary_bytes = shard.kv_heads * shard.head_dim * bytes_per_element(model.kv_dtype) * layers
-        return KVLayout(page, blocks, block_bytes, tp, offloaded_blocks(policy, page), shares_prompt=False,
+        return KVLayout(page, blocks, block_bytes, tp // ranks, offloaded_blocks(policy, page), shares_prompt=False,
                         summaries_per_block=int(block_bytes // summary_bytes), selection_block=policy.block_size,
                         host_bytes_per_token=per_token)
-    return KVLayout(deployment.kv_block_size, blocks, block_bytes, tp, window_blocks,
+    return KVLayout(deployment.kv_block_size, blocks, block_bytes, tp // ranks, window_blocks,
                     shares_prompt=window_blocks is None)
 
 

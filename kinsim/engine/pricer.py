@@ -161,7 +161,8 @@ class StepPricer:
     def __init__(self, model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPolicy,
                  cost_model: CostModel) -> None:
         self.model, self.deployment, self.policy, self.cost_model = model, deployment, policy, cost_model
-        self.dims = model_attention_dims(model, deployment.tensor_parallel, act_dtype=ACT_DTYPE)
+        self.dims = model_attention_dims(model, deployment.tensor_parallel, act_dtype=ACT_DTYPE,
+                                         ranks=deployment.attention_data_parallel)
         self._by_tokens = _CountTable(self._token_figures)
         self._by_rows = _CountTable(self._rows_figures)
         self._by_chunks: dict[tuple, np.ndarray] = {}
@@ -426,6 +427,8 @@ class _DirectDecodeAttention:
             return None
         if isinstance(pricer.policy, BlockTopKAttention) or pricer.window is not None:
             return None  # a second op (block selection; the sliding-window layers' attention): the generic path
+        if dims.ranks > 1:
+            return None  # data-parallel attention prices a group's share: the generic path
         kernels = (cost_model.hw.gpu.attention_kernels, cost_model.profile.attention_kernels or "flash3")
         if kernels != ("flash3", "flash3"):
             return None  # FlashAttention-3's split rule is written out here; other kernels take the generic path

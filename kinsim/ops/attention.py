@@ -54,7 +54,10 @@ class AttentionDims:
     heads'); ``shared_kv``: keys and values are one cached tensor of ``head_dim`` per KV head (multi-head
     latent attention's latent, which decode attends over as both); ``prefill``: the form prefill attention
     takes where it differs (multi-head latent attention projects the latent up to a key and a value per
-    query head and runs multi-head attention on them, :func:`model_attention_dims`)."""
+    query head and runs multi-head attention on them, :func:`model_attention_dims`); ``ranks``: groups of
+    data-parallel attention (``deployment.attention_data_parallel``), each attending for its own share of
+    the batch, taken as even: an op of these dims is one GPU's, over ``1 / ranks`` of the sequences,
+    tokens and keys it is given."""
 
     shard: HeadShard
     kv_dtype: str = "bf16"
@@ -62,6 +65,7 @@ class AttentionDims:
     v_dim: int = 0
     shared_kv: bool = False
     prefill: AttentionDims | None = None
+    ranks: int = 1
 
     @property
     def value_dim(self) -> int:
@@ -91,10 +95,11 @@ class AttentionDims:
         return self.prefill or self
 
 
-def model_attention_dims(model, tp: int, *, act_dtype: str = "bf16",
-                         path: str = "deployment.tensor_parallel") -> AttentionDims:
+def model_attention_dims(model, tp: int, *, act_dtype: str = "bf16", path: str = "deployment.tensor_parallel",
+                         ranks: int = 1) -> AttentionDims:
     """The attention dims of one GPU of a replica of ``model`` (a :class:`~kinsim.model.ModelSpec`) under
-    tensor parallelism ``tp``.
+    tensor parallelism ``tp``, its GPUs in ``ranks`` groups of data-parallel attention (each splitting the
+    heads over ``tp / ranks`` GPUs).
 
     Grouped-query attention: the model's heads split as :func:`~kinsim.ops.sharding.shard_heads` says.
     Multi-head latent attention (``model.mla``), as vLLM and SGLang run it: decode attends with the query
@@ -103,14 +108,15 @@ def model_attention_dims(model, tp: int, *, act_dtype: str = "bf16",
     replica; prefill projects the latent up and runs multi-head attention with ``qk_nope + rope`` query and
     key dimensions and ``v_head_dim`` value dimensions per head."""
     mla = model.mla
+    tp //= ranks
     if mla is None:
         shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp, path=path)
-        return AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=act_dtype)
+        return AttentionDims(shard, kv_dtype=model.kv_dtype, act_dtype=act_dtype, ranks=ranks)
     heads = shard_heads(model.attention_heads, model.attention_heads, mla.qk_head_dim, tp, path=path)
-    prefill = AttentionDims(heads, kv_dtype=act_dtype, act_dtype=act_dtype, v_dim=mla.v_head_dim)
+    prefill = AttentionDims(heads, kv_dtype=act_dtype, act_dtype=act_dtype, v_dim=mla.v_head_dim, ranks=ranks)
     latent = HeadShard(heads.q_heads, 1, mla.latent_width, tp)
     return AttentionDims(latent, kv_dtype=model.kv_dtype, act_dtype=act_dtype, v_dim=mla.kv_lora_rank,
-                         shared_kv=True, prefill=prefill)
+                         shared_kv=True, prefill=prefill, ranks=ranks)
 
 
 @dataclass(frozen=True)
@@ -238,7 +244,12 @@ def decode_attention_ops_of(dims: AttentionDims, policy: AttentionPolicy, n: int
     """The decode attention ops of ``n`` sequences from their totals (per step): ``attended`` tokens
     attended over all sequences, ``read`` tokens read from HBM (``attended`` less a shared prompt read once
     per group) and, for block top-k, ``blocks`` complete blocks scored. ``model_window``: as for
-    :func:`decode_attention_ops`."""
+    :func:`decode_attention_ops`. Under data-parallel attention (``dims.ranks``) the op is one group's
+    even share of them."""
+    if dims.ranks > 1:
+        ranks = float(dims.ranks)
+        n, attended, read = n / ranks, attended / ranks, read / ranks
+        blocks = None if blocks is None else blocks / ranks
     sparse = not model_window and isinstance(policy, BlockTopKAttention | TopKAttention | SlidingWindowAttention)
     ops = [Op(
         name="attention_decode_window" if model_window else "attention_decode",
@@ -328,6 +339,12 @@ def prefill_attention_op(
         kv_tokens_read += read
         tokens += q
         cached_total += cached
+    sequences = len(chunks)
+    if dims.ranks > 1:  # one group's even share (AttentionDims.ranks)
+        ranks = float(dims.ranks)
+        keys, kv_tokens_read, tokens, cached_total = (keys / ranks, kv_tokens_read / ranks, tokens / ranks,
+                                                       cached_total / ranks)
+        packed_tiles, sequences = packed_tiles / ranks, sequences / ranks
     return Op(
         name="attention_prefill_window" if model_window else "attention_prefill",
         op_class="attention",
@@ -337,7 +354,7 @@ def prefill_attention_op(
         bytes_read=float(dims.kv_bytes_per_token * float(kv_tokens_read) + dims.q_bytes_per_token * float(tokens)),
         bytes_written=float((dims.q_bytes_per_token + dims.kv_bytes_per_token) * float(tokens)),
         count=count,
-        shape={"sequences": len(chunks), "tokens": float(tokens), "cached": float(cached_total),
+        shape={"sequences": sequences, "tokens": float(tokens), "cached": float(cached_total),
                "tiles": float(packed_tiles),
                "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads, "head_dim": dims.shard.head_dim,
                "kv_bytes_per_element": bytes_per_element(dims.kv_dtype)},

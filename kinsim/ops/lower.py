@@ -15,9 +15,11 @@ they are not separate kernels; the KV-cache write is part of the attention op.
 
 Under tensor parallelism ``tp`` each GPU holds ``1/tp`` of every weight (columns of QKV and gate/up, rows
 of O and down, a slice of the vocabulary) and sees every token. Under expert parallelism ``ep`` (dividing
-``tp``) each GPU holds ``experts/ep`` experts, each split ``tp/ep`` ways; tokens are dispatched to and
-combined from the experts' GPUs with two all-to-alls, each moving ``tokens x active x hidden / ep``
-activations per GPU (an approximation that treats the replica's tokens as spread over the EP group).
+``tp``) each GPU holds ``experts/ep`` experts, each split ``tp/ep`` ways, and computes its experts' share
+of every token (:func:`_moe_ops`). Under data-parallel attention (``deployment.attention_data_parallel``
+``D``) the ``tp`` GPUs form ``D`` groups of ``tp / D``: every op but the experts' runs in one group, on its
+share of the step's tokens (taken as even: ``T / D``), with its weights split over the group's GPUs; the
+experts take all ``T`` tokens, gathered from the groups and scattered back.
 """
 
 from __future__ import annotations
@@ -112,17 +114,21 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     :meth:`kinsim.engine.pricer.StepPricer._token_part`)."""
     if tokens is not None and (attention or batch.logit_rows):
         raise ValueError("an array of token counts prices only the ops that depend on the token count alone")
-    tp, ep = deployment.tensor_parallel, deployment.expert_parallel
-    dims = model_attention_dims(model, tp, act_dtype=ACT_DTYPE)
+    replica_tp, ep, ranks = deployment.tensor_parallel, deployment.expert_parallel, deployment.attention_data_parallel
+    dims = model_attention_dims(model, replica_tp, act_dtype=ACT_DTYPE, ranks=ranks)
     shard = dims.shard
     h, d, layers, wd = model.hidden_size, model.head_dim, model.layers, model.weight_dtype
-    t = batch.tokens if tokens is None else tokens
+    all_tokens = batch.tokens if tokens is None else tokens
+    # every op but the experts' runs in one attention group (all the replica's GPUs unless attention is
+    # data-parallel) on its share of the tokens, taken as even
+    tp = replica_tp // ranks
+    t = all_tokens if ranks == 1 else all_tokens / ranks
     ops: list[Op] = []
 
     def per_layer(op: Op) -> None:
         ops.append(op if op.count == layers else replace(op, count=layers))
 
-    if tokens is None and t == 0:
+    if tokens is None and all_tokens == 0:
         return Step((), 0, 0)
     # ---- once per step, before the layers
     ops.append(Op(name="embedding", op_class="other", kernel="elementwise", dtype="fp32",
@@ -174,12 +180,13 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
                                      implementation=deployment.allreduce))
     if moe_layers:
         ops += [replace(op, count=moe_layers)
-                for op in _moe_ops(model, t, tp, ep, activation_bytes, deployment.allreduce)]
+                for op in _moe_ops(model, all_tokens, replica_tp, ep, all_tokens * h * bytes_per_element(ACT_DTYPE),
+                                   deployment.allreduce, ranks)]
     # ---- once per step, after the layers
     rows = batch.logit_rows
     ops.append(elementwise_op("final_norm", t * h, t * h, extra_bytes_read=h * bytes_per_element(wd)))
     ops.extend(logit_ops(model, deployment, rows))
-    return Step(tuple(ops), t, rows)
+    return Step(tuple(ops), all_tokens, rows)
 
 
 def _mla_projection_ops(model: ModelSpec, q_heads: int, t: Number) -> tuple[list[Op], list[Op]]:
@@ -227,7 +234,9 @@ def logit_ops(model: ModelSpec, deployment: DeploymentSpec, rows: int) -> list[O
     depend on its token count alone."""
     if np.ndim(rows) == 0 and not rows:
         return []
-    tp, wd = deployment.tensor_parallel, model.weight_dtype
+    tp, wd, ranks = deployment.tensor_parallel, model.weight_dtype, deployment.attention_data_parallel
+    if ranks > 1:  # one attention group's even share of the rows, its vocabulary split over its GPUs
+        tp, rows = tp // ranks, rows / ranks
     ops = [gemm_op("lm_head", rows, model.vocab_size / tp, model.hidden_size, weight_dtype=_kept_bf16(wd))]
     if tp > 1:
         ops.append(collective_op("allgather_logits", "allgather", rows * model.vocab_size * LOGIT_BYTES, tp))
@@ -389,14 +398,19 @@ def _busiest_gpu_at(choose: tuple[float, ...], ep: int, tokens: float, expert_by
     return float(touched[rows, busiest].mean()), float(pairs[rows, busiest].mean())
 
 
-def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float, allreduce: str) -> list[Op]:
-    """The MoE block of one GPU of a replica whose ``tp`` GPUs split attention by heads (kinsim has no
-    attention data parallelism): after attention's all-reduce every GPU holds every token, so with
-    ``ep`` GPUs splitting the experts each computes the token-expert pairs of its own experts (``t x k /
-    ep``) on tokens it already has, and no all-to-all moves them (that exchange belongs to attention data
-    parallelism, as in DeepEP). Either way of splitting leaves every GPU with partial sums of every
-    token's output, summed by one all-reduce over the ``tp`` GPUs, as vLLM and TensorRT-LLM do with
-    expert parallelism under attention tensor parallelism."""
+def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float, allreduce: str,
+             ranks: int = 1) -> list[Op]:
+    """The MoE block of one GPU of a replica of ``tp`` GPUs, ``t`` tokens in all. With attention split by
+    heads over the ``tp`` GPUs, after attention's all-reduce every GPU holds every token, so with ``ep``
+    GPUs splitting the experts each computes the token-expert pairs of its own experts (``t x k / ep``) on
+    tokens it already has, and no all-to-all moves them. Either way of splitting leaves every GPU with
+    partial sums of every token's output, summed by one all-reduce over the ``tp`` GPUs, as vLLM and
+    TensorRT-LLM do with expert parallelism under attention tensor parallelism. With ``ranks`` > 1 groups of
+    data-parallel attention each group holds only its own tokens: an all-gather over the ``tp`` GPUs gives
+    every GPU all ``t`` before the experts, and a reduce-scatter returns each group the sums of its own
+    (SGLang's data-parallel attention without DeepEP). Together they move an all-reduce's bytes in its two
+    halves, so they are priced as one all-reduce of the ``t`` tokens (the profile's all-reduce curves; an
+    all-to-all of the routed pairs, as DeepEP's, moves less and is not modelled)."""
     moe = model.moe
     h, wd = model.hidden_size, model.weight_dtype
     k, experts = moe.active_experts, moe.experts

@@ -106,6 +106,13 @@ class DeploymentSpec:
     expert_parallel: int = spec_field("GPUs of a replica that split the experts of an MoE layer (1: "
                                       "experts are split like every other weight, by tensor "
                                       "parallelism).", default=1, check=(at_least(1), _GPUS))
+    attention_data_parallel: int = spec_field(
+        "Groups of a replica's tensor_parallel GPUs that each run attention and the layers other than the "
+        "experts for their own share of the sequences, with the heads split over tensor_parallel / "
+        "attention_data_parallel GPUs and those weights copied in each group, while the experts stay split "
+        "over all the replica's GPUs (data-parallel attention, as vLLM and SGLang run MoE models; "
+        "docs/cost-model.md). 1: attention is tensor-parallel over all of them.", default=1,
+        check=(at_least(1), _GPUS))
     max_num_seqs: int = spec_field("Most sequences in one step's batch.", default=256, check=(at_least(1), _REQUESTS))
     max_num_batched_tokens: int = spec_field("Most tokens (prefill and decode) in one step.",
                                              default=8192, check=(at_least(1), _TOKENS))
@@ -181,6 +188,13 @@ class DeploymentSpec:
             raise SpecError("must be 1 with disaggregation: the roles give the replicas "
                             "(disaggregation.prefill.replicas, disaggregation.decode.replicas)",
                             path="data_parallel", value=self.data_parallel)
+        if self.tensor_parallel % self.attention_data_parallel:
+            raise SpecError(f"must divide tensor_parallel ({self.tensor_parallel}): each attention group holds "
+                            "tensor_parallel / attention_data_parallel GPUs", path="attention_data_parallel",
+                            value=self.attention_data_parallel)
+        if self.attention_data_parallel > 1 and (self.disaggregation is not None or self.speculative is not None):
+            raise SpecError("data-parallel attention is modelled without disaggregation and speculative decoding",
+                            path="attention_data_parallel", value=self.attention_data_parallel)
         if self.kv_offload != "none" and not self.prefix_caching:
             raise SpecError("needs prefix_caching: true (the host tier holds blocks the prefix cache evicts)",
                             path="kv_offload", value=self.kv_offload)
@@ -517,14 +531,21 @@ class WorkloadSpec:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.deployment.attention_data_parallel > 1 and self.model.moe is None:
+            raise SpecError("needs an MoE model: a dense model's data-parallel attention is data_parallel "
+                            "replicas", path="deployment.attention_data_parallel",
+                            value=self.deployment.attention_data_parallel)
+        groups = self.deployment.attention_data_parallel
         for tp, path in self.deployment_tensor_parallels():
-            if self.model.attention_heads % tp:
-                raise SpecError(f"must divide the model's attention heads ({self.model.attention_heads})",
-                                path=path, value=tp)
+            heads_tp = tp // groups  # the GPUs that split the heads
+            per = f" / attention_data_parallel {groups} = {heads_tp} GPUs" if groups > 1 else ""
+            if self.model.attention_heads % heads_tp:
+                raise SpecError(f"{per and 'split' + per + ', which '}must divide the model's attention heads "
+                                f"({self.model.attention_heads})", path=path, value=tp)
             kv = self.model.kv_heads
-            if kv % tp and tp % kv:
-                raise SpecError(f"must divide the model's KV heads ({kv}) or be a multiple of them", path=path,
-                                value=tp)
+            if kv % heads_tp and heads_tp % kv:
+                raise SpecError(f"{per and 'split' + per + ', which '}must divide the model's KV heads ({kv}) or be "
+                                "a multiple of them", path=path, value=tp)
         if self.model.moe is None and self.deployment.expert_parallel != 1:
             raise SpecError("must be 1 for a dense model", path="deployment.expert_parallel",
                             value=self.deployment.expert_parallel)
