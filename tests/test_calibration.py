@@ -183,7 +183,8 @@ def test_fit_writes_a_profile_a_hardware_file_uses_and_validate_scores_it(tmp_pa
     compute = max(op.flops / (PEAK * curve.compute_max),
                   math.ceil(tiles / 132) * (op.flops / tiles) / (curve.item_compute_share * PEAK / 132))
     memory = op.bytes / (BANDWIDTH * curve.memory_max) + op.bytes / (tiles * curve.item_bandwidth)
-    by_hand = curve.kernel_floor + tiles * curve.item_cost / 132 + max(compute, memory)
+    by_hand = (curve.kernel_floor + tiles * curve.item_cost / 132 + max(compute, memory)
+               + (curve.overlap_loss or 0.0) * min(compute, memory))
     assert row["predicted_s"] == pytest.approx(by_hand, rel=1e-9)
     assert row["error"] == pytest.approx((by_hand - row["time_s"]) / row["time_s"], rel=1e-6)
     errors = {e.kernel: e for e in errors_by_kernel(predictions(read_measurements(measured), hw))}
@@ -305,3 +306,14 @@ def test_end_to_end_plot_shows_each_backends_rows_and_mape():
     assert list(vllm.get_xdata()) == pytest.approx([100.0, 200.0])  # measured, ms
     assert list(vllm.get_ydata()) == pytest.approx([110.0, 180.0])  # simulated, ms
     assert ttft.get_xlabel() == "measured TTFT (ms)" and tpot.get_ylabel() == "simulated TPOT (ms)"
+
+
+def test_fitter_recovers_how_much_of_the_shorter_term_does_not_overlap():
+    from dataclasses import replace
+
+    truth = replace(GEMM, overlap_loss=0.3)
+    fit = fit_kernel("gemm", synthetic(gemm_rows(), truth, seed=2), H100)
+    assert fit.curve.overlap_loss == pytest.approx(0.3, abs=0.06)
+    assert fit.curve.compute_max == pytest.approx(truth.compute_max, rel=0.05)
+    # rows without it fit a loss near 0: the term is not free time
+    assert fit_kernel("gemm", synthetic(gemm_rows(), GEMM, seed=2), H100).curve.overlap_loss < 0.05

@@ -103,7 +103,11 @@ def test_prefix_cache_sessions(capsys):
     # system prompt (computing their 256 new tokens); later turns find the previous prompt's 144 or 172 whole
     # blocks and compute only the answer and the new message (448 tokens)
     assert out["on"]["prefill_tokens"] == 2304 + 23 * 256 + 24 * 2 * 448
-    assert out["on"]["ttft_p50"] < out["off"]["ttft_p50"] / 2
+    # the cache saves prefill, not the serving frontend's time before the engine (vLLM's preset, in both)
+    from kinsim.cost.engine_overhead import engine_overhead
+
+    frontend = engine_overhead("vllm").frontend_s
+    assert out["on"]["ttft_p50"] - frontend < (out["off"]["ttft_p50"] - frontend) / 2
     # a 16k-token cache evicts conversations before their next turn: fewer hits, nothing from host memory
     assert out["on, small HBM"]["prefill_tokens"] > out["on"]["prefill_tokens"]
     assert out["on, small HBM"]["host_hit_blocks"] == 0

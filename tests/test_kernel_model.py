@@ -346,3 +346,25 @@ def test_decode_over_an_fp8_kv_cache_has_its_own_terms():
     bf16 = decode_op(16, 4095)
     expected = kernel_time(profile.attention_decode, kernel_work(bf16, 132), bf16.flops, bf16.bytes, H100, 989e12)
     assert float(RooflineCost(H100).op_cost(bf16).time_s) == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_the_shorter_term_that_does_not_overlap_adds_to_the_longer():
+    """overlap_loss 0.25: a GEMM near the ridge point (M 512 on 4,096 x 4,096) takes max + 0.25 x min of its
+    compute and memory times beyond its floor; absent, the roofline's max; the engine's cost model and the
+    fitter's kernel_time agree."""
+    from dataclasses import replace
+
+    from kinsim.cost.roofline import RooflineCost
+
+    curve = KernelCurveSpec(compute_max=0.8, memory_max=0.9, kernel_floor=2e-6, overlap_loss=0.25)
+    op = gemm_op("g", 512, 4096, 4096, weight_dtype="bf16")
+    compute = op.flops / (989e12 * 0.8)
+    memory = op.bytes / (3.35e12 * 0.9)
+    expected = 2e-6 + max(compute, memory) + 0.25 * min(compute, memory)
+    assert kernel_time(curve, kernel_work(op, 132), op.flops, op.bytes, H100, 989e12) == pytest.approx(expected)
+    plain = replace(curve, overlap_loss=None)
+    assert kernel_time(plain, kernel_work(op, 132), op.flops, op.bytes, H100, 989e12) == pytest.approx(
+        2e-6 + max(compute, memory))
+    profile = replace(H100.calibration, gemm=curve)
+    cost = RooflineCost(replace(H100, calibration=profile)).op_cost(op)
+    assert cost.time_s == pytest.approx(expected)

@@ -56,6 +56,7 @@ TERM_BOUNDS: dict[str, tuple[float, float, float, float]] = {
     "l2_bandwidth_ratio": (2.0, 1.0, 10.0, 1.0),
     "flops_half": (1e9, 0.0, 1e13, 1e9),
     "bytes_half": (1e6, 0.0, 1e10, 1e6),
+    "overlap_loss": (0.1, 0.0, 1.0, 1.0),
 }
 
 #: Terms fitted per kernel kind; the others keep their defaults (or the hardware file's constants).
@@ -67,11 +68,11 @@ FREE_TERMS: dict[str, tuple[str, ...]] = {
     "attention_sparse": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "memory_max",
                          "item_bandwidth", "l2_bandwidth_ratio"),
     "attention_prefill": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "compute_max",
-                          "item_compute_share", "memory_max", "l2_bandwidth_ratio"),
+                          "item_compute_share", "memory_max", "l2_bandwidth_ratio", "overlap_loss"),
     "attention_prefill_fp8kv": ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "compute_max",
-                                "item_compute_share", "memory_max", "l2_bandwidth_ratio"),
+                                "item_compute_share", "memory_max", "l2_bandwidth_ratio", "overlap_loss"),
     "gemm": ("kernel_floor", "combine_floor", "item_cost", "compute_max", "item_compute_share", "memory_max",
-             "item_bandwidth"),
+             "item_bandwidth", "overlap_loss"),
     "selection": ("kernel_floor", "per_sequence", "memory_max", "item_bandwidth"),
     "elementwise": ("kernel_floor", "memory_max", "item_bandwidth", "l2_bandwidth_ratio"),
     "moe": ("kernel_floor", "per_sequence", "item_cost", "compute_max", "item_compute_share", "memory_max",

@@ -42,13 +42,13 @@ class EngineOverhead:
 
 
 ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
-    "vllm": EngineOverhead(0.615e-3, 55.73e-6, "fitted to 106 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
+    "vllm": EngineOverhead(0.834e-3, 52.48e-6, "fitted to 106 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
                            "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
-                           "kinsim.calibration.silicon.CLIENTS", frontend_s=37.6e-3),
-    "sglang": EngineOverhead(0.185e-3, 21.96e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
+                           "kinsim.calibration.silicon.CLIENTS", frontend_s=42.8e-3),
+    "sglang": EngineOverhead(0.427e-3, 20.67e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
                              "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds",
                              frontend_s=120.2e-3),
-    "trtllm": EngineOverhead(0.0, 29.79e-6, "fitted to 383 H100 rows of TensorRT-LLM 1.0 deployments "
+    "trtllm": EngineOverhead(0.039e-3, 30.32e-6, "fitted to 383 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B, Qwen3-235B-A22B-FP8) in aiconfigurator-core 0.12.0's "
                              "silicon_sample.csv, scheduled as TensorRT-LLM does (no chunked prefill, no-evict "
                              "admission), clients of kinsim.calibration.silicon.CLIENTS", frontend_s=111.5e-3),

@@ -110,4 +110,6 @@ def kernel_time(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes:
                 peak: float, *, warm_l2_bytes: Number | None = None) -> Number:
     """Seconds of one run: ``fixed + max(compute, memory)``."""
     fixed, compute, memory = kernel_terms(curve, work, flops, nbytes, hw, peak, warm_l2_bytes=warm_l2_bytes)
+    if curve.overlap_loss:
+        return fixed + np.maximum(compute, memory) + curve.overlap_loss * np.minimum(compute, memory)
     return fixed + np.maximum(compute, memory)

@@ -95,8 +95,12 @@ class RooflineCost:
         fixed, compute, memory = kernel_terms(curve, work, op.flops, op.bytes, hw, hw.peak(op.dtype))
         if isinstance(compute, float) and isinstance(memory, float) and isinstance(fixed, float):
             longest = compute if compute >= memory else memory
+            if curve.overlap_loss:
+                longest += curve.overlap_loss * (memory if compute >= memory else compute)
         else:
             longest = np.maximum(compute, memory)
+            if curve.overlap_loss:
+                longest = longest + curve.overlap_loss * np.minimum(compute, memory)
         return OpCost(time_s=fixed + longest, compute_s=compute, memory_s=memory, latency_s=fixed)
 
 

@@ -435,7 +435,7 @@ class _DirectDecodeAttention:
         probe = decode_attention_ops_of(dims, pricer.policy, n, 1.0, 1.0, None)[0]
         curve = cost_model.profile.curve_for(probe.kernel, probe.shape.get("kv_bytes_per_element"))
         if (curve is None or curve.kernel_floor is None or curve.item_compute_share is not None
-                or curve.flops_half or curve.bytes_half or curve.item_bandwidth is None):
+                or curve.flops_half or curve.bytes_half or curve.item_bandwidth is None or curve.overlap_loss):
             return None
         hw = cost_model.hw
         pairs = float(n) * float(dims.shard.kv_heads)

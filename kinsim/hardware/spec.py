@@ -304,6 +304,11 @@ class KernelCurveSpec:
         "Only for measurements that replay one kernel without flushing the L2 cache: data that fits in L2 "
         "is read at this multiple of the HBM bandwidth. Never used by the engine, whose layers read "
         "distinct data.", default=None, check=positive)
+    overlap_loss: float | None = spec_field(
+        "Share of the shorter of the compute and memory times that does not hide under the longer one: a "
+        "kernel takes max(compute, memory) + overlap_loss x min(compute, memory) beyond its fixed terms, "
+        "which matters near the ridge point, where neither saturates. Absent: 0 (the roofline's max).",
+        default=None, check=fraction)
     points: int = spec_field("Measurements the fit used.", default=0, check=non_negative)
     held_out_mape: float | None = spec_field("Mean absolute percentage error on held-out measurements, as a "
                                              "fraction.", default=None, check=non_negative)
