@@ -65,7 +65,8 @@ class KVLayout:
 
     Attributes:
         block_size: tokens per block.
-        total_blocks: blocks in the cache (per GPU; every GPU of the replica holds the same blocks).
+        total_blocks: blocks in the cache (every GPU of the replica holds the same blocks; under
+            data-parallel attention, the groups' blocks together, each group's GPUs holding their own).
         block_bytes: bytes of one block on one GPU (including block top-k summaries).
         gpus: GPUs that hold one block: the replica's (tensor parallel), or one attention group's under
             data-parallel attention (whose groups hold different sequences); a block's bytes on all of them

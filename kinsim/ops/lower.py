@@ -2,9 +2,8 @@
 
 Per layer: fused residual-add + RMSNorm, QKV projection, QK-norm (Qwen3), RoPE, attention (and block
 selection), output projection, tensor-parallel all-reduce, fused residual-add + RMSNorm, then the dense
-MLP (gate/up GEMM, SiLU-and-multiply, down GEMM) or the MoE block (router, dispatch, expert GEMMs sized
-by the expected tokens per expert, combine, all-to-all under expert parallelism), and a second
-all-reduce. Once per step: embedding lookup, final norm, LM head, logits gather and sampling.
+MLP (gate/up GEMM, SiLU-and-multiply, down GEMM) or the MoE block (router, the routed experts fused and
+sized by the experts the step's tokens touch, shared experts), and a second all-reduce. Once per step: embedding lookup, final norm, LM head, logits gather and sampling.
 
 Multi-head latent attention (``model.mla``, DeepSeek-V3) replaces the QKV and O projections by its
 down- and up-projections and the absorbed batched GEMMs around the attention kernel
@@ -181,7 +180,7 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
     if moe_layers:
         ops += [replace(op, count=moe_layers)
                 for op in _moe_ops(model, all_tokens, replica_tp, ep, all_tokens * h * bytes_per_element(ACT_DTYPE),
-                                   deployment.allreduce, ranks)]
+                                   deployment.allreduce)]
     # ---- once per step, after the layers
     rows = batch.logit_rows
     ops.append(elementwise_op("final_norm", t * h, t * h, extra_bytes_read=h * bytes_per_element(wd)))
@@ -398,15 +397,15 @@ def _busiest_gpu_at(choose: tuple[float, ...], ep: int, tokens: float, expert_by
     return float(touched[rows, busiest].mean()), float(pairs[rows, busiest].mean())
 
 
-def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float, allreduce: str,
-             ranks: int = 1) -> list[Op]:
+def _moe_ops(model: ModelSpec, t: int, tp: int, ep: int, activation_bytes: float, allreduce: str) -> list[Op]:
     """The MoE block of one GPU of a replica of ``tp`` GPUs, ``t`` tokens in all. With attention split by
     heads over the ``tp`` GPUs, after attention's all-reduce every GPU holds every token, so with ``ep``
     GPUs splitting the experts each computes the token-expert pairs of its own experts (``t x k / ep``) on
     tokens it already has, and no all-to-all moves them. Either way of splitting leaves every GPU with
     partial sums of every token's output, summed by one all-reduce over the ``tp`` GPUs, as vLLM and
-    TensorRT-LLM do with expert parallelism under attention tensor parallelism. With ``ranks`` > 1 groups of
-    data-parallel attention each group holds only its own tokens: an all-gather over the ``tp`` GPUs gives
+    TensorRT-LLM do with expert parallelism under attention tensor parallelism. With data-parallel
+    attention (``deployment.attention_data_parallel``) each group holds only its own tokens: an all-gather
+    over the ``tp`` GPUs gives
     every GPU all ``t`` before the experts, and a reduce-scatter returns each group the sums of its own
     (SGLang's data-parallel attention without DeepEP). Together they move an all-reduce's bytes in its two
     halves, so they are priced as one all-reduce of the ``t`` tokens (the profile's all-reduce curves; an
