@@ -58,6 +58,7 @@ from kinsim.calibration.silicon import (  # noqa: E402
     decode_floor_s,
     expressible,
     fit_frontend_s,
+    frontend_of,
     least_absolute_deviations,
     nodes_needed,
     with_stated_roles,
@@ -306,16 +307,19 @@ def print_unrecorded(rows, hw) -> None:
 
 
 def print_frontend_fit(results) -> None:
-    """Per backend, the serving frontend's time per request (``frontend_s`` of kinsim.cost.engine_overhead)
-    that fits the TTFTs of the overhead-fit models' rows best, every fifth row held out, beside the preset."""
-    for backend in sorted({r.backend for r, *_ in results}):
+    """Per backend and serving stack (:func:`kinsim.calibration.silicon.stack_of`), the serving frontend's
+    time per request that fits the TTFTs of the overhead-fit models' rows best, every fifth row held out,
+    beside the one the rows ran with (``silicon.FRONTEND_S``, else the engine's preset)."""
+    for backend, stack in sorted({(r.backend, r.stack) for r, *_ in results}):
         items = [(i, r, ttft) for i, (r, ttft, _, why) in enumerate(results)
-                 if not why and r.backend == backend and r.model in OVERHEAD_FIT_MODELS and i % 5 != 4]
+                 if not why and (r.backend, r.stack) == (backend, stack) and r.model in OVERHEAD_FIT_MODELS
+                 and i % 5 != 4]
         if items:
-            current = engine_overhead(backend).frontend_s
+            current = frontend_of(items[0][1])
+            current = engine_overhead(backend).frontend_s if current is None else current
             fitted = fit_frontend_s([t for *_, t in items], [r.ttft_s for _, r, _ in items], current)
-            print(f"   frontend_s fit ({backend}, {len(items)} rows): {fitted * 1e3:.1f} ms (preset "
-                  f"{current * 1e3:.1f} ms)")
+            print(f"   frontend_s fit ({backend} behind {stack}, {len(items)} rows): {fitted * 1e3:.1f} ms "
+                  f"(ran with {current * 1e3:.1f} ms)")
 
 
 def print_per_model(results) -> None:

@@ -175,3 +175,24 @@ def test_a_row_that_repeats_a_stated_run_takes_its_roles_and_its_backend_gets_no
     assert expressible(rows[2]) == (None, "worker counts not stated (its backend's restated runs have other roles)")
     row, why = expressible(rows[3])
     assert why == "" and (row.prefill.workers, row.decode.workers, row.decode.batch_size) == (1, 1, 6)
+
+
+def test_a_row_names_its_serving_stack_and_its_replay_takes_that_stacks_frontend(monkeypatch):
+    from kinsim.calibration import silicon
+
+    dynamo = {**AGG_MOE, "silicon_data_source": "source_file=2026-03-25.csv; image=nvcr.io/nvidia/ai-dynamo/"
+                                                "tensorrtllm-runtime:0.8.0"}
+    gap = {**AGG_MOE, "silicon_data_source": "source_file=/Users/x/aic-auto-gap-analysis/data/h100_sxm/trtllm/"
+                                             "1.0.0rc3/Qwen_Qwen3-235B-A22B-FP8.csv; silicon_concurrency=16"}
+    own = {**AGG_MOE, "backend": "vllm", "silicon_data_source": "source_file=2026-04-06.csv; image=vllm/vllm-openai:v0.18.0"}
+    assert [silicon.stack_of(r) for r in (dynamo, gap, own, AGG_MOE)] == ["dynamo", "dynamo", "engine", "engine"]
+    monkeypatch.setattr(silicon, "FRONTEND_S", {("vllm", "engine"): 0.021, ("vllm", "dynamo"): 0.07})
+    row, _ = expressible(own)
+    assert row.stack == "engine" and silicon.frontend_of(row) == 0.021
+    assert workload_of(row)["deployment"]["frontend_s"] == "0.021 s"
+    assert workload_from_raw(workload_of(row), ROOT).deployment.frontend_s == 0.021
+    # fitting the engine overheads prices no host time: no frontend either
+    assert "frontend_s" not in workload_of(row, engine="none")["deployment"]
+    # a pair without a fit takes the engine's preset
+    row, _ = expressible(dynamo)
+    assert silicon.frontend_of(row) is None and "frontend_s" not in workload_of(row)["deployment"]

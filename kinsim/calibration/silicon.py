@@ -153,6 +153,7 @@ class SiliconRow:
     decode: SiliconRole | None = None
     expert_parallel: int = 1
     expert_weight_dtype: str | None = None
+    stack: str = "engine"
 
     @property
     def disaggregated(self) -> bool:
@@ -215,7 +216,7 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
         if row.get(NO_GUESS):
             return None, "worker counts not stated (its backend's restated runs have other roles)"
         return None, "missing figures"
-    common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model,
+    common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model, stack=stack_of(row),
                   weight_dtype="bf16" if native else WEIGHT_DTYPES[quant], isl=int(numbers["isl"]),
                   osl=int(numbers["osl"]),
                   expert_weight_dtype=experts,
@@ -273,6 +274,32 @@ NO_GUESS = "_kinsim_no_role_guess"
 def _one_worker_each_fits(row: dict[str, Any]) -> bool:
     """Whether a row that states its roles has one worker of each."""
     return _number(row.get("prefill_num_workers")) == 1 and _number(row.get("decode_num_workers")) == 1
+
+
+#: The serving stacks in front of the engine that the rows' sources name (:func:`stack_of`).
+STACKS = ("dynamo", "engine")
+
+
+def stack_of(row: dict[str, Any]) -> str:
+    """What served the row's requests, from its ``silicon_data_source``: ``dynamo`` (NVIDIA Dynamo's frontend
+    and router before the engine: a Dynamo runtime image, or aiconfigurator's gap-analysis data, whose
+    rows that record an image all ran Dynamo's runtimes) or ``engine`` (the engine's own API server:
+    ``vllm/vllm-openai``, ``lmsysorg/sglang``, or a source that names neither)."""
+    source = str(row.get("silicon_data_source", ""))
+    return "dynamo" if "ai-dynamo" in source or "aic-auto-gap-analysis" in source else "engine"
+
+
+#: The serving frontend's time per request (``deployment.frontend_s``, seconds) of each backend behind each
+#: stack where the H100 rows fit it (``bench_fidelity.py`` prints the fits; docs/calibration.md): the rows of
+#: one backend came through two stacks, whose frontends differ by about 50 ms (vLLM's own server against
+#: Dynamo's). Other pairs take the engine's preset (:mod:`kinsim.cost.engine_overhead`).
+FRONTEND_S: dict[tuple[str, str], float] = {("vllm", "dynamo"): 50.8e-3, ("vllm", "engine"): 6.8e-3}
+
+
+def frontend_of(row: SiliconRow) -> float | None:
+    """The frontend time the replay of ``row`` gives its requests (seconds), or None for the engine's
+    preset."""
+    return FRONTEND_S.get((row.backend, row.stack))
 
 
 def _one_worker_each(row: dict[str, Any], numbers: dict[str, float | None]) -> dict[str, float]:
@@ -362,10 +389,14 @@ def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
     (requests placed on the least-loaded replica of each role; a decode replica seats its
     ``decode_batch_size`` sequences, at least kinsim's default 256). It schedules as the row's backend does
     (:data:`~kinsim.workload.spec.ENGINE_SCHEDULING`) whatever ``engine`` prices its host time, so that the
-    engine overheads are fitted with ``engine: none`` on the backend's own batches."""
+    engine overheads are fitted with ``engine: none`` on the backend's own batches. Its requests spend the
+    frontend time of the row's backend behind the row's serving stack (:func:`frontend_of`)."""
     chunked, admission = ENGINE_SCHEDULING[row.backend]
     common = {"data_parallel": 1, "max_num_batched_tokens": 8192, "engine": engine, "chunked_prefill": chunked,
               "admission": admission}
+    frontend = frontend_of(row)
+    if frontend is not None and engine == row.backend:  # the stack's frontend; none with engine: none
+        common["frontend_s"] = f"{frontend!r} s"
     if row.prefill is None or row.decode is None:
         return {**common, "tensor_parallel": row.tp, "expert_parallel": row.expert_parallel,
                 "max_num_seqs": max(256, row.concurrency)}

@@ -10,7 +10,10 @@ server's HTTP handling, tokenization and hand-off to the engine process; the fir
 folded in): the engine admits it that long after it arrives, and its TTFT counts from the arrival. One
 constant per backend, fitted to the same rows' TTFTs (:func:`kinsim.calibration.silicon.fit_frontend_s`:
 the weighted median of measured minus simulated TTFT, every fifth row held out; ``bench_fidelity.py``
-prints it). It is a property of the engine's host side at those versions, not of the GPU.
+prints it). It is a property of the engine's host side at those versions, not of the GPU. vLLM's is its
+own API server's (6.8 ms, the rows that ran ``vllm/vllm-openai``; behind NVIDIA Dynamo's frontend its rows
+take 50.8 ms, :data:`kinsim.calibration.silicon.FRONTEND_S`); SGLang's and TensorRT-LLM's H100 rows all
+came through Dynamo, so theirs include it.
 
 The presets are fitted to the public end-to-end silicon measurements of H100 deployments
 (``silicon_sample.csv`` of aiconfigurator-core 0.12.0, the H100 rows kinsim can express: Qwen3-32B,
@@ -44,7 +47,7 @@ class EngineOverhead:
 ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
     "vllm": EngineOverhead(0.834e-3, 52.48e-6, "fitted to 106 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
                            "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
-                           "kinsim.calibration.silicon.CLIENTS", frontend_s=42.8e-3),
+                           "kinsim.calibration.silicon.CLIENTS", frontend_s=6.8e-3),
     "sglang": EngineOverhead(0.427e-3, 20.67e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
                              "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds",
                              frontend_s=120.2e-3),

@@ -3,7 +3,8 @@
 Per layer: fused residual-add + RMSNorm, QKV projection, QK-norm (Qwen3), RoPE, attention (and block
 selection), output projection, tensor-parallel all-reduce, fused residual-add + RMSNorm, then the dense
 MLP (gate/up GEMM, SiLU-and-multiply, down GEMM) or the MoE block (router, the routed experts fused and
-sized by the experts the step's tokens touch, shared experts), and a second all-reduce. Once per step: embedding lookup, final norm, LM head, logits gather and sampling.
+sized by the experts the step's tokens touch, shared experts), and a second all-reduce. Once per step:
+embedding lookup, final norm, LM head, logits gather and sampling.
 
 Multi-head latent attention (``model.mla``, DeepSeek-V3) replaces the QKV and O projections by its
 down- and up-projections and the absorbed batched GEMMs around the attention kernel

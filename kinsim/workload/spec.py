@@ -166,7 +166,7 @@ class DeploymentSpec:
         "added to every step: vllm, sglang, trtllm, or none.", default="vllm", check=one_of(*ENGINES))
     frontend_s: float | None = spec_field(
         "Time a request spends in the serving frontend (HTTP, tokenization, hand-off) before the engine "
-        "admits it, counted in its TTFT; absent: the engine's preset (vllm 42.8 ms, sglang 120.2 ms, "
+        "admits it, counted in its TTFT; absent: the engine's preset (vllm 6.8 ms, sglang 120.2 ms, "
         "trtllm 111.5 ms, none 0; fitted in docs/calibration.md).", unit="time", default=None,
         check=non_negative, example="20 ms")
     disaggregation: DisaggregationSpec | None = spec_field(
