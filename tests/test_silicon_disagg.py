@@ -184,7 +184,8 @@ def test_a_row_names_its_serving_stack_and_its_replay_takes_that_stacks_frontend
                                                 "tensorrtllm-runtime:0.8.0"}
     gap = {**AGG_MOE, "silicon_data_source": "source_file=/Users/x/aic-auto-gap-analysis/data/h100_sxm/trtllm/"
                                              "1.0.0rc3/Qwen_Qwen3-235B-A22B-FP8.csv; silicon_concurrency=16"}
-    own = {**AGG_MOE, "backend": "vllm", "silicon_data_source": "source_file=2026-04-06.csv; image=vllm/vllm-openai:v0.18.0"}
+    own = {**AGG_MOE, "backend": "vllm",
+           "silicon_data_source": "source_file=2026-04-06.csv; image=vllm/vllm-openai:v0.18.0"}
     assert [silicon.stack_of(r) for r in (dynamo, gap, own, AGG_MOE)] == ["dynamo", "dynamo", "engine", "engine"]
     monkeypatch.setattr(silicon, "FRONTEND_S", {("vllm", "engine"): 0.021, ("vllm", "dynamo"): 0.07})
     row, _ = expressible(own)
