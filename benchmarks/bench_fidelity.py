@@ -185,8 +185,9 @@ def silicon_rows(data: Path | None, system: str = OWN_SYSTEM):
     frame = pd.read_csv(base / "silicon_sample.csv")
     frame = frame[frame["system"] == system]
     agg, disagg, skipped = [], [], {}
+    configs = base.parent / "model_configs"  # the config.json files of models without a preset
     for raw in with_stated_roles(frame.to_dict("records")):
-        row, why = expressible(raw)
+        row, why = expressible(raw, configs)
         if row is None:
             key = (str(raw.get("mode")), why)
             skipped[key] = skipped.get(key, 0) + 1

@@ -4,6 +4,8 @@ benchmark client sees. The rows here are made up by hand, in the CSV's columns."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kinsim import load_hardware, simulate
@@ -72,7 +74,7 @@ def test_rows_kinsim_cannot_express_keep_their_reason():
     assert expressible({**DISAGG, "decode_pp_size": 2}) == (None, "decode_pp_size > 1")
     assert expressible({**DISAGG, "decode_num_workers": float("nan")}) == (None, "missing figures")
     assert expressible({**DISAGG, "gemm_quant_mode": "int4_wo"}) == (None, "GEMM quantization int4_wo")
-    assert expressible({**DISAGG, "model_path": "moonshotai/Kimi-K2-Instruct"}) == (None, "no preset for the model")
+    assert expressible({**DISAGG, "model_path": "acme/unknown-model"}) == (None, "no preset for the model")
 
 
 def test_nodes_needed_count_every_gpu_of_both_roles():
@@ -197,3 +199,30 @@ def test_a_row_names_its_serving_stack_and_its_replay_takes_that_stacks_frontend
     # a pair without a fit takes the engine's preset
     row, _ = expressible(dynamo)
     assert silicon.frontend_of(row) is None and "frontend_s" not in workload_of(row)["deployment"]
+
+
+def test_a_model_without_a_preset_runs_from_the_config_json_aiconfigurator_ships(tmp_path):
+    """Qwen3-30B-A3B's config.json (Qwen/Qwen3-30B-A3B), in aiconfigurator-core's model_configs layout: the
+    row runs from it and gets the preset's sizes; a model type kinsim does not read is refused by name."""
+    from kinsim.calibration import silicon
+    from kinsim.model import load_model
+
+    config = {"model_type": "qwen3_moe", "num_hidden_layers": 48, "hidden_size": 2048, "num_attention_heads": 32,
+              "num_key_value_heads": 4, "head_dim": 128, "intermediate_size": 6144, "moe_intermediate_size": 768,
+              "num_experts": 128, "num_experts_per_tok": 8, "vocab_size": 151936, "tie_word_embeddings": False,
+              "max_position_embeddings": 40960, "torch_dtype": "bfloat16"}
+    (tmp_path / "Qwen--Qwen3-30B-A3B_config.json").write_text(json.dumps(config))
+    (tmp_path / "Qwen--Qwen3.5-27B_config.json").write_text(json.dumps({**config, "model_type": "qwen3_5"}))
+    raw = {**AGG_MOE, "model_path": "Qwen/Qwen3-30B-A3B", "gemm_quant_mode": "nan", "moe_quant_mode": "nan"}
+    row, why = expressible(raw, tmp_path)
+    assert why == "" and row.model == "Qwen/Qwen3-30B-A3B"
+    assert row.model_config == str(tmp_path / "Qwen--Qwen3-30B-A3B_config.json")
+    model = workload_from_raw(workload_of(row), ROOT).model
+    preset = load_model("Qwen3-30B-A3B")
+    assert (model.params_total, model.params_active, model.kv_bytes_per_token) == (
+        preset.params_total, preset.params_active, preset.kv_bytes_per_token)
+    assert workload_from_raw(workload_of(row), ROOT).deployment.expert_parallel == 8
+    refused = expressible({**raw, "model_path": "Qwen/Qwen3.5-27B"}, tmp_path)
+    assert refused[0] is None and refused[1].startswith("model type qwen3_5")
+    assert expressible({**raw, "model_path": "acme/unknown"}, tmp_path) == (None, "no preset for the model")
+    assert silicon.shipped_config("Qwen/Qwen3-30B-A3B", tmp_path)[1] == ""

@@ -46,9 +46,12 @@ from the decode worker, once its KV has moved).
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kinsim.workload.spec import ENGINE_SCHEDULING
@@ -137,7 +140,9 @@ class SiliconRole:
 class SiliconRow:
     """One measured deployment. ``tp`` is the GPUs of one replica (of a prefill replica when disaggregated);
     ``prefill`` and ``decode`` are the roles of a disaggregated deployment, None when aggregated;
-    ``expert_parallel`` is the GPUs of a replica that split an MoE model's experts (``moe_ep_size``)."""
+    ``expert_parallel`` is the GPUs of a replica that split an MoE model's experts (``moe_ep_size``);
+    ``model`` is a preset's name, or the row's model path where ``model_config`` (the ``config.json`` it
+    runs from) is set; ``stack`` what served the requests (:func:`stack_of`)."""
 
     id: str
     backend: str
@@ -154,6 +159,7 @@ class SiliconRow:
     expert_parallel: int = 1
     expert_weight_dtype: str | None = None
     stack: str = "engine"
+    model_config: str | None = None
 
     @property
     def disaggregated(self) -> bool:
@@ -183,16 +189,49 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
-    """(the row as a :class:`SiliconRow`, "") when kinsim can express it, else (None, why not)."""
+#: ``model_type`` values of a ``config.json`` whose architecture kinsim's reader models whole
+#: (:mod:`kinsim.model.hf_config`); a model of another type (hybrid linear attention, sparse attention,
+#: multimodal wrappers) is not expressible rather than approximated.
+CONFIG_MODEL_TYPES = ("llama", "qwen3", "qwen3_moe", "mixtral", "deepseek_v3", "kimi_k2", "minimax_m2", "gpt_oss")
+
+
+def shipped_config(model_path: str, configs: Path | None = None) -> tuple[Path | None, str]:
+    """(the ``config.json`` aiconfigurator-core ships for ``model_path``, "") or (None, why not).
+    ``configs``: its ``model_configs`` folder (default: the installed package's; none installed: no
+    config). Model configurations, not measurements: every system's rows may use them."""
+    if configs is None:
+        spec = importlib.util.find_spec("aiconfigurator_core")
+        if spec is None or not spec.submodule_search_locations:
+            return None, "no preset for the model"
+        configs = Path(next(iter(spec.submodule_search_locations))) / "model_configs"
+    path = configs / f"{model_path.replace('/', '--')}_config.json"
+    if not path.is_file():
+        return None, "no preset for the model"
+    try:
+        model_type = str(json.loads(path.read_text(encoding="utf-8")).get("model_type"))
+    except (OSError, ValueError, AttributeError):
+        return None, f"unreadable model config {path.name}"
+    if model_type not in CONFIG_MODEL_TYPES:
+        return None, f"model type {model_type} (kinsim reads {', '.join(CONFIG_MODEL_TYPES)})"
+    return path, ""
+
+
+def expressible(row: dict[str, Any], configs: Path | None = None) -> tuple[SiliconRow | None, str]:
+    """(the row as a :class:`SiliconRow`, "") when kinsim can express it, else (None, why not). A model
+    without a preset runs from the ``config.json`` aiconfigurator-core ships for it where kinsim reads its
+    architecture (:func:`shipped_config`; ``configs``: that folder, default the installed package's)."""
     mode = row.get("mode")
     if mode not in ("agg", "disagg"):
         return None, f"serving mode {mode}"
     if str(row.get("backend")) not in ENGINE_SCHEDULING:
         return None, f"backend {row.get('backend')} (kinsim's engines: {', '.join(ENGINE_SCHEDULING)})"
     model = PRESETS.get(str(row.get("model_path")))
+    config = None
     if model is None:
-        return None, "no preset for the model"
+        config, why = shipped_config(str(row.get("model_path")), configs)
+        if config is None:
+            return None, why
+        model = str(row.get("model_path"))
     prefixes = ("",) if mode == "agg" else ("prefill_", "decode_")
     unsupported = _unsupported_parallelism(row, prefixes)
     if unsupported:
@@ -217,6 +256,7 @@ def expressible(row: dict[str, Any]) -> tuple[SiliconRow | None, str]:
             return None, "worker counts not stated (its backend's restated runs have other roles)"
         return None, "missing figures"
     common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model, stack=stack_of(row),
+                  model_config=None if config is None else str(config),
                   weight_dtype="bf16" if native else WEIGHT_DTYPES[quant], isl=int(numbers["isl"]),
                   osl=int(numbers["osl"]),
                   expert_weight_dtype=experts,
@@ -376,11 +416,14 @@ def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
 def _model_of(row: SiliconRow) -> dict[str, Any]:
     """``model`` of ``row``: its preset with the row's weight and KV types, and its experts' type where the
     row's MoE quantization differs from its GEMMs' (``moe_quant_mode``)."""
-    model: dict[str, Any] = {"preset": row.model, "weight_dtype": row.weight_dtype, "kv_dtype": kv_dtype_of(row)}
+    source = {"preset": row.model} if row.model_config is None else {"config": row.model_config}
+    model: dict[str, Any] = {**source, "weight_dtype": row.weight_dtype, "kv_dtype": kv_dtype_of(row)}
     if row.expert_weight_dtype is not None:
+        from kinsim.model.hf_config import read_hf_config
         from kinsim.model.presets import preset_raw
 
-        model["moe"] = {**preset_raw(row.model)["moe"], "expert_weight_dtype": row.expert_weight_dtype}
+        raw = preset_raw(row.model) if row.model_config is None else read_hf_config(row.model_config)
+        model["moe"] = {**raw["moe"], "expert_weight_dtype": row.expert_weight_dtype}
     return model
 
 
