@@ -243,7 +243,7 @@ def fit_overheads(results) -> None:
 def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | None = None,
                        system: str = OWN_SYSTEM, hw_path: Path = H100) -> None:
     print(f"\n3. End to end on {system} ({hw_path.name}): silicon_sample.csv rows kinsim can express "
-          "(aggregated and disaggregated serving, presets)")
+          "(aggregated and disaggregated serving; presets, or the config.json the package ships)")
     rows, disagg, skipped, total = silicon_rows(data, system)
     if not total:
         print(f"   silicon_sample.csv has no row of system {system!r}")
