@@ -168,6 +168,54 @@ def section_mla(data: Path | None, system: str = "h100_sxm", hw_path: Path = H10
         print(f"  {name:<52} {len(frame):>6} {score.mape:>8.2%} {frame['error'].mean():>+8.2%}   {per_kv}")
 
 
+def window_rows(data: Path | None, system: str, hw):
+    """The sliding-window rows (``window_size`` > 0) of ``system``'s newest vLLM context-attention table,
+    each with kinsim's price of its op (a model's window layer: ``prefill_attention_op`` over the window,
+    the query's quantization for an fp8 cache as the dense rows include it); the fit reads only the dense
+    rows, so these are held out. A DataFrame, or None without such a table."""
+    from kinsim.calibration.aiconfigurator import TableChoice, find_table
+    from kinsim.ops.attention import AttentionDims, PrefillChunk, prefill_attention_op
+    from kinsim.ops.lower import query_quantize
+    from kinsim.ops.sharding import HeadShard
+    from kinsim.workload.spec import SlidingWindowAttention
+
+    base = data if data is not None else package_data_dir()[0]
+    path = find_table(base, system, TableChoice("attention", "vllm", "context_attention_perf"), None)
+    if path is None:
+        return None
+    frame = pd.read_parquet(path)
+    if "window_size" not in frame.columns:
+        return None
+    cost = make_cost_model("roofline", hw)
+    out = []
+    for r in frame[frame["window_size"] > 0].itertuples(index=False):
+        kv = {"bfloat16": "bf16", "fp8": "fp8"}.get(str(r.kv_cache_dtype))
+        if kv is None:
+            continue
+        batch, isl, heads, head_dim = int(r.batch_size), int(r.isl), int(r.num_heads), int(r.head_dim)
+        dims = AttentionDims(HeadShard(heads, int(r.num_key_value_heads), head_dim, 1), kv_dtype=kv)
+        ops = [prefill_attention_op(dims, SlidingWindowAttention(window=int(r.window_size)),
+                                    [PrefillChunk(isl)] * batch, model_window=True)]
+        ops += query_quantize(kv, batch * isl * heads * head_dim)
+        predicted = sum(float(cost.op_cost(op).time_s) for op in ops)
+        out.append({"window": int(r.window_size), "kv_dtype": kv, "measured_s": float(r.latency) * 1e-3,
+                    "predicted_s": predicted})
+    table = pd.DataFrame(out)
+    table["error"] = table["predicted_s"] / table["measured_s"] - 1.0
+    return table
+
+
+def section_window(data: Path | None, system: str = "h100_sxm", hw_path: Path = H100) -> None:
+    print(f"\n2c. Sliding-window prefill attention on {system}: the context table's window rows, never fitted")
+    table = window_rows(data, system, load_hardware(hw_path))
+    if table is None or not len(table):
+        print(f"   no window rows for {system}")
+        return
+    for window, group in [*table.groupby("window"), ("all", table)]:
+        print(f"   window {window!s:<6} {len(group):>6} rows  MAPE {mape(group['error']):.2%}  "
+              f"bias {group['error'].mean():+.2%}")
+
+
 def _with_profile(hw, profile):
     from dataclasses import replace
 
@@ -434,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             section_transfer(data, Path(scratch), args.plot)
         if not args.skip_kernels and not args.fit_overheads:
             section_mla(data, args.system, args.hw.resolve())
+            section_window(data, args.system, args.hw.resolve())
         section_end_to_end(data, args.rows_every, args.fit_overheads, args.plot, args.system, args.hw.resolve())
     return 0
 

@@ -1,6 +1,7 @@
 """benchmarks/bench_fidelity.py as someone judging kinsim on a held-out system runs it (``--system NAME --hw
 FILE``), on a made-up system in aiconfigurator-core's layout: its silicon rows, a model run from a shipped
-config.json, and its MLA kernel table. Numbers compared with kinsim's own figures of the same rows."""
+config.json, its MLA kernel table and its sliding-window attention rows. Numbers compared with kinsim's own
+figures of the same rows."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def load_bench():
 
 def toy_package(tmp_path):
     """systems/silicon_sample.csv with rows of 'toy_sxm' (and one H100 row the run must leave alone),
-    systems/data/toy_sxm/mla/... and model_configs/ for a model without a preset."""
+    systems/data/toy_sxm/mla/..., a context-attention table with window rows, and model_configs/ for a model
+    without a preset."""
     root = tmp_path / "aic"
     (root / "systems" / "data" / "toy_sxm" / "mla" / "trtllm" / "1.0").mkdir(parents=True)
     (root / "model_configs").mkdir()
@@ -51,6 +53,12 @@ def toy_package(tmp_path):
     pd.DataFrame({"num_heads": [16, 16], "batch_size": [8, 8], "kv_cache_dtype": ["bfloat16", "fp8"],
                   "step": [1023, 1023], "isl": [1, 1], "tp_size": [8, 8], "latency": [0.04, 0.05]}).to_parquet(
         root / "systems" / "data" / "toy_sxm" / "mla" / "trtllm" / "1.0" / "generation_mla_perf.parquet")
+    attention = root / "systems" / "data" / "toy_sxm" / "attention" / "vllm" / "1.0"
+    attention.mkdir(parents=True)
+    pd.DataFrame({"batch_size": [1, 2, 1], "isl": [4096, 2048, 1024], "num_heads": [64, 64, 8],
+                  "num_key_value_heads": [8, 8, 8], "head_dim": [64, 64, 128], "kv_cache_dtype": ["bfloat16"] * 3,
+                  "window_size": [128, 128, 0], "latency": [0.2, 0.2, 0.05]}).to_parquet(
+        attention / "context_attention_perf.parquet")
     return root, rows
 
 
@@ -64,6 +72,9 @@ def test_a_judge_scores_a_system_from_its_rows_its_configs_and_its_mla_table(tmp
     assert "2b. Multi-head latent attention (DeepSeek-V3) on toy_sxm" in out
     line = next(x for x in out.splitlines() if "generation_mla_perf.parquet" in x)
     assert line.split()[1] == "2"
+    # the window section: the table's 2 window rows, none of its dense one
+    assert "2c. Sliding-window prefill attention on toy_sxm" in out
+    assert next(x for x in out.splitlines() if x.strip().startswith("window all")).split()[2] == "2"
     # the end-to-end section: 3 toy rows, 2 expressible (one model runs from its shipped config), none of H100's
     assert "3 toy_sxm rows; 2 aggregated and 0 disaggregated simulated" in out
     assert "agg no preset for the model 1" in out

@@ -192,3 +192,29 @@ def test_info_tells_the_window_layers_and_the_experts_type():
     assert facts["expert_weight_dtype"] == "mxfp4"
     # one sequence of 32k tokens: the full-attention layers' KV per token, plus each window layer's 128 tokens
     assert facts["kv_bytes_at_32k"] == 32768 * 36_864 + 2 * 8 * 64 * 18 * 128 * 2
+
+
+def test_a_window_layers_prefill_tiles_read_only_their_rows_window():
+    """An 8,192-token prompt over a 128-token window (gpt-oss's window layers), 8 query heads on 8 KV heads of
+    64: each 128-row tile reads its rows' window, at most 128 + 128 = 256 keys in 2 blocks of 128, not half
+    the prompt (the work of a full-attention layer, which the window op was priced as before)."""
+    from kinsim.ops.attention import AttentionDims, prefill_attention_op
+    from kinsim.ops.kernel_work import kernel_work
+    from kinsim.ops.sharding import HeadShard
+    from kinsim.workload.spec import DenseAttention, SlidingWindowAttention
+
+    dims = AttentionDims(HeadShard(8, 8, 64, 1))
+    window = prefill_attention_op(dims, SlidingWindowAttention(window=128), [PrefillChunk(8192)], model_window=True)
+    full = prefill_attention_op(dims, DenseAttention(), [PrefillChunk(8192)])
+    assert window.shape["window"] == 128 and full.shape["window"] == 0
+    per_key = 4.0 * 128 * 64  # a 128-row tile's FLOPs per key
+    work = kernel_work(window, 132)
+    assert work.items == 64 * 8  # 64 tiles of 128 rows per KV head, 8 heads: no split at this grid
+    assert work.item_flops == per_key * 256 and work.longest_item_flops == per_key * 2 * 128
+    dense = kernel_work(full, 132)
+    assert dense.item_flops == per_key * (8192 / 2 + 64) and dense.longest_item_flops == per_key * 8192
+    # priced, a window layer's prefill grows with the prompt, not with its square
+    cost = RooflineCost(load_hardware(HARDWARE / "h100.yaml"))
+    longer = prefill_attention_op(dims, SlidingWindowAttention(window=128), [PrefillChunk(16384)], model_window=True)
+    assert cost.op_cost(longer).time_s < 2.1 * cost.op_cost(window).time_s
+    assert cost.op_cost(window).time_s < cost.op_cost(full).time_s / 4

@@ -355,7 +355,7 @@ def prefill_attention_op(
         bytes_written=float((dims.q_bytes_per_token + dims.kv_bytes_per_token) * float(tokens)),
         count=count,
         shape={"sequences": sequences, "tokens": float(tokens), "cached": float(cached_total),
-               "tiles": float(packed_tiles),
+               "tiles": float(packed_tiles), "window": window or 0,
                "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads, "head_dim": dims.shard.head_dim,
                "kv_bytes_per_element": bytes_per_element(dims.kv_dtype)},
     )
