@@ -368,3 +368,23 @@ def test_the_shorter_term_that_does_not_overlap_adds_to_the_longer():
     profile = replace(H100.calibration, gemm=curve)
     cost = RooflineCost(replace(H100, calibration=profile)).op_cost(op)
     assert cost.time_s == pytest.approx(expected)
+
+
+def test_a_prefill_chunk_after_a_cached_prefix_has_tiles_that_read_the_prefix():
+    """512 new tokens after 8,000 cached (a chunked prompt's second chunk), 32 query heads on 8 KV heads of
+    128: each 128-row tile reads the prefix, then on average half the chunk and half a block of keys,
+    8,000 + 256 + 64 = 8,320 (half of the 8,512 positions, as for a fresh prompt, would be 4,320), and the
+    longest tile reads all 8,512 in 67 blocks of 128; the op's FLOPs are the exact causal count."""
+    from kinsim.ops.attention import AttentionDims, PrefillChunk, prefill_attention_op
+    from kinsim.ops.sharding import HeadShard
+    from kinsim.workload.spec import DenseAttention
+
+    dims = AttentionDims(HeadShard(32, 8, 128, 1))
+    op = prefill_attention_op(dims, DenseAttention(), [PrefillChunk(512, 8000)])
+    per_key = 4 * 128 * 128
+    assert op.flops == 4 * 32 * 128 * (512 * 8000 + 512 * 513 // 2)
+    work = kernel_work(op, 132)
+    assert work.items == 16 * 8  # ceil(512 x 4 / 128) = 16 packed tiles per KV head, 8 heads: no split
+    assert work.item_flops == per_key * 8320 and work.longest_item_flops == per_key * 67 * 128
+    fresh = kernel_work(prefill_attention_op(dims, DenseAttention(), [PrefillChunk(512)]), 132)
+    assert fresh.item_flops == per_key * (256 + 64)

@@ -156,15 +156,17 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
         else:  # from the totals: the chunks' tokens as one, at least a tile per sequence
             group = _value(shape.get("q_heads", 1)) / _maximum(kv_heads, 1.0)
             tiles = _maximum(sequences, _ceil(tokens * group / ATTENTION_Q_TILE))
-        # a tile computes all its 128 rows against the keys up to its last row, in blocks of 128 keys:
-        # on average half the sequence plus half a block (at least one block); under a sliding window of w
-        # tokens a tile reads at most its own rows' window, w + 128 keys
+        # a tile computes all its 128 rows against the keys up to its last row, in blocks of 128 keys: on
+        # average the cached prefix, half the chunk and half a block (at least one block); under a sliding
+        # window of w tokens a tile reads at most its own rows' window, w + 128 keys
+        queries = tokens / _maximum(sequences, 1.0)
         length = (tokens + _value(shape.get("cached", 0))) / _maximum(sequences, 1.0)
         span = length
         window = shape.get("window", 0)
         if window:
             span = _minimum(length, _value(window) + ATTENTION_Q_TILE)
-        keys = _maximum(ATTENTION_KV_BLOCK, _minimum(length / 2 + ATTENTION_KV_BLOCK / 2, span))
+        average = (length - queries) + queries / 2 + ATTENTION_KV_BLOCK / 2
+        keys = _maximum(ATTENTION_KV_BLOCK, _minimum(average, span))
         per_key = 4.0 * ATTENTION_Q_TILE * _value(shape.get("head_dim", 128))
         kv_blocks = _ceil(_maximum(span, 1.0) / ATTENTION_KV_BLOCK)
         longest = per_key * kv_blocks * ATTENTION_KV_BLOCK
