@@ -307,3 +307,27 @@ def test_a_sliding_window_model_moves_each_sequences_window_with_its_blocks():
     # a prompt shorter than the window moves all of it: 40 tokens, 3 blocks (2 whole, 8 tokens in a third)
     short = simulate(one_prompt(model=hybrid, prompt=40), H100).to_dict()["disaggregation"]
     assert short["kv_transferred_bytes"] == pytest.approx(3 * 16 * 16 * 4096 + 40 * 12 * 4096, rel=1e-12)
+
+
+def test_a_sequence_recomputed_on_its_decode_replica_is_not_taken_back_by_its_prefill_replica():
+    """Found by the engine's property test: two prefill replicas, one decode replica of 30 KV blocks, a closed
+    loop of 2 clients, chunks of 16 tokens. A decode replica preempts a sequence (recompute) and queues it
+    for its prefill again; the prefill replica that handed it over still had it in its own waiting queue, a
+    stale entry of a lazily deleted heap, which read 'waiting' and took it back: the sequence prefilled on
+    two replicas at once (and the prefill replica's count of waiting sequences went negative). Each
+    replica now takes only what waits in its own queue; every request ends, fast = exact."""
+    from .test_engine import hardware_with_kv_blocks
+
+    w = workload(**{"requests.problems": 3, "requests.samples": 2, "requests.prompt_tokens": 144,
+                    "requests.max_output_tokens": 400,
+                    "requests.output_tokens": {"dist": "uniform", "low": 1, "high": 194},
+                    "deployment.max_num_seqs": 4, "deployment.max_num_batched_tokens": 16,
+                    "deployment.chunked_prefill": True, "deployment.router": "least_loaded",
+                    "requests.arrival": {"process": "closed_loop", "concurrency": 2},
+                    "deployment.disaggregation": {"prefill": {"replicas": 2}, "decode": {"replicas": 1}}}, seed=0)
+    hw = hardware_with_kv_blocks(w, 30)
+    fast, exact = simulate(w, hw), simulate(w, hw, exact_steps=True)
+    assert fast["requests.completed"] + fast["requests.unfinished"] == 6 == len(fast.records.sequences)
+    assert fast["requests.preemptions"] > 0  # the decode replica did preempt and recompute
+    assert_same_figures(figures(fast), figures(exact))
+    check_invariants(fast)

@@ -201,6 +201,10 @@ class Scheduler:
         self.batch = DecodeBatch(deployment.max_num_seqs)  # the resident sequences that decode
         self._waiting: list[tuple[float, int, Sequence]] = []
         self._waiting_count = 0
+        # the sequences waiting here: the heap deletes lazily, and a sequence that left for another replica
+        # (a prefill replica's hand-off) may wait again there, in a state this heap's stale entry would take
+        # for its own
+        self._waiting_here: set[Sequence] = set()
         self.groups: dict[int | str, GroupState] = {}
         self._group_count = 0  # groups ever seen: numbers them uniquely while some are forgotten
         #: The prefix cache (``deployment.prefix_caching``), or None: blocks are freed with their last holder.
@@ -258,14 +262,16 @@ class Scheduler:
         heapq.heappush(self._waiting, (seq.arrival_s, seq.order, seq))
         seq.group.waiting.append(seq)
         self._waiting_count += 1
+        self._waiting_here.add(seq)
 
     def _peek_waiting(self) -> Sequence | None:
-        while self._waiting and self._waiting[0][2].state != WAITING:
+        while self._waiting and (self._waiting[0][2].state != WAITING or self._waiting[0][2] not in self._waiting_here):
             heapq.heappop(self._waiting)
         return self._waiting[0][2] if self._waiting else None
 
     def _leave_waiting(self, seq: Sequence) -> None:
         self._waiting_count -= 1
+        self._waiting_here.discard(seq)
         seq.group.waiting = [s for s in seq.group.waiting if s is not seq]
 
     def memory_counters(self) -> dict[str, int]:
@@ -838,6 +844,9 @@ class Scheduler:
                     batch.add(seq)
             lead.followers = []
             lead.prefill_target = lead.prefill_done = lead.prefill_cached = 0
+            # no longer one of this replica's prefills: a sequence handed to a decode replica may prefill
+            # again there (recomputed after a preemption), and a stale entry here would revive with it
+            self._leads.remove(lead)
         for seq in ended:
             seq.state = FINISHED  # before the release: it is no longer in the decode batch
             self._release(seq)
