@@ -77,6 +77,7 @@ def main(sessions: int = 24, turns: int = 4) -> dict[str, dict[str, float]]:
                           "prefill_tokens": result["tokens.prefill_computed"],
                           "ttft_p50": result["latency.request.ttft.p50"],
                           "ttft_p90": result["latency.request.ttft.p90"],
+                          "ttft_mean": result["latency.request.ttft.mean"],
                           "load_gb": memory["host"]["load_bytes"] / 1e9}
             row = out[label]
             print(f"{label:27s} hits {row['hit_rate']:6.1%}  prefill {row['prefill_tokens']:>9,} tokens  "

@@ -115,10 +115,11 @@ def test_prefix_cache_sessions(capsys):
     host = out["on, small HBM + host tier"]
     assert host["prefill_tokens"] == out["on"]["prefill_tokens"]
     assert host["host_hit_blocks"] > 0 and host["load_gb"] > 0
-    # loading is cheaper than recomputing; against room in HBM the loads show in the tail (the medians of
-    # the two differ by step alignment, 2% either way)
+    # loading is cheaper than recomputing; against room in HBM the loads cost time on average (the medians
+    # and the 90th percentiles of the two differ by step alignment, 2% either way)
     assert host["ttft_p50"] < out["on, small HBM"]["ttft_p50"]
-    assert out["on"]["ttft_p90"] <= host["ttft_p90"] < out["on, small HBM"]["ttft_p90"]
+    assert host["ttft_p90"] < out["on, small HBM"]["ttft_p90"]
+    assert out["on"]["ttft_mean"] < host["ttft_mean"] < out["on, small HBM"]["ttft_mean"]
     assert capsys.readouterr().out.count("TTFT p50") == 4
 
 
