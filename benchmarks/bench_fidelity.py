@@ -173,7 +173,7 @@ def window_rows(data: Path | None, system: str, hw):
     each with kinsim's price of its op (a model's window layer: ``prefill_attention_op`` over the window,
     the query's quantization for an fp8 cache as the dense rows include it); the fit reads only the dense
     rows, so these are held out. A DataFrame, or None without such a table."""
-    from kinsim.calibration.aiconfigurator import TableChoice, find_table
+    from kinsim.calibration.aiconfigurator import KV_DTYPES, TableChoice, find_table
     from kinsim.ops.attention import AttentionDims, PrefillChunk, prefill_attention_op
     from kinsim.ops.lower import query_quantize
     from kinsim.ops.sharding import HeadShard
@@ -189,7 +189,7 @@ def window_rows(data: Path | None, system: str, hw):
     cost = make_cost_model("roofline", hw)
     out = []
     for r in frame[frame["window_size"] > 0].itertuples(index=False):
-        kv = {"bfloat16": "bf16", "fp8": "fp8"}.get(str(r.kv_cache_dtype))
+        kv = KV_DTYPES.get(str(r.kv_cache_dtype))
         if kv is None:
             continue
         batch, isl, heads, head_dim = int(r.batch_size), int(r.isl), int(r.num_heads), int(r.head_dim)

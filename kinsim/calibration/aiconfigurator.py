@@ -68,7 +68,8 @@ from kinsim.workload.spec import DenseAttention
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
 FRAMEWORKS = ("vllm", "sglang", "trtllm")
-_KV_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}
+#: KV-cache types of the tables (``kv_cache_dtype``) and kinsim's names for them.
+KV_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}
 _GEMM_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}
 
 
@@ -146,7 +147,7 @@ def _attention_rows(frame, path: Path, kernel: str, length: str, make_op) -> lis
         frame = frame[frame["window_size"] == 0]
     rows = []
     for r in frame.itertuples(index=False):
-        kv_dtype = _KV_DTYPES.get(str(getattr(r, "kv_cache_dtype", "bfloat16")))
+        kv_dtype = KV_DTYPES.get(str(getattr(r, "kv_cache_dtype", "bfloat16")))
         if kv_dtype is None:
             continue
         q_heads, kv_heads, head_dim = int(r.num_heads), int(r.num_key_value_heads), int(r.head_dim)

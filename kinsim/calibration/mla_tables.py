@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinsim.calibration.aiconfigurator import TableChoice, table_versions
+from kinsim.calibration.aiconfigurator import KV_DTYPES, TableChoice, table_versions
 from kinsim.ops.attention import PrefillChunk, decode_attention_ops, model_attention_dims, prefill_attention_op
 from kinsim.ops.lower import query_quantize
 from kinsim.workload.spec import DenseAttention
@@ -27,7 +27,6 @@ from kinsim.workload.spec import DenseAttention
 MLA_TABLES = (("sglang", "generation_mla_perf", "decode"), ("sglang", "context_mla_perf", "prefill"),
               ("trtllm", "generation_mla_perf", "decode"), ("trtllm", "context_mla_perf", "prefill"))
 
-_KV_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "float16": "fp16"}
 COLUMNS = ("num_heads", "batch_size", "kv_cache_dtype", "latency")
 
 
@@ -66,11 +65,11 @@ def score_table(path: Path, phase: str, model, cost_model) -> MLATableScore:
     missing = [c for c in (*COLUMNS, "step" if phase == "decode" else "isl") if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {', '.join(missing)}")
-    frame = frame[frame["kv_cache_dtype"].isin(list(_KV_DTYPES))].copy()
+    frame = frame[frame["kv_cache_dtype"].isin(list(KV_DTYPES))].copy()
     predicted = []
     for row in frame.itertuples(index=False):
         tokens = int(row.step) if phase == "decode" else int(row.isl)
-        ops = mla_row_ops(model, phase, int(row.num_heads), int(row.batch_size), _KV_DTYPES[row.kv_cache_dtype],
+        ops = mla_row_ops(model, phase, int(row.num_heads), int(row.batch_size), KV_DTYPES[row.kv_cache_dtype],
                           tokens)
         predicted.append(sum(float(cost_model.op_cost(op).time_s) * op.count for op in ops))
     frame["measured_s"] = frame["latency"].astype(float) * 1e-3

@@ -207,15 +207,13 @@ def _mla_projection_ops(model: ModelSpec, q_heads: int, t: Number) -> tuple[list
     mla, h, wd = model.mla, model.hidden_size, model.weight_dtype
     bf16 = _kept_bf16(wd)
     qk = q_heads * mla.qk_head_dim
-    before: list[Op] = []
+    before = _quantize(wd, "qkv_a_proj", t * h, "linear")
     if mla.q_lora_rank:
-        before += _quantize(wd, "qkv_a_proj", t * h, "linear")
         before.append(gemm_op("qkv_a_proj", t, mla.q_lora_rank + mla.latent_width, h, weight_dtype=wd))
         before.append(elementwise_op("q_a_norm", 2 * t * mla.q_lora_rank, t * mla.q_lora_rank))
         before += _quantize(wd, "q_b_proj", t * mla.q_lora_rank, "linear")
         before.append(gemm_op("q_b_proj", t, qk, mla.q_lora_rank, weight_dtype=wd))
     else:
-        before += _quantize(wd, "qkv_a_proj", t * h, "linear")
         before.append(gemm_op("qkv_a_proj", t, qk + mla.latent_width, h, weight_dtype=wd))
     before.append(elementwise_op("kv_a_norm", 2 * t * mla.kv_lora_rank, t * mla.kv_lora_rank))
     rotary = t * (q_heads + 1) * mla.qk_rope_head_dim
