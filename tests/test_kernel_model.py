@@ -66,6 +66,17 @@ def test_prefill_packs_a_kv_heads_query_heads_into_tiles():
     assert work.longest_item_flops == 4 * 128 * 128 * 1024
 
 
+def test_prefill_tile_of_a_short_prompt_computes_only_its_rows():
+    # Prompts of 8 tokens on Qwen3-8B's shard (4 query heads per KV head): 32 packed rows per tile, so the
+    # tile's work is 4 FLOPs x 32 rows x 128 dims per key, over one block of 128 keys
+    work = kernel_work(prefill_attention_op(QWEN3_8B, DenseAttention(), [PrefillChunk(8, 0)] * 3), 132)
+    assert work.items == 3 * 8
+    assert work.longest_item_flops == 4 * 32 * 128 * 128
+    # from 32 tokens on (128 packed rows) a tile is full
+    full = kernel_work(prefill_attention_op(QWEN3_8B, DenseAttention(), [PrefillChunk(32, 0)]), 132)
+    assert full.longest_item_flops == 4 * 128 * 128 * 128
+
+
 def test_prefill_counts_whole_tiles_chunk_by_chunk():
     # Qwen3-8B on one GPU (32 query heads, 8 KV heads: 4 packed per tile row group), chunks of 100 and 300
     # tokens: ceil(400 / 128) + ceil(1,200 / 128) = 4 + 10 = 14 tiles per KV head, where the chunks' 400

@@ -9,7 +9,7 @@ from kinsim.model.spec import ModelSpec, MoESpec
 from kinsim.ops import PrefillChunk, StepBatch, decode_batch, lower_step
 from kinsim.ops.attention import AttentionDims, decode_attention_ops, prefill_attention_op
 from kinsim.ops.sharding import shard_heads
-from kinsim.workload.spec import BlockTopKAttention, DenseAttention, DeploymentSpec
+from kinsim.workload.spec import BlockTopKAttention, DenseAttention, DeploymentSpec, SlidingWindowAttention
 
 TINY = ModelSpec(name="tiny", layers=2, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
                  intermediate_size=128, vocab_size=100)
@@ -57,16 +57,38 @@ def test_prefill_attention_by_hand():
     dims = AttentionDims(shard_heads(4, 2, 16, 1))
     op = prefill_attention_op(dims, DenseAttention(), [PrefillChunk(tokens=200, cached=0)])
     assert op.flops == 4 * 4 * 16 * (200 * 201 / 2)
-    # Two tiles of 128 query rows: the first reads keys up to row 128, the second up to row 200.
+    # Two tiles of 128 query rows read keys up to rows 128 and 200, but the second tile's re-read of the
+    # first 128 keys hits L2: HBM serves each of the 200 keys once. The KV-cache write reads the 200 new
+    # tokens' K and V as the projection wrote them; attention reads the queries.
     kv_per_token = 2 * 2 * 16 * 2
-    assert op.bytes_read == kv_per_token * (128 + 200) + 200 * 4 * 16 * 2
+    q_bytes = 4 * 16 * 2
+    assert op.bytes_read == kv_per_token * 200 + 200 * (kv_per_token + q_bytes)
+    assert op.bytes_written == 200 * (q_bytes + kv_per_token)
 
 
-def test_prefill_after_cache_reads_cache_per_tile():
+def test_prefill_after_cache_reads_each_cached_key_once():
     dims = AttentionDims(shard_heads(4, 2, 16, 1))
     op = prefill_attention_op(dims, DenseAttention(), [PrefillChunk(tokens=100, cached=50)])
     assert op.flops == 4 * 4 * 16 * (100 * 50 + 100 * 101 / 2)
-    assert op.bytes_read == 2 * 2 * 16 * 2 * (50 + 100) + 100 * 4 * 16 * 2
+    kv_per_token = 2 * 2 * 16 * 2
+    assert op.bytes_read == kv_per_token * (50 + 100) + 100 * (kv_per_token + 4 * 16 * 2)
+
+
+def test_prefill_over_fp8_cache_reads_new_keys_in_activation_type():
+    dims = AttentionDims(shard_heads(4, 2, 16, 1), kv_dtype="fp8")
+    op = prefill_attention_op(dims, DenseAttention(), [PrefillChunk(tokens=10, cached=30)])
+    # cache read in fp8 (1 byte), the 10 new tokens' K and V read in bf16 by the cache write, queries bf16
+    assert op.bytes_read == 2 * 2 * 16 * 1 * 40 + 10 * (2 * 2 * 16 * 2 + 4 * 16 * 2)
+    assert op.bytes_written == 10 * (4 * 16 * 2 + 2 * 2 * 16 * 1)
+
+
+def test_prefill_sliding_window_reads_only_keys_in_reach():
+    dims = AttentionDims(shard_heads(4, 2, 16, 1))
+    policy = SlidingWindowAttention(window=20)
+    op = prefill_attention_op(dims, policy, [PrefillChunk(tokens=10, cached=100)])
+    kv_per_token = 2 * 2 * 16 * 2
+    # the first new row reaches back 20 keys into the cache; the chunk's own 10 keys
+    assert op.bytes_read == kv_per_token * (20 + 10) + 10 * (kv_per_token + 4 * 16 * 2)
 
 
 def test_block_topk_reads_budget_and_scores_blocks():

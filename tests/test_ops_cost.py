@@ -101,9 +101,10 @@ def test_tiny_prefill_chunk_by_hand():
     ops = ops_by_name(lower_step(TINY, DeploymentSpec(), DenseAttention(), batch))
     att = ops["attention_prefill"]
     assert att.flops == 4 * HQ * D * (200 * 201 / 2)  # causal: row i attends i keys
-    # two 128-row tiles; each reads the KV up to its last row: rows 128 and 200
+    # two 128-row tiles read the KV up to rows 128 and 200, the re-read from L2: 200 keys from HBM; the
+    # cache write reads the 200 new K and V, attention the 200 queries
     kv_per_token = 2 * HKV * D * B
-    assert att.bytes_read == kv_per_token * (128 + 200) + HQ * D * B * 200
+    assert att.bytes_read == kv_per_token * 200 + (kv_per_token + HQ * D * B) * 200
     assert att.bytes_written == (HQ * D * B + kv_per_token) * 200
     assert ops["qkv_proj"].flops == 2 * 200 * (HQ + 2 * HKV) * D * H
     assert ops["lm_head"].shape["m"] == 1  # only the completed prompt needs logits
@@ -113,7 +114,7 @@ def test_prefill_after_cached_tokens():
     batch = StepBatch(prefill=(PrefillChunk(tokens=200, cached=50),))
     att = ops_by_name(lower_step(TINY, DeploymentSpec(), DenseAttention(), batch))["attention_prefill"]
     assert att.flops == 4 * HQ * D * (200 * 50 + 200 * 201 / 2)
-    assert att.bytes_read == 2 * HKV * D * B * ((50 + 128) + (50 + 200)) + HQ * D * B * 200
+    assert att.bytes_read == 2 * HKV * D * B * (50 + 200) + (2 * HKV * D * B + HQ * D * B) * 200
 
 
 # ----------------------------------------------------------------------------- 2. block top-k

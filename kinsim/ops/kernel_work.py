@@ -167,7 +167,11 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
             span = _minimum(length, _value(window) + ATTENTION_Q_TILE)
         average = (length - queries) + queries / 2 + ATTENTION_KV_BLOCK / 2
         keys = _maximum(ATTENTION_KV_BLOCK, _minimum(average, span))
-        per_key = 4.0 * ATTENTION_Q_TILE * _value(shape.get("head_dim", 128))
+        # a sequence shorter than a tile fills only its packed rows (queries x group), and the tensor cores
+        # and softmax run on those rows only
+        group_rows = queries * _value(shape.get("q_heads", 1)) / _maximum(kv_heads, 1.0)
+        rows = _minimum(ATTENTION_Q_TILE, _maximum(group_rows, 1.0))
+        per_key = 4.0 * rows * _value(shape.get("head_dim", 128))
         kv_blocks = _ceil(_maximum(span, 1.0) / ATTENTION_KV_BLOCK)
         longest = per_key * kv_blocks * ATTENTION_KV_BLOCK
         grid = tiles * kv_heads
