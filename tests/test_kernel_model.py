@@ -77,6 +77,26 @@ def test_prefill_tile_of_a_short_prompt_computes_only_its_rows():
     assert full.longest_item_flops == 4 * 128 * 128 * 128
 
 
+def test_prefill_tile_time_per_key_adds_the_exposed_exponentials():
+    """A query row and a key: 4 d tensor-core FLOPs and one exponential worth 256 of them on an H100 (4,096
+    tensor FLOPs a clock per SM against 16 exponentials), 0.7 of it exposed: 179.2 FLOP-equivalents,
+    relative to head dim 128. The fp8-KV kernel keeps the plain FLOPs."""
+    from kinsim.ops.attention import AttentionDims
+    from kinsim.ops.kernel_work import prefill_exp_scale
+    from kinsim.ops.sharding import HeadShard
+
+    assert prefill_exp_scale(128) == 1.0
+    assert prefill_exp_scale(64) == pytest.approx((4 * 64 + 179.2) / (4 * 64) / ((4 * 128 + 179.2) / (4 * 128)))
+    assert prefill_exp_scale(256) == pytest.approx((1024 + 179.2) / 1024 / (691.2 / 512))
+    assert prefill_exp_scale(np.array([64.0, 256.0])) == pytest.approx([prefill_exp_scale(64), prefill_exp_scale(256)])
+    chunk = [PrefillChunk(256, 0)]
+    bf16 = kernel_work(prefill_attention_op(AttentionDims(HeadShard(8, 8, 64, 1)), DenseAttention(), chunk), 132)
+    fp8 = kernel_work(prefill_attention_op(AttentionDims(HeadShard(8, 8, 64, 1), kv_dtype="fp8"), DenseAttention(),
+                                           chunk), 132)
+    assert fp8.longest_item_flops == 4 * 128 * 64 * 256  # two blocks of 128 keys, full tiles
+    assert bf16.longest_item_flops == pytest.approx(fp8.longest_item_flops * prefill_exp_scale(64))
+
+
 def test_prefill_counts_whole_tiles_chunk_by_chunk():
     # Qwen3-8B on one GPU (32 query heads, 8 KV heads: 4 packed per tile row group), chunks of 100 and 300
     # tokens: ceil(400 / 128) + ceil(1,200 / 128) = 4 + 10 = 14 tiles per KV head, where the chunks' 400

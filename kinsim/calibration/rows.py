@@ -50,6 +50,8 @@ def row_op(rows, kernel: str) -> Op:
         "k": _column(rows, "k", 1), "head_dim": _column(rows, "head_dim", 128), "cached": np.zeros(len(rows)),
         "experts": _column(rows, "experts", 1), "pairs": _column(rows, "pairs", 1),
     }
+    if "kv_dtype" in rows.columns:  # which attention kernel ran: the fp8-KV one reads 1 byte an element
+        shape["kv_bytes_per_element"] = np.where((rows["kv_dtype"] == "fp8").to_numpy(), 1.0, 2.0)
     if kernel == "attention_prefill":  # batch prompts of one length: whole PackGQA tiles of each
         per_prompt = np.ceil(_column(rows, "tokens", 1) * shape["q_heads"] / (shape["kv_heads"] * ATTENTION_Q_TILE))
         shape["tiles"] = batch * per_prompt

@@ -23,7 +23,9 @@ that the public silicon measurements time):
   PackGQA): a chunk of ``q`` new tokens is ``ceil(q x group / 128)`` tiles per KV head, counted chunk by
   chunk (the op's ``tiles``; from the totals where an op does not say). When those tiles would leave the
   GPU idle and a sequence spans more than 4 KV blocks, the keys are split as FlashAttention-3 does
-  (:func:`_prefill_splits`), and a combine kernel merges the splits.
+  (:func:`_prefill_splits`), and a combine kernel merges the splits. A tile's time per key is its
+  tensor-core work plus the part of its softmax exponentials that does not hide under it
+  (:func:`prefill_exp_scale`), so a small head dimension costs more per FLOP than a large one.
 * **GEMM**: one kernel over 64 x 128 output tiles; when the tiles do not fill the SMs the K dimension is
   split (at most one split per 1,024 of K) and the partial sums are reduced by a second kernel, as
   cuBLAS's split-K kernels do.
@@ -58,6 +60,15 @@ GEMM_TILE_N = 128
 GEMM_SPLIT_K_SLICE = 1024
 #: Most KV splits FlashAttention makes.
 MAX_SPLITS = 128
+#: Dense bf16 tensor-core FLOPs per softmax exponential at equal time on an H100: 4,096 FLOPs a clock per
+#: SM (989.4 TFLOP/s over 132 SMs at 1.83 GHz) against 16 exponentials a clock per SM on the
+#: special-function units (CUDA C++ Programming Guide, throughput of native arithmetic instructions,
+#: ``exp2``, compute capability 8.x to 10.x).
+TENSOR_FLOPS_PER_EXP = 256.0
+#: The share of a prefill tile's exponential time that does not hide under its tensor-core work: chosen over
+#: the bf16 rows of head dimensions 64, 192 and 256 of aiconfigurator-core's H100 context-attention table,
+#: which the fit does not use (docs/calibration.md).
+EXP_EXPOSED = 0.7
 #: Kernels of a fused MoE layer: sorting the token-expert pairs by expert, the gate/up grouped GEMM, the
 #: activation, the down grouped GEMM, the sum over each token's experts (vLLM's ``fused_experts``).
 MOE_LAUNCHES = 5.0
@@ -106,6 +117,24 @@ class KernelWork:
     longest_item_flops: Number | None = None
     in_flight: float = 1.0
     item_scale: Number = 1.0
+
+
+def prefill_exp_scale(head_dim: Number) -> Number:
+    """A prefill tile's time per key for ``head_dim`` relative to its tensor-core work, as a share of the
+    same at :data:`PROFILE_HEAD_DIM` (exactly 1 there, where the profile's terms are fitted).
+
+    A query row and a key cost ``4 d`` tensor-core FLOPs and one exponential, which takes as long as
+    :data:`TENSOR_FLOPS_PER_EXP` FLOPs; :data:`EXP_EXPOSED` of it is not hidden: ``(4 d + e) / (4 d)`` with
+    ``e = EXP_EXPOSED x TENSOR_FLOPS_PER_EXP``, over its value at 128. Head dimension 64: x1.26; 256:
+    x0.87. Only FlashAttention-3's bf16 kernel follows it: its fp8 kernel's rows of other head dimensions
+    do not (its tiles change with the head dimension), so an fp8 KV cache keeps a scale of 1. The ratio is
+    the H100's, kept on other GPUs: kernels of GPUs whose tensor cores outpace their exponential units by
+    more (Blackwell) compute part of the exponentials on the FMA units instead (FlashAttention-4)."""
+    exposed = EXP_EXPOSED * TENSOR_FLOPS_PER_EXP / 4.0
+    base = 1.0 + exposed / PROFILE_HEAD_DIM
+    if np.ndim(head_dim):
+        return (1.0 + exposed / np.asarray(head_dim, dtype=float)) / base
+    return (1.0 + exposed / float(head_dim)) / base
 
 
 def head_dim_scale(head_dim: Number) -> Number:
@@ -171,7 +200,11 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
         # and softmax run on those rows only
         group_rows = queries * _value(shape.get("q_heads", 1)) / _maximum(kv_heads, 1.0)
         rows = _minimum(ATTENTION_Q_TILE, _maximum(group_rows, 1.0))
-        per_key = 4.0 * rows * _value(shape.get("head_dim", 128))
+        head_dim = _value(shape.get("head_dim", PROFILE_HEAD_DIM))
+        per_key = 4.0 * rows * head_dim
+        # the bf16 kernel's exponentials (prefill_exp_scale); the fp8 kernel (1 byte a KV element) keeps 1
+        per_key = per_key * _where(_value(shape.get("kv_bytes_per_element", 2.0)) == 1.0, 1.0,
+                                   prefill_exp_scale(head_dim))
         kv_blocks = _ceil(_maximum(span, 1.0) / ATTENTION_KV_BLOCK)
         longest = per_key * kv_blocks * ATTENTION_KV_BLOCK
         grid = tiles * kv_heads
