@@ -10,7 +10,8 @@ Prints:
 
 1. **Kernels, H100** (the committed profile ``hardware/calibration/h100.yaml`` against the imported vLLM
    tables): MAPE per kernel kind on the rows the fit held out (every fifth in order of work), on every
-   fitted row, and of the plain datasheet roofline for comparison.
+   fitted row, and of the plain datasheet roofline for comparison; then the attention rows of head
+   dimensions other than the fit's 128, per kind, KV type and head dimension.
 2. **Transfer H100 -> A100**: the H100 profile applied to ``hardware/a100.yaml`` (no A100 data in the
    fit), scored on the A100 tables; beside it the held-out error of a profile fitted on the A100 itself,
    which is what the model's structure alone costs, so the difference is what the transfer costs (the
@@ -114,9 +115,25 @@ def section_kernels(data: Path | None, scratch: Path, plots: Path | None = None)
     plain = predictions(frame, hw, datasheet=True)
     print(f"  {'kind':<20} {'held':>6} {'MAPE':>8}   {'fitted':>6} {'MAPE':>8}   {'datasheet':>10}")
     kernel_table(table, "h100", plain)
+    print_other_head_dims(table)
     if plots is not None:
         held = table[table["in_fit"] & table["held_out"]]
         save_figure(plot_validation(held, "H100 held-out rows, committed profile"), plots, "kernels_h100.png")
+
+
+def print_other_head_dims(table) -> None:
+    """Attention rows of head dimensions the fit does not read (it reads 128's), per kind, KV type and head
+    dimension: MAPE and signed median. They check the terms that carry a kernel to another head size
+    (``kernel_work.head_dim_scale`` for decode, ``prefill_exp_scale`` for prefill)."""
+    rows = table[table["kernel"].isin(["attention_decode", "attention_prefill"]) & (table["head_dim"] != 128)]
+    if not len(rows):
+        return
+    print("   attention rows of other head dimensions (not in the fit; its head-dimension terms were chosen on "
+          "them): MAPE (median error), rows")
+    for (kernel, kv_dtype), group in rows.groupby(["kernel", "kv_dtype"]):
+        cells = [f"{int(d)}: {mape(g['error']):.1%} ({np.median(g['error']):+.1%}), {len(g):,}"
+                 for d, g in group.groupby("head_dim")]
+        print(f"     {kernel:<18} {kv_dtype:<5} " + "; ".join(cells))
 
 
 def section_transfer(data: Path | None, scratch: Path, plots: Path | None = None) -> None:

@@ -89,3 +89,20 @@ def test_a_judge_scores_a_system_from_its_rows_its_configs_and_its_mla_table(tmp
     summary = next(x for x in out.splitlines() if x.split()[:1] == ["all"])
     assert summary.split()[1] == "2"
     assert summary.split()[2] == f"{tpot_mape:.2%}" and summary.split()[5] == f"{ttft_mape:.2%}"
+
+
+def test_other_head_dims_are_scored_apart_from_the_fitted_ones(capsys):
+    """Rows of head dimension 128 (the fit's) are left out; the rest are grouped by kind, KV type and head
+    dimension: errors +10% and -30% at 64 give a MAPE of 20.0% and a median of -10.0%."""
+    bench = load_bench()
+    table = pd.DataFrame({
+        "kernel": ["attention_prefill"] * 3 + ["attention_decode", "gemm"],
+        "kv_dtype": ["bf16", "bf16", "bf16", "fp8", "bf16"],
+        "head_dim": [64.0, 64.0, 128.0, 256.0, 64.0],
+        "error": [0.1, -0.3, 0.9, 0.05, 0.5],
+    })
+    bench.print_other_head_dims(table)
+    out = capsys.readouterr().out
+    assert "attention_prefill  bf16  64: 20.0% (-10.0%), 2" in out
+    assert "attention_decode   fp8   256: 5.0% (+5.0%), 1" in out
+    assert "128:" not in out and "gemm" not in out
