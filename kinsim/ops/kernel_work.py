@@ -131,10 +131,8 @@ def prefill_exp_scale(head_dim: Number) -> Number:
     the H100's, kept on other GPUs: kernels of GPUs whose tensor cores outpace their exponential units by
     more (Blackwell) compute part of the exponentials on the FMA units instead (FlashAttention-4)."""
     exposed = EXP_EXPOSED * TENSOR_FLOPS_PER_EXP / 4.0
-    base = 1.0 + exposed / PROFILE_HEAD_DIM
-    if np.ndim(head_dim):
-        return (1.0 + exposed / np.asarray(head_dim, dtype=float)) / base
-    return (1.0 + exposed / float(head_dim)) / base
+    head_dim = np.asarray(head_dim, dtype=float) if np.ndim(head_dim) else float(head_dim)
+    return (1.0 + exposed / head_dim) / (1.0 + exposed / PROFILE_HEAD_DIM)
 
 
 def head_dim_scale(head_dim: Number) -> Number:
@@ -185,9 +183,9 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
         else:  # from the totals: the chunks' tokens as one, at least a tile per sequence
             group = _value(shape.get("q_heads", 1)) / _maximum(kv_heads, 1.0)
             tiles = _maximum(sequences, _ceil(tokens * group / ATTENTION_Q_TILE))
-        # a tile computes all its 128 rows against the keys up to its last row, in blocks of 128 keys: on
-        # average the cached prefix, half the chunk and half a block (at least one block); under a sliding
-        # window of w tokens a tile reads at most its own rows' window, w + 128 keys
+        # a tile computes its rows (128, fewer for a short prompt) against the keys up to its last row, in
+        # blocks of 128 keys: on average the cached prefix, half the chunk and half a block (at least one
+        # block); under a sliding window of w tokens a tile reads at most its own rows' window, w + 128 keys
         queries = tokens / _maximum(sequences, 1.0)
         length = (tokens + _value(shape.get("cached", 0))) / _maximum(sequences, 1.0)
         span = length
