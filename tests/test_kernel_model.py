@@ -324,6 +324,34 @@ def test_a_flashattention2_gpu_prices_decode_with_its_structure_and_a_fifth_of_t
     assert float(RooflineCost(A100).op_cost(op).time_s) == pytest.approx(fixed + max(memory, compute), rel=1e-12)
 
 
+def test_a_lone_flashattention2_decode_block_is_bound_by_its_padded_tiles():
+    """Hand-worked: one sequence of multi-head attention (8 heads of 128) over 131,072 keys on the A100.
+
+    FlashAttention-2 never splits multi-head decode: 8 thread blocks, each computing 64 query rows (one real)
+    against 1,024 blocks of 128 keys, the first within the profile's fixed time, at half an SM's peak."""
+    from kinsim.ops.kernel_work import FLASH2_DECODE_TILE_ROWS, FLASH2_TILE_SHARE
+
+    assert (FLASH2_DECODE_TILE_ROWS, FLASH2_TILE_SHARE) == (64, 0.5)
+    dims = AttentionDims(HeadShard(8, 8, 128, 1))
+    op = decode_attention_ops(dims, DenseAttention(), np.array([131071.0]))[0]
+    work = kernel_work(op, 108, "flash2", "flash3")
+    assert (work.items, work.combines, work.tile_share) == (8, 0, 0.5)
+    tile = 4 * 64 * 128 * 128 * (131072 // 128 - 1)  # FLOPs: QK and PV of 64 rows, 1,023 key blocks
+    assert work.longest_item_flops == tile
+    curve = H100.calibration.on_clock(A100.gpu.compute.clock).attention_decode
+    fixed = 2 * curve.kernel_floor + curve.per_sequence + 8 * curve.item_cost / 108
+    compute = tile / (0.5 * A100.peak("bf16") / 108)  # about 2.9 ms: 2.9 us per 128 keys
+    memory = (op.bytes / (A100.gpu.memory.bandwidth * curve.memory_max)
+              + op.bytes / (8 * curve.item_bandwidth * 128 / 704))
+    assert compute > memory  # the padded tiles, not the 64 MiB of K and V, bound the kernel
+    assert 2.8e-3 < compute < 3.0e-3
+    assert float(RooflineCost(A100).op_cost(op).time_s) == pytest.approx(fixed + compute, rel=1e-12)
+    # the same op as an array (a segment's steps) gives the same time; FlashAttention-3 has no such term
+    steps = decode_attention_ops(dims, DenseAttention(), np.array([[131071.0], [131071.0]]))[0]
+    assert np.allclose(RooflineCost(A100).op_cost(steps).time_s, fixed + compute, rtol=1e-12, atol=0)
+    assert kernel_work(op, 132).tile_share is None
+
+
 def test_measurement_rows_on_a_flashattention2_gpu_are_priced_as_the_engine_prices_the_op():
     import pandas as pd
 

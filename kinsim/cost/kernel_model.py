@@ -20,7 +20,9 @@ with ``e(w) = maximum x w / (w + half)`` (``half = 0``: the saturated share ``ma
   item_bandwidth``, and the two limits add like resistances in series. A small grid therefore gets less
   than the saturated bandwidth, and on a GPU with twice the bandwidth it needs twice the items to fill it.
 * ``item_compute_share``: a tile runs on one SM at a share of the SM's peak; the grid runs in waves of
-  ``S`` tiles, so a grid of ``S + 1`` tiles takes two waves.
+  ``S`` tiles, so a grid of ``S + 1`` tiles takes two waves. Where the kernel's structure fixes the share
+  (``KernelWork.tile_share``: FlashAttention-2's decode blocks, whose padded 64-row tiles a profile
+  fitted on FlashAttention-3 has no term for), that share replaces the curve's.
 * ``per_sequence`` and ``item_cost``: time that grows with the sequences a kernel loops over and with
   its thread blocks (scheduling metadata, prologues), independent of the data; ``s`` (``KernelWork.
   item_scale``) scales them for decode attention of another head dimension than the profile's 128
@@ -71,8 +73,9 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
             items = 1.0
         e_c = curve.compute_max if not curve.flops_half else saturating(flops, curve.compute_max, curve.flops_half)
         compute = flops / (peak * e_c)
-        if curve.item_compute_share is not None:
-            item_rate = curve.item_compute_share * peak / sms
+        share = curve.item_compute_share if work.tile_share is None else work.tile_share
+        if share is not None:
+            item_rate = share * peak / sms
             item_flops = flops / items if work.item_flops is None else work.item_flops
             compute = max(compute, math.ceil(items / sms) * item_flops / item_rate)
             if work.longest_item_flops is not None:
@@ -88,10 +91,11 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
     # a curve without a half-saturation point is its maximum everywhere (as in the scalar path)
     compute = flops / (peak * (curve.compute_max if not curve.flops_half else
                                saturating(flops, curve.compute_max, curve.flops_half)))
-    if curve.item_compute_share is not None:
+    share = curve.item_compute_share if work.tile_share is None else work.tile_share
+    if share is not None:
         waves = np.ceil(items / sms)
         item_flops = flops / items if work.item_flops is None else work.item_flops
-        item_rate = curve.item_compute_share * peak / sms
+        item_rate = share * peak / sms
         compute = np.maximum(compute, waves * item_flops / item_rate)
         if work.longest_item_flops is not None:
             compute = np.maximum(compute, work.longest_item_flops / item_rate)

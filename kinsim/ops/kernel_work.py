@@ -80,6 +80,16 @@ ELEMENTWISE_ITEM_BYTES = 65536.0
 #: (4 warps, 128-key tiles for head dimension 128, ``run_mha_fwd_splitkv_dispatch``) loads the next K or V
 #: tile while it computes on the other: one tile in flight.
 IN_FLIGHT_TILE_KEYS = {"flash3": 2 * 2 * 176, "flash2": 128}
+#: Query rows of a FlashAttention-2 decode thread block (the split-KV kernel, which vLLM's paged KV cache
+#: always takes: ``kBlockM = 64`` of ``run_mha_fwd_splitkv_dispatch``): its tensor cores compute all of them,
+#: however few queries are real (one per sequence, or a group's heads).
+FLASH2_DECODE_TILE_ROWS = 64
+#: The share of an SM's tensor-core peak a FlashAttention-2 thread block's tiles reach: the FlashAttention-2
+#: paper's lower figure for its forward pass on an A100, "50-73% of the theoretical maximum FLOPs/s" (Dao
+#: 2023, section 4.1), the low end for a 4-warp block with 64 rows. A FlashAttention-3 profile fitted on
+#: Hopper has no term for it (its decode tiles hide under their memory traffic), so the kernel's structure
+#: carries it.
+FLASH2_TILE_SHARE = 0.5
 #: Head dimension of the attention rows a profile's decode terms are fitted on (every preset's but gpt-oss's).
 PROFILE_HEAD_DIM = 128.0
 #: How a decode attention work item's fixed costs (``item_cost``, ``per_sequence``) grow with the head
@@ -107,6 +117,9 @@ class KernelWork:
         in_flight: the work item's bytes in flight relative to the kernel family the profile was fitted on.
         item_scale: the per-item and per-sequence costs relative to the profile's head dimension (decode
             attention of another head size: :func:`head_dim_scale`; else 1).
+        tile_share: the share of an SM's peak at which a work item computes ``item_flops`` where the kernel's
+            structure fixes it rather than the profile (FlashAttention-2 decode: :data:`FLASH2_TILE_SHARE`);
+            ``None``: the profile's ``item_compute_share``, if any.
     """
 
     launches: Number
@@ -117,6 +130,7 @@ class KernelWork:
     longest_item_flops: Number | None = None
     in_flight: float = 1.0
     item_scale: Number = 1.0
+    tile_share: float | None = None
 
 
 def prefill_exp_scale(head_dim: Number) -> Number:
@@ -235,25 +249,38 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     KV head become the rows of one tile (``seqlenq_ngroups_swapped``: ``ceil(group / 64)`` row blocks) and
     the keys are split by :func:`_flash2_splits` over ``2 x SMs`` slots, merged by a combine kernel;
     otherwise (multi-head attention, or a speculative verify pass's several queries per sequence) the keys
-    are never split: one thread block per (sequence, head, 64 queries) streams the whole context."""
+    are never split: one thread block per (sequence, head, 64 queries) streams the whole context.
+
+    Each thread block computes :data:`FLASH2_DECODE_TILE_ROWS` rows against its keys in 128-key blocks,
+    padding included (``item_flops``, at :data:`FLASH2_TILE_SHARE` of the SM's peak): a block alone on its
+    SM over a long context is bound by these padded tiles, not by its memory traffic."""
     batch = _value(shape.get("batch", 1))
     kv_heads = _value(shape.get("kv_heads", 1))
     q_heads = _value(shape.get("q_heads", kv_heads))
     queries = _value(shape.get("queries", batch)) / _maximum(batch, 1.0)  # per sequence
     tokens = _value(shape.get("kv_tokens_read", batch)) / _maximum(batch, 1.0)
-    if all(isinstance(x, _SCALAR) for x in (batch, kv_heads, q_heads, queries, tokens)):  # one step: floats
+    head_dim = _value(shape.get("head_dim", PROFILE_HEAD_DIM))
+    key_flops = 4.0 * FLASH2_DECODE_TILE_ROWS * head_dim * ATTENTION_KV_BLOCK  # one 128-key block of a tile
+    if all(isinstance(x, _SCALAR) for x in (batch, kv_heads, q_heads, queries, tokens, head_dim)):  # floats
+        blocks = float(math.ceil((tokens if tokens > 1.0 else 1.0) / ATTENTION_KV_BLOCK))
         if q_heads > kv_heads and queries <= 1.0:
             rows = batch * kv_heads * math.ceil(q_heads / (kv_heads if kv_heads > 1.0 else 1.0) / 64.0)
-            splits = _flash2_splits(rows, float(math.ceil((tokens if tokens > 1.0 else 1.0) / ATTENTION_KV_BLOCK)),
-                                    2 * sms)
-            return KernelWork(2.0, 1.0 if splits > 1.0 else 0.0, rows * splits, batch, in_flight=in_flight)
-        return KernelWork(2.0, 0.0, batch * q_heads * math.ceil(queries / 64.0), batch, in_flight=in_flight)
+            splits = _flash2_splits(rows, blocks, 2 * sms)
+            tile = key_flops * (math.ceil(blocks / splits) - 1.0)
+            return KernelWork(2.0, 1.0 if splits > 1.0 else 0.0, rows * splits, batch, None, tile,
+                              in_flight=in_flight, tile_share=FLASH2_TILE_SHARE)
+        tile = key_flops * (blocks - 1.0)
+        return KernelWork(2.0, 0.0, batch * q_heads * math.ceil(queries / 64.0), batch, None, tile,
+                          in_flight=in_flight, tile_share=FLASH2_TILE_SHARE)
     swapped = (q_heads > kv_heads) & (queries <= 1.0)
+    blocks = _ceil(_maximum(tokens, 1.0) / ATTENTION_KV_BLOCK)
     rows = batch * kv_heads * _ceil(q_heads / _maximum(kv_heads, 1.0) / 64.0)
-    splits = _flash2_splits(rows, _ceil(_maximum(tokens, 1.0) / ATTENTION_KV_BLOCK), 2 * sms)
+    splits = _flash2_splits(rows, blocks, 2 * sms)
     splits = _where(swapped, splits, 1.0)
     items = _where(swapped, rows * splits, batch * q_heads * _ceil(queries / 64.0))
-    return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), items, batch, in_flight=in_flight)
+    tile = key_flops * (_ceil(blocks / splits) - 1.0)
+    return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), items, batch, None, tile, in_flight=in_flight,
+                      tile_share=FLASH2_TILE_SHARE)
 
 
 def _flash2_splits(rows: Number, kv_blocks: Number, slots: int) -> Number:
