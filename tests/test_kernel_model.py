@@ -60,8 +60,9 @@ def test_a_gemm_splits_k_when_its_tiles_do_not_fill_the_sms():
 def test_prefill_packs_a_kv_heads_query_heads_into_tiles():
     op = prefill_attention_op(QWEN3_8B, DenseAttention(), [PrefillChunk(1024, 0)] * 2)
     work = kernel_work(op, 132)
-    # 2 sequences x 1,024 tokens x 4 query heads per KV head = 8,192 rows: 64 tiles of 128, x 8 KV heads
-    assert work.items == 64 * 8 and work.sequences == 2
+    # 2 sequences x 1,024 tokens x 4 query heads per KV head = 8,192 rows: 64 tiles of 128, x 8 KV heads;
+    # the KV-cache write runs a thread block per token: 2,048 of them
+    assert work.items == 64 * 8 and work.sequences == 2 * 1024
     # the longest tile attends over the whole 1,024 keys: 4 x 128 rows x 128 dims x 1,024 FLOPs
     assert work.longest_item_flops == 4 * 128 * 128 * 1024
 

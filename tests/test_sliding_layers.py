@@ -221,7 +221,14 @@ def test_a_window_layers_prefill_tiles_read_only_their_rows_window():
     cost = RooflineCost(load_hardware(HARDWARE / "h100.yaml"))
     longer = prefill_attention_op(dims, SlidingWindowAttention(window=128), [PrefillChunk(16384)], model_window=True)
     assert cost.op_cost(longer).time_s < 2.1 * cost.op_cost(window).time_s
-    # its compute is the window's share of the keys a tile reads, 256 of 8192 / 2 + 64; its HBM bytes are
-    # the full layer's (each key read once either way)
-    assert cost.op_cost(window).compute_s == pytest.approx(cost.op_cost(full).compute_s * 256 / (8192 / 2 + 64))
+    # its compute: the slower of the whole GPU's rate over its FLOPs (exponentials included) and 4 waves of
+    # 132 tiles reading 256 keys each at a tile's rate, against 8192 / 2 + 64 keys a tile in the full layer;
+    # its HBM bytes are the full layer's (each key read once either way)
+    hw = load_hardware(HARDWARE / "h100.yaml")
+    curve, peak = hw.calibration.attention_prefill, hw.peak("bf16")
+    scale, waves, tile_rate = per_key / (4.0 * 128 * 64), 4, curve.item_compute_share * peak / 132
+    for op, keys in ((window, 256), (full, 8192 / 2 + 64)):
+        by_hand = max(op.flops * scale / (peak * curve.compute_max), waves * per_key * keys / tile_rate)
+        assert cost.op_cost(op).compute_s == pytest.approx(by_hand, rel=1e-12)
+    assert cost.op_cost(window).compute_s < cost.op_cost(full).compute_s * 256 / (8192 / 2 + 64) * 1.5
     assert window.bytes == full.bytes

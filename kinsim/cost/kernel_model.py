@@ -6,12 +6,13 @@ SMs, peak rate ``P`` (the op's data type) and HBM bandwidth ``W``, and a profile
 
     fixed   = launches x kernel_floor + combines x combine_floor + sequences x per_sequence x s
               + items x item_cost x s / S                                                 (seconds)
-    compute = max(F / (P x e_c(F)),  ceil(items / S) x item FLOPs / (item_compute_share x P / S),
+    compute = max(F x c / (P x e_c(F)),  ceil(items / S) x item FLOPs / (item_compute_share x P / S),
                   longest item's FLOPs / (item_compute_share x P / S))
     memory  = B / (W x e_m(B))  +  B / (items x item_bandwidth)
     time    = fixed + max(compute, memory)
 
-with ``e(w) = maximum x w / (w + half)`` (``half = 0``: the saturated share ``maximum``). Reading the terms:
+with ``e(w) = maximum x w / (w + half)`` (``half = 0``: the saturated share ``maximum``) and ``c`` the
+op's ``KernelWork.compute_scale`` (prefill attention's exponentials; else 1). Reading the terms:
 
 * ``kernel_floor``: a kernel's shortest duration (launch, ramp-up, tail), which a CUDA graph does not
   remove; an op pays it once per kernel it launches.
@@ -23,8 +24,9 @@ with ``e(w) = maximum x w / (w + half)`` (``half = 0``: the saturated share ``ma
   ``S`` tiles, so a grid of ``S + 1`` tiles takes two waves. Where the kernel's structure fixes the share
   (``KernelWork.tile_share``: FlashAttention-2's decode blocks, whose padded 64-row tiles a profile
   fitted on FlashAttention-3 has no term for), that share replaces the curve's.
-* ``per_sequence`` and ``item_cost``: time that grows with the sequences a kernel loops over and with
-  its thread blocks (scheduling metadata, prologues), independent of the data; ``s`` (``KernelWork.
+* ``per_sequence`` and ``item_cost``: time that grows with the sequences a kernel loops over (for prefill
+  attention, its new tokens: the KV-cache write's thread block per token) and with its thread blocks
+  (scheduling metadata, prologues), independent of the data; ``s`` (``KernelWork.
   item_scale``) scales them for decode attention of another head dimension than the profile's 128
   (:func:`kinsim.ops.kernel_work.head_dim_scale`), 1 otherwise.
 
@@ -72,7 +74,7 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
         if items < 1.0:
             items = 1.0
         e_c = curve.compute_max if not curve.flops_half else saturating(flops, curve.compute_max, curve.flops_half)
-        compute = flops / (peak * e_c)
+        compute = flops * work.compute_scale / (peak * e_c)
         share = curve.item_compute_share if work.tile_share is None else work.tile_share
         if share is not None:
             item_rate = share * peak / sms
@@ -89,8 +91,8 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
     nbytes = np.asarray(nbytes, dtype=float)
     items = np.maximum(work.items, 1.0)
     # a curve without a half-saturation point is its maximum everywhere (as in the scalar path)
-    compute = flops / (peak * (curve.compute_max if not curve.flops_half else
-                               saturating(flops, curve.compute_max, curve.flops_half)))
+    compute = flops * work.compute_scale / (peak * (curve.compute_max if not curve.flops_half else
+                                                    saturating(flops, curve.compute_max, curve.flops_half)))
     share = curve.item_compute_share if work.tile_share is None else work.tile_share
     if share is not None:
         waves = np.ceil(items / sms)

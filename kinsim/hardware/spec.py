@@ -287,7 +287,8 @@ class KernelCurveSpec:
     combine_floor: float = spec_field("Duration of the extra kernel that merges split work (split-KV "
                                       "combine, split-K reduction), when the op splits.", unit="time",
                                       default=0.0, check=non_negative, example="1 us")
-    per_sequence: float = spec_field("Time per sequence the kernel loops over (attention).", unit="time",
+    per_sequence: float = spec_field("Time per sequence the kernel loops over (attention; for prefill "
+                                     "attention, per new token: the KV-cache write's thread block each).", unit="time",
                                      default=0.0, check=non_negative, example="10 ns")
     item_cost: float = spec_field("SM time of one work item (thread block) beyond its data: the kernel "
                                   "takes items x item_cost / SMs.", unit="time", default=0.0,

@@ -25,7 +25,11 @@ that the public silicon measurements time):
   GPU idle and a sequence spans more than 4 KV blocks, the keys are split as FlashAttention-3 does
   (:func:`_prefill_splits`), and a combine kernel merges the splits. A tile's time per key is its
   tensor-core work plus the part of its softmax exponentials that does not hide under it
-  (:func:`prefill_exp_scale`), so a small head dimension costs more per FLOP than a large one.
+  (:func:`prefill_exp_scale`), so a small head dimension costs more per FLOP than a large one; the
+  exponentials slow the whole GPU's rate as much as a tile's (``KernelWork.compute_scale``). The KV-cache
+  write runs a thread block per new token (vLLM's ``reshape_and_cache_flash``), whatever the heads: the
+  op's ``sequences`` are its tokens, priced by the profile's ``per_sequence`` (the same term as a decode
+  step's, whose sequences each write one token).
 * **GEMM**: one kernel over 64 x 128 output tiles; when the tiles do not fill the SMs the K dimension is
   split (at most one split per 1,024 of K) and the partial sums are reduced by a second kernel, as
   cuBLAS's split-K kernels do.
@@ -109,7 +113,8 @@ class KernelWork:
         launches: kernels launched every run (each costs at least the profile's ``kernel_floor``).
         combines: 1 where the op splits its work and merges it with an extra kernel, else 0.
         items: parallel work items (thread blocks) of the main kernel.
-        sequences: sequences the kernel loops over (0 when it does not).
+        sequences: sequences the kernel loops over (0 when it does not); for prefill attention, the new
+            tokens, one KV-cache write thread block each (a decode sequence writes one token).
         item_flops: FLOPs one work item computes on average, padding included (``None``: the op's FLOPs
             over its items).
         longest_item_flops: FLOPs of the largest work item (``None``: the average), which bounds the
@@ -120,6 +125,8 @@ class KernelWork:
         tile_share: the share of an SM's peak at which a work item computes ``item_flops`` where the kernel's
             structure fixes it rather than the profile (FlashAttention-2 decode: :data:`FLASH2_TILE_SHARE`);
             ``None``: the profile's ``item_compute_share``, if any.
+        compute_scale: the op's FLOPs' time at the whole GPU's rate relative to their count (prefill
+            attention: :func:`prefill_exp_scale`, the exponentials that do not hide; else 1).
     """
 
     launches: Number
@@ -131,6 +138,7 @@ class KernelWork:
     in_flight: float = 1.0
     item_scale: Number = 1.0
     tile_share: float | None = None
+    compute_scale: Number = 1.0
 
 
 def prefill_exp_scale(head_dim: Number) -> Number:
@@ -215,14 +223,15 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
         head_dim = _value(shape.get("head_dim", PROFILE_HEAD_DIM))
         per_key = 4.0 * rows * head_dim
         # the bf16 kernel's exponentials (prefill_exp_scale); the fp8 kernel (1 byte a KV element) keeps 1
-        per_key = per_key * _where(_value(shape.get("kv_bytes_per_element", 2.0)) == 1.0, 1.0,
-                                   prefill_exp_scale(head_dim))
+        exp_scale = _where(_value(shape.get("kv_bytes_per_element", 2.0)) == 1.0, 1.0, prefill_exp_scale(head_dim))
+        per_key = per_key * exp_scale
         kv_blocks = _ceil(_maximum(span, 1.0) / ATTENTION_KV_BLOCK)
         longest = per_key * kv_blocks * ATTENTION_KV_BLOCK
         grid = tiles * kv_heads
         splits = _prefill_splits(grid, kv_blocks, sms)
-        return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), grid * splits, sequences, per_key * keys / splits,
-                          longest / splits)
+        # the KV-cache write: a thread block per new token
+        return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), grid * splits, tokens, per_key * keys / splits,
+                          longest / splits, compute_scale=exp_scale)
     if op.kernel == "gemm":
         m, n, k = (_value(shape.get(key, 1)) for key in ("m", "n", "k"))
         tiles = _ceil(_maximum(m, 1.0) / GEMM_TILE_M) * _ceil(n / GEMM_TILE_N)
