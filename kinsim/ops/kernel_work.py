@@ -89,8 +89,8 @@ IN_FLIGHT_TILE_KEYS = {"flash3": 2 * 2 * 176, "flash2": 128}
 #: however few queries are real (one per sequence, or a group's heads).
 FLASH2_DECODE_TILE_ROWS = 64
 #: The share of an SM's tensor-core peak a FlashAttention-2 thread block's tiles reach: the FlashAttention-2
-#: paper's lower figure for its forward pass on an A100, "50-73% of the theoretical maximum FLOPs/s" (Dao
-#: 2023, section 4.1), the low end for a 4-warp block with 64 rows. A FlashAttention-3 profile fitted on
+#: paper's lower figure for its forward pass on an A100 (50-73% of the theoretical maximum, Dao 2023,
+#: abstract), the low end for a 4-warp block with 64 rows. A FlashAttention-3 profile fitted on
 #: Hopper has no term for it (its decode tiles hide under their memory traffic), so the kernel's structure
 #: carries it.
 FLASH2_TILE_SHARE = 0.5
@@ -122,7 +122,7 @@ class KernelWork:
         in_flight: the work item's bytes in flight relative to the kernel family the profile was fitted on.
         item_scale: the per-item and per-sequence costs relative to the profile's head dimension (decode
             attention of another head size: :func:`head_dim_scale`; else 1).
-        tile_share: the share of an SM's peak at which a work item computes ``item_flops`` where the kernel's
+        tile_share: the share of an SM's peak at which a work item computes its FLOPs where the kernel's
             structure fixes it rather than the profile (FlashAttention-2 decode: :data:`FLASH2_TILE_SHARE`);
             ``None``: the profile's ``item_compute_share``, if any.
         compute_scale: the op's FLOPs' time at the whole GPU's rate relative to their count (prefill
@@ -261,8 +261,9 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     are never split: one thread block per (sequence, head, 64 queries) streams the whole context.
 
     Each thread block computes :data:`FLASH2_DECODE_TILE_ROWS` rows against its keys in 128-key blocks,
-    padding included (``item_flops``, at :data:`FLASH2_TILE_SHARE` of the SM's peak): a block alone on its
-    SM over a long context is bound by these padded tiles, not by its memory traffic."""
+    padding included, at :data:`FLASH2_TILE_SHARE` of the SM's peak: its tiles beyond the first block (which
+    the profile's fixed terms price) are the op's ``longest_item_flops``, so a block alone on its SM over a
+    long context is bound by its padded tiles, not by its memory traffic."""
     batch = _value(shape.get("batch", 1))
     kv_heads = _value(shape.get("kv_heads", 1))
     q_heads = _value(shape.get("q_heads", kv_heads))
