@@ -230,5 +230,4 @@ def test_a_window_layers_prefill_tiles_read_only_their_rows_window():
     for op, keys in ((window, 256), (full, 8192 / 2 + 64)):
         by_hand = max(op.flops * scale / (peak * curve.compute_max), waves * per_key * keys / tile_rate)
         assert cost.op_cost(op).compute_s == pytest.approx(by_hand, rel=1e-12)
-    assert cost.op_cost(window).compute_s < cost.op_cost(full).compute_s * 256 / (8192 / 2 + 64) * 1.5
     assert window.bytes == full.bytes
