@@ -18,6 +18,7 @@ before/after comparison on the same machine).
     python benchmarks/bench_scale.py                     # chat 10^4, 10^5 on 8 and 64 replicas, bon 10^4
     python benchmarks/bench_scale.py --sizes 4 5 6       # up to 10^6 (about 20-40 min per 10^6 case on 2 cores)
     python benchmarks/bench_scale.py --cases huge        # 10^7 requests, --records summary (hours)
+    python benchmarks/bench_scale.py --cases bon64 --jobs 2   # Best-of-32's replicas in two processes
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HW = ROOT / "hardware" / "h100.yaml"
 
-# Runs kinsim in the child and reports its own peak RSS (bytes) on stderr's last line.
+# Runs kinsim in the child and reports its own peak RSS and that of the largest worker process it forked
+# (--jobs; bytes) on stderr's last line.
 CHILD = """
 import resource, sys
 from kinsim.cli import main
 code = main(sys.argv[1:])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(f"PEAK {peak}", file=sys.stderr)
+workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(f"PEAK {peak} {workers}", file=sys.stderr)
 sys.exit(code)
 """
 
@@ -69,7 +72,7 @@ def case_args(case: str, requests: int) -> tuple[str, list[str]]:
     raise ValueError(case)
 
 
-def run(case: str, requests: int, source: Path | None, records: str | None) -> dict:
+def run(case: str, requests: int, source: Path | None, records: str | None, jobs: int = 1) -> dict:
     workload, sets = case_args(case, requests)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
@@ -78,6 +81,8 @@ def run(case: str, requests: int, source: Path | None, records: str | None) -> d
             args += ["--set", item]
         if records:
             args += ["--records", records]
+        if jobs > 1:
+            args += ["--jobs", str(jobs)]
         env = dict(os.environ)
         if source is not None:
             env["PYTHONPATH"] = str(source)
@@ -87,9 +92,10 @@ def run(case: str, requests: int, source: Path | None, records: str | None) -> d
         wall = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(f"{case} {requests}: kinsim failed:\n{done.stderr}")
-        peak = int(done.stderr.strip().splitlines()[-1].split()[1])
+        _, peak, workers = done.stderr.strip().splitlines()[-1].split()
         result = json.loads(out.read_text())
-    return {"case": case, "requests": requests, "wall_s": wall, "peak_bytes": peak,
+    return {"case": case, "requests": requests, "wall_s": wall, "peak_bytes": int(peak),
+            "worker_peak_bytes": int(workers), "jobs": result["engine"].get("jobs", 1),
             "simulation_s": result["wall_time_s"], "events": result["engine"]["events"],
             "segments": result["engine"]["segments"], "steps": result["engine"]["steps"],
             "completed": result["requests"]["completed"], "sim_time_s": result["sim_time_s"]}
@@ -113,6 +119,9 @@ def main() -> None:
                         help="powers of ten of the request counts (chat: 4-6; bon: 4-5; huge: 7)")
     parser.add_argument("--source", type=Path, help="run the kinsim package of this checkout instead")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="kinsim run --jobs: processes for the replicas where they are independent (bon64: "
+                             "all at once); the peak RSS column is then the main process's, the worker's beside it")
     args = parser.parse_args()
     loop = python_loop_s()
     print(f"python_loop_s {loop:.2f} (10^7 additions; smaller is a faster machine)")
@@ -124,13 +133,15 @@ def main() -> None:
         points = []
         for power in sizes:
             n = 10 ** power
-            row = run(case, n, args.source, "summary" if case == "huge" else None)
+            row = run(case, n, args.source, "summary" if case == "huge" else None, args.jobs)
             row["python_loop_s"] = loop
             rows.append(row)
             points.append((n, row["wall_s"]))
+            workers = (f"  jobs {row['jobs']}, worker peak {row['worker_peak_bytes'] / 2**20:.0f}Mi"
+                       if row["jobs"] > 1 else "")
             print(f"{case:<8} {n:>10,} {row['wall_s']:>8.1f}s {row['simulation_s']:>8.1f}s "
                   f"{row['peak_bytes'] / 2**20:>8.0f}Mi {row['peak_bytes'] / n:>10.0f} "
-                  f"{row['events'] / n:>10.2f} {row['segments']:>10,} {row['steps']:>11,}", flush=True)
+                  f"{row['events'] / n:>10.2f} {row['segments']:>10,} {row['steps']:>11,}{workers}", flush=True)
         slope = exponent(points)
         if slope is not None:
             print(f"{case:<8} growth exponent of wall time in requests: {slope:.3f}", flush=True)

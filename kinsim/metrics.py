@@ -134,6 +134,7 @@ METRIC_DOCS = (
     ("cost_usd", "$", "GPU price x GPUs x sim_time_s (each GPU's own price); null without gpu.price"),
     ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
                                                 "differ between modes; not figures of the simulated system)"),
+    ("engine.jobs", "count", "processes the replicas ran in (kinsim run --jobs; kinsim.engine.parallel)"),
     ("series.{t_s,output_tokens_per_s,kv_bytes}", "s, tokens/s, B", f"plot series in {TIMELINE_BINS} equal bins of "
      "sim_time_s: bin centres, output rate (tokens produced, delivered or not), mean KV bytes per replica (a "
      "segment's tokens and KV spread evenly over it)"),
@@ -347,7 +348,8 @@ def summarize(records: Records, workload: WorkloadSpec, hardware: HardwareSpec, 
            if workload.deployment.speculative is not None else {}),
         "energy_j": energy,
         "cost_usd": cost,
-        "engine": {"events": records.events, "segments": seg["segments"], "steps": seg["steps"]},
+        "engine": {"events": records.events, "segments": seg["segments"], "steps": seg["steps"],
+                   "jobs": records.jobs},
         "by_class": {c: {"seconds": t, "flops": f, "hbm_bytes": b}
                      for c, t, f, b in zip(OP_CLASSES, seg["class_s"], seg["class_flops"], seg["class_bytes"])},
         "ceilings": {"peak_flop_per_s": hardware.peak("bf16"), "hbm_bandwidth": hardware.gpu.memory.bandwidth},

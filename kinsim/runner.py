@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kinsim.engine.simulation import Progress, Simulation
+from kinsim.errors import SpecError
 from kinsim.hardware.load import load_hardware
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.metrics import summarize
@@ -37,7 +38,8 @@ def split_overrides(overrides: Mapping[str, Any] | None) -> tuple[dict[str, Any]
 def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str | Path,
              overrides: Mapping[str, Any] | None = None, *, seed: int | None = None, exact_steps: bool = False,
              cost_model: str = "roofline", progress: Callable[[Progress], None] | None = None,
-             op_window: tuple[float, float] | None = None, records: str | None = None) -> Result:
+             op_window: tuple[float, float] | None = None, records: str | None = None, jobs: int = 1,
+             notice: Callable[[str], None] | None = None) -> Result:
     """Simulate ``workload`` on ``hardware`` (specs or file paths).
 
     Args:
@@ -50,7 +52,13 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
         op_window: (start, end) seconds: also record op-level slices of the steps in it (for timelines).
         records: ``full``, ``summary`` or ``none`` (see :data:`kinsim.engine.simulation.RECORDS`); ``None``:
             ``full`` up to two million requests, else ``summary``.
+        jobs: processes to split the replicas among where they are independent simulations
+            (:mod:`kinsim.engine.parallel`: the same figures, ``engine.events`` aside); where they are not,
+            the run stays in one process and ``notice`` is told why.
+        notice: called with a sentence worth telling the user (``jobs`` not used).
     """
+    if jobs < 1:
+        raise SpecError("must be at least 1", path="--jobs", value=jobs)
     started = time.perf_counter()
     workload_file = str(workload) if isinstance(workload, (str, Path)) else None
     hardware_file = str(hardware) if isinstance(hardware, (str, Path)) else None
@@ -72,7 +80,18 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
     sim = Simulation(workload, hardware, exact_steps=exact_steps, cost_model=cost_model, op_window=op_window,
                      requests=requests, records=records, workload_file=workload_file, hardware_file=hardware_file)
     sim.progress = progress
-    records = sim.run()
+    if jobs > 1:
+        from kinsim.engine.parallel import placement_of, run_parallel
+
+        placement, why_not = placement_of(sim)
+        if placement is None:
+            if notice is not None:
+                notice(f"--jobs {jobs}: the replicas ran in one process: {why_not}")
+            records = sim.run()
+        else:
+            records = run_parallel(sim, placement, jobs)
+    else:
+        records = sim.run()
     summary = summarize(records, workload, hardware, sim.layout, sim.role_layouts, sim.role_hardware)
     summary["inputs"]["trace"] = trace_report
     summary["mode"] = "exact_steps" if exact_steps else "fast_forward"

@@ -151,3 +151,40 @@ def test_a_trace_window_keeps_whole_merged_slices():
     for window in [(0.0, 1e9), (100.0, 100.0), (250.5, 400.0), (-5.0, 0.0), (clock[0], 1e9), (1e9, 2e9)]:
         expected = [s for s in whole if s["end_s"] >= window[0] and s["start_s"] <= window[1]]
         assert _merged(table, window) == expected
+
+
+def test_tables_join_in_end_order_with_ties_in_replica_order():
+    """Rows of several tables (replicas simulated in several processes) in one table: by end time, rows that
+    ended at one instant by replica; a table already in that order comes back as it is."""
+    a, b = SegmentTable(), SegmentTable()
+    rows = [row(i) for i in range(6)]
+    # replica, end_s: a holds (2, 0.75), (0, 1.75); b holds (1, 0.75), (1, 1.25), (0, 0.25)
+    for r, end in ((2, 0.75), (0, 1.75)):
+        a.append(r, 0.0, end, *rows[0][3:])
+    for r, end in ((1, 0.75), (1, 1.25), (0, 0.25)):
+        b.append(r, 0.0, end, *rows[1][3:])
+    joined = SegmentTable.in_end_order([a, b])
+    assert list(zip(joined.column("replica").tolist(), joined.column("end_s").tolist())) == [
+        (0, 0.25), (1, 0.75), (2, 0.75), (1, 1.25), (0, 1.75)]
+    assert joined.column("class_s").shape == (5, C)
+    assert SegmentTable.in_end_order([joined]) is joined
+    assert SegmentTable.from_columns(joined.columns()) == joined
+    assert len(SegmentTable.in_end_order([SegmentTable()])) == 0
+
+
+def test_request_reasons_are_numbered_by_their_first_request_and_rows_move_between_records():
+    from kinsim.engine.request_records import RequestRecords
+    from kinsim.workload.request import RequestTable
+
+    table = RequestTable(arrival_s=np.zeros(4), prompt_tokens=np.full(4, 10), output_tokens=np.full(4, 5),
+                         group=np.arange(4))
+    first, second = RequestRecords(table), RequestRecords(table)
+    first.set_reason(3, "later")  # written first, by the last request
+    first.set_reason(1, "earlier")
+    first.sort_reasons()
+    assert first.reasons == ["earlier", "later"] and first.reason.tolist() == [-1, 0, -1, 1]
+    second.set_reason(0, "own")
+    second.finish_s[2] = 7.5
+    second.take_rows(first, np.array([False, False, True, True]))  # request 2's and 3's outcomes from first
+    assert np.isnan(second.finish_s[2]) and second.reason.tolist() == [0, -1, -1, 1]
+    assert second.reasons == ["own", "later"]

@@ -48,6 +48,10 @@ def add_parser(subparsers) -> None:
                         help="what to keep: full (every request and step: the default up to 2 million requests), "
                              "summary (every request, running totals of the steps: the default above) or none "
                              "(running totals only; percentiles within 0.1%%)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="split the replicas among N processes where they are independent simulations "
+                             "(open arrivals placed before the run: round_robin, or all at one instant; the same "
+                             "figures but engine.events); otherwise one process, with a note (default 1)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress on stderr (a bar on a terminal; elsewhere a line every 30 s after 10 s)")
@@ -98,7 +102,9 @@ def _simulate_and_write(args: argparse.Namespace, outputs: Outputs) -> dict:
     try:
         result = simulate(args.workload, args.hw, overrides_of(args), seed=args.seed, exact_steps=args.exact_steps,
                           cost_model=args.cost_model, progress=report,
-                          op_window=window if args.trace_ops else None, records=records)
+                          op_window=window if args.trace_ops else None, records=records, jobs=args.jobs,
+                          notice=None if args.quiet else lambda text: print(f"kinsim: note: {text}",
+                                                                            file=sys.stderr))
     finally:
         progress.close()
     summary = result.to_dict()

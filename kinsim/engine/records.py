@@ -180,6 +180,42 @@ class SegmentTable:
         for row in buffer:
             yield _unpack(row)
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every column by name (:meth:`column`)."""
+        return {name: self.column(name) for name in SEGMENT_COLUMNS}
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, np.ndarray]) -> SegmentTable:
+        """A table of the rows given as columns (every name of :data:`SEGMENT_COLUMNS`, as :meth:`column`
+        gives them), in their order."""
+        table = cls()
+        rows = len(columns["replica"])
+        if rows:
+            for name in SEGMENT_COLUMNS:
+                table._blocks[name].append(np.ascontiguousarray(columns[name], dtype=_ROW_DTYPE[name].base))
+            table._block_starts.append(0)
+            table._flushed = rows
+        return table
+
+    @classmethod
+    def in_end_order(cls, tables: list[SegmentTable]) -> SegmentTable:
+        """The rows of ``tables`` in one table, in the order they ended, rows that ended at the same instant
+        in replica order: the canonical order of a run's segments, whether its replicas ran in one process
+        or in several (:mod:`kinsim.engine.parallel`). One replica's segments end one after the other, so
+        ``(end_s, replica)`` orders every row. A single table already in that order is returned as it is."""
+        tables = [table for table in tables if len(table)]
+        if not tables:
+            return cls()
+
+        def joined(name: str) -> np.ndarray:
+            return tables[0].column(name) if len(tables) == 1 else np.concatenate([t.column(name) for t in tables])
+
+        order = np.lexsort((joined("replica"), joined("end_s")))
+        if len(tables) == 1 and np.array_equal(order, np.arange(len(order))):
+            return tables[0]
+        # a column at a time: one column's copy beyond the tables and the result at any moment
+        return cls.from_columns({name: joined(name)[order] for name in SEGMENT_COLUMNS})
+
     def _flush(self) -> None:
         """Move the buffered rows into a new block of arrays, one per column."""
         if not self._buffer:
@@ -230,7 +266,8 @@ class Records:
 
     Attributes:
         sequences: every request's lifecycle, in generation order.
-        segments: steps or segments of every replica, in the order they ended: a :class:`SegmentTable`
+        segments: steps or segments of every replica, in the order they ended (those that ended at one
+            instant in replica order, :meth:`SegmentTable.in_end_order`): a :class:`SegmentTable`
             (columns; its rows read as :class:`SegmentRecord`).
         events: SimPy events processed.
         ops: op-level records of steps overlapping the simulation's ``op_window`` (empty without one).
@@ -240,6 +277,7 @@ class Records:
             decoding the replicas' ``spec_*`` counters (:attr:`kinsim.engine.replica.Replica.spec_stats`).
         replica_roles: each replica's role: ``both``, or ``prefill`` and ``decode`` when disaggregated.
         disaggregation: the KV handoff's figures (:class:`kinsim.engine.disagg.TransferStats`), or None.
+        jobs: processes the replicas ran in (:mod:`kinsim.engine.parallel`).
     """
 
     sequences: list[Sequence] = field(default_factory=list)
@@ -251,3 +289,4 @@ class Records:
     memory: dict[str, float] = field(default_factory=dict)
     replica_roles: list[str] = field(default_factory=list)
     disaggregation: dict | None = None
+    jobs: int = 1

@@ -101,6 +101,38 @@ class RequestRecords:
     def __len__(self) -> int:
         return len(self.arrival_s)
 
+    #: The per-request columns (:meth:`take_rows` copies them).
+    COLUMNS = ("arrival_s", "admitted_s", "first_token_s", "finish_s", "generated", "preemptions", "gpu_s",
+               "replica", "state")
+
+    def take_rows(self, other: RequestRecords, rows: np.ndarray) -> None:
+        """Copy the outcomes of requests ``rows`` (a boolean mask or indices) from ``other``, a record of
+        the same requests: how the outcomes of replicas simulated in other processes come together
+        (:mod:`kinsim.engine.parallel`)."""
+        for name in self.COLUMNS:
+            getattr(self, name)[rows] = getattr(other, name)[rows]
+        self.reason[rows] = -1
+        codes = other.reason[rows]
+        indices = np.arange(len(self))[rows]
+        for code in np.unique(codes[codes >= 0]).tolist():
+            for i in indices[codes == code].tolist():
+                self.set_reason(i, other.reasons[code])
+
+    def sort_reasons(self) -> None:
+        """Number the reasons in the order of the first request (in generation order) that ended with each,
+        so that the order does not depend on which process or instant wrote them first."""
+        used = np.unique(self.reason[self.reason >= 0])
+        if len(used) < 2 and len(used) == len(self.reasons):
+            return
+        first = {int(code): int(np.argmax(self.reason == code)) for code in used.tolist()}
+        ordered = sorted(first, key=first.get)
+        recode = np.full(len(self.reasons) + 1, -1, dtype=np.int64)
+        for new, old in enumerate(ordered):
+            recode[old] = new
+        self.reason = recode[self.reason]  # -1 stays -1 (the last entry)
+        self.reasons = [self.reasons[old] for old in ordered]
+        self._reason_code = {reason: code for code, reason in enumerate(self.reasons)}
+
     def __getitem__(self, i: int) -> RequestOutcome:
         reason = int(self.reason[i])
         return RequestOutcome(

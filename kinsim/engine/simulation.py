@@ -31,7 +31,7 @@ from kinsim.engine.fluid import FluidNetwork
 from kinsim.engine.host_tier import host_copy_model, host_kv_blocks
 from kinsim.engine.kv import KVLayout, kv_layout
 from kinsim.engine.pricer import StepPricer
-from kinsim.engine.records import Records
+from kinsim.engine.records import Records, SegmentTable
 from kinsim.engine.replica import Replica
 from kinsim.engine.request_records import RequestRecords
 from kinsim.engine.router import Router
@@ -142,6 +142,11 @@ class Simulation:
         self._round_left = 0  # groups of the current round still running (closed loop in rounds)
         self._ended = 0
         self.progress: Callable[[Progress], None] | None = None
+        #: The replica of every request, decided before the run (:meth:`serve_only`), or None: the router's
+        #: choice at each arrival.
+        self._placement: np.ndarray | None = None
+        #: The requests this simulation serves (a boolean mask), or None: all of them.
+        self._serving: np.ndarray | None = None
 
     # ------------------------------------------------------------------------------ building
     def _build_replicas(self, hw: HardwareSpec) -> list[Replica]:
@@ -264,6 +269,17 @@ class Simulation:
     def _decide(self) -> Event:
         return _Scheduled(self.env, DECIDE)
 
+    def serve_only(self, placement: np.ndarray, replicas) -> None:
+        """Serve only the requests that ``placement`` (the replica of every request, as the router would
+        choose them: :func:`kinsim.engine.parallel.placement_of`) puts on ``replicas``; the other replicas
+        stay idle. Replicas that share nothing and whose requests are known before the run are independent
+        simulations: :mod:`kinsim.engine.parallel` runs them in several processes, each calling this before
+        :meth:`run`."""
+        self._placement = np.asarray(placement, dtype=np.int64)
+        self._serving = np.isin(self._placement, np.asarray(list(replicas), dtype=np.int64))
+        groups = self.requests.group[self._serving]
+        self._group_left = np.bincount(groups, minlength=self.requests.groups).tolist()
+
     # ------------------------------------------------------------------------------ arrivals
     def _arrivals(self):
         """Open arrivals: every request at its arrival time (groups whole under a closed loop)."""
@@ -273,6 +289,8 @@ class Simulation:
             return
         arrival = self.requests.arrival_s
         order = np.argsort(arrival, kind="stable")  # by arrival, ties in generation order
+        if self._serving is not None:
+            order = order[self._serving[order]]
         ticks = np.round(arrival[order] * TICKS_PER_S)  # to_tick, vectorised (both round half to even)
         frontend = self._frontend_ticks
         # the requests of one tick arrive together: walk the sorted order tick by tick (no array per tick:
@@ -310,7 +328,7 @@ class Simulation:
         """Place request ``i``, arrived at ``arrival_s``, on a replica: it becomes a live sequence."""
         request = self.requests[i]
         group = int(self.requests.group[i])
-        replica = self.replicas[self.router.place(group)]
+        replica = self.replicas[self.router.place(group) if self._placement is None else int(self._placement[i])]
         state = replica.scheduler.group_state(group, request.prompt_tokens, request.hash_ids, request.hash_block_tokens)
         seq = Sequence(request, i, state, arrival_s)
         if self._group_size[group] > 1:  # where its members went, to forget the group there when it ends
@@ -357,7 +375,7 @@ class Simulation:
         env.process(self._arrivals())
         events = 0
         last_report = 0
-        total = len(self.requests)
+        total = len(self.requests) if self._serving is None else int(self._serving.sum())
         while (next_tick := env.peek()) != float("inf"):
             if next_tick > MAX_TICKS:  # past it float64 rounds ticks: refuse rather than report rounded times
                 raise SpecError(f"the simulated time would pass {MAX_RUN_WORDS}", file=self.workload_file,
@@ -368,18 +386,7 @@ class Simulation:
                 last_report = events
                 self.progress(Progress(to_seconds(env.now), self._ended, total))
         self.records.events = events
-        memory: dict[str, float] = {}
-        for replica in self.replicas:
-            for name, value in {**replica.scheduler.memory_counters(), **replica.host_stats,
-                                **replica.spec_stats}.items():
-                if name not in memory:
-                    memory[name] = value
-                elif name.endswith("_peak_blocks"):  # the most on any replica, as kv.peak_bytes
-                    memory[name] = max(memory[name], value)
-                else:
-                    memory[name] += value
-        memory["host_capacity_blocks"] = self.replicas[-1].scheduler.host_blocks if self.replicas else 0
-        self.records.memory = memory
+        self.records.memory = self.memory_totals(self.replica_counters())
         if self._handoff is not None:
             self.records.disaggregation = self._handoff.stats.summary()
         outcomes = self.records.sequences
@@ -387,13 +394,39 @@ class Simulation:
             seq.reason = f"still {seq.state} when the simulation ran out of events (a bug in kinsim)"
             outcomes.write(seq)
         if isinstance(outcomes, RequestRecords):
-            for i in np.flatnonzero((outcomes.reason < 0) & np.isnan(outcomes.finish_s)).tolist():
+            lost = (outcomes.reason < 0) & np.isnan(outcomes.finish_s)
+            if self._serving is not None:
+                lost &= self._serving
+            for i in np.flatnonzero(lost).tolist():
                 outcomes.set_reason(i, "never reached a replica (a bug in kinsim)")
+            outcomes.sort_reasons()
         else:
-            outcomes.never_placed(len(self.requests) - self._ended - len(self._live))
+            outcomes.never_placed(total - self._ended - len(self._live))
+        if isinstance(self.records.segments, SegmentTable):
+            self.records.segments = SegmentTable.in_end_order([self.records.segments])
         if self.progress is not None:
             self.progress(Progress(to_seconds(env.now), self._ended, total))
         return self.records
+
+    def replica_counters(self) -> list[dict[str, float]]:
+        """Each replica's counters of the KV memory hierarchy, host copies and speculative decoding."""
+        return [{**replica.scheduler.memory_counters(), **replica.host_stats, **replica.spec_stats}
+                for replica in self.replicas]
+
+    def memory_totals(self, counters: list[dict[str, float]]) -> dict[str, float]:
+        """:attr:`Records.memory`: the replicas' ``counters`` (:meth:`replica_counters`, in replica order)
+        summed, peaks the most on any replica, and the host capacity of a replica in blocks."""
+        memory: dict[str, float] = {}
+        for replica in counters:
+            for name, value in replica.items():
+                if name not in memory:
+                    memory[name] = value
+                elif name.endswith("_peak_blocks"):  # the most on any replica, as kv.peak_bytes
+                    memory[name] = max(memory[name], value)
+                else:
+                    memory[name] += value
+        memory["host_capacity_blocks"] = self.replicas[-1].scheduler.host_blocks if self.replicas else 0
+        return memory
 
     @property
     def finished(self) -> int:

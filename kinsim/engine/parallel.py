@@ -1,0 +1,205 @@
+"""Independent replicas simulated in several processes (``kinsim run --jobs N``).
+
+Data-parallel replicas that share no resource (each runs its steps on its own timer: no link, host link
+or KV handoff between them) interact only through the router, at arrivals. When every request's replica
+is known before the run, each replica is a simulation of its own requests alone, and a run can split its
+replicas among processes and join what they recorded. That holds when
+
+* the arrivals are open (a trace or a generated process, not a closed loop, whose clients send when
+  earlier requests end), and
+* the router's choices do not depend on the run: ``round_robin`` (request ``i`` in arrival order goes to
+  replica ``i mod R``), or every request arrives at one instant (a Best-of-N batch sent at once), where
+  ``least_loaded`` and ``group_affinity`` see only the placements before them (nothing has ended yet).
+
+:func:`placement_of` decides it and gives every request's replica (the router's own choices, replayed);
+:func:`run_parallel` forks ``N - 1`` worker processes (the simulation, built once, is shared copy-on-write),
+runs one share of the replicas in this process and the others in the workers, each serving only its
+replicas' requests (:meth:`~kinsim.engine.simulation.Simulation.serve_only`), and joins the records: the
+requests' outcomes by request, the segments in their canonical order (by end time, ties in replica order:
+:meth:`~kinsim.engine.records.SegmentTable.in_end_order`), the memory counters per replica in replica order.
+Every figure is the one-process run's to the bit, except ``engine.events`` (each process counts its own
+SimPy events, and fewer replicas per process share fewer instants) and the wall time; ``tests/test_parallel.py``
+checks it.
+
+The replicas are split so that the shares carry similar work (prompt and output tokens, largest replica
+first onto the lightest share). With ``N`` cores a run takes about ``1/N`` of the time plus the joining
+(about a second per million segments). Peak memory grows: each worker holds its share's records and a
+copy-on-write image of the simulation. Workers need the ``fork`` start method (Linux, macOS); where it is
+missing the run stays in one process, with a note.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import traceback
+from types import SimpleNamespace
+
+import numpy as np
+
+from kinsim.engine.clock import TICKS_PER_S
+from kinsim.engine.records import Records, SegmentTable
+from kinsim.engine.request_records import RequestRecords
+from kinsim.engine.router import Router
+from kinsim.engine.simulation import Progress, Simulation
+from kinsim.workload.spec import ClosedLoopArrivals
+
+#: Seconds between two progress reports while this process waits for the workers.
+POLL_S = 0.5
+
+
+def placement_of(sim: Simulation) -> tuple[np.ndarray | None, str]:
+    """(the replica of every request, ``""``) when ``sim``'s replicas can run in separate processes (see the
+    module docstring), else ``(None, why not)``."""
+    if len(sim.roles) > 1:
+        return None, "disaggregated serving hands sequences from prefill to decode replicas"
+    if len(sim.replicas) < 2:
+        return None, "one replica"
+    if not all(replica.private for replica in sim.replicas):
+        return None, "the replicas share links, so their steps are flows of one network"
+    if sim._op_window is not None:
+        return None, "op-level slices (--trace-ops) are recorded in one process"
+    if sim.records_mode != "full":
+        return None, f"--records {sim.records_mode} keeps running totals, summed in the order segments end"
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None, "worker processes need the fork start method, which this platform lacks"
+    if isinstance(getattr(sim.workload.requests, "arrival", None), ClosedLoopArrivals):
+        return None, "a closed loop's clients send requests when earlier ones end"
+    requests = sim.requests
+    order = np.argsort(requests.arrival_s, kind="stable")  # the order the simulation routes them in
+    replicas = len(sim.replicas)
+    placement = np.empty(len(requests), dtype=np.int64)
+    policy = sim.workload.deployment.router
+    if policy == "round_robin":
+        placement[order] = np.arange(len(order)) % replicas
+        return placement, ""
+    ticks = np.round(requests.arrival_s * TICKS_PER_S)
+    if len(ticks) and ticks.min() != ticks.max():
+        return None, (f"the {policy} router places each request by the replicas' loads when it arrives, which "
+                      "depend on the other replicas' progress (arrivals at one instant, or round_robin, "
+                      "can run in parallel)")
+    loads = [0] * replicas  # outstanding requests: only placements so far, nothing has ended
+    router = Router(policy, replicas, loads.__getitem__)
+    for i, group in zip(order.tolist(), requests.group[order].tolist()):
+        chosen = router.place(group)
+        placement[i] = chosen
+        loads[chosen] += 1
+        router.changed(chosen)
+    return placement, ""
+
+
+def shares_of(sim: Simulation, placement: np.ndarray, jobs: int) -> list[list[int]]:
+    """The replicas of each of ``jobs`` processes (sorted, none empty): by the prompt and output tokens of
+    their requests, the heaviest replica first onto the lightest share (ties to the first share)."""
+    requests = sim.requests
+    replicas = len(sim.replicas)
+    work = np.bincount(placement, weights=(requests.prompt_tokens + requests.output_tokens).astype(float),
+                       minlength=replicas)
+    jobs = min(jobs, replicas)
+    shares: list[list[int]] = [[] for _ in range(jobs)]
+    loads = [0.0] * jobs
+    for r in sorted(range(replicas), key=lambda r: (-work[r], r)):
+        k = min(range(jobs), key=lambda k: (loads[k], k))
+        shares[k].append(r)
+        loads[k] += float(work[r])
+    return [sorted(share) for share in shares if share]
+
+
+def run_parallel(sim: Simulation, placement: np.ndarray, jobs: int) -> Records:
+    """Run ``sim`` with its replicas split among ``jobs`` processes (this one and ``jobs - 1`` forked
+    workers); ``placement``: :func:`placement_of`'s. Returns the joined :class:`Records`; an error in a
+    worker is raised here."""
+    shares = shares_of(sim, placement, jobs)
+    context = multiprocessing.get_context("fork")
+    ended = context.Array("q", len(shares), lock=False)  # requests ended so far, per process
+    total = len(sim.requests)
+    report = sim.progress
+    workers = []
+    for slot, share in enumerate(shares[1:], start=1):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_work, args=(sim, placement, share, slot, ended, sender), daemon=True)
+        process.start()
+        sender.close()
+        workers.append((process, receiver))
+    try:
+        sim.serve_only(placement, shares[0])
+
+        def progress(p: Progress) -> None:
+            ended[0] = p.ended
+            if report is not None:
+                report(Progress(p.sim_time_s, sum(ended), total))
+
+        sim.progress = progress
+        records = sim.run()
+        counters = dict(zip(shares[0], (sim.replica_counters()[r] for r in shares[0])))
+        tables = [records.segments]
+        for process, receiver in workers:
+            payload = _receive(process, receiver, lambda: report and report(Progress(0.0, sum(ended), total)))
+            records.sequences.take_rows(payload["sequences"], np.isin(placement, payload["replicas"]))
+            tables.append(SegmentTable.from_columns(payload["segments"]))
+            records.events += payload["events"]
+            counters.update(payload["counters"])
+    finally:
+        for process, receiver in workers:
+            receiver.close()
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+        sim.progress = report
+    if isinstance(records.sequences, RequestRecords):
+        records.sequences.sort_reasons()
+    records.segments = SegmentTable.in_end_order(tables)
+    records.memory = sim.memory_totals([counters[r] for r in range(len(sim.replicas))])
+    records.jobs = len(shares)
+    if report is not None:
+        report(Progress(records.segments.column("end_s").max() if len(records.segments) else 0.0, sum(ended), total))
+    return records
+
+
+def _receive(process, receiver, tick) -> dict:
+    """A worker's payload; its error raised here; ``tick()`` called every :data:`POLL_S` while waiting."""
+    while not receiver.poll(POLL_S):
+        if not process.is_alive() and not receiver.poll(0):
+            raise RuntimeError(f"a worker process of the parallel run ended without its results (exit code "
+                               f"{process.exitcode})")
+        tick()
+    kind, payload = receiver.recv()
+    if kind == "error":
+        error, text = payload
+        if error is not None:
+            raise error
+        raise RuntimeError(f"a worker process of the parallel run failed:\n{text}")
+    return payload
+
+
+def _work(sim: Simulation, placement: np.ndarray, replicas: list[int], slot: int, ended, sender) -> None:
+    """A worker: serve ``replicas``' requests, send what was recorded, and leave without running the parent's
+    exit handlers (its files and outputs are the parent's)."""
+    try:
+        sim.serve_only(placement, replicas)
+        sim.progress = lambda p: ended.__setitem__(slot, p.ended)
+        records = sim.run()
+        outcomes = records.sequences
+        counters = sim.replica_counters()
+        sender.send(("ok", {
+            "replicas": replicas,
+            "sequences": SimpleNamespace(reasons=outcomes.reasons, reason=outcomes.reason,
+                                         **{name: getattr(outcomes, name) for name in RequestRecords.COLUMNS}),
+            "segments": records.segments.columns(),
+            "events": records.events,
+            "counters": {r: counters[r] for r in replicas},
+        }))
+    except BaseException as error:  # noqa: BLE001 - every failure goes back to the parent, which raises it
+        text = traceback.format_exc()
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:  # noqa: BLE001 - an error that does not survive pickling goes back as text
+            error = None
+        try:
+            sender.send(("error", (error, text)))
+        except Exception:  # noqa: BLE001 - the parent sees the worker end without results
+            pass
+    finally:
+        sender.close()
+        os._exit(0)
