@@ -11,21 +11,22 @@ replicas among processes and join what they recorded. That holds when
   replica ``i mod R``), or every request arrives at one instant (a Best-of-N batch sent at once), where
   ``least_loaded`` and ``group_affinity`` see only the placements before them (nothing has ended yet).
 
-:func:`placement_of` decides it and gives every request's replica (the router's own choices, replayed);
-:func:`run_parallel` forks ``N - 1`` worker processes (the simulation, built once, is shared copy-on-write),
-runs one share of the replicas in this process and the others in the workers, each serving only its
-replicas' requests (:meth:`~kinsim.engine.simulation.Simulation.serve_only`), and joins the records: the
-requests' outcomes by request, the segments in their canonical order (by end time, ties in replica order:
-:meth:`~kinsim.engine.records.SegmentTable.in_end_order`), the memory counters per replica in replica order.
-Every figure is the one-process run's to the bit, except ``engine.events`` (each process counts its own
-SimPy events, and fewer replicas per process share fewer instants) and the wall time; ``tests/test_parallel.py``
-checks it.
+:func:`placement_of` decides it and gives every request's replica (the router's own choices, replayed).
+:func:`run_parallel` splits the replicas into shares of similar work (their requests' prompt and output
+tokens), :data:`CHUNKS_PER_JOB` per process, and forks a worker per share, ``N`` at a time, heaviest share
+first: each worker starts from the simulation as it was built (shared copy-on-write, never run in this
+process), serves only its share's requests (:meth:`~kinsim.engine.simulation.Simulation.serve_only`) and
+sends back what it recorded. This process joins it: the requests' outcomes by request, the segments in
+their canonical order (by end time, ties in replica order:
+:meth:`~kinsim.engine.records.SegmentTable.in_end_order`), the memory counters per replica in replica
+order. Every figure is the one-process run's to the bit, except ``engine.events`` (each process counts its
+own SimPy events, and fewer replicas per process share fewer instants) and the wall time;
+``tests/test_parallel.py`` checks it.
 
-The replicas are split so that the shares carry similar work (prompt and output tokens, largest replica
-first onto the lightest share). With ``N`` cores a run takes about ``1/N`` of the time plus the joining
-(about a second per million segments). Peak memory grows: each worker holds its share's records and a
-copy-on-write image of the simulation. Workers need the ``fork`` start method (Linux, macOS); where it is
-missing the run stays in one process, with a note.
+With ``N`` cores a run takes about ``1/N`` of the time plus the joining (about a second per million
+segments); several shares per process even out shares slower than their tokens said. Peak memory grows:
+this process holds every share's records while it joins them. Workers need the ``fork`` start method
+(Linux, macOS); where it is missing the run stays in one process, with a note.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import multiprocessing
 import os
 import pickle
 import traceback
+from multiprocessing.connection import wait
 from types import SimpleNamespace
 
 import numpy as np
@@ -47,6 +49,9 @@ from kinsim.workload.spec import ClosedLoopArrivals
 
 #: Seconds between two progress reports while this process waits for the workers.
 POLL_S = 0.5
+#: Shares of the replicas per worker process: the workers take them one after the other, so that the
+#: shares' differences in work even out.
+CHUNKS_PER_JOB = 4
 
 
 def placement_of(sim: Simulation) -> tuple[np.ndarray | None, str]:
@@ -107,64 +112,81 @@ def shares_of(sim: Simulation, placement: np.ndarray, jobs: int) -> list[list[in
 
 
 def run_parallel(sim: Simulation, placement: np.ndarray, jobs: int) -> Records:
-    """Run ``sim`` with its replicas split among ``jobs`` processes (this one and ``jobs - 1`` forked
-    workers); ``placement``: :func:`placement_of`'s. Returns the joined :class:`Records`; an error in a
+    """Run ``sim`` with its replicas split among worker processes, ``jobs`` at a time; ``placement``:
+    :func:`placement_of`'s. This process stays as it was built (each worker forks from it, so each starts
+    from the same state) and joins what they recorded. The replicas go in :data:`CHUNKS_PER_JOB` x ``jobs``
+    shares of similar work, the heaviest first, each to the next free worker: shares that turn out slower
+    than their tokens said are balanced by the others. Returns the joined :class:`Records`; an error in a
     worker is raised here."""
-    shares = shares_of(sim, placement, jobs)
+    shares = shares_of(sim, placement, CHUNKS_PER_JOB * jobs)
+    work = _share_work(sim, placement, shares)
+    shares = [share for _, share in sorted(zip(work, shares), key=lambda pair: -pair[0])]
     context = multiprocessing.get_context("fork")
-    ended = context.Array("q", len(shares), lock=False)  # requests ended so far, per process
+    ended = context.Array("q", len(shares), lock=False)  # requests ended so far, per share
+    clock = context.Array("d", len(shares), lock=False)  # simulated seconds so far, per share
     total = len(sim.requests)
     report = sim.progress
-    workers = []
-    for slot, share in enumerate(shares[1:], start=1):
-        receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_work, args=(sim, placement, share, slot, ended, sender), daemon=True)
-        process.start()
-        sender.close()
-        workers.append((process, receiver))
+    records = sim.records
+    tables: list[SegmentTable] = []
+    counters: dict[int, dict[str, float]] = {}
+    running: dict = {}  # receiver -> (process, share)
+    pending = list(enumerate(shares))
     try:
-        sim.serve_only(placement, shares[0])
-
-        def progress(p: Progress) -> None:
-            ended[0] = p.ended
+        while pending or running:
+            while pending and len(running) < jobs:
+                slot, share = pending.pop(0)
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(target=_work, args=(sim, placement, share, slot, ended, clock, sender),
+                                          daemon=True)
+                process.start()
+                sender.close()
+                running[receiver] = (process, share)
+            for receiver in wait(list(running), timeout=POLL_S):
+                process, share = running.pop(receiver)
+                payload = _receive(process, receiver)
+                receiver.close()
+                process.join()
+                records.sequences.take_rows(payload["sequences"], np.isin(placement, share))
+                tables.append(SegmentTable.from_columns(payload["segments"]))
+                records.events += payload["events"]
+                counters.update(payload["counters"])
+            for process, _ in running.values():
+                if not process.is_alive() and process.exitcode:
+                    raise RuntimeError(f"a worker process of the parallel run ended without its results (exit "
+                                       f"code {process.exitcode})")
             if report is not None:
-                report(Progress(p.sim_time_s, sum(ended), total))
-
-        sim.progress = progress
-        records = sim.run()
-        counters = dict(zip(shares[0], (sim.replica_counters()[r] for r in shares[0])))
-        tables = [records.segments]
-        for process, receiver in workers:
-            payload = _receive(process, receiver, lambda: report and report(Progress(0.0, sum(ended), total)))
-            records.sequences.take_rows(payload["sequences"], np.isin(placement, payload["replicas"]))
-            tables.append(SegmentTable.from_columns(payload["segments"]))
-            records.events += payload["events"]
-            counters.update(payload["counters"])
+                report(Progress(max(clock), sum(ended), total))
     finally:
-        for process, receiver in workers:
+        for receiver, (process, _) in running.items():
             receiver.close()
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-        sim.progress = report
-    if isinstance(records.sequences, RequestRecords):
-        records.sequences.sort_reasons()
+            process.kill()
+            process.join()
+    records.sequences.sort_reasons()
     records.segments = SegmentTable.in_end_order(tables)
     records.memory = sim.memory_totals([counters[r] for r in range(len(sim.replicas))])
-    records.jobs = len(shares)
+    records.jobs = min(jobs, len(shares))
     if report is not None:
-        report(Progress(records.segments.column("end_s").max() if len(records.segments) else 0.0, sum(ended), total))
+        end = float(records.segments.column("end_s").max()) if len(records.segments) else 0.0
+        report(Progress(end, sum(ended), total))
     return records
 
 
-def _receive(process, receiver, tick) -> dict:
-    """A worker's payload; its error raised here; ``tick()`` called every :data:`POLL_S` while waiting."""
-    while not receiver.poll(POLL_S):
-        if not process.is_alive() and not receiver.poll(0):
-            raise RuntimeError(f"a worker process of the parallel run ended without its results (exit code "
-                               f"{process.exitcode})")
-        tick()
-    kind, payload = receiver.recv()
+def _share_work(sim: Simulation, placement: np.ndarray, shares: list[list[int]]) -> list[float]:
+    """The prompt and output tokens of each share's requests (:func:`shares_of`'s measure of work)."""
+    requests = sim.requests
+    work = np.bincount(placement, weights=(requests.prompt_tokens + requests.output_tokens).astype(float),
+                       minlength=len(sim.replicas))
+    return [float(work[share].sum()) for share in shares]
+
+
+def _receive(process, receiver) -> dict:
+    """A worker's payload (its pipe is ready); its error raised here."""
+    try:
+        kind, payload = receiver.recv()
+    except EOFError:
+        process.join()
+        raise RuntimeError(f"a worker process of the parallel run ended without its results (exit code "
+                           f"{process.exitcode})") from None
     if kind == "error":
         error, text = payload
         if error is not None:
@@ -173,12 +195,16 @@ def _receive(process, receiver, tick) -> dict:
     return payload
 
 
-def _work(sim: Simulation, placement: np.ndarray, replicas: list[int], slot: int, ended, sender) -> None:
+def _work(sim: Simulation, placement: np.ndarray, replicas: list[int], slot: int, ended, clock, sender) -> None:
     """A worker: serve ``replicas``' requests, send what was recorded, and leave without running the parent's
     exit handlers (its files and outputs are the parent's)."""
     try:
         sim.serve_only(placement, replicas)
-        sim.progress = lambda p: ended.__setitem__(slot, p.ended)
+
+        def progress(p: Progress) -> None:
+            ended[slot], clock[slot] = p.ended, p.sim_time_s
+
+        sim.progress = progress
         records = sim.run()
         outcomes = records.sequences
         counters = sim.replica_counters()
