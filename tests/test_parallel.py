@@ -13,6 +13,7 @@ from kinsim.cli import main
 from kinsim.engine import parallel
 from kinsim.engine.simulation import Simulation
 from kinsim.errors import SpecError
+from kinsim.report.summary import summary_rows
 from kinsim.runner import simulate
 
 from .test_engine import H100, hardware_with_kv_blocks, workload
@@ -53,6 +54,7 @@ def test_several_processes_give_the_one_process_figures(changes, jobs):
     one = simulate(w, hw)
     several = simulate(w, hw, jobs=jobs)
     assert one.records.jobs == 1 and several.records.jobs == jobs
+    assert f"(fast_forward, {jobs} processes)" in dict(summary_rows(several.to_dict()))["makespan"]
     assert one.to_dict()["requests"]["preemptions"] > 0 or changes["deployment.data_parallel"] != 4
     _same_run(one, several)
 

@@ -34,11 +34,13 @@ def summary_rows(s: dict[str, Any], wall_time: bool = True) -> list[tuple[str, s
     seconds = {c: s["breakdown_s"][c] for c in OP_CLASSES}  # the declared classes only, whatever else a file holds
     busy = sum(seconds.values()) or 1.0
     breakdown = ", ".join(f"{c} {v / busy:.0%}" for c, v in seconds.items() if v > 0)
+    jobs = s.get("engine", {}).get("jobs", 1)  # kinsim run --jobs: the replicas' processes
+    processes = f", {jobs} processes" if jobs > 1 else ""
     rows = [
         ("simulated", f"{s['workload']} ({s['model']}, {s['attention']} attention) on {s['gpus']} x "
                       f"{s['hardware']}"),
         ("makespan", f"{s['sim_time_s']:,.2f} s simulated" + (f" in {s['wall_time_s']:.2f} s" if wall_time else "")
-                     + f" ({s['mode']})"),
+                     + f" ({s['mode']}{processes})"),
         ("requests", f"{req['completed']:,} completed, {req['unfinished']:,} unfinished, "
                      f"{req['preemptions']:,} preemptions"),
         ("tasks", f"{s['tasks']['completed']:,} of {s['tasks']['total']:,} completed"),
