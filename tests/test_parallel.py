@@ -121,3 +121,12 @@ def test_cli_jobs_must_be_positive(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "--jobs" in err and "at least 1" in err and "Traceback" not in err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_worker_that_dies_without_results_is_an_error(monkeypatch):
+    import os
+
+    w = workload(**{"deployment.data_parallel": 2, "requests.problems": 4})
+    monkeypatch.setattr(parallel, "_work", lambda *args: os._exit(3))  # killed before it sends anything
+    with pytest.raises(RuntimeError, match=r"ended without its results \(exit code 3\)"):
+        simulate(w, H100, jobs=2)

@@ -94,13 +94,18 @@ def placement_of(sim: Simulation) -> tuple[np.ndarray | None, str]:
     return placement, ""
 
 
-def shares_of(sim: Simulation, placement: np.ndarray, jobs: int) -> list[list[int]]:
-    """The replicas of each of ``jobs`` processes (sorted, none empty): by the prompt and output tokens of
-    their requests, the heaviest replica first onto the lightest share (ties to the first share)."""
+def replica_work(sim: Simulation, placement: np.ndarray) -> np.ndarray:
+    """Each replica's measure of work: the prompt and output tokens of the requests ``placement`` puts on it."""
     requests = sim.requests
+    return np.bincount(placement, weights=(requests.prompt_tokens + requests.output_tokens).astype(float),
+                       minlength=len(sim.replicas))
+
+
+def shares_of(sim: Simulation, placement: np.ndarray, jobs: int) -> list[list[int]]:
+    """The replicas of each of ``jobs`` processes (sorted, none empty): by :func:`replica_work`, the
+    heaviest replica first onto the lightest share (ties to the first share)."""
     replicas = len(sim.replicas)
-    work = np.bincount(placement, weights=(requests.prompt_tokens + requests.output_tokens).astype(float),
-                       minlength=replicas)
+    work = replica_work(sim, placement)
     jobs = min(jobs, replicas)
     shares: list[list[int]] = [[] for _ in range(jobs)]
     loads = [0.0] * jobs
@@ -118,9 +123,8 @@ def run_parallel(sim: Simulation, placement: np.ndarray, jobs: int) -> Records:
     shares of similar work, the heaviest first, each to the next free worker: shares that turn out slower
     than their tokens said are balanced by the others. Returns the joined :class:`Records`; an error in a
     worker is raised here."""
-    shares = shares_of(sim, placement, CHUNKS_PER_JOB * jobs)
-    work = _share_work(sim, placement, shares)
-    shares = [share for _, share in sorted(zip(work, shares), key=lambda pair: -pair[0])]
+    work = replica_work(sim, placement)
+    shares = sorted(shares_of(sim, placement, CHUNKS_PER_JOB * jobs), key=lambda share: -work[share].sum())
     context = multiprocessing.get_context("fork")
     ended = context.Array("q", len(shares), lock=False)  # requests ended so far, per share
     clock = context.Array("d", len(shares), lock=False)  # simulated seconds so far, per share
@@ -150,10 +154,6 @@ def run_parallel(sim: Simulation, placement: np.ndarray, jobs: int) -> Records:
                 tables.append(SegmentTable.from_columns(payload["segments"]))
                 records.events += payload["events"]
                 counters.update(payload["counters"])
-            for process, _ in running.values():
-                if not process.is_alive() and process.exitcode:
-                    raise RuntimeError(f"a worker process of the parallel run ended without its results (exit "
-                                       f"code {process.exitcode})")
             if report is not None:
                 report(Progress(max(clock), sum(ended), total))
     finally:
@@ -171,16 +171,9 @@ def run_parallel(sim: Simulation, placement: np.ndarray, jobs: int) -> Records:
     return records
 
 
-def _share_work(sim: Simulation, placement: np.ndarray, shares: list[list[int]]) -> list[float]:
-    """The prompt and output tokens of each share's requests (:func:`shares_of`'s measure of work)."""
-    requests = sim.requests
-    work = np.bincount(placement, weights=(requests.prompt_tokens + requests.output_tokens).astype(float),
-                       minlength=len(sim.replicas))
-    return [float(work[share].sum()) for share in shares]
-
-
 def _receive(process, receiver) -> dict:
-    """A worker's payload (its pipe is ready); its error raised here."""
+    """A worker's payload (its pipe is ready: a payload, or the end of a worker that died); its error
+    raised here."""
     try:
         kind, payload = receiver.recv()
     except EOFError:
@@ -209,7 +202,6 @@ def _work(sim: Simulation, placement: np.ndarray, replicas: list[int], slot: int
         outcomes = records.sequences
         counters = sim.replica_counters()
         sender.send(("ok", {
-            "replicas": replicas,
             "sequences": SimpleNamespace(reasons=outcomes.reasons, reason=outcomes.reason,
                                          **{name: getattr(outcomes, name) for name in RequestRecords.COLUMNS}),
             "segments": records.segments.columns(),
