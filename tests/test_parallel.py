@@ -43,6 +43,10 @@ CASES = [
      "requests.samples": 3},
     {"deployment.data_parallel": 3, "deployment.router": "round_robin", "requests.problems": 20,
      "requests.samples": 2, "requests.arrival": {"process": "poisson", "rate": "30 /s"}},
+    # per-replica counters of swaps, the prefix cache and speculative decoding joined in replica order
+    {"deployment.data_parallel": 3, "requests.problems": 6, "requests.samples": 4, "requests.output_tokens": 200,
+     "deployment.preemption": "swap", "deployment.prefix_caching": True,
+     "deployment.speculative": {"tokens": 2, "acceptance": 0.6}},
 ]
 
 
@@ -56,6 +60,9 @@ def test_several_processes_give_the_one_process_figures(changes, jobs):
     assert one.records.jobs == 1 and several.records.jobs == jobs
     assert f"(fast_forward, {jobs} processes)" in dict(summary_rows(several.to_dict()))["makespan"]
     assert one.to_dict()["requests"]["preemptions"] > 0 or changes["deployment.data_parallel"] != 4
+    if "deployment.speculative" in changes:  # the counters that are summed over replicas are there to join
+        memory = one.records.memory
+        assert memory["spec_verify_steps"] > 0 and memory["preempt_swap"] > 0 and memory["prefills"] > 0
     _same_run(one, several)
 
 
