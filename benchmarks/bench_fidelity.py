@@ -305,8 +305,23 @@ def fit_overheads(results) -> None:
               f"least squares: {step_ls * 1e3:.3f} ms, {per_seq_ls * 1e6:.2f} us)")
 
 
+def rows_frame(results) -> pd.DataFrame:
+    """One row per simulated silicon row (:func:`simulate_rows`'s results, in their order): what identifies
+    it, whether it is one of the held-out fifth (``held_out``), measured and simulated TTFT and TPOT in
+    seconds with the relative errors, and why it could not be simulated (empty when it was)."""
+    out = []
+    for i, (row, ttft, tpot, why) in enumerate(results):
+        out.append({"id": row.id, "backend": row.backend, "stack": row.stack, "model": row.model,
+                    "weight_dtype": row.weight_dtype, "isl": row.isl, "osl": row.osl, "tp": row.tp,
+                    "expert_parallel": row.expert_parallel, "concurrency": row.concurrency,
+                    "held_out": i % 5 == 4, "ttft_s": row.ttft_s, "sim_ttft_s": ttft,
+                    "ttft_error": None if why else ttft / row.ttft_s - 1, "tpot_s": row.tpot_s, "sim_tpot_s": tpot,
+                    "tpot_error": None if why else tpot / row.tpot_s - 1, "why": why})
+    return pd.DataFrame(out)
+
+
 def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | None = None,
-                       system: str = OWN_SYSTEM, hw_path: Path = H100) -> None:
+                       system: str = OWN_SYSTEM, hw_path: Path = H100, rows_csv: Path | None = None) -> None:
     print(f"\n3. End to end on {system} ({hw_path.name}): silicon_sample.csv rows kinsim can express "
           "(aggregated and disaggregated serving; presets, or the config.json the package ships)")
     rows, disagg, skipped, total = silicon_rows(data, system)
@@ -329,6 +344,9 @@ def section_end_to_end(data: Path | None, every: int, fit: bool, plots: Path | N
         fit_overheads(results)  # aggregated rows only: the constants of kinsim.cost.engine_overhead
         return
     print_unrecorded(unrecorded, hw)
+    if rows_csv is not None:
+        rows_frame(results).to_csv(rows_csv, index=False)
+        print(f"   wrote {rows_csv} (one line per aggregated row)")
     failed = [(r.id, why) for r, _, _, why in results if why]
     if failed:
         print(f"   {len(failed)} rows could not be simulated, e.g. {failed[0][1][:100]}")
@@ -486,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=None, metavar="DIR",
                         help="also write the figures as PNG files into DIR: kernels_h100.png (held-out rows), "
                              "kernels_a100_transfer.png, end_to_end.png (aggregated rows)")
+    parser.add_argument("--rows-csv", type=Path, default=None, metavar="PATH",
+                        help="also write the end-to-end section's aggregated rows to PATH: each row's identity, "
+                             "measured and simulated TTFT and TPOT, errors, held out or not")
     args = parser.parse_args(argv)
     data = args.data
     own = args.system == OWN_SYSTEM
@@ -500,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_kernels and not args.fit_overheads:
             section_mla(data, args.system, args.hw.resolve())
             section_window(data, args.system, args.hw.resolve())
-        section_end_to_end(data, args.rows_every, args.fit_overheads, args.plot, args.system, args.hw.resolve())
+        section_end_to_end(data, args.rows_every, args.fit_overheads, args.plot, args.system, args.hw.resolve(),
+                           args.rows_csv)
     return 0
 
 

@@ -66,7 +66,7 @@ def test_a_judge_scores_a_system_from_its_rows_its_configs_and_its_mla_table(tmp
     root, rows = toy_package(tmp_path)
     bench = load_bench()
     assert bench.main(["--data", str(root / "systems" / "data"), "--system", "toy_sxm",
-                       "--hw", str(HARDWARE / "h100.yaml")]) == 0
+                       "--hw", str(HARDWARE / "h100.yaml"), "--rows-csv", str(tmp_path / "rows.csv")]) == 0
     out = capsys.readouterr().out
     # the MLA section: one table of 2 rows, each priced as kinsim prices it
     assert "2b. Multi-head latent attention (DeepSeek-V3) on toy_sxm" in out
@@ -86,6 +86,11 @@ def test_a_judge_scores_a_system_from_its_rows_its_configs_and_its_mla_table(tmp
         ttft, tpot = client_figures(simulate(workload_from_raw(workload_of(row), ROOT), hw), row)
         errors.append((tpot / row.tpot_s - 1, ttft / row.ttft_s - 1))
     tpot_mape, ttft_mape = np.mean(np.abs(errors), axis=0)
+    # --rows-csv: the same two rows, their measured figures and kinsim's errors
+    written = pd.read_csv(tmp_path / "rows.csv")
+    assert written["id"].tolist() == ["toy_c2_a", "toy_c4_b"] and written["concurrency"].tolist() == [2, 4]
+    assert written["ttft_s"].tolist() == [0.020, 0.030] and written["why"].isna().all()
+    assert np.allclose(written[["tpot_error", "ttft_error"]].to_numpy(), errors)
     summary = next(x for x in out.splitlines() if x.split()[:1] == ["all"])
     assert summary.split()[1] == "2"
     assert summary.split()[2] == f"{tpot_mape:.2%}" and summary.split()[5] == f"{ttft_mape:.2%}"
