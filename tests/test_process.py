@@ -116,7 +116,7 @@ def test_two_sweeps_on_one_results_file_share_the_points(tmp_path: Path):
     sweep = tmp_path / "shared.yaml"
     sweep.write_text(
         f"name: shared\nworkload: {ROOT / 'workloads/aime_bon32.yaml'}\nhardware: {ROOT / 'hardware/h100.yaml'}\n"
-        "overrides: {requests.problems: 12}\n"
+        "overrides: {requests.problems: 48}\n"  # about half a second a point: both start before all are done
         'axes:\n  hw.gpu.memory.bandwidth: ["2 TB/s", "3 TB/s", "4 TB/s", "5 TB/s"]\n')
     db = tmp_path / "shared.sqlite"
     sweeps = [subprocess.Popen([sys.executable, "-m", "kinsim", "sweep", str(sweep), "--db", str(db), "--csv",
