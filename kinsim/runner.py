@@ -80,18 +80,14 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
     sim = Simulation(workload, hardware, exact_steps=exact_steps, cost_model=cost_model, op_window=op_window,
                      requests=requests, records=records, workload_file=workload_file, hardware_file=hardware_file)
     sim.progress = progress
+    placement = None
     if jobs > 1:
         from kinsim.engine.parallel import placement_of, run_parallel
 
         placement, why_not = placement_of(sim)
-        if placement is None:
-            if notice is not None:
-                notice(f"--jobs {jobs}: the replicas ran in one process: {why_not}")
-            records = sim.run()
-        else:
-            records = run_parallel(sim, placement, jobs)
-    else:
-        records = sim.run()
+        if placement is None and notice is not None:
+            notice(f"--jobs {jobs}: the replicas ran in one process: {why_not}")
+    records = sim.run() if placement is None else run_parallel(sim, placement, jobs)
     summary = summarize(records, workload, hardware, sim.layout, sim.role_layouts, sim.role_hardware)
     summary["inputs"]["trace"] = trace_report
     summary["mode"] = "exact_steps" if exact_steps else "fast_forward"

@@ -72,19 +72,18 @@ def placement_of(sim: Simulation) -> tuple[np.ndarray | None, str]:
     if isinstance(getattr(sim.workload.requests, "arrival", None), ClosedLoopArrivals):
         return None, "a closed loop's clients send requests when earlier ones end"
     requests = sim.requests
-    order = np.argsort(requests.arrival_s, kind="stable")  # the order the simulation routes them in
-    replicas = len(sim.replicas)
-    placement = np.empty(len(requests), dtype=np.int64)
     policy = sim.workload.deployment.router
-    if policy == "round_robin":
-        placement[order] = np.arange(len(order)) % replicas
-        return placement, ""
-    ticks = np.round(requests.arrival_s * TICKS_PER_S)
-    if len(ticks) and ticks.min() != ticks.max():
+    ticks = np.round(requests.arrival_s * TICKS_PER_S)  # as the simulation's arrivals round them
+    if policy != "round_robin" and len(ticks) and ticks.min() != ticks.max():
         return None, (f"the {policy} router places each request by the replicas' loads when it arrives, which "
                       "depend on the other replicas' progress (arrivals at one instant, or round_robin, "
                       "can run in parallel)")
-    loads = [0] * replicas  # outstanding requests: only placements so far, nothing has ended
+    # the router itself, in the order the simulation routes the requests (by arrival, ties in generation
+    # order), seeing as loads the placements so far: round_robin reads none, and at one instant nothing ends
+    order = np.argsort(requests.arrival_s, kind="stable")
+    replicas = len(sim.replicas)
+    placement = np.empty(len(requests), dtype=np.int64)
+    loads = [0] * replicas
     router = Router(policy, replicas, loads.__getitem__)
     for i, group in zip(order.tolist(), requests.group[order].tolist()):
         chosen = router.place(group)
