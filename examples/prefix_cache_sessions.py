@@ -89,10 +89,11 @@ def main(sessions: int = 24, turns: int = 4) -> dict[str, dict[str, float]]:
 def small_hbm(workload, hardware, tokens: int):
     """``hardware`` with its memory cut so that ``workload`` gets a KV cache of about ``tokens`` tokens."""
     from kinsim.engine.kv import kv_layout
+    from kinsim.engine.memory_budget import kv_bytes_per_memory_byte
 
     layout = kv_layout(workload.model, workload.deployment, workload.attention, hardware)
-    fraction = workload.deployment.gpu_memory_fraction
-    spare = (layout.total_blocks * layout.block_size - tokens) / layout.block_size * layout.block_bytes / fraction
+    per_byte = kv_bytes_per_memory_byte(workload.deployment, hardware)
+    spare = (layout.total_blocks * layout.block_size - tokens) / layout.block_size * layout.block_bytes / per_byte
     return hardware.with_overrides({"gpu.memory.capacity": f"{hardware.gpu.memory.capacity - spare!r} B"})
 
 

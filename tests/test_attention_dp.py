@@ -62,7 +62,9 @@ def test_the_groups_hold_their_own_blocks_and_their_own_copy_of_the_weights():
     assert a.block_bytes == 2 * 1 * 128 * 2 * 48 * 16 and b.block_bytes == 2 * a.block_bytes
     assert (a.gpus, b.gpus) == (8, 2)
     # a group's GPU has less room (more weights) for blocks twice the size, but the 4 groups pool them
-    free = 0.9 * hw.gpu.memory.capacity - weight_bytes_per_gpu(m, dp)
+    # vLLM's budget less the weights and 2.1 GiB of buffers outside PyTorch (tensor parallel); the
+    # activations' peak (under 2 GB) is what the bounds leave open
+    free = 0.9 * 0.99 * hw.gpu.memory.capacity - weight_bytes_per_gpu(m, dp) - 2.1 * 2**30
     assert b.total_blocks % 4 == 0 and b.total_blocks < 4 * free / b.block_bytes
     assert b.total_blocks > 4 * (free - 2e9) / b.block_bytes
 

@@ -17,6 +17,7 @@ from kinsim.cost.engine_overhead import ENGINE_OVERHEADS
 from kinsim.cost.roofline import RooflineCost
 from kinsim.cost.step_cost import price_step
 from kinsim.engine.kv import kv_layout
+from kinsim.engine.memory_budget import kv_bytes_per_memory_byte
 from kinsim.engine.pricer import StepPricer
 from kinsim.engine.router import Router, least_loaded
 from kinsim.engine.sequence import FINISHED, UNFINISHED
@@ -76,11 +77,24 @@ def assert_same_figures(a: dict, b: dict, rel: float = 1e-9, path: str = "") -> 
             assert x == y, where
 
 
+def with_kv_blocks(w, blocks: int):
+    """``w`` with the KV memory per GPU (``deployment.kv_cache_memory``) that gives it exactly ``blocks`` KV
+    blocks per replica (a disaggregated workload's roles hold that memory per GPU each)."""
+    layout = kv_layout(w.model, w.deployment, w.attention, H100)
+    budget = (blocks + 0.5) * layout.block_bytes
+    for _ in range(2):  # the first try leaves out the windows of sliding layers, if any: add what is missing
+        tight = w.with_overrides({"deployment.kv_cache_memory": f"{budget!r} B"})
+        got = kv_layout(tight.model, tight.deployment, tight.attention, H100).total_blocks
+        budget += (blocks - got) * layout.block_bytes
+    assert got == blocks
+    return tight
+
+
 def hardware_with_kv_blocks(w, blocks: int):
     """H100 with its memory shrunk so that ``w`` gets exactly ``blocks`` KV blocks per replica."""
     layout = kv_layout(w.model, w.deployment, w.attention, H100)
-    fraction = w.deployment.gpu_memory_fraction
-    capacity = H100.gpu.memory.capacity - (layout.total_blocks - blocks) * layout.block_bytes / fraction
+    per_byte = kv_bytes_per_memory_byte(w.deployment, H100)
+    capacity = H100.gpu.memory.capacity - (layout.total_blocks - blocks) * layout.block_bytes / per_byte
     hw = load_hardware(HARDWARE / "h100.yaml", {"gpu.memory.capacity": f"{capacity!r} B"})
     assert kv_layout(w.model, w.deployment, w.attention, hw).total_blocks == blocks
     return hw
@@ -416,8 +430,8 @@ def test_fast_forward_equals_exact_steps_and_invariants_hold(changes, kv_blocks,
         budget = max(changes["deployment.max_num_batched_tokens"],
                      changes["deployment.max_num_seqs"] * (speculative["tokens"] + 1))
         changes = {**changes, "deployment.speculative": speculative, "deployment.max_num_batched_tokens": budget}
-    w = workload(**changes, seed=seed)
-    hw = hardware_with_kv_blocks(w, kv_blocks)
+    w = with_kv_blocks(workload(**changes, seed=seed), kv_blocks)  # memory per GPU: roles of any TP fit
+    hw = H100
     fast = simulate(w, hw)
     exact = simulate(w, hw, exact_steps=True)
     assert_same_figures(figures(fast), figures(exact))

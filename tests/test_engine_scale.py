@@ -236,7 +236,7 @@ def test_a_plans_decode_blocks_are_the_blocks_its_decodes_add(monkeypatch, chang
     monkeypatch.setattr(Scheduler, "plan", checked_plan)
     monkeypatch.setattr(Scheduler, "decode_segment", checked_segment)
     w = workload(**{"requests.problems": 4, "requests.samples": 8, "requests.output_tokens": 300,
-                    "deployment.gpu_memory_fraction": 0.02, **changes})
+                    "deployment.kv_cache_memory": "50 MB", **changes})
     records = Simulation(w, H100).run()
     assert plans >= 20 and segments >= 5  # the checks ran
     if "attention" not in changes:  # full KV does not fit: preemptions (the case the plan's count must follow)

@@ -117,12 +117,13 @@ def test_two_workers_give_the_numbers_of_one(tmp_path: Path):
 
 
 def test_default_tensor_parallel_is_the_smallest_that_holds_a_problem():
-    """Qwen3-32B on H100 (80 GB x 0.9 = 72 GB usable per GPU): 65.5 GB of bf16 weights and about 1.3 GB of
-    activation workspace leave about 5.2 GB at tensor_parallel 1, at 64 layers x 8 KV heads x 128 x 2 (K, V)
-    x 2 B = 262,144 B per token: about 19,900 tokens. One sample of 64 + 12,000 tokens fits there; a problem
-    of two such samples (24,000 + 64 tokens) does not, and gets tensor_parallel 2 (about 293,000 tokens)."""
-    # exactly: 19,616 tokens (1,226 blocks), watermark ceil(1% x 1,226) = 13 blocks
-    one, two = (SimTask("Qwen3-32B", DENSE, (64,), ((12000,) * n,)) for n in (1, 2))
+    """Qwen3-32B on H100 (80 GiB, 99% visible, x vLLM's 0.9: 76.54 GB budgeted per GPU): 65.52 GB of bf16
+    weights, 1.17 GB of activations (the forward pass of 8,192 tokens: 8,192 x (2 x 5,120 + 80 x 128 + 2 x
+    25,600) x 2 B) and 0.27 GB outside PyTorch leave 9.57 GB at tensor_parallel 1, at 64 layers x 8 KV heads x
+    128 x 2 (K, V) x 2 B = 262,144 B per token: 2,281 blocks of 16, 36,496 tokens (kinsim.engine.memory_budget).
+    One sample of 64 + 20,000 tokens fits there; a problem of two such samples (40,064 tokens) does not, and
+    gets tensor_parallel 2."""
+    one, two = (SimTask("Qwen3-32B", DENSE, (64,), ((20000,) * n,)) for n in (1, 2))
     assert simulate_costs([one], H100)[0].deployment == "tp1"
     assert simulate_costs([two], H100)[0].deployment == "tp2"
     # one model's tasks share one deployment: the larger problem decides
@@ -130,12 +131,13 @@ def test_default_tensor_parallel_is_the_smallest_that_holds_a_problem():
 
 
 def test_a_model_too_big_for_one_gpu_gets_the_smallest_tensor_parallel_that_holds_a_problem():
-    """Llama-3.1-70B on H100: 141.1 GB of bf16 weights do not fit 72 GB at tensor_parallel 1. At 2, 70.55 GB of
-    weights and 0.95 GB of activation workspace leave 0.49 GB per GPU, at 80 layers x 4 KV heads x 128 x 2 x
-    2 B = 163,840 B per token: 3,008 tokens (188 blocks of 16; watermark ceil(1% x 188) = 2 blocks). A problem
-    of one sample of 64 + 20 tokens fits there; one of two samples of 1,500 tokens needs 4 shared prompt blocks
-    + 2 x ceil(1,500 / 16) = 192 blocks, more than 188 - 2: tensor_parallel 4, and gpu_s counts 4 GPUs."""
-    small, large = (SimTask("Llama-3.1-70B", DENSE, (64,), (outputs,)) for outputs in ((20,), (1500, 1500)))
+    """Llama-3.1-70B on H100: 141.1 GB of bf16 weights do not fit 76.54 GB at tensor_parallel 1. At 2, 70.55 GB
+    of weights, 0.82 GB of activations and 2.25 GB outside PyTorch (0.25 GiB, and 1.85 GiB of collective buffers)
+    leave 2.91 GB per GPU, at 80 layers x 4 KV heads x 128 x 2 x 2 B = 163,840 B per token: 1,108 blocks of 16
+    (watermark ceil(1% x 1,108) = 12 blocks). A problem of one sample of 64 + 20 tokens fits there; one of two
+    samples of 9,000 tokens needs 4 shared prompt blocks + 2 x ceil(9,000 / 16) = 1,130 blocks, more than
+    1,108 - 12: tensor_parallel 4, and gpu_s counts 4 GPUs."""
+    small, large = (SimTask("Llama-3.1-70B", DENSE, (64,), (outputs,)) for outputs in ((20,), (9000, 9000)))
     assert simulate_costs([small], H100)[0].deployment == "tp2"
     (cost,) = simulate_costs([large], H100)
     assert cost.deployment == "tp4"
@@ -145,12 +147,13 @@ def test_a_model_too_big_for_one_gpu_gets_the_smallest_tensor_parallel_that_hold
 
 
 def test_an_unfinished_request_is_an_error_naming_the_model_attention_and_n(tmp_path: Path):
-    """A 2 GB GPU holds Qwen3-0.6B's 1.19 GB of weights and 0.36 GB of workspace in its 1.8 GB usable, leaving
-    0.25 GB: 2,176 tokens in whole blocks at 28 x 8 x 128 x 2 x 2 = 114,688 B each. A sample that reaches
+    """A 2.6 GB GPU (2.574 GB visible, 2.317 GB budgeted at 0.9) holds Qwen3-0.6B's 1.19 GB of weights, 0.62
+    GB of activations (the sampler's 256 x 151,936 logits x 16 B) and 0.27 GB outside PyTorch, leaving 0.23
+    GB: 127 blocks of 16 tokens at 28 x 8 x 128 x 2 x 2 = 114,688 B each, 2,032 tokens. A sample that reaches
     4,096 tokens of sliding window cannot finish there. Without a template, a problem of 64 samples of 5,000
-    tokens needs 320,000 tokens, more than even 8 GPUs hold (8 x 0.25 GB / 14,336 B a token per GPU: about
-    100,000)."""
-    small = load_hardware(H100, {"gpu.memory.capacity": "2 GB"})
+    tokens needs 320,000 tokens, more than any tensor parallelism of one node holds (from 2 GPUs each also
+    keeps 1.85 GiB of collective buffers, more than the GPU has)."""
+    small = load_hardware(H100, {"gpu.memory.capacity": "2.6 GB"})
     template = write_workload(tmp_path / "t.yaml", "deployment: {tensor_parallel: 1}\n")
     task = SimTask(TINY, {"policy": "sliding_window", "window": 4096}, (64,), ((5000,),))
     with pytest.raises(SpecError) as caught:

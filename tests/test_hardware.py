@@ -50,7 +50,8 @@ def test_blackwell_ultra_keeps_blackwells_dense_rates_and_raises_fp4():
         assert (new.peak("bf16"), new.peak("fp8")) == (old.peak("bf16"), old.peak("fp8"))
         assert new.gpu.memory.bandwidth == old.gpu.memory.bandwidth == 8e12
     assert b300.peak("fp4") == pytest.approx(108e15 / 8) and gb300.peak("fp4") == pytest.approx(1080e15 / 72)
-    assert b300.gpu.memory.capacity == gb300.gpu.memory.capacity == 288e9  # 2.3 TB / 8, rounded by NVIDIA
+    # 2.3 TB / 8, rounded by NVIDIA; HBM stacks are binary (8 of 36 GiB)
+    assert b300.gpu.memory.capacity == gb300.gpu.memory.capacity == 288 * 2**30
     # the GB300's clock is derived from its rate on the B300's SMs, as the GB200's from the B200's
     assert gb300.gpu.compute.clock / b300.gpu.compute.clock == pytest.approx(2.5 / 2.25, abs=1e-3)
     assert gb300.node.gpus == 72 and gb300.node.host_link.kind == "nvlink_c2c"
@@ -95,7 +96,7 @@ def test_h100_ridge_is_about_295():
 def test_h200_extends_h100_and_changes_only_memory_and_power():
     h100, h200 = load_hardware(HARDWARE / "h100.yaml"), load_hardware(HARDWARE / "h200.yaml")
     assert h200.gpu.compute == h100.gpu.compute
-    assert h200.gpu.memory.capacity == 141e9 and h200.gpu.memory.channels == 6
+    assert h200.gpu.memory.capacity == 141 * 2**30 and h200.gpu.memory.channels == 6  # HBM: binary GiB
     assert h200.node.gpu_link == h100.node.gpu_link
 
 

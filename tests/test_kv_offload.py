@@ -86,7 +86,7 @@ def test_two_gpus_sharing_one_host_link_take_twice_as_long_for_the_same_transfer
 def test_gh200_is_one_superchip_with_nvlink_c2c_to_480_gb_of_host_memory():
     gh200 = load_hardware(HARDWARE / "gh200.yaml")
     assert gh200.node.gpus == 1 and gh200.total_gpus == 1
-    assert gh200.gpu.memory.capacity == 96e9 and gh200.gpu.memory.bandwidth == 4e12
+    assert gh200.gpu.memory.capacity == 96 * 2**30 and gh200.gpu.memory.bandwidth == 4e12  # HBM: binary GiB
     assert gh200.node.host_link.kind == "nvlink_c2c" and gh200.node.host_link.bandwidth == 450e9
     assert gh200.node.host_memory == 480e9
     assert gh200.calibration is not None and gh200.calibration.transferred_from is not None

@@ -107,8 +107,9 @@ def test_the_latent_cache_is_replicated_on_every_gpu_of_a_replica():
     dep = build(DeploymentSpec, {"tensor_parallel": 16})
     layout = kv_layout(m, dep, DenseAttention(), hw)
     assert layout.block_bytes == 576 * LAYERS * dep.kv_block_size  # a GPU's block: the whole latent
-    # 671 GB of fp8 weights over 16 GPUs leave 0.9 x 80 GB - 41.9 GB - workspace for KV
-    free = 0.9 * 80e9 - m.weight_bytes / 16
+    # 671 GB of fp8 weights over 16 GPUs leave 0.9 x 79.2 GiB visible - 41.9 GB - 2.1 GiB of buffers outside
+    # PyTorch (kinsim.engine.memory_budget) - the activations' peak (under 2 GB) for KV
+    free = 0.9 * 0.99 * 80 * 2**30 - m.weight_bytes / 16 - 2.1 * 2**30
     assert layout.total_blocks * layout.block_bytes < free
     assert layout.total_blocks * layout.block_bytes > free - 2e9
 

@@ -67,7 +67,7 @@ def test_report_shows_quantities_with_units_and_no_harness_text(two_runs, no_ima
     assert "data-plots-rendered" in page  # the script a browser test reads is still there
     # the run JSON writes every quantity in its SI base unit with every digit; the page as a person would
     assert "989000000000000.0" not in page and "FLOP/s" in page
-    for line in ("bf16: 989 TFLOP/s", "capacity: 80 GB", "bandwidth: 3.35 TB/s", "l2_cache: 50 MB",
+    for line in ("bf16: 989 TFLOP/s", "capacity: 80 GiB", "bandwidth: 3.35 TB/s", "l2_cache: 50 MB",
                  "launch_overhead: 1 us", "tdp: 700 W", "clock: 1.83 GHz", "bandwidth: 450 GB/s"):
         assert line in page, line
     # no quantity in its base unit with an exponent or a run of digits (a prefix does that), and no

@@ -10,7 +10,8 @@ import pytest
 from kinsim import load_hardware, simulate
 from kinsim.calibration.silicon import consistent, decode_floor_s, expressible, workload_of
 from kinsim.cost.roofline import RooflineCost
-from kinsim.engine.kv import activation_workspace_bytes, kv_layout
+from kinsim.engine.kv import kv_layout
+from kinsim.engine.memory_budget import kv_budget_bytes
 from kinsim.engine.pricer import StepPricer
 from kinsim.errors import SpecError
 from kinsim.model import load_model
@@ -118,8 +119,7 @@ def test_window_layers_take_their_windows_off_the_pool_and_count_no_further():
     layer_kv = 2 * 8 * 128 * 2  # one token, one layer, bf16, one GPU
     block = w.deployment.kv_block_size
     reserve = w.deployment.max_num_seqs * 12 * (-(-64 // block) + 1) * block * layer_kv
-    free = (H100.gpu.memory.capacity * w.deployment.gpu_memory_fraction - w.model.weight_bytes
-            - activation_workspace_bytes(w.model, w.deployment) - reserve)
+    free = kv_budget_bytes(w.model, w.deployment, H100, w.model.weight_bytes) - reserve
     assert layout.block_bytes == block * 16 * layer_kv  # the 16 full-attention layers
     assert layout.total_blocks == int(free // layout.block_bytes)
 

@@ -427,13 +427,23 @@ def _model_of(row: SiliconRow) -> dict[str, Any]:
     return model
 
 
+#: The most sequences a step holds where the server was started with its defaults, per backend: ``vllm serve``
+#: on a GPU of 70 GiB or more other than an A100 (``vllm/engine/arg_utils.py``, its usage-context defaults;
+#: every row kinsim expresses is of such GPUs), TensorRT-LLM's ``max_batch_size``. It bounds the batch, and
+#: vLLM's memory profile samples that many sequences (:mod:`kinsim.engine.memory_budget`); SGLang's cap
+#: follows its KV pool, so its rows keep kinsim's default (at least the clients).
+SERVE_MAX_NUM_SEQS = {"vllm": 1024, "trtllm": 2048}
+
+
 def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
     """``deployment`` of ``row``: one replica of ``row.tp`` GPUs, or the row's prefill and decode roles
     (requests placed on the least-loaded replica of each role; a decode replica seats its
     ``decode_batch_size`` sequences, at least kinsim's default 256). It schedules as the row's backend does
     (:data:`~kinsim.workload.spec.ENGINE_SCHEDULING`) whatever ``engine`` prices its host time, so that the
     engine overheads are fitted with ``engine: none`` on the backend's own batches. Its requests spend the
-    frontend time of the row's backend behind the row's serving stack (:func:`frontend_of`)."""
+    frontend time of the row's backend behind the row's serving stack (:func:`frontend_of`). The KV cache is
+    what ``engine`` leaves (:mod:`kinsim.engine.memory_budget`): with ``engine: none`` (the overheads' fit),
+    vLLM's budget, which differs from TensorRT-LLM's and SGLang's only on rows whose clients outgrow it."""
     chunked, admission = ENGINE_SCHEDULING[row.backend]
     common = {"data_parallel": 1, "max_num_batched_tokens": 8192, "engine": engine, "chunked_prefill": chunked,
               "admission": admission}
@@ -442,9 +452,10 @@ def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
         common["frontend_s"] = f"{frontend!r} s"
     if row.prefill is None or row.decode is None:
         return {**common, "tensor_parallel": row.tp, "expert_parallel": row.expert_parallel,
-                "max_num_seqs": max(256, row.concurrency)}
+                "max_num_seqs": max(SERVE_MAX_NUM_SEQS.get(row.backend, 256), row.concurrency)}
     return {**common, "tensor_parallel": row.prefill.tp, "expert_parallel": row.expert_parallel,
-            "max_num_seqs": max(256, row.decode.batch_size), "router": "least_loaded",
+            "max_num_seqs": max(SERVE_MAX_NUM_SEQS.get(row.backend, 256), row.decode.batch_size),
+            "router": "least_loaded",
             "disaggregation": {role: {"replicas": spec.workers, "tensor_parallel": spec.tp}
                                for role, spec in (("prefill", row.prefill), ("decode", row.decode))}}
 

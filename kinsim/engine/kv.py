@@ -2,16 +2,14 @@
 
 Capacity (per GPU of the replica, all GPUs of a tensor-parallel group hold the same number of blocks)::
 
-    usable    = GPU memory x gpu_memory_fraction
-    kv bytes  = usable - weights / tp - activation workspace - sliding-window reserve
+    kv bytes  = what the serving engine leaves (kinsim.engine.memory_budget) - sliding-window reserve
     blocks    = floor(kv bytes / (kv_block_size x resident KV bytes per token per GPU))
 
-A model with sliding-window layers (gpt-oss) counts its full-attention layers in a token's KV bytes; the
-windows of the others come off the top (:func:`window_reserve_bytes`).
-
-The activation workspace is what a serving engine reserves for the largest step: ``max_num_batched_tokens``
-rows of the widest activations (QKV, gate/up, residual) in bf16, plus fp32 logits for ``max_num_seqs``
-rows. It is an estimate of vLLM's profiled peak, written out so it can be checked.
+:mod:`kinsim.engine.memory_budget` takes the memory CUDA exposes, the weights on one GPU, the engine's
+profiling peak (activations of the largest step, the sampler over ``max_num_seqs`` sequences) and the
+memory outside PyTorch (workspaces, collective buffers), as each engine applies
+``deployment.gpu_memory_fraction``. A model with sliding-window layers (gpt-oss) counts its full-attention
+layers in a token's KV bytes; the windows of the others come off the top (:func:`window_reserve_bytes`).
 
 Sharing (Best-of-N): the whole blocks of a group's prompt (``floor(P / block) x block`` tokens) are held
 once per replica while any member is resident; each member holds private blocks for the rest of its
@@ -44,13 +42,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinsim.dtypes import bytes_per_element
+from kinsim.engine.memory_budget import (
+    GIB,
+    activation_bytes,
+    kv_budget_bytes,
+    memory_fraction,
+    runtime_bytes,
+    visible_bytes,
+)
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import model_attention_dims, resident_kv_bytes_per_token
-from kinsim.ops.lower import ACT_DTYPE, LOGIT_BYTES
 from kinsim.ops.offload import offloads
-from kinsim.ops.sharding import shard_heads
 from kinsim.ops.speculative import draft_kv_bytes_per_token
 from kinsim.workload.spec import AttentionPolicy, BlockTopKAttention, DeploymentSpec, SlidingWindowAttention
 
@@ -125,23 +129,6 @@ class KVLayout:
         return -(-(np.asarray(tokens) - shared_tokens) // self.block_size)
 
 
-def activation_workspace_bytes(model: ModelSpec, deployment: DeploymentSpec) -> float:
-    """Bytes per GPU reserved for activations of the largest step (see the module docstring)."""
-    tp = deployment.tensor_parallel
-    shard = shard_heads(model.attention_heads, model.kv_heads, model.head_dim, tp, path="deployment.tensor_parallel")
-    qkv = (shard.q_heads + 2 * shard.kv_heads) * model.head_dim
-    if model.moe is None:
-        mlp = 2 * model.intermediate_size / tp
-    else:
-        mlp = 2 * model.moe.expert_intermediate_size * model.moe.active_experts
-        if model.moe.dense_layers:
-            mlp = max(mlp, 2 * model.intermediate_size / tp)
-    rows = deployment.max_num_batched_tokens
-    activations = rows * (2 * model.hidden_size + qkv + mlp) * bytes_per_element(ACT_DTYPE)
-    logits = deployment.max_num_seqs * model.vocab_size * LOGIT_BYTES
-    return activations + logits
-
-
 def weight_bytes_per_gpu(model: ModelSpec, deployment: DeploymentSpec) -> float:
     """Weight bytes on one GPU of a replica: all of them over ``tensor_parallel`` GPUs, or, under
     data-parallel attention, the routed experts over all the replica's GPUs and every other weight over one
@@ -173,24 +160,26 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     if draft is not None:  # a separate draft model caches its own KV for every token the target caches
         resident += draft_kv_bytes_per_token(draft, tp)
     block_bytes = resident * deployment.kv_block_size
-    usable = hw.gpu.memory.capacity * deployment.gpu_memory_fraction
     weights = weight_bytes_per_gpu(model, deployment)
     if draft is not None:
         weights += draft.weight_bytes / tp
-    workspace = activation_workspace_bytes(model, deployment)
-    free = usable - weights - workspace - window_reserve_bytes(model, deployment, layer_kv)
+    budget = kv_budget_bytes(model, deployment, hw, weights)
+    free = budget - window_reserve_bytes(model, deployment, layer_kv)
     # under data-parallel attention each group's GPUs hold their own sequences' blocks: the replica's pool is
     # the groups' together, a block on tp / ranks GPUs
     blocks = int(free // block_bytes) * ranks if free > 0 else 0
     if blocks < 1:
-        gb = 1e9
         on = f"{hw.name} ({hardware_file})" if hardware_file else hw.name
+        overhead = activation_bytes(model, deployment) + runtime_bytes(deployment)
+        reserve = budget - free
+        windows = f", {reserve / GIB:.1f} GiB for the sliding-window layers" if reserve else ""
         raise SpecError(
-            f"the model ({model.name}, {model.weight_dtype} weights) does not fit on the GPUs of {on}: "
-            f"{usable / gb:.1f} GB usable per GPU (hw gpu.memory.capacity {hw.gpu.memory.capacity / gb:.0f} GB x "
-            f"deployment.gpu_memory_fraction {deployment.gpu_memory_fraction:g}) minus {weights / gb:.1f} GB of "
-            f"weights (split over deployment.tensor_parallel {tp} GPUs) and {workspace / gb:.1f} GB of activation "
-            f"workspace leaves no room for one KV block of {block_bytes / 1e6:.2f} MB",
+            f"the model ({model.name}, {model.weight_dtype} weights) does not fit on the GPUs of {on}: of "
+            f"{visible_bytes(hw) / GIB:.1f} GiB visible per GPU (hw gpu.memory.capacity "
+            f"{hw.gpu.memory.capacity / GIB:.1f} GiB), the {deployment.engine} engine's share "
+            f"(deployment.gpu_memory_fraction {memory_fraction(deployment, hw):g}) less {weights / GIB:.1f} GiB of "
+            f"weights (split over deployment.tensor_parallel {tp} GPUs), {overhead / GIB:.1f} GiB of activations and "
+            f"runtime buffers{windows} leaves no room for one KV block of {block_bytes / 1e6:.2f} MB",
             path="deployment.tensor_parallel", value=tp, file=workload_file,
             hint="raise deployment.tensor_parallel, use hardware with more gpu.memory.capacity, a smaller model "
                  "(model) or a lower deployment.max_num_batched_tokens")

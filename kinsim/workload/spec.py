@@ -128,9 +128,17 @@ class DeploymentSpec:
         "length where it sets no cap). Absent: the engine's default (no_evict for trtllm, greedy "
         "otherwise).", default=None, check=one_of(*ADMISSIONS))
     kv_block_size: int = spec_field("Tokens per paged KV-cache block.", default=16, check=(at_least(1), _TOKENS))
-    gpu_memory_fraction: float = spec_field(
-        "Share of GPU memory the serving engine may use for weights, activations and the KV cache.",
-        default=0.9, check=fraction)
+    gpu_memory_fraction: float | None = spec_field(
+        "Share of GPU memory the serving engine budgets, as the engine reads it: vllm's "
+        "gpu_memory_utilization (weights, activations and KV), sglang's mem_fraction_static (weights and KV), "
+        "trtllm's kv_cache_free_gpu_memory_fraction (KV, of what weights and activations leave); "
+        "kinsim.engine.memory_budget. Absent: the engine's default (0.9; sglang's derived from the GPU's "
+        "memory, about 0.83 on 80 GiB).", default=None, check=fraction)
+    kv_cache_memory: float | None = spec_field(
+        "KV-cache bytes per GPU, as read from a server's log (vLLM's 'Available KV cache memory', its "
+        "--kv-cache-memory): replaces the engine's budget (gpu_memory_fraction and kinsim.engine.memory_budget's "
+        "estimate of weights, activations and buffers). Absent: estimated.", unit="bytes", default=None,
+        check=positive, example="40 GiB")
     router: str = spec_field(
         "How requests are placed on replicas: group_affinity (a group's requests share one replica), "
         "least_loaded (fewest outstanding requests) or round_robin.", default="group_affinity",
