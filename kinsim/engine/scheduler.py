@@ -4,7 +4,10 @@ Each step, in this order:
 
 1. **Decode first.** Every decoding sequence gets one token in the step; its KV block for that token is
    allocated now. When the free blocks do not cover them, the newest resident sequence (latest arrival,
-   then latest in generation order) is preempted by *recompute*: its blocks are freed and it returns to
+   then latest in generation order) is preempted by *recompute* (vLLM V1 preempts the one it admitted
+   last, ``self.running.pop()``: the same sequence here, since first-come-first-served admission with
+   head-of-line blocking, a swapped sequence's priority and readmission ahead of newer arrivals keep the
+   residents' admission order their arrival order): its blocks are freed and it returns to
    the waiting queue, to prefill its prompt and the tokens generated so far again when readmitted. With
    ``preemption: swap`` a decoding victim is *swapped* instead, while the host share has room: its blocks
    are copied to host memory (with the group's shared blocks when it held them last) and freed. A
