@@ -142,6 +142,8 @@ CASES = [
     # ---- workload: model, deployment, attention, requests
     case("gpu-memory-fraction-above-1", wl("deployment.gpu_memory_fraction", 1.5),
          "deployment.gpu_memory_fraction", "must be in (0, 1], got 1.5"),
+    case("kv-cache-memory-negative", wl("deployment.kv_cache_memory", "-4 GiB"), "deployment.kv_cache_memory",
+         "must be positive"),
     case("unknown-preset", wl("model", "Qwen3-9B"), "model.preset",
          "unknown model preset, got 'Qwen3-9B' (hint: did you mean Qwen3-8B"),
     case("kv-heads-not-dividing-heads", wl("model", {"preset": "Qwen3-8B", "kv_heads": 5}), "model.kv_heads",

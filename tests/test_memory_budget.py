@@ -100,3 +100,16 @@ def test_a_logged_kv_cache_replaces_the_estimate():
     assert kv_layout(w.model, w.deployment, w.attention, H100).total_blocks == int(8.11 * GIB // block)
     bigger = load_hardware(ROOT / "hardware" / "h100.yaml", {"gpu.memory.capacity": "160 GiB"})
     assert kv_gib(w, bigger) == kv_gib(w)  # whatever the GPU's memory
+
+
+def test_a_logged_kv_cache_below_one_block_is_one_clear_error(tmp_path, capsys):
+    from kinsim.cli import main
+
+    # Qwen3-8B: a block of 16 tokens x 147,456 B = 2.36 MB per GPU
+    out = tmp_path / "out.json"
+    code = main(["run", str(ROOT / "workloads" / "aime_bon32.yaml"), "--hw", str(ROOT / "hardware" / "h100.yaml"),
+                 "--set", "deployment.kv_cache_memory=1 MB", "--json", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "aime_bon32.yaml: deployment.kv_cache_memory: holds no KV block of 2.36 MB per GPU, got '1 MB'" in err
+    assert not out.exists()

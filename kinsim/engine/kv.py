@@ -42,20 +42,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinsim.dtypes import bytes_per_element
-from kinsim.engine.memory_budget import (
-    GIB,
-    activation_bytes,
-    kv_budget_bytes,
-    memory_fraction,
-    runtime_bytes,
-    visible_bytes,
-)
+from kinsim.engine.memory_budget import GIB, kv_budget_bytes, memory_fraction, overhead_bytes, visible_bytes
 from kinsim.errors import SpecError
 from kinsim.hardware.spec import HardwareSpec
 from kinsim.model.spec import ModelSpec
 from kinsim.ops.attention import model_attention_dims, resident_kv_bytes_per_token
 from kinsim.ops.offload import offloads
 from kinsim.ops.speculative import draft_kv_bytes_per_token
+from kinsim.units import readable_quantity
 from kinsim.workload.spec import AttentionPolicy, BlockTopKAttention, DeploymentSpec, SlidingWindowAttention
 
 #: Share of the blocks kept free when admitting new sequences (vLLM's watermark), so that running
@@ -169,17 +163,22 @@ def kv_layout(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPol
     # the groups' together, a block on tp / ranks GPUs
     blocks = int(free // block_bytes) * ranks if free > 0 else 0
     if blocks < 1:
-        on = f"{hw.name} ({hardware_file})" if hardware_file else hw.name
-        overhead = activation_bytes(model, deployment) + runtime_bytes(deployment)
         reserve = budget - free
-        windows = f", {reserve / GIB:.1f} GiB for the sliding-window layers" if reserve else ""
+        windows = f" ({reserve / GIB:.2f} GiB of it for the sliding-window layers)" if reserve else ""
+        if deployment.kv_cache_memory is not None:
+            raise SpecError(
+                f"holds no KV block of {block_bytes / 1e6:.2f} MB per GPU{windows}", path="deployment.kv_cache_memory",
+                value=readable_quantity("bytes", deployment.kv_cache_memory), file=workload_file,
+                hint="give the KV cache per GPU as the server's log states it, or leave it out to estimate it")
+        on = f"{hw.name} ({hardware_file})" if hardware_file else hw.name
         raise SpecError(
             f"the model ({model.name}, {model.weight_dtype} weights) does not fit on the GPUs of {on}: of "
             f"{visible_bytes(hw) / GIB:.1f} GiB visible per GPU (hw gpu.memory.capacity "
-            f"{hw.gpu.memory.capacity / GIB:.1f} GiB), the {deployment.engine} engine's share "
-            f"(deployment.gpu_memory_fraction {memory_fraction(deployment, hw):g}) less {weights / GIB:.1f} GiB of "
-            f"weights (split over deployment.tensor_parallel {tp} GPUs), {overhead / GIB:.1f} GiB of activations and "
-            f"runtime buffers{windows} leaves no room for one KV block of {block_bytes / 1e6:.2f} MB",
+            f"{hw.gpu.memory.capacity / GIB:.1f} GiB) the {deployment.engine} engine leaves {budget / GIB:.2f} GiB "
+            f"for KV{windows} at deployment.gpu_memory_fraction {memory_fraction(deployment, hw):g}, after "
+            f"{weights / GIB:.1f} GiB of weights (split over deployment.tensor_parallel {tp} GPUs) and "
+            f"{overhead_bytes(model, deployment) / GIB:.1f} GiB of activations and runtime buffers: no room for one "
+            f"KV block of {block_bytes / 1e6:.2f} MB",
             path="deployment.tensor_parallel", value=tp, file=workload_file,
             hint="raise deployment.tensor_parallel, use hardware with more gpu.memory.capacity, a smaller model "
                  "(model) or a lower deployment.max_num_batched_tokens")

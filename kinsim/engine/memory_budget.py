@@ -145,11 +145,23 @@ def kv_budget_bytes(model: ModelSpec, deployment: DeploymentSpec, hw: HardwareSp
     if deployment.kv_cache_memory is not None:  # read from the server's own log
         return deployment.kv_cache_memory
     fraction, visible = memory_fraction(deployment, hw), visible_bytes(hw)
+    overhead = overhead_bytes(model, deployment)
     if deployment.engine == "sglang":
-        return fraction * (visible - CONTEXT_BYTES) - weights
-    if deployment.engine == "trtllm":  # its warm-up runs no sampler over every sequence
-        return fraction * (visible - weights - forward_activation_bytes(model, deployment) - runtime_bytes(deployment))
-    return fraction * visible - weights - activation_bytes(model, deployment) - runtime_bytes(deployment)
+        return fraction * (visible - overhead) - weights
+    if deployment.engine == "trtllm":
+        return fraction * (visible - weights - overhead)
+    return fraction * visible - weights - overhead
+
+
+def overhead_bytes(model: ModelSpec, deployment: DeploymentSpec) -> float:
+    """Bytes per GPU besides the weights and the KV cache in the engine's budget: the activation peak and the
+    runtime buffers (TensorRT-LLM's warm-up runs no sampler over every sequence: its forward activations);
+    for SGLang, what the process held before its weights loaded (:data:`CONTEXT_BYTES`)."""
+    if deployment.engine == "sglang":
+        return CONTEXT_BYTES
+    if deployment.engine == "trtllm":
+        return forward_activation_bytes(model, deployment) + runtime_bytes(deployment)
+    return activation_bytes(model, deployment) + runtime_bytes(deployment)
 
 
 def kv_bytes_per_memory_byte(deployment: DeploymentSpec, hw: HardwareSpec) -> float:
