@@ -58,8 +58,6 @@ SAMPLER_BYTES_PER_LOGIT = 16.0
 RUNTIME_BYTES = 0.25 * GIB
 #: More of it on each GPU of a tensor-parallel group (NCCL's and the custom all-reduce's buffers), bytes.
 COLLECTIVE_BUFFER_BYTES = 1.85 * GIB
-
-
 #: Memory a process holds before it loads weights (CUDA context, NCCL's setup), bytes: SGLang finds 78.48 of
 #: an H100's 79.19 GiB free then (its startup log).
 CONTEXT_BYTES = 0.7 * GIB
@@ -166,5 +164,8 @@ def overhead_bytes(model: ModelSpec, deployment: DeploymentSpec) -> float:
 
 def kv_bytes_per_memory_byte(deployment: DeploymentSpec, hw: HardwareSpec) -> float:
     """KV bytes a GPU gains per byte of memory capacity at the fraction in force on ``hw`` (every engine: the
-    fraction of the visible share; SGLang's own fraction also moves with the capacity)."""
+    fraction of the visible share; SGLang's own fraction also moves with the capacity; none where
+    ``deployment.kv_cache_memory`` pins the cache)."""
+    if deployment.kv_cache_memory is not None:
+        return 0.0
     return memory_fraction(deployment, hw) * VISIBLE_SHARE
