@@ -66,7 +66,7 @@ from kinsim.calibration.silicon import (  # noqa: E402
     workload_of,
 )
 from kinsim.calibration.validate import plot_end_to_end, plot_validation, predictions  # noqa: E402
-from kinsim.cost.engine_overhead import engine_overhead  # noqa: E402
+from kinsim.cost.engine_overhead import VLLM_ASYNC, engine_overhead  # noqa: E402
 from kinsim.cost.registry import make_cost_model  # noqa: E402
 from kinsim.errors import KinsimError  # noqa: E402
 from kinsim.schema import with_overrides  # noqa: E402
@@ -286,16 +286,26 @@ def simulate_rows(rows, hw, engine: str | None, extra: bool = False):
 OVERHEAD_FIT_MODELS = ("Qwen3-32B", "Llama-3.1-8B", "Llama-3.1-70B", "Qwen3-235B-A22B")
 
 
+def overhead_preset_of(row) -> str:
+    """Which engine-overhead preset a row's fit belongs to: the backend's, or vLLM's asynchronous scheduling
+    (``kinsim.cost.engine_overhead.VLLM_ASYNC``) for vLLM rows of 0.14 and later."""
+    async_vllm = engine_overhead(row.backend, row.version) is VLLM_ASYNC
+    return f"{row.backend} >= 0.14" if async_vllm else row.backend
+
+
 def fit_overheads(results) -> None:
     """Least absolute deviations of (measured - simulated) TPOT against (1, batch), relative, non-negative,
-    over 4 of 5 rows of :data:`OVERHEAD_FIT_MODELS` (the presets); the least-squares fit beside it."""
+    over 4 of 5 rows of each preset (:func:`overhead_preset_of`; a backend's own preset from the rows of
+    :data:`OVERHEAD_FIT_MODELS`, vLLM's asynchronous one from every vLLM row of 0.14 and later); the
+    least-squares fit beside it."""
     from scipy.optimize import nnls
 
     print("\n   engine overheads (fit on 4 of 5 rows, TPOT simulated without overhead):")
     by_backend: dict[str, list] = {}
     for i, (row, _, tpot, _why) in enumerate(results):
-        if tpot is not None and i % 5 != 4 and row.model in OVERHEAD_FIT_MODELS:
-            by_backend.setdefault(row.backend, []).append((row, tpot))
+        preset = overhead_preset_of(row)
+        if tpot is not None and i % 5 != 4 and (row.model in OVERHEAD_FIT_MODELS or preset != row.backend):
+            by_backend.setdefault(preset, []).append((row, tpot))
     for backend, items in sorted(by_backend.items()):
         a = np.array([[1.0 / r.tpot_s, r.concurrency / r.tpot_s] for r, _ in items])
         b = np.array([(r.tpot_s - t) / r.tpot_s for r, t in items])

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kinsim.releases import release_of
 from kinsim.workload.spec import ENGINE_SCHEDULING
 
 #: Model paths of the CSV that kinsim has presets for.
@@ -160,6 +161,7 @@ class SiliconRow:
     expert_weight_dtype: str | None = None
     stack: str = "engine"
     model_config: str | None = None
+    version: str | None = None
 
     @property
     def disaggregated(self) -> bool:
@@ -256,6 +258,7 @@ def expressible(row: dict[str, Any], configs: Path | None = None) -> tuple[Silic
             return None, "worker counts not stated (its backend's restated runs have other roles)"
         return None, "missing figures"
     common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model, stack=stack_of(row),
+                  version=version_of(row),
                   model_config=None if config is None else str(config),
                   weight_dtype="bf16" if native else WEIGHT_DTYPES[quant], isl=int(numbers["isl"]),
                   osl=int(numbers["osl"]),
@@ -327,6 +330,14 @@ def stack_of(row: dict[str, Any]) -> str:
     ``vllm/vllm-openai``, ``lmsysorg/sglang``, or a source that names neither)."""
     source = str(row.get("silicon_data_source", ""))
     return "dynamo" if "ai-dynamo" in source or "aic-auto-gap-analysis" in source else "engine"
+
+
+def version_of(row: dict[str, Any]) -> str | None:
+    """The engine release that served the row (``backend_version``), or None where the CSV leaves it empty or
+    writes something else (the replay then takes the engine's preset, :func:`kinsim.cost.engine_overhead.
+    engine_overhead`; the H100 rows without one were measured in October to December 2025, before vLLM 0.14)."""
+    version = str(row.get("backend_version") or "").strip()
+    return version if release_of(version) is not None else None
 
 
 #: The serving frontend's time per request (``deployment.frontend_s``, seconds) of each backend behind each
@@ -450,6 +461,8 @@ def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
     frontend = frontend_of(row)
     if frontend is not None and engine == row.backend:  # the stack's frontend; none with engine: none
         common["frontend_s"] = f"{frontend!r} s"
+    if row.version is not None and engine == row.backend:  # the release's overhead preset
+        common["engine_version"] = row.version
     if row.prefill is None or row.decode is None:
         return {**common, "tensor_parallel": row.tp, "expert_parallel": row.expert_parallel,
                 "max_num_seqs": max(SERVE_MAX_NUM_SEQS.get(row.backend, 256), row.concurrency)}

@@ -23,12 +23,15 @@ sequences, in relative terms (it minimises the TPOT MAPE; :func:`kinsim.calibrat
 with every fifth row held out (``benchmarks/bench_fidelity.py
 --fit-overheads`` prints the fit; ``docs/calibration.md`` the rows and the held-out error). They describe
 the engines' host paths at those versions (vLLM 0.12, SGLang 0.5, TensorRT-LLM 1.0) and carry over to other GPUs as
-seconds; a faster host CPU would shorten them.
+seconds; a faster host CPU would shorten them. ``deployment.engine_version`` selects a release's preset where
+it differs: vLLM from 0.14 on (:data:`VLLM_ASYNC`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from kinsim.releases import release_of
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,25 @@ ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
 }
 
 
-def engine_overhead(engine: str) -> EngineOverhead:
-    """The overhead preset of ``engine`` (a ``deployment.engine`` value)."""
+#: The first vLLM release that schedules asynchronously by default (v0.14.0, January 2026, whose release notes
+#: say "Async scheduling is now enabled by default": vllm-project/vllm#27614). Its engine core prepares step
+#: n + 1 (scheduling, input metadata) while the GPU runs step n, so the host work per sequence that a
+#: synchronous step waits for is hidden behind the kernels; what stays exposed is a fixed time per step.
+VLLM_ASYNC_FROM = (0, 14)
+
+#: vLLM from :data:`VLLM_ASYNC_FROM` on. Fitted as the synchronous preset is, to the H100 rows of vLLM 0.18
+#: (gpt-oss-120b, MiniMax-M2.5; ``bench_fidelity.py --fit-overheads``), every fifth row held out; the frontend
+#: is the engine's own API server's, as for the synchronous preset.
+VLLM_ASYNC = EngineOverhead(0.137e-3, 49.36e-6, "fitted to 60 H100 rows of vLLM 0.18 deployments (gpt-oss-120b, "
+                            "MiniMax-M2.5) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
+                            "kinsim.calibration.silicon.CLIENTS", frontend_s=6.8e-3)
+
+def engine_overhead(engine: str, version: str | None = None) -> EngineOverhead:
+    """The overhead preset of ``engine`` (a ``deployment.engine`` value) at release ``version``
+    (``deployment.engine_version``; None: the preset of the release its rows ran, :data:`ENGINE_OVERHEADS`).
+    Only vLLM's changes with the release: from :data:`VLLM_ASYNC_FROM` on it schedules asynchronously
+    (:data:`VLLM_ASYNC`). The other engines' presets are each fitted to one release line (SGLang 0.5,
+    TensorRT-LLM 1.0), and no H100 row of another release says how theirs differ."""
+    if engine == "vllm" and version is not None and (release_of(version) or (0, 0)) >= VLLM_ASYNC_FROM:
+        return VLLM_ASYNC
     return ENGINE_OVERHEADS[engine]

@@ -166,7 +166,7 @@ class StepPricer:
         self._by_tokens = _CountTable(self._token_figures)
         self._by_rows = _CountTable(self._rows_figures)
         self._by_chunks: dict[tuple, np.ndarray] = {}
-        self.overhead = engine_overhead(deployment.engine)
+        self.overhead = engine_overhead(deployment.engine, deployment.engine_version)
         self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
         self._decode_static: dict[int, np.ndarray] = {}  # per batch size: a decode step's ops but attention
         self.offload = offloads(policy)  # decode steps fetch selected KV blocks over the host link

@@ -172,7 +172,7 @@ class SpeculativePricer:
         draft_model = model if spec.self_draft else spec.draft
         draft_policy = spec.draft_attention if spec.self_draft else DenseAttention()
         self.draft = StepPricer(draft_model, bare, draft_policy, cost_model)
-        self.overhead = engine_overhead(deployment.engine)
+        self.overhead = engine_overhead(deployment.engine, deployment.engine_version)
         self.cost_model = cost_model
 
     def _draft_carries(self, i: int, chunks: tuple[PrefillChunk, ...]) -> tuple[PrefillChunk, ...]:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from kinsim.errors import SpecError
 from kinsim.limits import MAX_REQUESTS, MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS, MAX_TOTAL_GPUS
 from kinsim.model.spec import ModelSpec
+from kinsim.releases import release_number
 from kinsim.schema import (
     at_least,
     at_most,
@@ -172,6 +173,11 @@ class DeploymentSpec:
     engine: str = spec_field(
         "Serving engine whose per-step host overhead (scheduling, sampling bookkeeping, detokenization) is "
         "added to every step: vllm, sglang, trtllm, or none.", default="vllm", check=one_of(*ENGINES))
+    engine_version: str | None = spec_field(
+        "Release of the serving engine, as a string ('0.18.0'): vllm from 0.14 on schedules asynchronously "
+        "(its host time per sequence hidden behind the kernels), an overhead preset of its own "
+        "(kinsim.cost.engine_overhead). Absent: the preset of the releases the engine's rows ran (vllm 0.12, "
+        "sglang 0.5, trtllm 1.0).", default=None, check=release_number, example="0.18.0")
     frontend_s: float | None = spec_field(
         "Time a request spends in the serving frontend (HTTP, tokenization, hand-off) before the engine "
         "admits it, counted in its TTFT; absent: the engine's preset (vllm 6.8 ms, sglang 120.2 ms, "
