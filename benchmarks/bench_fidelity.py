@@ -401,18 +401,21 @@ def print_unrecorded(rows, hw) -> None:
 
 
 def print_frontend_fit(results) -> None:
-    """Per backend and serving stack (:func:`kinsim.calibration.silicon.stack_of`), the serving frontend's
-    time per request that fits the TTFTs of the overhead-fit models' rows best, every fifth row held out,
-    beside the one the rows ran with (``silicon.FRONTEND_S``, else the engine's preset)."""
-    for backend, stack in sorted({(r.backend, r.stack) for r, *_ in results}):
+    """Per backend, serving stack (:func:`kinsim.calibration.silicon.stack_of`) and overhead preset
+    (:func:`overhead_preset_of`), the serving frontend's time per request that fits the TTFTs of the rows of
+    :func:`fit_overheads` best, every fifth row held out, beside the one the rows ran with
+    (``silicon.FRONTEND_S``, else the engine's preset of the row's release)."""
+    groups = sorted({(r.backend, r.stack, overhead_preset_of(r)) for r, *_ in results})
+    for backend, stack, preset in groups:
         items = [(i, r, ttft) for i, (r, ttft, _, why) in enumerate(results)
-                 if not why and (r.backend, r.stack) == (backend, stack) and r.model in OVERHEAD_FIT_MODELS
-                 and i % 5 != 4]
+                 if not why and (r.backend, r.stack, overhead_preset_of(r)) == (backend, stack, preset)
+                 and (r.model in OVERHEAD_FIT_MODELS or preset != backend) and i % 5 != 4]
         if items:
-            current = frontend_of(items[0][1])
-            current = engine_overhead(backend).frontend_s if current is None else current
+            row = items[0][1]
+            current = frontend_of(row)
+            current = engine_overhead(backend, row.version).frontend_s if current is None else current
             fitted = fit_frontend_s([t for *_, t in items], [r.ttft_s for _, r, _ in items], current)
-            print(f"   frontend_s fit ({backend} behind {stack}, {len(items)} rows): {fitted * 1e3:.1f} ms "
+            print(f"   frontend_s fit ({preset} behind {stack}, {len(items)} rows): {fitted * 1e3:.1f} ms "
                   f"(ran with {current * 1e3:.1f} ms)")
 
 

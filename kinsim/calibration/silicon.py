@@ -343,8 +343,9 @@ def version_of(row: dict[str, Any]) -> str | None:
 #: The serving frontend's time per request (``deployment.frontend_s``, seconds) of each backend behind each
 #: stack where the H100 rows fit it (``bench_fidelity.py`` prints the fits; docs/calibration.md): the rows of
 #: one backend came through two stacks, whose frontends differ by about 50 ms (vLLM's own server against
-#: Dynamo's). Other pairs take the engine's preset (:mod:`kinsim.cost.engine_overhead`).
-FRONTEND_S: dict[tuple[str, str], float] = {("vllm", "dynamo"): 50.8e-3, ("vllm", "engine"): 6.8e-3}
+#: Dynamo's). Other pairs take the engine's preset of the row's release (:mod:`kinsim.cost.engine_overhead`: vLLM's
+#: is its own API server's, one per release line).
+FRONTEND_S: dict[tuple[str, str], float] = {("vllm", "dynamo"): 50.8e-3}
 
 
 def frontend_of(row: SiliconRow) -> float | None:
