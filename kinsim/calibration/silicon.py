@@ -24,7 +24,9 @@ serving-benchmark workload:
   gpt-oss's MXFP4 experts, ``nvfp4`` in the CSV, with bf16 attention and a bf16 KV cache, as vLLM
   serves it by default); the KV cache in fp8 where the weights are, bf16 otherwise (the rows do not say;
   aiconfigurator-core's own reading of a checkpoint gives fp8, fp8_block and nvfp4 models an fp8 KV
-  cache and fp8 attention, ``sdk/models/helpers.py``).
+  cache and fp8 attention, ``sdk/models/helpers.py``);
+* the engine's release (``backend_version``) as ``deployment.engine_version`` where the CSV gives one, so
+  that each release takes its own overhead preset (:func:`kinsim.cost.engine_overhead.engine_overhead`).
 
 **Aggregated rows** (``mode`` ``agg``): ``tp_size`` GPUs serve both phases; ``batch_size`` is the client
 concurrency (the row ids' ``c<N>``).
