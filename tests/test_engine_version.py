@@ -96,3 +96,12 @@ def test_a_silicon_row_replays_with_its_release():
         assert version_of({**SILICON, "backend_version": missing}) is None
         row, _ = expressible({**SILICON, "backend": "vllm", "backend_version": missing})
         assert "engine_version" not in workload_of(row)["deployment"]
+
+
+def test_info_names_the_engine_release_and_its_preset(capsys):
+    code = main(["info", str(WORKLOADS / "aime_bon32.yaml"), "--set", "deployment.engine_version=0.18.0"])
+    out = capsys.readouterr().out
+    # VLLM_ASYNC: 0.137e-3 s a step, 49.36e-6 s a sequence, 31.0e-3 s of frontend, at 3 significant digits
+    assert code == 0 and "vllm 0.18.0: 0.137 ms + 49.4 us a sequence each step, frontend 31 ms" in out
+    main(["info", str(WORKLOADS / "aime_bon32.yaml"), "--set", "deployment.frontend_s=20 ms"])
+    assert "vllm: 0.834 ms + 52.5 us a sequence each step, frontend 20 ms" in capsys.readouterr().out

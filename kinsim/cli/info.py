@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from kinsim.cli.options import add_set_option, overrides_of
+from kinsim.cost.engine_overhead import engine_overhead
 from kinsim.describe import describe_hardware, describe_model, describe_workload
 from kinsim.errors import SpecError
 from kinsim.inputs import input_kind, load_input
 from kinsim.outputs import Outputs
 from kinsim.schema import build
-from kinsim.units import format_number
+from kinsim.units import format_number, parse_quantity
 from kinsim.units import format_quantity as fq
 from kinsim.workload.formats import FORMATS, read_table
 from kinsim.workload.replay import CHANGES, SKIP_REASONS, select
@@ -282,6 +283,17 @@ def _replicas_words(dep: dict[str, Any]) -> str:
     return " + ".join(parts)
 
 
+def _engine_words(dep: dict[str, Any]) -> str:
+    """``vllm 0.18.0: 0.137 ms + 49.4 us a sequence each step, frontend 31.0 ms``: the serving engine, its
+    release where given, and the host-time preset that release takes (:mod:`kinsim.cost.engine_overhead`)."""
+    version = dep.get("engine_version")
+    preset = engine_overhead(dep["engine"], version)
+    frontend = preset.frontend_s if dep.get("frontend_s") is None else parse_quantity("time", dep["frontend_s"])
+    name = dep["engine"] if version is None else f"{dep['engine']} {version}"
+    return (f"{name}: {preset.step_s * 1e3:.3g} ms + {preset.per_sequence_s * 1e6:.3g} us a sequence each step, "
+            f"frontend {frontend * 1e3:.3g} ms")
+
+
 def _workload_lines(f: dict[str, Any]) -> list[str]:
     dep = f["spec"]["deployment"]
     head = _table([
@@ -290,6 +302,7 @@ def _workload_lines(f: dict[str, Any]) -> list[str]:
                   f"{f['model']['kv_bytes_per_token']:,.0f} KV bytes per token"),
         ("deployment", f"{_replicas_words(dep)} = {f['gpus']} GPUs, "
                        f"up to {dep['max_num_seqs']} sequences and {dep['max_num_batched_tokens']} tokens per step"),
+        ("engine", _engine_words(dep)),
         ("attention", f["attention_policy"]),
         ("source", f["requests_kind"]),
     ])
