@@ -284,7 +284,7 @@ def _replicas_words(dep: dict[str, Any]) -> str:
 
 
 def _engine_words(dep: dict[str, Any]) -> str:
-    """``vllm 0.18.0: 0.137 ms + 49.4 us a sequence each step, frontend 31.0 ms``: the serving engine, its
+    """``vllm 0.18.0: 0.137 ms + 49.4 us a sequence each step, frontend 31 ms``: the serving engine, its
     release where given, and the host-time preset that release takes (:mod:`kinsim.cost.engine_overhead`)."""
     version = dep.get("engine_version")
     preset = engine_overhead(dep["engine"], version)

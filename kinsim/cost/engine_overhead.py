@@ -65,8 +65,9 @@ ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
 
 #: The first vLLM release that schedules asynchronously by default (v0.14.0, January 2026, whose release notes
 #: say "Async scheduling is now enabled by default": vllm-project/vllm#27614). Its engine core prepares step
-#: n + 1 (scheduling, input metadata) while the GPU runs step n, so the host work per sequence that a
-#: synchronous step waits for is hidden behind the kernels; what stays exposed is a fixed time per step.
+#: n + 1 (scheduling, input metadata) while the GPU runs step n, so the fixed host time a synchronous step
+#: waits for is hidden behind the kernels; the fit keeps the time per sequence (sampling bookkeeping, output
+#: processing, or what the kernel model misses at large batches), which async scheduling does not remove.
 VLLM_ASYNC_FROM = (0, 14)
 
 #: vLLM from :data:`VLLM_ASYNC_FROM` on. Fitted as the synchronous preset is, to the H100 rows of vLLM 0.18
@@ -77,6 +78,7 @@ VLLM_ASYNC_FROM = (0, 14)
 VLLM_ASYNC = EngineOverhead(0.137e-3, 49.36e-6, "fitted to 60 H100 rows of vLLM 0.18 deployments (gpt-oss-120b, "
                             "MiniMax-M2.5) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
                             "kinsim.calibration.silicon.CLIENTS", frontend_s=31.0e-3)
+
 
 def engine_overhead(engine: str, version: str | None = None) -> EngineOverhead:
     """The overhead preset of ``engine`` (a ``deployment.engine`` value) at release ``version``

@@ -175,7 +175,7 @@ class DeploymentSpec:
         "added to every step: vllm, sglang, trtllm, or none.", default="vllm", check=one_of(*ENGINES))
     engine_version: str | None = spec_field(
         "Release of the serving engine, as a string ('0.18.0'): vllm from 0.14 on schedules asynchronously "
-        "(its host time per sequence hidden behind the kernels), an overhead preset of its own "
+        "(the fixed host time of a step hidden behind the kernels), an overhead preset of its own "
         "(kinsim.cost.engine_overhead). Absent: the preset of the releases the engine's rows ran (vllm 0.12, "
         "sglang 0.5, trtllm 1.0).", default=None, check=release_number, example="0.18.0")
     frontend_s: float | None = spec_field(
