@@ -8,7 +8,8 @@ import pytest
 
 from kinsim import load_hardware
 from kinsim.cost.roofline import RooflineCost
-from kinsim.engine.decode_batch import COLUMNS
+from kinsim.engine.attribution import decode_coefficients, decode_shares, step_coefficients, step_shares
+from kinsim.engine.decode_batch import COLUMNS, REBASE_STEPS
 from kinsim.engine.kv import KVLayout
 from kinsim.engine.pricer import StepPricer
 from kinsim.engine.scheduler import Scheduler
@@ -131,6 +132,45 @@ def test_the_decode_batch_keeps_fcfs_order_and_writes_counters_back():
     assert [s.order for s in batch.seqs] == [0, 1, 2] and batch.kv.tolist() == [15, 25, 35]
     gone = batch.remove_where(np.array([True, False, True]))
     assert [s.order for s in gone] == [0, 2] and gone[1].kv_tokens == 35 and batch.kv.tolist() == [25]
+
+
+def test_the_decode_batch_owes_credited_gpu_time_by_each_sequences_cached_tokens():
+    # two sequences at 9 and 19 cached tokens; a segment owes (kv + 1) x 0.5 + 2 each: 7.0 and 12.0 s
+    scheduler, _ = _scheduler_with_batch([9, 19], [0, 0])
+    batch = scheduler.batch
+    batch.credit(0.5, 2.0)
+    batch.kv[:] += 3  # the segment's three steps
+    batch.advance(3)
+    # a third joins at 40 tokens with 1.0 s settled; the next segment owes (kv + 1) x 0.25 + 1 each
+    third = Sequence(Request("r2", "g2", 0.0, 1, 10_000), 2, GroupState(2, 1, 0), 0.0)
+    third.state, third.kv_tokens, third.generated, third.gpu_s = DECODE, 40, 1, 1.0
+    batch.add(third)
+    batch.credit(0.25, 1.0)  # at 12, 22 and 40 tokens: 13 x 0.25 + 1 = 4.25, 23 x 0.25 + 1 = 6.75, 11.25
+    assert batch.owed_gpu_s().tolist() == pytest.approx([11.25, 18.75, 12.25], rel=1e-12)
+    gone = batch.remove_where(np.array([True, False, True]))
+    assert [s.gpu_s for s in gone] == pytest.approx([11.25, 12.25], rel=1e-12)
+    # past REBASE_STEPS the owed time is settled into the column and the sums restart: nothing changes
+    batch.kv[:] += REBASE_STEPS
+    batch.advance(REBASE_STEPS)
+    assert batch.steps == 0 and batch.gpu_s.tolist() == pytest.approx([18.75], rel=1e-12)
+    batch.credit(1.0, 0.0)  # one second per token attended: 22 + REBASE_STEPS + 1 tokens
+    second = batch.seqs[0]
+    batch.remove(second)
+    assert second.gpu_s == pytest.approx(18.75 + 22 + REBASE_STEPS + 1, rel=1e-12) and batch.n == 0
+
+
+def test_decode_coefficients_are_the_shares_of_every_sequence():
+    time_s, attention_s, step_s = np.array([1.0, 2.0, 0.5]), np.array([0.6, 0.9, 0.2]), np.array([1.0, 2.5, 0.5])
+    context = np.array([9, 19, 130])
+    attended = np.array([(context + 1 + k).sum() for k in range(3)], dtype=float)
+    weight, constant = decode_coefficients(time_s, attention_s, step_s, 3, attended)
+    shares = decode_shares(time_s, attention_s, step_s, context, None, attended)
+    assert ((context + 1) * weight + constant).tolist() == pytest.approx(shares.tolist(), rel=1e-12)
+    assert shares.sum() == pytest.approx(step_s.sum(), rel=1e-12)
+    decode, chunks = step_shares(1.0, 0.5, np.array([10.0, 20.0]), 1.0, [30.0], [20.0])
+    weight, constant, lazy_chunks = step_coefficients(1.0, 0.5, 2, 30.0, 1.0, [30.0], [20.0])
+    assert (np.array([10.0, 20.0]) * weight + constant).tolist() == pytest.approx(decode.tolist(), rel=1e-12)
+    assert lazy_chunks == pytest.approx(chunks, rel=1e-12)
 
 
 def test_the_decode_batch_names_its_storage_rows_in_columns_order():

@@ -19,7 +19,9 @@ samples that wait for the shared prompt); a sequence preempted and recomputed pa
 
 Decode segments are attributed in ``O(n + steps)``: with ``w_k`` the attention seconds per attended token at
 step ``k``, sequence ``i``'s attention share is ``sum_k w_k min(c_i + 1 + k, cap)``, read off prefix sums of
-``w_k`` and ``k w_k`` at the step where it reaches the cap.
+``w_k`` and ``k w_k`` at the step where it reaches the cap. Without a cap (dense attention) every share is
+``(c_i + 1) x weight + constant`` (:func:`decode_coefficients`, :func:`step_coefficients`), which the decode
+batch owes its sequences in ``O(1)`` (:meth:`kinsim.engine.decode_batch.DecodeBatch.credit`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,36 @@ def decode_shares(time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarra
     p1 = np.concatenate(([0.0], np.cumsum(np.arange(steps) * w)))
     below = np.clip(cap - first, 0, steps)  # steps before it reaches the cap
     return first * p0[below] + p1[below] + cap * (p0[-1] - p0[below]) + other
+
+
+def decode_coefficients(time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarray, n: int,
+                        attended: np.ndarray) -> tuple[float, float]:
+    """:func:`decode_shares` without a cap as ``(weight, constant)``: sequence ``i`` owes ``(context_i + 1) x
+    weight + constant`` seconds (the arguments as there; ``n`` sequences, at least one)."""
+    if time_s.min() <= 0.0:  # a step priced at nothing: it owes nothing, and divides nothing
+        positive = time_s > 0.0
+        if not positive.any():
+            return 0.0, 0.0
+        return decode_coefficients(time_s[positive], attention_s[positive], step_s[positive], n, attended[positive])
+    u = attention_s * (step_s / time_s)
+    w = u / attended  # attended >= n > 0
+    other = float((step_s - u).sum()) / n
+    return float(w.sum()), float(np.dot(step_indices(time_s.shape[0]), w)) + other
+
+
+def step_coefficients(time_s: float, attention_s: float, n: int, decode_attended: float, decode_tokens: float,
+                      chunk_attended: list[float], chunk_tokens: list[float]) -> tuple[float, float, list[float]]:
+    """:func:`step_shares` of a step whose ``n`` decoding sequences attend ``context + 1`` tokens each
+    (``decode_attended`` in all): ``(weight, constant, chunks)``, decoding sequence ``i`` owing ``(context_i +
+    1) x weight + constant`` of the step's time and the chunks their fractions, in order."""
+    if time_s <= 0.0:
+        return 0.0, 0.0, [0.0] * len(chunk_tokens)
+    tokens = decode_tokens * n + sum(chunk_tokens)
+    attended = decode_attended + sum(chunk_attended)
+    per_token = (time_s - attention_s) / tokens if tokens else 0.0
+    per_attended = attention_s / attended if attended else 0.0
+    chunks = [(per_token * t + per_attended * a) / time_s for t, a in zip(chunk_tokens, chunk_attended)]
+    return per_attended / time_s, decode_tokens * per_token / time_s, chunks
 
 
 def step_shares(time_s: float, attention_s: float, decode_attended: np.ndarray, decode_tokens: float,

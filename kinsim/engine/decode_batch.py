@@ -11,6 +11,16 @@ applying a segment, counting its blocks and pricing it are a few vector operatio
 ``verify_steps`` and ``gpu_s`` (a float column of its own) live here and the object's fields are stale;
 :meth:`DecodeBatch.remove` writes them back. Everything else about a sequence (its request, group,
 timestamps, state) stays on the object.
+
+**GPU time owed, lazily.** Without speculation every decoding sequence advances one token a step, and a
+dense decode step owes sequence ``i`` an affine function of its cached tokens, ``(kv_i + 1) x weight +
+constant`` (:mod:`kinsim.engine.attribution`). :meth:`DecodeBatch.credit` adds such a segment's two
+coefficients to two running sums instead of touching every sequence; since ``kv_i - steps`` is constant
+while ``i`` decodes (``steps``: the batch's step counter, :meth:`advance`), sequence ``i`` is owed
+``(kv_i - steps + 1) x (W - W_i) + (C - C_i)`` on top of its settled ``gpu_s``, with ``W_i`` and ``C_i`` the
+sums when it joined or was last settled. It is settled when it leaves (or its ``gpu_s`` is read), and all
+are settled every :data:`REBASE_STEPS` steps, so that the cancellation in that sum stays small (about
+``REBASE_STEPS / kv`` times the rounding of a double: below 1e-12 relative).
 """
 
 from __future__ import annotations
@@ -26,6 +36,9 @@ from kinsim.engine.sequence import Sequence
 #: speculative decoding the verify steps done and the expected tokens per verify step x 2**20 (else 0).
 COLUMNS = ("kv", "generated", "blocks", "shared", "group", "output", "verify_steps", "tau_q")
 
+#: Steps after which every sequence's lazily owed GPU time is settled and the running sums restart.
+REBASE_STEPS = 4096
+
 
 class DecodeBatch:
     """Decoding sequences in FCFS order; ``n`` of them; columns are the first ``n`` entries of arrays.
@@ -38,7 +51,8 @@ class DecodeBatch:
     held; ``shared`` prompt tokens its group holds in shared blocks; ``group`` its group's number on the
     replica; ``output`` tokens its request generates in all; ``verify_steps`` speculative verify steps
     done (0 without speculation); ``tau_q`` expected tokens per verify step x 2**20 (0 without
-    speculation); ``gpu_s`` GPU-seconds so far (float64; :mod:`kinsim.engine.attribution`)."""
+    speculation); ``gpu_s`` GPU-seconds settled so far (float64; :mod:`kinsim.engine.attribution`; with what
+    :meth:`credit` has added since, :meth:`owed_gpu_s`)."""
 
     kv: np.ndarray
     generated: np.ndarray
@@ -54,7 +68,10 @@ class DecodeBatch:
         self.seqs: list[Sequence] = []
         self._keys: list[tuple[float, int]] = []
         self._data = np.zeros((len(COLUMNS), max(capacity, 1)), dtype=np.int64)
-        self._gpu_s = np.zeros(max(capacity, 1))
+        # float rows: settled GPU-seconds, and the running sums W and C when each was last settled
+        self._floats = np.zeros((3, max(capacity, 1)))
+        self.steps = 0  # decode steps applied to the batch since the last rebase (each one token a sequence)
+        self._weight = self._constant = 0.0  # the running sums W and C of credit()
         self._views()
 
     def _views(self) -> None:
@@ -63,7 +80,7 @@ class DecodeBatch:
         n = len(self.seqs)
         (self.kv, self.generated, self.blocks, self.shared, self.group, self.output, self.verify_steps,
          self.tau_q) = self._data[:, :n]
-        self.gpu_s = self._gpu_s[:n]
+        self.gpu_s, self._weight_at, self._constant_at = self._floats[:, :n]
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -79,14 +96,14 @@ class DecodeBatch:
             grown = np.zeros((len(COLUMNS), 2 * n), dtype=np.int64)
             grown[:, :n] = self._data
             self._data = grown
-            self._gpu_s = np.concatenate((self._gpu_s, np.zeros(n)))
+            self._floats = np.concatenate((self._floats, np.zeros((3, n))), axis=1)
         key = seq.key
         at = bisect.bisect_right(self._keys, key)
-        data = self._data
+        data, floats = self._data, self._floats
         if at < n:
             data[:, at + 1:n + 1] = data[:, at:n]
-            self._gpu_s[at + 1:n + 1] = self._gpu_s[at:n]
-        self._gpu_s[at] = seq.gpu_s
+            floats[:, at + 1:n + 1] = floats[:, at:n]
+        floats[:, at] = (seq.gpu_s, self._weight, self._constant)
         data[:, at] = (seq.kv_tokens, seq.generated, seq.private_blocks, seq.group.shared_tokens, seq.group.index,
                        seq.request.output_tokens, seq.verify_steps, seq.tau_q)
         self.seqs.insert(at, seq)
@@ -100,13 +117,38 @@ class DecodeBatch:
             raise ValueError(f"sequence {seq.order} is not decoding")
         return int(self._data[0, at])
 
+    def credit(self, weight: float, constant: float) -> None:
+        """Owe each decoding sequence ``(kv + 1) x weight + constant`` GPU-seconds, ``kv`` its cached tokens
+        now (before the steps that owe it are applied), in ``O(1)``: see the module docstring."""
+        self._weight += weight
+        self._constant += self.steps * weight + constant
+
+    def advance(self, steps: int) -> None:
+        """Every decoding sequence has advanced ``steps`` tokens (its ``kv`` column too); past
+        :data:`REBASE_STEPS`, settle them all and restart the running sums."""
+        self.steps += steps
+        if self.steps >= REBASE_STEPS:
+            self.gpu_s[:] = self.owed_gpu_s()
+            self._weight = self._constant = 0.0
+            self._weight_at[:] = 0.0
+            self._constant_at[:] = 0.0
+            self.steps = 0
+
+    def owed_gpu_s(self) -> np.ndarray:
+        """Each decoding sequence's GPU-seconds so far, settled and owed (a new array, FCFS order)."""
+        base = (self.kv - self.steps + 1).astype(float)
+        return self.gpu_s + (base * (self._weight - self._weight_at) + (self._constant - self._constant_at))
+
     def _write_back(self, at: int) -> Sequence:
         seq = self.seqs[at]
-        seq.kv_tokens = int(self._data[0, at])
-        seq.generated = int(self._data[1, at])
-        seq.private_blocks = int(self._data[2, at])
-        seq.verify_steps = int(self._data[6, at])
-        seq.gpu_s = float(self._gpu_s[at])
+        data, floats = self._data, self._floats
+        kv = int(data[0, at])
+        seq.kv_tokens = kv
+        seq.generated = int(data[1, at])
+        seq.private_blocks = int(data[2, at])
+        seq.verify_steps = int(data[6, at])
+        seq.gpu_s = float(floats[0, at]) + ((kv - self.steps + 1) * (self._weight - float(floats[1, at]))
+                                            + (self._constant - float(floats[2, at])))
         return seq
 
     def remove(self, seq: Sequence) -> None:
@@ -121,7 +163,7 @@ class DecodeBatch:
         seq = self._write_back(at)
         n = len(self.seqs)
         self._data[:, at:n - 1] = self._data[:, at + 1:n]
-        self._gpu_s[at:n - 1] = self._gpu_s[at + 1:n]
+        self._floats[:, at:n - 1] = self._floats[:, at + 1:n]
         del self.seqs[at], self._keys[at]
         self._views()
         return seq
@@ -139,7 +181,7 @@ class DecodeBatch:
         n = len(self.seqs)
         m = n - len(gone)
         self._data[:, :m] = self._data[:, :n][:, keep]
-        self._gpu_s[:m] = self._gpu_s[:n][keep]
+        self._floats[:, :m] = self._floats[:, :n][:, keep]
         kept = keep.tolist()
         self.seqs = [s for s, k in zip(self.seqs, kept) if k]
         self._keys = [key for key, k in zip(self._keys, kept) if k]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from kinsim.engine.attribution import decode_shares, step_shares
+from kinsim.engine.attribution import decode_coefficients, decode_shares, step_coefficients, step_shares
 from kinsim.engine.clock import TICKS_PER_S, to_seconds, to_tick, to_ticks
 from kinsim.engine.fluid import Flow, FluidNetwork
 from kinsim.engine.pricer import ROWS, StepFigures, StepPricer
@@ -276,12 +276,22 @@ class Replica:
         if clock_s <= 0.0:
             return
         gpu_s = len(self.gpus) * busy_s / clock_s  # GPU-seconds per second of the steps' durations
+        # dense attention, one token a step: every decoding sequence owes an affine function of its cached
+        # tokens, which the batch owes lazily (DecodeBatch.credit)
+        lazy = self._cap is None and kind != "speculative"
         if kind == "step" or (kind == "speculative" and rest[0]):  # one step, prefill chunks in it
             chunks, tokens = rest
             ctx = context if kind == "step" else context[0]
-            shares, chunk_shares = step_shares(
-                float(matrix[0, 0]), float(matrix[_ATTENTION_ROW, 0]), decode_tokens_read(self.pricer.policy, ctx),
-                tokens, [c.cached + c.tokens for c in chunks], [c.tokens for c in chunks])
+            chunk_attended, chunk_tokens = [c.cached + c.tokens for c in chunks], [c.tokens for c in chunks]
+            if lazy:
+                n = len(ctx)
+                weight, constant, chunk_shares = step_coefficients(
+                    float(matrix[0, 0]), float(matrix[_ATTENTION_ROW, 0]), n, float(int(ctx.sum()) + n), tokens,
+                    chunk_attended, chunk_tokens)
+            else:
+                shares, chunk_shares = step_shares(
+                    float(matrix[0, 0]), float(matrix[_ATTENTION_ROW, 0]), decode_tokens_read(self.pricer.policy, ctx),
+                    tokens, chunk_attended, chunk_tokens)
             for (lead, _take), share in zip(plan.chunks, chunk_shares):
                 party = (lead, *lead.followers)
                 for seq in party:
@@ -292,11 +302,18 @@ class Replica:
                 step_s = run.durations[:1] / TICKS_PER_S
             time_s, attention_s = matrix[0, :steps], matrix[_ATTENTION_ROW, :steps]
             if kind == "decode":
-                shares = decode_shares(time_s, attention_s, step_s, context, self._cap, figures.attended[:steps])
+                if lazy:
+                    weight, constant = decode_coefficients(time_s, attention_s, step_s, len(context),
+                                                           figures.attended[:steps])
+                else:
+                    shares = decode_shares(time_s, attention_s, step_s, context, self._cap, figures.attended[:steps])
             else:  # speculative decode steps: context is the (steps, n) matrix
                 shares = self._speculative_shares(time_s, attention_s, step_s, context[:steps])
             scale = gpu_s
-        if len(shares):
+        if lazy:
+            if len(context):
+                self.scheduler.batch.credit(weight * scale, constant * scale)
+        elif len(shares):
             self.scheduler.batch.gpu_s[:] += shares * scale
 
     def _speculative_shares(self, time_s: np.ndarray, attention_s: np.ndarray, step_s: np.ndarray,

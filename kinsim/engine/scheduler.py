@@ -813,6 +813,7 @@ class Scheduler:
             if self._spec is None:
                 kv += steps
                 generated += steps
+                batch.advance(steps)
             else:  # each sequence's advances over the steps, on its integer trajectory
                 advanced = self.advances(steps)[steps]
                 kv += advanced
