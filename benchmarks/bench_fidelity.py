@@ -16,7 +16,8 @@ Prints:
    fit), scored on the A100 tables; beside it the held-out error of a profile fitted on the A100 itself,
    which is what the model's structure alone costs, so the difference is what the transfer costs (the
    A100 tables also come from older kernels: FlashAttention-2 and vLLM 0.14 against FlashAttention-3 and
-   vLLM 0.24).
+   vLLM 0.24). That own fit is what ``hardware/calibration/a100.yaml`` holds, which ``hardware/a100.yaml``
+   references; the transfer is how a GPU without tables is priced.
 3. **End to end, H100**: TPOT and TTFT of the ``silicon_sample.csv`` rows kinsim can express (see
    :mod:`kinsim.calibration.silicon`), per backend, as MAPE with the number of rows: aggregated rows on
    the rows held out of the engine-overhead fit (every fifth) and on all of them; disaggregated rows

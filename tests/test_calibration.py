@@ -317,3 +317,51 @@ def test_fitter_recovers_how_much_of_the_shorter_term_does_not_overlap():
     assert fit.curve.compute_max == pytest.approx(truth.compute_max, rel=0.05)
     # rows without it fit a loss near 0: the term is not free time
     assert fit_kernel("gemm", synthetic(gemm_rows(), GEMM, seed=2), H100).curve.overlap_loss < 0.05
+
+
+def test_kinds_a_gpus_tables_lack_are_filled_from_another_profile_transferred():
+    from kinsim.calibration.fit import fill_missing
+    from kinsim.hardware.spec import CalibrationSpec
+
+    # fitted on a 1,410 MHz FlashAttention-2 GPU: GEMMs only; the other profile: a 1,830 MHz FlashAttention-3 GPU
+    own = CalibrationSpec(source="own tables", device="GPU A", clock=1410e6, attention_kernels="flash2", gemm=GEMM)
+    moe = replace(GEMM, kernel_floor=5e-6, note="fused experts")
+    other = CalibrationSpec(source="other tables", device="GPU H", clock=1830e6, gemm=replace(GEMM, compute_max=0.5),
+                            moe=moe, elementwise=replace(GEMM, kernel_floor=2e-6), attention_decode=DECODE)
+    filled, kinds = fill_missing(own, other, "h.yaml")
+    assert kinds == ["elementwise", "moe"]  # not the GEMMs (measured here), not decode attention (FA3's)
+    assert filled.gemm == GEMM and filled.attention_decode is None
+    # the fixed terms are counted in the other GPU's cycles: 5 us there is 5 x 1830 / 1410 us here
+    assert filled.moe.kernel_floor == pytest.approx(5e-6 * 1830 / 1410, rel=1e-12)
+    assert filled.moe.combine_floor == pytest.approx(GEMM.combine_floor * 1830 / 1410, rel=1e-12)
+    assert filled.moe.compute_max == GEMM.compute_max and filled.moe.item_bandwidth == GEMM.item_bandwidth
+    assert filled.moe.note == "transferred from GPU H (h.yaml): no measurements of this kind here; fused experts"
+    assert filled.source == "own tables; elementwise, moe transferred from GPU H (h.yaml)"
+    # a profile of the same attention kernels lends its attention curves too
+    same_family = replace(other, attention_kernels="flash2")
+    assert "attention_decode" in fill_missing(own, same_family, "h.yaml")[1]
+    # nothing missing: the profile as it was
+    assert fill_missing(filled, other, "h.yaml") == (filled, [])
+
+
+def test_fit_fills_the_missing_kinds_from_a_profile_and_refuses_a_missing_one(tmp_path: Path, capsys):
+    measured = write_measurements(tmp_path / "measured")  # GEMMs and decode attention only
+    profile = tmp_path / "p.yaml"
+    h100_profile = HARDWARE / "calibration" / "h100.yaml"
+    assert main(["calibrate", "fit", str(measured), "--hw", str(HARDWARE / "h100.yaml"), "-o", str(profile),
+                 "--fill-from", str(h100_profile)]) == 0
+    out = capsys.readouterr().out
+    assert "moe" in out and "transferred (no measurements of this kind)" in out
+    hw = load_hardware(HARDWARE / "h100.yaml", {"calibration": str(profile)})
+    shipped = load_hardware(HARDWARE / "h100.yaml")  # the same GPU and clock: the terms as they are
+    assert hw.calibration.moe.kernel_floor == shipped.calibration.moe.kernel_floor
+    assert hw.calibration.gemm.memory_max == pytest.approx(GEMM.memory_max, rel=0.02)  # fitted here
+    lent = hw.calibration.attention_prefill  # same kernels: lent, with a note that says so
+    assert replace(lent, note="") == replace(shipped.calibration.attention_prefill, note="")
+    assert lent.note.startswith("transferred from NVIDIA H100 80GB HBM3")
+    missing = tmp_path / "q.yaml"
+    assert main(["calibrate", "fit", str(measured), "--hw", str(HARDWARE / "h100.yaml"), "-o", str(missing),
+                 "--fill-from", str(tmp_path / "nowhere.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "--fill-from" in err and "calibration profile not found" in err and "Traceback" not in err
+    assert not missing.exists()

@@ -564,15 +564,19 @@ def test_trace_requests_replay(tmp_path: Path):
     assert isinstance(r1.request, Request)
 
 
+@pytest.mark.parametrize("transferred", [False, True])  # the A100's own profile, the H100's transferred
 @pytest.mark.parametrize("kv_heads", [8, 16])  # Qwen3-0.6B's 16 query heads: grouped, then multi-head
-def test_fast_forward_equals_exact_steps_with_flashattention2_kernels(kv_heads):
-    # an A100 runs FlashAttention-2 (gpu.attention_kernels: flash2), priced by H100's transferred profile:
-    # segments take the generic pricing path, whose splits change with the context as FA2's heuristic says
+def test_fast_forward_equals_exact_steps_with_flashattention2_kernels(kv_heads, transferred):
+    # an A100 runs FlashAttention-2 (gpu.attention_kernels: flash2), priced by its own profile (fitted on
+    # FlashAttention-2) or by the H100's transferred: segments take the generic pricing path, whose splits
+    # change with the context as FA2's heuristic says
     w = workload(**{"model": {"preset": "Qwen3-0.6B", "kv_heads": kv_heads}, "requests.problems": 3,
                     "requests.samples": 4, "requests.output_tokens": 300, "requests.max_output_tokens": 300,
                     "requests.prompt_tokens": 900})
-    hw = load_hardware(HARDWARE / "a100.yaml")
-    assert hw.gpu.attention_kernels == "flash2" and hw.calibration.attention_kernels in (None, "flash3")
+    h100_profile = {"calibration": {"from": str(HARDWARE / "calibration" / "h100.yaml")}}
+    hw = load_hardware(HARDWARE / "a100.yaml", h100_profile if transferred else None)
+    assert hw.gpu.attention_kernels == "flash2"
+    assert (hw.calibration.attention_kernels or "flash3") == ("flash3" if transferred else "flash2")
     # FlashAttention-3's split is written out in the direct decode pricing: an A100 must not take it
     pricer = StepPricer(w.model, w.deployment, w.attention, RooflineCost(hw))
     assert pricer._direct_of(4) is None

@@ -25,7 +25,9 @@ from kinsim.workload.spec import DenseAttention
 from .conftest import HARDWARE
 
 H100 = load_hardware(HARDWARE / "h100.yaml")
-A100 = load_hardware(HARDWARE / "a100.yaml")
+#: The A100 priced with the H100's profile transferred, as a GPU without tables of its own is (a100.yaml itself
+#: references the A100's own profile): the transfer's rules are what these tests check.
+A100 = load_hardware(HARDWARE / "a100.yaml", {"calibration": {"from": str(HARDWARE / "calibration" / "h100.yaml")}})
 QWEN3_8B = AttentionDims(HeadShard(32, 8, 128, 1))  # per GPU at TP 1: 32 query heads, 8 KV heads
 
 

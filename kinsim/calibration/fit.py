@@ -299,3 +299,33 @@ def fit_profile(frame, hw: HardwareSpec, source: str, device: str,
                               attention_kernels=hw.gpu.attention_kernels,
                               **{fit.kernel: fit.curve for fit in fits if fit.curve is not None})
     return profile, fits
+
+
+#: Curve kinds that price attention kernels: their op model's structure is per family of attention kernels
+#: (``gpu.attention_kernels``), so another GPU's curves of these carry over only from the same family.
+ATTENTION_KINDS = ("attention_decode", "attention_decode_fp8kv", "attention_sparse", "attention_prefill",
+                   "attention_prefill_fp8kv")
+
+
+def fill_missing(profile: CalibrationSpec, other: CalibrationSpec, label: str) -> tuple[CalibrationSpec, list[str]]:
+    """``profile`` with the kinds it has no curve for taken from ``other``, a profile fitted on another GPU,
+    as ``calibration: {from: ...}`` would apply them to this one (the terms counted in cycles scaled by the
+    two clocks, :meth:`~kinsim.hardware.spec.CalibrationSpec.on_clock`), each with a note saying so, and the
+    kinds filled. Attention kinds are taken only from a profile fitted on the same attention kernels.
+
+    For a GPU whose tables lack some kinds (aiconfigurator-core's A100 tables have no MoE or quantization
+    rows): a filled kind is as good as the transfer from ``other``'s GPU, no better."""
+    moved = other.on_clock(profile.clock) if profile.clock is not None else other
+    same_attention = (other.attention_kernels or "flash3") == (profile.attention_kernels or "flash3")
+    filled, changes = [], {}
+    for kind in (*CALIBRATED_KERNELS, "allreduce_nccl", "allreduce_custom"):
+        curve = getattr(moved, kind)
+        if getattr(profile, kind) is not None or curve is None or (kind in ATTENTION_KINDS and not same_attention):
+            continue
+        note = f"transferred from {other.device} ({label}): no measurements of this kind here"
+        changes[kind] = replace(curve, note=f"{note}; {curve.note}" if curve.note else note)
+        filled.append(kind)
+    if not filled:
+        return profile, []
+    source = f"{profile.source}; {', '.join(filled)} transferred from {other.device} ({label})"
+    return replace(profile, source=source, **changes), filled

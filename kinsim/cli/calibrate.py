@@ -63,6 +63,9 @@ def add_parser(subparsers) -> None:
     fit.add_argument("directory", metavar="DIR", help="directory with measurements.csv (and metadata.json)")
     fit.add_argument("--hw", required=True, metavar="HW", help="hardware file of the measured GPU")
     fit.add_argument("-o", "--output", required=True, metavar="PROFILE", help="calibration profile YAML to write")
+    fit.add_argument("--fill-from", metavar="PROFILE", default=None,
+                     help="a profile fitted on another GPU: the kernel kinds these measurements lack take its "
+                          "terms, transferred to this GPU (attention kinds only from the same attention kernels)")
     fit.set_defaults(run=run_fit)
     validate = commands.add_parser("validate", help="predicted against measured kernel times")
     validate.add_argument("directory", metavar="DIR", help="directory with measurements.csv")
@@ -109,23 +112,28 @@ def run_fit(args: argparse.Namespace) -> int:
     with Outputs() as outputs:
         outputs.file("--output", args.output)
         fits = _fit(args, outputs)
+    fits, filled = fits
     print(f"{'kernel':<18} {'points':>6} {'held-out MAPE':>13}  terms")
     for fit in (fit for fit in fits if fit.curve is not None):
         c = fit.curve
         note = f"  ({c.note})" if c.note else ""
         print(f"{fit.kernel:<18} {c.points:>6} {c.held_out_mape:>12.2%}  {_terms(c)}{note}")
+    for kind in filled:
+        print(f"{kind:<18} {'-':>6} {'-':>13}  from {args.fill_from}, transferred (no measurements of this kind)")
     print(f"wrote {args.output}")
     return 0
 
 
-def _fit(args: argparse.Namespace, outputs: Outputs) -> list:
-    """Fit the measurements of ``args.directory`` and produce the profile (committed by the caller)."""
-    from kinsim.calibration.fit import fit_profile
+def _fit(args: argparse.Namespace, outputs: Outputs) -> tuple[list, list[str]]:
+    """Fit the measurements of ``args.directory`` and produce the profile (committed by the caller); return
+    the fits and the kinds filled from ``--fill-from``."""
+    from kinsim.calibration.fit import fill_missing, fit_profile
     from kinsim.calibration.measurements import read_measurements, read_metadata
     from kinsim.hardware.load import load_hardware
     from kinsim.schema import to_raw
 
     hw = load_hardware(args.hw)
+    other = _profile_of(args.fill_from) if args.fill_from else None
     frame = read_measurements(args.directory)
     meta = read_metadata(args.directory)
     device = str(meta.get("device", hw.gpu.name))
@@ -147,11 +155,29 @@ def _fit(args: argparse.Namespace, outputs: Outputs) -> list:
                   f"for the same reason ({len(fit.rejected):,} in all)")
         if fit.skipped:
             print(f"kinsim: warning: not fitted: {fit.skipped}")
+    filled = []
+    if other is not None:
+        profile, filled = fill_missing(profile, other, args.fill_from)
     text = ("# Written by kinsim calibrate fit: the terms of kinsim.cost.kernel_model per kernel kind and of\n"
             "# kinsim.cost.collective_model per all-reduce; shares are of the hardware file's peaks.\n")
     text += yaml.safe_dump(to_raw(profile), sort_keys=False)
     outputs.write_text("--output", text)
-    return fits
+    return fits, filled
+
+
+def _profile_of(path: str):
+    """The calibration profile at ``path`` (``--fill-from``), validated; exit 2 naming it when it is not one."""
+    from kinsim.hardware.spec import CalibrationSpec
+    from kinsim.schema import build
+    from kinsim.yamlio import read_with_extends
+
+    if not Path(path).is_file():
+        raise SpecError("calibration profile not found", path="--fill-from", value=path,
+                        hint="a profile written by kinsim calibrate fit")
+    raw = read_with_extends(path)
+    if not isinstance(raw, dict):
+        raise SpecError("expected a mapping (a profile written by kinsim calibrate fit)", file=path)
+    return build(CalibrationSpec, raw, file=path)
 
 
 #: How ``fit`` prints each term: (scale, unit).
