@@ -111,8 +111,7 @@ def run_import(args: argparse.Namespace) -> int:
 def run_fit(args: argparse.Namespace) -> int:
     with Outputs() as outputs:
         outputs.file("--output", args.output)
-        fits = _fit(args, outputs)
-    fits, filled = fits
+        fits, filled = _fit(args, outputs)
     print(f"{'kernel':<18} {'points':>6} {'held-out MAPE':>13}  terms")
     for fit in (fit for fit in fits if fit.curve is not None):
         c = fit.curve

@@ -18,9 +18,9 @@ constant`` (:mod:`kinsim.engine.attribution`). :meth:`DecodeBatch.credit` adds s
 coefficients to two running sums instead of touching every sequence; since ``kv_i - steps`` is constant
 while ``i`` decodes (``steps``: the batch's step counter, :meth:`advance`), sequence ``i`` is owed
 ``(kv_i - steps + 1) x (W - W_i) + (C - C_i)`` on top of its settled ``gpu_s``, with ``W_i`` and ``C_i`` the
-sums when it joined or was last settled. It is settled when it leaves (or its ``gpu_s`` is read), and all
-are settled every :data:`REBASE_STEPS` steps, so that the cancellation in that sum stays small (about
-``REBASE_STEPS / kv`` times the rounding of a double: below 1e-12 relative).
+sums when it joined or was last settled (:meth:`DecodeBatch.owed_gpu_s` reads every sequence's). It is
+settled when it leaves, and all are settled every :data:`REBASE_STEPS` steps, so that the cancellation in
+that sum stays small (about ``REBASE_STEPS / kv`` times the rounding of a double: below 1e-12 relative).
 """
 
 from __future__ import annotations
