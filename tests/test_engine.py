@@ -374,6 +374,7 @@ small_workloads = st.fixed_dictionaries({
     "deployment.max_num_batched_tokens": st.sampled_from([16, 64, 512]),
     "deployment.chunked_prefill": st.booleans(),
     "deployment.admission": st.sampled_from(["greedy", "no_evict"]),
+    "deployment.schedule_ahead": st.booleans(),  # arrivals join a step later (async and overlap schedulers)
     "deployment.router": st.sampled_from(["group_affinity", "least_loaded", "round_robin"]),
     "requests.arrival": st.sampled_from([{"process": "all_at_once"}, {"process": "poisson", "rate": "50 /s"},
                                          {"process": "closed_loop", "concurrency": 2},

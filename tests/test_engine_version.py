@@ -3,6 +3,7 @@ releases carried into their replays."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,11 @@ from kinsim.errors import SpecError
 from kinsim.releases import release_of
 from kinsim.runner import simulate
 from kinsim.workload.load import workload_from_raw
+from kinsim.workload.spec import DeploymentSpec
 
 from .conftest import HARDWARE, ROOT, WORKLOADS
 from .test_aiconfigurator import SILICON
+from .test_engine import workload
 
 H100 = load_hardware(HARDWARE / "h100.yaml")
 
@@ -85,7 +88,7 @@ def test_a_silicon_row_replays_with_its_release():
     assert row.version == "0.18.0"
     assert workload_of(row)["deployment"]["engine_version"] == "0.18.0"
     assert "engine_version" not in workload_of(row, engine="none")["deployment"]  # the overheads' fit: none
-    # behind vLLM's own API server the frontend is the release's preset (31 ms from 0.14, 6.8 ms before)
+    # behind vLLM's own API server the frontend is the release's preset (26.8 ms from 0.14, 6.8 ms before)
     own = {**SILICON, "backend": "vllm", "silicon_data_source": "image=vllm/vllm-openai:v0.18.0"}
     for version, preset in (("0.18.0", VLLM_ASYNC), ("0.12.0", ENGINE_OVERHEADS["vllm"])):
         row, _ = expressible({**own, "backend_version": version})
@@ -101,7 +104,47 @@ def test_a_silicon_row_replays_with_its_release():
 def test_info_names_the_engine_release_and_its_preset(capsys):
     code = main(["info", str(WORKLOADS / "aime_bon32.yaml"), "--set", "deployment.engine_version=0.18.0"])
     out = capsys.readouterr().out
-    # VLLM_ASYNC: 0.137e-3 s a step, 49.36e-6 s a sequence, 31.0e-3 s of frontend, at 3 significant digits
-    assert code == 0 and "vllm 0.18.0: 0.137 ms + 49.4 us a sequence each step, frontend 31 ms" in out
+    # VLLM_ASYNC: 0.137e-3 s a step, 49.36e-6 s a sequence, 26.8e-3 s of frontend, at 3 significant digits;
+    # from 0.14 vLLM plans each step while the previous one runs
+    assert code == 0 and ("vllm 0.18.0: 0.137 ms + 49.4 us a sequence each step, frontend 26.8 ms, plans a step "
+                          "ahead") in out
     main(["info", str(WORKLOADS / "aime_bon32.yaml"), "--set", "deployment.frontend_s=20 ms"])
-    assert "vllm: 0.834 ms + 52.5 us a sequence each step, frontend 20 ms" in capsys.readouterr().out
+    assert "vllm: 0.834 ms + 52.5 us a sequence each step, frontend 20 ms\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("engine, version, ahead", [
+    ("vllm", None, False), ("vllm", "0.12.0", False), ("vllm", "0.14.0", True), ("vllm", "0.18.0", True),
+    ("sglang", None, True), ("trtllm", "1.0.0rc3", True), ("none", None, False),
+])
+def test_which_engines_plan_a_step_ahead(engine, version, ahead):
+    deployment = DeploymentSpec(engine=engine, engine_version=version)
+    assert deployment.schedule_ahead is ahead
+    assert DeploymentSpec(engine=engine, engine_version=version, schedule_ahead=not ahead).schedule_ahead is not ahead
+
+
+def test_a_silicon_row_schedules_as_its_backend_release_did_whatever_prices_its_host_time():
+    for backend, version, ahead in (("vllm", "0.18.0", True), ("vllm", "0.12.0", False), ("trtllm", "1.0.0rc3", True)):
+        row, _ = expressible({**SILICON, "backend": backend, "backend_version": version})
+        for engine in (None, "none"):  # none: the overheads' fit, on the backend's own batches
+            assert workload_of(row, engine=engine)["deployment"]["schedule_ahead"] is ahead
+
+
+def test_an_arrival_during_a_step_joins_a_step_later_when_the_engine_plans_ahead(tmp_path: Path):
+    # Request a alone (no serving engine: no host time, no frontend); b arrives in the middle of a's fourth
+    # step. Planning at the end of each step, b joins at the end of that fourth step; an engine that planned
+    # the fifth step while the fourth ran has not seen b: b joins at the end of the fifth. a, arriving at an
+    # idle engine, is admitted at once either way. The same in fast-forward and in exact steps.
+    lone = {"deployment.engine": "none", "requests.problems": 1, "requests.samples": 1, "requests.output_tokens": 50}
+    ends = [seg.end_s for seg in simulate(workload(**lone), H100, exact_steps=True).records.segments]
+    arrival = (ends[2] + ends[3]) / 2
+    trace = tmp_path / "trace.jsonl"
+    rows = [{"request_id": "a", "arrival_s": 0.0, "prompt_tokens": 100, "output_tokens": 50},
+            {"request_id": "b", "arrival_s": arrival, "prompt_tokens": 100, "output_tokens": 50}]
+    trace.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for ahead, joins in ((False, ends[3]), (True, ends[4])):
+        w = workload(**{"deployment.engine": "none", "deployment.schedule_ahead": ahead},
+                     requests={"kind": "trace", "path": str(trace)})
+        for exact in (False, True):
+            a, b = simulate(w, H100, exact_steps=exact).records.sequences
+            assert a.admitted_s == 0.0 and b.arrival_s == arrival
+            assert b.admitted_s == joins, (ahead, exact)

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from kinsim.releases import release_of
-from kinsim.workload.spec import ENGINE_SCHEDULING
+from kinsim.workload.spec import ENGINE_SCHEDULING, schedules_ahead
 
 #: Model paths of the CSV that kinsim has presets for.
 PRESETS = {
@@ -453,14 +453,15 @@ def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
     """``deployment`` of ``row``: one replica of ``row.tp`` GPUs, or the row's prefill and decode roles
     (requests placed on the least-loaded replica of each role; a decode replica seats its
     ``decode_batch_size`` sequences, at least kinsim's default 256). It schedules as the row's backend does
-    (:data:`~kinsim.workload.spec.ENGINE_SCHEDULING`) whatever ``engine`` prices its host time, so that the
+    (:data:`~kinsim.workload.spec.ENGINE_SCHEDULING`, and ahead of the GPU where that release does:
+    :func:`~kinsim.workload.spec.schedules_ahead`) whatever ``engine`` prices its host time, so that the
     engine overheads are fitted with ``engine: none`` on the backend's own batches. Its requests spend the
     frontend time of the row's backend behind the row's serving stack (:func:`frontend_of`). The KV cache is
     what ``engine`` leaves (:mod:`kinsim.engine.memory_budget`): with ``engine: none`` (the overheads' fit),
     vLLM's budget, which differs from TensorRT-LLM's and SGLang's only on rows whose clients outgrow it."""
     chunked, admission = ENGINE_SCHEDULING[row.backend]
     common = {"data_parallel": 1, "max_num_batched_tokens": 8192, "engine": engine, "chunked_prefill": chunked,
-              "admission": admission}
+              "admission": admission, "schedule_ahead": schedules_ahead(row.backend, row.version)}
     frontend = frontend_of(row)
     if frontend is not None and engine == row.backend:  # the stack's frontend; none with engine: none
         common["frontend_s"] = f"{frontend!r} s"

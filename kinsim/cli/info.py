@@ -23,7 +23,7 @@ from kinsim.units import format_number, parse_quantity
 from kinsim.units import format_quantity as fq
 from kinsim.workload.formats import FORMATS, read_table
 from kinsim.workload.replay import CHANGES, SKIP_REASONS, select
-from kinsim.workload.spec import TraceRequests
+from kinsim.workload.spec import TraceRequests, schedules_ahead
 from kinsim.workload.trace_summary import summarize_trace
 
 
@@ -284,14 +284,16 @@ def _replicas_words(dep: dict[str, Any]) -> str:
 
 
 def _engine_words(dep: dict[str, Any]) -> str:
-    """``vllm 0.18.0: 0.137 ms + 49.4 us a sequence each step, frontend 31 ms``: the serving engine, its
-    release where given, and the host-time preset that release takes (:mod:`kinsim.cost.engine_overhead`)."""
+    """``vllm 0.18.0: 0.137 ms + 49.4 us a sequence each step, frontend 26.8 ms, plans a step ahead``: the
+    serving engine, its release where given, the host-time preset that release takes
+    (:mod:`kinsim.cost.engine_overhead`) and whether it plans each step while the previous one runs."""
     version = dep.get("engine_version")
     preset = engine_overhead(dep["engine"], version)
     frontend = preset.frontend_s if dep.get("frontend_s") is None else parse_quantity("time", dep["frontend_s"])
+    ahead = schedules_ahead(dep["engine"], version) if dep.get("schedule_ahead") is None else dep["schedule_ahead"]
     name = dep["engine"] if version is None else f"{dep['engine']} {version}"
     return (f"{name}: {preset.step_s * 1e3:.3g} ms + {preset.per_sequence_s * 1e6:.3g} us a sequence each step, "
-            f"frontend {frontend * 1e3:.3g} ms")
+            f"frontend {frontend * 1e3:.3g} ms" + (", plans a step ahead" if ahead else ""))
 
 
 def _workload_lines(f: dict[str, Any]) -> list[str]:

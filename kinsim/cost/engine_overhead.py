@@ -11,7 +11,7 @@ folded in): the engine admits it that long after it arrives, and its TTFT counts
 constant per backend, fitted to the same rows' TTFTs (:func:`kinsim.calibration.silicon.fit_frontend_s`:
 the weighted median of measured minus simulated TTFT, every fifth row held out; ``bench_fidelity.py``
 prints it). It is a property of the engine's host side at those versions, not of the GPU. vLLM's is its
-own API server's (6.8 ms, the rows that ran ``vllm/vllm-openai`` before 0.14; 31.0 ms for 0.18's,
+own API server's (6.8 ms, the rows that ran ``vllm/vllm-openai`` before 0.14; 26.8 ms for 0.18's,
 :data:`VLLM_ASYNC`; behind NVIDIA Dynamo's frontend its rows take 50.8 ms,
 :data:`kinsim.calibration.silicon.FRONTEND_S`); SGLang's and TensorRT-LLM's H100 rows all came through
 Dynamo, so theirs include it.
@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kinsim.releases import release_of
+from kinsim.workload.spec import VLLM_ASYNC_FROM
 
 
 @dataclass(frozen=True)
@@ -52,39 +53,37 @@ ENGINE_OVERHEADS: dict[str, EngineOverhead] = {
     "vllm": EngineOverhead(0.834e-3, 52.48e-6, "fitted to 106 H100 rows of vLLM 0.12 deployments (Qwen3-32B, "
                            "Llama-3.1-70B) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
                            "kinsim.calibration.silicon.CLIENTS", frontend_s=6.8e-3),
-    "sglang": EngineOverhead(0.427e-3, 20.67e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
+    "sglang": EngineOverhead(0.425e-3, 20.71e-6, "fitted to 68 H100 rows of SGLang 0.5 deployments (Qwen3-32B) in "
                              "aiconfigurator-core 0.12.0's silicon_sample.csv, replayed in rounds",
                              frontend_s=120.2e-3),
-    "trtllm": EngineOverhead(0.039e-3, 30.32e-6, "fitted to 383 H100 rows of TensorRT-LLM 1.0 deployments "
+    "trtllm": EngineOverhead(0.041e-3, 30.52e-6, "fitted to 383 H100 rows of TensorRT-LLM 1.0 deployments "
                              "(Qwen3-32B, Llama-3.1-8B, Qwen3-235B-A22B-FP8) in aiconfigurator-core 0.12.0's "
                              "silicon_sample.csv, scheduled as TensorRT-LLM does (no chunked prefill, no-evict "
-                             "admission), clients of kinsim.calibration.silicon.CLIENTS", frontend_s=111.5e-3),
+                             "admission), clients of kinsim.calibration.silicon.CLIENTS", frontend_s=102.3e-3),
     "none": EngineOverhead(0.0, 0.0, "no serving engine: kernels only"),
 }
 
 
-#: The first vLLM release that schedules asynchronously by default (v0.14.0, January 2026, whose release notes
-#: say "Async scheduling is now enabled by default": vllm-project/vllm#27614). Its engine core prepares step
-#: n + 1 (scheduling, input metadata) while the GPU runs step n, so the fixed host time a synchronous step
-#: waits for is hidden behind the kernels; the fit keeps the time per sequence (sampling bookkeeping, output
-#: processing, or what the kernel model misses at large batches), which async scheduling does not remove.
-VLLM_ASYNC_FROM = (0, 14)
-
-#: vLLM from :data:`VLLM_ASYNC_FROM` on. Fitted as the synchronous preset is, to the H100 rows of vLLM 0.18
-#: (gpt-oss-120b, MiniMax-M2.5; ``bench_fidelity.py --fit-overheads``), every fifth row held out; the frontend,
-#: the engine's own API server's as for the synchronous preset, fitted to the same rows' TTFTs (31.0 ms, against
-#: 6.8 ms on the rows of earlier releases: it also holds prefill time kinsim misses on these two MoE models,
-#: whose shortfall grows with the prompt; docs/calibration.md).
+#: vLLM from :data:`~kinsim.workload.spec.VLLM_ASYNC_FROM` on, whose engine core prepares step n + 1 (scheduling,
+#: input metadata) while the GPU runs step n, so the fixed host time a synchronous step waits for is hidden
+#: behind the kernels; the fit keeps the time per sequence (sampling bookkeeping, output processing, or what the
+#: kernel model misses at large batches), which async scheduling does not remove. Fitted as the synchronous
+#: preset is, to the H100 rows of vLLM 0.18 (gpt-oss-120b, MiniMax-M2.5; ``bench_fidelity.py
+#: --fit-overheads``), every fifth row held out; the frontend, the engine's own API server's as for the
+#: synchronous preset, fitted to the same rows' TTFTs (26.8 ms, against 6.8 ms on the rows of earlier releases:
+#: it also holds prefill time kinsim misses on these two MoE models, whose shortfall grows with the prompt;
+#: docs/calibration.md). A request that arrives during a step joins the batch a step later
+#: (``deployment.schedule_ahead``), which the frontend time no longer stands for (31.0 ms before that).
 VLLM_ASYNC = EngineOverhead(0.137e-3, 49.36e-6, "fitted to 60 H100 rows of vLLM 0.18 deployments (gpt-oss-120b, "
                             "MiniMax-M2.5) in aiconfigurator-core 0.12.0's silicon_sample.csv, clients of "
-                            "kinsim.calibration.silicon.CLIENTS", frontend_s=31.0e-3)
+                            "kinsim.calibration.silicon.CLIENTS", frontend_s=26.8e-3)
 
 
 def engine_overhead(engine: str, version: str | None = None) -> EngineOverhead:
     """The overhead preset of ``engine`` (a ``deployment.engine`` value) at release ``version``
     (``deployment.engine_version``; None: the preset of the release its rows ran, :data:`ENGINE_OVERHEADS`).
-    Only vLLM's changes with the release: from :data:`VLLM_ASYNC_FROM` on it schedules asynchronously
-    (:data:`VLLM_ASYNC`). The other engines' presets are each fitted to one release line (SGLang 0.5,
+    Only vLLM's changes with the release: from :data:`~kinsim.workload.spec.VLLM_ASYNC_FROM` on it schedules
+    asynchronously (:data:`VLLM_ASYNC`). The other engines' presets are each fitted to one release line (SGLang 0.5,
     TensorRT-LLM 1.0), and no H100 row of another release says how theirs differ."""
     if engine == "vllm" and version is not None and (release_of(version) or (0, 0)) >= VLLM_ASYNC_FROM:
         return VLLM_ASYNC

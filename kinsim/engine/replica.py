@@ -109,6 +109,10 @@ class Replica:
         self._decide, self._record, self._record_op = decide, record, record_op
         self.op_window = op_window  # (start, end) in clock ticks: record op-level slices of steps inside it
         self._idle = True  # no step running and no decision pending
+        #: Start (ticks) of the step that just ended, for an engine that plans a step while the previous one
+        #: runs (``Scheduler.schedules_ahead``): the next plan sees the requests that had arrived by then. None
+        #: when the next decision follows idleness (it sees every request).
+        self._planned_at: float | None = None
         self._in_flight: _InFlight | None = None
         self._generation = 0  # of the running segment's end timer; a cut supersedes the old timer
         #: Speculative decoding's counters (empty without it): sequence-steps verified, tokens drafted,
@@ -125,6 +129,7 @@ class Replica:
     def enqueue(self, seq: Sequence) -> None:
         """Take a newly arrived request (called at the arrival's time)."""
         seq.replica = self.index
+        seq.seen_s = to_seconds(self.env.now)
         head_was_empty = self.scheduler._peek_waiting() is None
         self.scheduler.enqueue(seq)
         if self._idle:
@@ -159,11 +164,12 @@ class Replica:
         self._decide().callbacks.append(self._on_decide)
 
     def _cut(self) -> None:
-        """End the running segment at the first step boundary at or after now."""
+        """End the running segment at the first step boundary at or after now (an engine that plans each step
+        while the previous one runs: at the boundary after it, the first plan that sees what arrived now)."""
         run = self._in_flight
         if run.steps == 1:
             return
-        j = int(np.searchsorted(run.ends, self.env.now, side="left"))
+        j = int(np.searchsorted(run.ends, self.env.now, side="left")) + (1 if self.scheduler.schedules_ahead else 0)
         if j + 1 < run.steps:
             run.steps = j + 1
             if run.flow is not None:
@@ -183,8 +189,12 @@ class Replica:
         while True:
             if not scheduler.has_work:
                 self._idle = True
+                self._planned_at = None
                 return
             aborted = scheduler.aborted
+            if scheduler.schedules_ahead:
+                planned = self._planned_at
+                scheduler.admit_before = to_seconds(env.now if planned is None else planned)
             plan = scheduler.plan(to_seconds(env.now))
             if self._start_landings is not None:
                 landings = scheduler.take_landings()
@@ -192,11 +202,17 @@ class Replica:
                     self._start_landings(self.index, landings)
             if not plan.empty:
                 break
+            if plan.admission_skipped and self._planned_at is not None:
+                # nothing to run but what arrived during the last step: with no step to overlap, the engine
+                # plans at once, and sees it
+                self._planned_at = None
+                continue
             if scheduler.resident:
                 raise RuntimeError(f"replica {self.index}: resident sequences but nothing to run")
             if scheduler.aborted == aborted and (scheduler.held or scheduler.landing):
                 # waiting for KV blocks held for transfers, or for KV in flight: a handoff's end wakes it
                 self._idle = True
+                self._planned_at = None
                 return
             # planning ended requests that can never run; look again
         figures, occupied, batch_of = self._price(plan)
@@ -243,6 +259,7 @@ class Replica:
         run, env = self._in_flight, self.env
         self._in_flight = None
         steps = run.steps
+        self._planned_at = run.start if steps == 1 else float(run.ends[steps - 2])
         matrix = run.figures.matrix
         # each row of ROWS summed over the steps (one step: its column, the same numbers)
         totals = matrix[:, 0].tolist() if steps == 1 else matrix[:, :steps].sum(axis=1).tolist()

@@ -65,6 +65,7 @@ from __future__ import annotations
 import bisect
 import functools
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -119,7 +120,8 @@ class Plan:
 
     decode_seqs: int = 0
     chunks: list[tuple[Sequence, int]] = field(default_factory=list)
-    #: Admission was not tried (the step preempted), so the next step may admit: no segment beyond it.
+    #: Admission was not tried (the step preempted, or the queue's head arrived after the step was planned by
+    #: an engine that schedules ahead), so the next step may admit: no segment beyond it.
     admission_skipped: bool = False
     #: KV blocks the decoding sequences add in the step (their next token each: ``decode_need`` when planned).
     decode_blocks: int = 0
@@ -196,6 +198,12 @@ class Scheduler:
         self._spec = deployment.speculative
         self._decode_tokens = 1 if self._spec is None else self._spec.tokens + 1
         self.on_finish = on_finish
+        #: The engine plans each step while the previous one runs (``deployment.schedule_ahead``): planning
+        #: admits only requests it had seen (``Sequence.seen_s``) by :attr:`admit_before` (seconds), the start of
+        #: the step that just ended (set by the replica); a preempted sequence was seen long before. A decode
+        #: replica's sequences come from prefill replicas, not arrivals.
+        self.schedules_ahead = bool(deployment.schedule_ahead) and role != "decode"
+        self.admit_before = math.inf
         self.used_blocks = 0
         self.resident: list[Sequence] = []  # admitted and not ended, in FCFS order (arrival, then order)
         #: Sequences admitted to prefill (lead a prefill), in FCFS order; planning drops those whose prefill
@@ -427,6 +435,9 @@ class Scheduler:
         while budget > 0:
             head = self._peek_waiting()
             if head is None:
+                return
+            if head.seen_s > self.admit_before:  # it reached the engine after this step was planned: the next
+                plan.admission_skipped = True
                 return
             decision = self._head_decision(head, self.free_blocks, reserved, budget)
             if decision.abort:

@@ -80,6 +80,9 @@ class Sequence:
     #: Its share of the GPU time of the steps it took part in so far, GPU-seconds
     #: (:mod:`kinsim.engine.attribution`).
     gpu_s: float = 0.0
+    #: When the engine of its replica saw it (seconds: its arrival plus the serving frontend's time), which an
+    #: engine that plans a step ahead compares with when it planned (``Scheduler.admit_before``).
+    seen_s: float = 0.0
 
     @property
     def key(self) -> tuple[float, int]:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from kinsim.errors import SpecError
 from kinsim.limits import MAX_REQUESTS, MAX_TIME_S, MAX_TIME_WORDS, MAX_TOKENS, MAX_TOTAL_GPUS
 from kinsim.model.spec import ModelSpec
-from kinsim.releases import release_number
+from kinsim.releases import release_number, release_of
 from kinsim.schema import (
     at_least,
     at_most,
@@ -49,6 +49,22 @@ ENGINE_SCHEDULING: dict[str, tuple[bool, str]] = {
     "trtllm": (False, "no_evict"),
     "none": (True, "greedy"),
 }
+
+#: The first vLLM release that schedules asynchronously by default (v0.14.0, January 2026, whose release notes
+#: say "Async scheduling is now enabled by default": vllm-project/vllm#27614): its engine core prepares step
+#: n + 1 while the GPU runs step n.
+VLLM_ASYNC_FROM = (0, 14)
+
+
+def schedules_ahead(engine: str, version: str | None = None) -> bool:
+    """Whether ``engine`` at release ``version`` plans each step while the previous one runs on the GPU (the
+    default of ``deployment.schedule_ahead``): vLLM from :data:`VLLM_ASYNC_FROM` (async scheduling), SGLang
+    (its overlap scheduler, the default since 0.4) and TensorRT-LLM (its PyTorch backend's overlap scheduler,
+    the default in 1.x); not vLLM before 0.14 (or with no release given, whose preset is 0.12's) nor ``none``."""
+    if engine == "vllm":
+        return version is not None and (release_of(version) or (0, 0)) >= VLLM_ASYNC_FROM
+    return engine in ("sglang", "trtllm")
+
 
 #: Caps on sizes (reasons in :mod:`kinsim.limits`).
 _TOKENS = at_most(MAX_TOKENS, "tokens: kinsim's cap, 2**24")
@@ -128,6 +144,11 @@ class DeploymentSpec:
         "reserves the workload's max_output_tokens, the max_tokens a client sends, or a trace's own output "
         "length where it sets no cap). Absent: the engine's default (no_evict for trtllm, greedy "
         "otherwise).", default=None, check=one_of(*ADMISSIONS))
+    schedule_ahead: bool | None = spec_field(
+        "The engine plans each step while the previous one runs on the GPU (vLLM's async scheduling, SGLang's "
+        "and TensorRT-LLM's overlap scheduler), so a request that arrives during a step joins the batch at the "
+        "step after the next. Absent: the engine's default (true for sglang, trtllm and vllm from "
+        "engine_version 0.14; false for vllm before, or without engine_version, and none).", default=None)
     kv_block_size: int = spec_field("Tokens per paged KV-cache block.", default=16, check=(at_least(1), _TOKENS))
     gpu_memory_fraction: float | None = spec_field(
         "Share of GPU memory the serving engine budgets, as the engine reads it: vllm's "
@@ -180,8 +201,8 @@ class DeploymentSpec:
         "sglang 0.5, trtllm 1.0).", default=None, check=release_number, example="0.18.0")
     frontend_s: float | None = spec_field(
         "Time a request spends in the serving frontend (HTTP, tokenization, hand-off) before the engine "
-        "admits it, counted in its TTFT; absent: the engine's preset (vllm 6.8 ms, 31.0 ms from 0.14, sglang 120.2 ms, "
-        "trtllm 111.5 ms, none 0; fitted in docs/calibration.md).", unit="time", default=None,
+        "admits it, counted in its TTFT; absent: the engine's preset (vllm 6.8 ms, 26.8 ms from 0.14, sglang 120.2 ms, "
+        "trtllm 102.3 ms, none 0; fitted in docs/calibration.md).", unit="time", default=None,
         check=non_negative, example="20 ms")
     disaggregation: DisaggregationSpec | None = spec_field(
         "Prefill and decode on separate replicas, with each request's KV moved between them (see "
@@ -198,6 +219,8 @@ class DeploymentSpec:
             object.__setattr__(self, "chunked_prefill", chunked)
         if self.admission is None:
             object.__setattr__(self, "admission", admission)
+        if self.schedule_ahead is None:
+            object.__setattr__(self, "schedule_ahead", schedules_ahead(self.engine, self.engine_version))
         if self.disaggregation is not None and self.data_parallel != 1:
             raise SpecError("must be 1 with disaggregation: the roles give the replicas "
                             "(disaggregation.prefill.replicas, disaggregation.decode.replicas)",
