@@ -32,8 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kinsim.releases import release_of
-from kinsim.workload.spec import VLLM_ASYNC_FROM
+from kinsim.workload.spec import vllm_schedules_async
 
 
 @dataclass(frozen=True)
@@ -85,6 +84,6 @@ def engine_overhead(engine: str, version: str | None = None) -> EngineOverhead:
     Only vLLM's changes with the release: from :data:`~kinsim.workload.spec.VLLM_ASYNC_FROM` on it schedules
     asynchronously (:data:`VLLM_ASYNC`). The other engines' presets are each fitted to one release line (SGLang 0.5,
     TensorRT-LLM 1.0), and no H100 row of another release says how theirs differ."""
-    if engine == "vllm" and version is not None and (release_of(version) or (0, 0)) >= VLLM_ASYNC_FROM:
+    if engine == "vllm" and vllm_schedules_async(version):
         return VLLM_ASYNC
     return ENGINE_OVERHEADS[engine]

@@ -56,13 +56,19 @@ ENGINE_SCHEDULING: dict[str, tuple[bool, str]] = {
 VLLM_ASYNC_FROM = (0, 14)
 
 
+def vllm_schedules_async(version: str | None) -> bool:
+    """Whether vLLM release ``version`` schedules asynchronously by default (from :data:`VLLM_ASYNC_FROM`; no
+    release given: the preset's, 0.12, does not)."""
+    return version is not None and (release_of(version) or (0, 0)) >= VLLM_ASYNC_FROM
+
+
 def schedules_ahead(engine: str, version: str | None = None) -> bool:
     """Whether ``engine`` at release ``version`` plans each step while the previous one runs on the GPU (the
     default of ``deployment.schedule_ahead``): vLLM from :data:`VLLM_ASYNC_FROM` (async scheduling), SGLang
     (its overlap scheduler, the default since 0.4) and TensorRT-LLM (its PyTorch backend's overlap scheduler,
     the default in 1.x); not vLLM before 0.14 (or with no release given, whose preset is 0.12's) nor ``none``."""
     if engine == "vllm":
-        return version is not None and (release_of(version) or (0, 0)) >= VLLM_ASYNC_FROM
+        return vllm_schedules_async(version)
     return engine in ("sglang", "trtllm")
 
 
