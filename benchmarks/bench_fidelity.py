@@ -26,9 +26,10 @@ Prints:
    client's; and per (backend, model, weight type) for the aggregated rows.
 
 ``--fit-overheads`` fits the per-backend engine overheads (simulating without them) and prints the
-constants for :mod:`kinsim.cost.engine_overhead`. ``--system NAME --hw FILE`` scores the end-to-end
-section on another system's rows of ``silicon_sample.csv`` with a hardware file (only that section runs):
-it is how someone else judges kinsim on the GPUs this project holds out, and this project never runs it
+constants for :mod:`kinsim.cost.engine_overhead`. ``--system NAME`` scores the end-to-end section on
+another system's rows of ``silicon_sample.csv`` (only that section runs, with the MLA and sliding-window
+kernel checks), on the hardware file that describes that system (:data:`SYSTEM_HARDWARE`; ``--hw FILE``
+another): it is how someone else judges kinsim on the GPUs this project holds out, and this project never runs it
 (nor fits anything to those rows: ``--fit-overheads`` takes the H100 rows only). ``--plot DIR`` also
 writes the three comparisons as figures: the H100 held-out kernel rows, the A100 transfer, and the
 end-to-end rows (simulated against measured TTFT and TPOT, per backend, with the targets' bands).
@@ -243,6 +244,25 @@ def _with_profile(hw, profile):
 #: The system of ``silicon_sample.csv`` whose rows are ours to use (the default, and the only one fitted to).
 OWN_SYSTEM = "h100_sxm"
 
+#: The hardware file of each aiconfigurator-core system that has one here (``--system`` takes it unless
+#: ``--hw`` names another); a system without one needs ``--hw``.
+SYSTEM_HARDWARE = {
+    "h100_sxm": "h100", "h100_pcie": "h100_pcie", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300",
+    "gb200": "gb200", "gb300": "gb300", "a100_sxm": "a100", "a100_pcie": "a100_pcie", "a30": "a30",
+    "l40s": "l40s", "l4": "l4",
+}
+
+
+def hardware_of(system: str, hw: Path | None) -> Path:
+    """The hardware file the end-to-end section simulates ``system`` on: ``hw`` if given, else the file
+    :data:`SYSTEM_HARDWARE` names; :class:`ValueError` naming the system where there is none."""
+    if hw is not None:
+        return hw
+    if system not in SYSTEM_HARDWARE:
+        raise ValueError(f"--system {system}: no hardware file here describes it (known: "
+                         f"{', '.join(sorted(SYSTEM_HARDWARE))}); write one and pass it with --hw FILE")
+    return ROOT / "hardware" / f"{SYSTEM_HARDWARE[system]}.yaml"
+
 
 def silicon_rows(data: Path | None, system: str = OWN_SYSTEM):
     """(aggregated rows, disaggregated rows, {(mode, why not): count} of the rest, rows of ``system``) of
@@ -273,7 +293,8 @@ def simulate_rows(rows, hw, engine: str | None, extra: bool = False):
         try:
             if nodes not in by_nodes:
                 by_nodes[nodes] = with_overrides(hw, {"cluster.nodes": nodes})
-            result = simulate(workload_from_raw(workload_of(row, engine=engine), ROOT), by_nodes[nodes])
+            raw = workload_of(row, engine=engine, gpu=hw.gpu)
+            result = simulate(workload_from_raw(raw, ROOT), by_nodes[nodes])
         except KinsimError as error:
             out.append((row, None, None, str(error), None)[:5 if extra else 4])
             continue
@@ -513,8 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--system", default=OWN_SYSTEM,
                         help=f"the system whose silicon_sample.csv rows the end-to-end section scores (default "
                              f"{OWN_SYSTEM}; another one runs that section only, for judging kinsim on it)")
-    parser.add_argument("--hw", type=Path, default=H100,
-                        help="hardware file of that system (default hardware/h100.yaml)")
+    parser.add_argument("--hw", type=Path, default=None,
+                        help="hardware file of that system (default: the file of hardware/ that describes it, "
+                             "hardware/h100.yaml for h100_sxm)")
     parser.add_argument("--plot", type=Path, default=None, metavar="DIR",
                         help="also write the figures as PNG files into DIR: kernels_h100.png (held-out rows), "
                              "kernels_a100_transfer.png, end_to_end.png (aggregated rows)")
@@ -524,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = args.data
     own = args.system == OWN_SYSTEM
+    try:
+        hw_path = hardware_of(args.system, args.hw).resolve()
+    except ValueError as error:
+        parser.error(str(error))
     if args.fit_overheads and not own:
         parser.error(f"--fit-overheads fits to {OWN_SYSTEM} rows only: the other systems' rows are held out")
     if args.plot is not None:
@@ -533,10 +559,9 @@ def main(argv: list[str] | None = None) -> int:
             section_kernels(data, Path(scratch), args.plot)
             section_transfer(data, Path(scratch), args.plot)
         if not args.skip_kernels and not args.fit_overheads:
-            section_mla(data, args.system, args.hw.resolve())
-            section_window(data, args.system, args.hw.resolve())
-        section_end_to_end(data, args.rows_every, args.fit_overheads, args.plot, args.system, args.hw.resolve(),
-                           args.rows_csv)
+            section_mla(data, args.system, hw_path)
+            section_window(data, args.system, hw_path)
+        section_end_to_end(data, args.rows_every, args.fit_overheads, args.plot, args.system, hw_path, args.rows_csv)
     return 0
 
 

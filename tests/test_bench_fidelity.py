@@ -96,6 +96,22 @@ def test_a_judge_scores_a_system_from_its_rows_its_configs_and_its_mla_table(tmp
     assert summary.split()[2] == f"{tpot_mape:.2%}" and summary.split()[5] == f"{ttft_mape:.2%}"
 
 
+def test_a_system_is_simulated_on_its_own_hardware_file_unless_told_and_one_without_a_file_is_refused(
+        tmp_path, capsys):
+    bench = load_bench()
+    assert bench.hardware_of("h200_sxm", None) == ROOT / "hardware" / "h200.yaml"
+    assert bench.hardware_of("h200_sxm", tmp_path / "mine.yaml") == tmp_path / "mine.yaml"
+    assert bench.hardware_of("h100_sxm", None) == bench.H100
+    for system, name in bench.SYSTEM_HARDWARE.items():
+        assert (ROOT / "hardware" / f"{name}.yaml").is_file(), system
+    root, _ = toy_package(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:  # no file describes toy_sxm: not silently the H100's
+        bench.main(["--data", str(root / "systems" / "data"), "--system", "toy_sxm"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--system toy_sxm: no hardware file here describes it" in err and "--hw FILE" in err
+
+
 def test_other_head_dims_are_scored_apart_from_the_fitted_ones(capsys):
     """Rows of head dimension 128 (the fit's) are left out; the rest are grouped by kind, KV type and head
     dimension: errors +10% and -30% at 64 give a MAPE of 20.0% and a median of -10.0%."""

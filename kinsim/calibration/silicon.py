@@ -26,7 +26,9 @@ serving-benchmark workload:
   aiconfigurator-core's own reading of a checkpoint gives fp8, fp8_block and nvfp4 models an fp8 KV
   cache and fp8 attention, ``sdk/models/helpers.py``);
 * the engine's release (``backend_version``) as ``deployment.engine_version`` where the CSV gives one, so
-  that each release takes its own overhead preset (:func:`kinsim.cost.engine_overhead.engine_overhead`).
+  that each release takes its own overhead preset (:func:`kinsim.cost.engine_overhead.engine_overhead`);
+* the token budget and seats the row's server takes by default on the GPU it is simulated on
+  (:func:`server_defaults`: vLLM's and SGLang's follow the GPU's memory).
 
 **Aggregated rows** (``mode`` ``agg``): ``tp_size`` GPUs serve both phases; ``batch_size`` is the client
 concurrency (the row ids' ``c<N>``).
@@ -409,14 +411,15 @@ def kv_dtype_of(row: SiliconRow) -> str:
     return "fp8" if row.weight_dtype in quantized or row.expert_weight_dtype in quantized else "bf16"
 
 
-def workload_of(row: SiliconRow, engine: str | None = None) -> dict[str, Any]:
+def workload_of(row: SiliconRow, engine: str | None = None, gpu: Any = None) -> dict[str, Any]:
     """The serving-benchmark workload of ``row`` (a raw mapping, validated by ``workload_from_dict``), its
-    clients those of :func:`client_of`."""
+    clients those of :func:`client_of`, its server's defaults those of ``gpu`` (the hardware's
+    :class:`~kinsim.hardware.spec.GPUSpec`; None: the H100 of this project's rows, :func:`server_defaults`)."""
     client = client_of(row)
     return {
         "name": row.id[:80] or "silicon",
         "model": _model_of(row),
-        "deployment": _deployment(row, engine or row.backend),
+        "deployment": _deployment(row, engine or row.backend, gpu),
         "attention": {"policy": "dense"},
         "requests": {"kind": "long_cot", "problems": client.requests_per_client * row.concurrency,
                      "prompt_tokens": row.isl, "output_tokens": row.osl, "max_output_tokens": row.osl,
@@ -441,18 +444,47 @@ def _model_of(row: SiliconRow) -> dict[str, Any]:
     return model
 
 
-#: The most sequences a step holds where the server was started with its defaults, per backend: ``vllm serve``
-#: on a GPU of 70 GiB or more other than an A100 (``vllm/engine/arg_utils.py``, its usage-context defaults;
-#: every row kinsim expresses is of such GPUs), TensorRT-LLM's ``max_batch_size``. It bounds the batch, and
-#: vLLM's memory profile samples that many sequences (:mod:`kinsim.engine.memory_budget`); SGLang's cap
-#: follows its KV pool, so its rows keep kinsim's default (at least the clients).
-SERVE_MAX_NUM_SEQS = {"vllm": 1024, "trtllm": 2048}
+GIB = 2**30
+
+#: The GPU the rows of this project's own system ran on, for :func:`server_defaults` where no GPU is given:
+#: an H100 SXM (80 GiB, not an A100).
+OWN_GPU = ("NVIDIA H100 SXM5 80GB", 80 * GIB)
 
 
-def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
+def server_defaults(backend: str, gpu: Any = None) -> tuple[int, int]:
+    """(tokens one step may hold, sequences one step may hold) of a ``backend`` server started with its
+    defaults on ``gpu`` (a :class:`~kinsim.hardware.spec.GPUSpec`: its ``name`` and ``memory.capacity``;
+    None: :data:`OWN_GPU`), as ``deployment.max_num_batched_tokens`` and ``deployment.max_num_seqs``.
+
+    * ``vllm serve`` (its API server's usage context, ``EngineArgs.get_batch_defaults`` in
+      ``vllm/engine/arg_utils.py``): 8,192 tokens and 1,024 sequences on a GPU of 70 GiB or more that is
+      not an A100 (by its name: vLLM measured the larger budget slower on A100s, PR #17885), 2,048 and
+      256 on any other (an A100, an L40S, an L4).
+    * SGLang (``ServerArgs`` of the 0.5 releases, ``chunked_prefill_size`` by the GPU's memory): 2,048
+      tokens below 35 GiB, 4,096 below 60, 8,192 below 160 (H100, A100, H200), 16,384 from 160 GiB (B200,
+      B300, MI300X); its cap on running requests follows its KV pool, so the sequences are kinsim's default.
+    * TensorRT-LLM (the PyTorch backend's ``max_num_tokens`` and ``max_batch_size``): 8,192 and 2,048 on
+      every GPU.
+
+    The sequences bound the batch, and vLLM's memory profile samples that many
+    (:mod:`kinsim.engine.memory_budget`); the tokens are the budget chunked prefill fills."""
+    name, memory = OWN_GPU if gpu is None else (gpu.name, gpu.memory.capacity)
+    if backend == "vllm":
+        return (8192, 1024) if memory >= 70 * GIB and "a100" not in name.lower() else (2048, 256)
+    if backend == "sglang":
+        tiers = ((35, 2048), (60, 4096), (160, 8192))
+        return next((tokens for below, tokens in tiers if memory < below * GIB), 16384), 256
+    if backend == "trtllm":
+        return 8192, 2048
+    return 8192, 256
+
+
+def _deployment(row: SiliconRow, engine: str, gpu: Any = None) -> dict[str, Any]:
     """``deployment`` of ``row``: one replica of ``row.tp`` GPUs, or the row's prefill and decode roles
     (requests placed on the least-loaded replica of each role; a decode replica seats its
-    ``decode_batch_size`` sequences, at least kinsim's default 256). It schedules as the row's backend does
+    ``decode_batch_size`` sequences, at least the server's default). Its token budget and seats are those
+    the row's backend takes by default on ``gpu`` (:func:`server_defaults`; the seats at least the
+    clients). It schedules as the row's backend does
     (:data:`~kinsim.workload.spec.ENGINE_SCHEDULING`, and ahead of the GPU where that release does:
     :func:`~kinsim.workload.spec.schedules_ahead`) whatever ``engine`` prices its host time, so that the
     engine overheads are fitted with ``engine: none`` on the backend's own batches. Its requests spend the
@@ -460,7 +492,8 @@ def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
     what ``engine`` leaves (:mod:`kinsim.engine.memory_budget`): with ``engine: none`` (the overheads' fit),
     vLLM's budget, which differs from TensorRT-LLM's and SGLang's only on rows whose clients outgrow it."""
     chunked, admission = ENGINE_SCHEDULING[row.backend]
-    common = {"data_parallel": 1, "max_num_batched_tokens": 8192, "engine": engine, "chunked_prefill": chunked,
+    tokens, seats = server_defaults(row.backend, gpu)
+    common = {"data_parallel": 1, "max_num_batched_tokens": tokens, "engine": engine, "chunked_prefill": chunked,
               "admission": admission, "schedule_ahead": schedules_ahead(row.backend, row.version)}
     frontend = frontend_of(row)
     if frontend is not None and engine == row.backend:  # the stack's frontend; none with engine: none
@@ -469,9 +502,9 @@ def _deployment(row: SiliconRow, engine: str) -> dict[str, Any]:
         common["engine_version"] = row.version
     if row.prefill is None or row.decode is None:
         return {**common, "tensor_parallel": row.tp, "expert_parallel": row.expert_parallel,
-                "max_num_seqs": max(SERVE_MAX_NUM_SEQS.get(row.backend, 256), row.concurrency)}
+                "max_num_seqs": max(seats, row.concurrency)}
     return {**common, "tensor_parallel": row.prefill.tp, "expert_parallel": row.expert_parallel,
-            "max_num_seqs": max(SERVE_MAX_NUM_SEQS.get(row.backend, 256), row.decode.batch_size),
+            "max_num_seqs": max(seats, row.decode.batch_size),
             "router": "least_loaded",
             "disaggregation": {role: {"replicas": spec.workers, "tensor_parallel": spec.tp}
                                for role, spec in (("prefill", row.prefill), ("decode", row.decode))}}
