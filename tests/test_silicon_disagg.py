@@ -77,6 +77,13 @@ def test_rows_kinsim_cannot_express_keep_their_reason():
     assert expressible({**DISAGG, "model_path": "acme/unknown-model"}) == (None, "no preset for the model")
 
 
+@pytest.mark.parametrize(("mode", "dtype"), [("bfloat16", "bf16"), ("fp8_static", "fp8"), ("fp8_ootb", "fp8"),
+                                            ("fp8_block", "fp8"), ("nvfp4", "nvfp4")])
+def test_aiconfigurators_quantization_names_map_to_the_weight_type_they_store(mode, dtype):
+    row, why = expressible({**DISAGG, "gemm_quant_mode": mode})
+    assert why == "" and row.weight_dtype == dtype
+
+
 def test_nodes_needed_count_every_gpu_of_both_roles():
     row, _ = expressible(DISAGG)
     assert nodes_needed(row) == 1  # 8 GPUs fill one 8-GPU node

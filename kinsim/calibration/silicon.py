@@ -120,8 +120,13 @@ def client_of(row: SiliconRow) -> BenchmarkClient:
 
 
 #: GEMM quantization modes of the CSV (``gemm_quant_mode``) and the weight dtype kinsim prices them with;
-#: an empty cell is the checkpoint's own bf16.
-WEIGHT_DTYPES = {"nan": "bf16", "None": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": "nvfp4"}
+#: an empty cell is the checkpoint's own bf16, as is aiconfigurator-core's ``bfloat16`` mode. Its other FP8
+#: modes differ from ``fp8`` only in how the scales are found (``fp8_static``: calibrated per-tensor scales;
+#: ``fp8_ootb``: TensorRT-LLM's engine-build path), not in bytes or tensor-core rate. The weight-only modes
+#: (``int4_wo``, ``nvfp4_wo``, ...) are not expressible: kinsim's 4-bit types compute at the fp4 rate where a
+#: GPU has one.
+WEIGHT_DTYPES = {"nan": "bf16", "None": "bf16", "bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8",
+                 "fp8_static": "fp8", "fp8_ootb": "fp8", "nvfp4": "nvfp4"}
 
 #: GPUs per node of the hardware the rows ran on (8-GPU HGX H100 nodes; ``hardware/h100.yaml``).
 GPUS_PER_NODE = 8
