@@ -491,8 +491,10 @@ def print_below_floor(rows, hw) -> None:
 def section_disaggregated(rows, hw) -> None:
     """The disaggregated rows as their own group: per backend and model, MAPE and signed mean error of the client's
     TTFT and TPOT, and the MAPE of kinsim's TTFT at the prefill replica. No engine overhead nor any other
-    term was fitted to them, so every one is held out."""
-    print("\n   disaggregated serving (prefill and decode workers; no row in any fit, all held out):")
+    term was fitted to them; their clients' mode (a closed loop, never SGLang's rounds:
+    :func:`~kinsim.calibration.silicon.client_of`) was chosen with them in view."""
+    print("\n   disaggregated serving (prefill and decode workers; no term fitted to them, their clients a closed "
+          "loop):")
     if not rows:
         print("   no disaggregated row kinsim can express")
         return

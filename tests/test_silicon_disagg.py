@@ -9,7 +9,15 @@ import json
 import pytest
 
 from kinsim import load_hardware, simulate
-from kinsim.calibration.silicon import CLIENTS, SiliconRole, client_figures, expressible, nodes_needed, workload_of
+from kinsim.calibration.silicon import (
+    CLIENTS,
+    SiliconRole,
+    client_figures,
+    client_of,
+    expressible,
+    nodes_needed,
+    workload_of,
+)
 from kinsim.errors import SpecError
 from kinsim.workload.load import workload_from_raw
 from kinsim.workload.spec import ClosedLoopArrivals
@@ -82,6 +90,20 @@ def test_rows_kinsim_cannot_express_keep_their_reason():
 def test_aiconfigurators_quantization_names_map_to_the_weight_type_they_store(mode, dtype):
     row, why = expressible({**DISAGG, "gemm_quant_mode": mode})
     assert why == "" and row.weight_dtype == dtype
+
+
+def test_a_disaggregated_rows_clients_send_as_each_request_ends_whatever_their_backends_rounds():
+    # SGLang's client sends in rounds on aggregated rows; a disaggregated row's decode workers are not stalled
+    # by prefills, so its clients are a plain closed loop (the backend's request count kept).
+    sglang, _ = expressible({**DISAGG, "backend": "sglang"})
+    aggregated, _ = expressible({**AGG_MOE, "backend": "sglang"})
+    assert client_of(aggregated) == CLIENTS["sglang"] and CLIENTS["sglang"].rounds
+    assert client_of(sglang).rounds is False
+    assert client_of(sglang).requests_per_client == CLIENTS["sglang"].requests_per_client
+    arrival = workload_from_raw(workload_of(sglang), ROOT).requests.arrival
+    assert not arrival.rounds and not arrival.stagger
+    vllm, _ = expressible(DISAGG)
+    assert client_of(vllm) == CLIENTS["vllm"]  # not in rounds anyway: unchanged
 
 
 def test_nodes_needed_count_every_gpu_of_both_roles():
