@@ -10,6 +10,7 @@ import pytest
 
 from kinsim import load_hardware
 from kinsim.calibration.silicon import GIB, expressible, server_defaults, workload_of
+from kinsim.engine.memory_budget import VISIBLE_SHARE
 from kinsim.hardware.spec import GPUSpec
 from kinsim.workload.load import workload_from_raw
 
@@ -46,11 +47,11 @@ def test_sglang_chunks_prompts_by_the_gpus_memory(hardware, tokens):
     assert server_defaults("sglang", gpu(hardware)) == (tokens, 256)
 
 
-def test_the_tiers_bounds_are_gib_and_tensorrt_llm_takes_the_same_everywhere():
+def test_the_tiers_bounds_are_gib_cuda_exposes_and_tensorrt_llm_takes_the_same_everywhere():
     h100 = gpu("h100")
 
-    def at(gib: float) -> GPUSpec:
-        return replace(h100, memory=replace(h100.memory, capacity=gib * GIB))
+    def at(gib: float) -> GPUSpec:  # a GPU whose CUDA-visible memory is ``gib`` GiB (0.99 of its capacity)
+        return replace(h100, memory=replace(h100.memory, capacity=gib * GIB / VISIBLE_SHARE))
 
     assert server_defaults("vllm", at(70)) == (8192, 1024) and server_defaults("vllm", at(69.9)) == (2048, 256)
     assert server_defaults("sglang", at(160))[0] == 16384 and server_defaults("sglang", at(159.9))[0] == 8192

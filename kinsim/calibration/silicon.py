@@ -58,6 +58,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from kinsim.engine.memory_budget import GIB, VISIBLE_SHARE
 from kinsim.releases import release_of
 from kinsim.workload.spec import ENGINE_SCHEDULING, schedules_ahead
 
@@ -461,8 +462,6 @@ def _model_of(row: SiliconRow) -> dict[str, Any]:
     return model
 
 
-GIB = 2**30
-
 #: The GPU the rows of this project's own system ran on, for :func:`server_defaults` where no GPU is given:
 #: an H100 SXM (80 GiB, not an A100).
 OWN_GPU = ("NVIDIA H100 SXM5 80GB", 80 * GIB)
@@ -483,9 +482,11 @@ def server_defaults(backend: str, gpu: Any = None) -> tuple[int, int]:
     * TensorRT-LLM (the PyTorch backend's ``max_num_tokens`` and ``max_batch_size``): 8,192 and 2,048 on
       every GPU.
 
-    The sequences bound the batch, and vLLM's memory profile samples that many
+    Both servers compare the memory CUDA exposes (:data:`~kinsim.engine.memory_budget.VISIBLE_SHARE` of the
+    capacity). The sequences bound the batch, and vLLM's memory profile samples that many
     (:mod:`kinsim.engine.memory_budget`); the tokens are the budget chunked prefill fills."""
-    name, memory = OWN_GPU if gpu is None else (gpu.name, gpu.memory.capacity)
+    name, capacity = OWN_GPU if gpu is None else (gpu.name, gpu.memory.capacity)
+    memory = capacity * VISIBLE_SHARE
     if backend == "vllm":
         return (8192, 1024) if memory >= 70 * GIB and "a100" not in name.lower() else (2048, 256)
     if backend == "sglang":
