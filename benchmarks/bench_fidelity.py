@@ -28,9 +28,10 @@ Prints:
 ``--fit-overheads`` fits the per-backend engine overheads (simulating without them) and prints the
 constants for :mod:`kinsim.cost.engine_overhead`. ``--system NAME`` scores the end-to-end section on
 another system's rows of ``silicon_sample.csv`` (only that section runs, with the MLA and sliding-window
-kernel checks), on the hardware file that describes that system (:data:`SYSTEM_HARDWARE`; ``--hw FILE``
-another): it is how someone else judges kinsim on the GPUs this project holds out, and this project never runs it
-(nor fits anything to those rows: ``--fit-overheads`` takes the H100 rows only). ``--plot DIR`` also
+kernel checks), on the hardware file that describes that system (:func:`hardware_of`: its name without
+``_sxm``; ``--hw FILE`` another): it is how someone else judges kinsim on the GPUs this project holds
+out, and this project never runs it (nor fits anything to those rows: ``--fit-overheads`` takes the H100
+rows only). ``--plot DIR`` also
 writes the three comparisons as figures: the H100 held-out kernel rows, the A100 transfer, and the
 end-to-end rows (simulated against measured TTFT and TPOT, per backend, with the targets' bands).
 """
@@ -244,24 +245,23 @@ def _with_profile(hw, profile):
 #: The system of ``silicon_sample.csv`` whose rows are ours to use (the default, and the only one fitted to).
 OWN_SYSTEM = "h100_sxm"
 
-#: The hardware file of each aiconfigurator-core system that has one here (``--system`` takes it unless
-#: ``--hw`` names another); a system without one needs ``--hw``.
-SYSTEM_HARDWARE = {
-    "h100_sxm": "h100", "h100_pcie": "h100_pcie", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300",
-    "gb200": "gb200", "gb300": "gb300", "a100_sxm": "a100", "a100_pcie": "a100_pcie", "a30": "a30",
-    "l40s": "l40s", "l4": "l4",
-}
+#: The suffix of aiconfigurator-core's system names that names a form factor, not a GPU (``h100_sxm``); a
+#: system's hardware file here is its name without it (``h100_sxm``: ``hardware/h100.yaml``; other suffixes stay).
+FORM_FACTOR_SUFFIX = "_sxm"
 
 
-def hardware_of(system: str, hw: Path | None) -> Path:
-    """The hardware file the end-to-end section simulates ``system`` on: ``hw`` if given, else the file
-    :data:`SYSTEM_HARDWARE` names; :class:`ValueError` naming the system where there is none."""
+def hardware_of(system: str, hw: Path | None, directory: Path = ROOT / "hardware") -> Path:
+    """The hardware file the end-to-end section simulates ``system`` on: ``hw`` if given, else the file of
+    ``directory`` named as the system without :data:`FORM_FACTOR_SUFFIX`; :class:`ValueError` naming the
+    system where there is none."""
     if hw is not None:
         return hw
-    if system not in SYSTEM_HARDWARE:
-        raise ValueError(f"--system {system}: no hardware file here describes it (known: "
-                         f"{', '.join(sorted(SYSTEM_HARDWARE))}); write one and pass it with --hw FILE")
-    return ROOT / "hardware" / f"{SYSTEM_HARDWARE[system]}.yaml"
+    name = system.removesuffix(FORM_FACTOR_SUFFIX)
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"--system {system}: no hardware file here describes it ({path.name} is not in "
+                         f"{directory}); write one and pass it with --hw FILE")
+    return path
 
 
 def silicon_rows(data: Path | None, system: str = OWN_SYSTEM):

@@ -99,11 +99,11 @@ def test_a_judge_scores_a_system_from_its_rows_its_configs_and_its_mla_table(tmp
 def test_a_system_is_simulated_on_its_own_hardware_file_unless_told_and_one_without_a_file_is_refused(
         tmp_path, capsys):
     bench = load_bench()
-    assert bench.hardware_of("h200_sxm", None) == ROOT / "hardware" / "h200.yaml"
-    assert bench.hardware_of("h200_sxm", tmp_path / "mine.yaml") == tmp_path / "mine.yaml"
     assert bench.hardware_of("h100_sxm", None) == bench.H100
-    for system, name in bench.SYSTEM_HARDWARE.items():
-        assert (ROOT / "hardware" / f"{name}.yaml").is_file(), system
+    assert bench.hardware_of("a100_sxm", None) == ROOT / "hardware" / "a100.yaml"
+    assert bench.hardware_of("h100_sxm", tmp_path / "mine.yaml") == tmp_path / "mine.yaml"
+    (tmp_path / "toy_pcie.yaml").write_text("made up")  # a name keeps a suffix other than _sxm
+    assert bench.hardware_of("toy_pcie", None, tmp_path) == tmp_path / "toy_pcie.yaml"
     root, _ = toy_package(tmp_path)
     with pytest.raises(SystemExit) as exit_info:  # no file describes toy_sxm: not silently the H100's
         bench.main(["--data", str(root / "systems" / "data"), "--system", "toy_sxm"])

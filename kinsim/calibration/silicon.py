@@ -475,10 +475,10 @@ def server_defaults(backend: str, gpu: Any = None) -> tuple[int, int]:
     * ``vllm serve`` (its API server's usage context, ``EngineArgs.get_batch_defaults`` in
       ``vllm/engine/arg_utils.py``): 8,192 tokens and 1,024 sequences on a GPU of 70 GiB or more that is
       not an A100 (by its name: vLLM measured the larger budget slower on A100s, PR #17885), 2,048 and
-      256 on any other (an A100, an L40S, an L4).
+      256 on any other (an A100, a GPU of 48 or 24 GB).
     * SGLang (``ServerArgs`` of the 0.5 releases, ``chunked_prefill_size`` by the GPU's memory): 2,048
-      tokens below 35 GiB, 4,096 below 60, 8,192 below 160 (H100, A100, H200), 16,384 from 160 GiB (B200,
-      B300, MI300X); its cap on running requests follows its KV pool, so the sequences are kinsim's default.
+      tokens below 35 GiB, 4,096 below 60, 8,192 below 160 (the H100's and A100's 80 GiB), 16,384 from 160
+      GiB (MI300X); its cap on running requests follows its KV pool, so the sequences are kinsim's default.
     * TensorRT-LLM (the PyTorch backend's ``max_num_tokens`` and ``max_batch_size``): 8,192 and 2,048 on
       every GPU.
 
