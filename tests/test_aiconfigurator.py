@@ -229,10 +229,11 @@ def test_rows_kinsim_cannot_express_say_why():
     assert expressible({**SILICON, "attention_dp_size": 4})[1] == "attention_dp_size > 1"
     row, why = expressible({**SILICON, "gemm_quant_mode": "fp8"})
     assert why == "" and row.weight_dtype == "fp8" and row.tpot_s == 0.010
-    # fp8 weights come with an fp8 KV cache, as aiconfigurator-core reads fp8 checkpoints; bf16 ones do not
-    assert workload_of(row)["model"]["kv_dtype"] == "fp8"
+    # fp8 weights on vLLM's own server keep its default bf16 KV cache; on TensorRT-LLM an fp8 one, as
+    # aiconfigurator-core reads fp8 checkpoints; bf16 weights a bf16 one everywhere
+    assert workload_of(row)["model"]["kv_dtype"] == "bf16"
     assert workload_of(expressible(SILICON)[0])["model"]["kv_dtype"] == "bf16"
-    fp8_block, _ = expressible({**SILICON, "gemm_quant_mode": "fp8_block"})
+    fp8_block, _ = expressible({**SILICON, "gemm_quant_mode": "fp8_block", "backend": "trtllm"})
     assert workload_of(fp8_block)["model"]["kv_dtype"] == "fp8"
 
 

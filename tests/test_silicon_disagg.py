@@ -166,12 +166,36 @@ def test_an_fp8_moe_row_keeps_its_expert_parallelism():
     assert workload.deployment.disaggregation.decode.tensor_parallel == 4
 
 
-def test_a_minimax_row_runs_on_its_preset_with_fp8_weights_and_kv():
+def test_a_minimax_row_runs_on_its_preset_with_fp8_weights_and_its_servers_kv_cache():
     row, why = expressible({**AGG_MOE, "model_path": "MiniMaxAI/MiniMax-M2.5", "backend": "vllm",
                             "gemm_quant_mode": "fp8", "tp_size": 4, "moe_ep_size": 4})
     assert why == "" and row.model == "MiniMax-M2.5" and (row.tp, row.expert_parallel) == (4, 4)
     workload = workload_from_raw(workload_of(row), ROOT)
-    assert workload.model.moe.experts == 256 and workload.model.weight_dtype == workload.model.kv_dtype == "fp8"
+    assert workload.model.moe.experts == 256 and workload.model.weight_dtype == "fp8"
+    assert workload.model.kv_dtype == "bf16"  # vLLM's own server: --kv-cache-dtype auto, the model's dtype
+
+
+GAP_SOURCE = "source_file=/Users/x/aic-auto-gap-analysis/data/h100_sxm/x/1.0/m.csv; silicon_concurrency=16"
+
+
+@pytest.mark.parametrize(("backend", "quant", "source", "kv"), [
+    ("vllm", "fp8", "", "bf16"),  # its own server's default keeps the model's dtype
+    ("sglang", "fp8_block", "", "fp8"),  # SGLang's DeepSeek-R1 rows queue as an fp8 cache does
+    ("trtllm", "fp8_block", "", "fp8"),  # Model Optimizer's FP8 checkpoints quantize the KV cache too
+    ("vllm", "fp8", GAP_SOURCE, "fp8"),  # aiconfigurator's generated deployment: its fp8 reading
+    ("sglang", "fp8_block", GAP_SOURCE, "fp8"),
+    ("vllm", "nvfp4", "", "bf16"),
+    ("trtllm", "nvfp4", GAP_SOURCE, "fp8"),
+    ("vllm", float("nan"), GAP_SOURCE, "bf16"),  # bf16 weights: a bf16 cache on any stack
+    ("trtllm", float("nan"), "", "bf16"),
+])
+def test_a_quantized_rows_kv_cache_is_its_servers_default_or_aiconfigurators_reading(backend, quant, source, kv):
+    from kinsim.calibration.silicon import kv_dtype_of
+
+    row, why = expressible({**AGG_MOE, "backend": backend, "gemm_quant_mode": quant, "moe_quant_mode": quant,
+                            "silicon_data_source": source})
+    assert why == "" and kv_dtype_of(row) == kv
+    assert workload_from_raw(workload_of(row), ROOT).model.kv_dtype == kv
 
 
 def test_nvfp4_rows_and_experts_quantized_apart_from_the_gemms():
@@ -255,3 +279,32 @@ def test_a_model_without_a_preset_runs_from_the_config_json_aiconfigurator_ships
     assert refused[0] is None and refused[1].startswith("model type qwen3_5")
     assert expressible({**raw, "model_path": "acme/unknown"}, tmp_path) == (None, "no preset for the model")
     assert silicon.shipped_config("Qwen/Qwen3-30B-A3B", tmp_path)[1] == ""
+
+
+def test_a_checkpoint_that_declares_an_fp8_kv_cache_keeps_it_on_a_server_left_at_its_defaults(tmp_path):
+    """vLLM's own server keeps the model's dtype for the KV cache unless the checkpoint declares another:
+    Model Optimizer's metadata beside the config (``kv_cache_quant_algo``) or compressed-tensors'
+    ``kv_cache_scheme`` in it."""
+    from kinsim.calibration.silicon import declared_kv_dtype, kv_dtype_of
+
+    config = {"model_type": "qwen3_moe", "num_hidden_layers": 48, "hidden_size": 2048, "num_attention_heads": 32,
+              "num_key_value_heads": 4, "head_dim": 128, "intermediate_size": 6144, "moe_intermediate_size": 768,
+              "num_experts": 128, "num_experts_per_tok": 8, "vocab_size": 151936, "tie_word_embeddings": False,
+              "max_position_embeddings": 40960, "torch_dtype": "bfloat16"}
+    (tmp_path / "acme--plain_config.json").write_text(json.dumps(config))
+    (tmp_path / "acme--modelopt_config.json").write_text(json.dumps(config))
+    (tmp_path / "acme--modelopt_hf_quant_config.json").write_text(json.dumps(
+        {"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}}))
+    (tmp_path / "acme--compressed_config.json").write_text(json.dumps(
+        {**config, "quantization_config": {"quant_method": "compressed-tensors",
+                                           "kv_cache_scheme": {"num_bits": 8, "type": "float"}}}))
+    (tmp_path / "acme--broken_config.json").write_text(json.dumps(config))
+    (tmp_path / "acme--broken_hf_quant_config.json").write_text("{not json")
+    expected = {"plain": "bf16", "modelopt": "fp8", "compressed": "fp8", "broken": "bf16"}
+    for name, kv in expected.items():
+        raw = {**AGG_MOE, "backend": "vllm", "model_path": f"acme/{name}", "gemm_quant_mode": "fp8",
+               "moe_quant_mode": "fp8"}
+        row, why = expressible(raw, tmp_path)
+        assert why == "" and kv_dtype_of(row) == kv, name
+        assert row.declared_kv_dtype == (None if kv == "bf16" else "fp8")
+    assert declared_kv_dtype(None) is None

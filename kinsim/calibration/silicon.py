@@ -165,7 +165,8 @@ class SiliconRow:
     ``prefill`` and ``decode`` are the roles of a disaggregated deployment, None when aggregated;
     ``expert_parallel`` is the GPUs of a replica that split an MoE model's experts (``moe_ep_size``);
     ``model`` is a preset's name, or the row's model path where ``model_config`` (the ``config.json`` it
-    runs from) is set; ``stack`` what served the requests (:func:`stack_of`)."""
+    runs from) is set; ``stack`` what served the requests (:func:`stack_of`); ``declared_kv_dtype`` the KV
+    cache's type the checkpoint's quantization metadata declares, or None (:func:`declared_kv_dtype`)."""
 
     id: str
     backend: str
@@ -184,6 +185,7 @@ class SiliconRow:
     stack: str = "engine"
     model_config: str | None = None
     version: str | None = None
+    declared_kv_dtype: str | None = None
 
     @property
     def disaggregated(self) -> bool:
@@ -240,6 +242,32 @@ def shipped_config(model_path: str, configs: Path | None = None) -> tuple[Path |
     return path, ""
 
 
+def declared_kv_dtype(config: Path | None) -> str | None:
+    """The KV cache's type a checkpoint declares beside its ``config.json`` (``config``): ``fp8`` where its
+    Model Optimizer metadata (``<name>_hf_quant_config.json``, ``quantization.kv_cache_quant_algo``) or its
+    ``quantization_config`` (``kv_cache_quant_algo``, or compressed-tensors' ``kv_cache_scheme`` of 8-bit
+    floats) quantizes it, else None: a server left at its default then keeps the model's dtype. Unreadable
+    metadata declares nothing."""
+    if config is None:
+        return None
+    declared: list[Any] = []
+    quant_file = config.with_name(config.name.replace("_config.json", "_hf_quant_config.json"))
+    for path, keys in ((quant_file, ("quantization",)), (config, ("quantization_config",))):
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError):
+            continue
+        section = raw.get(keys[0]) if isinstance(raw, dict) else None
+        if isinstance(section, dict):
+            declared += [section.get("kv_cache_quant_algo"), section.get("kv_cache_scheme")]
+    for value in declared:
+        if isinstance(value, str) and value.lower().startswith("fp8"):
+            return "fp8"
+        if isinstance(value, dict) and value.get("num_bits") == 8 and value.get("type") == "float":
+            return "fp8"
+    return None
+
+
 def expressible(row: dict[str, Any], configs: Path | None = None) -> tuple[SiliconRow | None, str]:
     """(the row as a :class:`SiliconRow`, "") when kinsim can express it, else (None, why not). A model
     without a preset runs from the ``config.json`` aiconfigurator-core ships for it where kinsim reads its
@@ -281,7 +309,7 @@ def expressible(row: dict[str, Any], configs: Path | None = None) -> tuple[Silic
         return None, "missing figures"
     common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model, stack=stack_of(row),
                   version=version_of(row),
-                  model_config=None if config is None else str(config),
+                  model_config=None if config is None else str(config), declared_kv_dtype=declared_kv_dtype(config),
                   weight_dtype="bf16" if native else WEIGHT_DTYPES[quant], isl=int(numbers["isl"]),
                   osl=int(numbers["osl"]),
                   expert_weight_dtype=experts,
@@ -421,12 +449,37 @@ def nodes_needed(row: SiliconRow, gpus_per_node: int = GPUS_PER_NODE) -> int:
     return max(1, math.ceil(row.gpus / gpus_per_node))
 
 
+#: Backends whose own server, started with its defaults, keeps the KV cache in the model's dtype whatever the
+#: weights' quantization: vLLM's ``--kv-cache-dtype auto`` (``CacheConfig.cache_dtype``) stores the KV as the
+#: activations are (bf16) unless the checkpoint declares a quantized KV cache, which none of the checkpoints its
+#: rows name does (MiniMax's FP8 release; Meta's bf16 Llama quantized to fp8 when loaded).
+AUTO_KV_BACKENDS = ("vllm",)
+
+
 def kv_dtype_of(row: SiliconRow) -> str:
-    """The KV cache's type of ``row``: fp8 with fp8 or nvfp4 weights (of the layers or of the experts), as
-    aiconfigurator-core assumes for quantized models (an fp8 KV cache and fp8 attention,
-    ``sdk/models/helpers.py``), else bf16."""
+    """The KV cache's type of ``row``: bf16 with bf16 weights; with fp8 or nvfp4 weights (of the layers or of
+    the experts), bf16 where the backend's own server ran with its defaults (stack ``engine``,
+    :data:`AUTO_KV_BACKENDS`) unless the checkpoint declares an fp8 one (:func:`declared_kv_dtype`, as Model
+    Optimizer's checkpoints do), else fp8, as aiconfigurator-core reads a quantized checkpoint (an fp8 KV cache
+    and fp8 attention, ``sdk/models/helpers.py``): TensorRT-LLM runs FP8 checkpoints of NVIDIA's Model
+    Optimizer, whose FP8 recipe quantizes the KV cache too (``kv_cache_quant_algo: FP8``), and the deployments
+    aiconfigurator generated for its gap analysis (stack ``dynamo``) take its reading.
+
+    The KV cache's type decides its capacity, so where requests start to queue as the clients grow, and
+    decode attention's bytes; the H100 rows tell the two apart where a bf16 cache fills and an fp8 one does
+    not. vLLM's own server with fp8 weights (Llama-3.1-70B, MiniMax-M2.5: 60 rows) queued there (TP2
+    Llama-3.1-70B, 64 clients of 1,024 + 8,192 tokens: TTFT -98% with an fp8 cache, +35% with bf16;
+    MiniMax-M2.5 TP4, 32 clients of 8,192 + 1,024: -79%, +90%). SGLang's DeepSeek-R1 rows, from the same
+    harness, did not: 64 clients of 8,192 + 1,024 tokens waited 4.4 s, which an fp8 cache gives (3.7 s) and
+    a bf16 one does not (13.8 s); SGLang's default is the model's dtype too, so that deployment evidently
+    set fp8, and SGLang keeps aiconfigurator's reading. TensorRT-LLM's Qwen3-32B fp8 rows: TTFT 21% with an
+    fp8 cache, 36% with bf16 (docs/calibration.md)."""
     quantized = ("fp8", "nvfp4")
-    return "fp8" if row.weight_dtype in quantized or row.expert_weight_dtype in quantized else "bf16"
+    if row.weight_dtype not in quantized and row.expert_weight_dtype not in quantized:
+        return "bf16"
+    if row.stack == "engine" and row.backend in AUTO_KV_BACKENDS:
+        return row.declared_kv_dtype or "bf16"
+    return "fp8"
 
 
 def workload_of(row: SiliconRow, engine: str | None = None, gpu: Any = None) -> dict[str, Any]:
