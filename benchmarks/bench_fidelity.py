@@ -63,6 +63,7 @@ from kinsim.calibration.silicon import (  # noqa: E402
     expressible,
     fit_frontend_s,
     frontend_of,
+    kv_dtype_of,
     least_absolute_deviations,
     nodes_needed,
     with_stated_roles,
@@ -442,17 +443,19 @@ def print_frontend_fit(results) -> None:
 
 
 def print_per_model(results) -> None:
-    """TPOT and TTFT per (backend, model, weight type): MAPE and signed mean, over every row of the group."""
-    groups: dict[tuple[str, str, str], list] = {}
+    """TPOT and TTFT per (backend, model, weight type, KV cache's type): MAPE and signed mean, over every row
+    of the group. The KV cache's type is the one the replay gives the row (:func:`kv_dtype_of`: its server's
+    default, or aiconfigurator's reading of a quantized checkpoint)."""
+    groups: dict[tuple[str, str, str, str], list] = {}
     for r, ttft, tpot, why in results:
         if not why:
-            groups.setdefault((r.backend, r.model, r.weight_dtype), []).append((r, ttft, tpot))
-    print(f"\n   per model:  {'backend':<8} {'model':<18} {'weights':<7} {'rows':>5} {'TPOT MAPE':>10} "
+            groups.setdefault((r.backend, r.model, r.weight_dtype, kv_dtype_of(r)), []).append((r, ttft, tpot))
+    print(f"\n   per model:  {'backend':<8} {'model':<18} {'weights':<7} {'KV':<5} {'rows':>5} {'TPOT MAPE':>10} "
           f"{'TPOT bias':>10} {'TTFT MAPE':>10} {'TTFT bias':>10}")
-    for (backend, model, weights), items in sorted(groups.items()):
+    for (backend, model, weights, kv), items in sorted(groups.items()):
         tpot_e = np.array([tpot / r.tpot_s - 1 for r, _, tpot in items])
         ttft_e = np.array([ttft / r.ttft_s - 1 for r, ttft, _ in items])
-        print(f"               {backend:<8} {model:<18} {weights:<7} {len(items):>5} {mape(tpot_e):>10.2%} "
+        print(f"               {backend:<8} {model:<18} {weights:<7} {kv:<5} {len(items):>5} {mape(tpot_e):>10.2%} "
               f"{np.mean(tpot_e):>+10.2%} {mape(ttft_e):>10.2%} {np.mean(ttft_e):>+10.2%}")
 
 

@@ -127,3 +127,23 @@ def test_other_head_dims_are_scored_apart_from_the_fitted_ones(capsys):
     assert "attention_prefill  bf16  64: 20.0% (-10.0%), 2" in out
     assert "attention_decode   fp8   256: 5.0% (+5.0%), 1" in out
     assert "128:" not in out and "gemm" not in out
+
+
+def test_the_per_model_table_groups_rows_by_the_kv_cache_their_replay_gives_them(capsys):
+    """Two fp8 rows of one model: vLLM's own server (a bf16 KV cache, its default) and TensorRT-LLM (fp8):
+    two lines, each with its own errors."""
+    from kinsim.calibration.silicon import SiliconRow
+
+    def row(backend, ttft, tpot):
+        return SiliconRow(id=f"{backend}_c4", backend=backend, model="Qwen3-32B", weight_dtype="fp8", isl=1024,
+                          osl=128, concurrency=4, tp=1, ttft_s=ttft, tpot_s=tpot)
+
+    results = [(row("vllm", 0.1, 0.01), 0.12, 0.009, ""), (row("trtllm", 0.2, 0.02), 0.1, 0.03, ""),
+               (row("trtllm", 0.2, 0.02), None, None, "failed")]
+    load_bench().print_per_model(results)
+    lines = [x.split() for x in capsys.readouterr().out.splitlines() if "Qwen3-32B" in x]
+    assert [x[:5] for x in lines] == [["trtllm", "Qwen3-32B", "fp8", "fp8", "1"],
+                                      ["vllm", "Qwen3-32B", "fp8", "bf16", "1"]]
+    # TPOT 0.03 / 0.02 - 1 = +50%, TTFT 0.1 / 0.2 - 1 = -50%; vLLM: -10% and +20%
+    assert lines[0][5:] == ["50.00%", "+50.00%", "50.00%", "-50.00%"]
+    assert lines[1][5:] == ["10.00%", "-10.00%", "20.00%", "+20.00%"]
