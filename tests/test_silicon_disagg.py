@@ -298,6 +298,11 @@ def test_a_checkpoint_that_declares_an_fp8_kv_cache_keeps_it_on_a_server_left_at
     (tmp_path / "acme--compressed_config.json").write_text(json.dumps(
         {**config, "quantization_config": {"quant_method": "compressed-tensors",
                                            "kv_cache_scheme": {"num_bits": 8, "type": "float"}}}))
+    (tmp_path / "acme--fp4_config.json").write_text(json.dumps(config))
+    (tmp_path / "acme--fp4_hf_quant_config.json").write_text(json.dumps(
+        {"quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "NVFP4"}}))
+    (tmp_path / "acme--int8_config.json").write_text(json.dumps(
+        {**config, "quantization_config": {"kv_cache_scheme": {"num_bits": 8, "type": "int"}}}))
     (tmp_path / "acme--broken_config.json").write_text(json.dumps(config))
     (tmp_path / "acme--broken_hf_quant_config.json").write_text("{not json")
     expected = {"plain": "bf16", "modelopt": "fp8", "compressed": "fp8", "broken": "bf16"}
@@ -307,4 +312,12 @@ def test_a_checkpoint_that_declares_an_fp8_kv_cache_keeps_it_on_a_server_left_at
         row, why = expressible(raw, tmp_path)
         assert why == "" and kv_dtype_of(row) == kv, name
         assert row.declared_kv_dtype == (None if kv == "bf16" else "fp8")
+    # declared, it holds for any backend and weights
+    raw = {**AGG_MOE, "backend": "sglang", "model_path": "acme/modelopt", "gemm_quant_mode": "nan",
+           "moe_quant_mode": "nan"}
+    assert kv_dtype_of(expressible(raw, tmp_path)[0]) == "fp8"
     assert declared_kv_dtype(None) is None
+    # a KV cache type kinsim does not price: the row is refused by name, not priced as another
+    for name, declared in (("fp4", "nvfp4"), ("int8", "int8")):
+        raw = {**AGG_MOE, "backend": "trtllm", "model_path": f"acme/{name}", "gemm_quant_mode": "fp8"}
+        assert expressible(raw, tmp_path) == (None, f"KV cache quantization {declared}")

@@ -243,28 +243,31 @@ def shipped_config(model_path: str, configs: Path | None = None) -> tuple[Path |
 
 
 def declared_kv_dtype(config: Path | None) -> str | None:
-    """The KV cache's type a checkpoint declares beside its ``config.json`` (``config``): ``fp8`` where its
-    Model Optimizer metadata (``<name>_hf_quant_config.json``, ``quantization.kv_cache_quant_algo``) or its
-    ``quantization_config`` (``kv_cache_quant_algo``, or compressed-tensors' ``kv_cache_scheme`` of 8-bit
-    floats) quantizes it, else None: a server left at its default then keeps the model's dtype. Unreadable
-    metadata declares nothing."""
+    """The KV cache's type a checkpoint declares beside its ``config.json`` (``config``), or None where it
+    declares none (a server left at its default then keeps the model's dtype): its Model Optimizer metadata
+    (``<name>_hf_quant_config.json``, ``quantization.kv_cache_quant_algo``) or its ``quantization_config``
+    (``kv_cache_quant_algo``, or compressed-tensors' ``kv_cache_scheme``). ``fp8`` for an 8-bit float cache;
+    another declared type by its own name in lower case (``nvfp4``, ``int8``), which kinsim does not price
+    (:func:`expressible` refuses the row). Unreadable metadata declares nothing."""
     if config is None:
         return None
     declared: list[Any] = []
     quant_file = config.with_name(config.name.replace("_config.json", "_hf_quant_config.json"))
-    for path, keys in ((quant_file, ("quantization",)), (config, ("quantization_config",))):
+    for path, key in ((quant_file, "quantization"), (config, "quantization_config")):
         try:
             raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         except (OSError, ValueError):
             continue
-        section = raw.get(keys[0]) if isinstance(raw, dict) else None
+        section = raw.get(key) if isinstance(raw, dict) else None
         if isinstance(section, dict):
             declared += [section.get("kv_cache_quant_algo"), section.get("kv_cache_scheme")]
     for value in declared:
-        if isinstance(value, str) and value.lower().startswith("fp8"):
-            return "fp8"
-        if isinstance(value, dict) and value.get("num_bits") == 8 and value.get("type") == "float":
-            return "fp8"
+        if isinstance(value, dict):  # compressed-tensors: {"num_bits": 8, "type": "float", ...}
+            value = f"{value.get('type')}{value.get('num_bits')}"
+            value = "fp8" if value == "float8" else value
+        if isinstance(value, str) and value:
+            name = value.lower()
+            return "fp8" if name.startswith("fp8") else name
     return None
 
 
@@ -284,6 +287,9 @@ def expressible(row: dict[str, Any], configs: Path | None = None) -> tuple[Silic
         if config is None:
             return None, why
         model = str(row.get("model_path"))
+    declared_kv = declared_kv_dtype(config)
+    if declared_kv not in (None, "fp8"):
+        return None, f"KV cache quantization {declared_kv}"
     prefixes = ("",) if mode == "agg" else ("prefill_", "decode_")
     unsupported = _unsupported_parallelism(row, prefixes)
     if unsupported:
@@ -309,7 +315,7 @@ def expressible(row: dict[str, Any], configs: Path | None = None) -> tuple[Silic
         return None, "missing figures"
     common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model, stack=stack_of(row),
                   version=version_of(row),
-                  model_config=None if config is None else str(config), declared_kv_dtype=declared_kv_dtype(config),
+                  model_config=None if config is None else str(config), declared_kv_dtype=declared_kv,
                   weight_dtype="bf16" if native else WEIGHT_DTYPES[quant], isl=int(numbers["isl"]),
                   osl=int(numbers["osl"]),
                   expert_weight_dtype=experts,
@@ -457,13 +463,14 @@ AUTO_KV_BACKENDS = ("vllm",)
 
 
 def kv_dtype_of(row: SiliconRow) -> str:
-    """The KV cache's type of ``row``: bf16 with bf16 weights; with fp8 or nvfp4 weights (of the layers or of
-    the experts), bf16 where the backend's own server ran with its defaults (stack ``engine``,
-    :data:`AUTO_KV_BACKENDS`) unless the checkpoint declares an fp8 one (:func:`declared_kv_dtype`, as Model
-    Optimizer's checkpoints do), else fp8, as aiconfigurator-core reads a quantized checkpoint (an fp8 KV cache
-    and fp8 attention, ``sdk/models/helpers.py``): TensorRT-LLM runs FP8 checkpoints of NVIDIA's Model
-    Optimizer, whose FP8 recipe quantizes the KV cache too (``kv_cache_quant_algo: FP8``), and the deployments
-    aiconfigurator generated for its gap analysis (stack ``dynamo``) take its reading.
+    """The KV cache's type of ``row``: the one its checkpoint declares (:func:`declared_kv_dtype`, as Model
+    Optimizer's checkpoints do), which every server honours; else bf16 with bf16 weights; with fp8 or nvfp4
+    weights (of the layers or of the experts), bf16 where the backend's own server ran with its defaults
+    (stack ``engine``, :data:`AUTO_KV_BACKENDS`), else fp8, as aiconfigurator-core reads a quantized
+    checkpoint (an fp8 KV cache and fp8 attention, ``sdk/models/helpers.py``): TensorRT-LLM runs FP8
+    checkpoints of NVIDIA's Model Optimizer, whose FP8 recipe quantizes the KV cache too
+    (``kv_cache_quant_algo: FP8``), and the deployments aiconfigurator generated for its gap analysis (stack
+    ``dynamo``) take its reading.
 
     The KV cache's type decides its capacity, so where requests start to queue as the clients grow, and
     decode attention's bytes; the H100 rows tell the two apart where a bf16 cache fills and an fp8 one does
@@ -474,11 +481,13 @@ def kv_dtype_of(row: SiliconRow) -> str:
     a bf16 one does not (13.8 s); SGLang's default is the model's dtype too, so that deployment evidently
     set fp8, and SGLang keeps aiconfigurator's reading. TensorRT-LLM's Qwen3-32B fp8 rows: TTFT 21% with an
     fp8 cache, 36% with bf16 (docs/calibration.md)."""
+    if row.declared_kv_dtype is not None:  # every server honours what the checkpoint declares
+        return row.declared_kv_dtype
     quantized = ("fp8", "nvfp4")
     if row.weight_dtype not in quantized and row.expert_weight_dtype not in quantized:
         return "bf16"
     if row.stack == "engine" and row.backend in AUTO_KV_BACKENDS:
-        return row.declared_kv_dtype or "bf16"
+        return "bf16"
     return "fp8"
 
 
