@@ -465,9 +465,9 @@ AUTO_KV_BACKENDS = ("vllm",)
 def kv_dtype_of(row: SiliconRow) -> str:
     """The KV cache's type of ``row``: the one its checkpoint declares (:func:`declared_kv_dtype`, as Model
     Optimizer's checkpoints do), which every server honours (vLLM's ``auto`` since vllm-project/vllm PR
-    #29980, December 2025: earlier releases kept the model's dtype); else bf16 with bf16 weights; with fp8 or nvfp4
-    weights (of the layers or of the experts), bf16 where the backend's own server ran with its defaults
-    (stack ``engine``, :data:`AUTO_KV_BACKENDS`), else fp8, as aiconfigurator-core reads a quantized
+    #29980, December 2025: earlier releases kept the model's dtype); else bf16 with bf16 weights; with fp8
+    or nvfp4 weights (of the layers or of the experts), bf16 where the backend's own server ran with its
+    defaults (stack ``engine``, :data:`AUTO_KV_BACKENDS`), else fp8, as aiconfigurator-core reads a quantized
     checkpoint (an fp8 KV cache and fp8 attention, ``sdk/models/helpers.py``): TensorRT-LLM runs FP8
     checkpoints of NVIDIA's Model Optimizer, whose FP8 recipe quantizes the KV cache too
     (``kv_cache_quant_algo: FP8``), and the deployments aiconfigurator generated for its gap analysis (stack
