@@ -287,6 +287,17 @@ def test_a_row_records_its_concurrency_by_the_c_in_its_id():
     assert not recorded("model_abc16_tp2") and not recorded("model_c16x_tp2")
 
 
+def test_an_aggregated_row_replays_the_clients_its_benchmark_ran():
+    # the id's c<N> wins over batch_size where they differ (TensorRT-LLM's gpt-oss-120b rows: c192 at a batch of
+    # 48 on TP4); a row that records no concurrency keeps batch_size; the source's silicon_concurrency counts
+    # where the id has no c<N>
+    assert expressible({**SILICON, "id": "gpt_oss_agg_4000x1000_c192_tp4_1", "batch_size": 48})[0].concurrency == 192
+    assert expressible({**SILICON, "id": "qwen3_32b_agg_c_tp2_3", "batch_size": 48})[0].concurrency == 48
+    sourced = {**SILICON, "id": "qwen3_32b_agg_tp2_3", "batch_size": 48,
+               "silicon_data_source": "source_file=x.csv; silicon_concurrency=96; measured=2026-03-18"}
+    assert expressible(sourced)[0].concurrency == 96
+
+
 def test_least_absolute_deviations_takes_medians_not_means():
     from kinsim.calibration.silicon import least_absolute_deviations
 

@@ -30,8 +30,12 @@ serving-benchmark workload:
 * the token budget and seats the row's server takes by default on the GPU it is simulated on
   (:func:`server_defaults`: vLLM's and SGLang's follow the GPU's memory).
 
-**Aggregated rows** (``mode`` ``agg``): ``tp_size`` GPUs serve both phases; ``batch_size`` is the client
-concurrency (the row ids' ``c<N>``).
+**Aggregated rows** (``mode`` ``agg``): ``tp_size`` GPUs serve both phases; the clients are the benchmark's
+concurrency where the row records it (the id's ``c<N>``, the source's ``silicon_concurrency=N``), else
+``batch_size``. The two agree on every H100 row but five: TensorRT-LLM's gpt-oss-120b rows record ``tp_size``
+times ``batch_size`` clients (``c192`` at a batch of 48 on TP4, ``c320`` at 160 on TP2), as if
+``batch_size`` were one attention rank's share, though their ``attention_dp_size`` is empty. A replay runs
+the clients the benchmark ran (:func:`recorded_concurrency`).
 
 **Disaggregated rows** (``mode`` ``disagg``, columns ``prefill_*`` and ``decode_*``): ``<role>_num_workers``
 replicas of ``<role>_tp_size`` GPUs each, as ``deployment.disaggregation`` (prefill replicas on the first
@@ -322,13 +326,24 @@ def expressible(row: dict[str, Any], configs: Path | None = None) -> tuple[Silic
                   ttft_s=numbers["silicon_ttft_ms"] * 1e-3, tpot_s=numbers["silicon_tpot_ms"] * 1e-3)
     if mode == "agg":
         ep = int(_number(row.get("moe_ep_size")) or 1)
-        return SiliconRow(concurrency=int(numbers["batch_size"]), tp=int(numbers["tp_size"]), expert_parallel=ep,
-                          **common), ""
+        clients = recorded_concurrency(row) or int(numbers["batch_size"])
+        return SiliconRow(concurrency=clients, tp=int(numbers["tp_size"]), expert_parallel=ep, **common), ""
     prefill, decode = (SiliconRole(workers=int(numbers[p + "num_workers"]), tp=int(numbers[p + "tp_size"]),
                                    batch_size=int(numbers[p + "batch_size"])) for p in prefixes)
     ep = int(_number(row.get("decode_moe_ep_size")) or 1)  # the prefill role's too (_unsupported_parallelism)
     return SiliconRow(concurrency=decode.batch_size * decode.workers, tp=prefill.tp, prefill=prefill,
                       decode=decode, expert_parallel=ep, **common), ""
+
+
+def recorded_concurrency(row: dict[str, Any]) -> int | None:
+    """The clients the row's benchmark ran (count): the ``c<N>`` of its id, else the ``silicon_concurrency=N``
+    of its ``silicon_data_source``; None where it records neither (aiconfigurator's ``batch_size`` is then
+    all the row says). The two are the same on every H100 row that has both."""
+    match = _RECORDED_CONCURRENCY.search(str(row.get("id")))
+    if match is not None:
+        return int(match.group(0).strip("_c"))
+    match = re.search(r"silicon_concurrency=(\d+)", str(row.get("silicon_data_source", "")))
+    return int(match.group(1)) if match is not None else None
 
 
 #: A role's columns that a disaggregated row may leave empty where another row states them.
@@ -419,10 +434,10 @@ def _one_worker_each(row: dict[str, Any], numbers: dict[str, float | None]) -> d
     record its concurrency, and a row that repeats another's measurement takes that row's roles first
     (:func:`with_stated_roles`), which also marks the rows of a system and backend whose repeated runs
     state other roles (TensorRT-LLM's on the H100: three decode workers) so that none of them is guessed."""
-    match = _RECORDED_CONCURRENCY.search(str(row.get("id")))
-    if match is None or row.get(NO_GUESS):
+    recorded = recorded_concurrency(row)
+    if recorded is None or row.get(NO_GUESS):
         return {}
-    concurrency = float(match.group(0).strip("_c"))
+    concurrency = float(recorded)
     guesses = {"prefill_num_workers": 1.0, "prefill_batch_size": 1.0, "decode_num_workers": 1.0,
                "decode_batch_size": concurrency}
     if any(numbers.get(key) is not None for key in guesses):  # only rows that give none of them
