@@ -285,6 +285,9 @@ def test_a_row_records_its_concurrency_by_the_c_in_its_id():
     # a Dynamo deployment's row leaves it empty; "abc16" or "c16x" is not a concurrency
     assert not recorded("qwen3_32b_qwen3_32b_h100_sxm_vllm_agg_4000x1000_c_tp2_0_epnone_3")
     assert not recorded("model_abc16_tp2") and not recorded("model_c16x_tp2")
+    # or by its source's silicon_concurrency
+    sourced = {**SILICON, "id": "model_tp2", "silicon_data_source": "source_file=x.csv; silicon_concurrency=16"}
+    assert expressible(sourced)[0].concurrency_recorded
 
 
 def test_an_aggregated_row_replays_the_clients_its_benchmark_ran():

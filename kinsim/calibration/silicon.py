@@ -170,7 +170,9 @@ class SiliconRow:
     ``expert_parallel`` is the GPUs of a replica that split an MoE model's experts (``moe_ep_size``);
     ``model`` is a preset's name, or the row's model path where ``model_config`` (the ``config.json`` it
     runs from) is set; ``stack`` what served the requests (:func:`stack_of`); ``declared_kv_dtype`` the KV
-    cache's type the checkpoint's quantization metadata declares, or None (:func:`declared_kv_dtype`)."""
+    cache's type the checkpoint's quantization metadata declares, or None (:func:`declared_kv_dtype`);
+    ``recorded_clients`` the clients the benchmark ran where the row records them, or None
+    (:func:`recorded_concurrency`)."""
 
     id: str
     backend: str
@@ -190,6 +192,7 @@ class SiliconRow:
     model_config: str | None = None
     version: str | None = None
     declared_kv_dtype: str | None = None
+    recorded_clients: int | None = None
 
     @property
     def disaggregated(self) -> bool:
@@ -198,10 +201,10 @@ class SiliconRow:
 
     @property
     def concurrency_recorded(self) -> bool:
-        """Whether the row records its benchmark's concurrency: its id carries ``c<N>`` (exactly the rows
-        whose source says ``silicon_concurrency=N``). Without it ``batch_size`` is only aiconfigurator's
-        model of the deployment's batch, not what the clients ran."""
-        return bool(_RECORDED_CONCURRENCY.search(self.id))
+        """Whether the row records its benchmark's concurrency (:func:`recorded_concurrency`: the id's
+        ``c<N>``, or its source's ``silicon_concurrency=N``). Without it ``batch_size`` is only
+        aiconfigurator's model of the deployment's batch, not what the clients ran."""
+        return self.recorded_clients is not None
 
     @property
     def gpus(self) -> int:
@@ -317,7 +320,9 @@ def expressible(row: dict[str, Any], configs: Path | None = None) -> tuple[Silic
         if row.get(NO_GUESS):
             return None, "worker counts not stated (its backend's restated runs have other roles)"
         return None, "missing figures"
+    recorded = recorded_concurrency(row)
     common = dict(id=str(row.get("id")), backend=str(row.get("backend")), model=model, stack=stack_of(row),
+                  recorded_clients=recorded,
                   version=version_of(row),
                   model_config=None if config is None else str(config), declared_kv_dtype=declared_kv,
                   weight_dtype="bf16" if native else WEIGHT_DTYPES[quant], isl=int(numbers["isl"]),
@@ -326,7 +331,7 @@ def expressible(row: dict[str, Any], configs: Path | None = None) -> tuple[Silic
                   ttft_s=numbers["silicon_ttft_ms"] * 1e-3, tpot_s=numbers["silicon_tpot_ms"] * 1e-3)
     if mode == "agg":
         ep = int(_number(row.get("moe_ep_size")) or 1)
-        clients = recorded_concurrency(row) or int(numbers["batch_size"])
+        clients = recorded or int(numbers["batch_size"])
         return SiliconRow(concurrency=clients, tp=int(numbers["tp_size"]), expert_parallel=ep, **common), ""
     prefill, decode = (SiliconRole(workers=int(numbers[p + "num_workers"]), tp=int(numbers[p + "tp_size"]),
                                    batch_size=int(numbers[p + "batch_size"])) for p in prefixes)
