@@ -47,13 +47,15 @@ def test_minimax_m25_total_and_active():
     (11.0B here: the card leaves out the embeddings and the LM head, 1.2B)."""
     m = load_model("MiniMax-M2.5")
     h, layers = 3072, 62
-    attention = h * 48 * 128 + 2 * h * 8 * 128 + 48 * 128 * h + 2 * 128
+    # its QK norm is over all heads at once: one weight per dimension of the 48 query and 8 key heads
+    # (q_norm.weight [6144], k_norm.weight [1024] in the checkpoint)
+    attention = h * 48 * 128 + 2 * h * 8 * 128 + 48 * 128 * h + (48 + 8) * 128
     expert = 3 * h * 1536
     router = h * 256
     embeddings = 2 * 200_064 * h + h
     total = layers * (attention + router + 256 * expert + 2 * h) + embeddings
     active = layers * (attention + router + 8 * expert + 2 * h) + embeddings
-    assert m.params_total == total == 228_689_320_448
+    assert m.params_total == total == 228_689_748_992
     assert m.params_active == active
     assert m.params_total == pytest.approx(229e9, rel=0.01)
     assert m.params_active - embeddings == pytest.approx(10e9, rel=0.03)
@@ -129,7 +131,7 @@ def test_hf_config_of_gpt_oss_and_minimax_match_their_presets(tmp_path):
         "model_type": "minimax_m2", "num_hidden_layers": 62, "hidden_size": 3072, "num_attention_heads": 48,
         "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 1536, "num_local_experts": 256,
         "num_experts_per_tok": 8, "vocab_size": 200064, "tie_word_embeddings": False, "use_qk_norm": True,
-        "shared_intermediate_size": 0, "max_position_embeddings": 196608,
+        "qk_norm_type": "per_layer", "shared_intermediate_size": 0, "max_position_embeddings": 196608,
         "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
     }
     for config, preset in ((gpt_oss, "gpt-oss-120b"), (minimax, "MiniMax-M2.5")):
@@ -138,8 +140,8 @@ def test_hf_config_of_gpt_oss_and_minimax_match_their_presets(tmp_path):
         m, p = load_model(path), load_model(preset)
         assert (m.params_total, m.params_active, m.kv_bytes_per_token) == (
             p.params_total, p.params_active, p.kv_bytes_per_token)
-        assert (m.sliding_window, m.sliding_window_layers, m.qk_norm) == (
-            p.sliding_window, p.sliding_window_layers, p.qk_norm)
+        assert (m.sliding_window, m.sliding_window_layers, m.qk_norm, m.qk_norm_type) == (
+            p.sliding_window, p.sliding_window_layers, p.qk_norm, p.qk_norm_type)
     assert load_model(tmp_path / "gpt-oss-120b.json").weight_bytes == load_model("gpt-oss-120b").weight_bytes
     assert load_model(tmp_path / "MiniMax-M2.5.json").weight_dtype == "fp8"
 

@@ -96,6 +96,33 @@ def test_tiny_decode_step_by_hand():
     assert "qk_norm" not in ops and not any(op.collective for op in ops.values())
 
 
+def test_a_qk_norm_over_all_heads_all_reduces_each_tokens_sums_under_tensor_parallelism():
+    # MiniMax-M2's QK norm (qk_norm_type: per_layer) normalizes a token's queries over all 4 heads and its keys
+    # over both KV heads; on 2 GPUs each holds 2 query heads and 1 KV head, so each sums the squares of its
+    # (2 + 1) x 16 elements a token, the two GPUs all-reduce the two fp32 sums (8 bytes a token), then normalize
+    per_layer = ModelSpec(**{**TINY.__dict__, "qk_norm": True, "qk_norm_type": "per_layer"})
+    t = 3
+    ops = ops_by_name(lower_step(per_layer, DeploymentSpec(tensor_parallel=2), DenseAttention(),
+                                 decode_batch([10, 20, 30])))
+    sums, reduce, norm = ops["qk_norm_sums"], ops["allreduce_qk_norm"], ops["qk_norm"]
+    assert (sums.bytes_read, sums.bytes_written) == (t * 3 * D * B, t * 8)
+    assert (reduce.collective.kind, reduce.collective.bytes, reduce.collective.gpus) == ("allreduce", t * 8, 2)
+    assert (norm.bytes_read, norm.bytes_written) == (t * 3 * D * B, t * 3 * D * B)
+    assert sums.count == reduce.count == norm.count == TINY.layers
+    names = [op.name for op in lower_step(per_layer, DeploymentSpec(tensor_parallel=2), DenseAttention(),
+                                          decode_batch([10, 20, 30])).ops]
+    assert names.index("qk_norm_sums") < names.index("allreduce_qk_norm") < names.index("qk_norm")
+    # one GPU holds every head: nothing to reduce; a per-head norm (Qwen3) never reduces
+    alone = ops_by_name(lower_step(per_layer, DeploymentSpec(), DenseAttention(), decode_batch([10, 20, 30])))
+    assert "qk_norm" in alone and "qk_norm_sums" not in alone and "allreduce_qk_norm" not in alone
+    per_head = ModelSpec(**{**TINY.__dict__, "qk_norm": True})
+    split = ops_by_name(lower_step(per_head, DeploymentSpec(tensor_parallel=2), DenseAttention(),
+                                   decode_batch([10, 20, 30])))
+    assert "qk_norm" in split and "allreduce_qk_norm" not in split
+    # its weights: one per dimension of all heads, (4 + 2) x 16, against a per-head norm's 2 x 16
+    assert per_layer.attention_params_per_layer - per_head.attention_params_per_layer == (HQ + HKV) * D - 2 * D
+
+
 def test_tiny_prefill_chunk_by_hand():
     batch = StepBatch(prefill=(PrefillChunk(tokens=200, cached=0),))
     ops = ops_by_name(lower_step(TINY, DeploymentSpec(), DenseAttention(), batch))

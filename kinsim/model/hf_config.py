@@ -12,7 +12,8 @@ keys:
   context: a model whose every layer slides is left to ``attention: {policy: sliding_window}``);
 * ``quantization_config``: ``quant_method: fp8`` stores the weights in fp8 (the KV cache stays in
   ``torch_dtype``); ``mxfp4`` stores the routed experts in MXFP4 (gpt-oss; everything else unconverted);
-* ``use_qk_norm`` (MiniMax) as well as the Qwen3-style model types turn on QK norm.
+* ``use_qk_norm`` (MiniMax) as well as the Qwen3-style model types turn on QK norm; ``qk_norm_type:
+  per_layer`` (MiniMax-M2) normalizes over all heads at once.
 
 Architectural details kinsim does not model (rope scaling, a sliding window without ``layer_types``,
 multi-token-prediction layers) are ignored; the counts then describe a uniform stack of the configured
@@ -65,6 +66,7 @@ def hf_config_to_raw(config: dict[str, Any], *, default_name: str, file: str | N
         "vocab_size": need("vocab_size"),
         "tie_embeddings": bool(config.get("tie_word_embeddings", False)),
         "qk_norm": model_type in _QK_NORM_TYPES or bool(config.get("use_qk_norm", False)),
+        "qk_norm_type": "per_layer" if config.get("qk_norm_type") == "per_layer" else "per_head",
         "attention_bias": bool(config.get("attention_bias", model_type in _QKV_BIAS_TYPES)),
     }
     head_dim = config.get("head_dim")

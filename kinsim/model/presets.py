@@ -35,14 +35,15 @@ def _llama31(name: str, layers: int, hidden: int, heads: int, intermediate: int)
 def _minimax_m2(name: str) -> dict[str, Any]:
     """MiniMax-M2 and M2.5 (the same architecture): 256 routed experts, 8 a token, no shared expert, QK norm.
 
-    Not modelled, as they do not change a step's cost by more than an elementwise pass: the norm over all
-    heads' queries and keys at once (``qk_norm_type: per_layer``) rather than per head, rotary embedding
-    on 64 of each head's 128 dimensions, sigmoid routing with a bias, and the three multi-token
-    prediction modules (unused unless a serving engine is told to speculate with them)."""
+    Its QK norm is over all heads' queries and keys at once (``qk_norm_type: per_layer``), which under
+    tensor parallelism costs an all-reduce a layer (:mod:`kinsim.ops.lower`). Not modelled, as they do not
+    change a step's cost by more than an elementwise pass: rotary embedding on 64 of each head's 128
+    dimensions, sigmoid routing with a bias, and the three multi-token prediction modules (unused unless a
+    serving engine is told to speculate with them)."""
     return {
         "name": name, "layers": 62, "hidden_size": 3072, "attention_heads": 48, "kv_heads": 8, "head_dim": 128,
         "intermediate_size": 0, "vocab_size": 200064, "tie_embeddings": False, "qk_norm": True,
-        "max_position_embeddings": 196608,
+        "qk_norm_type": "per_layer", "max_position_embeddings": 196608,
         "moe": {"experts": 256, "active_experts": 8, "expert_intermediate_size": 1536},
     }
 

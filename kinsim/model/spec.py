@@ -125,6 +125,11 @@ class ModelSpec:
     vocab_size: int = spec_field("Vocabulary size.", check=at_least(1))
     tie_embeddings: bool = spec_field("The LM head shares the embedding matrix.", default=False)
     qk_norm: bool = spec_field("RMSNorm on queries and keys per head (Qwen3).", default=False)
+    qk_norm_type: str = spec_field(
+        "What the QK norm (`qk_norm`) normalizes over, as Hugging Face configs name it: `per_head`, each head's "
+        "dimensions (Qwen3); `per_layer`, all heads' of a token at once (MiniMax-M2), so that under tensor "
+        "parallelism, where each GPU holds some of the heads, the GPUs all-reduce every token's sums of squares "
+        "before they normalize.", default="per_head", choices=("per_head", "per_layer"))
     attention_bias: bool = spec_field("Q, K and V projections have biases (Qwen2).", default=False)
     moe: MoESpec | None = spec_field("Mixture of experts; absent for a dense model.", default=None)
     mla: MLASpec | None = spec_field("Multi-head latent attention (DeepSeek-V3); absent for grouped-query "
@@ -199,8 +204,8 @@ class ModelSpec:
         params = h * q + 2 * h * kv + q * h
         if self.attention_bias:
             params += q + 2 * kv
-        if self.qk_norm:
-            params += 2 * d
+        if self.qk_norm:  # one weight per dimension of a head, or per dimension of all heads
+            params += 2 * d if self.qk_norm_type == "per_head" else q + kv
         return params
 
     @property

@@ -47,6 +47,9 @@ ACT_DTYPE = "bf16"
 
 #: Logits are computed and sampled in fp32.
 LOGIT_BYTES = 4.0
+#: Bytes a token's QK norm statistics take when normalized over all heads (``qk_norm_type: per_layer``): the
+#: query's and the key's sum of squares, fp32 (vLLM's ``MiniMaxText01RMSNormTP.forward_qk`` all-reduces them).
+QK_NORM_SUMS_BYTES = 8.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,13 @@ def lower_step(model: ModelSpec, deployment: DeploymentSpec, policy: AttentionPo
         ops += _quantize(wd, "qkv_proj", t * h, "linear", layers)
         per_layer(gemm_op("qkv_proj", t, qkv_width, h, weight_dtype=wd, count=layers))
         if model.qk_norm:
+            if model.qk_norm_type == "per_layer" and tp > 1:
+                # a token's sums of squares over all heads: each GPU sums its heads' (one pass over its queries
+                # and keys, two fp32 sums a token out), the GPUs all-reduce them, then each normalizes
+                per_layer(elementwise_op("qk_norm_sums", t * (shard.q_heads + shard.kv_heads) * d,
+                                         t * QK_NORM_SUMS_BYTES / bytes_per_element(ACT_DTYPE), count=layers))
+                per_layer(collective_op("allreduce_qk_norm", "allreduce", t * QK_NORM_SUMS_BYTES, tp, count=layers,
+                                        implementation=deployment.allreduce))
             per_layer(elementwise_op("qk_norm", t * (shard.q_heads + shard.kv_heads) * d,
                                      t * (shard.q_heads + shard.kv_heads) * d, count=layers))
         per_layer(elementwise_op("rope", t * (shard.q_heads + shard.kv_heads) * d,
