@@ -199,11 +199,38 @@ class StepPricer:
         attended, read, _ = decode_run_totals(self.policy, context, 1, shared_prefix=batch.shared_prefix,
                                               group_index=batch.group_index,
                                               prefix_shared_read=self.deployment.prefix_shared_read)
+        return StepFigures(self._direct_step(direct, attended, read, batch.prefill, n))
+
+    def dense_step(self, n: int, cached: int, prefill: tuple[PrefillChunk, ...] = ()) -> np.ndarray:
+        """The figures (a column) of :meth:`step` for ``n`` >= 1 decoding sequences that hold ``cached`` tokens
+        in all under dense attention without the shared-prompt read, where :meth:`direct_of` prices them (the
+        lean engine's mixed steps, :mod:`kinsim.engine.lean`): from the sums, the same bits."""
+        first = float(cached + n)
+        return self._direct_step(self._direct_of(n), (first,), (first,), prefill, n)
+
+    def _direct_step(self, direct: _DirectDecodeAttention, attended, read, prefill: tuple[PrefillChunk, ...],
+                     n: int) -> np.ndarray:
+        """One step's figures from the decode attention's tokens attended and read (one entry each), the
+        prefill chunks and the ``n`` decoding sequences."""
         matrix = direct.matrix(attended, read, 1)
-        if batch.prefill:
-            matrix += self._prefill_part(batch.prefill)
-        matrix += self._static_part(batch)
-        return StepFigures(matrix)
+        if prefill:
+            matrix += self._prefill_part(prefill)
+        matrix += self._token_part(n + sum(c.tokens for c in prefill)) + self._rows_part(
+            n + sum(1 for c in prefill if c.completes_prompt))
+        return matrix
+
+    def decode_static(self, n: int) -> np.ndarray:
+        """Figures (a column) of a decode step's ops other than attention for ``n`` sequences, priced once per
+        ``n``."""
+        static = self._decode_static.get(n)
+        if static is None:
+            static = self._decode_static[n] = self._token_part(n) + self._rows_part(n)
+        return static
+
+    def direct_of(self, n: int) -> _DirectDecodeAttention | None:
+        """The direct decode-attention pricing of a batch of ``n`` sequences, or None where the generic path
+        prices it (:class:`_DirectDecodeAttention`)."""
+        return self._direct_of(n)
 
     def _direct_of(self, n: int) -> _DirectDecodeAttention | None:
         """The direct decode-attention pricing of a batch of ``n`` sequences, or None (built once per n)."""
@@ -240,9 +267,7 @@ class StepPricer:
                                                    group_index=group_index,
                                                    prefix_shared_read=self.deployment.prefix_shared_read)
         direct = self._direct_of(n)
-        static = self._decode_static.get(n)
-        if static is None:  # the ops other than attention of n decoding sequences, once per n
-            static = self._decode_static[n] = self._token_part(n) + self._rows_part(n)
+        static = self.decode_static(n)
         if direct is not None:
             fig = StepFigures(direct.matrix(attended, read, steps, static))
         elif self.window is None:
@@ -466,19 +491,25 @@ class _DirectDecodeAttention:
             return fixed, (items if items > 1.0 else 1.0) * self.item_bandwidth
         return fixed, np.maximum(items, 1.0) * self.item_bandwidth
 
+    def step_terms(self, attended: float, read: float) -> tuple[float, float, float, float, float]:
+        """One step's attention from its tokens attended and read (whole numbers, as floats): (seconds of all
+        layers, FLOPs, HBM bytes, compute seconds, memory seconds, the last four of one layer). The operations
+        of :meth:`matrix` on Python floats, so the same bits as its columns (the lean engine,
+        :mod:`kinsim.engine.lean`, prices decode steps with it one at a time)."""
+        fixed, in_flight = self._structure(read)
+        flops = self.flops_per_key * attended
+        nbytes = (self.kv_bytes_per_token * read + self.query_bytes) + self.written_bytes
+        compute = flops / self.peak_rate
+        memory = nbytes / self.memory_rate + nbytes / in_flight
+        return self.layers * (fixed + (compute if compute >= memory else memory)), flops, nbytes, compute, memory
+
     def matrix(self, attended: np.ndarray, read: np.ndarray, steps: int, base: np.ndarray | None = None) -> np.ndarray:
         """The :data:`ROWS` x ``steps`` figures of the attention op, as :func:`_accumulate` would give them;
         with ``base`` (a column), that column plus them (the same bits as adding it after: ``0 + x + b`` is
         ``b + x``)."""
         layers = self.layers
         if steps == 1:  # one step (every mixed step): the same operations on Python floats, the same bits
-            read_1 = float(read[0])
-            fixed, in_flight = self._structure(read_1)
-            flops = self.flops_per_key * float(attended[0])
-            nbytes = (self.kv_bytes_per_token * read_1 + self.query_bytes) + self.written_bytes
-            compute = flops / self.peak_rate
-            memory = nbytes / self.memory_rate + nbytes / in_flight
-            time = layers * (fixed + (compute if compute >= memory else memory))
+            time, flops, nbytes, compute, memory = self.step_terms(float(attended[0]), float(read[0]))
             column = [0.0] * len(ROWS)
             column[0] = column[_ATTENTION_S] = time
             column[_ATTENTION_FLOPS] = layers * flops

@@ -370,23 +370,73 @@ class Simulation:
 
     # ------------------------------------------------------------------------------ running
     def run(self) -> Records:
-        """Run to the end: until every request has ended."""
+        """Run to the end: until every request has ended.
+
+        A run that :mod:`kinsim.engine.lean` can take (the common case: open arrivals, dense attention,
+        private replicas, no prefix sharing, steps that never preempt) runs there, with the same clock and the
+        same decisions; where its assumptions break midway it hands the run back, and this engine starts it
+        over."""
+        from kinsim.engine.lean import LeanRun, Unsupported, unsupported
+
+        if not unsupported(self):
+            try:
+                return LeanRun(self).run()
+            except Unsupported:
+                self._restart()
+        return self._run_events()
+
+    def _restart(self) -> None:
+        """Forget what an abandoned run recorded (:mod:`kinsim.engine.lean` handed it back)."""
+        self.records = self._fresh_records(self.records)
+        self._live, self._ended = {}, 0
+
+    def _fresh_records(self, old: Records) -> Records:
+        """Empty records of the kinds ``old`` keeps, with its replicas' GPUs, links and roles."""
+        records = Records(replica_gpus=old.replica_gpus, replica_links=old.replica_links,
+                          replica_roles=old.replica_roles)
+        if self.records_mode != "full":
+            records.segments = SegmentTotals(len(self.replicas))
+        if self.records_mode == "none":
+            records.sequences = RequestTotals(self.requests, getattr(self.workload.requests, "warmup", 0))
+        else:
+            records.sequences = RequestRecords(self.requests)
+        for replica in self.replicas:  # the replicas append to the new tables
+            replica._record = records.segments.append
+            replica._record_op = records.ops.append
+        return records
+
+    def _run_events(self) -> Records:
+        """:meth:`run` on SimPy's events, every feature of the engine."""
         env = self.env
         env.process(self._arrivals())
         events = 0
         last_report = 0
-        total = len(self.requests) if self._serving is None else int(self._serving.sum())
+        total = self.served_total()
         while (next_tick := env.peek()) != float("inf"):
             if next_tick > MAX_TICKS:  # past it float64 rounds ticks: refuse rather than report rounded times
-                raise SpecError(f"the simulated time would pass {MAX_RUN_WORDS}", file=self.workload_file,
-                                hint="simulate fewer or shorter requests")
+                raise self.past_clock()
             env.step()
             events += 1
             if self.progress is not None and events - last_report >= 2000:
                 last_report = events
                 self.progress(Progress(to_seconds(env.now), self._ended, total))
+        return self.finish_records(events, to_seconds(env.now), self.replica_counters())
+
+    def served_total(self) -> int:
+        """Requests this simulation serves (all, or those of :meth:`serve_only`)."""
+        return len(self.requests) if self._serving is None else int(self._serving.sum())
+
+    def past_clock(self) -> SpecError:
+        """The error of a run whose clock would pass :data:`~kinsim.engine.clock.MAX_TICKS`."""
+        return SpecError(f"the simulated time would pass {MAX_RUN_WORDS}", file=self.workload_file,
+                         hint="simulate fewer or shorter requests")
+
+    def finish_records(self, events: int, now_s: float, counters: list[dict[str, float]]) -> Records:
+        """Close the records of a run that has ended at ``now_s`` after ``events`` events, with each replica's
+        memory ``counters`` (:meth:`replica_counters`): what is still live or never placed gets its reason."""
+        total = self.served_total()
         self.records.events = events
-        self.records.memory = self.memory_totals(self.replica_counters())
+        self.records.memory = self.memory_totals(counters)
         if self._handoff is not None:
             self.records.disaggregation = self._handoff.stats.summary()
         outcomes = self.records.sequences
@@ -405,7 +455,7 @@ class Simulation:
         if isinstance(self.records.segments, SegmentTable):
             self.records.segments = SegmentTable.in_end_order([self.records.segments])
         if self.progress is not None:
-            self.progress(Progress(to_seconds(env.now), self._ended, total))
+            self.progress(Progress(now_s, self._ended, total))
         return self.records
 
     def replica_counters(self) -> list[dict[str, float]]:

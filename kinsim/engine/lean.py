@@ -1,0 +1,620 @@
+"""The lean engine: the common case of :class:`~kinsim.engine.simulation.Simulation` in plain Python.
+
+Most runs are the same few mechanisms: open arrivals routed to data-parallel replicas that share nothing,
+continuous batching with chunked or whole prefills, dense attention whose decode steps the pricer prices
+in closed form, and a KV cache that never runs out. The general engine (:mod:`kinsim.engine.replica`,
+:mod:`kinsim.engine.scheduler`) serves every feature through SimPy events, NumPy arrays and objects that
+describe a step, about 100 us of Python a segment whatever it does. This module runs that common case on
+one heap of events and Python numbers, and decides, prices and records it as the general engine does:
+
+* **The clock.** Each decode step is priced alone with the direct pricing's own formula on Python floats
+  (:meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the operations of its array form) and
+  rounded to a whole tick as the general engine rounds it; a mixed step is priced by the same
+  :meth:`~kinsim.engine.pricer.StepPricer.step`. So every step ends on the same tick in both engines.
+* **The decisions.** Planning (decodes first, prefills in progress, then first-come-first-served
+  admission under the token budget, the seats and the free blocks less the watermark), a segment's length
+  (the first finish, the blocks left, 2,048 steps), the cut at an arrival and the order of events at one
+  instant (ends, then arrivals, then decisions, and the superseded timers of cut segments, which decide
+  whether a replica plans at once or after the instant's arrivals) are the general engine's, rule for rule.
+* **The records.** Requests, segments (one row per segment, the same segments) and each sequence's GPU
+  time, from the same figures summed in another order: equal to the general engine's to about 1e-15
+  relative, not to the bit. ``engine.events`` counts this engine's events.
+
+``tests/test_lean.py`` runs both engines on chat workloads (one and several replicas, chunked and whole
+prefills, a tight KV cache) and compares every request's timestamps exactly and the rest to 1e-12;
+``--exact-steps`` runs the general engine step by step, so the fast = exact property compares the two.
+
+What it does not take (:func:`unsupported` names it, and the general engine runs): closed-loop clients,
+groups of more than one request (Best-of-N's shared prompts), prefix caching, swapping, offloaded or sparse
+attention, sliding-window layers, speculative decoding, disaggregation, data-parallel attention, replicas
+that share links, engines that plan a step ahead, no-evict admission, op-level traces, exact steps, and
+pricing without the direct decode form (a cost model without a calibration profile). A run that needs a
+preemption or ends a request as impossible raises :class:`Unsupported` when it gets there, and the general
+engine starts the run over (:meth:`Simulation.run`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_left
+
+import numpy as np
+
+from kinsim.engine.attribution import step_coefficients
+from kinsim.engine.clock import TICKS_PER_S, to_seconds
+from kinsim.engine.pricer import _ATTENTION_BYTES, _ATTENTION_FLOPS, _ATTENTION_S, _COMPUTE, _MEMORY
+from kinsim.engine.replica import _BUSY_ROWS, _BYTES_ROWS, _CLASS_ROWS, _FLOPS_ROWS, MAX_SEGMENT_STEPS
+from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, WAITING, GroupState, Sequence
+from kinsim.ops.attention import PrefillChunk
+from kinsim.ops.lower import StepBatch
+from kinsim.workload.spec import ClosedLoopArrivals, DenseAttention
+
+#: Event kinds, and their priorities at one instant (SimPy's: a timer 1; the general engine's arrivals 2 and
+#: decisions 3, :mod:`kinsim.engine.simulation`).
+_END, _ARRIVAL, _DECIDE = 1, 2, 3
+#: Steps after which the lazily owed GPU time of the decode batch is settled (as
+#: :data:`kinsim.engine.decode_batch.REBASE_STEPS`).
+_REBASE_STEPS = 4096
+
+
+class Unsupported(Exception):
+    """The run needs what the lean engine does not do (a preemption, an impossible request): the general
+    engine runs it."""
+
+
+def unsupported(sim) -> str:
+    """Why :class:`LeanRun` cannot run ``sim`` (a :class:`~kinsim.engine.simulation.Simulation` not yet
+    run), or ``""``."""
+    workload, deployment = sim.workload, sim.workload.deployment
+    if sim.exact_steps:
+        return "exact steps"
+    if len(sim.roles) > 1:
+        return "disaggregated serving"
+    if sim._op_window is not None:
+        return "op-level slices"
+    if not all(replica.private for replica in sim.replicas):
+        return "replicas that share links"
+    if isinstance(getattr(workload.requests, "arrival", None), ClosedLoopArrivals):
+        return "a closed loop of clients"
+    if sim.requests.groups != len(sim.requests):
+        return "groups of several requests"
+    pricer = sim._pricer
+    if pricer.speculative is not None or pricer.offload or pricer.window is not None:
+        return "speculative decoding, offloaded KV or sliding-window layers"
+    if not isinstance(workload.attention, DenseAttention) or pricer.direct_of(1) is None:
+        return "decode attention without its direct pricing"
+    if (deployment.prefix_caching or deployment.prefix_shared_read or deployment.preemption != "recompute"
+            or deployment.kv_offload != "none" or deployment.admission != "greedy" or deployment.schedule_ahead
+            or deployment.attention_data_parallel != 1):
+        return "a scheduling feature of the general engine"
+    if sim._layouts[0].window_blocks is not None or not sim._layouts[0].shares_prompt:
+        return "a KV layout of the general engine"
+    return ""
+
+
+class _Replica:
+    """One replica's scheduler and steps (the subset of :class:`~kinsim.engine.scheduler.Scheduler` and
+    :class:`~kinsim.engine.replica.Replica` that :func:`unsupported` leaves).
+
+    **The decode batch** is kept relative to its step counter ``s`` (steps applied to the batch), as
+    :class:`~kinsim.engine.decode_batch.DecodeBatch` keeps the GPU time owed: a member that joined at ``s0``
+    with ``kv`` cached tokens holds ``kv - s0 + s`` now, so applying steps moves ``s`` alone. A member's
+    entry: the sequence, its cached tokens and private tokens less ``s`` at joining, the ``s`` at which it
+    generates its last token, its shared prompt blocks, and the running sums and GPU time it was settled at.
+    A histogram of the private tokens less ``s`` modulo the block size counts the members that take a block
+    at each step (those at a multiple of the block), a heap orders their finishes, and the batch's cached
+    tokens are one sum. The general engine keeps the batch in FCFS order; nothing here depends on it
+    (pricing reads sums, a finished sequence's record is its own)."""
+
+    def __init__(self, run: LeanRun, index: int, gpus: int) -> None:
+        sim = run.sim
+        self.run, self.index, self.gpus = run, index, gpus
+        self.layout = sim._layouts[0]
+        self.block = self.layout.block_size
+        self.total_blocks = self.layout.total_blocks
+        self.watermark = self.layout.watermark_blocks
+        deployment = sim.workload.deployment
+        self.max_seqs, self.max_tokens = deployment.max_num_seqs, deployment.max_num_batched_tokens
+        self.chunked = deployment.chunked_prefill
+        self.pricer = sim._pricer
+        self.used_blocks = 0
+        self.waiting: list[Sequence] = []  # FCFS: arrivals come in (arrival, order) order
+        self.waiting_at = 0  # the queue's head (admitted entries are skipped, then dropped in bulk)
+        self.leads: list[Sequence] = []  # prefilling, FCFS
+        self.resident = 0  # prefilling and decoding sequences
+        self.members: dict[int, list] = {}  # by request order: [seq, kv0, private0, last, shared blocks,
+        #                                       weight at, constant at, settled GPU-seconds]
+        self.finishes: list[tuple[int, int]] = []  # heap of (last step, request order)
+        self.residues = [0] * self.block  # members by private0 modulo the block
+        self.kv0_sum = 0
+        self.s = 0  # steps applied to the batch since the last rebase
+        self.weight = self.constant = 0.0  # DecodeBatch.credit's running sums
+        self.prefix_stats = {"prefills": 0, "queried_tokens": 0, "hit_tokens": 0, "queried_blocks": 0,
+                             "hit_blocks": 0, "host_hit_blocks": 0}
+        self.groups = 0
+        self.idle = True
+        self.generation = 0
+        # the step or segment in flight: [prefill chunks (None for decode steps), the decodes' new blocks, start
+        # tick, each planned step's end tick, steps to run, the step's figures (a column) or the decode
+        # steps' attention seconds, the decoding sequences]
+        self.flight = None
+
+    # ------------------------------------------------------------------------------ queue
+    @property
+    def outstanding(self) -> int:
+        return self.resident + len(self.waiting) - self.waiting_at
+
+    def enqueue(self, seq: Sequence, now: float) -> None:
+        seq.replica = self.index
+        seq.seen_s = to_seconds(now)
+        head_was_empty = self.waiting_at == len(self.waiting)
+        seq.state = WAITING
+        self.waiting.append(seq)
+        if self.idle:
+            self.ask_decision(now)
+        elif head_was_empty and self.flight is not None:
+            self.cut(now)
+
+    def ask_decision(self, now: float) -> None:
+        self.idle = False
+        self.run.push(now, _DECIDE, self.index, 0)
+
+    def cut(self, now: float) -> None:
+        """End the running segment at the first step boundary at or after ``now``."""
+        flight = self.flight
+        steps = flight[4]
+        if steps == 1:
+            return
+        ends = flight[3]
+        j = bisect_left(ends, now, 0, steps)
+        if j + 1 < steps:
+            flight[4] = j + 1
+            self.generation += 1
+            self.run.push(ends[j], _END, self.index, self.generation)
+
+    # ------------------------------------------------------------------------------ planning
+    def on_decide(self, now: float) -> None:
+        """Plan the next step or segment and start it (or go idle)."""
+        if not self.resident and self.waiting_at == len(self.waiting):
+            self.idle = True
+            return
+        members = self.members
+        need = self.residues[-self.s % self.block] if members else 0  # members at a multiple of the block
+        if need > self.total_blocks - self.used_blocks:
+            raise Unsupported("a preemption")
+        budget = self.max_tokens - len(members)
+        chunks = []
+        for lead in self.leads:
+            left = lead.prefill_target - lead.prefill_cached - lead.prefill_done
+            take = (left if left <= budget else budget) if self.chunked else (left if left <= budget else 0)
+            if take:
+                chunks.append((lead, take))
+                budget -= take
+        self._admit(chunks, budget, to_seconds(now), need)
+        if chunks:
+            self._start_step(chunks, need, now)
+        elif members:
+            self._start_run(need, now)
+        else:
+            raise Unsupported("nothing to run with requests waiting")
+
+    def _admit(self, chunks: list, budget: int, now_s: float, reserved: int) -> None:
+        """First-come-first-served admission with head-of-line blocking (:meth:`Scheduler._admit` for groups of
+        one request and no prefix cache)."""
+        block, waiting = self.block, self.waiting
+        while budget > 0 and self.waiting_at < len(waiting):
+            head = waiting[self.waiting_at]
+            group = head.group
+            target = group.prompt_tokens + head.generated
+            shared_tokens = group.shared_tokens
+            shared_blocks = shared_tokens // block
+            lead_blocks = -(-(target - shared_tokens) // block)
+            blocks = lead_blocks + shared_blocks
+            if blocks > self.total_blocks - self.watermark or (not self.chunked and target > self.max_tokens):
+                raise Unsupported("a request that can never run")
+            available = self.total_blocks - self.used_blocks - reserved - self.watermark
+            if self.resident >= self.max_seqs or blocks > available:
+                return
+            take = (target if target <= budget else budget) if self.chunked else (target if target <= budget else 0)
+            if not take:
+                return
+            stats = self.prefix_stats
+            stats["prefills"] += 1
+            stats["queried_tokens"] += target
+            stats["queried_blocks"] += group.prompt_tokens // block
+            group.holders = 1
+            self.used_blocks += shared_blocks + lead_blocks
+            self.waiting_at += 1
+            group.waiting = []
+            head.state = PREFILL
+            head.private_blocks = lead_blocks
+            head.kv_tokens = 0
+            if head.admitted_s is None:
+                head.admitted_s = now_s
+            self.resident += 1
+            head.prefill_target, head.prefill_cached, head.prefill_done = target, 0, 0
+            self.leads.append(head)
+            chunks.append((head, take))
+            budget -= take
+        if self.waiting_at > 4096 and 2 * self.waiting_at > len(waiting):  # drop the admitted entries
+            del waiting[:self.waiting_at]
+            self.waiting_at = 0
+
+    # ------------------------------------------------------------------------------ starting
+    def _start_step(self, chunks: list, need: int, now: float) -> None:
+        """One mixed step: the decodes and the prefill chunks, priced as the general engine prices them."""
+        prefill = tuple(PrefillChunk(tokens=take, cached=lead.prefill_cached + lead.prefill_done,
+                                     completes_prompt=take == lead.prefill_target - lead.prefill_cached
+                                     - lead.prefill_done) for lead, take in chunks)
+        n = len(self.members)
+        if n:
+            column = self.pricer.dense_step(n, self.kv0_sum + n * self.s, prefill)[:, 0]
+        else:
+            column = self.pricer.step(StepBatch(prefill=prefill)).matrix[:, 0]
+        work = max(float(round(float(column[0]) * TICKS_PER_S)), 1.0)
+        self.flight = [chunks, need, now, [now + work], 1, column, n]
+        self.generation += 1
+        self.run.push(now + work, _END, self.index, self.generation)
+
+    def _start_run(self, need: int, now: float) -> None:
+        """Decode steps of the fixed batch until its first finish, the blocks left or the longest segment:
+        each step priced alone, by the direct pricing's formula (:meth:`~kinsim.engine.pricer.
+        _DirectDecodeAttention.step_terms`, written out where the batch is not split) and rounded to the
+        clock as the general engine rounds it."""
+        n = len(self.members)
+        direct = self.pricer.direct_of(n)
+        if direct is None:
+            raise Unsupported("a batch without the direct decode pricing")
+        base0 = float(self.pricer.decode_static(n)[0, 0])
+        s, block = self.s, self.block
+        limit = min(self.finishes[0][0] - s, MAX_SEGMENT_STEPS)
+        free = self.total_blocks - self.used_blocks
+        if need + n * (limit // block + 1) > free:  # the blocks may run out first (Scheduler._blocks_added)
+            residues, added = self.residues, need
+            for k in range(1, limit):
+                added += residues[-(s + k) % block]
+                if added > free:
+                    limit = k
+                    break
+        first = float(self.kv0_sum + n * s + n)
+        ends, attention = [], []
+        at = now
+        if direct.split:
+            step_terms = direct.step_terms
+            for k in range(limit):
+                attended = first + n * k
+                time = step_terms(attended, attended)[0]
+                tick = float(round((base0 + time) * TICKS_PER_S))
+                at += tick if tick > 1.0 else 1.0
+                ends.append(at)
+                attention.append(time)
+        else:  # step_terms with the split's constants: the same operations, the same bits
+            layers, fixed, in_flight = direct.layers, direct.fixed_s, direct.in_flight_rate
+            per_key, kv_bytes, q_bytes, w_bytes = (direct.flops_per_key, direct.kv_bytes_per_token,
+                                                   direct.query_bytes, direct.written_bytes)
+            peak_rate, memory_rate = direct.peak_rate, direct.memory_rate
+            for k in range(limit):
+                attended = first + n * k
+                compute = per_key * attended / peak_rate
+                nbytes = (kv_bytes * attended + q_bytes) + w_bytes
+                memory = nbytes / memory_rate + nbytes / in_flight
+                time = layers * (fixed + (compute if compute >= memory else memory))
+                tick = float(round((base0 + time) * TICKS_PER_S))
+                at += tick if tick > 1.0 else 1.0
+                ends.append(at)
+                attention.append(time)
+        self.flight = [None, need, now, ends, limit, attention, n]
+        self.generation += 1
+        self.run.push(at, _END, self.index, self.generation)
+
+    # ------------------------------------------------------------------------------ ending
+    def on_end(self, now: float) -> None:
+        """The running step or segment has ended: record it, apply it, plan the next."""
+        flight = self.flight
+        self.flight = None
+        chunks, need, start, ends, steps, figures, n = flight
+        now_s, start_s = to_seconds(now), to_seconds(start)
+        run = self.run
+        used = self.used_blocks
+        if chunks is not None:
+            completed = sum(1 for lead, take in chunks
+                            if take == lead.prefill_target - lead.prefill_cached - lead.prefill_done)
+            totals = figures.tolist()
+            work = ends[0] - start
+            peak, block_ticks = used + need, float(used + need) * work
+            prefill_tokens = sum(take for _, take in chunks)
+            tokens_out = n + completed
+            durations = None
+        else:
+            durations = [ends[0] - start] + [ends[k] - ends[k - 1] for k in range(1, steps)]
+            block, s, residues = self.block, self.s, self.residues
+            added, block_ticks = need, 0.0
+            for k in range(steps):
+                if k:
+                    added += residues[-(s + k) % block]
+                block_ticks += (used + added) * durations[k]
+            peak = used + added
+            totals = self._run_totals(n, figures, steps)
+            prefill_tokens, tokens_out = 0, n * steps
+        class_flops, class_bytes = totals[_FLOPS_ROWS], totals[_BYTES_ROWS]
+        run.record(self.index, start_s, now_s, steps, n, prefill_tokens, tokens_out, peak,
+                   to_seconds(block_ticks), totals[_CLASS_ROWS], class_flops, class_bytes, sum(class_flops),
+                   sum(class_bytes), *totals[_BUSY_ROWS])
+        if run.attribute:
+            self._attribute(chunks, figures, durations, steps, n, now_s - start_s, ends[0] - start)
+        self._apply(chunks, steps, now_s)
+        if run.peek() > now:  # nothing else happens at this instant: decide now
+            self.idle = False
+            self.on_decide(now)
+        else:
+            self.ask_decision(now)
+
+    def _run_totals(self, n: int, attention: list[float], steps: int) -> list[float]:
+        """Each row of :data:`~kinsim.engine.pricer.ROWS` summed over a decode run's first ``steps`` steps
+        (``attention``: each planned step's attention seconds): the static column ``steps`` times and the
+        attention rows, priced again for those steps."""
+        pricer = self.pricer
+        direct = pricer.direct_of(n)
+        base = pricer.decode_static(n)
+        first = float(self.kv0_sum + n * self.s + n)
+        if direct.split:  # the bytes in flight change with the split: step by step
+            flops = nbytes = compute = memory = 0.0
+            for k in range(steps):
+                attended = first + n * k
+                _, f, b, c, m = direct.step_terms(attended, attended)
+                flops += f
+                nbytes += b
+                compute += c
+                memory += m
+        else:  # every term affine in the tokens attended, whose sum over the steps is a whole number
+            attended = steps * first + n * (steps * (steps - 1) // 2)
+            flops = direct.flops_per_key * attended
+            nbytes = direct.kv_bytes_per_token * attended + steps * (direct.query_bytes + direct.written_bytes)
+            compute = flops / direct.peak_rate
+            memory = nbytes / direct.memory_rate + nbytes / direct.in_flight_rate
+        layers = direct.layers
+        attention_s = math.fsum(attention[:steps])
+        totals = base[:, 0] * steps
+        totals[0] += attention_s
+        totals[_ATTENTION_S] += attention_s
+        totals[_ATTENTION_FLOPS] += layers * flops
+        totals[_ATTENTION_BYTES] += layers * nbytes
+        totals[_COMPUTE] += layers * compute
+        totals[_MEMORY] += layers * memory
+        return totals.tolist()
+
+    def _attribute(self, chunks, figures, durations, steps: int, n: int, busy_s: float, work: float) -> None:
+        """Each sequence's share of the segment's GPU time (:meth:`Replica._attribute` for dense attention)."""
+        if chunks is not None:
+            clock_s = work / TICKS_PER_S
+            if clock_s <= 0.0:
+                return
+            gpu_s = self.gpus * busy_s / clock_s
+            chunk_attended = [lead.prefill_cached + lead.prefill_done + take for lead, take in chunks]
+            chunk_tokens = [take for _, take in chunks]
+            weight, constant, shares = step_coefficients(
+                float(figures[0]), float(figures[_ATTENTION_S]), n, float(self.kv0_sum + n * self.s + n), 1.0,
+                chunk_attended, chunk_tokens)
+            for (lead, _take), share in zip(chunks, shares):
+                lead.gpu_s += share * clock_s * gpu_s
+            scale = clock_s * gpu_s
+        else:
+            step_s = [d / TICKS_PER_S for d in durations]
+            clock_s = sum(step_s)
+            if clock_s <= 0.0:
+                return
+            gpu_s = self.gpus * busy_s / clock_s
+            base0 = float(self.pricer.decode_static(n)[0, 0])
+            first = float(self.kv0_sum + n * self.s + n)
+            weight = constant = other = 0.0
+            for k in range(steps):
+                attention = figures[k]
+                time = base0 + attention
+                if time <= 0.0:
+                    continue
+                u = attention * (step_s[k] / time)
+                w = u / (first + n * k)
+                weight += w
+                constant += k * w
+                other += step_s[k] - u
+            constant += other / n
+            scale = gpu_s
+        if n:  # DecodeBatch.credit(weight x scale, constant x scale)
+            weight, constant = weight * scale, constant * scale
+            self.weight += weight
+            self.constant += self.s * weight + constant
+
+    def _apply(self, chunks, steps: int, now_s: float) -> None:
+        """Account for the steps (:meth:`Scheduler.apply`): decodes advance, finished sequences leave, completed
+        prompts join the batch."""
+        ended = []
+        if self.members:
+            block, residues, s = self.block, self.residues, self.s
+            added = 0
+            for k in range(steps):
+                added += residues[-(s + k) % block]
+            self.used_blocks += added
+            self.s = s = s + steps
+            if s >= _REBASE_STEPS:
+                self._rebase()
+                s = 0
+            finishes = self.finishes
+            while finishes and finishes[0][0] <= s:
+                ended.append(self._leave(heapq.heappop(finishes)[1]))
+        if chunks is not None:
+            for lead, take in chunks:
+                lead.prefill_done += take
+                lead.kv_tokens = lead.prefill_cached + lead.prefill_done
+                if lead.prefill_target - lead.prefill_cached - lead.prefill_done:
+                    continue
+                lead.kv_tokens = lead.group.prompt_tokens + lead.generated
+                lead.generated += 1
+                if lead.first_token_s is None:
+                    lead.first_token_s = now_s
+                if lead.generated >= lead.request.output_tokens:
+                    ended.append(lead)
+                else:
+                    lead.state = DECODE
+                    self._join(lead)
+                lead.prefill_target = lead.prefill_done = lead.prefill_cached = 0
+                self.leads.remove(lead)
+        for seq in ended:
+            seq.state = FINISHED
+            self.used_blocks -= seq.private_blocks + seq.group.shared_tokens // self.block
+            seq.private_blocks = 0
+            seq.kv_tokens = 0
+            seq.group.holders = 0
+            self.resident -= 1
+            seq.finish_s = now_s
+            self.run.on_finish(seq)
+
+    def _join(self, seq: Sequence) -> None:
+        """``seq`` starts decoding."""
+        s = self.s
+        kv0 = seq.kv_tokens - s
+        private0 = kv0 - seq.group.shared_tokens
+        last = s + seq.request.output_tokens - seq.generated
+        self.members[seq.order] = [seq, kv0, private0, last, seq.group.shared_tokens, self.weight, self.constant,
+                                   seq.gpu_s]
+        self.residues[private0 % self.block] += 1
+        self.kv0_sum += kv0
+        heapq.heappush(self.finishes, (last, seq.order))
+
+    def _owed(self, entry: list) -> float:
+        """GPU-seconds a member has been owed so far, settled and lazily (as ``DecodeBatch.owed_gpu_s``)."""
+        return entry[7] + ((entry[1] + 1) * (self.weight - entry[5]) + (self.constant - entry[6]))
+
+    def _leave(self, order: int) -> Sequence:
+        """A member generated its last token: out of the batch, its counters written back."""
+        entry = self.members.pop(order)
+        seq, kv0, private0 = entry[0], entry[1], entry[2]
+        s = self.s
+        self.residues[private0 % self.block] -= 1
+        self.kv0_sum -= kv0
+        seq.kv_tokens = kv0 + s
+        seq.generated = seq.request.output_tokens
+        seq.private_blocks = -(-(private0 + s) // self.block)
+        seq.gpu_s = self._owed(entry)
+        return seq
+
+    def _rebase(self) -> None:
+        """Settle every member's owed GPU time and restart the step counter and the running sums (as
+        ``DecodeBatch.advance``)."""
+        s, block = self.s, self.block
+        residues = [0] * block
+        for entry in self.members.values():
+            entry[7] = self._owed(entry)
+            entry[1] += s
+            entry[2] += s
+            entry[3] -= s
+            entry[5] = entry[6] = 0.0
+            residues[entry[2] % block] += 1
+        self.residues = residues
+        self.kv0_sum += s * len(self.members)
+        self.finishes = [(last - s, order) for last, order in self.finishes]
+        heapq.heapify(self.finishes)
+        self.weight = self.constant = 0.0
+        self.s = 0
+
+    def counters(self) -> dict[str, float]:
+        """The replica's memory counters, as :meth:`Simulation.replica_counters` gives the general engine's."""
+        return {**self.prefix_stats, "preempt_recompute": 0, "preempt_swap": 0, "swap_out_blocks": 0,
+                "swap_in_blocks": 0, "host_peak_blocks": 0, "evicted_blocks": 0, "offload_blocks": 0,
+                "stall_s": 0.0}
+
+
+class LeanRun:
+    """Runs a :class:`~kinsim.engine.simulation.Simulation` that :func:`unsupported` accepts; :meth:`run`
+    returns its records."""
+
+    def __init__(self, sim) -> None:
+        self.sim = sim
+        self.heap: list[tuple] = []
+        self.counter = 0
+        self.events = 0
+        self.record = sim.records.segments.append
+        self.attribute = sim.records_mode != "none"
+        self.replicas = [_Replica(self, r, len(gpus)) for r, gpus in enumerate(sim.records.replica_gpus)]
+        self.router = type(sim.router)(sim.workload.deployment.router, len(self.replicas),
+                                       lambda i: self.replicas[i].outstanding)
+
+    def push(self, tick: float, priority: int, replica: int, generation: int) -> None:
+        self.counter += 1
+        heapq.heappush(self.heap, (tick, priority, self.counter, replica, generation))
+
+    def peek(self) -> float:
+        return self.heap[0][0] if self.heap else math.inf
+
+    def on_finish(self, seq: Sequence) -> None:
+        sim = self.sim
+        sim._ended += 1
+        self.router.changed(seq.replica)
+        del sim._live[seq.order]
+        sim.records.sequences.write(seq)
+        self.router.forget(int(sim.requests.group[seq.order]))
+
+    def run(self):
+        from kinsim.engine import simulation
+        from kinsim.engine.simulation import Progress
+
+        sim = self.sim
+        requests = sim.requests
+        arrival = requests.arrival_s
+        order = np.argsort(arrival, kind="stable")
+        if sim._serving is not None:
+            order = order[sim._serving[order]]
+        ticks = np.round(arrival[order] * TICKS_PER_S)
+        bounds = np.append(np.flatnonzero(np.diff(ticks)) + 1, len(order)).tolist() if len(order) else []
+        order, ticks = order.tolist(), ticks.tolist()
+        frontend = sim._frontend_ticks
+        placement = None if sim._placement is None else sim._placement.tolist()
+        group_of = requests.group
+        replicas, router, live = self.replicas, self.router, sim._live
+        max_ticks = simulation.MAX_TICKS  # (read at run time: tests move it)
+        total = sim.served_total()
+        progress, last_report = sim.progress, 0
+        now = 0.0
+        first = 0  # the next group of arrivals: order[first:bounds[group]]
+        group = 0
+        if bounds:
+            self.push(max(ticks[0] + frontend - now, 0.0) + now, _ARRIVAL, -1, 0)
+        heap = self.heap
+        while heap:
+            tick, priority, _, index, generation = heapq.heappop(heap)
+            if tick > max_ticks:
+                raise sim.past_clock()
+            now = tick
+            self.events += 1
+            if priority == _END:
+                if index >= 0:  # (a replica's timer; -1: the arrival process ending, as SimPy schedules it)
+                    replica = replicas[index]
+                    if generation == replica.generation:
+                        replica.on_end(now)
+            elif priority == _DECIDE:
+                replicas[index].on_decide(now)
+            else:
+                end = bounds[group]
+                arrived = to_seconds(ticks[first])
+                for i in order[first:end]:
+                    request = requests[i]
+                    g = int(group_of[i])
+                    replica = replicas[router.place(g) if placement is None else placement[i]]
+                    replica.groups += 1
+                    state = GroupState(replica.groups, request.prompt_tokens,
+                                       replica.layout.shared_tokens(request.prompt_tokens))
+                    seq = Sequence(request, i, state, arrived)
+                    state.waiting.append(seq)
+                    live[i] = seq
+                    replica.enqueue(seq, now)
+                    router.changed(replica.index)
+                first = end
+                group += 1
+                if group < len(bounds):
+                    self.push(max(ticks[first] + frontend - now, 0.0) + now, _ARRIVAL, -1, 0)
+                else:  # SimPy schedules the arrival process's own end now: it is an event at this instant
+                    self.push(now, _END, -1, 0)
+            if progress is not None and self.events - last_report >= 2000:
+                last_report = self.events
+                progress(Progress(to_seconds(now), sim._ended, total))
+        return sim.finish_records(self.events, to_seconds(now), [replica.counters() for replica in replicas])

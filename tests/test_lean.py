@@ -1,0 +1,135 @@
+"""The lean engine (:mod:`kinsim.engine.lean`) against the general engine on the runs it takes: every
+request's timestamps identical, the rest of the records to 1e-12, and the runs it must refuse or hand back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kinsim.engine import lean
+from kinsim.engine.simulation import Simulation
+from kinsim.hardware.load import load_hardware
+from kinsim.workload.load import workload_from_raw
+
+from .conftest import HARDWARE
+
+H100 = load_hardware(HARDWARE / "h100.yaml")
+TIMESTAMPS = ("arrival_s", "admitted_s", "first_token_s", "finish_s")
+SEGMENT_COLUMNS = ("start_s", "end_s", "steps", "decode_seqs", "prefill_tokens", "tokens_out", "kv_peak_blocks",
+                   "kv_block_s", "class_s", "class_flops", "class_bytes", "flops", "hbm_bytes", "compute_s",
+                   "memory_s", "network_s")
+
+
+def chat(problems=60, rate="20 /s", replicas=2, deployment=None, output=None, seed=3):
+    raw = {"name": "chat", "model": {"preset": "Qwen3-8B"},
+           "deployment": {"tensor_parallel": 1, "data_parallel": replicas, "router": "least_loaded",
+                          **(deployment or {})},
+           "requests": {"kind": "long_cot", "problems": problems,
+                        "prompt_tokens": {"dist": "lognormal", "median": 600, "sigma": 0.6},
+                        "output_tokens": output or {"dist": "lognormal", "median": 120, "sigma": 0.7},
+                        "max_output_tokens": 2048, "arrival": {"process": "poisson", "rate": rate}},
+           "seed": seed}
+    return workload_from_raw(raw, Path("."))
+
+
+def both(workload):
+    """(lean records, general records) of one workload; the lean run must take it whole."""
+    fast = Simulation(workload, H100, cost_model="roofline")
+    assert lean.unsupported(fast) == ""
+    lean_records = lean.LeanRun(fast).run()
+    general = Simulation(workload, H100, cost_model="roofline")
+    return lean_records, general._run_events()
+
+
+def assert_same(a, b):
+    for column in TIMESTAMPS:
+        assert np.array_equal(getattr(a.sequences, column), getattr(b.sequences, column), equal_nan=True), column
+    np.testing.assert_allclose(a.sequences.gpu_s, b.sequences.gpu_s, rtol=1e-12)
+    assert len(a.segments) == len(b.segments)
+    for column in SEGMENT_COLUMNS:
+        np.testing.assert_allclose(a.segments.column(column), b.segments.column(column), rtol=1e-12, atol=0,
+                                   err_msg=column)
+    assert a.memory == b.memory
+
+
+@pytest.mark.parametrize("deployment", [
+    {},  # vLLM's defaults: chunked prefill in an 8,192-token budget
+    {"chunked_prefill": False},  # whole prompts or wait
+    {"max_num_batched_tokens": 700},  # prompts split over several steps
+    {"max_num_seqs": 3},  # requests wait for a seat
+    {"kv_cache_memory": "2 GB"},  # a cache of about 14,000 tokens (147 KB each), half of it used at peak
+], ids=["defaults", "whole_prompts", "small_budget", "few_seats", "small_kv"])
+def test_the_lean_engine_decides_and_times_every_step_as_the_general_engine(deployment):
+    a, b = both(chat(deployment=deployment))
+    assert_same(a, b)
+
+
+def test_one_replica_at_a_high_rate_and_many_replicas_at_a_low_one():
+    assert_same(*both(chat(problems=80, rate="40 /s", replicas=1)))
+    assert_same(*both(chat(problems=80, rate="5 /s", replicas=6)))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(replicas=st.integers(1, 4), rate=st.sampled_from(["2 /s", "10 /s", "50 /s"]),
+       budget=st.sampled_from([256, 1024, 8192]), seats=st.sampled_from([2, 16, 256]),
+       chunked=st.booleans(), seed=st.integers(0, 1000))
+def test_the_lean_engine_equals_the_general_engine_on_random_chat_runs(replicas, rate, budget, seats, chunked, seed):
+    workload = chat(problems=30, rate=rate, replicas=replicas, seed=seed,
+                    deployment={"max_num_batched_tokens": budget, "max_num_seqs": seats,
+                                "chunked_prefill": chunked})
+    fast = Simulation(workload, H100, cost_model="roofline")
+    general = Simulation(workload, H100, cost_model="roofline")
+    try:
+        records = lean.LeanRun(fast).run()
+    except lean.Unsupported:  # a prompt beyond a whole-prompt budget: the general engine's to end
+        return
+    assert_same(records, general._run_events())
+
+
+def test_a_run_that_needs_a_preemption_is_handed_back_and_run_again_whole(monkeypatch):
+    # 60 requests at 40 a second on one replica whose cache holds about 14,000 tokens: greedy admission fills
+    # it, the decodes outgrow it, the general engine preempts; Simulation.run starts the run over there,
+    # with records as the general engine's alone
+    workload = chat(problems=60, rate="40 /s", replicas=1, deployment={"kv_cache_memory": "2 GB"})
+    with pytest.raises(lean.Unsupported, match="preemption"):
+        lean.LeanRun(Simulation(workload, H100, cost_model="roofline")).run()
+    handed = Simulation(workload, H100, cost_model="roofline").run()
+    general = Simulation(workload, H100, cost_model="roofline")._run_events()
+    for column in TIMESTAMPS:
+        assert np.array_equal(getattr(handed.sequences, column), getattr(general.sequences, column), equal_nan=True)
+    assert handed.memory == general.memory and handed.memory["preempt_recompute"] > 0
+    assert len(handed.segments) == len(general.segments)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"exact": True}, "exact steps"),
+    ({"requests.arrival": {"process": "closed_loop", "concurrency": 4}}, "a closed loop of clients"),
+    ({"deployment.prefix_caching": True}, "a scheduling feature of the general engine"),
+    ({"deployment.schedule_ahead": True}, "a scheduling feature of the general engine"),
+    ({"deployment.admission": "no_evict"}, "a scheduling feature of the general engine"),
+])
+def test_what_the_lean_engine_leaves_to_the_general_engine_is_named(change, reason):
+    workload = chat()
+    raw_change = {k: v for k, v in change.items() if k != "exact"}
+    if raw_change:
+        from kinsim.schema import to_raw
+        raw = to_raw(workload)
+        for key, value in raw_change.items():
+            section, name = key.split(".")
+            raw[section][name] = value
+        workload = workload_from_raw(raw, Path("."))
+    sim = Simulation(workload, H100, cost_model="roofline", exact_steps=bool(change.get("exact")))
+    assert lean.unsupported(sim) == reason
+
+
+def test_groups_and_a_cost_model_without_the_direct_pricing_are_left_to_the_general_engine():
+    from kinsim.workload.load import load_workload
+    bon = Simulation(load_workload(Path("workloads/aime_bon32.yaml"), {"requests.problems": 2}), H100,
+                     cost_model="roofline")
+    assert lean.unsupported(bon) == "groups of several requests"
+    datasheet = Simulation(chat(), H100, cost_model="datasheet")
+    assert lean.unsupported(datasheet) == "decode attention without its direct pricing"
