@@ -133,6 +133,7 @@ class _Replica:
         self.prefix_stats = {"prefills": 0, "queried_tokens": 0, "hit_tokens": 0, "queried_blocks": 0,
                              "hit_blocks": 0, "host_hit_blocks": 0}
         self.groups = 0
+        self.static: dict[int, list[float]] = {}  # decode_static(n) as a list, per n
         self.idle = True
         self.generation = 0
         # the step or segment in flight: [prefill chunks (None for decode steps), the decodes' new blocks, start
@@ -314,50 +315,100 @@ class _Replica:
         flight = self.flight
         self.flight = None
         chunks, need, start, ends, steps, figures, n = flight
-        now_s, start_s = to_seconds(now), to_seconds(start)
-        run = self.run
-        used = self.used_blocks
         if chunks is not None:
-            completed = sum(1 for lead, take in chunks
-                            if take == lead.prefill_target - lead.prefill_cached - lead.prefill_done)
-            totals = figures.tolist()
-            work = ends[0] - start
-            peak, block_ticks = used + need, float(used + need) * work
-            prefill_tokens = sum(take for _, take in chunks)
-            tokens_out = n + completed
-            durations = None
+            added = self._end_step(chunks, need, start, ends[0], figures, n)
         else:
-            durations = [ends[0] - start] + [ends[k] - ends[k - 1] for k in range(1, steps)]
-            block, s, residues = self.block, self.s, self.residues
-            added, block_ticks = need, 0.0
-            for k in range(steps):
-                if k:
-                    added += residues[-(s + k) % block]
-                block_ticks += (used + added) * durations[k]
-            peak = used + added
-            totals = self._run_totals(n, figures, steps)
-            prefill_tokens, tokens_out = 0, n * steps
-        class_flops, class_bytes = totals[_FLOPS_ROWS], totals[_BYTES_ROWS]
-        run.record(self.index, start_s, now_s, steps, n, prefill_tokens, tokens_out, peak,
-                   to_seconds(block_ticks), totals[_CLASS_ROWS], class_flops, class_bytes, sum(class_flops),
-                   sum(class_bytes), *totals[_BUSY_ROWS])
-        if run.attribute:
-            self._attribute(chunks, figures, durations, steps, n, now_s - start_s, ends[0] - start)
-        self._apply(chunks, steps, now_s)
-        if run.peek() > now:  # nothing else happens at this instant: decide now
+            added = self._end_run(need, start, ends, steps, figures, n)
+        self._apply(chunks, steps, added, to_seconds(now))
+        if self.run.peek() > now:  # nothing else happens at this instant: decide now
             self.idle = False
             self.on_decide(now)
         else:
             self.ask_decision(now)
 
-    def _run_totals(self, n: int, attention: list[float], steps: int) -> list[float]:
+    def _end_step(self, chunks: list, need: int, start: float, end: float, column, n: int) -> int:
+        """Record a mixed step and split its GPU time (:meth:`Replica._attribute`); return the blocks its
+        decodes took."""
+        run = self.run
+        used = self.used_blocks
+        completed = sum(1 for lead, take in chunks if take == lead.prefill_target - lead.prefill_cached
+                        - lead.prefill_done)
+        totals = column.tolist()
+        work = end - start
+        class_flops, class_bytes = totals[_FLOPS_ROWS], totals[_BYTES_ROWS]
+        start_s, end_s = to_seconds(start), to_seconds(end)
+        run.record(self.index, start_s, end_s, 1, n, sum(take for _, take in chunks), n + completed, used + need,
+                   to_seconds(float(used + need) * work), totals[_CLASS_ROWS], class_flops, class_bytes,
+                   sum(class_flops), sum(class_bytes), *totals[_BUSY_ROWS])
+        clock_s = work / TICKS_PER_S
+        if run.attribute and clock_s > 0.0:
+            gpu_s = self.gpus * (end_s - start_s) / clock_s
+            chunk_attended = [lead.prefill_cached + lead.prefill_done + take for lead, take in chunks]
+            chunk_tokens = [take for _, take in chunks]
+            weight, constant, shares = step_coefficients(
+                totals[0], totals[_ATTENTION_S], n, float(self.kv0_sum + n * self.s + n), 1.0, chunk_attended,
+                chunk_tokens)
+            for (lead, _take), share in zip(chunks, shares):
+                lead.gpu_s += share * clock_s * gpu_s
+            self._credit(n, weight, constant, clock_s * gpu_s)
+        return need
+
+    def _end_run(self, need: int, start: float, ends: list[float], steps: int, attention: list[float], n: int) -> int:
+        """Record the decode steps that ran (of those planned, ``attention`` their attention seconds), split their
+        GPU time (:func:`~kinsim.engine.attribution.decode_coefficients`, summed step by step); return the
+        blocks they took. One pass over the steps: each one's duration, the blocks it added, its share terms."""
+        run = self.run
+        used, block, s, residues = self.used_blocks, self.block, self.s, self.residues
+        base0 = self.pricer.decode_static(n)[0, 0].item()
+        first = float(self.kv0_sum + n * s + n)
+        attribute = run.attribute
+        added, block_ticks = need, 0.0
+        clock_s = weight = constant = other = 0.0
+        previous = start
+        for k in range(steps):
+            end = ends[k]
+            ticks = end - previous
+            previous = end
+            if k:
+                added += residues[-(s + k) % block]
+            block_ticks += (used + added) * ticks
+            if attribute:
+                step_s = ticks / TICKS_PER_S
+                clock_s += step_s
+                seconds = attention[k]
+                time = base0 + seconds
+                if time > 0.0:
+                    u = seconds * (step_s / time)
+                    w = u / (first + n * k)
+                    weight += w
+                    constant += k * w
+                    other += step_s - u
+        totals = self._run_totals(n, attention, steps, first)
+        class_flops, class_bytes = totals[_FLOPS_ROWS], totals[_BYTES_ROWS]
+        start_s, end_s = to_seconds(start), to_seconds(previous)
+        run.record(self.index, start_s, end_s, steps, n, 0, n * steps, used + added, to_seconds(block_ticks),
+                   totals[_CLASS_ROWS], class_flops, class_bytes, sum(class_flops), sum(class_bytes),
+                   *totals[_BUSY_ROWS])
+        if attribute and clock_s > 0.0:
+            self._credit(n, weight, constant + other / n, self.gpus * (end_s - start_s) / clock_s)
+        return added
+
+    def _credit(self, n: int, weight: float, constant: float, scale: float) -> None:
+        """Owe each decoding sequence ``(kv + 1) x weight + constant`` times ``scale`` GPU-seconds
+        (``DecodeBatch.credit``)."""
+        if n:
+            weight, constant = weight * scale, constant * scale
+            self.weight += weight
+            self.constant += self.s * weight + constant
+
+    def _run_totals(self, n: int, attention: list[float], steps: int, first: float) -> list[float]:
         """Each row of :data:`~kinsim.engine.pricer.ROWS` summed over a decode run's first ``steps`` steps
-        (``attention``: each planned step's attention seconds): the static column ``steps`` times and the
-        attention rows, priced again for those steps."""
-        pricer = self.pricer
-        direct = pricer.direct_of(n)
-        base = pricer.decode_static(n)
-        first = float(self.kv0_sum + n * self.s + n)
+        (``attention``: each planned step's attention seconds; ``first``: tokens the first step attends): the
+        static column ``steps`` times and the attention rows."""
+        direct = self.pricer.direct_of(n)
+        base = self.static.get(n)
+        if base is None:
+            base = self.static[n] = self.pricer.decode_static(n)[:, 0].tolist()
         if direct.split:  # the bytes in flight change with the split: step by step
             flops = nbytes = compute = memory = 0.0
             for k in range(steps):
@@ -375,67 +426,22 @@ class _Replica:
             memory = nbytes / direct.memory_rate + nbytes / direct.in_flight_rate
         layers = direct.layers
         attention_s = math.fsum(attention[:steps])
-        totals = base[:, 0] * steps
+        totals = [value * steps for value in base]
         totals[0] += attention_s
         totals[_ATTENTION_S] += attention_s
         totals[_ATTENTION_FLOPS] += layers * flops
         totals[_ATTENTION_BYTES] += layers * nbytes
         totals[_COMPUTE] += layers * compute
         totals[_MEMORY] += layers * memory
-        return totals.tolist()
+        return totals
 
-    def _attribute(self, chunks, figures, durations, steps: int, n: int, busy_s: float, work: float) -> None:
-        """Each sequence's share of the segment's GPU time (:meth:`Replica._attribute` for dense attention)."""
-        if chunks is not None:
-            clock_s = work / TICKS_PER_S
-            if clock_s <= 0.0:
-                return
-            gpu_s = self.gpus * busy_s / clock_s
-            chunk_attended = [lead.prefill_cached + lead.prefill_done + take for lead, take in chunks]
-            chunk_tokens = [take for _, take in chunks]
-            weight, constant, shares = step_coefficients(
-                float(figures[0]), float(figures[_ATTENTION_S]), n, float(self.kv0_sum + n * self.s + n), 1.0,
-                chunk_attended, chunk_tokens)
-            for (lead, _take), share in zip(chunks, shares):
-                lead.gpu_s += share * clock_s * gpu_s
-            scale = clock_s * gpu_s
-        else:
-            step_s = [d / TICKS_PER_S for d in durations]
-            clock_s = sum(step_s)
-            if clock_s <= 0.0:
-                return
-            gpu_s = self.gpus * busy_s / clock_s
-            base0 = float(self.pricer.decode_static(n)[0, 0])
-            first = float(self.kv0_sum + n * self.s + n)
-            weight = constant = other = 0.0
-            for k in range(steps):
-                attention = figures[k]
-                time = base0 + attention
-                if time <= 0.0:
-                    continue
-                u = attention * (step_s[k] / time)
-                w = u / (first + n * k)
-                weight += w
-                constant += k * w
-                other += step_s[k] - u
-            constant += other / n
-            scale = gpu_s
-        if n:  # DecodeBatch.credit(weight x scale, constant x scale)
-            weight, constant = weight * scale, constant * scale
-            self.weight += weight
-            self.constant += self.s * weight + constant
-
-    def _apply(self, chunks, steps: int, now_s: float) -> None:
-        """Account for the steps (:meth:`Scheduler.apply`): decodes advance, finished sequences leave, completed
-        prompts join the batch."""
+    def _apply(self, chunks, steps: int, added: int, now_s: float) -> None:
+        """Account for the steps (:meth:`Scheduler.apply`; ``added``: the blocks the decodes took): decodes
+        advance, finished sequences leave, completed prompts join the batch."""
         ended = []
         if self.members:
-            block, residues, s = self.block, self.residues, self.s
-            added = 0
-            for k in range(steps):
-                added += residues[-(s + k) % block]
             self.used_blocks += added
-            self.s = s = s + steps
+            self.s = s = self.s + steps
             if s >= _REBASE_STEPS:
                 self._rebase()
                 s = 0
