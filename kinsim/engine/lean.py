@@ -53,6 +53,11 @@ from kinsim.workload.spec import ClosedLoopArrivals, DenseAttention
 #: Event kinds, and their priorities at one instant (SimPy's: a timer 1; the general engine's arrivals 2 and
 #: decisions 3, :mod:`kinsim.engine.simulation`).
 _END, _ARRIVAL, _DECIDE = 1, 2, 3
+#: Planned decode steps from which a segment's clock is computed as arrays rather than step by step.
+_ARRAY_STEPS = 32
+#: Step indices as floats (read-only), cut to a segment's length.
+_STEP_INDEX = np.arange(MAX_SEGMENT_STEPS, dtype=float)
+_STEP_INDEX.flags.writeable = False
 #: Steps after which the lazily owed GPU time of the decode batch is settled (as
 #: :data:`kinsim.engine.decode_batch.REBASE_STEPS`).
 _REBASE_STEPS = 4096
@@ -267,7 +272,7 @@ class _Replica:
         direct = self.pricer.direct_of(n)
         if direct is None:
             raise Unsupported("a batch without the direct decode pricing")
-        base0 = float(self.pricer.decode_static(n)[0, 0])
+        base0 = self._static(n)[0]
         s, block = self.s, self.block
         limit = min(self.finishes[0][0] - s, MAX_SEGMENT_STEPS)
         free = self.total_blocks - self.used_blocks
@@ -279,30 +284,62 @@ class _Replica:
                     limit = k
                     break
         first = float(self.kv0_sum + n * s + n)
-        ends, attention = [], []
+        structure, layers = direct._structure, direct.layers
+        per_key, kv_bytes, q_bytes, w_bytes = (direct.flops_per_key, direct.kv_bytes_per_token, direct.query_bytes,
+                                               direct.written_bytes)
+        peak_rate, memory_rate = direct.peak_rate, direct.memory_rate
+
+        def exact(k: int) -> tuple[float, float, float, tuple]:
+            """Step ``k``'s attention seconds, compute and memory seconds of one layer and split terms: the
+            operations of :meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the same bits."""
+            attended = first + n * k
+            split = structure(attended)
+            compute = per_key * attended / peak_rate
+            nbytes = (kv_bytes * attended + q_bytes) + w_bytes
+            memory = nbytes / memory_rate + nbytes / split[1]
+            return layers * (split[0] + (compute if compute >= memory else memory)), compute, memory, split
+
+        ends = []
         at = now
-        if direct.split:
-            step_terms = direct.step_terms
+        affine = False
+        if limit >= 4:
+            # Within one split of the KV and one side of the compute/memory ridge a step's time is affine in its
+            # tokens, so in its index: the clock's value of step k is read off the line through the first and
+            # last steps', within 1e-14 of the exact operations' (whose rounding error is about 2e-15 of it),
+            # and rounded to the tick where it is not within a margin ten times that of a half tick; a step
+            # near one is priced exactly. Every tick is the exact pricing's.
+            time0, compute0, memory0, split0 = exact(0)
+            time1, compute1, memory1, split1 = exact(limit - 1)
+            ridge = 1e-12 * max(compute0, memory0, compute1, memory1)
+            affine = (split0 == split1 and (compute0 - memory0 > ridge) == (compute1 - memory1 > ridge)
+                      and abs(compute0 - memory0) > ridge and abs(compute1 - memory1) > ridge)
+        if affine:
+            x0 = (base0 + time0) * TICKS_PER_S
+            x1 = (base0 + time1) * TICKS_PER_S
+            slope = (x1 - x0) / (limit - 1)
+            near = 0.5 - (1e-13 * max(x0, x1) + 1e-6)  # a value this far from a whole tick is near a half
+            if limit >= _ARRAY_STEPS:  # many steps (a long segment, often cut early): as arrays
+                x = x0 + slope * _STEP_INDEX[:limit]
+                ticks = np.rint(x)
+                for k in np.flatnonzero(np.abs(x - ticks) > near).tolist():  # the exact operations decide
+                    ticks[k] = round((base0 + exact(k)[0]) * TICKS_PER_S)
+                ends = (np.cumsum(np.maximum(ticks, 1.0)) + now).tolist()
+                at = ends[-1]
+            else:
+                for k in range(limit):
+                    x = x0 + slope * k
+                    tick = round(x)
+                    if abs(x - tick) > near:  # the exact operations decide
+                        tick = round((base0 + exact(k)[0]) * TICKS_PER_S)
+                    at += tick if tick > 1 else 1
+                    ends.append(at)
+            attention = (time0, (time1 - time0) / (limit - 1), split0[1])
+        else:
+            attention = []
             for k in range(limit):
-                attended = first + n * k
-                time = step_terms(attended, attended)[0]
-                tick = float(round((base0 + time) * TICKS_PER_S))
-                at += tick if tick > 1.0 else 1.0
-                ends.append(at)
-                attention.append(time)
-        else:  # step_terms with the split's constants: the same operations, the same bits
-            layers, fixed, in_flight = direct.layers, direct.fixed_s, direct.in_flight_rate
-            per_key, kv_bytes, q_bytes, w_bytes = (direct.flops_per_key, direct.kv_bytes_per_token,
-                                                   direct.query_bytes, direct.written_bytes)
-            peak_rate, memory_rate = direct.peak_rate, direct.memory_rate
-            for k in range(limit):
-                attended = first + n * k
-                compute = per_key * attended / peak_rate
-                nbytes = (kv_bytes * attended + q_bytes) + w_bytes
-                memory = nbytes / memory_rate + nbytes / in_flight
-                time = layers * (fixed + (compute if compute >= memory else memory))
-                tick = float(round((base0 + time) * TICKS_PER_S))
-                at += tick if tick > 1.0 else 1.0
+                time = exact(k)[0]
+                tick = round((base0 + time) * TICKS_PER_S)
+                at += tick if tick > 1 else 1
                 ends.append(at)
                 attention.append(time)
         self.flight = [None, need, now, ends, limit, attention, n]
@@ -353,18 +390,22 @@ class _Replica:
             self._credit(n, weight, constant, clock_s * gpu_s)
         return need
 
-    def _end_run(self, need: int, start: float, ends: list[float], steps: int, attention: list[float], n: int) -> int:
-        """Record the decode steps that ran (of those planned, ``attention`` their attention seconds), split their
+    def _end_run(self, need: int, start: float, ends: list[float], steps: int, attention, n: int) -> int:
+        """Record the decode steps that ran (of those planned; ``attention``: each one's attention seconds, or the
+        first's and their growth a step), split their
         GPU time (:func:`~kinsim.engine.attribution.decode_coefficients`, summed step by step); return the
         blocks they took. One pass over the steps: each one's duration, the blocks it added, its share terms."""
         run = self.run
         used, block, s, residues = self.used_blocks, self.block, self.s, self.residues
-        base0 = self.pricer.decode_static(n)[0, 0].item()
+        base0 = self._static(n)[0]
         first = float(self.kv0_sum + n * s + n)
         attribute = run.attribute
         added, block_ticks = need, 0.0
         clock_s = weight = constant = other = 0.0
         previous = start
+        line = type(attention) is tuple  # (first step's attention seconds, their growth a step), or each step's
+        if line:
+            seconds0, growth, _ = attention
         for k in range(steps):
             end = ends[k]
             ticks = end - previous
@@ -375,7 +416,7 @@ class _Replica:
             if attribute:
                 step_s = ticks / TICKS_PER_S
                 clock_s += step_s
-                seconds = attention[k]
+                seconds = seconds0 + growth * k if line else attention[k]
                 time = base0 + seconds
                 if time > 0.0:
                     u = seconds * (step_s / time)
@@ -393,6 +434,13 @@ class _Replica:
             self._credit(n, weight, constant + other / n, self.gpus * (end_s - start_s) / clock_s)
         return added
 
+    def _static(self, n: int) -> list[float]:
+        """:meth:`~kinsim.engine.pricer.StepPricer.decode_static` of ``n`` sequences as a list, kept per ``n``."""
+        base = self.static.get(n)
+        if base is None:
+            base = self.static[n] = self.pricer.decode_static(n)[:, 0].tolist()
+        return base
+
     def _credit(self, n: int, weight: float, constant: float, scale: float) -> None:
         """Owe each decoding sequence ``(kv + 1) x weight + constant`` times ``scale`` GPU-seconds
         (``DecodeBatch.credit``)."""
@@ -401,15 +449,20 @@ class _Replica:
             self.weight += weight
             self.constant += self.s * weight + constant
 
-    def _run_totals(self, n: int, attention: list[float], steps: int, first: float) -> list[float]:
+    def _run_totals(self, n: int, attention, steps: int, first: float) -> list[float]:
         """Each row of :data:`~kinsim.engine.pricer.ROWS` summed over a decode run's first ``steps`` steps
-        (``attention``: each planned step's attention seconds; ``first``: tokens the first step attends): the
-        static column ``steps`` times and the attention rows."""
+        (``attention``: each planned step's attention seconds, or the first's and their growth a step;
+        ``first``: tokens the first step attends): the static column ``steps`` times and the attention rows."""
         direct = self.pricer.direct_of(n)
-        base = self.static.get(n)
-        if base is None:
-            base = self.static[n] = self.pricer.decode_static(n)[:, 0].tolist()
-        if direct.split:  # the bytes in flight change with the split: step by step
+        base = self._static(n)
+        if type(attention) is tuple:  # one split of the KV: every term affine in the tokens attended, whose sum
+            attended = steps * first + n * (steps * (steps - 1) // 2)  # over the steps is a whole number
+            flops = direct.flops_per_key * attended
+            nbytes = direct.kv_bytes_per_token * attended + steps * (direct.query_bytes + direct.written_bytes)
+            compute = flops / direct.peak_rate
+            memory = nbytes / direct.memory_rate + nbytes / attention[2]
+            attention_s = steps * attention[0] + attention[1] * (steps * (steps - 1) // 2)
+        else:  # step by step
             flops = nbytes = compute = memory = 0.0
             for k in range(steps):
                 attended = first + n * k
@@ -418,14 +471,8 @@ class _Replica:
                 nbytes += b
                 compute += c
                 memory += m
-        else:  # every term affine in the tokens attended, whose sum over the steps is a whole number
-            attended = steps * first + n * (steps * (steps - 1) // 2)
-            flops = direct.flops_per_key * attended
-            nbytes = direct.kv_bytes_per_token * attended + steps * (direct.query_bytes + direct.written_bytes)
-            compute = flops / direct.peak_rate
-            memory = nbytes / direct.memory_rate + nbytes / direct.in_flight_rate
+            attention_s = math.fsum(attention[:steps])
         layers = direct.layers
-        attention_s = math.fsum(attention[:steps])
         totals = [value * steps for value in base]
         totals[0] += attention_s
         totals[_ATTENTION_S] += attention_s
