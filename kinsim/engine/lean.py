@@ -48,6 +48,7 @@ from kinsim.engine.replica import _BUSY_ROWS, _BYTES_ROWS, _CLASS_ROWS, _FLOPS_R
 from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, WAITING, GroupState, Sequence
 from kinsim.ops.attention import PrefillChunk
 from kinsim.ops.lower import StepBatch
+from kinsim.workload.request import Request
 from kinsim.workload.spec import ClosedLoopArrivals, DenseAttention
 
 #: Event kinds, and their priorities at one instant (SimPy's: a timer 1; the general engine's arrivals 2 and
@@ -98,6 +99,19 @@ def unsupported(sim) -> str:
     return ""
 
 
+def _exact(terms: tuple, first: float, n: int, k: int) -> tuple[float, float, float, tuple]:
+    """Decode step ``k``'s attention seconds, compute and memory seconds of one layer and split terms, for ``n``
+    sequences attending ``first`` tokens at step 0 (``terms``: :meth:`_Replica._batch_terms`'): the operations of
+    :meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the same bits."""
+    structure, layers, per_key, kv_bytes, q_bytes, w_bytes, peak_rate, memory_rate = terms
+    attended = first + n * k
+    split = structure(attended)
+    compute = per_key * attended / peak_rate
+    nbytes = (kv_bytes * attended + q_bytes) + w_bytes
+    memory = nbytes / memory_rate + nbytes / split[1]
+    return layers * (split[0] + (compute if compute >= memory else memory)), compute, memory, split
+
+
 class _Replica:
     """One replica's scheduler and steps (the subset of :class:`~kinsim.engine.scheduler.Scheduler` and
     :class:`~kinsim.engine.replica.Replica` that :func:`unsupported` leaves).
@@ -139,6 +153,7 @@ class _Replica:
                              "hit_blocks": 0, "host_hit_blocks": 0}
         self.groups = 0
         self.static: dict[int, list[float]] = {}  # decode_static(n) as a list, per n
+        self.batch_terms: dict[int, tuple] = {}  # _batch_terms(n), per n
         self.idle = True
         self.generation = 0
         # the step or segment in flight: [prefill chunks (None for decode steps), the decodes' new blocks, start
@@ -197,7 +212,8 @@ class _Replica:
             if take:
                 chunks.append((lead, take))
                 budget -= take
-        self._admit(chunks, budget, to_seconds(now), need)
+        if self.waiting_at < len(self.waiting):
+            self._admit(chunks, budget, now / TICKS_PER_S, need)
         if chunks:
             self._start_step(chunks, need, now)
         elif members:
@@ -269,10 +285,7 @@ class _Replica:
         _DirectDecodeAttention.step_terms`, written out where the batch is not split) and rounded to the
         clock as the general engine rounds it."""
         n = len(self.members)
-        direct = self.pricer.direct_of(n)
-        if direct is None:
-            raise Unsupported("a batch without the direct decode pricing")
-        base0 = self._static(n)[0]
+        direct, base0, terms = self._batch_terms(n)
         s, block = self.s, self.block
         limit = min(self.finishes[0][0] - s, MAX_SEGMENT_STEPS)
         free = self.total_blocks - self.used_blocks
@@ -284,21 +297,6 @@ class _Replica:
                     limit = k
                     break
         first = float(self.kv0_sum + n * s + n)
-        structure, layers = direct._structure, direct.layers
-        per_key, kv_bytes, q_bytes, w_bytes = (direct.flops_per_key, direct.kv_bytes_per_token, direct.query_bytes,
-                                               direct.written_bytes)
-        peak_rate, memory_rate = direct.peak_rate, direct.memory_rate
-
-        def exact(k: int) -> tuple[float, float, float, tuple]:
-            """Step ``k``'s attention seconds, compute and memory seconds of one layer and split terms: the
-            operations of :meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the same bits."""
-            attended = first + n * k
-            split = structure(attended)
-            compute = per_key * attended / peak_rate
-            nbytes = (kv_bytes * attended + q_bytes) + w_bytes
-            memory = nbytes / memory_rate + nbytes / split[1]
-            return layers * (split[0] + (compute if compute >= memory else memory)), compute, memory, split
-
         ends = []
         at = now
         affine = False
@@ -308,8 +306,8 @@ class _Replica:
             # last steps', within 1e-14 of the exact operations' (whose rounding error is about 2e-15 of it),
             # and rounded to the tick where it is not within a margin ten times that of a half tick; a step
             # near one is priced exactly. Every tick is the exact pricing's.
-            time0, compute0, memory0, split0 = exact(0)
-            time1, compute1, memory1, split1 = exact(limit - 1)
+            time0, compute0, memory0, split0 = _exact(terms, first, n, 0)
+            time1, compute1, memory1, split1 = _exact(terms, first, n, limit - 1)
             ridge = 1e-12 * max(compute0, memory0, compute1, memory1)
             affine = (split0 == split1 and (compute0 - memory0 > ridge) == (compute1 - memory1 > ridge)
                       and abs(compute0 - memory0) > ridge and abs(compute1 - memory1) > ridge)
@@ -322,7 +320,7 @@ class _Replica:
                 x = x0 + slope * _STEP_INDEX[:limit]
                 ticks = np.rint(x)
                 for k in np.flatnonzero(np.abs(x - ticks) > near).tolist():  # the exact operations decide
-                    ticks[k] = round((base0 + exact(k)[0]) * TICKS_PER_S)
+                    ticks[k] = round((base0 + _exact(terms, first, n, k)[0]) * TICKS_PER_S)
                 ends = (np.cumsum(np.maximum(ticks, 1.0)) + now).tolist()
                 at = ends[-1]
             else:
@@ -330,14 +328,14 @@ class _Replica:
                     x = x0 + slope * k
                     tick = round(x)
                     if abs(x - tick) > near:  # the exact operations decide
-                        tick = round((base0 + exact(k)[0]) * TICKS_PER_S)
+                        tick = round((base0 + _exact(terms, first, n, k)[0]) * TICKS_PER_S)
                     at += tick if tick > 1 else 1
                     ends.append(at)
             attention = (time0, (time1 - time0) / (limit - 1), split0[1])
         else:
             attention = []
             for k in range(limit):
-                time = exact(k)[0]
+                time = _exact(terms, first, n, k)[0]
                 tick = round((base0 + time) * TICKS_PER_S)
                 at += tick if tick > 1 else 1
                 ends.append(at)
@@ -434,6 +432,19 @@ class _Replica:
             self._credit(n, weight, constant + other / n, self.gpus * (end_s - start_s) / clock_s)
         return added
 
+    def _batch_terms(self, n: int) -> tuple:
+        """(direct pricing, static seconds of a step, the direct pricing's terms for :func:`_exact`) of a batch
+        of ``n`` sequences, kept per ``n``."""
+        terms = self.batch_terms.get(n)
+        if terms is None:
+            direct = self.pricer.direct_of(n)
+            if direct is None:
+                raise Unsupported("a batch without the direct decode pricing")
+            terms = self.batch_terms[n] = (direct, self._static(n)[0], (
+                direct._structure, direct.layers, direct.flops_per_key, direct.kv_bytes_per_token,
+                direct.query_bytes, direct.written_bytes, direct.peak_rate, direct.memory_rate))
+        return terms
+
     def _static(self, n: int) -> list[float]:
         """:meth:`~kinsim.engine.pricer.StepPricer.decode_static` of ``n`` sequences as a list, kept per ``n``."""
         base = self.static.get(n)
@@ -453,7 +464,7 @@ class _Replica:
         """Each row of :data:`~kinsim.engine.pricer.ROWS` summed over a decode run's first ``steps`` steps
         (``attention``: each planned step's attention seconds, or the first's and their growth a step;
         ``first``: tokens the first step attends): the static column ``steps`` times and the attention rows."""
-        direct = self.pricer.direct_of(n)
+        direct = self._batch_terms(n)[0]
         base = self._static(n)
         if type(attention) is tuple:  # one split of the KV: every term affine in the tokens attended, whose sum
             attended = steps * first + n * (steps * (steps - 1) // 2)  # over the steps is a whole number
@@ -591,6 +602,7 @@ class LeanRun:
         self.replicas = [_Replica(self, r, len(gpus)) for r, gpus in enumerate(sim.records.replica_gpus)]
         self.router = type(sim.router)(sim.workload.deployment.router, len(self.replicas),
                                        lambda i: self.replicas[i].outstanding)
+        self.group_of = sim.requests.group.tolist()
 
     def push(self, tick: float, priority: int, replica: int, generation: int) -> None:
         self.counter += 1
@@ -605,7 +617,7 @@ class LeanRun:
         self.router.changed(seq.replica)
         del sim._live[seq.order]
         sim.records.sequences.write(seq)
-        self.router.forget(int(sim.requests.group[seq.order]))
+        self.router.forget(self.group_of[seq.order])
 
     def run(self):
         from kinsim.engine import simulation
@@ -622,7 +634,13 @@ class LeanRun:
         order, ticks = order.tolist(), ticks.tolist()
         frontend = sim._frontend_ticks
         placement = None if sim._placement is None else sim._placement.tolist()
-        group_of = requests.group
+        group_of = self.group_of
+        # the requests as the replicas need them, built from Python lists (RequestTable[i] reads NumPy scalars);
+        # a table with scores, hash ids or acceptance rates gives them whole
+        plain = requests._scores is None and requests._hash_ids is None and requests.acceptance is None
+        if plain:
+            prompts, outputs, arrivals = (requests.prompt_tokens.tolist(), requests.output_tokens.tolist(),
+                                          requests.arrival_s.tolist())
         replicas, router, live = self.replicas, self.router, sim._live
         max_ticks = simulation.MAX_TICKS  # (read at run time: tests move it)
         total = sim.served_total()
@@ -650,8 +668,9 @@ class LeanRun:
                 end = bounds[group]
                 arrived = to_seconds(ticks[first])
                 for i in order[first:end]:
-                    request = requests[i]
-                    g = int(group_of[i])
+                    g = group_of[i]
+                    request = (Request(requests.request_id(i), requests.group_id(g), arrivals[i], prompts[i],
+                                       outputs[i]) if plain else requests[i])
                     replica = replicas[router.place(g) if placement is None else placement[i]]
                     replica.groups += 1
                     state = GroupState(replica.groups, request.prompt_tokens,
