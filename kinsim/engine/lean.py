@@ -44,7 +44,7 @@ import numpy as np
 
 from kinsim.engine.attribution import step_coefficients
 from kinsim.engine.clock import TICKS_PER_S, to_seconds
-from kinsim.engine.pricer import _ATTENTION_BYTES, _ATTENTION_FLOPS, _ATTENTION_S, _COMPUTE, _MEMORY
+from kinsim.engine.pricer import _ATTENTION_S, add_attention
 from kinsim.engine.replica import _BUSY_ROWS, _BYTES_ROWS, _CLASS_ROWS, _FLOPS_ROWS, MAX_SEGMENT_STEPS
 from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, WAITING, GroupState, Sequence
 from kinsim.ops.attention import PrefillChunk
@@ -484,14 +484,8 @@ class _Replica:
                 compute += c
                 memory += m
             attention_s = math.fsum(attention[:steps])
-        layers = direct.layers
         totals = [value * steps for value in base]
-        totals[0] += attention_s
-        totals[_ATTENTION_S] += attention_s
-        totals[_ATTENTION_FLOPS] += layers * flops
-        totals[_ATTENTION_BYTES] += layers * nbytes
-        totals[_COMPUTE] += layers * compute
-        totals[_MEMORY] += layers * memory
+        add_attention(totals, direct.layers, attention_s, flops, nbytes, compute, memory)
         return totals
 
     def _apply(self, chunks, steps: int, added: int, now_s: float) -> None:

@@ -57,6 +57,18 @@ _ATTENTION_S, _ATTENTION_FLOPS, _ATTENTION_BYTES = (_CLASS_ROW["attention"], _CL
                                                     _CLASS_BYTES["attention"])
 
 
+def add_attention(rows, layers: int, time, flops, nbytes, compute, memory) -> None:
+    """Add a decode attention op's figures to ``rows`` (a column as a list, or a matrix: indexed by the row
+    numbers of :data:`ROWS`): ``time`` seconds of all ``layers`` layers (to the step's time and to attention's),
+    and the ``flops``, HBM bytes, compute and memory seconds of one layer, ``layers`` times."""
+    rows[0] += time
+    rows[_ATTENTION_S] += time
+    rows[_ATTENTION_FLOPS] += layers * flops
+    rows[_ATTENTION_BYTES] += layers * nbytes
+    rows[_COMPUTE] += layers * compute
+    rows[_MEMORY] += layers * memory
+
+
 @dataclass
 class StepFigures:
     """Figures of consecutive steps, per GPU of the replica: ``matrix`` has one row per entry of
@@ -510,12 +522,8 @@ class _DirectDecodeAttention:
         layers = self.layers
         if steps == 1:  # one step (every mixed step): the same operations on Python floats, the same bits
             time, flops, nbytes, compute, memory = self.step_terms(float(attended[0]), float(read[0]))
-            column = [0.0] * len(ROWS)
-            column[0] = column[_ATTENTION_S] = time
-            column[_ATTENTION_FLOPS] = layers * flops
-            column[_ATTENTION_BYTES] = layers * nbytes
-            column[_COMPUTE] = layers * compute
-            column[_MEMORY] = layers * memory
+            column = [0.0] * len(ROWS)  # rows added to zeros: 0 + x is x, the same bits as assigned
+            add_attention(column, layers, time, flops, nbytes, compute, memory)
             if base is not None:
                 return np.array(column)[:, None] + base
             return np.array(column)[:, None]
@@ -525,15 +533,9 @@ class _DirectDecodeAttention:
         compute = flops / self.peak_rate
         memory = nbytes / self.memory_rate + nbytes / in_flight
         time = layers * (fixed + np.maximum(compute, memory))
-        if base is None:
-            matrix = np.zeros((len(ROWS), steps))  # rows assigned, not added: 0 + x is x, the same bits
-            matrix[0] = time
-            matrix[_ATTENTION_S] = time
-            matrix[_ATTENTION_FLOPS] = layers * flops
-            matrix[_ATTENTION_BYTES] = layers * nbytes
-            matrix[_COMPUTE] = layers * compute
-            matrix[_MEMORY] = layers * memory
-            return matrix
+        matrix = np.zeros((len(ROWS), steps)) if base is None else np.repeat(base, steps, axis=1)
+        add_attention(matrix, layers, time, flops, nbytes, compute, memory)
+        return matrix
         matrix = np.repeat(base, steps, axis=1)
         matrix[0] += time
         matrix[_ATTENTION_S] += time
