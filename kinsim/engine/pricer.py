@@ -536,11 +536,3 @@ class _DirectDecodeAttention:
         matrix = np.zeros((len(ROWS), steps)) if base is None else np.repeat(base, steps, axis=1)
         add_attention(matrix, layers, time, flops, nbytes, compute, memory)
         return matrix
-        matrix = np.repeat(base, steps, axis=1)
-        matrix[0] += time
-        matrix[_ATTENTION_S] += time
-        matrix[_ATTENTION_FLOPS] += layers * flops
-        matrix[_ATTENTION_BYTES] += layers * nbytes
-        matrix[_COMPUTE] += layers * compute
-        matrix[_MEMORY] += layers * memory
-        return matrix
