@@ -213,6 +213,15 @@ class StepPricer:
                                               prefix_shared_read=self.deployment.prefix_shared_read)
         return StepFigures(self._direct_step(direct, attended, read, batch.prefill, n))
 
+    def prefill_column(self, chunks: tuple[PrefillChunk, ...]) -> np.ndarray:
+        """Figures (a column) of the prefill attention op of ``chunks``, priced once per set of chunks."""
+        return self._prefill_part(chunks)
+
+    def static_column(self, tokens: int, rows: int) -> np.ndarray:
+        """Figures (a column) of a step's ops other than attention: ``tokens`` through the linear layers, logits
+        for ``rows`` sequences (the sum :meth:`step` adds)."""
+        return self._token_part(tokens) + self._rows_part(rows)
+
     def dense_step(self, n: int, cached: int, prefill: tuple[PrefillChunk, ...] = ()) -> np.ndarray:
         """The figures (a column) of :meth:`step` for ``n`` >= 1 decoding sequences that hold ``cached`` tokens
         in all under dense attention without the shared-prompt read, where :meth:`direct_of` prices them (the
