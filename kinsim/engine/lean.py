@@ -157,7 +157,7 @@ class _Replica:
         self.groups = 0
         self.static: dict[int, list[float]] = {}  # decode_static(n) as a list, per n
         self.batch_terms: dict[int, tuple] = {}  # _batch_terms(n), per n
-        self.prefill_lists: dict[tuple, list[float]] = {}  # the pricer's prefill columns as lists, per chunk set
+        self.prefill_lists = run.prefill_lists
         self.idle = True
         self.generation = 0
         # the step or segment in flight: [prefill chunks (None for decode steps), the decodes' new blocks, start
@@ -617,6 +617,8 @@ class LeanRun:
         self.counter = 0
         self.events = 0
         self.record = sim.records.segments.append
+        #: The pricer's prefill columns as lists, per set of chunks (one pricer serves every replica).
+        self.prefill_lists: dict[tuple, list[float]] = {}
         self.attribute = sim.records_mode != "none"
         self.replicas = [_Replica(self, r, len(gpus)) for r, gpus in enumerate(sim.records.replica_gpus)]
         self.router = type(sim.router)(sim.workload.deployment.router, len(self.replicas),
