@@ -1,36 +1,42 @@
 """The lean engine: the common case of :class:`~kinsim.engine.simulation.Simulation` in plain Python.
 
-Most runs are the same few mechanisms: open arrivals routed to data-parallel replicas that share nothing,
-continuous batching with chunked or whole prefills, dense attention whose decode steps the pricer prices
-in closed form, and a KV cache that never runs out. The general engine (:mod:`kinsim.engine.replica`,
-:mod:`kinsim.engine.scheduler`) serves every feature through SimPy events, NumPy arrays and objects that
-describe a step, about 100 us of Python a segment whatever it does. This module runs that common case on
-one heap of events and Python numbers, and decides, prices and records it as the general engine does:
+Most runs use a few of the engine's mechanisms: open arrivals routed to data-parallel replicas that share
+nothing, continuous batching with chunked or whole prefills, dense attention that the calibrated pricing
+prices in its direct form, and a KV cache that never makes the scheduler preempt. The general engine
+(:mod:`kinsim.engine.replica`, :mod:`kinsim.engine.scheduler`) serves every feature through SimPy events,
+NumPy arrays and objects that describe a step, about 100 us of Python a segment whatever it does. This module
+runs the common case on one heap of events and Python numbers, and decides, prices and records it as the
+general engine does:
 
-* **The clock.** Each decode step is priced alone with the direct pricing's own formula on Python floats
-  (:meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the operations of its array form) and
-  rounded to a whole tick as the general engine rounds it; a mixed step is priced by the same
-  :meth:`~kinsim.engine.pricer.StepPricer.step`. So every step ends on the same tick in both engines.
-* **The decisions.** Planning (decodes first, prefills in progress, then first-come-first-served
-  admission under the token budget, the seats and the free blocks less the watermark), a segment's length
-  (the first finish, the blocks left, 2,048 steps), the cut at an arrival and the order of events at one
-  instant (ends, then arrivals, then decisions, and the superseded timers of cut segments, which decide
-  whether a replica plans at once or after the instant's arrivals) are the general engine's, rule for rule.
-* **The records.** Requests, segments (one row per segment, the same segments) and each sequence's GPU
-  time, from the same figures summed in another order: equal to the general engine's to about 1e-15
-  relative, not to the bit. ``engine.events`` counts this engine's events.
+* **The clock.** A decode step is priced alone by the direct pricing's own operations on Python floats
+  (:meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the same bits as its arrays) and rounded
+  to a whole tick as the general engine rounds it; a mixed step is the column of
+  :meth:`~kinsim.engine.pricer.StepPricer.dense_step`, its parts added in the same order. Within one split of
+  the KV and one side of the compute/memory ridge a step's time is affine in its index, so a segment's ticks are
+  read off the line through its first and last steps' exact values, and the exact operations decide any step
+  near a half tick (:meth:`_Replica._start_run`). Every step ends on the general engine's tick.
+* **The decisions.** Planning (decodes first, prefills in progress, then first-come-first-served admission
+  under the token budget, the seats and the free blocks less the watermark), a segment's length (the first
+  finish, the blocks left, 2,048 steps), the cut at an arrival and the order of events at one instant (by
+  time, priority and scheduling order as SimPy keeps them: ends, then arrivals, then decisions, superseded
+  timers included, which decide whether a replica plans at once or after the instant's arrivals) are the
+  general engine's, rule for rule.
+* **The records.** Requests, segments (the same segments) and each sequence's GPU time, from the same
+  figures summed in another order: equal to the general engine's to about 1e-15 relative, not to the bit.
+  ``engine.events`` counts this engine's events (SimPy's less its process's start and end).
 
-``tests/test_lean.py`` runs both engines on chat workloads (one and several replicas, chunked and whole
-prefills, a tight KV cache) and compares every request's timestamps exactly and the rest to 1e-12;
-``--exact-steps`` runs the general engine step by step, so the fast = exact property compares the two.
+``tests/test_lean.py`` runs both engines on chat workloads (one to six replicas, chunked and whole prefills,
+small budgets, few seats, a small cache, and Hypothesis-generated runs) and compares every request's
+timestamps exactly and the rest to 1e-12; ``--exact-steps`` runs the general engine step by step, so the
+fast = exact property compares the two engines.
 
-What it does not take (:func:`unsupported` names it, and the general engine runs): closed-loop clients,
-groups of more than one request (Best-of-N's shared prompts), prefix caching, swapping, offloaded or sparse
-attention, sliding-window layers, speculative decoding, disaggregation, data-parallel attention, replicas
-that share links, engines that plan a step ahead, no-evict admission, op-level traces, exact steps, and
-pricing without the direct decode form (a cost model without a calibration profile). A run that needs a
-preemption or ends a request as impossible raises :class:`Unsupported` when it gets there, and the general
-engine starts the run over (:meth:`Simulation.run`).
+What it does not take (:func:`unsupported` names the first that applies, and the general engine runs):
+exact steps, disaggregation, op-level slices, replicas that share links, closed-loop clients, groups of more
+than one request (Best-of-N's shared prompts), speculative decoding, offloaded or sparse attention,
+sliding-window layers, data-parallel attention, pricing without the direct decode form (a cost model
+without a calibration profile), prefix caching or shared reads, swap, no-evict admission and engines that plan
+a step ahead. A run that needs a preemption or ends a request as impossible raises :class:`Unsupported` where
+it gets there, and the general engine starts the run over (:meth:`Simulation.run`).
 """
 
 from __future__ import annotations
@@ -102,17 +108,14 @@ def unsupported(sim) -> str:
     return ""
 
 
-def _exact(terms: tuple, first: float, n: int, k: int) -> tuple[float, float, float, tuple]:
-    """Decode step ``k``'s attention seconds, compute and memory seconds of one layer and split terms, for ``n``
-    sequences attending ``first`` tokens at step 0 (``terms``: :meth:`_Replica._batch_terms`'): the operations of
-    :meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the same bits."""
-    structure, layers, per_key, kv_bytes, q_bytes, w_bytes, peak_rate, memory_rate = terms
+def _exact(direct, first: float, n: int, k: int) -> tuple[float, float, float, tuple]:
+    """Decode step ``k``'s attention seconds (all layers), compute and memory seconds (one layer) and the split's
+    terms (:meth:`~kinsim.engine.pricer._DirectDecodeAttention._structure`), for ``n`` sequences attending
+    ``first`` tokens at step 0: :meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the same bits
+    as the general engine's."""
     attended = first + n * k
-    split = structure(attended)
-    compute = per_key * attended / peak_rate
-    nbytes = (kv_bytes * attended + q_bytes) + w_bytes
-    memory = nbytes / memory_rate + nbytes / split[1]
-    return layers * (split[0] + (compute if compute >= memory else memory)), compute, memory, split
+    time, _, _, compute, memory = direct.step_terms(attended, attended)
+    return time, compute, memory, direct._structure(attended)
 
 
 class _Replica:
@@ -305,12 +308,13 @@ class _Replica:
         return column
 
     def _start_run(self, need: int, now: float) -> None:
-        """Decode steps of the fixed batch until its first finish, the blocks left or the longest segment:
-        each step priced alone, by the direct pricing's formula (:meth:`~kinsim.engine.pricer.
-        _DirectDecodeAttention.step_terms`, written out where the batch is not split) and rounded to the
-        clock as the general engine rounds it."""
+        """Decode steps of the fixed batch until its first finish, the blocks left or the longest segment, each
+        ending on the general engine's tick: priced alone by the direct pricing's operations
+        (:func:`_exact`), or read off the line through the first and last steps' exact values where the run
+        stays within one split and one side of the ridge (the exact operations deciding any step near a half
+        tick); a long run's line as arrays."""
         n = len(self.members)
-        direct, base0, terms = self._batch_terms(n)
+        direct, base0 = self._batch_terms(n)
         s, block = self.s, self.block
         limit = min(self.finishes[0][0] - s, MAX_SEGMENT_STEPS)
         free = self.total_blocks - self.used_blocks
@@ -331,8 +335,8 @@ class _Replica:
             # last steps', within 1e-14 of the exact operations' (whose rounding error is about 2e-15 of it),
             # and rounded to the tick where it is not within a margin ten times that of a half tick; a step
             # near one is priced exactly. Every tick is the exact pricing's.
-            time0, compute0, memory0, split0 = _exact(terms, first, n, 0)
-            time1, compute1, memory1, split1 = _exact(terms, first, n, limit - 1)
+            time0, compute0, memory0, split0 = _exact(direct, first, n, 0)
+            time1, compute1, memory1, split1 = _exact(direct, first, n, limit - 1)
             ridge = 1e-12 * max(compute0, memory0, compute1, memory1)
             affine = (split0 == split1 and (compute0 - memory0 > ridge) == (compute1 - memory1 > ridge)
                       and abs(compute0 - memory0) > ridge and abs(compute1 - memory1) > ridge)
@@ -345,7 +349,7 @@ class _Replica:
                 x = x0 + slope * _STEP_INDEX[:limit]
                 ticks = np.rint(x)
                 for k in np.flatnonzero(np.abs(x - ticks) > near).tolist():  # the exact operations decide
-                    ticks[k] = round((base0 + _exact(terms, first, n, k)[0]) * TICKS_PER_S)
+                    ticks[k] = round((base0 + _exact(direct, first, n, k)[0]) * TICKS_PER_S)
                 ends = (np.cumsum(np.maximum(ticks, 1.0)) + now).tolist()
                 at = ends[-1]
             else:
@@ -353,14 +357,14 @@ class _Replica:
                     x = x0 + slope * k
                     tick = round(x)
                     if abs(x - tick) > near:  # the exact operations decide
-                        tick = round((base0 + _exact(terms, first, n, k)[0]) * TICKS_PER_S)
+                        tick = round((base0 + _exact(direct, first, n, k)[0]) * TICKS_PER_S)
                     at += tick if tick > 1 else 1
                     ends.append(at)
             attention = (time0, (time1 - time0) / (limit - 1), split0[1])
         else:
             attention = []
             for k in range(limit):
-                time = _exact(terms, first, n, k)[0]
+                time = _exact(direct, first, n, k)[0]
                 tick = round((base0 + time) * TICKS_PER_S)
                 at += tick if tick > 1 else 1
                 ends.append(at)
@@ -458,16 +462,13 @@ class _Replica:
         return added
 
     def _batch_terms(self, n: int) -> tuple:
-        """(direct pricing, static seconds of a step, the direct pricing's terms for :func:`_exact`) of a batch
-        of ``n`` sequences, kept per ``n``."""
+        """(direct pricing, static seconds of a decode step) of a batch of ``n`` sequences, kept per ``n``."""
         terms = self.batch_terms.get(n)
         if terms is None:
             direct = self.pricer.direct_of(n)
             if direct is None:
                 raise Unsupported("a batch without the direct decode pricing")
-            terms = self.batch_terms[n] = (direct, self._static(n)[0], (
-                direct._structure, direct.layers, direct.flops_per_key, direct.kv_bytes_per_token,
-                direct.query_bytes, direct.written_bytes, direct.peak_rate, direct.memory_rate))
+            terms = self.batch_terms[n] = (direct, self._static(n)[0])
         return terms
 
     def _static(self, n: int) -> list[float]:
