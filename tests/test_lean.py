@@ -24,14 +24,15 @@ SEGMENT_COLUMNS = ("start_s", "end_s", "steps", "decode_seqs", "prefill_tokens",
                    "memory_s", "network_s")
 
 
-def chat(problems=60, rate="20 /s", replicas=2, deployment=None, output=None, seed=3):
+def chat(problems=60, rate="20 /s", replicas=2, deployment=None, output=None, seed=3, arrival=None):
     raw = {"name": "chat", "model": {"preset": "Qwen3-8B"},
            "deployment": {"tensor_parallel": 1, "data_parallel": replicas, "router": "least_loaded",
                           **(deployment or {})},
            "requests": {"kind": "long_cot", "problems": problems,
                         "prompt_tokens": {"dist": "lognormal", "median": 600, "sigma": 0.6},
                         "output_tokens": output or {"dist": "lognormal", "median": 120, "sigma": 0.7},
-                        "max_output_tokens": 2048, "arrival": {"process": "poisson", "rate": rate}},
+                        "max_output_tokens": 2048,
+                        "arrival": arrival or {"process": "poisson", "rate": rate}},
            "seed": seed}
     return workload_from_raw(raw, Path("."))
 
@@ -68,19 +69,33 @@ def test_the_lean_engine_decides_and_times_every_step_as_the_general_engine(depl
     assert_same(a, b)
 
 
+@pytest.mark.parametrize("arrival", [
+    {"process": "closed_loop", "concurrency": 8},  # each client sends as its request ends
+    {"process": "closed_loop", "concurrency": 8, "stagger": True},  # ... after a pause in its first round
+    {"process": "closed_loop", "concurrency": 5, "rounds": True},  # a round at a time
+], ids=["continuous", "staggered", "rounds"])
+def test_closed_loop_clients_send_as_on_the_general_engine(arrival):
+    assert_same(*both(chat(problems=40, replicas=2, arrival=arrival, deployment={"frontend_s": "20 ms"})))
+
+
 def test_one_replica_at_a_high_rate_and_many_replicas_at_a_low_one():
     assert_same(*both(chat(problems=80, rate="40 /s", replicas=1)))
     assert_same(*both(chat(problems=80, rate="5 /s", replicas=6)))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(replicas=st.integers(1, 4), rate=st.sampled_from(["2 /s", "10 /s", "50 /s"]),
        budget=st.sampled_from([256, 1024, 8192]), seats=st.sampled_from([2, 16, 256]),
-       chunked=st.booleans(), seed=st.integers(0, 1000))
-def test_the_lean_engine_equals_the_general_engine_on_random_chat_runs(replicas, rate, budget, seats, chunked, seed):
+       chunked=st.booleans(), seed=st.integers(0, 1000),
+       clients=st.sampled_from([None, {"concurrency": 3}, {"concurrency": 12, "stagger": True},
+                                {"concurrency": 6, "rounds": True}]),
+       frontend=st.sampled_from(["0 ms", "15 ms"]))
+def test_the_lean_engine_equals_the_general_engine_on_random_chat_runs(replicas, rate, budget, seats, chunked, seed,
+                                                                       clients, frontend):
     workload = chat(problems=30, rate=rate, replicas=replicas, seed=seed,
+                    arrival=None if clients is None else {"process": "closed_loop", **clients},
                     deployment={"max_num_batched_tokens": budget, "max_num_seqs": seats,
-                                "chunked_prefill": chunked})
+                                "chunked_prefill": chunked, "frontend_s": frontend})
     fast = Simulation(workload, H100, cost_model="roofline")
     general = Simulation(workload, H100, cost_model="roofline")
     try:
@@ -107,7 +122,6 @@ def test_a_run_that_needs_a_preemption_is_handed_back_and_run_again_whole(monkey
 
 @pytest.mark.parametrize("change, reason", [
     ({"exact": True}, "exact steps"),
-    ({"requests.arrival": {"process": "closed_loop", "concurrency": 4}}, "a closed loop of clients"),
     ({"deployment.prefix_caching": True}, "a scheduling feature of the general engine"),
     ({"deployment.schedule_ahead": True}, "a scheduling feature of the general engine"),
     ({"deployment.admission": "no_evict"}, "a scheduling feature of the general engine"),

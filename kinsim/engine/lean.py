@@ -61,6 +61,8 @@ from kinsim.workload.spec import ClosedLoopArrivals, DenseAttention
 #: Event kinds, and their priorities at one instant (SimPy's: a timer 1; the general engine's arrivals 2 and
 #: decisions 3, :mod:`kinsim.engine.simulation`).
 _END, _ARRIVAL, _DECIDE = 1, 2, 3
+#: What an arrival event brings (its replica field): the next instant's open arrivals, or a closed loop's release.
+_OPEN, _RELEASE = -1, -2
 #: The rows a decode attention op adds to (:func:`~kinsim.engine.pricer.add_attention`).
 _ATTENTION_ROWS = (0, _ATTENTION_S, _ATTENTION_FLOPS, _ATTENTION_BYTES, _COMPUTE, _MEMORY)
 #: Planned decode steps from which a segment's clock is computed as arrays rather than step by step.
@@ -90,8 +92,6 @@ def unsupported(sim) -> str:
         return "op-level slices"
     if not all(replica.private for replica in sim.replicas):
         return "replicas that share links"
-    if isinstance(getattr(workload.requests, "arrival", None), ClosedLoopArrivals):
-        return "a closed loop of clients"
     if sim.requests.groups != len(sim.requests):
         return "groups of several requests"
     pricer = sim._pricer
@@ -625,6 +625,13 @@ class LeanRun:
         self.router = type(sim.router)(sim.workload.deployment.router, len(self.replicas),
                                        lambda i: self.replicas[i].outstanding)
         self.group_of = sim.requests.group
+        arrival = getattr(sim.workload.requests, "arrival", None)
+        #: The closed loop of clients, or None (open arrivals); its groups released so far, those of the round
+        #: still running, and the releases in flight (their groups and send time, by event).
+        self.closed = arrival if isinstance(arrival, ClosedLoopArrivals) else None
+        self.released = self.round_left = 0
+        self.releases: dict[int, tuple[list[int], float]] = {}
+        self.now = 0.0
 
     def push(self, tick: float, priority: int, replica: int, generation: int) -> None:
         self.counter += 1
@@ -634,12 +641,54 @@ class LeanRun:
         return self.heap[0][0] if self.heap else math.inf
 
     def on_finish(self, seq: Sequence) -> None:
+        """``seq`` has ended (:meth:`Simulation._on_end` for groups of one): its record, the router's load, and
+        under a closed loop its client's next request."""
         sim = self.sim
         sim._ended += 1
         self.router.changed(seq.replica)
         del sim._live[seq.order]
         sim.records.sequences.write(seq)
-        self.router.forget(int(self.group_of[seq.order]))
+        group = int(self.group_of[seq.order])
+        self.router.forget(group)
+        closed = self.closed
+        if closed is not None:
+            self.round_left -= 1
+            if not closed.rounds:
+                pause = 0.0
+                if closed.stagger and group < closed.concurrency:  # Simulation._stagger_pause
+                    pause = float(round((to_seconds(self.now) - seq.arrival_s) * group / closed.concurrency
+                                        * TICKS_PER_S))
+                self.release(1, pause)
+            elif self.round_left == 0:  # the whole round has ended: the next one starts together
+                self.release(closed.concurrency)
+
+    def release(self, problems: int, pause: float = 0.0) -> None:
+        """A closed loop's clients send the next ``problems`` groups ``pause`` ticks from now; the engine sees
+        them the frontend's time later (:meth:`Simulation._release`)."""
+        sim = self.sim
+        groups = list(range(self.released, min(self.released + problems, sim.requests.groups)))
+        self.released += len(groups)
+        self.round_left += len(groups)
+        if not groups:
+            return
+        self.releases[self.counter + 1] = (groups, to_seconds(self.now + pause))
+        self.push(self.now + (pause + sim._frontend_ticks), _ARRIVAL, _RELEASE, self.counter + 1)
+
+    def route(self, i: int, arrived: float) -> None:
+        """Place request ``i``, sent at ``arrived`` seconds, on a replica (:meth:`Simulation._route`)."""
+        requests, g = self.requests, int(self.group_of[i])
+        request = (Request(requests.request_id(i), requests.group_id(g), float(requests.arrival_s[i]),
+                           int(requests.prompt_tokens[i]), int(requests.output_tokens[i])) if self.plain
+                   else requests[i])
+        placement = self.sim._placement
+        replica = self.replicas[self.router.place(g) if placement is None else int(placement[i])]
+        replica.groups += 1
+        state = GroupState(replica.groups, request.prompt_tokens, replica.layout.shared_tokens(request.prompt_tokens))
+        seq = Sequence(request, i, state, arrived)
+        state.waiting.append(seq)
+        self.sim._live[i] = seq
+        replica.enqueue(seq, self.now)
+        self.router.changed(replica.index)
 
     def run(self):
         """Run to the end; the records (:meth:`Simulation.finish_records`).
@@ -661,35 +710,38 @@ class LeanRun:
         from kinsim.engine.simulation import Progress
 
         sim = self.sim
-        requests = sim.requests
-        arrival = requests.arrival_s
-        order = np.argsort(arrival, kind="stable")
-        if sim._serving is not None:
-            order = order[sim._serving[order]]
-        ticks = np.round(arrival[order] * TICKS_PER_S)
-        bounds = np.append(np.flatnonzero(np.diff(ticks)) + 1, len(order)) if len(order) else np.zeros(0, int)
-        frontend = sim._frontend_ticks
-        placement = sim._placement
+        requests = self.requests = sim.requests
         # the requests as the replicas need them, built from the table's columns (a table with scores, hash ids
         # or acceptance rates gives them whole); the columns stay arrays, read one scalar at a time, as lists
         # they would hold about 200 MB more at 10^6 requests
-        plain = requests._scores is None and requests._hash_ids is None and requests.acceptance is None
-        prompts, outputs, group_of = requests.prompt_tokens, requests.output_tokens, requests.group
-        replicas, router, live = self.replicas, self.router, sim._live
+        self.plain = requests._scores is None and requests._hash_ids is None and requests.acceptance is None
+        replicas = self.replicas
         max_ticks = simulation.MAX_TICKS  # (read at run time: tests move it)
         total = sim.served_total()
         progress, last_report = sim.progress, 0
-        now = 0.0
-        first = 0  # the next group of arrivals: order[first:bounds[group]]
+        frontend = sim._frontend_ticks
+        self.now = 0.0
+        if self.closed is not None:  # the first round, together; then SimPy's process ends at this instant
+            self.release(min(self.closed.concurrency, requests.groups))
+            self.push(0.0, _END, -1, 0)
+            order, ticks, bounds = [], np.zeros(0), np.zeros(0, int)
+        else:
+            arrival = requests.arrival_s
+            order = np.argsort(arrival, kind="stable")
+            if sim._serving is not None:
+                order = order[sim._serving[order]]
+            ticks = np.round(arrival[order] * TICKS_PER_S)
+            bounds = np.append(np.flatnonzero(np.diff(ticks)) + 1, len(order)) if len(order) else np.zeros(0, int)
+            if len(bounds):
+                self.push(max(float(ticks[0]) + frontend, 0.0), _ARRIVAL, _OPEN, 0)
+        first = 0  # the next group of open arrivals: order[first:bounds[group]]
         group = 0
-        if len(bounds):
-            self.push(max(float(ticks[0]) + frontend - now, 0.0) + now, _ARRIVAL, -1, 0)
         heap = self.heap
         while heap:
             tick, priority, _, index, generation = heapq.heappop(heap)
             if tick > max_ticks:
                 raise sim.past_clock()
-            now = tick
+            self.now = now = tick
             self.events += 1
             if priority == _END:
                 if index >= 0:  # (a replica's timer; -1: the arrival process ending, as SimPy schedules it)
@@ -698,29 +750,24 @@ class LeanRun:
                         replica.on_end(now)
             elif priority == _DECIDE:
                 replicas[index].on_decide(now)
+            elif index == _RELEASE:  # a closed loop's clients send (Simulation._route_groups, groups of one)
+                groups, sent = self.releases.pop(generation)
+                members, starts = sim._by_group, sim._group_start
+                for g in groups:
+                    for i in members[starts[g]:starts[g + 1]].tolist():
+                        self.route(i, sent)
             else:
                 end = int(bounds[group])
                 arrived = to_seconds(float(ticks[first]))
                 for i in order[first:end].tolist():
-                    g = int(group_of[i])
-                    request = (Request(requests.request_id(i), requests.group_id(g), float(arrival[i]),
-                                       int(prompts[i]), int(outputs[i])) if plain else requests[i])
-                    replica = replicas[router.place(g) if placement is None else int(placement[i])]
-                    replica.groups += 1
-                    state = GroupState(replica.groups, request.prompt_tokens,
-                                       replica.layout.shared_tokens(request.prompt_tokens))
-                    seq = Sequence(request, i, state, arrived)
-                    state.waiting.append(seq)
-                    live[i] = seq
-                    replica.enqueue(seq, now)
-                    router.changed(replica.index)
+                    self.route(i, arrived)
                 first = end
                 group += 1
                 if group < len(bounds):
-                    self.push(max(float(ticks[first]) + frontend - now, 0.0) + now, _ARRIVAL, -1, 0)
+                    self.push(max(float(ticks[first]) + frontend - now, 0.0) + now, _ARRIVAL, _OPEN, 0)
                 else:  # SimPy schedules the arrival process's own end now: it is an event at this instant
                     self.push(now, _END, -1, 0)
             if progress is not None and self.events - last_report >= 2000:
                 last_report = self.events
                 progress(Progress(to_seconds(now), sim._ended, total))
-        return sim.finish_records(self.events, to_seconds(now), [replica.counters() for replica in replicas])
+        return sim.finish_records(self.events, to_seconds(self.now), [replica.counters() for replica in replicas])
