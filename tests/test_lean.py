@@ -63,7 +63,10 @@ def assert_same(a, b):
     {"max_num_batched_tokens": 700},  # prompts split over several steps
     {"max_num_seqs": 3},  # requests wait for a seat
     {"kv_cache_memory": "2 GB"},  # a cache of about 14,000 tokens (147 KB each), half of it used at peak
-], ids=["defaults", "whole_prompts", "small_budget", "few_seats", "small_kv"])
+    {"schedule_ahead": True},  # each step planned while the previous one runs (vLLM 0.14+, SGLang)
+    {"admission": "no_evict", "kv_cache_memory": "2 GB"},  # every admitted request's full length promised
+    {"admission": "no_evict", "chunked_prefill": False, "schedule_ahead": True},  # as TensorRT-LLM schedules
+], ids=["defaults", "whole_prompts", "small_budget", "few_seats", "small_kv", "ahead", "no_evict", "trtllm"])
 def test_the_lean_engine_decides_and_times_every_step_as_the_general_engine(deployment):
     a, b = both(chat(deployment=deployment))
     assert_same(a, b)
@@ -83,19 +86,21 @@ def test_one_replica_at_a_high_rate_and_many_replicas_at_a_low_one():
     assert_same(*both(chat(problems=80, rate="5 /s", replicas=6)))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(replicas=st.integers(1, 4), rate=st.sampled_from(["2 /s", "10 /s", "50 /s"]),
        budget=st.sampled_from([256, 1024, 8192]), seats=st.sampled_from([2, 16, 256]),
        chunked=st.booleans(), seed=st.integers(0, 1000),
        clients=st.sampled_from([None, {"concurrency": 3}, {"concurrency": 12, "stagger": True},
                                 {"concurrency": 6, "rounds": True}]),
-       frontend=st.sampled_from(["0 ms", "15 ms"]))
+       frontend=st.sampled_from(["0 ms", "15 ms"]), ahead=st.booleans(),
+       admission=st.sampled_from(["greedy", "no_evict"]), memory=st.sampled_from([None, "3 GB"]))
 def test_the_lean_engine_equals_the_general_engine_on_random_chat_runs(replicas, rate, budget, seats, chunked, seed,
-                                                                       clients, frontend):
+                                                                       clients, frontend, ahead, admission, memory):
     workload = chat(problems=30, rate=rate, replicas=replicas, seed=seed,
                     arrival=None if clients is None else {"process": "closed_loop", **clients},
                     deployment={"max_num_batched_tokens": budget, "max_num_seqs": seats,
-                                "chunked_prefill": chunked, "frontend_s": frontend})
+                                "chunked_prefill": chunked, "frontend_s": frontend, "schedule_ahead": ahead,
+                                "admission": admission, "kv_cache_memory": memory})
     fast = Simulation(workload, H100, cost_model="roofline")
     general = Simulation(workload, H100, cost_model="roofline")
     try:
@@ -123,8 +128,7 @@ def test_a_run_that_needs_a_preemption_is_handed_back_and_run_again_whole(monkey
 @pytest.mark.parametrize("change, reason", [
     ({"exact": True}, "exact steps"),
     ({"deployment.prefix_caching": True}, "a scheduling feature of the general engine"),
-    ({"deployment.schedule_ahead": True}, "a scheduling feature of the general engine"),
-    ({"deployment.admission": "no_evict"}, "a scheduling feature of the general engine"),
+    ({"deployment.preemption": "swap"}, "a scheduling feature of the general engine"),
 ])
 def test_what_the_lean_engine_leaves_to_the_general_engine_is_named(change, reason):
     workload = chat()

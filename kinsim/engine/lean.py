@@ -100,8 +100,7 @@ def unsupported(sim) -> str:
     if not isinstance(workload.attention, DenseAttention) or pricer.direct_of(1) is None:
         return "decode attention without its direct pricing"
     if (deployment.prefix_caching or deployment.prefix_shared_read or deployment.preemption != "recompute"
-            or deployment.kv_offload != "none" or deployment.admission != "greedy" or deployment.schedule_ahead
-            or deployment.attention_data_parallel != 1):
+            or deployment.kv_offload != "none" or deployment.attention_data_parallel != 1):
         return "a scheduling feature of the general engine"
     if sim._layouts[0].window_blocks is not None or not sim._layouts[0].shares_prompt:
         return "a KV layout of the general engine"
@@ -142,6 +141,13 @@ class _Replica:
         deployment = sim.workload.deployment
         self.max_seqs, self.max_tokens = deployment.max_num_seqs, deployment.max_num_batched_tokens
         self.chunked = deployment.chunked_prefill
+        #: The engine plans each step while the previous one runs (``deployment.schedule_ahead``): the start of
+        #: the step that just ended (ticks), or None after idleness; no-evict admission and the generation cap it
+        #: reserves (the workload's ``max_output_tokens``, else each request's output).
+        self.ahead = bool(deployment.schedule_ahead)
+        self.planned_at: float | None = None
+        self.no_evict = deployment.admission == "no_evict"
+        self.cap = getattr(sim.workload.requests, "max_output_tokens", None)
         self.pricer = sim._pricer
         self.used_blocks = 0
         self.waiting: list[Sequence] = []  # FCFS: arrivals come in (arrival, order) order
@@ -195,7 +201,7 @@ class _Replica:
         if steps == 1:
             return
         ends = flight[3]
-        j = bisect_left(ends, now, 0, steps)
+        j = bisect_left(ends, now, 0, steps) + self.ahead  # a step ahead: at the boundary after it
         if j + 1 < steps:
             flight[4] = j + 1
             self.generation += 1
@@ -203,51 +209,97 @@ class _Replica:
 
     # ------------------------------------------------------------------------------ planning
     def on_decide(self, now: float) -> None:
-        """Plan the next step or segment and start it (or go idle)."""
-        if not self.resident and self.waiting_at == len(self.waiting):
-            self.idle = True
-            return
-        members = self.members
-        need = self.residues[-self.s % self.block] if members else 0  # members at a multiple of the block
-        if need > self.total_blocks - self.used_blocks:
-            raise Unsupported("a preemption")
-        budget = self.max_tokens - len(members)
-        chunks = []
-        for lead in self.leads:
-            left = lead.prefill_target - lead.prefill_cached - lead.prefill_done
-            take = (left if left <= budget else budget) if self.chunked else (left if left <= budget else 0)
-            if take:
-                chunks.append((lead, take))
-                budget -= take
-        if self.waiting_at < len(self.waiting):
-            self._admit(chunks, budget, now / TICKS_PER_S, need)
-        if chunks:
-            self._start_step(chunks, need, now)
-        elif members:
-            self._start_run(need, now)
-        else:
-            raise Unsupported("nothing to run with requests waiting")
+        """Plan the next step or segment and start it (or go idle): :meth:`Replica._on_decide` and
+        :meth:`Scheduler.plan`. An engine that plans a step ahead admits only the requests it had seen when the
+        step that just ended started (``planned_at``); with nothing else to run, it plans again at once."""
+        while True:
+            if not self.resident and self.waiting_at == len(self.waiting):
+                self.idle = True
+                self.planned_at = None
+                return
+            members = self.members
+            need = self.residues[-self.s % self.block] if members else 0  # members at a multiple of the block
+            if need > self.total_blocks - self.used_blocks:
+                raise Unsupported("a preemption")
+            budget = self.max_tokens - len(members)
+            chunks = []
+            for lead in self.leads:
+                left = lead.prefill_target - lead.prefill_cached - lead.prefill_done
+                take = (left if left <= budget else budget) if self.chunked else (left if left <= budget else 0)
+                if take:
+                    chunks.append((lead, take))
+                    budget -= take
+            skipped = False
+            if self.waiting_at < len(self.waiting):
+                admit_before = math.inf
+                if self.ahead:
+                    admit_before = (now if self.planned_at is None else self.planned_at) / TICKS_PER_S
+                skipped = self._admit(chunks, budget, now / TICKS_PER_S, need, admit_before)
+            if chunks:
+                self._start_step(chunks, need, now)
+                return
+            if members:
+                self._start_run(need, now, skipped)
+                return
+            if not (skipped and self.planned_at is not None):
+                raise Unsupported("nothing to run with requests waiting")
+            self.planned_at = None  # nothing to overlap: it plans at once, and sees what arrived
 
-    def _admit(self, chunks: list, budget: int, now_s: float, reserved: int) -> None:
+    def _head(self, head: Sequence, free_blocks: int, reserved: int, budget: int) -> tuple:
+        """:meth:`Scheduler._head_decision` for a group of one without a prefix cache: (whether it can never
+        run, the prompt tokens it would prefill now (0: it waits), its tokens, its private and shared blocks)."""
+        block = self.block
+        group = head.group
+        target = group.prompt_tokens + head.generated
+        shared_tokens = group.shared_tokens
+        shared_blocks = shared_tokens // block
+        lead_blocks = -(-(target - shared_tokens) // block)
+        blocks = lead_blocks + shared_blocks
+        available = free_blocks - reserved - self.watermark
+        if self.no_evict:  # its whole length, and what every resident sequence may still take, must fit
+            final = group.prompt_tokens + (head.request.output_tokens if self.cap is None else self.cap) - 1
+            blocks += max(0, -(-(final - shared_tokens) // block) - lead_blocks)
+            available = self.total_blocks - self.used_blocks - self._promised() - self.watermark
+        abort = blocks > self.total_blocks - self.watermark or (not self.chunked and target > self.max_tokens)
+        take = 0
+        if not abort and self.resident < self.max_seqs and blocks <= available:
+            take = (target if target <= budget else budget) if self.chunked else (target if target <= budget else 0)
+        return abort, take, target, lead_blocks, shared_blocks
+
+    def _promised(self) -> int:
+        """No-evict admission: the blocks every resident sequence may still take until its last reserved token
+        (:meth:`Scheduler._promised_blocks`)."""
+        block, s, cap = self.block, self.s, self.cap
+        promised = 0
+        for seq, _kv0, private0, last, *_ in self.members.values():
+            output = seq.request.output_tokens
+            left = last - s  # tokens it still generates
+            reserved = left if cap is None else cap - (output - left)
+            promised += -(-(private0 + s + reserved) // block) - -(-(private0 + s) // block)
+        for lead in self.leads:
+            group = lead.group
+            final = group.prompt_tokens + (lead.request.output_tokens if cap is None else cap) - 1
+            promised += max(0, -(-(final - group.shared_tokens) // block) - lead.private_blocks)
+        return promised
+
+    def _admit(self, chunks: list, budget: int, now_s: float, reserved: int, admit_before: float) -> bool:
         """First-come-first-served admission with head-of-line blocking (:meth:`Scheduler._admit` for groups of
-        one request and no prefix cache)."""
+        one request and no prefix cache); whether it stopped at a request that arrived after ``admit_before``
+        (seconds)."""
         block, waiting = self.block, self.waiting
+        skipped = False
         while budget > 0 and self.waiting_at < len(waiting):
             head = waiting[self.waiting_at]
-            group = head.group
-            target = group.prompt_tokens + head.generated
-            shared_tokens = group.shared_tokens
-            shared_blocks = shared_tokens // block
-            lead_blocks = -(-(target - shared_tokens) // block)
-            blocks = lead_blocks + shared_blocks
-            if blocks > self.total_blocks - self.watermark or (not self.chunked and target > self.max_tokens):
+            if head.seen_s > admit_before:  # it reached the engine after this step was planned
+                skipped = True
+                break
+            abort, take, target, lead_blocks, shared_blocks = self._head(
+                head, self.total_blocks - self.used_blocks, reserved, budget)
+            if abort:
                 raise Unsupported("a request that can never run")
-            available = self.total_blocks - self.used_blocks - reserved - self.watermark
-            if self.resident >= self.max_seqs or blocks > available:
-                return
-            take = (target if target <= budget else budget) if self.chunked else (target if target <= budget else 0)
             if not take:
-                return
+                break
+            group = head.group
             stats = self.prefix_stats
             stats["prefills"] += 1
             stats["queried_tokens"] += target
@@ -269,6 +321,7 @@ class _Replica:
         if self.waiting_at > 4096 and 2 * self.waiting_at > len(waiting):  # drop the admitted entries
             del waiting[:self.waiting_at]
             self.waiting_at = 0
+        return skipped
 
     # ------------------------------------------------------------------------------ starting
     def _start_step(self, chunks: list, need: int, now: float) -> None:
@@ -307,7 +360,7 @@ class _Replica:
             column[row] = (attention[row] + pre[row]) + static[row]
         return column
 
-    def _start_run(self, need: int, now: float) -> None:
+    def _start_run(self, need: int, now: float, pending: bool = False) -> None:
         """Decode steps of the fixed batch until its first finish, the blocks left or the longest segment, each
         ending on the general engine's tick: priced alone by the direct pricing's operations
         (:func:`_exact`), or read off the line through the first and last steps' exact values where the run
@@ -325,6 +378,16 @@ class _Replica:
                 if added > free:
                     limit = k
                     break
+        if pending and limit > 1 and self.waiting_at < len(self.waiting):
+            # this plan skipped admission (a request the step ahead had not seen): one step if the next plan's
+            # admission would act (Scheduler.decode_segment); if it would not, it never will in the segment
+            head = self.waiting[self.waiting_at]
+            reserved = self.residues[-(s + 1) % block]  # the second step's new blocks
+            budget = self.max_tokens - n
+            if budget > 0:
+                abort, take = self._head(head, free - need, reserved, budget)[:2]
+                if abort or take:
+                    limit = 1
         first = float(self.kv0_sum + n * s + n)
         ends = []
         at = now
@@ -379,6 +442,7 @@ class _Replica:
         flight = self.flight
         self.flight = None
         chunks, need, start, ends, steps, figures, n = flight
+        self.planned_at = start if steps == 1 else ends[steps - 2]  # the last step's start
         if chunks is not None:
             added = self._end_step(chunks, need, start, ends[0], figures, n)
         else:
