@@ -1,7 +1,8 @@
 """The lean engine: the common case of :class:`~kinsim.engine.simulation.Simulation` in plain Python.
 
-Most runs use a few of the engine's mechanisms: open arrivals routed to data-parallel replicas that share
-nothing, continuous batching with chunked or whole prefills, dense attention that the calibrated pricing
+Most runs use a few of the engine's mechanisms: open arrivals or a closed loop of clients routed to
+data-parallel replicas that share nothing, continuous batching with chunked or whole prefills, greedy or
+no-evict admission, planned at a step boundary or a step ahead, dense attention that the calibrated pricing
 prices in its direct form, and a KV cache that never makes the scheduler preempt. The general engine
 (:mod:`kinsim.engine.replica`, :mod:`kinsim.engine.scheduler`) serves every feature through SimPy events,
 NumPy arrays and objects that describe a step, about 100 us of Python a segment whatever it does. This module
@@ -16,27 +17,28 @@ general engine does:
   read off the line through its first and last steps' exact values, and the exact operations decide any step
   near a half tick (:meth:`_Replica._start_run`). Every step ends on the general engine's tick.
 * **The decisions.** Planning (decodes first, prefills in progress, then first-come-first-served admission
-  under the token budget, the seats and the free blocks less the watermark), a segment's length (the first
-  finish, the blocks left, 2,048 steps), the cut at an arrival and the order of events at one instant (by
-  time, priority and scheduling order as SimPy keeps them: ends, then arrivals, then decisions, superseded
-  timers included, which decide whether a replica plans at once or after the instant's arrivals) are the
-  general engine's, rule for rule.
+  under the token budget, the seats and the free blocks less the watermark, or no-evict's promised blocks; a
+  step ahead, only what had arrived when the last step started), a segment's length (the first finish, the
+  blocks left, 2,048 steps, one step where a skipped admission would act next), the cut at an arrival, a
+  closed loop's releases and the order of events at one instant (by time, priority and scheduling order as
+  SimPy keeps them: ends, then arrivals, then decisions, superseded timers included, which decide whether a
+  replica plans at once or after the instant's arrivals) are the general engine's, rule for rule.
 * **The records.** Requests, segments (the same segments) and each sequence's GPU time, from the same
   figures summed in another order: equal to the general engine's to about 1e-15 relative, not to the bit.
   ``engine.events`` counts this engine's events (SimPy's less its process's start and end).
 
 ``tests/test_lean.py`` runs both engines on chat workloads (one to six replicas, chunked and whole prefills,
-small budgets, few seats, a small cache, and Hypothesis-generated runs) and compares every request's
-timestamps exactly and the rest to 1e-12; ``--exact-steps`` runs the general engine step by step, so the
-fast = exact property compares the two engines.
+small budgets, few seats, a small cache, a step ahead, no-evict, closed loops, and Hypothesis-generated runs
+over all of them) and compares every request's timestamps exactly and the rest to 1e-12; ``--exact-steps``
+runs the general engine step by step, so the fast = exact property compares the two engines.
 
 What it does not take (:func:`unsupported` names the first that applies, and the general engine runs):
-exact steps, disaggregation, op-level slices, replicas that share links, closed-loop clients, groups of more
-than one request (Best-of-N's shared prompts), speculative decoding, offloaded or sparse attention,
-sliding-window layers, data-parallel attention, pricing without the direct decode form (a cost model
-without a calibration profile), prefix caching or shared reads, swap, no-evict admission and engines that plan
-a step ahead. A run that needs a preemption or ends a request as impossible raises :class:`Unsupported` where
-it gets there, and the general engine starts the run over (:meth:`Simulation.run`).
+exact steps, disaggregation, op-level slices, replicas that share links, groups of more than one request
+(Best-of-N's shared prompts), speculative decoding, offloaded or sparse attention, sliding-window layers,
+data-parallel attention, pricing without the direct decode form (a cost model without a calibration profile),
+prefix caching or shared reads, and swap. A run that needs a preemption or ends a request as impossible
+raises :class:`Unsupported` where it gets there, and the general engine starts the run over
+(:meth:`Simulation.run`).
 """
 
 from __future__ import annotations
