@@ -127,7 +127,8 @@ class _Replica:
     :class:`~kinsim.engine.decode_batch.DecodeBatch` keeps the GPU time owed: a member that joined at ``s0``
     with ``kv`` cached tokens holds ``kv - s0 + s`` now, so applying steps moves ``s`` alone. A member's
     entry: the sequence, its cached tokens and private tokens less ``s`` at joining, the ``s`` at which it
-    generates its last token, its shared prompt blocks, and the running sums and GPU time it was settled at.
+    generates its last token, its group's shared prompt tokens, and the running sums and GPU time it was
+    settled at.
     A histogram of the private tokens less ``s`` modulo the block size counts the members that take a block
     at each step (those at a multiple of the block), a heap orders their finishes, and the batch's cached
     tokens are one sum. The general engine keeps the batch in FCFS order; nothing here depends on it
@@ -156,7 +157,7 @@ class _Replica:
         self.waiting_at = 0  # the queue's head (admitted entries are skipped, then dropped in bulk)
         self.leads: list[Sequence] = []  # prefilling, FCFS
         self.resident = 0  # prefilling and decoding sequences
-        self.members: dict[int, list] = {}  # by request order: [seq, kv0, private0, last, shared blocks,
+        self.members: dict[int, list] = {}  # by request order: [seq, kv0, private0, last, shared tokens,
         #                                       weight at, constant at, settled GPU-seconds]
         self.finishes: list[tuple[int, int]] = []  # heap of (last step, request order)
         self.residues = [0] * self.block  # members by private0 modulo the block
