@@ -3,7 +3,7 @@
 Most runs use a few of the engine's mechanisms: open arrivals or a closed loop of clients routed to
 data-parallel replicas that share nothing, continuous batching with chunked or whole prefills, greedy or
 no-evict admission, planned at a step boundary or a step ahead, dense attention that the calibrated pricing
-prices in its direct form, and a KV cache that never makes the scheduler preempt. The general engine
+prices in its direct form, and preemption by recompute when the KV cache runs out. The general engine
 (:mod:`kinsim.engine.replica`, :mod:`kinsim.engine.scheduler`) serves every feature through SimPy events,
 NumPy arrays and objects that describe a step, about 100 us of Python a segment whatever it does. This module
 runs the common case on one heap of events and Python numbers, and decides, prices and records it as the
@@ -18,7 +18,8 @@ general engine does:
   near a half tick (:meth:`_Replica._start_run`). Every step ends on the general engine's tick.
 * **The decisions.** Planning (decodes first, prefills in progress, then first-come-first-served admission
   under the token budget, the seats and the free blocks less the watermark, or no-evict's promised blocks; a
-  step ahead, only what had arrived when the last step started), a segment's length (the first finish, the
+  step ahead, only what had arrived when the last step started; the newest resident preempted by recompute
+  where the decodes' blocks do not fit), a segment's length (the first finish, the
   blocks left, 2,048 steps, one step where a skipped admission would act next), the cut at an arrival, a
   closed loop's releases and the order of events at one instant (by time, priority and scheduling order as
   SimPy keeps them: ends, then arrivals, then decisions, superseded timers included, which decide whether a
@@ -28,17 +29,18 @@ general engine does:
   ``engine.events`` counts this engine's events (SimPy's less its process's start and end).
 
 ``tests/test_lean.py`` runs both engines on chat workloads (one to six replicas, chunked and whole prefills,
-small budgets, few seats, a small cache, a step ahead, no-evict, closed loops, and Hypothesis-generated runs
-over all of them) and compares every request's timestamps exactly and the rest to 1e-12; ``--exact-steps``
-runs the general engine step by step, so the fast = exact property compares the two engines.
+small budgets, few seats, a small cache, preemptions, a step ahead, no-evict, closed loops, and
+Hypothesis-generated runs over all of them) and compares every request's timestamps exactly and the rest to
+1e-12; ``--exact-steps`` runs the general engine step by step, so the fast = exact property compares the two
+engines.
 
 What it does not take (:func:`unsupported` names the first that applies, and the general engine runs):
 exact steps, disaggregation, op-level slices, replicas that share links, groups of more than one request
 (Best-of-N's shared prompts), speculative decoding, offloaded or sparse attention, sliding-window layers,
 data-parallel attention, pricing without the direct decode form (a cost model without a calibration profile),
-prefix caching or shared reads, and swap. A run that needs a preemption or ends a request as impossible
-raises :class:`Unsupported` where it gets there, and the general engine starts the run over
-(:meth:`Simulation.run`).
+prefix caching or shared reads, and swap. A run that ends a request as impossible (a prompt beyond the cache
+or a whole-prompt budget) raises :class:`Unsupported` where it gets there, and the general engine starts the
+run over (:meth:`Simulation.run`).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ _REBASE_STEPS = 4096
 
 
 class Unsupported(Exception):
-    """The run needs what the lean engine does not do (a preemption, an impossible request): the general
+    """The run needs what the lean engine does not do (ending a request that can never run): the general
     engine runs it."""
 
 
@@ -167,6 +169,7 @@ class _Replica:
         self.prefix_stats = {"prefills": 0, "queried_tokens": 0, "hit_tokens": 0, "queried_blocks": 0,
                              "hit_blocks": 0, "host_hit_blocks": 0}
         self.groups = 0
+        self.preempted = 0  # preemptions by recompute
         self.static: dict[int, list[float]] = {}  # decode_static(n) as a list, per n
         self.batch_terms: dict[int, tuple] = {}  # _batch_terms(n), per n
         self.prefill_lists = run.prefill_lists
@@ -222,8 +225,13 @@ class _Replica:
                 return
             members = self.members
             need = self.residues[-self.s % self.block] if members else 0  # members at a multiple of the block
-            if need > self.total_blocks - self.used_blocks:
-                raise Unsupported("a preemption")
+            preempted = False
+            while need > self.total_blocks - self.used_blocks:  # decodes first: the newest resident makes room
+                if self.resident == 1:
+                    raise Unsupported("a request that can never run")
+                self._preempt()
+                preempted = True
+                need = self.residues[-self.s % self.block] if members else 0
             budget = self.max_tokens - len(members)
             chunks = []
             for lead in self.leads:
@@ -232,8 +240,8 @@ class _Replica:
                 if take:
                     chunks.append((lead, take))
                     budget -= take
-            skipped = False
-            if self.waiting_at < len(self.waiting):
+            skipped = preempted  # a step that preempted does not admit (as vLLM): the next may
+            if not preempted and self.waiting_at < len(self.waiting):
                 admit_before = math.inf
                 if self.ahead:
                     admit_before = (now if self.planned_at is None else self.planned_at) / TICKS_PER_S
@@ -247,6 +255,33 @@ class _Replica:
             if not (skipped and self.planned_at is not None):
                 raise Unsupported("nothing to run with requests waiting")
             self.planned_at = None  # nothing to overlap: it plans at once, and sees what arrived
+
+    def _preempt(self) -> None:
+        """Preempt the newest resident sequence by recompute (:meth:`Scheduler._preempt`): its blocks freed, it
+        waits again at the head of the queue (every waiting request arrived after it), to prefill its prompt and
+        what it generated so far."""
+        newest = self.leads[-1] if self.leads else None
+        for entry in self.members.values():
+            if newest is None or entry[0].key > newest.key:
+                newest = entry[0]
+        seq = newest
+        if seq.state == DECODE:
+            self._leave(seq.order)
+        else:
+            self.leads.remove(seq)
+        self.used_blocks -= seq.private_blocks + seq.group.shared_tokens // self.block
+        seq.private_blocks = seq.kv_tokens = 0
+        seq.group.holders = 0
+        self.resident -= 1
+        seq.preemptions += 1
+        seq.prefill_target = seq.prefill_done = seq.prefill_cached = 0
+        seq.state = WAITING
+        self.preempted += 1
+        if self.waiting_at:
+            self.waiting_at -= 1
+            self.waiting[self.waiting_at] = seq
+        else:
+            self.waiting.insert(0, seq)
 
     def _head(self, head: Sequence, free_blocks: int, reserved: int, budget: int) -> tuple:
         """:meth:`Scheduler._head_decision` for a group of one without a prefix cache: (whether it can never
@@ -372,7 +407,7 @@ class _Replica:
         n = len(self.members)
         direct, base0 = self._batch_terms(n)
         s, block = self.s, self.block
-        limit = min(self.finishes[0][0] - s, MAX_SEGMENT_STEPS)
+        limit = min(self._next_finish() - s, MAX_SEGMENT_STEPS)
         free = self.total_blocks - self.used_blocks
         if need + n * (limit // block + 1) > free:  # the blocks may run out first (Scheduler._blocks_added)
             residues, added = self.residues, need
@@ -590,9 +625,12 @@ class _Replica:
             if s >= _REBASE_STEPS:
                 self._rebase()
                 s = 0
-            finishes = self.finishes
+            finishes, members = self.finishes, self.members
             while finishes and finishes[0][0] <= s:
-                ended.append(self._leave(heapq.heappop(finishes)[1]))
+                last, order = heapq.heappop(finishes)
+                entry = members.get(order)
+                if entry is not None and entry[3] == last:  # (not one that left by preemption)
+                    ended.append(self._leave(order))
         if chunks is not None:
             for lead, take in chunks:
                 lead.prefill_done += take
@@ -637,17 +675,28 @@ class _Replica:
         return entry[7] + ((entry[1] + 1) * (self.weight - entry[5]) + (self.constant - entry[6]))
 
     def _leave(self, order: int) -> Sequence:
-        """A member generated its last token: out of the batch, its counters written back."""
+        """A member leaves the batch (its last token, or a preemption), its counters written back."""
         entry = self.members.pop(order)
-        seq, kv0, private0 = entry[0], entry[1], entry[2]
+        seq, kv0, private0, last = entry[0], entry[1], entry[2], entry[3]
         s = self.s
         self.residues[private0 % self.block] -= 1
         self.kv0_sum -= kv0
         seq.kv_tokens = kv0 + s
-        seq.generated = seq.request.output_tokens
+        seq.generated = seq.request.output_tokens - (last - s)
         seq.private_blocks = -(-(private0 + s) // self.block)
         seq.gpu_s = self._owed(entry)
         return seq
+
+    def _next_finish(self) -> int:
+        """The step counter at which the batch's first finish falls (the heap's entries of members that left by
+        preemption are dropped here)."""
+        finishes, members = self.finishes, self.members
+        while True:
+            last, order = finishes[0]
+            entry = members.get(order)
+            if entry is not None and entry[3] == last:
+                return last
+            heapq.heappop(finishes)
 
     def _rebase(self) -> None:
         """Settle every member's owed GPU time and restart the step counter and the running sums (as
@@ -670,7 +719,7 @@ class _Replica:
 
     def counters(self) -> dict[str, float]:
         """The replica's memory counters, as :meth:`Simulation.replica_counters` gives the general engine's."""
-        return {**self.prefix_stats, "preempt_recompute": 0, "preempt_swap": 0, "swap_out_blocks": 0,
+        return {**self.prefix_stats, "preempt_recompute": self.preempted, "preempt_swap": 0, "swap_out_blocks": 0,
                 "swap_in_blocks": 0, "host_peak_blocks": 0, "evicted_blocks": 0, "offload_blocks": 0,
                 "stall_s": 0.0}
 

@@ -372,10 +372,10 @@ class Simulation:
     def run(self) -> Records:
         """Run to the end: until every request has ended.
 
-        A run that :mod:`kinsim.engine.lean` can take (the common case: open arrivals, dense attention,
-        private replicas, no prefix sharing, steps that never preempt) runs there, with the same clock and the
-        same decisions; where its assumptions break midway it hands the run back, and this engine starts it
-        over."""
+        A run that :mod:`kinsim.engine.lean` can take (the common case: open arrivals or a closed loop, dense
+        attention, private replicas, no prefix sharing, preemption by recompute) runs there, with the same clock
+        and the same decisions; where it meets a request that can never run it hands the run back, and this
+        engine starts it over."""
         from kinsim.engine.lean import LeanRun, Unsupported, unsupported
 
         if not unsupported(self):
