@@ -152,10 +152,64 @@ def test_what_the_lean_engine_leaves_to_the_general_engine_is_named(change, reas
     assert lean.unsupported(sim) == reason
 
 
-def test_groups_and_a_cost_model_without_the_direct_pricing_are_left_to_the_general_engine():
-    from kinsim.workload.load import load_workload
-    bon = Simulation(load_workload(Path("workloads/aime_bon32.yaml"), {"requests.problems": 2}), H100,
-                     cost_model="roofline")
-    assert lean.unsupported(bon) == "groups of several requests"
+def test_a_cost_model_without_the_direct_pricing_is_left_to_the_general_engine():
     datasheet = Simulation(chat(), H100, cost_model="datasheet")
     assert lean.unsupported(datasheet) == "decode attention without its direct pricing"
+
+
+def best_of_n(problems=4, samples=8, replicas=2, deployment=None, output_median=600, seed=5, arrival=None):
+    raw = {"name": "bon", "model": {"preset": "Qwen3-8B"},
+           "deployment": {"tensor_parallel": 1, "data_parallel": replicas, **(deployment or {})},
+           "requests": {"kind": "best_of_n", "problems": problems, "samples": samples,
+                        "prompt_tokens": {"dist": "uniform", "low": 100, "high": 400},
+                        "output_tokens": {"dist": "lognormal", "median": output_median, "sigma": 0.6},
+                        "max_output_tokens": 4096, "arrival": arrival or {"process": "all_at_once"}},
+           "seed": seed}
+    return workload_from_raw(raw, Path("."))
+
+
+@pytest.mark.parametrize("deployment", [
+    {},  # group affinity: a problem's samples on one replica, one prefill of their prompt
+    {"router": "least_loaded"},  # samples spread: each replica holds its own copy of the prompt's blocks
+    {"kv_cache_memory": "1 GB"},  # the cache holds about 7,000 tokens: samples preempted and recomputed
+    {"admission": "no_evict", "kv_cache_memory": "3 GB"},
+], ids=["affinity", "spread", "preempting", "no_evict"])
+def test_best_of_n_groups_share_their_prompt_as_on_the_general_engine(deployment):
+    a, b = both(best_of_n(deployment=deployment, output_median=900))
+    assert_same(a, b)
+    if deployment.get("kv_cache_memory") == "1 GB":  # recomputed samples prefill again, alone
+        assert a.memory["preempt_recompute"] > 0 and a.memory["prefills"] > 4
+    else:  # a group's samples prefill their prompt once, as followers of their lead
+        assert a.memory["prefills"] < 4 * 8
+
+
+def test_the_shipped_best_of_32_run_small_as_on_the_general_engine():
+    from kinsim.workload.load import load_workload
+    workload = load_workload(Path("workloads/aime_bon32.yaml"), {"requests.problems": 6, "deployment.data_parallel": 2})
+    a, b = both(workload)
+    assert_same(a, b)
+    assert a.memory["preempt_recompute"] > 0
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(replicas=st.integers(1, 3), router=st.sampled_from(["group_affinity", "least_loaded", "round_robin"]),
+       samples=st.sampled_from([2, 4, 8]), memory=st.sampled_from([None, "1 GB", "0.7 GB"]),
+       admission=st.sampled_from(["greedy", "no_evict"]), ahead=st.booleans(), chunked=st.booleans(),
+       budget=st.sampled_from([512, 8192]), seats=st.sampled_from([3, 256]),
+       arrival=st.sampled_from([None, {"process": "poisson", "rate": "2 /s"},
+                                {"process": "closed_loop", "concurrency": 2}]),
+       seed=st.integers(0, 1000))
+def test_the_lean_engine_equals_the_general_engine_on_random_best_of_n_runs(replicas, router, samples, memory,
+                                                                           admission, ahead, chunked, budget,
+                                                                           seats, arrival, seed):
+    workload = best_of_n(problems=3, samples=samples, replicas=replicas, seed=seed, arrival=arrival,
+                         deployment={"router": router, "kv_cache_memory": memory, "admission": admission,
+                                     "schedule_ahead": ahead, "chunked_prefill": chunked,
+                                     "max_num_batched_tokens": budget, "max_num_seqs": seats})
+    fast = Simulation(workload, H100, cost_model="roofline")
+    general = Simulation(workload, H100, cost_model="roofline")
+    try:
+        records = lean.LeanRun(fast).run()
+    except lean.Unsupported:  # a prompt beyond a whole-prompt budget or a sample beyond the cache
+        return
+    assert_same(records, general._run_events())

@@ -45,10 +45,10 @@ run over (:meth:`Simulation.run`).
 
 from __future__ import annotations
 
+import bisect
 import gc
 import heapq
 import math
-from bisect import bisect_left
 
 import numpy as np
 
@@ -79,6 +79,10 @@ _STEP_INDEX.flags.writeable = False
 _REBASE_STEPS = 4096
 
 
+def _key(seq: Sequence) -> tuple[float, int]:
+    return seq.key
+
+
 class Unsupported(Exception):
     """The run needs what the lean engine does not do (ending a request that can never run): the general
     engine runs it."""
@@ -96,8 +100,6 @@ def unsupported(sim) -> str:
         return "op-level slices"
     if not all(replica.private for replica in sim.replicas):
         return "replicas that share links"
-    if sim.requests.groups != len(sim.requests):
-        return "groups of several requests"
     pricer = sim._pricer
     if pricer.speculative is not None or pricer.offload or pricer.window is not None:
         return "speculative decoding, offloaded KV or sliding-window layers"
@@ -155,9 +157,13 @@ class _Replica:
         self.cap = getattr(sim.workload.requests, "max_output_tokens", None)
         self.pricer = sim._pricer
         self.used_blocks = 0
-        self.waiting: list[Sequence] = []  # FCFS: arrivals come in (arrival, order) order
-        self.waiting_at = 0  # the queue's head (admitted entries are skipped, then dropped in bulk)
-        self.leads: list[Sequence] = []  # prefilling, FCFS
+        #: The waiting queue, FCFS: a heap of (arrival, order, sequence), entries of sequences admitted since
+        #: dropped when they reach the top (as the scheduler's), and which sequences have an entry.
+        self.waiting: list[tuple[float, int, Sequence]] = []
+        self.queued: set[int] = set()
+        self.waiting_count = 0
+        self.leads: list[Sequence] = []  # leading a prefill, FCFS (their followers prefill with them)
+        self.group_states: dict[int, GroupState] = {}  # the groups with members here
         self.resident = 0  # prefilling and decoding sequences
         self.members: dict[int, list] = {}  # by request order: [seq, kv0, private0, last, shared tokens,
         #                                       weight at, constant at, settled GPU-seconds]
@@ -183,14 +189,42 @@ class _Replica:
     # ------------------------------------------------------------------------------ queue
     @property
     def outstanding(self) -> int:
-        return self.resident + len(self.waiting) - self.waiting_at
+        return self.resident + self.waiting_count
+
+    def group_state(self, group: int, prompt_tokens: int) -> GroupState:
+        """The state of ``group`` here, made on its first request (:meth:`Scheduler.group_state`)."""
+        state = self.group_states.get(group)
+        if state is None:
+            self.groups += 1
+            state = self.group_states[group] = GroupState(self.groups, prompt_tokens,
+                                                          self.layout.shared_tokens(prompt_tokens))
+        return state
+
+    def head(self) -> Sequence | None:
+        """The waiting queue's head (entries of sequences admitted since are dropped)."""
+        waiting = self.waiting
+        while waiting and waiting[0][2].state != WAITING:
+            self.queued.discard(heapq.heappop(waiting)[1])
+        return waiting[0][2] if waiting else None
+
+    def _wait(self, seq: Sequence) -> None:
+        """``seq`` waits (:meth:`Scheduler.enqueue`): an entry unless it still has one (same place)."""
+        seq.state = WAITING
+        if seq.order not in self.queued:
+            self.queued.add(seq.order)
+            heapq.heappush(self.waiting, (seq.arrival_s, seq.order, seq))
+        seq.group.waiting.append(seq)
+        self.waiting_count += 1
+
+    def _leave_waiting(self, seq: Sequence) -> None:
+        self.waiting_count -= 1
+        seq.group.waiting = [other for other in seq.group.waiting if other is not seq]
 
     def enqueue(self, seq: Sequence, now: float) -> None:
         seq.replica = self.index
         seq.seen_s = to_seconds(now)
-        head_was_empty = self.waiting_at == len(self.waiting)
-        seq.state = WAITING
-        self.waiting.append(seq)
+        head_was_empty = self.head() is None
+        self._wait(seq)
         if self.idle:
             self.ask_decision(now)
         elif head_was_empty and self.flight is not None:
@@ -207,7 +241,7 @@ class _Replica:
         if steps == 1:
             return
         ends = flight[3]
-        j = bisect_left(ends, now, 0, steps) + self.ahead  # a step ahead: at the boundary after it
+        j = bisect.bisect_left(ends, now, 0, steps) + self.ahead  # a step ahead: at the boundary after it
         if j + 1 < steps:
             flight[4] = j + 1
             self.generation += 1
@@ -219,7 +253,7 @@ class _Replica:
         :meth:`Scheduler.plan`. An engine that plans a step ahead admits only the requests it had seen when the
         step that just ended started (``planned_at``); with nothing else to run, it plans again at once."""
         while True:
-            if not self.resident and self.waiting_at == len(self.waiting):
+            if not self.resident and not self.waiting_count:
                 self.idle = True
                 self.planned_at = None
                 return
@@ -241,7 +275,7 @@ class _Replica:
                     chunks.append((lead, take))
                     budget -= take
             skipped = preempted  # a step that preempted does not admit (as vLLM): the next may
-            if not preempted and self.waiting_at < len(self.waiting):
+            if not preempted and self.waiting_count:
                 admit_before = math.inf
                 if self.ahead:
                     admit_before = (now if self.planned_at is None else self.planned_at) / TICKS_PER_S
@@ -257,52 +291,81 @@ class _Replica:
             self.planned_at = None  # nothing to overlap: it plans at once, and sees what arrived
 
     def _preempt(self) -> None:
-        """Preempt the newest resident sequence by recompute (:meth:`Scheduler._preempt`): its blocks freed, it
-        waits again at the head of the queue (every waiting request arrived after it), to prefill its prompt and
-        what it generated so far."""
-        newest = self.leads[-1] if self.leads else None
+        """Preempt the newest resident sequence by recompute (:meth:`Scheduler._preempt`): it (with the
+        followers of a prefill it leads) frees its blocks and waits again, to prefill its prompt and what it
+        generated so far."""
+        newest = None
+        for lead in self.leads:
+            for seq in (lead, *lead.followers):
+                if newest is None or seq.key > newest.key:
+                    newest = seq
         for entry in self.members.values():
             if newest is None or entry[0].key > newest.key:
                 newest = entry[0]
-        seq = newest
-        if seq.state == DECODE:
-            self._leave(seq.order)
-        else:
-            self.leads.remove(seq)
-        self.used_blocks -= seq.private_blocks + seq.group.shared_tokens // self.block
-        seq.private_blocks = seq.kv_tokens = 0
-        seq.group.holders = 0
-        self.resident -= 1
-        seq.preemptions += 1
-        seq.prefill_target = seq.prefill_done = seq.prefill_cached = 0
-        seq.state = WAITING
+        passengers = [newest]
+        if newest.state == DECODE:
+            self._leave(newest.order)
+        elif newest in self.leads:
+            self.leads.remove(newest)
+            passengers += newest.followers
+        else:  # a follower: out of its lead's prefill
+            for lead in self.leads:
+                if newest in lead.followers:
+                    lead.followers.remove(newest)
         self.preempted += 1
-        if self.waiting_at:
-            self.waiting_at -= 1
-            self.waiting[self.waiting_at] = seq
-        else:
-            self.waiting.insert(0, seq)
+        for seq in passengers:
+            self._release(seq)
+            seq.preemptions += 1
+            seq.prefill_target = seq.prefill_done = seq.prefill_cached = 0
+            seq.followers = []
+            self._wait(seq)
+
+    def _release(self, seq: Sequence) -> None:
+        """Free a resident sequence's blocks and its hold on its group's shared prompt blocks."""
+        self.used_blocks -= seq.private_blocks
+        seq.private_blocks = seq.kv_tokens = 0
+        group = seq.group
+        group.holders -= 1
+        if group.holders == 0:
+            self.used_blocks -= group.shared_tokens // self.block
+        self.resident -= 1
 
     def _head(self, head: Sequence, free_blocks: int, reserved: int, budget: int) -> tuple:
-        """:meth:`Scheduler._head_decision` for a group of one without a prefix cache: (whether it can never
-        run, the prompt tokens it would prefill now (0: it waits), its tokens, its private and shared blocks)."""
+        """:meth:`Scheduler._head_decision` without a prefix cache: (whether it can never run, the prompt tokens
+        it would prefill now (0: it waits), its tokens, the tokens its group's resident prompt blocks hold of
+        them, its private blocks, the blocks it needs now, the blocks available)."""
         block = self.block
         group = head.group
         target = group.prompt_tokens + head.generated
         shared_tokens = group.shared_tokens
-        shared_blocks = shared_tokens // block
         lead_blocks = -(-(target - shared_tokens) // block)
-        blocks = lead_blocks + shared_blocks
+        if group.holders > 0:  # the group's shared blocks are resident: its prompt's whole blocks are computed
+            cached = min(shared_tokens, target - 1) if shared_tokens > 0 else 0
+            blocks = lead_blocks
+        else:
+            cached = 0
+            blocks = lead_blocks + shared_tokens // block
+        empty_need = shared_tokens // block + lead_blocks
         available = free_blocks - reserved - self.watermark
         if self.no_evict:  # its whole length, and what every resident sequence may still take, must fit
-            final = group.prompt_tokens + (head.request.output_tokens if self.cap is None else self.cap) - 1
-            blocks += max(0, -(-(final - shared_tokens) // block) - lead_blocks)
+            growth = self._growth(head, lead_blocks)
+            blocks += growth
+            empty_need += growth
             available = self.total_blocks - self.used_blocks - self._promised() - self.watermark
-        abort = blocks > self.total_blocks - self.watermark or (not self.chunked and target > self.max_tokens)
+        abort = (empty_need > self.total_blocks - self.watermark
+                 or (not self.chunked and target - cached > self.max_tokens))
         take = 0
         if not abort and self.resident < self.max_seqs and blocks <= available:
-            take = (target if target <= budget else budget) if self.chunked else (target if target <= budget else 0)
-        return abort, take, target, lead_blocks, shared_blocks
+            left = target - cached
+            take = (left if left <= budget else budget) if self.chunked else (left if left <= budget else 0)
+        return abort, take, target, cached, lead_blocks, blocks, available
+
+    def _growth(self, seq: Sequence, blocks: int) -> int:
+        """No-evict admission: private blocks ``seq`` takes beyond ``blocks`` until its last reserved token
+        (:meth:`Scheduler._growth`)."""
+        group = seq.group
+        final = group.prompt_tokens + (seq.request.output_tokens if self.cap is None else self.cap) - 1
+        return max(0, -(-(final - group.shared_tokens) // self.block) - blocks)
 
     def _promised(self) -> int:
         """No-evict admission: the blocks every resident sequence may still take until its last reserved token
@@ -315,23 +378,25 @@ class _Replica:
             reserved = left if cap is None else cap - (output - left)
             promised += -(-(private0 + s + reserved) // block) - -(-(private0 + s) // block)
         for lead in self.leads:
-            group = lead.group
-            final = group.prompt_tokens + (lead.request.output_tokens if cap is None else cap) - 1
-            promised += max(0, -(-(final - group.shared_tokens) // block) - lead.private_blocks)
+            for seq in (lead, *lead.followers):
+                promised += self._growth(seq, seq.private_blocks)
         return promised
 
     def _admit(self, chunks: list, budget: int, now_s: float, reserved: int, admit_before: float) -> bool:
-        """First-come-first-served admission with head-of-line blocking (:meth:`Scheduler._admit` for groups of
-        one request and no prefix cache); whether it stopped at a request that arrived after ``admit_before``
+        """First-come-first-served admission with head-of-line blocking (:meth:`Scheduler._admit` without a prefix
+        cache): a request that has generated nothing takes its group's other waiting members with it, one
+        prefill of their prompt; whether it stopped at a request that arrived after ``admit_before``
         (seconds)."""
-        block, waiting = self.block, self.waiting
+        block = self.block
         skipped = False
-        while budget > 0 and self.waiting_at < len(waiting):
-            head = waiting[self.waiting_at]
+        while budget > 0:
+            head = self.head()
+            if head is None:
+                break
             if head.seen_s > admit_before:  # it reached the engine after this step was planned
                 skipped = True
                 break
-            abort, take, target, lead_blocks, shared_blocks = self._head(
+            abort, take, target, cached, lead_blocks, blocks, available = self._head(
                 head, self.total_blocks - self.used_blocks, reserved, budget)
             if abort:
                 raise Unsupported("a request that can never run")
@@ -341,24 +406,38 @@ class _Replica:
             stats = self.prefix_stats
             stats["prefills"] += 1
             stats["queried_tokens"] += target
+            stats["hit_tokens"] += cached
             stats["queried_blocks"] += group.prompt_tokens // block
-            group.holders = 1
-            self.used_blocks += shared_blocks + lead_blocks
-            self.waiting_at += 1
-            group.waiting = []
-            head.state = PREFILL
-            head.private_blocks = lead_blocks
-            head.kv_tokens = 0
-            if head.admitted_s is None:
-                head.admitted_s = now_s
-            self.resident += 1
-            head.prefill_target, head.prefill_cached, head.prefill_done = target, 0, 0
-            self.leads.append(head)
+            if cached:
+                stats["hit_blocks"] += group.shared_tokens // block
+            followers = []
+            if head.generated == 0:
+                follower_blocks = -(-(group.prompt_tokens - group.shared_tokens) // block)
+                seats = self.max_seqs - self.resident
+                for other in group.waiting:
+                    need = follower_blocks + (self._growth(other, follower_blocks) if self.no_evict else 0)
+                    if len(followers) + 1 >= seats or blocks + need > available:
+                        break
+                    if other is not head and other.state == WAITING and other.generated == 0:
+                        followers.append(other)
+                        blocks += need
+            if group.holders == 0:
+                self.used_blocks += group.shared_tokens // block
+            group.holders += 1 + len(followers)
+            for seq, private, tokens in [(head, lead_blocks, cached)] + [(f, follower_blocks, 0) for f in followers]:
+                self._leave_waiting(seq)
+                seq.state = PREFILL
+                seq.private_blocks = private
+                seq.kv_tokens = tokens
+                self.used_blocks += private
+                if seq.admitted_s is None:
+                    seq.admitted_s = now_s
+                self.resident += 1
+            head.prefill_target, head.prefill_cached, head.prefill_done = target, cached, 0
+            bisect.insort(self.leads, head, key=_key)
+            head.followers = followers
             chunks.append((head, take))
             budget -= take
-        if self.waiting_at > 4096 and 2 * self.waiting_at > len(waiting):  # drop the admitted entries
-            del waiting[:self.waiting_at]
-            self.waiting_at = 0
         return skipped
 
     # ------------------------------------------------------------------------------ starting
@@ -416,10 +495,10 @@ class _Replica:
                 if added > free:
                     limit = k
                     break
-        if pending and limit > 1 and self.waiting_at < len(self.waiting):
-            # this plan skipped admission (a request the step ahead had not seen): one step if the next plan's
-            # admission would act (Scheduler.decode_segment); if it would not, it never will in the segment
-            head = self.waiting[self.waiting_at]
+        head = self.head() if pending and limit > 1 else None
+        if head is not None:
+            # this plan skipped admission (it preempted, or a request the step ahead had not seen): one step if
+            # the next plan's admission would act (Scheduler.decode_segment); if not, it never will in the segment
             reserved = self.residues[-(s + 1) % block]  # the second step's new blocks
             budget = self.max_tokens - n
             if budget > 0:
@@ -497,8 +576,8 @@ class _Replica:
         decodes took."""
         run = self.run
         used = self.used_blocks
-        completed = sum(1 for lead, take in chunks if take == lead.prefill_target - lead.prefill_cached
-                        - lead.prefill_done)
+        completed = sum(1 + len(lead.followers) for lead, take in chunks
+                        if take == lead.prefill_target - lead.prefill_cached - lead.prefill_done)
         totals = column
         work = end - start
         class_flops, class_bytes = totals[_FLOPS_ROWS], totals[_BYTES_ROWS]
@@ -515,7 +594,9 @@ class _Replica:
                 totals[0], totals[_ATTENTION_S], n, float(self.kv0_sum + n * self.s + n), 1.0, chunk_attended,
                 chunk_tokens)
             for (lead, _take), share in zip(chunks, shares):
-                lead.gpu_s += share * clock_s * gpu_s
+                party = (lead, *lead.followers)  # a prefill's share in equal parts to its sequences
+                for seq in party:
+                    seq.gpu_s += share * clock_s * gpu_s / len(party)
             self._credit(n, weight, constant, clock_s * gpu_s)
         return need
 
@@ -637,24 +718,22 @@ class _Replica:
                 lead.kv_tokens = lead.prefill_cached + lead.prefill_done
                 if lead.prefill_target - lead.prefill_cached - lead.prefill_done:
                     continue
-                lead.kv_tokens = lead.group.prompt_tokens + lead.generated
-                lead.generated += 1
-                if lead.first_token_s is None:
-                    lead.first_token_s = now_s
-                if lead.generated >= lead.request.output_tokens:
-                    ended.append(lead)
-                else:
-                    lead.state = DECODE
-                    self._join(lead)
+                for seq in (lead, *lead.followers):  # the prompt is done: each has its first token
+                    seq.kv_tokens = seq.group.prompt_tokens + seq.generated
+                    seq.generated += 1
+                    if seq.first_token_s is None:
+                        seq.first_token_s = now_s
+                    if seq.generated >= seq.request.output_tokens:
+                        ended.append(seq)
+                    else:
+                        seq.state = DECODE
+                        self._join(seq)
+                lead.followers = []
                 lead.prefill_target = lead.prefill_done = lead.prefill_cached = 0
                 self.leads.remove(lead)
         for seq in ended:
             seq.state = FINISHED
-            self.used_blocks -= seq.private_blocks + seq.group.shared_tokens // self.block
-            seq.private_blocks = 0
-            seq.kv_tokens = 0
-            seq.group.holders = 0
-            self.resident -= 1
+            self._release(seq)
             seq.finish_s = now_s
             self.run.on_finish(seq)
 
@@ -741,6 +820,9 @@ class LeanRun:
         self.router = type(sim.router)(sim.workload.deployment.router, len(self.replicas),
                                        lambda i: self.replicas[i].outstanding)
         self.group_of = sim.requests.group
+        self.group_size = list(sim._group_size)
+        self.group_left = list(sim._group_left)  # members not yet ended, per group
+        self.group_replicas: dict[int, set[int]] = {}
         arrival = getattr(sim.workload.requests, "arrival", None)
         #: The closed loop of clients, or None (open arrivals); its groups released so far, those of the round
         #: still running, and the releases in flight (their groups and send time, by event).
@@ -765,7 +847,12 @@ class LeanRun:
         del sim._live[seq.order]
         sim.records.sequences.write(seq)
         group = int(self.group_of[seq.order])
-        self.router.forget(group)
+        self.group_left[group] -= 1
+        if self.group_left[group]:
+            return
+        self.router.forget(group)  # nothing of the group is left to place or serve
+        for r in self.group_replicas.pop(group, (seq.replica,)):
+            self.replicas[r].group_states.pop(group, None)
         closed = self.closed
         if closed is not None:
             self.round_left -= 1
@@ -798,10 +885,10 @@ class LeanRun:
                    else requests[i])
         placement = self.sim._placement
         replica = self.replicas[self.router.place(g) if placement is None else int(placement[i])]
-        replica.groups += 1
-        state = GroupState(replica.groups, request.prompt_tokens, replica.layout.shared_tokens(request.prompt_tokens))
+        state = replica.group_state(g, request.prompt_tokens)
         seq = Sequence(request, i, state, arrived)
-        state.waiting.append(seq)
+        if self.group_size[g] > 1:  # where its members went, to forget the group there when it ends
+            self.group_replicas.setdefault(g, set()).add(replica.index)
         self.sim._live[i] = seq
         replica.enqueue(seq, self.now)
         self.router.changed(replica.index)
@@ -886,4 +973,5 @@ class LeanRun:
             if progress is not None and self.events - last_report >= 2000:
                 last_report = self.events
                 progress(Progress(to_seconds(now), sim._ended, total))
-        return sim.finish_records(self.events, to_seconds(self.now), [replica.counters() for replica in replicas])
+        sim.lean_counters = [replica.counters() for replica in replicas]
+        return sim.finish_records(self.events, to_seconds(self.now), sim.lean_counters)

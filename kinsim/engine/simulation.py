@@ -147,6 +147,8 @@ class Simulation:
         self._placement: np.ndarray | None = None
         #: The requests this simulation serves (a boolean mask), or None: all of them.
         self._serving: np.ndarray | None = None
+        #: Each replica's memory counters where the lean engine ran the simulation (its replicas are its own).
+        self.lean_counters: list[dict[str, float]] | None = None
 
     # ------------------------------------------------------------------------------ building
     def _build_replicas(self, hw: HardwareSpec) -> list[Replica]:
@@ -459,7 +461,10 @@ class Simulation:
         return self.records
 
     def replica_counters(self) -> list[dict[str, float]]:
-        """Each replica's counters of the KV memory hierarchy, host copies and speculative decoding."""
+        """Each replica's counters of the KV memory hierarchy, host copies and speculative decoding (the lean
+        engine's, where it ran the simulation)."""
+        if self.lean_counters is not None:
+            return self.lean_counters
         return [{**replica.scheduler.memory_counters(), **replica.host_stats, **replica.spec_stats}
                 for replica in self.replicas]
 
