@@ -1,9 +1,10 @@
 """The lean engine: the common case of :class:`~kinsim.engine.simulation.Simulation` in plain Python.
 
 Most runs use a few of the engine's mechanisms: open arrivals or a closed loop of clients routed to
-data-parallel replicas that share nothing, continuous batching with chunked or whole prefills, greedy or
-no-evict admission, planned at a step boundary or a step ahead, dense attention that the calibrated pricing
-prices in its direct form, and preemption by recompute when the KV cache runs out. The general engine
+data-parallel replicas that share nothing, single requests or Best-of-N groups sharing their prompt's blocks,
+continuous batching with chunked or whole prefills, greedy or no-evict admission, planned at a step boundary or
+a step ahead, dense attention that the calibrated pricing prices in its direct form, and preemption by
+recompute when the KV cache runs out. The general engine
 (:mod:`kinsim.engine.replica`, :mod:`kinsim.engine.scheduler`) serves every feature through SimPy events,
 NumPy arrays and objects that describe a step, about 100 us of Python a segment whatever it does. This module
 runs the common case on one heap of events and Python numbers, and decides, prices and records it as the
@@ -29,14 +30,14 @@ general engine does:
   ``engine.events`` counts this engine's events (SimPy's less its process's start and end).
 
 ``tests/test_lean.py`` runs both engines on chat workloads (one to six replicas, chunked and whole prefills,
-small budgets, few seats, a small cache, preemptions, a step ahead, no-evict, closed loops, and
-Hypothesis-generated runs over all of them) and compares every request's timestamps exactly and the rest to
+small budgets, few seats, a small cache, preemptions, a step ahead, no-evict, closed loops, Best-of-N
+groups, and Hypothesis-generated runs over all of them) and compares every request's timestamps exactly and the rest to
 1e-12; ``--exact-steps`` runs the general engine step by step, so the fast = exact property compares the two
 engines.
 
 What it does not take (:func:`unsupported` names the first that applies, and the general engine runs):
-exact steps, disaggregation, op-level slices, replicas that share links, groups of more than one request
-(Best-of-N's shared prompts), speculative decoding, offloaded or sparse attention, sliding-window layers,
+exact steps, disaggregation, op-level slices, replicas that share links, speculative decoding, offloaded or
+sparse attention, sliding-window layers,
 data-parallel attention, pricing without the direct decode form (a cost model without a calibration profile),
 prefix caching or shared reads, and swap. A run that ends a request as impossible (a prompt beyond the cache
 or a whole-prompt budget) raises :class:`Unsupported` where it gets there, and the general engine starts the
