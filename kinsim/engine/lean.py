@@ -55,8 +55,9 @@ import numpy as np
 
 from kinsim.engine.attribution import step_coefficients
 from kinsim.engine.clock import TICKS_PER_S, to_seconds
-from kinsim.engine.pricer import _ATTENTION_BYTES, _ATTENTION_FLOPS, _ATTENTION_S, _COMPUTE, _MEMORY, add_attention
+from kinsim.engine.pricer import _ATTENTION_S, add_attention
 from kinsim.engine.replica import _BUSY_ROWS, _BYTES_ROWS, _CLASS_ROWS, _FLOPS_ROWS, MAX_SEGMENT_STEPS
+from kinsim.engine.scheduler import _key
 from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, WAITING, GroupState, Sequence
 from kinsim.ops.attention import PrefillChunk
 from kinsim.ops.lower import StepBatch
@@ -68,8 +69,6 @@ from kinsim.workload.spec import ClosedLoopArrivals, DenseAttention
 _END, _ARRIVAL, _DECIDE = 1, 2, 3
 #: What an arrival event brings (its replica field): the next instant's open arrivals, or a closed loop's release.
 _OPEN, _RELEASE = -1, -2
-#: The rows a decode attention op adds to (:func:`~kinsim.engine.pricer.add_attention`).
-_ATTENTION_ROWS = (0, _ATTENTION_S, _ATTENTION_FLOPS, _ATTENTION_BYTES, _COMPUTE, _MEMORY)
 #: Planned decode steps from which a segment's clock is computed as arrays rather than step by step.
 _ARRAY_STEPS = 32
 #: Step indices as floats (read-only), cut to a segment's length.
@@ -78,10 +77,6 @@ _STEP_INDEX.flags.writeable = False
 #: Steps after which the lazily owed GPU time of the decode batch is settled (as
 #: :data:`kinsim.engine.decode_batch.REBASE_STEPS`).
 _REBASE_STEPS = 4096
-
-
-def _key(seq: Sequence) -> tuple[float, int]:
-    return seq.key
 
 
 class Unsupported(Exception):
@@ -179,7 +174,6 @@ class _Replica:
         self.preempted = 0  # preemptions by recompute
         self.static: dict[int, list[float]] = {}  # decode_static(n) as a list, per n
         self.batch_terms: dict[int, tuple] = {}  # _batch_terms(n), per n
-        self.prefill_lists = run.prefill_lists
         self.idle = True
         self.generation = 0
         # the step or segment in flight: [prefill chunks (None for decode steps), the decodes' new blocks, start
@@ -449,34 +443,13 @@ class _Replica:
                                      - lead.prefill_done) for lead, take in chunks)
         n = len(self.members)
         if n:
-            column = self._mixed_column(n, prefill)
+            column = self.pricer.dense_step(n, self.kv0_sum + n * self.s, prefill)[:, 0].tolist()
         else:
             column = self.pricer.step(StepBatch(prefill=prefill)).matrix[:, 0].tolist()
         work = max(float(round(column[0] * TICKS_PER_S)), 1.0)
         self.flight = [chunks, need, now, [now + work], 1, column, n]
         self.generation += 1
         self.run.push(now + work, _END, self.index, self.generation)
-
-    def _mixed_column(self, n: int, prefill: tuple) -> list[float]:
-        """:meth:`StepPricer.dense_step` as a list, from the columns it adds kept as lists: the direct decode
-        attention's six rows, plus the prefill's column, plus the static column, in that order (the same bits)."""
-        direct = self._batch_terms(n)[0]
-        first = float(self.kv0_sum + n * self.s + n)
-        time, flops, nbytes, compute, memory = direct.step_terms(first, first)
-        key = tuple((c.tokens, c.cached) for c in prefill)
-        pre = self.prefill_lists.get(key)
-        if pre is None:
-            if len(self.prefill_lists) >= 65536:
-                self.prefill_lists.clear()
-            pre = self.prefill_lists[key] = self.pricer.prefill_column(prefill)[:, 0].tolist()
-        static = self.pricer.static_column(n + sum(c.tokens for c in prefill),
-                                           n + sum(1 for c in prefill if c.completes_prompt))[:, 0].tolist()
-        column = [a + b for a, b in zip(pre, static)]  # 0 + a is a: the rows without decode attention
-        attention = [0.0] * len(column)
-        add_attention(attention, direct.layers, time, flops, nbytes, compute, memory)
-        for row in _ATTENTION_ROWS:
-            column[row] = (attention[row] + pre[row]) + static[row]
-        return column
 
     def _start_run(self, need: int, now: float, pending: bool = False) -> None:
         """Decode steps of the fixed batch until its first finish, the blocks left or the longest segment, each
@@ -815,7 +788,6 @@ class LeanRun:
         self.events = 0
         self.record = sim.records.segments.append
         #: The pricer's prefill columns as lists, per set of chunks (one pricer serves every replica).
-        self.prefill_lists: dict[tuple, list[float]] = {}
         self.attribute = sim.records_mode != "none"
         self.replicas = [_Replica(self, r, len(gpus)) for r, gpus in enumerate(sim.records.replica_gpus)]
         self.router = type(sim.router)(sim.workload.deployment.router, len(self.replicas),

@@ -213,15 +213,6 @@ class StepPricer:
                                               prefix_shared_read=self.deployment.prefix_shared_read)
         return StepFigures(self._direct_step(direct, attended, read, batch.prefill, n))
 
-    def prefill_column(self, chunks: tuple[PrefillChunk, ...]) -> np.ndarray:
-        """Figures (a column) of the prefill attention op of ``chunks``, priced once per set of chunks."""
-        return self._prefill_part(chunks)
-
-    def static_column(self, tokens: int, rows: int) -> np.ndarray:
-        """Figures (a column) of a step's ops other than attention: ``tokens`` through the linear layers, logits
-        for ``rows`` sequences (the sum :meth:`step` adds)."""
-        return self._token_part(tokens) + self._rows_part(rows)
-
     def dense_step(self, n: int, cached: int, prefill: tuple[PrefillChunk, ...] = ()) -> np.ndarray:
         """The figures (a column) of :meth:`step` for ``n`` >= 1 decoding sequences that hold ``cached`` tokens
         in all under dense attention without the shared-prompt read, where :meth:`direct_of` prices them (the
@@ -236,8 +227,8 @@ class StepPricer:
         matrix = direct.matrix(attended, read, 1)
         if prefill:
             matrix += self._prefill_part(prefill)
-        matrix += self._token_part(n + sum(c.tokens for c in prefill)) + self._rows_part(
-            n + sum(1 for c in prefill if c.completes_prompt))
+        matrix += self._static_part(n + sum(c.tokens for c in prefill),
+                                    n + sum(1 for c in prefill if c.completes_prompt))
         return matrix
 
     def decode_static(self, n: int) -> np.ndarray:
@@ -245,7 +236,7 @@ class StepPricer:
         ``n``."""
         static = self._decode_static.get(n)
         if static is None:
-            static = self._decode_static[n] = self._token_part(n) + self._rows_part(n)
+            static = self._decode_static[n] = self._static_part(n, n)
         return static
 
     def direct_of(self, n: int) -> _DirectDecodeAttention | None:
@@ -312,7 +303,7 @@ class StepPricer:
     def _price(self, batch: StepBatch, steps: int) -> StepFigures:
         fig = _accumulate(attention_ops(self.dims, self.deployment, self.policy, batch, self.model.layers,
                                         window=self.window), self.cost_model, steps)
-        fig.matrix += self._static_part(batch)
+        fig.matrix += self._static_part(batch.tokens, batch.logit_rows)
         if self.offload and batch.n_decode:
             self._add_fetch(fig.matrix, selected_blocks(self.policy, batch.decode_context).sum(axis=-1))
         return fig
@@ -341,10 +332,11 @@ class StepPricer:
         matrix[_HOST] += busy
         matrix[_HOST_BYTES] += nbytes
 
-    def _static_part(self, batch: StepBatch) -> np.ndarray:
-        """Figures (a column) of the ops other than attention: those that depend on the token count alone,
-        priced once per count, plus the logit ops, priced once per number of rows."""
-        return self._token_part(batch.tokens) + self._rows_part(batch.logit_rows)
+    def _static_part(self, tokens: int, rows: int) -> np.ndarray:
+        """Figures (a column) of the ops other than attention: those that depend on the token count alone
+        (``tokens`` through the linear layers), priced once per count, plus the logit ops of ``rows``
+        sequences, priced once per number of rows."""
+        return self._token_part(tokens) + self._rows_part(rows)
 
     def _token_part(self, tokens: int) -> np.ndarray:
         """Figures (a column) of the ops that depend on the token count alone, with the engine's host time
