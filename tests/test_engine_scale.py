@@ -72,6 +72,23 @@ def test_a_mixed_step_priced_in_direct_form_equals_its_ops_priced_one_by_one_to_
         assert np.array_equal(pricer.step(batch).matrix, pricer._price(batch, 1).matrix)
 
 
+
+@pytest.mark.parametrize("n", [1, 3, 13, 14, 60])  # split (n <= 13 on Qwen3-8B) and unsplit KV
+@pytest.mark.parametrize("chunks", [(), (PrefillChunk(300, 0, True),),
+                                    (PrefillChunk(300, 0, True), PrefillChunk(64, 512, False))])
+def test_the_lean_engines_mixed_step_column_equals_the_step_and_its_ops_to_the_bit(n, chunks):
+    # StepPricer.dense_column adds the same parts on Python floats (from lists kept per value) that step adds as
+    # arrays; the lean engine's mixed steps are priced by it, so a bit off would move a tick
+    w = workload(model="Qwen3-8B")
+    pricer = StepPricer(w.model, w.deployment, w.attention, RooflineCost(H100))
+    context = np.random.default_rng(4).integers(1, 1500, size=n).astype(float)
+    batch = StepBatch(decode_context=context, prefill=chunks)
+    for _ in range(2):  # the second time from the kept lists
+        column = pricer.dense_column(n, int(context.sum()), chunks)
+        assert all(type(value) is float for value in column)
+        assert np.array_equal(np.array(column), pricer._price(batch, 1).matrix[:, 0])
+        assert np.array_equal(np.array(column), pricer.step(batch).matrix[:, 0])
+
 @pytest.mark.parametrize("n", [1, 13, 60])
 def test_the_direct_decode_pricing_of_another_head_size_equals_its_ops_to_the_bit(n):
     # head dimension 64 (gpt-oss's): the per-item and per-sequence costs scale (kernel_work.head_dim_scale)

@@ -188,3 +188,65 @@ def test_request_reasons_are_numbered_by_their_first_request_and_rows_move_betwe
     second.take_rows(first, np.array([False, False, True, True]))  # request 2's and 3's outcomes from first
     assert np.isnan(second.finish_s[2]) and second.reason.tolist() == [0, -1, -1, 1]
     assert second.reasons == ["own", "later"]
+
+
+def _rows_written_one_by_one(items, statics):
+    """The rows RowBuffer's items stand for, computed one by one on Python floats as a row is written alone:
+    ``static x steps`` then add_attention's additions, the class sums by Python's ``sum``."""
+    from kinsim.engine.pricer import add_attention
+
+    rows = []
+    for kind, head, payload in items:
+        if kind == "step":
+            column = list(payload)
+        else:
+            static, layers, *terms = payload
+            column = [value * head[3] for value in statics[static]]
+            add_attention(column, layers, *terms)
+        s, f, b = column[1:1 + C], column[1 + C:1 + 2 * C], column[1 + 2 * C:1 + 3 * C]
+        rows.append((*head, s, f, b, sum(f), sum(b), *column[1 + 3 * C:]))
+    return rows
+
+
+@pytest.mark.parametrize("sink", ["table", "totals"])
+def test_the_lean_engines_row_buffer_writes_the_rows_written_one_by_one_in_order(sink):
+    # kinsim.engine.row_buffer keeps a decode run as (its static column's number, steps, attention sums) and a
+    # mixed step as its column, and expands a block at a time as arrays: the same bits, in the order added
+    from kinsim.engine.row_buffer import RowBuffer
+    from kinsim.engine.segment_totals import SegmentTotals
+
+    rng = random.Random(5)
+    statics = [[rng.uniform(0, 1e-3) if r < 1 + C or r >= 1 + 3 * C else rng.uniform(1e6, 1e12) for r in range(24)]
+               for _ in range(3)]
+    table = SegmentTable() if sink == "table" else SegmentTotals(3)
+    buffer = RowBuffer(table)
+    numbers = [buffer.static(column) for column in statics]
+    assert numbers == [0, 1, 2] and buffer.static(statics[1]) == 1  # one number per column object
+    items = []
+    for i in range(RowBuffer.BLOCK_ROWS + 500):  # a full block and a partial one
+        steps = 1 if i % 3 == 0 else rng.randint(1, 2048)
+        head = (i % 3, i * 0.01, i * 0.01 + 0.003 * steps, steps, rng.randint(1, 200), 0, rng.randint(1, 400),
+                rng.randint(0, 9000), rng.uniform(0, 50))
+        if i % 3 == 0:
+            head = head[:5] + (rng.randint(1, 4096),) + head[6:]
+            column = [rng.uniform(0, 1e12) for _ in range(24)]
+            buffer.step(*head[:3], *head[4:], column)
+            items.append(("step", head, column))
+        else:
+            payload = (rng.randrange(3), 36, rng.uniform(0, 1), rng.uniform(0, 1e12), rng.uniform(0, 1e11),
+                       rng.uniform(0, 1e-2), rng.uniform(0, 1e-2))
+            buffer.run(*head[:4], head[4], *head[6:], *payload)
+            items.append(("run", head, payload))
+    buffer.flush()
+    expected = _rows_written_one_by_one(items, statics)
+    reference = SegmentTable() if sink == "table" else SegmentTotals(3)
+    for values in expected:
+        reference.append(*values)
+    if sink == "table":
+        assert len(table) == len(expected)
+        for name in SEGMENT_COLUMNS:  # to the bit
+            assert np.array_equal(table.column(name), reference.column(name)), name
+    else:
+        assert vars(table).keys() == vars(reference).keys()
+        for key, value in vars(table).items():
+            assert np.array_equal(value, vars(reference)[key]), key

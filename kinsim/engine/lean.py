@@ -13,7 +13,7 @@ general engine does:
 * **The clock.** A decode step is priced alone by the direct pricing's own operations on Python floats
   (:meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the same bits as its arrays) and rounded
   to a whole tick as the general engine rounds it; a mixed step is the column of
-  :meth:`~kinsim.engine.pricer.StepPricer.dense_step`, its parts added in the same order. Within one split of
+  :meth:`~kinsim.engine.pricer.StepPricer.dense_column`, its parts added in the same order. Within one split of
   the KV and one side of the compute/memory ridge a step's time is affine in its index, so a segment's ticks are
   read off the line through its first and last steps' exact values, and the exact operations decide any step
   near a half tick (:meth:`_Replica._start_run`). Every step ends on the general engine's tick.
@@ -55,8 +55,9 @@ import numpy as np
 
 from kinsim.engine.attribution import step_coefficients
 from kinsim.engine.clock import TICKS_PER_S, to_seconds
-from kinsim.engine.pricer import _ATTENTION_S, add_attention
-from kinsim.engine.replica import _BUSY_ROWS, _BYTES_ROWS, _CLASS_ROWS, _FLOPS_ROWS, MAX_SEGMENT_STEPS
+from kinsim.engine.pricer import _ATTENTION_S
+from kinsim.engine.replica import MAX_SEGMENT_STEPS
+from kinsim.engine.row_buffer import RowBuffer
 from kinsim.engine.scheduler import _key
 from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, WAITING, GroupState, Sequence
 from kinsim.ops.attention import PrefillChunk
@@ -443,7 +444,7 @@ class _Replica:
                                      - lead.prefill_done) for lead, take in chunks)
         n = len(self.members)
         if n:
-            column = self.pricer.dense_step(n, self.kv0_sum + n * self.s, prefill)[:, 0].tolist()
+            column = self.pricer.dense_column(n, self.kv0_sum + n * self.s, prefill)
         else:
             column = self.pricer.step(StepBatch(prefill=prefill)).matrix[:, 0].tolist()
         work = max(float(round(column[0] * TICKS_PER_S)), 1.0)
@@ -458,7 +459,7 @@ class _Replica:
         stays within one split and one side of the ridge (the exact operations deciding any step near a half
         tick); a long run's line as arrays."""
         n = len(self.members)
-        direct, base0 = self._batch_terms(n)
+        direct, base0, _ = self._batch_terms(n)
         s, block = self.s, self.block
         limit = min(self._next_finish() - s, MAX_SEGMENT_STEPS)
         free = self.total_blocks - self.used_blocks
@@ -554,11 +555,9 @@ class _Replica:
                         if take == lead.prefill_target - lead.prefill_cached - lead.prefill_done)
         totals = column
         work = end - start
-        class_flops, class_bytes = totals[_FLOPS_ROWS], totals[_BYTES_ROWS]
         start_s, end_s = to_seconds(start), to_seconds(end)
-        run.record(self.index, start_s, end_s, 1, n, sum(take for _, take in chunks), n + completed, used + need,
-                   to_seconds(float(used + need) * work), totals[_CLASS_ROWS], class_flops, class_bytes,
-                   sum(class_flops), sum(class_bytes), *totals[_BUSY_ROWS])
+        run.rows.step(self.index, start_s, end_s, n, sum(take for _, take in chunks), n + completed, used + need,
+                      to_seconds(float(used + need) * work), totals)
         clock_s = work / TICKS_PER_S
         if run.attribute and clock_s > 0.0:
             gpu_s = self.gpus * (end_s - start_s) / clock_s
@@ -608,24 +607,24 @@ class _Replica:
                     weight += w
                     constant += k * w
                     other += step_s - u
-        totals = self._run_totals(n, attention, steps, first)
-        class_flops, class_bytes = totals[_FLOPS_ROWS], totals[_BYTES_ROWS]
         start_s, end_s = to_seconds(start), to_seconds(previous)
-        run.record(self.index, start_s, end_s, steps, n, 0, n * steps, used + added, to_seconds(block_ticks),
-                   totals[_CLASS_ROWS], class_flops, class_bytes, sum(class_flops), sum(class_bytes),
-                   *totals[_BUSY_ROWS])
+        direct, _, static = self._batch_terms(n)
+        run.rows.run(self.index, start_s, end_s, steps, n, n * steps, used + added, to_seconds(block_ticks), static,
+                     direct.layers, *self._attention_sums(direct, attention, steps, first))
         if attribute and clock_s > 0.0:
             self._credit(n, weight, constant + other / n, self.gpus * (end_s - start_s) / clock_s)
         return added
 
     def _batch_terms(self, n: int) -> tuple:
-        """(direct pricing, static seconds of a decode step) of a batch of ``n`` sequences, kept per ``n``."""
+        """(direct pricing, static seconds of a decode step, the static column's number in the row buffer) of a
+        batch of ``n`` sequences, kept per ``n``."""
         terms = self.batch_terms.get(n)
         if terms is None:
             direct = self.pricer.direct_of(n)
             if direct is None:
                 raise Unsupported("a batch without the direct decode pricing")
-            terms = self.batch_terms[n] = (direct, self._static(n)[0])
+            static = self._static(n)
+            terms = self.batch_terms[n] = (direct, static[0], self.run.rows.static(static))
         return terms
 
     def _static(self, n: int) -> list[float]:
@@ -643,32 +642,28 @@ class _Replica:
             self.weight += weight
             self.constant += self.s * weight + constant
 
-    def _run_totals(self, n: int, attention, steps: int, first: float) -> list[float]:
-        """Each row of :data:`~kinsim.engine.pricer.ROWS` summed over a decode run's first ``steps`` steps
-        (``attention``: each planned step's attention seconds, or the first's and their growth a step;
-        ``first``: tokens the first step attends): the static column ``steps`` times and the attention rows."""
-        direct = self._batch_terms(n)[0]
-        base = self._static(n)
+    def _attention_sums(self, direct, attention, steps: int, first: float) -> tuple[float, ...]:
+        """The decode attention of a run's first ``steps`` steps (``attention``: each planned step's seconds, or
+        the first's and their growth a step; ``first``: tokens the first step attends), summed over the steps:
+        seconds of all layers, and FLOPs, HBM bytes, compute and memory seconds of one layer (the terms of
+        :func:`~kinsim.engine.pricer.add_attention`)."""
         if type(attention) is tuple:  # one split of the KV: every term affine in the tokens attended, whose sum
-            attended = steps * first + n * (steps * (steps - 1) // 2)  # over the steps is a whole number
+            attended = steps * first + direct.n * (steps * (steps - 1) // 2)  # over the steps is a whole number
             flops = direct.flops_per_key * attended
             nbytes = direct.kv_bytes_per_token * attended + steps * (direct.query_bytes + direct.written_bytes)
             compute = flops / direct.peak_rate
             memory = nbytes / direct.memory_rate + nbytes / attention[2]
-            attention_s = steps * attention[0] + attention[1] * (steps * (steps - 1) // 2)
-        else:  # step by step
-            flops = nbytes = compute = memory = 0.0
-            for k in range(steps):
-                attended = first + n * k
-                _, f, b, c, m = direct.step_terms(attended, attended)
-                flops += f
-                nbytes += b
-                compute += c
-                memory += m
-            attention_s = math.fsum(attention[:steps])
-        totals = [value * steps for value in base]
-        add_attention(totals, direct.layers, attention_s, flops, nbytes, compute, memory)
-        return totals
+            return (steps * attention[0] + attention[1] * (steps * (steps - 1) // 2), flops, nbytes, compute,
+                    memory)
+        flops = nbytes = compute = memory = 0.0  # step by step
+        for k in range(steps):
+            attended = first + direct.n * k
+            _, f, b, c, m = direct.step_terms(attended, attended)
+            flops += f
+            nbytes += b
+            compute += c
+            memory += m
+        return math.fsum(attention[:steps]), flops, nbytes, compute, memory
 
     def _apply(self, chunks, steps: int, added: int, now_s: float) -> None:
         """Account for the steps (:meth:`Scheduler.apply`; ``added``: the blocks the decodes took): decodes
@@ -786,7 +781,7 @@ class LeanRun:
         self.heap: list[tuple] = []
         self.counter = 0
         self.events = 0
-        self.record = sim.records.segments.append
+        self.rows = RowBuffer(sim.records.segments)
         #: The pricer's prefill columns as lists, per set of chunks (one pricer serves every replica).
         self.attribute = sim.records_mode != "none"
         self.replicas = [_Replica(self, r, len(gpus)) for r, gpus in enumerate(sim.records.replica_gpus)]
@@ -946,5 +941,6 @@ class LeanRun:
             if progress is not None and self.events - last_report >= 2000:
                 last_report = self.events
                 progress(Progress(to_seconds(now), sim._ended, total))
+        self.rows.flush()
         sim.lean_counters = [replica.counters() for replica in replicas]
         return sim.finish_records(self.events, to_seconds(self.now), sim.lean_counters)

@@ -178,6 +178,7 @@ class StepPricer:
         self._by_tokens = _CountTable(self._token_figures)
         self._by_rows = _CountTable(self._rows_figures)
         self._by_chunks: dict[tuple, np.ndarray] = {}
+        self._by_chunks_list: dict[tuple, list[float]] = {}  # the same columns as lists (dense_column)
         self.overhead = engine_overhead(deployment.engine, deployment.engine_version)
         self._direct: dict[int, _DirectDecodeAttention | None] = {}  # per batch size; None: not applicable
         self._decode_static: dict[int, np.ndarray] = {}  # per batch size: a decode step's ops but attention
@@ -213,12 +214,25 @@ class StepPricer:
                                               prefix_shared_read=self.deployment.prefix_shared_read)
         return StepFigures(self._direct_step(direct, attended, read, batch.prefill, n))
 
-    def dense_step(self, n: int, cached: int, prefill: tuple[PrefillChunk, ...] = ()) -> np.ndarray:
-        """The figures (a column) of :meth:`step` for ``n`` >= 1 decoding sequences that hold ``cached`` tokens
-        in all under dense attention without the shared-prompt read, where :meth:`direct_of` prices them (the
-        lean engine's mixed steps, :mod:`kinsim.engine.lean`): from the sums, the same bits."""
+    def dense_column(self, n: int, cached: int, prefill: tuple[PrefillChunk, ...] = ()) -> list[float]:
+        """The figures (a column, as a list in the order of :data:`ROWS`) of :meth:`step` for ``n`` >= 1 decoding
+        sequences that hold ``cached`` tokens in all under dense attention without the shared-prompt read, where
+        :meth:`direct_of` prices them (the lean engine's mixed steps, :mod:`kinsim.engine.lean`): from the
+        sums, the same bits. :meth:`_direct_step`'s additions on Python floats (attention, plus the prefill
+        attention op, plus the token and logit-row parts' sum), from lists the tables keep per value: about a
+        third of the time of the array form, which is most of a mixed step's cost there."""
+        direct = self._direct_of(n)
         first = float(cached + n)
-        return self._direct_step(self._direct_of(n), (first,), (first,), prefill, n)
+        time, flops, nbytes, compute, memory = direct.step_terms(first, first)
+        column = [0.0] * len(ROWS)
+        add_attention(column, direct.layers, time, flops, nbytes, compute, memory)
+        tokens, rows = n, n
+        if prefill:
+            column = [a + b for a, b in zip(column, self._prefill_list(prefill))]
+            for chunk in prefill:
+                tokens += chunk.tokens
+                rows += chunk.completes_prompt
+        return [a + (t + r) for a, t, r in zip(column, self._by_tokens.values(tokens), self._by_rows.values(rows))]
 
     def _direct_step(self, direct: _DirectDecodeAttention, attended, read, prefill: tuple[PrefillChunk, ...],
                      n: int) -> np.ndarray:
@@ -250,6 +264,16 @@ class StepPricer:
         if direct is False:
             direct = self._direct[n] = _DirectDecodeAttention.of(self, n)
         return direct
+
+    def _prefill_list(self, chunks: tuple[PrefillChunk, ...]) -> list[float]:
+        """:meth:`_prefill_part` as a list, kept per set of chunks."""
+        key = tuple((c.tokens, c.cached) for c in chunks)
+        values = self._by_chunks_list.get(key)
+        if values is None:
+            if len(self._by_chunks_list) >= self.CACHE_LIMIT:
+                self._by_chunks_list.clear()
+            values = self._by_chunks_list[key] = self._prefill_part(chunks)[:, 0].tolist()
+        return values
 
     def _prefill_part(self, chunks: tuple[PrefillChunk, ...]) -> np.ndarray:
         """Figures (a column) of the prefill attention op of ``chunks``, priced once per set of chunks."""
@@ -392,10 +416,14 @@ class _CountTable:
     BLOCK = 256
     #: Most blocks kept before the table is cleared (bounds its memory: 256 blocks are 16 MB).
     LIMIT = 256
+    #: Most counts kept as lists (:meth:`values`) before those are cleared (8,192 lists of 24 floats: about
+    #: 8 MB).
+    LIST_LIMIT = 8192
 
     def __init__(self, price) -> None:
         self._price = price
         self._blocks: dict[int, np.ndarray] = {}
+        self._lists: dict[int, list[float]] = {}
 
     def column(self, count: int) -> np.ndarray:
         """The figures of ``count`` (a column, shape ``(len(ROWS), 1)``; a view: do not write to it)."""
@@ -406,6 +434,15 @@ class _CountTable:
                 self._blocks.clear()
             table = self._blocks[block] = self.block(block * self.BLOCK)
         return table[:, at:at + 1]
+
+    def values(self, count: int) -> list[float]:
+        """:meth:`column` of ``count`` as a list (Python floats), kept per count, at most :attr:`LIST_LIMIT`."""
+        values = self._lists.get(count)
+        if values is None:
+            if len(self._lists) >= self.LIST_LIMIT:
+                self._lists.clear()
+            values = self._lists[count] = self.column(count)[:, 0].tolist()
+        return values
 
     def block(self, first: int) -> np.ndarray:
         """The figures of the counts ``first .. first + BLOCK - 1``."""

@@ -118,6 +118,18 @@ class SegmentTable:
         if len(buffer) >= self.BLOCK_ROWS:
             self._flush()
 
+    def append_columns(self, columns: dict[str, np.ndarray]) -> None:
+        """Add rows given as columns (every name of :data:`SEGMENT_COLUMNS`, shaped as :meth:`column` gives
+        them) after those added so far: one block (the lean engine's rows, :mod:`kinsim.engine.row_buffer`)."""
+        self._flush()
+        rows = len(columns["replica"])
+        if not rows:
+            return
+        for name in SEGMENT_COLUMNS:
+            self._blocks[name].append(np.ascontiguousarray(columns[name], dtype=_ROW_DTYPE[name].base))
+        self._block_starts.append(self._flushed)
+        self._flushed += rows
+
     def __len__(self) -> int:
         return self._flushed + len(self._buffer)
 

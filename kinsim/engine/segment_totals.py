@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kinsim.engine.records import SEGMENT_COLUMNS
 from kinsim.ops.op import OP_CLASSES
 
 #: Bins of the plot series' fine grid.
@@ -80,6 +81,12 @@ class SegmentTotals:
         if end_s > self.last_end_s:
             self.last_end_s = end_s
         self._spread(start_s, end_s, tokens_out, kv_block_s)
+
+    def append_columns(self, columns: dict[str, np.ndarray]) -> None:
+        """Count rows given as columns (:meth:`kinsim.engine.records.SegmentTable.append_columns`), one by one
+        in their order."""
+        for row in zip(*(columns[name].tolist() for name in SEGMENT_COLUMNS)):
+            self.append(*row)
 
     def _spread(self, start_s: float, end_s: float, tokens: float, block_s: float) -> None:
         """Add a segment's tokens and block-seconds to the fine bins, evenly over its duration."""
