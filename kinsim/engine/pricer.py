@@ -223,15 +223,15 @@ class StepPricer:
         third of the time of the array form, which is most of a mixed step's cost there."""
         direct = self._direct_of(n)
         first = float(cached + n)
-        time, flops, nbytes, compute, memory = direct.step_terms(first, first)
-        column = [0.0] * len(ROWS)
-        add_attention(column, direct.layers, time, flops, nbytes, compute, memory)
         tokens, rows = n, n
-        if prefill:
-            column = [a + b for a, b in zip(column, self._prefill_list(prefill))]
+        if prefill:  # the prefill column plus the attention's rows (where they are 0, 0 + x is x; a + b is b + a)
+            column = list(self._prefill_list(prefill))
             for chunk in prefill:
                 tokens += chunk.tokens
                 rows += chunk.completes_prompt
+        else:
+            column = [0.0] * len(ROWS)
+        add_attention(column, direct.layers, *direct.step_terms(first, first))
         return [a + (t + r) for a, t, r in zip(column, self._by_tokens.values(tokens), self._by_rows.values(rows))]
 
     def _direct_step(self, direct: _DirectDecodeAttention, attended, read, prefill: tuple[PrefillChunk, ...],
