@@ -84,7 +84,8 @@ def test_the_lean_engines_mixed_step_column_equals_the_step_and_its_ops_to_the_b
     context = np.random.default_rng(4).integers(1, 1500, size=n).astype(float)
     batch = StepBatch(decode_context=context, prefill=chunks)
     for _ in range(2):  # the second time from the kept lists
-        column = pricer.dense_column(n, int(context.sum()), chunks)
+        column = pricer.dense_column(n, int(context.sum()), tuple((c.tokens, c.cached, c.completes_prompt)
+                                                                  for c in chunks))
         assert all(type(value) is float for value in column)
         assert np.array_equal(np.array(column), pricer._price(batch, 1).matrix[:, 0])
         assert np.array_equal(np.array(column), pricer.step(batch).matrix[:, 0])

@@ -68,8 +68,9 @@ from kinsim.workload.spec import ClosedLoopArrivals, DenseAttention
 #: Event kinds, and their priorities at one instant (SimPy's: a timer 1; the general engine's arrivals 2 and
 #: decisions 3, :mod:`kinsim.engine.simulation`).
 _END, _ARRIVAL, _DECIDE = 1, 2, 3
-#: What an arrival event brings (its replica field): the next instant's open arrivals, or a closed loop's release.
-_OPEN, _RELEASE = -1, -2
+#: The replica field of a closed loop's release (an arrival event of the heap; open arrivals are kept beside it,
+#: :attr:`LeanRun.arrival_at`).
+_RELEASE = -2
 #: Planned decode steps from which a segment's clock is computed as arrays rather than step by step.
 _ARRAY_STEPS = 32
 #: Step indices as floats (read-only), cut to a segment's length.
@@ -439,14 +440,15 @@ class _Replica:
     # ------------------------------------------------------------------------------ starting
     def _start_step(self, chunks: list, need: int, now: float) -> None:
         """One mixed step: the decodes and the prefill chunks, priced as the general engine prices them."""
-        prefill = tuple(PrefillChunk(tokens=take, cached=lead.prefill_cached + lead.prefill_done,
-                                     completes_prompt=take == lead.prefill_target - lead.prefill_cached
-                                     - lead.prefill_done) for lead, take in chunks)
+        prefill = tuple((take, lead.prefill_cached + lead.prefill_done,
+                         take == lead.prefill_target - lead.prefill_cached - lead.prefill_done)
+                        for lead, take in chunks)  # (tokens, cached, completes_prompt): PrefillChunk's fields
         n = len(self.members)
         if n:
             column = self.pricer.dense_column(n, self.kv0_sum + n * self.s, prefill)
         else:
-            column = self.pricer.step(StepBatch(prefill=prefill)).matrix[:, 0].tolist()
+            batch = StepBatch(prefill=tuple(PrefillChunk(*chunk) for chunk in prefill))
+            column = self.pricer.step(batch).matrix[:, 0].tolist()
         work = max(float(round(column[0] * TICKS_PER_S)), 1.0)
         self.flight = [chunks, need, now, [now + work], 1, column, n]
         self.generation += 1
@@ -798,13 +800,18 @@ class LeanRun:
         self.released = self.round_left = 0
         self.releases: dict[int, tuple[list[int], float]] = {}
         self.now = 0.0
+        #: The tick of the next instant of open arrivals (math.inf when none is left, or under a closed loop):
+        #: kept beside the heap, not in it, since their times are known from the start.
+        self.arrival_at = math.inf
 
     def push(self, tick: float, priority: int, replica: int, generation: int) -> None:
         self.counter += 1
         heapq.heappush(self.heap, (tick, priority, self.counter, replica, generation))
 
     def peek(self) -> float:
-        return self.heap[0][0] if self.heap else math.inf
+        """The tick of the next event (an open arrival's included)."""
+        heap = self.heap
+        return min(heap[0][0], self.arrival_at) if heap else self.arrival_at
 
     def on_finish(self, seq: Sequence) -> None:
         """``seq`` has ended (:meth:`Simulation._on_end` for groups of one): its record, the router's load, and
@@ -904,30 +911,29 @@ class LeanRun:
             ticks = np.round(arrival[order] * TICKS_PER_S)
             bounds = np.append(np.flatnonzero(np.diff(ticks)) + 1, len(order)) if len(order) else np.zeros(0, int)
             if len(bounds):
-                self.push(max(float(ticks[0]) + frontend, 0.0), _ARRIVAL, _OPEN, 0)
+                self.arrival_at = max(float(ticks[0]) + frontend, 0.0)
         first = 0  # the next group of open arrivals: order[first:bounds[group]]
         group = 0
         heap = self.heap
-        while heap:
-            tick, priority, _, index, generation = heapq.heappop(heap)
+        while True:
+            # the next event: the heap's, or the next open arrival where it comes first (at one instant an
+            # arrival follows the ends and precedes the decisions, by the priorities above)
+            if heap:
+                top = heap[0]
+                arriving = self.arrival_at < top[0] or (self.arrival_at == top[0] and top[1] == _DECIDE)
+            elif self.arrival_at < math.inf:
+                arriving = True
+            else:
+                break
+            if arriving:
+                tick, priority = self.arrival_at, _ARRIVAL
+            else:
+                tick, priority, _, index, generation = heapq.heappop(heap)
             if tick > max_ticks:
                 raise sim.past_clock()
             self.now = now = tick
             self.events += 1
-            if priority == _END:
-                if index >= 0:  # (a replica's timer; -1: the arrival process ending, as SimPy schedules it)
-                    replica = replicas[index]
-                    if generation == replica.generation:
-                        replica.on_end(now)
-            elif priority == _DECIDE:
-                replicas[index].on_decide(now)
-            elif index == _RELEASE:  # a closed loop's clients send (Simulation._route_groups, groups of one)
-                groups, sent = self.releases.pop(generation)
-                members, starts = sim._by_group, sim._group_start
-                for g in groups:
-                    for i in members[starts[g]:starts[g + 1]].tolist():
-                        self.route(i, sent)
-            else:
+            if arriving:
                 end = int(bounds[group])
                 arrived = to_seconds(float(ticks[first]))
                 for i in order[first:end].tolist():
@@ -935,9 +941,23 @@ class LeanRun:
                 first = end
                 group += 1
                 if group < len(bounds):
-                    self.push(max(float(ticks[first]) + frontend - now, 0.0) + now, _ARRIVAL, _OPEN, 0)
+                    self.arrival_at = max(float(ticks[first]) + frontend - now, 0.0) + now
                 else:  # SimPy schedules the arrival process's own end now: it is an event at this instant
+                    self.arrival_at = math.inf
                     self.push(now, _END, -1, 0)
+            elif priority == _END:
+                if index >= 0:  # (a replica's timer; -1: the arrival process ending, as SimPy schedules it)
+                    replica = replicas[index]
+                    if generation == replica.generation:
+                        replica.on_end(now)
+            elif priority == _DECIDE:
+                replicas[index].on_decide(now)
+            else:  # a closed loop's clients send (Simulation._route_groups, groups of one)
+                groups, sent = self.releases.pop(generation)
+                members, starts = sim._by_group, sim._group_start
+                for g in groups:
+                    for i in members[starts[g]:starts[g + 1]].tolist():
+                        self.route(i, sent)
             if progress is not None and self.events - last_report >= 2000:
                 last_report = self.events
                 progress(Progress(to_seconds(now), sim._ended, total))

@@ -214,21 +214,23 @@ class StepPricer:
                                               prefix_shared_read=self.deployment.prefix_shared_read)
         return StepFigures(self._direct_step(direct, attended, read, batch.prefill, n))
 
-    def dense_column(self, n: int, cached: int, prefill: tuple[PrefillChunk, ...] = ()) -> list[float]:
+    def dense_column(self, n: int, cached: int, chunks: tuple[tuple[int, int, bool], ...] = ()) -> list[float]:
         """The figures (a column, as a list in the order of :data:`ROWS`) of :meth:`step` for ``n`` >= 1 decoding
         sequences that hold ``cached`` tokens in all under dense attention without the shared-prompt read, where
-        :meth:`direct_of` prices them (the lean engine's mixed steps, :mod:`kinsim.engine.lean`): from the
-        sums, the same bits. :meth:`_direct_step`'s additions on Python floats (attention, plus the prefill
-        attention op, plus the token and logit-row parts' sum), from lists the tables keep per value: about a
-        third of the time of the array form, which is most of a mixed step's cost there."""
+        :meth:`direct_of` prices them, and the prefill ``chunks``, each ``(tokens, cached, completes_prompt)``
+        as :class:`~kinsim.ops.attention.PrefillChunk` holds them (the lean engine's mixed steps,
+        :mod:`kinsim.engine.lean`): from the sums, the same bits. :meth:`_direct_step`'s additions on Python
+        floats (attention, plus the prefill attention op, plus the token and logit-row parts' sum), from lists
+        the tables keep per value: about a third of the time of the array form, which was most of a mixed
+        step's cost there."""
         direct = self._direct_of(n)
         first = float(cached + n)
         tokens, rows = n, n
-        if prefill:  # the prefill column plus the attention's rows (where they are 0, 0 + x is x; a + b is b + a)
-            column = list(self._prefill_list(prefill))
-            for chunk in prefill:
-                tokens += chunk.tokens
-                rows += chunk.completes_prompt
+        if chunks:  # the prefill column plus the attention's rows (where they are 0, 0 + x is x; a + b is b + a)
+            column = list(self._prefill_list(chunks))
+            for chunk_tokens, _, completes in chunks:
+                tokens += chunk_tokens
+                rows += completes
         else:
             column = [0.0] * len(ROWS)
         add_attention(column, direct.layers, *direct.step_terms(first, first))
@@ -265,14 +267,17 @@ class StepPricer:
             direct = self._direct[n] = _DirectDecodeAttention.of(self, n)
         return direct
 
-    def _prefill_list(self, chunks: tuple[PrefillChunk, ...]) -> list[float]:
-        """:meth:`_prefill_part` as a list, kept per set of chunks."""
-        key = tuple((c.tokens, c.cached) for c in chunks)
+    def _prefill_list(self, chunks: tuple[tuple[int, int, bool], ...]) -> list[float]:
+        """:meth:`_prefill_part` of ``chunks`` (``(tokens, cached, completes_prompt)`` each) as a list, kept per
+        set of chunks."""
+        # (tokens, cached) of the one chunk, or of each: the op depends on nothing else
+        key = chunks[0][:2] if len(chunks) == 1 else tuple(chunk[:2] for chunk in chunks)
         values = self._by_chunks_list.get(key)
         if values is None:
             if len(self._by_chunks_list) >= self.CACHE_LIMIT:
                 self._by_chunks_list.clear()
-            values = self._by_chunks_list[key] = self._prefill_part(chunks)[:, 0].tolist()
+            prefill = tuple(PrefillChunk(tokens, cached, completes) for tokens, cached, completes in chunks)
+            values = self._by_chunks_list[key] = self._prefill_part(prefill)[:, 0].tolist()
         return values
 
     def _prefill_part(self, chunks: tuple[PrefillChunk, ...]) -> np.ndarray:
