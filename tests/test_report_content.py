@@ -135,3 +135,31 @@ def test_keys_a_run_file_holds_beyond_those_kinsim_reads_are_passed_over(two_run
     assert main(["compare", str(first), str(edited)]) == 0
     table = capsys.readouterr().out
     assert "added_by_hand" not in table
+
+
+def test_the_timeline_spreads_each_segment_over_the_bins_it_overlaps():
+    # kinsim.metrics.timeline puts a segment that lies within one bin wholly in that bin and spreads only those
+    # that cross a bin edge; the definition: each segment's tokens and block-seconds in proportion to its
+    # overlap with each bin (an empty segment contributes nothing), computed here densely for every segment
+    import numpy as np
+
+    from kinsim.metrics import timeline
+
+    rng = np.random.default_rng(7)
+    n, bins, replicas, replica_bytes = 5000, 50, 4, 2e9
+    start = np.sort(rng.uniform(0, 100, n))
+    duration = rng.exponential(0.05, n)
+    duration[::37] = rng.uniform(0, 20, len(duration[::37]))  # some span several bins
+    duration[::101] = 0.0
+    end = start + duration
+    end[-1] = 130.0  # the last segment ends the run, on the last edge
+    tokens, block_s = rng.integers(1, 400, n).astype(float), rng.uniform(0, 1e3, n)
+    out = timeline(start, end, tokens, block_s, 130.0, replicas, replica_bytes, bins=bins)
+    edges = np.linspace(0.0, 130.0, bins + 1)
+    overlap = np.clip(np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1]), 0, None)
+    overlap /= np.maximum(end - start, 1e-30)[:, None]
+    width = 130.0 / bins
+    assert np.allclose(out["output_tokens_per_s"], tokens @ overlap / width, rtol=1e-12, atol=0)
+    assert np.allclose(out["kv_bytes"], block_s @ overlap / width / replicas * replica_bytes, rtol=1e-12, atol=0)
+    # nothing is lost: every non-empty segment's tokens are in some bin
+    assert np.isclose(sum(out["output_tokens_per_s"]) * width, tokens[end > start].sum(), rtol=1e-12)
