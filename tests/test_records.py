@@ -190,6 +190,30 @@ def test_request_reasons_are_numbered_by_their_first_request_and_rows_move_betwe
     assert second.reasons == ["own", "later"]
 
 
+def test_finished_requests_written_at_once_are_what_write_writes_one_by_one():
+    # the lean engine keeps its finished requests and writes a block at once (RequestRecords.write_finished)
+    from kinsim.engine.request_records import RequestRecords
+    from kinsim.engine.sequence import FINISHED, GroupState, Sequence
+    from kinsim.workload.request import Request, RequestTable
+
+    table = RequestTable(arrival_s=np.arange(5) * 0.5, prompt_tokens=np.full(5, 10), output_tokens=np.full(5, 5),
+                         group=np.arange(5))
+    sequences = []
+    for i in (3, 0, 4):  # in the order they end, not the table's
+        seq = Sequence(Request(f"p{i}", f"p{i}", i * 0.5, 10, 5), i, GroupState(i, 10, 0), i * 0.5, state=FINISHED,
+                       generated=5, preemptions=i % 2, admitted_s=i + 0.1, first_token_s=i + 0.2, finish_s=i + 1.5,
+                       gpu_s=i / 7, replica=i % 3)
+        sequences.append(seq)
+    one_by_one, at_once = RequestRecords(table), RequestRecords(table)
+    for seq in sequences:
+        one_by_one.write(seq)
+    at_once.write_finished([(s.order, s.arrival_s, s.admitted_s, s.first_token_s, s.finish_s, s.generated,
+                             s.preemptions, s.gpu_s, s.replica) for s in sequences])
+    for name in RequestRecords.COLUMNS + ("reason",):
+        assert np.array_equal(getattr(at_once, name), getattr(one_by_one, name), equal_nan=True), name
+    assert at_once.finished().tolist() == [True, False, False, True, True]
+
+
 def _rows_written_one_by_one(items, statics):
     """The rows RowBuffer's items stand for, computed one by one on Python floats as a row is written alone:
     ``static x steps`` then add_attention's additions, the class sums by Python's ``sum``."""

@@ -57,6 +57,7 @@ from kinsim.engine.attribution import step_coefficients
 from kinsim.engine.clock import TICKS_PER_S, to_seconds
 from kinsim.engine.pricer import _ATTENTION_S
 from kinsim.engine.replica import MAX_SEGMENT_STEPS
+from kinsim.engine.request_records import RequestRecords
 from kinsim.engine.row_buffer import RowBuffer
 from kinsim.engine.scheduler import _key
 from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, WAITING, GroupState, Sequence
@@ -79,6 +80,8 @@ _STEP_INDEX.flags.writeable = False
 #: Steps after which the lazily owed GPU time of the decode batch is settled (as
 #: :data:`kinsim.engine.decode_batch.REBASE_STEPS`).
 _REBASE_STEPS = 4096
+#: Finished requests kept before they are written to the request table at once.
+_ENDED_ROWS = 8192
 
 
 class Unsupported(Exception):
@@ -784,6 +787,9 @@ class LeanRun:
         self.counter = 0
         self.events = 0
         self.rows = RowBuffer(sim.records.segments)
+        #: Finished requests not yet written to the request table (``RequestRecords.write_finished``, a block at
+        #: a time), or None where the records are running totals (``--records summary``: written one by one).
+        self.ended: list[tuple] | None = [] if isinstance(sim.records.sequences, RequestRecords) else None
         #: The pricer's prefill columns as lists, per set of chunks (one pricer serves every replica).
         self.attribute = sim.records_mode != "none"
         self.replicas = [_Replica(self, r, len(gpus)) for r, gpus in enumerate(sim.records.replica_gpus)]
@@ -820,7 +826,15 @@ class LeanRun:
         sim._ended += 1
         self.router.changed(seq.replica)
         del sim._live[seq.order]
-        sim.records.sequences.write(seq)
+        ended = self.ended
+        if ended is None:
+            sim.records.sequences.write(seq)
+        else:
+            ended.append((seq.order, seq.arrival_s, seq.admitted_s, seq.first_token_s, seq.finish_s, seq.generated,
+                          seq.preemptions, seq.gpu_s, seq.replica))
+            if len(ended) >= _ENDED_ROWS:
+                sim.records.sequences.write_finished(ended)
+                self.ended = []
         group = int(self.group_of[seq.order])
         self.group_left[group] -= 1
         if self.group_left[group]:
@@ -962,5 +976,8 @@ class LeanRun:
                 last_report = self.events
                 progress(Progress(to_seconds(now), sim._ended, total))
         self.rows.flush()
+        if self.ended:
+            sim.records.sequences.write_finished(self.ended)
+            self.ended = []
         sim.lean_counters = [replica.counters() for replica in replicas]
         return sim.finish_records(self.events, to_seconds(self.now), sim.lean_counters)

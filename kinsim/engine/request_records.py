@@ -91,6 +91,23 @@ class RequestRecords:
         if seq.reason is not None:
             self.set_reason(i, seq.reason)
 
+    def write_finished(self, rows: list[tuple]) -> None:
+        """Record finished sequences at once, each row ``(order, arrival_s, admitted_s, first_token_s, finish_s,
+        generated, preemptions, gpu_s, replica)`` as :meth:`write` would (the lean engine's buffer of ends)."""
+        if not rows:
+            return
+        order, arrival, admitted, first, finish, generated, preemptions, gpu_s, replica = (
+            np.array(column) for column in zip(*rows))
+        self.arrival_s[order] = arrival
+        self.admitted_s[order] = admitted.astype(float)  # (None would be NaN, as write writes it)
+        self.first_token_s[order] = first.astype(float)
+        self.finish_s[order] = finish
+        self.generated[order] = generated
+        self.preemptions[order] = preemptions
+        self.gpu_s[order] = gpu_s
+        self.replica[order] = replica
+        self.state[order] = STATE_CODE[FINISHED]
+
     def set_reason(self, i: int, reason: str) -> None:
         code = self._reason_code.get(reason)
         if code is None:
