@@ -213,3 +213,27 @@ def test_the_lean_engine_equals_the_general_engine_on_random_best_of_n_runs(repl
     except lean.Unsupported:  # a prompt beyond a whole-prompt budget or a sample beyond the cache
         return
     assert_same(records, general._run_events())
+
+
+def test_long_runs_summed_as_arrays_as_on_the_general_engine(monkeypatch):
+    # Best-of-8 with long answers on one replica whose cache runs out: decode runs of hundreds of steps, whose
+    # end is summed as arrays (_Replica._run_sums) and whose plan finds where the blocks run out as arrays, and
+    # preemptions (the newest resident found by max over the residents)
+    calls = {"sums": 0, "preempt": 0}
+    sums, preempt = lean._Replica._run_sums, lean._Replica._preempt
+
+    def counting_sums(self, *args):
+        calls["sums"] += 1
+        return sums(self, *args)
+
+    def counting_preempt(self):
+        calls["preempt"] += 1
+        return preempt(self)
+
+    monkeypatch.setattr(lean._Replica, "_run_sums", counting_sums)
+    monkeypatch.setattr(lean._Replica, "_preempt", counting_preempt)
+    a, b = both(best_of_n(problems=2, samples=8, replicas=1, output_median=1500,
+                          deployment={"kv_cache_memory": "1 GB"}))
+    assert_same(a, b)
+    assert calls["sums"] >= 5 and calls["preempt"] >= 1
+    assert (a.segments.column("steps") >= lean._ARRAY_END_STEPS).sum() == calls["sums"]

@@ -50,6 +50,7 @@ import bisect
 import gc
 import heapq
 import math
+from operator import attrgetter
 
 import numpy as np
 
@@ -77,9 +78,16 @@ _ARRAY_STEPS = 32
 #: Step indices as floats (read-only), cut to a segment's length.
 _STEP_INDEX = np.arange(MAX_SEGMENT_STEPS, dtype=float)
 _STEP_INDEX.flags.writeable = False
+#: The same as whole numbers.
+_STEP_COUNT = np.arange(MAX_SEGMENT_STEPS)
+_STEP_COUNT.flags.writeable = False
+#: Executed decode steps from which a run's end (its blocks, block-ticks and GPU-time shares) is summed as arrays.
+_ARRAY_END_STEPS = 128
 #: Steps after which the lazily owed GPU time of the decode batch is settled (as
 #: :data:`kinsim.engine.decode_batch.REBASE_STEPS`).
 _REBASE_STEPS = 4096
+#: A sequence's first-come-first-served key, :attr:`Sequence.key` (arrival, then order) without the property.
+_FCFS_KEY = attrgetter("arrival_s", "order")
 #: Finished requests kept before they are written to the request table at once.
 _ENDED_ROWS = 8192
 
@@ -182,8 +190,8 @@ class _Replica:
         self.idle = True
         self.generation = 0
         # the step or segment in flight: [prefill chunks (None for decode steps), the decodes' new blocks, start
-        # tick, each planned step's end tick, steps to run, the step's figures (a column) or the decode
-        # steps' attention seconds, the decoding sequences]
+        # tick, each planned step's end tick (a list; an array for a long plan), steps to run, the step's figures
+        # (a column) or the decode steps' attention seconds, the decoding sequences]
         self.flight = None
 
     # ------------------------------------------------------------------------------ queue
@@ -240,12 +248,12 @@ class _Replica:
         steps = flight[4]
         if steps == 1:
             return
-        ends = flight[3]
+        ends = flight[3]  # (a list, or an array for a long plan)
         j = bisect.bisect_left(ends, now, 0, steps) + self.ahead  # a step ahead: at the boundary after it
         if j + 1 < steps:
             flight[4] = j + 1
             self.generation += 1
-            self.run.push(ends[j], _END, self.index, self.generation)
+            self.run.push(float(ends[j]), _END, self.index, self.generation)
 
     # ------------------------------------------------------------------------------ planning
     def on_decide(self, now: float) -> None:
@@ -294,14 +302,9 @@ class _Replica:
         """Preempt the newest resident sequence by recompute (:meth:`Scheduler._preempt`): it (with the
         followers of a prefill it leads) frees its blocks and waits again, to prefill its prompt and what it
         generated so far."""
-        newest = None
-        for lead in self.leads:
-            for seq in (lead, *lead.followers):
-                if newest is None or seq.key > newest.key:
-                    newest = seq
-        for entry in self.members.values():
-            if newest is None or entry[0].key > newest.key:
-                newest = entry[0]
+        residents = [seq for lead in self.leads for seq in (lead, *lead.followers)]
+        residents += [entry[0] for entry in self.members.values()]
+        newest = max(residents, key=_FCFS_KEY)  # (keys are unique: their order breaks ties)
         passengers = [newest]
         if newest.state == DECODE:
             self._leave(newest.order)
@@ -470,11 +473,17 @@ class _Replica:
         free = self.total_blocks - self.used_blocks
         if need + n * (limit // block + 1) > free:  # the blocks may run out first (Scheduler._blocks_added)
             residues, added = self.residues, need
-            for k in range(1, limit):
-                added += residues[-(s + k) % block]
-                if added > free:
-                    limit = k
-                    break
+            if limit >= _ARRAY_END_STEPS:  # as arrays: the blocks taken by step k, the first step past the free
+                took = need + np.cumsum(np.asarray(residues)[(-(s + _STEP_COUNT[1:limit])) % block])
+                over = np.flatnonzero(took > free)
+                if len(over):
+                    limit = int(over[0]) + 1
+            else:
+                for k in range(1, limit):
+                    added += residues[-(s + k) % block]
+                    if added > free:
+                        limit = k
+                        break
         head = self.head() if pending and limit > 1 else None
         if head is not None:
             # this plan skipped admission (it preempted, or a request the step ahead had not seen): one step if
@@ -510,8 +519,10 @@ class _Replica:
                 ticks = np.rint(x)
                 for k in np.flatnonzero(np.abs(x - ticks) > near).tolist():  # the exact operations decide
                     ticks[k] = round((base0 + _exact(direct, first, n, k)[0]) * TICKS_PER_S)
-                ends = (np.cumsum(np.maximum(ticks, 1.0)) + now).tolist()
-                at = ends[-1]
+                ends = np.cumsum(np.maximum(ticks, 1.0)) + now
+                at = float(ends[-1])
+                if limit < _ARRAY_END_STEPS:  # a list, as short plans (a long one stays an array: _end_run sums it)
+                    ends = ends.tolist()
             else:
                 for k in range(limit):
                     x = x0 + slope * k
@@ -539,7 +550,7 @@ class _Replica:
         flight = self.flight
         self.flight = None
         chunks, need, start, ends, steps, figures, n = flight
-        self.planned_at = start if steps == 1 else ends[steps - 2]  # the last step's start
+        self.planned_at = start if steps == 1 else float(ends[steps - 2])  # the last step's start
         if chunks is not None:
             added = self._end_step(chunks, need, start, ends[0], figures, n)
         else:
@@ -594,7 +605,15 @@ class _Replica:
         line = type(attention) is tuple  # (first step's attention seconds, their growth a step), or each step's
         if line:
             seconds0, growth, _ = attention
-        for k in range(steps):
+        if steps >= _ARRAY_END_STEPS:  # a long run: the same sums as arrays
+            previous, added, block_ticks, clock_s, weight, constant, other = self._run_sums(
+                start, ends, steps, need, first, attention, base0, n)
+            steps_left = 0
+        else:
+            steps_left = steps
+            if type(ends) is not list:  # a long plan cut early
+                ends = ends[:steps].tolist()
+        for k in range(steps_left):
             end = ends[k]
             ticks = end - previous
             previous = end
@@ -646,6 +665,33 @@ class _Replica:
             weight, constant = weight * scale, constant * scale
             self.weight += weight
             self.constant += self.s * weight + constant
+
+    def _run_sums(self, start: float, ends: list[float], steps: int, need: int, first: float, attention, base0: float,
+                  n: int) -> tuple:
+        """:meth:`_end_run`'s pass over a run's steps as arrays (a long run): (the last step's end tick, the
+        blocks the decodes took, block-ticks, clock seconds, and the GPU-time share's weight, constant and
+        other sums). The same terms; the sums add in another order (about 1e-16 of them apart)."""
+        used, block, s = self.used_blocks, self.block, self.s
+        ends_array = np.asarray(ends[:steps], dtype=float)
+        ticks = np.diff(ends_array, prepend=start)
+        k = _STEP_INDEX[:steps]
+        added = np.full(steps, float(need))
+        if steps > 1:  # the blocks the decodes add at step k: the members at a multiple of the block then
+            took = np.asarray(self.residues, dtype=float)[(-(s + _STEP_COUNT[1:steps])) % block]
+            added[1:] += np.cumsum(took)
+        block_ticks = float(np.dot(used + added, ticks))  # whole numbers: exact in any order
+        clock_s = weight = constant = other = 0.0
+        if self.run.attribute:
+            step_s = ticks / TICKS_PER_S
+            clock_s = float(step_s.sum())
+            seconds = attention[0] + attention[1] * k if type(attention) is tuple else np.array(attention[:steps])
+            time = base0 + seconds
+            positive = time > 0.0
+            u = seconds * np.divide(step_s, time, out=np.zeros(steps), where=positive)
+            w = u / (first + n * k)
+            weight, constant = float(w.sum()), float(np.dot(k, w))
+            other = float((step_s - u)[positive].sum())
+        return float(ends_array[-1]), int(added[-1]), block_ticks, clock_s, weight, constant, other
 
     def _attention_sums(self, direct, attention, steps: int, first: float) -> tuple[float, ...]:
         """The decode attention of a run's first ``steps`` steps (``attention``: each planned step's seconds, or

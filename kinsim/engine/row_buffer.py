@@ -51,7 +51,7 @@ class RowBuffer:
     #: Rows kept before they are expanded and written.
     BLOCK_ROWS = 4096
 
-    __slots__ = ("sink", "_steps", "_runs", "_kinds", "_statics", "_static_ids")
+    __slots__ = ("sink", "_steps", "_runs", "_kinds", "_statics", "_static_ids", "_static_array")
 
     def __init__(self, sink) -> None:
         self.sink = sink
@@ -60,6 +60,7 @@ class RowBuffer:
         self._kinds = bytearray()  # per row in order: 0 a mixed step, 1 a decode run
         self._statics: list[list[float]] = []  # the static columns by number
         self._static_ids: dict[int, int] = {}  # a static column's number by its id
+        self._static_array = np.zeros((0, len(ROWS)))  # the static columns as rows, those numbered so far
 
     def static(self, column: list[float]) -> int:
         """The number of ``column`` (a decode step's figures other than attention, kept by the caller for the
@@ -110,7 +111,10 @@ class RowBuffer:
         matrix = np.empty((len(kinds), len(ROWS)))
         matrix[at_steps] = steps["column"]
         if len(runs):
-            part = np.array(self._statics)[runs["static"]] * runs["steps"][:, None]
+            if len(self._static_array) < len(self._statics):  # (converted once each)
+                self._static_array = np.concatenate(
+                    (self._static_array, np.array(self._statics[len(self._static_array):]).reshape(-1, len(ROWS))))
+            part = self._static_array[runs["static"]] * runs["steps"][:, None]
             add_attention(part.T, runs["layers"], runs["seconds"], runs["flops"], runs["nbytes"], runs["compute"],
                           runs["memory"])
             matrix[at_runs] = part
