@@ -237,3 +237,26 @@ def test_long_runs_summed_as_arrays_as_on_the_general_engine(monkeypatch):
     assert_same(a, b)
     assert calls["sums"] >= 5 and calls["preempt"] >= 1
     assert (a.segments.column("steps") >= lean._ARRAY_END_STEPS).sum() == calls["sums"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(block=st.sampled_from([1, 2, 16, 32]), data=st.data())
+def test_where_the_blocks_run_out_in_closed_form_is_the_step_by_step_count(block, data):
+    # _Replica._blocks_last finds the first step by whose end the decodes took more than `room` blocks from the
+    # periodic pattern; the scheduler counts them step by step (Scheduler._blocks_added)
+    from types import SimpleNamespace
+
+    residues = data.draw(st.lists(st.integers(0, 5), min_size=block, max_size=block))
+    if sum(residues) == 0:
+        residues[0] = 1
+    s = data.draw(st.integers(0, 5000))
+    limit = data.draw(st.integers(2, 2048))
+    room = data.draw(st.integers(-3, 3 * sum(residues) * limit // block + 10))
+    replica = SimpleNamespace(residues=residues, block=block, s=s, members=[None] * sum(residues))
+    expected, added = limit, 0
+    for k in range(1, limit):
+        added += residues[-(s + k) % block]
+        if added > room:
+            expected = k
+            break
+    assert lean._Replica._blocks_last(replica, room, limit) == expected

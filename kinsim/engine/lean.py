@@ -177,6 +177,7 @@ class _Replica:
         self.members: dict[int, list] = {}  # by request order: [seq, kv0, private0, last, shared tokens,
         #                                       weight at, constant at, settled GPU-seconds]
         self.finishes: list[tuple[int, int]] = []  # heap of (last step, request order)
+        self.newest: list[tuple] | None = None  # heap of members by FCFS order, last first (_newest_member)
         self.residues = [0] * self.block  # members by private0 modulo the block
         self.kv0_sum = 0
         self.s = 0  # steps applied to the batch since the last rebase
@@ -302,9 +303,11 @@ class _Replica:
         """Preempt the newest resident sequence by recompute (:meth:`Scheduler._preempt`): it (with the
         followers of a prefill it leads) frees its blocks and waits again, to prefill its prompt and what it
         generated so far."""
-        residents = [seq for lead in self.leads for seq in (lead, *lead.followers)]
-        residents += [entry[0] for entry in self.members.values()]
-        newest = max(residents, key=_FCFS_KEY)  # (keys are unique: their order breaks ties)
+        newest = self._newest_member()
+        for lead in self.leads:  # (keys are unique: the order of comparisons does not matter)
+            for seq in (lead, *lead.followers):
+                if newest is None or _FCFS_KEY(seq) > _FCFS_KEY(newest):
+                    newest = seq
         passengers = [newest]
         if newest.state == DECODE:
             self._leave(newest.order)
@@ -322,6 +325,42 @@ class _Replica:
             seq.prefill_target = seq.prefill_done = seq.prefill_cached = 0
             seq.followers = []
             self._wait(seq)
+
+    def _blocks_last(self, room: int, limit: int) -> int:
+        """The first step ``k`` in ``1 .. limit - 1`` by whose end the decodes have taken more than ``room`` blocks
+        beyond the first step's (:meth:`Scheduler._blocks_added`'s cut), else ``limit``. Step ``j`` takes a block
+        for each member at a multiple of the block then, ``residues[-(s + j) % block]``; over any ``block``
+        consecutive steps that is every member once, so by step ``k = q x block + r`` they have taken
+        ``q x n + partial[r]`` blocks, ``partial[r]`` those of steps 1 to ``r``: the first ``k`` past ``room``
+        follows for each ``r`` from a division, whole numbers throughout."""
+        residues, block, s, n = self.residues, self.block, self.s, len(self.members)
+        first, partial = limit, 0
+        for r in range(block):
+            if r:
+                partial += residues[-(s + r) % block]
+            q = 0 if partial > room else (room - partial) // n + 1  # the fewest whole periods past the room
+            if r == 0 and q == 0:
+                q = 1  # step 0 is not a step of the run
+            k = q * block + r
+            if k < first:
+                first = k
+        return first
+
+    def _newest_member(self) -> Sequence | None:
+        """The decoding sequence last in first-come-first-served order, or None: the top of a heap of the members
+        by that order, made at the replica's first preemption and kept from then on (entries of members that
+        have left are dropped when they reach the top), so that a replica that preempts often does not scan its
+        batch each time."""
+        heap, members = self.newest, self.members
+        if heap is None:
+            heap = self.newest = [(-entry[0].arrival_s, -order, entry) for order, entry in members.items()]
+            heapq.heapify(heap)
+        while heap:
+            _, negative_order, entry = heap[0]
+            if members.get(-negative_order) is entry:
+                return entry[0]
+            heapq.heappop(heap)
+        return None
 
     def _release(self, seq: Sequence) -> None:
         """Free a resident sequence's blocks and its hold on its group's shared prompt blocks."""
@@ -472,18 +511,7 @@ class _Replica:
         limit = min(self._next_finish() - s, MAX_SEGMENT_STEPS)
         free = self.total_blocks - self.used_blocks
         if need + n * (limit // block + 1) > free:  # the blocks may run out first (Scheduler._blocks_added)
-            residues, added = self.residues, need
-            if limit >= _ARRAY_END_STEPS:  # as arrays: the blocks taken by step k, the first step past the free
-                took = need + np.cumsum(np.asarray(residues)[(-(s + _STEP_COUNT[1:limit])) % block])
-                over = np.flatnonzero(took > free)
-                if len(over):
-                    limit = int(over[0]) + 1
-            else:
-                for k in range(1, limit):
-                    added += residues[-(s + k) % block]
-                    if added > free:
-                        limit = k
-                        break
+            limit = min(limit, self._blocks_last(free - need, limit))
         head = self.head() if pending and limit > 1 else None
         if head is not None:
             # this plan skipped admission (it preempted, or a request the step ahead had not seen): one step if
@@ -768,6 +796,11 @@ class _Replica:
         self.residues[private0 % self.block] += 1
         self.kv0_sum += kv0
         heapq.heappush(self.finishes, (last, seq.order))
+        newest = self.newest
+        if newest is not None:  # (kept once the replica has preempted)
+            heapq.heappush(newest, (-seq.arrival_s, -seq.order, self.members[seq.order]))
+            if len(newest) > 2 * len(self.members) + 64:  # drop the entries of members that have left
+                self.newest = None
 
     def _owed(self, entry: list) -> float:
         """GPU-seconds a member has been owed so far, settled and lazily (as ``DecodeBatch.owed_gpu_s``)."""
