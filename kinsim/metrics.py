@@ -45,6 +45,8 @@ PERCENTILES = (50, 90, 99)
 
 #: Bins of the plot series over the makespan.
 TIMELINE_BINS = 200
+#: Segments the timeline bins at a time (its temporary arrays: a few of this many numbers).
+TIMELINE_CHUNK = 1 << 20
 
 #: Every reported metric: (dotted key, with ``{a,b}`` for alternatives; unit; definition). A key also
 #: covers everything under it. ``docs/metrics.md`` shows this table and a test checks it against a run.
@@ -613,12 +615,17 @@ def timeline(start: np.ndarray, end: np.ndarray, tokens_out: np.ndarray, kv_bloc
         # most segments lie within one bin (a step is milliseconds, a bin a 200th of the run): all of such a
         # segment goes to its bin (its share, (end - start) / duration, is 1, or 0 for an empty one); only the
         # segments that cross a bin edge are spread by their overlap with each bin
-        first_bin = np.clip(np.searchsorted(edges, start, side="right") - 1, 0, bins - 1)
-        inside = end <= edges[first_bin + 1]
-        share = (end[inside] - start[inside]) / duration[inside]
-        tokens += np.bincount(first_bin[inside], weights=produced[inside] * share, minlength=bins)
-        kv += np.bincount(first_bin[inside], weights=block_s[inside] * share, minlength=bins)
-        crossing = np.flatnonzero(~inside)
+        crossing = []
+        for i in range(0, len(start), TIMELINE_CHUNK):  # (bounded temporaries)
+            part = slice(i, i + TIMELINE_CHUNK)
+            lo, hi = start[part], end[part]
+            first_bin = np.clip(np.searchsorted(edges, lo, side="right") - 1, 0, bins - 1)
+            inside = hi <= edges[first_bin + 1]
+            share = (hi - lo)[inside] / duration[part][inside]
+            tokens += np.bincount(first_bin[inside], weights=produced[part][inside] * share, minlength=bins)
+            kv += np.bincount(first_bin[inside], weights=block_s[part][inside] * share, minlength=bins)
+            crossing.append(np.flatnonzero(~inside) + i)
+        crossing = np.concatenate(crossing)
         chunk = max(1, 1_000_000 // bins)  # segments per (segments x bins) overlap matrix: 8 MB each
         for i in range(0, len(crossing), chunk):
             rows = crossing[i:i + chunk]

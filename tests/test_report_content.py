@@ -137,14 +137,17 @@ def test_keys_a_run_file_holds_beyond_those_kinsim_reads_are_passed_over(two_run
     assert "added_by_hand" not in table
 
 
-def test_the_timeline_spreads_each_segment_over_the_bins_it_overlaps():
+@pytest.mark.parametrize("chunk", [1 << 20, 777])  # one chunk of segments, and several
+def test_the_timeline_spreads_each_segment_over_the_bins_it_overlaps(chunk, monkeypatch):
     # kinsim.metrics.timeline puts a segment that lies within one bin wholly in that bin and spreads only those
     # that cross a bin edge; the definition: each segment's tokens and block-seconds in proportion to its
     # overlap with each bin (an empty segment contributes nothing), computed here densely for every segment
     import numpy as np
 
+    from kinsim import metrics
     from kinsim.metrics import timeline
 
+    monkeypatch.setattr(metrics, "TIMELINE_CHUNK", chunk)
     rng = np.random.default_rng(7)
     n, bins, replicas, replica_bytes = 5000, 50, 4, 2e9
     start = np.sort(rng.uniform(0, 100, n))
