@@ -694,11 +694,12 @@ class _Replica:
             self.weight += weight
             self.constant += self.s * weight + constant
 
-    def _run_sums(self, start: float, ends: list[float], steps: int, need: int, first: float, attention, base0: float,
+    def _run_sums(self, start: float, ends, steps: int, need: int, first: float, attention, base0: float,
                   n: int) -> tuple:
-        """:meth:`_end_run`'s pass over a run's steps as arrays (a long run): (the last step's end tick, the
-        blocks the decodes took, block-ticks, clock seconds, and the GPU-time share's weight, constant and
-        other sums). The same terms; the sums add in another order (about 1e-16 of them apart)."""
+        """:meth:`_end_run`'s pass over a long run's steps as arrays (``ends``: each planned step's end tick, a
+        list or an array): (the last step's end tick, the blocks the decodes took, block-ticks, clock seconds,
+        and the GPU-time share's weight, constant and other sums). The same terms; the sums add in another
+        order (about 1e-16 of them apart)."""
         used, block, s = self.used_blocks, self.block, self.s
         ends_array = np.asarray(ends[:steps], dtype=float)
         ticks = np.diff(ends_array, prepend=start)
@@ -869,7 +870,7 @@ class LeanRun:
         #: Finished requests not yet written to the request table (``RequestRecords.write_finished``, a block at
         #: a time), or None where the records are running totals (``--records summary``: written one by one).
         self.ended: list[tuple] | None = [] if isinstance(sim.records.sequences, RequestRecords) else None
-        #: The pricer's prefill columns as lists, per set of chunks (one pricer serves every replica).
+        #: Whether steps' GPU time is split among the requests (not with ``--records none``).
         self.attribute = sim.records_mode != "none"
         self.replicas = [_Replica(self, r, len(gpus)) for r, gpus in enumerate(sim.records.replica_gpus)]
         self.router = type(sim.router)(sim.workload.deployment.router, len(self.replicas),
