@@ -231,7 +231,7 @@ class _Replica:
 
     def enqueue(self, seq: Sequence, now: float) -> None:
         seq.replica = self.index
-        seq.seen_s = to_seconds(now)
+        seq.seen_s = now / TICKS_PER_S
         head_was_empty = self.head() is None
         self._wait(seq)
         if self.idle:
@@ -583,7 +583,7 @@ class _Replica:
             added = self._end_step(chunks, need, start, ends[0], figures, n)
         else:
             added = self._end_run(need, start, ends, steps, figures, n)
-        self._apply(chunks, steps, added, to_seconds(now))
+        self._apply(chunks, steps, added, now / TICKS_PER_S)
         if self.run.peek() > now:  # nothing else happens at this instant: decide now
             self.idle = False
             self.on_decide(now)
@@ -595,13 +595,16 @@ class _Replica:
         decodes took."""
         run = self.run
         used = self.used_blocks
-        completed = sum(1 + len(lead.followers) for lead, take in chunks
-                        if take == lead.prefill_target - lead.prefill_cached - lead.prefill_done)
+        completed = tokens = 0
+        for lead, take in chunks:
+            tokens += take
+            if take == lead.prefill_target - lead.prefill_cached - lead.prefill_done:
+                completed += 1 + len(lead.followers)
         totals = column
         work = end - start
-        start_s, end_s = to_seconds(start), to_seconds(end)
-        run.rows.step(self.index, start_s, end_s, n, sum(take for _, take in chunks), n + completed, used + need,
-                      to_seconds(float(used + need) * work), totals)
+        start_s, end_s = start / TICKS_PER_S, end / TICKS_PER_S
+        run.rows.step(self.index, start_s, end_s, n, tokens, n + completed, used + need,
+                      float(used + need) * work / TICKS_PER_S, totals)
         clock_s = work / TICKS_PER_S
         if run.attribute and clock_s > 0.0:
             gpu_s = self.gpus * (end_s - start_s) / clock_s
@@ -659,9 +662,9 @@ class _Replica:
                     weight += w
                     constant += k * w
                     other += step_s - u
-        start_s, end_s = to_seconds(start), to_seconds(previous)
+        start_s, end_s = start / TICKS_PER_S, previous / TICKS_PER_S
         direct, _, static = self._batch_terms(n)
-        run.rows.run(self.index, start_s, end_s, steps, n, n * steps, used + added, to_seconds(block_ticks), static,
+        run.rows.run(self.index, start_s, end_s, steps, n, n * steps, used + added, block_ticks / TICKS_PER_S, static,
                      direct.layers, *self._attention_sums(direct, attention, steps, first))
         if attribute and clock_s > 0.0:
             self._credit(n, weight, constant + other / n, self.gpus * (end_s - start_s) / clock_s)
@@ -952,13 +955,13 @@ class LeanRun:
         request = (Request(requests.request_id(i), requests.group_id(g), float(requests.arrival_s[i]),
                            int(requests.prompt_tokens[i]), int(requests.output_tokens[i])) if self.plain
                    else requests[i])
-        placement = self.sim._placement
+        placement = self.placement
         replica = self.replicas[self.router.place(g) if placement is None else int(placement[i])]
         state = replica.group_state(g, request.prompt_tokens)
         seq = Sequence(request, i, state, arrived)
         if self.group_size[g] > 1:  # where its members went, to forget the group there when it ends
             self.group_replicas.setdefault(g, set()).add(replica.index)
-        self.sim._live[i] = seq
+        self.live[i] = seq
         replica.enqueue(seq, self.now)
         self.router.changed(replica.index)
 
@@ -983,6 +986,7 @@ class LeanRun:
 
         sim = self.sim
         requests = self.requests = sim.requests
+        self.placement, self.live = sim._placement, sim._live  # (read per request)
         # the requests as the replicas need them, built from the table's columns (a table with scores, hash ids
         # or acceptance rates gives them whole); the columns stay arrays, read one scalar at a time, as lists
         # they would hold about 200 MB more at 10^6 requests
