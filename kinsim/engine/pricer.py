@@ -268,8 +268,9 @@ class StepPricer:
         return direct
 
     def _prefill_list(self, chunks: tuple[tuple[int, int, bool], ...]) -> list[float]:
-        """:meth:`_prefill_part` of ``chunks`` (``(tokens, cached, completes_prompt)`` each) as a list, kept per
-        set of chunks."""
+        """:meth:`_prefill_part`'s figures of ``chunks`` (``(tokens, cached, completes_prompt)`` each) as a list,
+        kept per set of chunks in a cache of its own (the lean engine's; the arrays' cache is the general
+        engine's, so a run fills one of the two)."""
         # (tokens, cached) of the one chunk, or of each: the op depends on nothing else
         key = chunks[0][:2] if len(chunks) == 1 else tuple(chunk[:2] for chunk in chunks)
         values = self._by_chunks_list.get(key)
@@ -277,7 +278,8 @@ class StepPricer:
             if len(self._by_chunks_list) >= self.CACHE_LIMIT:
                 self._by_chunks_list.clear()
             prefill = tuple(PrefillChunk(tokens, cached, completes) for tokens, cached, completes in chunks)
-            values = self._by_chunks_list[key] = self._prefill_part(prefill)[:, 0].tolist()
+            op = prefill_attention_op(self.dims, self.policy, prefill, count=self.model.layers)
+            values = self._by_chunks_list[key] = _accumulate_scalar((op,), self.cost_model)
         return values
 
     def _prefill_part(self, chunks: tuple[PrefillChunk, ...]) -> np.ndarray:
