@@ -80,20 +80,38 @@ def simulate(workload: WorkloadSpec | str | Path, hardware: HardwareSpec | str |
     sim = Simulation(workload, hardware, exact_steps=exact_steps, cost_model=cost_model, op_window=op_window,
                      requests=requests, records=records, workload_file=workload_file, hardware_file=hardware_file)
     sim.progress = progress
-    placement = None
-    if jobs > 1:
-        from kinsim.engine.parallel import placement_of, run_parallel
-
-        placement, why_not = placement_of(sim)
-        if placement is None and notice is not None:
-            notice(f"--jobs {jobs}: the replicas ran in one process: {why_not}")
-    records = sim.run() if placement is None else run_parallel(sim, placement, jobs)
+    records = _run_in_jobs(sim, jobs, notice) if jobs > 1 else None
+    if records is None:
+        records = sim.run()
     summary = summarize(records, workload, hardware, sim.layout, sim.role_layouts, sim.role_hardware)
     summary["inputs"]["trace"] = trace_report
     summary["mode"] = "exact_steps" if exact_steps else "fast_forward"
     summary["records"] = sim.records_mode
     summary["wall_time_s"] = time.perf_counter() - started
     return Result(summary, records, workload, hardware)
+
+
+def _run_in_jobs(sim, jobs: int, notice: Callable[[str], None] | None):
+    """``sim``'s records from ``jobs`` processes: apart where every request's replica is known before the run
+    (:mod:`kinsim.engine.parallel`), else meeting at every arrival (:mod:`kinsim.engine.lockstep`); None where
+    neither can run it (with a notice saying why) or a process handed the run back."""
+    from kinsim.engine.lockstep import lockstep_why_not, run_lockstep
+    from kinsim.engine.parallel import placement_of, run_parallel
+
+    placement, apart = placement_of(sim)
+    if placement is not None:
+        return run_parallel(sim, placement, jobs)
+    meeting = lockstep_why_not(sim)
+    records = None if meeting else run_lockstep(sim, jobs)
+    if records is None and notice is not None:
+        if not meeting:
+            why_not = "a request can never run, which only the general engine ends"
+        elif meeting == apart:  # (a reason of both: a closed loop, shared links, one replica, ...)
+            why_not = meeting
+        else:
+            why_not = f"{apart}; and they cannot meet at every arrival: {meeting}"
+        notice(f"--jobs {jobs}: the replicas ran in one process: {why_not}")
+    return records
 
 
 __all__ = ["simulate"]

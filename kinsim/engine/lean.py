@@ -864,8 +864,11 @@ class LeanRun:
     """Runs a :class:`~kinsim.engine.simulation.Simulation` that :func:`unsupported` accepts; :meth:`run`
     returns its records."""
 
-    def __init__(self, sim) -> None:
+    def __init__(self, sim, link=None) -> None:
         self.sim = sim
+        #: Where this process meets the others of a lockstep run (:mod:`kinsim.engine.lockstep`: its replicas are
+        #: some of the run's, and the router reads the others' loads from them at each arrival), or None.
+        self.link = link
         self.heap: list[tuple] = []
         self.counter = 0
         self.events = 0
@@ -878,6 +881,11 @@ class LeanRun:
         self.replicas = [_Replica(self, r, len(gpus)) for r, gpus in enumerate(sim.records.replica_gpus)]
         self.router = type(sim.router)(sim.workload.deployment.router, len(self.replicas),
                                        lambda i: self.replicas[i].outstanding)
+        if link is not None:  # the other processes' replicas: their loads as last heard plus the placements since
+            own, remote = link.own, [0] * len(self.replicas)
+            self.remote_load = remote
+            self.router.load = lambda i: self.replicas[i].outstanding if own[i] else remote[i]
+            self.placed = [-1] * len(sim.requests)  # every request's replica, as routed
         self.group_of = sim.requests.group
         self.group_size = list(sim._group_size)
         self.group_left = list(sim._group_left)  # members not yet ended, per group
@@ -952,11 +960,20 @@ class LeanRun:
     def route(self, i: int, arrived: float) -> None:
         """Place request ``i``, sent at ``arrived`` seconds, on a replica (:meth:`Simulation._route`)."""
         requests, g = self.requests, int(self.group_of[i])
+        placement = self.placement
+        replica = self.replicas[self.router.place(g) if placement is None else int(placement[i])]
+        link = self.link
+        if link is not None:
+            index = replica.index
+            self.placed[i] = index
+            if not link.own[index]:  # another process serves it: only the router's view of that replica changes
+                self.remote_load[index] += 1
+                self.router.forget(g)
+                self.router.changed(index)
+                return
         request = (Request(requests.request_id(i), requests.group_id(g), float(requests.arrival_s[i]),
                            int(requests.prompt_tokens[i]), int(requests.output_tokens[i])) if self.plain
                    else requests[i])
-        placement = self.placement
-        replica = self.replicas[self.router.place(g) if placement is None else int(placement[i])]
         state = replica.group_state(g, request.prompt_tokens)
         seq = Sequence(request, i, state, arrived)
         if self.group_size[g] > 1:  # where its members went, to forget the group there when it ends
@@ -964,6 +981,17 @@ class LeanRun:
         self.live[i] = seq
         replica.enqueue(seq, self.now)
         self.router.changed(replica.index)
+
+    def _meet(self, instant: int) -> None:
+        """Before the ``instant``-th instant of arrivals is routed (a lockstep run): tell the other processes
+        the loads of this process's replicas that changed since the last one (the router marked them: every
+        end since then, the last placement), and take theirs."""
+        router, replicas, own = self.router, self.replicas, self.link.own
+        changed = [(r, replicas[r].outstanding) for r in router.marked() if own[r]]
+        remote = self.remote_load
+        for r, load in self.link.meet(instant, changed):
+            remote[r] = load
+            router.changed(r)
 
     def run(self):
         """Run to the end; the records (:meth:`Simulation.finish_records`).
@@ -1032,6 +1060,8 @@ class LeanRun:
             self.now = now = tick
             self.events += 1
             if arriving:
+                if self.link is not None:
+                    self._meet(group + 1)
                 end = int(bounds[group])
                 arrived = to_seconds(float(ticks[first]))
                 for i in order[first:end].tolist():
@@ -1060,6 +1090,9 @@ class LeanRun:
                 last_report = self.events
                 progress(Progress(to_seconds(now), sim._ended, total))
         self.rows.flush()
+        if self.link is not None:  # the requests served here (the others are another process's records)
+            placed = self.placed = np.array(self.placed, dtype=np.int64)
+            sim._serving = (placed >= 0) & np.asarray(self.link.own, dtype=bool)[np.maximum(placed, 0)]
         if self.ended:
             sim.records.sequences.write_finished(self.ended)
             self.ended = []

@@ -34,6 +34,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import sys
 import traceback
 from multiprocessing.connection import wait
 from types import SimpleNamespace
@@ -49,6 +50,8 @@ from kinsim.workload.spec import ClosedLoopArrivals
 
 #: Seconds between two progress reports while this process waits for the workers.
 POLL_S = 0.5
+#: Bytes of a worker's pipe buffer while it sends its arrays (Linux's default limit for a process).
+PIPE_BYTES = 1 << 20
 #: Shares of the replicas per worker process: the workers take them one after the other, so that the
 #: shares' differences in work even out.
 CHUNKS_PER_JOB = 4
@@ -129,9 +132,7 @@ def run_parallel(sim: Simulation, placement: np.ndarray, jobs: int) -> Records:
     clock = context.Array("d", len(shares), lock=False)  # simulated seconds so far, per share
     total = len(sim.requests)
     report = sim.progress
-    records = sim.records
-    tables: list[SegmentTable] = []
-    counters: dict[int, dict[str, float]] = {}
+    joiner = Joiner(sim)
     running: dict = {}  # receiver -> (process, share)
     pending = list(enumerate(shares))
     try:
@@ -146,13 +147,10 @@ def run_parallel(sim: Simulation, placement: np.ndarray, jobs: int) -> Records:
                 running[receiver] = (process, share)
             for receiver in wait(list(running), timeout=POLL_S):
                 process, share = running.pop(receiver)
-                payload = _receive(process, receiver)
+                _, payload = receive_result(process, receiver, "parallel run")
                 receiver.close()
                 process.join()
-                records.sequences.take_rows(payload["sequences"], np.isin(placement, share))
-                tables.append(SegmentTable.from_columns(payload["segments"]))
-                records.events += payload["events"]
-                counters.update(payload["counters"])
+                joiner.add(payload, np.isin(placement, share))
             if report is not None:
                 report(Progress(max(clock), sum(ended), total))
     finally:
@@ -160,31 +158,145 @@ def run_parallel(sim: Simulation, placement: np.ndarray, jobs: int) -> Records:
             receiver.close()
             process.kill()
             process.join()
-    records.sequences.sort_reasons()
-    records.segments = SegmentTable.in_end_order(tables)
-    records.memory = sim.memory_totals([counters[r] for r in range(len(sim.replicas))])
-    records.jobs = min(jobs, len(shares))
-    if report is not None:
-        end = float(records.segments.column("end_s").max()) if len(records.segments) else 0.0
-        report(Progress(end, sum(ended), total))
-    return records
+    return joiner.finish(min(jobs, len(shares)), sum(ended))
 
 
-def _receive(process, receiver) -> dict:
-    """A worker's payload (its pipe is ready: a payload, or the end of a worker that died); its error
-    raised here."""
+class Joiner:
+    """Joins into ``sim``'s records what worker processes recorded, one worker at a time (:meth:`add`, so that
+    a worker's payload is freed before the next comes), then :meth:`finish`."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.tables: list[SegmentTable] = []
+        self.counters: dict[int, dict[str, float]] = {}
+
+    def add(self, payload: dict, rows: np.ndarray) -> None:
+        """A worker's ``payload`` (its request outcomes, segment columns, events and its replicas' memory
+        counters) and its requests ``rows``: a mask, or indices where the payload holds those rows alone."""
+        records = self.sim.records
+        records.sequences.take_rows(payload["sequences"], rows, packed=rows.dtype != bool)
+        self.tables.append(SegmentTable.from_columns(payload["segments"]))
+        records.events += payload["events"]
+        self.counters.update(payload["counters"])
+
+    def add_own(self, records: Records, counters: list[dict[str, float]], replicas: list[int]) -> None:
+        """What this process recorded itself (into ``sim.records``, which are ``records``) on ``replicas``,
+        with their memory ``counters``."""
+        self.tables.append(records.segments)
+        self.counters.update(zip(replicas, counters))
+
+    def finish(self, jobs: int, ended: int) -> Records:
+        """The joined records (``jobs``: the processes the replicas ran in; ``ended``: the requests they ended,
+        for the last progress report to ``sim.progress``)."""
+        sim = self.sim
+        records = sim.records
+        records.sequences.sort_reasons()
+        records.segments = SegmentTable.in_end_order(self.tables)
+        records.memory = sim.memory_totals([self.counters[r] for r in range(len(sim.replicas))])
+        records.jobs = jobs
+        if sim.progress is not None:
+            end = float(records.segments.column("end_s").max()) if len(records.segments) else 0.0
+            sim.progress(Progress(end, ended, len(sim.requests)))
+        return records
+
+
+class _Array:
+    """Where the ``index``-th array sent raw after a payload's skeleton goes back (:func:`send_result`)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def send_result(sender, kind: str, payload=None) -> None:
+    """Send a worker's ``(kind, payload)`` to the parent: the payload with its NumPy arrays taken out (pickled),
+    then the arrays' bytes as they are. A pickled array of a hundred megabytes took seconds to cross a
+    pipe (the receiving end's reads grow their buffer a pipe's worth at a time); raw, it reads straight into
+    its array (:func:`receive_result`)."""
+    arrays: list[np.ndarray] = []
+
+    def strip(value):
+        if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+            arrays.append(np.ascontiguousarray(value))
+            return _Array(len(arrays) - 1)
+        if isinstance(value, dict):
+            return {key: strip(item) for key, item in value.items()}
+        if isinstance(value, SimpleNamespace):
+            return SimpleNamespace(**{key: strip(item) for key, item in vars(value).items()})
+        return value
+
+    skeleton = strip(payload)
+    sender.send((kind, skeleton, [(array.dtype.str, array.shape) for array in arrays]))
+    handle = sender.fileno()
+    if arrays:
+        _widen_pipe(handle)
+    for array in arrays:
+        view = memoryview(array).cast("B")
+        while len(view):
+            view = view[os.write(handle, view):]
+
+
+def _widen_pipe(handle: int) -> None:
+    """Give the pipe ``handle`` writes into a buffer of :data:`PIPE_BYTES` where the system allows (Linux): a
+    pipe's default 64 KiB moved about 300 MB/s on this project's machine, 1 MiB about 1.9 GB/s."""
     try:
-        kind, payload = receiver.recv()
+        import fcntl
+
+        fcntl.fcntl(handle, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):  # another system, or a smaller limit: the default buffer
+        pass
+
+
+def receive_result(process, receiver, run: str) -> tuple[str, object]:
+    """A worker's ``(kind, payload)`` (:func:`send_result`; its pipe is ready: a result, or the end of a worker
+    that died); a worker's error raised here (``run`` names the run in the message)."""
+    try:
+        kind, skeleton, specs = receiver.recv()
+        arrays = []
+        handle = receiver.fileno()
+        for dtype, shape in specs:
+            array = np.empty(shape, dtype=dtype)
+            view = memoryview(array).cast("B")
+            got = 0
+            while got < len(view):
+                count = os.readv(handle, [view[got:]])
+                if not count:
+                    raise EOFError
+                got += count
+            arrays.append(array)
     except EOFError:
         process.join()
-        raise RuntimeError(f"a worker process of the parallel run ended without its results (exit code "
+        raise RuntimeError(f"a worker process of the {run} ended without its results (exit code "
                            f"{process.exitcode})") from None
     if kind == "error":
-        error, text = payload
+        error, text = skeleton
         if error is not None:
             raise error
-        raise RuntimeError(f"a worker process of the parallel run failed:\n{text}")
-    return payload
+        raise RuntimeError(f"a worker process of the {run} failed:\n{text}")
+
+    def fill(value):
+        if isinstance(value, _Array):
+            return arrays[value.index]
+        if isinstance(value, dict):
+            return {key: fill(item) for key, item in value.items()}
+        if isinstance(value, SimpleNamespace):
+            return SimpleNamespace(**{key: fill(item) for key, item in vars(value).items()})
+        return value
+
+    return kind, fill(skeleton)
+
+
+def send_error(sender) -> None:
+    """Send the exception being handled to the parent (as text where it does not survive pickling)."""
+    error = sys.exc_info()[1]
+    text = traceback.format_exc()
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - an error that does not survive pickling goes back as text
+        error = None
+    try:
+        sender.send(("error", (error, text), []))
+    except Exception:  # noqa: BLE001 - the parent sees the worker end without results
+        pass
 
 
 def _work(sim: Simulation, placement: np.ndarray, replicas: list[int], slot: int, ended, clock, sender) -> None:
@@ -200,23 +312,15 @@ def _work(sim: Simulation, placement: np.ndarray, replicas: list[int], slot: int
         records = sim.run()
         outcomes = records.sequences
         counters = sim.replica_counters()
-        sender.send(("ok", {
+        send_result(sender, "ok", {
             "sequences": SimpleNamespace(reasons=outcomes.reasons, reason=outcomes.reason,
                                          **{name: getattr(outcomes, name) for name in RequestRecords.COLUMNS}),
             "segments": records.segments.columns(),
             "events": records.events,
             "counters": {r: counters[r] for r in replicas},
-        }))
-    except BaseException as error:  # noqa: BLE001 - every failure goes back to the parent, which raises it
-        text = traceback.format_exc()
-        try:
-            pickle.loads(pickle.dumps(error))
-        except Exception:  # noqa: BLE001 - an error that does not survive pickling goes back as text
-            error = None
-        try:
-            sender.send(("error", (error, text)))
-        except Exception:  # noqa: BLE001 - the parent sees the worker end without results
-            pass
+        })
+    except BaseException:  # noqa: BLE001 - every failure goes back to the parent, which raises it
+        send_error(sender)
     finally:
         sender.close()
         os._exit(0)

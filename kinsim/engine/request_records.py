@@ -122,14 +122,15 @@ class RequestRecords:
     COLUMNS = ("arrival_s", "admitted_s", "first_token_s", "finish_s", "generated", "preemptions", "gpu_s",
                "replica", "state")
 
-    def take_rows(self, other: RequestRecords, rows: np.ndarray) -> None:
+    def take_rows(self, other: RequestRecords, rows: np.ndarray, packed: bool = False) -> None:
         """Copy the outcomes of requests ``rows`` (a boolean mask or indices) from ``other``, a record of
-        the same requests: how the outcomes of replicas simulated in other processes come together
-        (:mod:`kinsim.engine.parallel`)."""
+        the same requests, or where ``packed`` of those rows alone, in order: how the outcomes of replicas
+        simulated in other processes come together (:mod:`kinsim.engine.parallel`,
+        :mod:`kinsim.engine.lockstep`)."""
         for name in self.COLUMNS:
-            getattr(self, name)[rows] = getattr(other, name)[rows]
+            getattr(self, name)[rows] = getattr(other, name) if packed else getattr(other, name)[rows]
         self.reason[rows] = -1
-        codes = other.reason[rows]
+        codes = other.reason if packed else other.reason[rows]
         indices = np.arange(len(self))[rows]
         for code in np.unique(codes[codes >= 0]).tolist():
             for i in indices[codes == code].tolist():

@@ -40,6 +40,10 @@ class Router:
         """Replica ``replica``'s outstanding requests may have changed (read again at the next placement)."""
         self._dirty.add(replica)
 
+    def marked(self) -> list[int]:
+        """The replicas marked with :meth:`changed` since the last placement."""
+        return list(self._dirty)
+
     def forget(self, group_id: int | str) -> None:
         """The group has ended: drop its placement (so memory does not grow with the groups served)."""
         self._placed.pop(group_id, None)
