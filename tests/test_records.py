@@ -170,6 +170,10 @@ def test_tables_join_in_end_order_with_ties_in_replica_order():
     assert SegmentTable.in_end_order([joined]) is joined
     assert SegmentTable.from_columns(joined.columns()) == joined
     assert len(SegmentTable.in_end_order([SegmentTable()])) == 0
+    # consumed: the same rows, and the tables given are left empty (their columns freed as the join goes)
+    again = [SegmentTable.from_columns(a.columns()), SegmentTable.from_columns(b.columns())]
+    assert SegmentTable.in_end_order(again, consume=True) == joined
+    assert [len(table) for table in again] == [0, 0] and all(not blocks for blocks in again[0]._blocks.values())
 
 
 def test_request_reasons_are_numbered_by_their_first_request_and_rows_move_between_records():

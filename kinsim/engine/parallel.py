@@ -191,7 +191,8 @@ class Joiner:
         sim = self.sim
         records = sim.records
         records.sequences.sort_reasons()
-        records.segments = SegmentTable.in_end_order(self.tables)
+        records.segments = SegmentTable.in_end_order(self.tables, consume=True)
+        self.tables = []
         records.memory = sim.memory_totals([self.counters[r] for r in range(len(sim.replicas))])
         records.jobs = jobs
         if sim.progress is not None:

@@ -210,11 +210,13 @@ class SegmentTable:
         return table
 
     @classmethod
-    def in_end_order(cls, tables: list[SegmentTable]) -> SegmentTable:
+    def in_end_order(cls, tables: list[SegmentTable], consume: bool = False) -> SegmentTable:
         """The rows of ``tables`` in one table, in the order they ended, rows that ended at the same instant
         in replica order: the canonical order of a run's segments, whether its replicas ran in one process
         or in several (:mod:`kinsim.engine.parallel`). One replica's segments end one after the other, so
-        ``(end_s, replica)`` orders every row. A single table already in that order is returned as it is."""
+        ``(end_s, replica)`` orders every row. A single table already in that order is returned as it is.
+        With ``consume``, each column of ``tables`` is dropped once the result has it (``tables`` are left
+        empty), so that the join holds about one column beyond the rows themselves."""
         tables = [table for table in tables if len(table)]
         if not tables:
             return cls()
@@ -226,7 +228,16 @@ class SegmentTable:
         if len(tables) == 1 and np.array_equal(order, np.arange(len(order))):
             return tables[0]
         # a column at a time: one column's copy beyond the tables and the result at any moment
-        return cls.from_columns({name: joined(name)[order] for name in SEGMENT_COLUMNS})
+        columns = {}
+        for name in SEGMENT_COLUMNS:
+            columns[name] = joined(name)[order]
+            if consume:
+                for table in tables:
+                    table._blocks[name] = []
+        if consume:
+            for table in tables:
+                table._block_starts, table._flushed = [], 0
+        return cls.from_columns(columns)
 
     def _flush(self) -> None:
         """Move the buffered rows into a new block of arrays, one per column."""
