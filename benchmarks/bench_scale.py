@@ -19,6 +19,7 @@ before/after comparison on the same machine).
     python benchmarks/bench_scale.py --sizes 4 5 6       # up to 10^6 (about 20-40 min per 10^6 case on 2 cores)
     python benchmarks/bench_scale.py --cases huge        # 10^7 requests, --records summary (hours)
     python benchmarks/bench_scale.py --cases bon64 --jobs 2   # Best-of-32's replicas in two processes
+    python benchmarks/bench_scale.py --cases chat8 --sizes 6 --jobs 2   # chat's, meeting at every arrival
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ def main() -> None:
     parser.add_argument("--source", type=Path, help="run the kinsim package of this checkout instead")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="kinsim run --jobs: processes for the replicas where they are independent (bon64: "
-                             "all at once); the peak RSS column is then the main process's, the worker's beside it")
+                        help="kinsim run --jobs: processes for the replicas (bon64: apart, all sent at once; chat: "
+                             "meeting at every arrival); the peak RSS column is then the main process's, the "
+                             "largest other's beside it")
     args = parser.parse_args()
     loop = python_loop_s()
     print(f"python_loop_s {loop:.2f} (10^7 additions; smaller is a faster machine)")

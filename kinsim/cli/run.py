@@ -49,9 +49,10 @@ def add_parser(subparsers) -> None:
                              "summary (every request, running totals of the steps: the default above) or none "
                              "(running totals only; percentiles within 0.1%%)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="split the replicas among N processes where they are independent simulations "
-                             "(open arrivals placed before the run: round_robin, or all at one instant; the same "
-                             "figures but engine.events); otherwise one process, with a note (default 1)")
+                        help="split the replicas among N processes: apart where every request's replica is "
+                             "known before the run (round_robin, or all at one instant), or meeting at every "
+                             "arrival (least_loaded over open arrivals of single requests); the same figures but "
+                             "engine.events; otherwise one process, with a note (default 1)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress on stderr (a bar on a terminal; elsewhere a line every 30 s after 10 s)")
