@@ -95,14 +95,18 @@ def _run_in_jobs(sim, jobs: int, notice: Callable[[str], None] | None):
     """``sim``'s records from ``jobs`` processes: apart where every request's replica is known before the run
     (:mod:`kinsim.engine.parallel`), else meeting at every arrival (:mod:`kinsim.engine.lockstep`); None where
     neither can run it (with a notice saying why) or a process handed the run back."""
-    from kinsim.engine.lockstep import lockstep_why_not, run_lockstep
+    from kinsim.engine.lockstep import lockstep_why_not, run_lockstep, usable_cores
     from kinsim.engine.parallel import placement_of, run_parallel
 
     placement, apart = placement_of(sim)
     if placement is not None:
         return run_parallel(sim, placement, jobs)
     meeting = lockstep_why_not(sim)
-    records = None if meeting else run_lockstep(sim, jobs)
+    cores = usable_cores()
+    if not meeting and min(jobs, len(sim.replicas)) > cores and notice is not None:
+        notice(f"--jobs {jobs}: the processes meet at every arrival, so each needs a core of its own: "
+               f"{cores} of them ran")
+    records = None if meeting else run_lockstep(sim, min(jobs, cores))
     if records is None and notice is not None:
         if not meeting:
             why_not = "a request can never run, which only the general engine ends"

@@ -36,7 +36,8 @@ CASES = [
 
 @pytest.mark.parametrize("changes", CASES)
 @pytest.mark.parametrize("jobs", [2, 3])
-def test_processes_meeting_at_arrivals_give_the_one_process_figures(changes, jobs):
+def test_processes_meeting_at_arrivals_give_the_one_process_figures(monkeypatch, changes, jobs):
+    monkeypatch.setattr(lockstep, "usable_cores", lambda: 4)  # (3 processes on CI's 2 cores: slower, as right)
     w = workload(**{**CHAT, **changes})
     hw = hardware_with_kv_blocks(w, 32)  # a few hundred tokens a replica: preemptions
     assert lockstep.lockstep_why_not(Simulation(w, hw)) == ""
@@ -50,6 +51,17 @@ def test_processes_meeting_at_arrivals_give_the_one_process_figures(changes, job
     # the requests are spread over every replica (so every process served some)
     assert set(several.requests["replica"].tolist()) == set(range(changes["deployment.data_parallel"]))
     _same_run(one, several)
+
+
+def test_meeting_processes_are_no_more_than_the_cores(monkeypatch):
+    w = workload(**{**CHAT, "deployment.data_parallel": 4})
+    monkeypatch.setattr(lockstep, "usable_cores", lambda: 2)
+    notes = []
+    several = simulate(w, H100, jobs=3, notice=notes.append)
+    assert several.records.jobs == 2
+    assert len(notes) == 1 and "each needs a core of its own: 2 of them ran" in notes[0]
+    _same_run(simulate(w, H100), several)
+    assert 1 <= lockstep.usable_cores() <= (os.cpu_count() or 1)
 
 
 def test_arrivals_at_one_instant_are_routed_alike(tmp_path):

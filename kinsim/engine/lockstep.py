@@ -52,6 +52,15 @@ ORDERED_STORES = ("x86_64", "amd64", "i386", "i686", "x86")
 SPINS = 256
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (at least 1): processes that wait for each other by spinning each
+    need one of their own (on 2 cores, 10^4 chat requests took 1.1 s in 2 meeting processes, 1.7 s in 4)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # (no affinity on this system)
+        return max(1, os.cpu_count() or 1)
+
+
 class LinkBroken(Exception):
     """Another process of the lockstep run stopped (an error, or the run handed back)."""
 
