@@ -136,7 +136,7 @@ METRIC_DOCS = (
     ("cost_usd", "$", "GPU price x GPUs x sim_time_s (each GPU's own price); null without gpu.price"),
     ("engine.{events,segments,steps}", "count", "SimPy events, recorded segments, simulated steps (they "
                                                 "differ between modes; not figures of the simulated system)"),
-    ("engine.jobs", "count", "processes the replicas ran in (kinsim run --jobs; kinsim.engine.parallel)"),
+    ("engine.jobs", "count", "processes the replicas ran in (kinsim run --jobs; kinsim.engine.parallel, lockstep)"),
     ("series.{t_s,output_tokens_per_s,kv_bytes}", "s, tokens/s, B", f"plot series in {TIMELINE_BINS} equal bins of "
      "sim_time_s: bin centres, output rate (tokens produced, delivered or not), mean KV bytes per replica (a "
      "segment's tokens and KV spread evenly over it)"),
