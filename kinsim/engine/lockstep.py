@@ -10,8 +10,9 @@ every instant of arrivals: each tells the others the loads of its replicas that 
 replicas. Every process routes every request, so every router makes the same choices as the one-process run's;
 each process then has its replicas' events exactly as that run has them (it runs :mod:`kinsim.engine.lean`,
 where a replica plans at once or at the end of the instant by the events it sees, open arrivals included: the
-outcome is the same either way when no arrival comes at that instant). The main process joins the records
-as :func:`kinsim.engine.parallel.run_parallel` does: every figure is the one-process run's to the bit except
+outcome is the same either way when no arrival comes at that instant). This process is process 0; the others
+fork from it as it was built and send it their records, which it joins into its own (as
+:func:`kinsim.engine.parallel.run_parallel` joins its workers'): every figure is the one-process run's to the bit except
 ``engine.events`` (each process counts its own events, the arrivals in all of them) and ``engine.jobs``
 (``tests/test_lockstep.py``).
 
@@ -20,13 +21,16 @@ they fork): per process the last instant it published and the last it read, its 
 loads, and a flag that a process raises when it stops. A process publishes its changes, waits until every
 other has published the same instant, reads theirs, and says so; before it publishes the next instant it waits
 until the others have read the last. Waiting spins on the shared words (yielding the core every few hundred
-turns): a meeting costs about a microsecond where each process has a core, against about 40 us through a
-pipe, and a chat run meets once per request. That needs the stores of one process to reach the others in the
-order it made them, which x86's memory model guarantees; elsewhere the run stays in one process.
+turns, and looking at the stop flag and whether the processes it waits for are alive): a meeting costs about
+a microsecond where each process has a core, against about 40 us through a pipe, and a chat run meets once
+per request; so no more processes than usable cores run (:func:`usable_cores`). That needs the stores of one
+process to reach the others in the order it made them, which x86's memory model guarantees; elsewhere the
+run stays in one process.
 
 What it gains is the share of the work that the processes do at once: between two instants of arrivals the
 slower process sets the pace (measured on 10^5 chat requests on 8 replicas, the replicas' own work in two
-interleaved halves is 73% of its sum in one process), and every process routes every request.
+interleaved halves is 73% of its sum in one process), and every process routes every request: two processes
+take about 85% of one's time (docs/engine.md).
 """
 
 from __future__ import annotations
