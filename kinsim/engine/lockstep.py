@@ -44,11 +44,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from kinsim.engine.parallel import Joiner, receive_result, send_error, send_result
+from kinsim.engine.parallel import Joiner, receive_result, send_error, send_result, shared_why_not
 from kinsim.engine.records import Records
 from kinsim.engine.request_records import RequestRecords
 from kinsim.engine.simulation import Progress, Simulation
-from kinsim.workload.spec import ClosedLoopArrivals
 
 #: Machines whose memory model keeps one process's stores in order for the others (x86's total store order).
 ORDERED_STORES = ("x86_64", "amd64", "i386", "i686", "x86")
@@ -73,20 +72,9 @@ def lockstep_why_not(sim: Simulation) -> str:
     """Why ``sim``'s replicas cannot run in processes that meet at every arrival, or ``""``."""
     from kinsim.engine.lean import unsupported
 
-    if len(sim.roles) > 1:
-        return "disaggregated serving hands sequences from prefill to decode replicas"
-    if len(sim.replicas) < 2:
-        return "one replica"
-    if not all(replica.private for replica in sim.replicas):
-        return "the replicas share links, so their steps are flows of one network"
-    if sim._op_window is not None:
-        return "op-level slices (--trace-ops) are recorded in one process"
-    if sim.records_mode != "full":
-        return f"--records {sim.records_mode} keeps running totals, summed in the order segments end"
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return "worker processes need the fork start method, which this platform lacks"
-    if isinstance(getattr(sim.workload.requests, "arrival", None), ClosedLoopArrivals):
-        return "a closed loop's clients send requests when earlier ones end"
+    why = shared_why_not(sim)
+    if why:
+        return why
     policy = sim.workload.deployment.router
     if policy not in ("least_loaded", "group_affinity"):
         return f"the {policy} router"

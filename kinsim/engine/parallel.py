@@ -57,23 +57,32 @@ PIPE_BYTES = 1 << 20
 CHUNKS_PER_JOB = 4
 
 
+def shared_why_not(sim: Simulation) -> str:
+    """Why ``sim``'s replicas cannot run in several processes in any way (apart, or meeting at every arrival:
+    :mod:`kinsim.engine.lockstep`), or ``""``."""
+    if len(sim.roles) > 1:
+        return "disaggregated serving hands sequences from prefill to decode replicas"
+    if len(sim.replicas) < 2:
+        return "one replica"
+    if not all(replica.private for replica in sim.replicas):
+        return "the replicas share links, so their steps are flows of one network"
+    if sim._op_window is not None:
+        return "op-level slices (--trace-ops) are recorded in one process"
+    if sim.records_mode != "full":
+        return f"--records {sim.records_mode} keeps running totals, summed in the order segments end"
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "worker processes need the fork start method, which this platform lacks"
+    if isinstance(getattr(sim.workload.requests, "arrival", None), ClosedLoopArrivals):
+        return "a closed loop's clients send requests when earlier ones end"
+    return ""
+
+
 def placement_of(sim: Simulation) -> tuple[np.ndarray | None, str]:
     """(the replica of every request, ``""``) when ``sim``'s replicas can run in separate processes (see the
     module docstring), else ``(None, why not)``."""
-    if len(sim.roles) > 1:
-        return None, "disaggregated serving hands sequences from prefill to decode replicas"
-    if len(sim.replicas) < 2:
-        return None, "one replica"
-    if not all(replica.private for replica in sim.replicas):
-        return None, "the replicas share links, so their steps are flows of one network"
-    if sim._op_window is not None:
-        return None, "op-level slices (--trace-ops) are recorded in one process"
-    if sim.records_mode != "full":
-        return None, f"--records {sim.records_mode} keeps running totals, summed in the order segments end"
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return None, "worker processes need the fork start method, which this platform lacks"
-    if isinstance(getattr(sim.workload.requests, "arrival", None), ClosedLoopArrivals):
-        return None, "a closed loop's clients send requests when earlier ones end"
+    why = shared_why_not(sim)
+    if why:
+        return None, why
     requests = sim.requests
     policy = sim.workload.deployment.router
     ticks = np.round(requests.arrival_s * TICKS_PER_S)  # as the simulation's arrivals round them
