@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 
@@ -87,23 +86,28 @@ class SegmentTable:
     of :data:`kinsim.ops.op.OP_CLASSES` (``column("class_s")[:, OP_CLASSES.index("attention")]``).
 
     :meth:`append` packs a row into 272 bytes (``struct``: 34 numbers, which also checks their types and
-    count) and buffers at most :attr:`BLOCK_ROWS` rows; then the buffer moves into one NumPy array per
-    column (a block), and :meth:`column` joins the blocks into one. So a row costs 272 bytes and the buffer
-    about a megabyte at most. Indexing and iteration give :class:`SegmentRecord` rows built on the fly
-    (Python ints and floats, a tuple per class), for tests and small consumers; metrics and reports read
-    :meth:`column`.
+    count) and buffers at most :attr:`BLOCK_ROWS` rows; then the buffer moves into the columns, one NumPy
+    array per column with room to spare. A full column grows in place by an eighth (``ndarray.resize``, a
+    ``realloc``: a large array is its own memory mapping, which the kernel extends without copying), so a
+    table never holds its rows twice. Keeping blocks and joining them when read, as this table first did,
+    held every row twice at that moment, and the freed blocks stayed in the process (small allocations
+    between them): 10^6 chat requests peaked at 1,680 MiB, of which 700 MiB came in the last two seconds.
+    A row costs 272 bytes, plus at most an eighth for the room to spare (given back when a column is
+    read), plus the buffer (about a megabyte at most). Indexing and iteration give :class:`SegmentRecord`
+    rows built on the fly (Python ints and floats, a tuple per class), for tests and small consumers;
+    metrics and reports read :meth:`column`.
     """
 
-    #: Rows buffered (as packed bytes) before they move into NumPy blocks.
+    #: Rows buffered (as packed bytes) before they move into the columns; also a column's first size.
     BLOCK_ROWS = 4096
 
-    __slots__ = ("_buffer", "_blocks", "_block_starts", "_flushed")
+    __slots__ = ("_buffer", "_columns", "_rows", "_lent")
 
     def __init__(self) -> None:
         self._buffer: list[bytes] = []
-        self._blocks: dict[str, list[np.ndarray]] = {name: [] for name in SEGMENT_COLUMNS}
-        self._block_starts: list[int] = []  # first row of each block
-        self._flushed = 0  # rows in the blocks
+        self._columns: dict[str, np.ndarray] = {}  # by name, each with at least ``_rows`` rows; none yet
+        self._rows = 0  # rows in the columns (the buffer's come after them)
+        self._lent = False  # a view of the columns was given out: they must not move or change
 
     def append(self, replica, start_s, end_s, steps, decode_seqs, prefill_tokens, tokens_out, kv_peak_blocks,
                kv_block_s, class_s, class_flops, class_bytes, flops, hbm_bytes, compute_s, memory_s,
@@ -120,18 +124,12 @@ class SegmentTable:
 
     def append_columns(self, columns: dict[str, np.ndarray]) -> None:
         """Add rows given as columns (every name of :data:`SEGMENT_COLUMNS`, shaped as :meth:`column` gives
-        them) after those added so far: one block (the lean engine's rows, :mod:`kinsim.engine.row_buffer`)."""
+        them) after those added so far (the lean engine's rows, :mod:`kinsim.engine.row_buffer`)."""
         self._flush()
-        rows = len(columns["replica"])
-        if not rows:
-            return
-        for name in SEGMENT_COLUMNS:
-            self._blocks[name].append(np.ascontiguousarray(columns[name], dtype=_ROW_DTYPE[name].base))
-        self._block_starts.append(self._flushed)
-        self._flushed += rows
+        self._write(columns, len(columns["replica"]))
 
     def __len__(self) -> int:
-        return self._flushed + len(self._buffer)
+        return self._rows + len(self._buffer)
 
     def __repr__(self) -> str:
         return f"SegmentTable({len(self)} rows)"
@@ -148,20 +146,16 @@ class SegmentTable:
         """Column ``name`` (a field of :class:`SegmentRecord`) over all rows, as a read-only array: 1-D, or
         ``(rows, len(OP_CLASSES))`` for ``class_s``, ``class_flops`` and ``class_bytes``. It stays valid (and
         unchanged) when rows are appended later."""
-        if name not in self._blocks:
+        if name not in _ROW_DTYPE.names:
             raise KeyError(f"no segment column {name!r}; the columns are {', '.join(SEGMENT_COLUMNS)}")
         self._flush()
-        blocks = self._blocks[name]
-        if not blocks:
-            data = np.zeros(0, dtype=_ROW_DTYPE)[name]
-        elif len(blocks) == 1:
-            data = blocks[0]
-        else:  # join every column's blocks at once, so that all keep the same block boundaries
-            for parts in self._blocks.values():
-                parts[:] = [np.concatenate(parts)]
-            self._block_starts = [0]
-            data = blocks[0]
-        view = data.view()
+        if not self._columns:
+            view = np.zeros(0, dtype=_ROW_DTYPE)[name]
+        else:
+            if not self._lent:  # the last chance to give back the room to spare: views fix the columns
+                self._resize(self._rows)
+                self._lent = True
+            view = self._columns[name][:self._rows]
         view.flags.writeable = False
         return view
 
@@ -175,20 +169,17 @@ class SegmentTable:
             i += n
         if not 0 <= i < n:
             raise IndexError(f"segment {index} of {n}")
-        if i >= self._flushed:
-            return _unpack(self._buffer[i - self._flushed])
-        b = bisect_right(self._block_starts, i) - 1
-        j = i - self._block_starts[b]
-        return SegmentRecord(*(_python(self._blocks[name][b][j]) for name in SEGMENT_COLUMNS))
+        if i >= self._rows:
+            return _unpack(self._buffer[i - self._rows])
+        return SegmentRecord(*(_python(self._columns[name][i]) for name in SEGMENT_COLUMNS))
 
     def __iter__(self) -> Iterator[SegmentRecord]:
         """Every row as a :class:`SegmentRecord`, in order (the rows there were when iteration began)."""
-        blocks = [[self._blocks[name][b] for name in SEGMENT_COLUMNS] for b in range(len(self._block_starts))]
-        buffer = list(self._buffer)
-        for arrays in blocks:
-            lists = [a.tolist() if a.ndim == 1 else list(map(tuple, a.tolist())) for a in arrays]
-            for values in zip(*lists):
-                yield SegmentRecord(*values)
+        rows, buffer = self._rows, list(self._buffer)
+        lists = [self._columns[name][:rows] for name in SEGMENT_COLUMNS] if rows else []
+        lists = [a.tolist() if a.ndim == 1 else list(map(tuple, a.tolist())) for a in lists]  # copies, not views
+        for values in zip(*lists):
+            yield SegmentRecord(*values)
         for row in buffer:
             yield _unpack(row)
 
@@ -199,14 +190,14 @@ class SegmentTable:
     @classmethod
     def from_columns(cls, columns: dict[str, np.ndarray]) -> SegmentTable:
         """A table of the rows given as columns (every name of :data:`SEGMENT_COLUMNS`, as :meth:`column`
-        gives them), in their order."""
+        gives them), in their order. Arrays of the right type are taken as they are, not copied."""
         table = cls()
         rows = len(columns["replica"])
         if rows:
-            for name in SEGMENT_COLUMNS:
-                table._blocks[name].append(np.ascontiguousarray(columns[name], dtype=_ROW_DTYPE[name].base))
-            table._block_starts.append(0)
-            table._flushed = rows
+            table._columns = {name: np.ascontiguousarray(columns[name], dtype=_ROW_DTYPE[name].base)
+                              for name in SEGMENT_COLUMNS}
+            table._rows = rows
+            table._lent = True  # arrays from outside: never resized in place
         return table
 
     @classmethod
@@ -227,28 +218,63 @@ class SegmentTable:
         order = np.lexsort((joined("replica"), joined("end_s")))
         if len(tables) == 1 and np.array_equal(order, np.arange(len(order))):
             return tables[0]
-        # a column at a time: one column's copy beyond the tables and the result at any moment
+        # where each row goes; then a column at a time, each table's rows put in their places (no joined copy
+        # of the column), so that at any moment the join holds one column beyond the tables and the result
+        place = np.empty_like(order)
+        place[order] = np.arange(len(order))
+        del order
+        starts = np.cumsum([0] + [len(table) for table in tables])
         columns = {}
         for name in SEGMENT_COLUMNS:
-            columns[name] = joined(name)[order]
-            if consume:
-                for table in tables:
-                    table._blocks[name] = []
+            column = columns[name] = np.empty((starts[-1],) + _ROW_DTYPE[name].shape, dtype=_ROW_DTYPE[name].base)
+            for table, start, end in zip(tables, starts, starts[1:]):
+                column[place[start:end]] = table.column(name)
+                if consume:
+                    del table._columns[name]
         if consume:
             for table in tables:
-                table._block_starts, table._flushed = [], 0
+                table._columns, table._rows, table._lent = {}, 0, False
         return cls.from_columns(columns)
 
     def _flush(self) -> None:
-        """Move the buffered rows into a new block of arrays, one per column."""
+        """Move the buffered rows into the columns."""
         if not self._buffer:
             return
         rows = np.frombuffer(b"".join(self._buffer), dtype=_ROW_DTYPE)
-        for name in SEGMENT_COLUMNS:
-            self._blocks[name].append(rows[name].copy())  # contiguous; class columns (rows, classes)
-        self._block_starts.append(self._flushed)
-        self._flushed += len(rows)
         self._buffer = []
+        self._write({name: rows[name] for name in SEGMENT_COLUMNS}, len(rows))
+
+    def _write(self, columns: dict[str, np.ndarray], rows: int) -> None:
+        """Put ``rows`` rows given as columns after the rows in the columns."""
+        if not rows:
+            return
+        end = self._rows + rows
+        if not self._columns:
+            self._columns = {name: np.empty((max(end, self.BLOCK_ROWS),) + _ROW_DTYPE[name].shape,
+                                            dtype=_ROW_DTYPE[name].base) for name in SEGMENT_COLUMNS}
+        capacity = len(self._columns["replica"])
+        if end > capacity:
+            self._resize(max(end, capacity + capacity // 8))
+        for name in SEGMENT_COLUMNS:
+            self._columns[name][self._rows:end] = columns[name]
+        self._rows = end
+
+    def _resize(self, capacity: int) -> None:
+        """Give every column room for ``capacity`` rows (at least the rows it holds): in place while no view
+        of it was given out (``realloc``; new room is zeros), else as a copy, which leaves the views as they
+        were."""
+        for name in SEGMENT_COLUMNS:
+            old = self._columns[name]
+            if len(old) == capacity and not self._lent:
+                continue
+            if not self._lent and old.flags.owndata:
+                old.resize((capacity,) + old.shape[1:], refcheck=False)
+            else:
+                new = np.empty((capacity,) + old.shape[1:], dtype=old.dtype)
+                new[:self._rows] = old[:self._rows]
+                self._columns[name] = new
+        if self._lent:
+            self._lent = False  # the new arrays are this table's own
 
 
 def _python(value: np.ndarray | np.generic) -> int | float | tuple[float, ...]:
