@@ -137,3 +137,36 @@ def test_a_worker_that_dies_without_results_is_an_error(monkeypatch):
     monkeypatch.setattr(parallel, "_work", lambda *args: os._exit(3))  # killed before it sends anything
     with pytest.raises(RuntimeError, match=r"ended without its results \(exit code 3\)"):
         simulate(w, H100, jobs=2)
+
+
+def test_a_result_crosses_the_pipe_whole_and_its_arrays_die_with_their_last_holder():
+    """send_result/receive_result: nested arrays (in dicts and namespaces) come back equal, with their dtypes
+    and shapes; with the garbage collector off, an array taken out of the payload is freed as soon as its
+    holder lets go (a recursive closure once kept every array of a million-request result alive until the
+    collector ran: 360 MB held through the join)."""
+    import gc
+    import multiprocessing
+    import weakref
+    from types import SimpleNamespace
+
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    sent = {"segments": {"end_s": np.arange(5.0), "class_s": np.ones((5, 3))},
+            "meta": SimpleNamespace(rows=np.array([3, 1], dtype=np.int32), events=7), "events": 9}
+    parallel.send_result(sender, "ok", sent)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        kind, got = parallel.receive_result(None, receiver, "test run")
+        assert kind == "ok" and got["events"] == 9 and got["meta"].events == 7
+        assert got["meta"].rows.dtype == np.int32 and got["meta"].rows.tolist() == [3, 1]
+        assert np.array_equal(got["segments"]["class_s"], np.ones((5, 3)))
+        column = got["segments"].pop("end_s")
+        assert column.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+        alive = weakref.ref(column)
+        del column
+        assert alive() is None
+    finally:
+        if enabled:
+            gc.enable()
+        receiver.close()
+        sender.close()

@@ -181,10 +181,13 @@ class Joiner:
 
     def add(self, payload: dict, rows: np.ndarray) -> None:
         """A worker's ``payload`` (its request outcomes, segment columns, events and its replicas' memory
-        counters) and its requests ``rows``: a mask, or indices where the payload holds those rows alone."""
+        counters) and its requests ``rows``: a mask, or indices where the payload holds those rows alone. The
+        outcomes and segments are taken out of ``payload``, so that the join frees each segment column as it
+        goes even while the caller still holds the payload (at 10^6 chat requests in two processes, holding
+        them kept the other process's 360 MB of segments to the end)."""
         records = self.sim.records
-        records.sequences.take_rows(payload["sequences"], rows, packed=rows.dtype != bool)
-        self.tables.append(SegmentTable.from_columns(payload["segments"]))
+        records.sequences.take_rows(payload.pop("sequences"), rows, packed=rows.dtype != bool)
+        self.tables.append(SegmentTable.from_columns(payload.pop("segments")))
         records.events += payload["events"]
         self.counters.update(payload["counters"])
 
@@ -223,18 +226,7 @@ def send_result(sender, kind: str, payload=None) -> None:
     pipe (the receiving end's reads grow their buffer a pipe's worth at a time); raw, it reads straight into
     its array (:func:`receive_result`)."""
     arrays: list[np.ndarray] = []
-
-    def strip(value):
-        if isinstance(value, np.ndarray) and not value.dtype.hasobject:
-            arrays.append(np.ascontiguousarray(value))
-            return _Array(len(arrays) - 1)
-        if isinstance(value, dict):
-            return {key: strip(item) for key, item in value.items()}
-        if isinstance(value, SimpleNamespace):
-            return SimpleNamespace(**{key: strip(item) for key, item in vars(value).items()})
-        return value
-
-    skeleton = strip(payload)
+    skeleton = _strip(payload, arrays)
     sender.send((kind, skeleton, [(array.dtype.str, array.shape) for array in arrays]))
     handle = sender.fileno()
     if arrays:
@@ -283,16 +275,32 @@ def receive_result(process, receiver, run: str) -> tuple[str, object]:
             raise error
         raise RuntimeError(f"a worker process of the {run} failed:\n{text}")
 
-    def fill(value):
-        if isinstance(value, _Array):
-            return arrays[value.index]
-        if isinstance(value, dict):
-            return {key: fill(item) for key, item in value.items()}
-        if isinstance(value, SimpleNamespace):
-            return SimpleNamespace(**{key: fill(item) for key, item in vars(value).items()})
-        return value
+    return kind, _fill(skeleton, arrays)
 
-    return kind, fill(skeleton)
+
+def _strip(value, arrays: list[np.ndarray]):
+    """``value`` with each NumPy array in it (in dicts and namespaces) put at the end of ``arrays`` and replaced
+    by its :class:`_Array`. (Module functions rather than recursive closures: a closure that calls itself is a
+    reference cycle, which kept a million requests' arrays alive until the garbage collector ran.)"""
+    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+        arrays.append(np.ascontiguousarray(value))
+        return _Array(len(arrays) - 1)
+    if isinstance(value, dict):
+        return {key: _strip(item, arrays) for key, item in value.items()}
+    if isinstance(value, SimpleNamespace):
+        return SimpleNamespace(**{key: _strip(item, arrays) for key, item in vars(value).items()})
+    return value
+
+
+def _fill(value, arrays: list[np.ndarray]):
+    """``value`` with each :class:`_Array` in it replaced by its array (the inverse of :func:`_strip`)."""
+    if isinstance(value, _Array):
+        return arrays[value.index]
+    if isinstance(value, dict):
+        return {key: _fill(item, arrays) for key, item in value.items()}
+    if isinstance(value, SimpleNamespace):
+        return SimpleNamespace(**{key: _fill(item, arrays) for key, item in vars(value).items()})
+    return value
 
 
 def send_error(sender) -> None:
