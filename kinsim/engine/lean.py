@@ -551,6 +551,18 @@ class _Replica:
                 at = float(ends[-1])
                 if limit < _ARRAY_END_STEPS:  # a list, as short plans (a long one stays an array: _end_run sums it)
                     ends = ends.tolist()
+            elif min(x0, x1) >= 1.5:  # every tick is at least 1 (2 at least): no floor to apply
+                # x advances by the slope a step: within k ulps of x0 + slope * k, far inside the margin of
+                # ``near``, so a tick read here is the line's, and one near a half goes to the exact operations
+                # as there; (x + 0.5) // 1 is round(x) away from halves, without a call
+                append, x = ends.append, x0
+                for k in range(limit):
+                    tick = (x + 0.5) // 1.0
+                    if abs(x - tick) > near:  # the exact operations decide
+                        tick = round((base0 + _exact(direct, first, n, k)[0]) * TICKS_PER_S)
+                    at += tick
+                    append(at)
+                    x += slope
             else:
                 for k in range(limit):
                     x = x0 + slope * k
@@ -644,6 +656,35 @@ class _Replica:
             steps_left = steps
             if type(ends) is not list:  # a long plan cut early
                 ends = ends[:steps].tolist()
+            if line and attribute and base0 + min(seconds0, seconds0 + growth * (steps - 1)) > 0.0:
+                # the common run: the loop below with its branches taken once (every step's time is positive:
+                # the line's least) and each step's new blocks read in order from the residues turned around
+                j = -(s + 1) % block  # (step k adds the members at residue -(s + k) mod block)
+                took = residues[j::-1] + residues[:j:-1]
+                if steps > block + 1:
+                    took *= (steps - 2) // block + 1
+                ticks = ends[0] - start
+                block_ticks = (used + added) * ticks
+                step_s = clock_s = ticks / TICKS_PER_S
+                u = seconds0 * (step_s / (base0 + seconds0))
+                weight = u / first
+                other = step_s - u
+                previous = ends[0]
+                for k in range(1, steps):
+                    end = ends[k]
+                    ticks = end - previous
+                    previous = end
+                    added += took[k - 1]
+                    block_ticks += (used + added) * ticks
+                    step_s = ticks / TICKS_PER_S
+                    clock_s += step_s
+                    seconds = seconds0 + growth * k
+                    u = seconds * (step_s / (base0 + seconds))
+                    w = u / (first + n * k)
+                    weight += w
+                    constant += k * w
+                    other += step_s - u
+                steps_left = 0
         for k in range(steps_left):
             end = ends[k]
             ticks = end - previous
