@@ -165,6 +165,24 @@ def test_a_table_never_holds_its_rows_twice():
     assert peak < rows * row_bytes * 9 / 8 + 2 * block * row_bytes, (peak, rows * row_bytes)
 
 
+def test_iteration_gives_the_rows_there_were_when_it_began():
+    """Rows added while a table is iterated (enough that its columns must grow) are not seen, and the rows
+    that were are read intact: the iteration's views keep the columns from moving."""
+    table = SegmentTable()
+    n = 3 * table.BLOCK_ROWS + 5
+    for i in range(n):
+        table.append(*row(i))
+    table.column("end_s")  # (the rows in the columns, none buffered; then more, so no view is out)
+    table.append_columns(_columns_of(5, n))
+    rows = iter(table)
+    first = next(rows)
+    table.append_columns(_columns_of(8 * table.BLOCK_ROWS, n + 5))
+    seen = [first, *rows]
+    assert seen[:n] == [SegmentRecord(*row(i)) for i in range(n)]
+    assert len(seen) == n + 5 and [r.end_s for r in seen[n:]] == [float(n + i) for i in range(5)]
+    assert len(table) == n + 5 + 8 * table.BLOCK_ROWS and table[-1].end_s == n + 5 + 8 * table.BLOCK_ROWS - 1
+
+
 def test_joining_tables_frees_each_column_as_it_goes():
     """Two tables of interleaved rows joined in end order with ``consume``: the join's peak is the result plus
     one column and the row order's index arrays, beyond the tables it frees as it goes."""

@@ -176,10 +176,14 @@ class SegmentTable:
     def __iter__(self) -> Iterator[SegmentRecord]:
         """Every row as a :class:`SegmentRecord`, in order (the rows there were when iteration began)."""
         rows, buffer = self._rows, list(self._buffer)
-        lists = [self._columns[name][:rows] for name in SEGMENT_COLUMNS] if rows else []
-        lists = [a.tolist() if a.ndim == 1 else list(map(tuple, a.tolist())) for a in lists]  # copies, not views
-        for values in zip(*lists):
-            yield SegmentRecord(*values)
+        if rows:  # views of the columns, so they must stay where they are (rows added later copy them)
+            self._lent = True
+            arrays = [self._columns[name][:rows] for name in SEGMENT_COLUMNS]
+            for start in range(0, rows, self.BLOCK_ROWS):  # a block's rows as Python objects at a time
+                lists = [a.tolist() if a.ndim == 1 else list(map(tuple, a.tolist()))
+                         for a in (array[start:start + self.BLOCK_ROWS] for array in arrays)]
+                for values in zip(*lists):
+                    yield SegmentRecord(*values)
         for row in buffer:
             yield _unpack(row)
 
