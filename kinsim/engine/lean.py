@@ -64,7 +64,6 @@ from kinsim.engine.scheduler import _key
 from kinsim.engine.sequence import DECODE, FINISHED, PREFILL, WAITING, GroupState, Sequence
 from kinsim.ops.attention import PrefillChunk
 from kinsim.ops.lower import StepBatch
-from kinsim.workload.request import Request
 from kinsim.workload.spec import ClosedLoopArrivals, DenseAttention
 
 #: Event kinds, and their priorities at one instant (SimPy's: a timer 1; the general engine's arrivals 2 and
@@ -130,6 +129,28 @@ def _exact(direct, first: float, n: int, k: int) -> tuple[float, float, float, t
     attended = first + n * k
     time, _, _, compute, memory = direct.step_terms(attended, attended)
     return time, compute, memory, direct._structure(attended)
+
+
+class _TableRequest:
+    """Request ``index`` of a table without scores, hash ids or acceptance rates, as a
+    :class:`~kinsim.workload.request.Request` reads (the engine reads its lengths; its names are made when
+    asked for): a frozen dataclass with its two names made up front cost about 1.5 us a request, this 0.4."""
+
+    __slots__ = ("table", "index", "arrival_s", "prompt_tokens", "output_tokens")
+    score = hash_ids = acceptance = None
+    hash_block_tokens = 0
+
+    def __init__(self, table, index: int, arrival_s: float, prompt_tokens: int, output_tokens: int) -> None:
+        self.table, self.index = table, index
+        self.arrival_s, self.prompt_tokens, self.output_tokens = arrival_s, prompt_tokens, output_tokens
+
+    @property
+    def request_id(self) -> str:
+        return self.table.request_id(self.index)
+
+    @property
+    def group_id(self) -> str:
+        return self.table.group_id(int(self.table.group[self.index]))
 
 
 class _Replica:
@@ -1012,9 +1033,8 @@ class LeanRun:
                 self.router.forget(g)
                 self.router.changed(index)
                 return
-        request = (Request(requests.request_id(i), requests.group_id(g), float(requests.arrival_s[i]),
-                           int(requests.prompt_tokens[i]), int(requests.output_tokens[i])) if self.plain
-                   else requests[i])
+        request = (_TableRequest(requests, i, float(requests.arrival_s[i]), int(requests.prompt_tokens[i]),
+                                 int(requests.output_tokens[i])) if self.plain else requests[i])
         state = replica.group_state(g, request.prompt_tokens)
         seq = Sequence(request, i, state, arrived)
         if self.group_size[g] > 1:  # where its members went, to forget the group there when it ends
