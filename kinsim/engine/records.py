@@ -223,16 +223,27 @@ class SegmentTable:
         if len(tables) == 1 and np.array_equal(order, np.arange(len(order))):
             return tables[0]
         # where each row goes; then a column at a time, each table's rows put in their places (no joined copy
-        # of the column), so that at any moment the join holds one column beyond the tables and the result
+        # of the column), so that at any moment the join holds one column beyond the tables and the result.
+        # A table whose rows keep their order in the result (one already in end order, as every process's is)
+        # goes in by a mask of its places: twice as fast as by their indices, four times for the class columns.
         place = np.empty_like(order)
         place[order] = np.arange(len(order))
-        del order
         starts = np.cumsum([0] + [len(table) for table in tables])
+        places = []
+        for start, end in zip(starts, starts[1:]):
+            rows = place[start:end]
+            if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
+                places.append(rows)
+            else:
+                mask = np.zeros(len(order), dtype=bool)
+                mask[rows] = True
+                places.append(mask)
+        del order, place
         columns = {}
         for name in SEGMENT_COLUMNS:
             column = columns[name] = np.empty((starts[-1],) + _ROW_DTYPE[name].shape, dtype=_ROW_DTYPE[name].base)
-            for table, start, end in zip(tables, starts, starts[1:]):
-                column[place[start:end]] = table.column(name)
+            for table, where in zip(tables, places):
+                column[where] = table.column(name)
                 if consume:
                     del table._columns[name]
         if consume:
