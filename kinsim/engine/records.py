@@ -217,8 +217,8 @@ class SegmentTable:
             return cls()
 
         if len(tables) == 1:  # already in order (as a run in one process writes it): as it is, without a sort
-            end, replica = tables[0].column("end_s"), tables[0].column("replica")
-            if ((end[1:] > end[:-1]) | ((end[1:] == end[:-1]) & (replica[1:] >= replica[:-1]))).all():
+            ends, replica = tables[0].column("end_s"), tables[0].column("replica")
+            if ((ends[1:] > ends[:-1]) | ((ends[1:] == ends[:-1]) & (replica[1:] >= replica[:-1]))).all():
                 return tables[0]
 
         def joined(name: str) -> np.ndarray:
