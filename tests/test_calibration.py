@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from kinsim import load_hardware
-from kinsim.calibration.fit import fit_kernel
+from kinsim.calibration.fit import fit_kernel, fit_profile
 from kinsim.calibration.measurements import read_measurements
 from kinsim.calibration.rows import predict_kernel
 from kinsim.calibration.validate import errors_by_kernel, plot_end_to_end, predictions
@@ -365,3 +365,22 @@ def test_fit_fills_the_missing_kinds_from_a_profile_and_refuses_a_missing_one(tm
     err = capsys.readouterr().err
     assert "--fill-from" in err and "calibration profile not found" in err and "Traceback" not in err
     assert not missing.exists()
+
+
+def test_a_flashattention2_fit_prices_the_copies_with_the_elementwise_curve_the_profile_will_have():
+    """Decode rows of a FlashAttention-2 GPU include its two copy kernels (grouped queries, 4 sequences or more
+    here): ``fit_profile`` prices them with the elementwise curve it is lent (``calibrate fit --fill-from``),
+    as the profile will, and recovers the attention kernel's own floor; priced by the datasheet instead, the
+    copies' time goes into the fitted floor."""
+    a100 = load_hardware(HARDWARE / "a100.yaml", {"calibration": None})
+    assert a100.gpu.attention_kernels == "flash2"
+    lent = replace(GEMM, kernel_floor=4e-6)  # an elementwise kernel of 4 us: two of them are 8 us a row
+    rows = decode_rows()
+    data = rows.assign(time_s=predict_kernel(rows, "attention_decode", DECODE, a100, lent))
+    profile, _ = fit_profile(data, a100, source="synthetic", device="none", elementwise=lent)
+    assert profile.attention_decode.kernel_floor == pytest.approx(DECODE.kernel_floor, rel=0.05)
+    assert profile.elementwise is None  # lent for the fit only; fill_missing adds it to the profile
+    assert profile.attention_decode.held_out_mape < 1e-6  # noise-free rows, the model that made them
+    blind, _ = fit_profile(data, a100, source="synthetic", device="none")
+    assert blind.attention_decode.kernel_floor > 1.15 * DECODE.kernel_floor
+    assert blind.attention_decode.held_out_mape > 0.05

@@ -386,6 +386,37 @@ def test_fixed_times_are_counted_in_cycles_of_the_fitted_gpu():
     assert a100.profile.gemm.kernel_floor == pytest.approx(profile.gemm.kernel_floor * 1830 / 1410)
 
 
+def test_flashattention2_copies_the_query_and_output_when_it_swaps_heads_into_rows():
+    """Hand-worked: FlashAttention-2's varlen decode moves a KV head's query heads into the tile's rows with
+    a reshape of the query and of the output, which copies exactly when there are two sequences or more and
+    two KV heads or more; each copy is an elementwise kernel priced by the profile's elementwise curve."""
+    from dataclasses import replace as with_fields
+
+    from kinsim.ops.kernel_work import copy_op
+
+    def work_of(q_heads, kv_heads, batch):
+        op = decode_attention_ops(AttentionDims(HeadShard(q_heads, kv_heads, 128, 1)), DenseAttention(),
+                                  np.full(batch, 1023.0))[0]
+        return op, kernel_work(op, 108, "flash2", "flash3")
+
+    op, work = work_of(32, 8, 4)
+    assert (work.copies, work.copy_bytes) == (2.0, 2 * 4 * 32 * 128 * 2)  # query, then output: 32 KiB each
+    for shape in ((32, 8, 1), (8, 1, 4), (8, 8, 4)):  # one sequence, one KV head, multi-head: views, no copy
+        assert work_of(*shape)[1].copies == 0.0
+    assert kernel_work(op, 132).copies == 0.0  # FlashAttention-3 packs the heads in its kernel
+    # the op's time: its kernels' as before, plus two elementwise kernels of 65,536 bytes (one 64 KiB item)
+    cost = RooflineCost(A100)
+    curve, copy = cost.profile.attention_decode, cost.profile.elementwise
+    main = kernel_time(curve, with_fields(work, copies=0.0), op.flops, op.bytes, A100, A100.peak("bf16"))
+    assert copy_op(65536.0).bytes == 65536.0
+    one_copy = copy.kernel_floor + (65536.0 / (A100.gpu.memory.bandwidth * copy.memory_max)
+                                    + 65536.0 / (1 * copy.item_bandwidth))
+    assert float(cost.op_cost(op).time_s) == pytest.approx(main + 2 * one_copy, rel=1e-12)
+    # a segment's steps as arrays: the same
+    steps = decode_attention_ops(QWEN3_8B, DenseAttention(), np.full((3, 4), 1023.0))[0]
+    assert np.allclose(cost.op_cost(steps).time_s, main + 2 * one_copy, rtol=1e-12, atol=0)
+
+
 def test_the_in_switch_protocol_runs_only_where_the_switch_reduces():
     curve = CollectiveCurveSpec(small_latency=5e-6, small_efficiency=0.3, large_latency=20e-6, large_efficiency=0.65,
                                 switch_latency=10e-6, switch_efficiency=0.5)

@@ -272,15 +272,18 @@ def fit_selection(frame, hw: HardwareSpec) -> tuple[np.ndarray, np.ndarray]:
     return used, held
 
 
-def fit_profile(frame, hw: HardwareSpec, source: str, device: str,
-                impl: str | None = None) -> tuple[CalibrationSpec, list[KernelFit]]:
+def fit_profile(frame, hw: HardwareSpec, source: str, device: str, impl: str | None = None,
+                elementwise: KernelCurveSpec | None = None) -> tuple[CalibrationSpec, list[KernelFit]]:
     """A calibration profile from measurements (a DataFrame as ``read_measurements`` returns).
 
     ``impl`` keeps only rows of one implementation (by default :func:`default_rows`). Shares are of the
     hardware file's datasheet peaks, so that a profile composes with the hardware file that references it.
+    ``elementwise``: the elementwise curve the profile will take where the measurements have no elementwise
+    rows (``--fill-from``'s, on this GPU's clock), so that the attention fits price the elementwise kernels
+    inside their rows (the query's quantization, FlashAttention-2's copies) as the profile will.
     """
     fits = []
-    elementwise = None  # fitted first: it prices the query quantization inside fp8-KV attention rows
+    # fitted first: it prices the query quantization inside fp8-KV attention rows and FlashAttention-2's copies
     for kernel in sorted(CALIBRATED_KERNELS, key=lambda kind: kind != "elementwise"):
         rows = frame[(frame["kernel"] == kernel) & (frame["impl"] == impl)] if impl else default_rows(frame, kernel)
         if len(rows):

@@ -20,7 +20,7 @@ from kinsim.cost.collectives import group_bandwidth
 from kinsim.cost.kernel_model import kernel_time
 from kinsim.cost.roofline import DatasheetCost, RooflineCost
 from kinsim.hardware.spec import OP_KERNEL, CollectiveCurveSpec, HardwareSpec, KernelCurveSpec
-from kinsim.ops.kernel_work import ATTENTION_Q_TILE, kernel_work
+from kinsim.ops.kernel_work import ATTENTION_Q_TILE, copy_op, kernel_work
 from kinsim.ops.lower import query_quantize
 from kinsim.ops.op import Collective, Op
 
@@ -92,7 +92,22 @@ def predict_kernel(rows, kernel: str, curve: KernelCurveSpec, hw: HardwareSpec,
     work = kernel_work(op, hw.gpu.compute.units, kernels, fitted or kernels)
     time = np.asarray(kernel_time(curve, work, op.flops, op.bytes, hw, row_peaks(rows, hw),
                                   warm_l2_bytes=warm_bytes(rows)), dtype=float)
-    return time + query_quantize_s(rows, kernel, hw, elementwise)
+    return time + query_quantize_s(rows, kernel, hw, elementwise) + copies_s(work, hw, elementwise)
+
+
+def copies_s(work, hw: HardwareSpec, elementwise: KernelCurveSpec | None) -> np.ndarray | float:
+    """Seconds of the copy kernels the rows' ops launch besides their own (``KernelWork.copies``:
+    FlashAttention-2's swapped query heads), priced as the cost model prices them: by ``elementwise``, or by
+    the datasheet roofline without it."""
+    if not np.any(work.copies):
+        return 0.0
+    op = copy_op(np.asarray(work.copy_bytes, dtype=float))
+    if elementwise is not None and elementwise.kernel_floor is not None:
+        time = kernel_time(elementwise, kernel_work(op, hw.gpu.compute.units), op.flops, op.bytes, hw,
+                           hw.peak(op.dtype))
+    else:
+        time = DatasheetCost(hw).op_cost(op).time_s
+    return work.copies * np.asarray(time, dtype=float)
 
 
 def query_quantize_s(rows, kernel: str, hw: HardwareSpec, elementwise: KernelCurveSpec | None) -> np.ndarray:

@@ -143,7 +143,8 @@ def _fit(args: argparse.Namespace, outputs: Outputs) -> tuple[list, list[str]]:
     source = f"kinsim calibrate fit of {Path(args.directory)} measured on {device}"
     source += f" ({details})" if details else ""
     try:
-        profile, fits = fit_profile(frame, hw, source=source, device=device)
+        lent = other.on_clock(hw.gpu.compute.clock).elementwise if other is not None else None
+        profile, fits = fit_profile(frame, hw, source=source, device=device, elementwise=lent)
     except ValueError as error:
         raise SpecError(str(error), file=str(Path(args.directory) / "measurements.csv")) from None
     for fit in fits:

@@ -23,7 +23,7 @@ from kinsim.cost.collectives import collective_time, group_bandwidth
 from kinsim.cost.efficiency import ConstantEfficiency, Efficiency, FittedEfficiency
 from kinsim.cost.kernel_model import kernel_terms
 from kinsim.hardware.spec import CalibrationSpec, HardwareSpec
-from kinsim.ops.kernel_work import kernel_work
+from kinsim.ops.kernel_work import copy_op, kernel_work
 from kinsim.ops.op import Op
 
 
@@ -93,6 +93,9 @@ class RooflineCost:
             return None
         work = kernel_work(op, hw.gpu.compute.units, hw.gpu.attention_kernels, profile.attention_kernels or "flash3")
         fixed, compute, memory = kernel_terms(curve, work, op.flops, op.bytes, hw, hw.peak(op.dtype))
+        copies = work.copies
+        if not isinstance(copies, float) or copies:  # copy kernels besides the op's own, priced as elementwise ops
+            fixed = fixed + copies * self.op_cost(copy_op(work.copy_bytes)).time_s
         if isinstance(compute, float) and isinstance(memory, float) and isinstance(fixed, float):
             longest = compute if compute >= memory else memory
             if curve.overlap_loss:

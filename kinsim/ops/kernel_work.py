@@ -14,10 +14,11 @@ that the public silicon measurements time):
   vLLM's FlashAttention-2 splits only when the query heads of a KV head can be packed into the rows of
   one tile (grouped-query attention): a multi-head batch runs one thread block per (sequence, head) over
   the whole context; a grouped one splits by FlashAttention-2's full heuristic over ``2 x SMs`` slots
-  (two 128-thread blocks per SM). FlashAttention-2's thread block keeps one 128-key tile of K or V in
-  flight where FlashAttention-3's keeps two stages of K and V tiles of 176 keys
-  (:data:`IN_FLIGHT_TILE_KEYS`), so a profile fitted on one prices the other's ``item_bandwidth`` by the
-  ratio (``KernelWork.in_flight``).
+  (two 128-thread blocks per SM), and with two sequences or more and two KV heads or more moving the heads
+  into the rows copies the query and the output (two elementwise kernels). FlashAttention-2's thread block
+  keeps one 128-key tile of K or V in flight where FlashAttention-3's keeps two stages of K and V tiles of
+  176 keys (:data:`IN_FLIGHT_TILE_KEYS`), so a profile fitted on one prices the other's ``item_bandwidth``
+  by the ratio (``KernelWork.in_flight``).
 * **prefill attention**: the attention kernel and the KV-cache write; items are (tile of 128 query
   rows, KV head) pairs, the query heads of a KV head's group packed into the rows (FlashAttention-3's
   PackGQA): a chunk of ``q`` new tokens is ``ceil(q x group / 128)`` tiles per KV head, counted chunk by
@@ -94,6 +95,8 @@ FLASH2_DECODE_TILE_ROWS = 64
 #: Hopper has no term for it (its decode tiles hide under their memory traffic), so the kernel's structure
 #: carries it.
 FLASH2_TILE_SHARE = 0.5
+#: Bytes of a query or output element of FlashAttention-2's decode (bf16 activations).
+FLASH2_ACTIVATION_BYTES = 2.0
 #: Head dimension of the attention rows a profile's decode terms are fitted on (every preset's but gpt-oss's).
 PROFILE_HEAD_DIM = 128.0
 #: How a decode attention work item's fixed costs (``item_cost``, ``per_sequence``) grow with the head
@@ -127,6 +130,9 @@ class KernelWork:
             ``None``: the profile's ``item_compute_share``, if any.
         compute_scale: the op's FLOPs' time at the whole GPU's rate relative to their count (prefill
             attention: :func:`prefill_exp_scale`, the exponentials that do not hide; else 1).
+        copies: copy kernels the op launches besides its own (FlashAttention-2's swapped query heads:
+            :func:`_flash2_decode`), priced as elementwise kernels by the profile's ``elementwise`` curve.
+        copy_bytes: HBM bytes each copy moves (read and written).
     """
 
     launches: Number
@@ -139,6 +145,16 @@ class KernelWork:
     item_scale: Number = 1.0
     tile_share: float | None = None
     compute_scale: Number = 1.0
+    copies: Number = 0.0
+    copy_bytes: Number = 0.0
+
+
+def copy_op(nbytes: Number) -> Op:
+    """The elementwise kernel of one of :attr:`KernelWork.copies`: it moves ``nbytes`` (a number or an array),
+    half of them read and half written."""
+    half = nbytes / 2.0
+    return Op(name="attention_copy", op_class="attention", kernel="elementwise", dtype="bf16", bytes_read=half,
+              bytes_written=half)
 
 
 def prefill_exp_scale(head_dim: Number) -> Number:
@@ -263,7 +279,12 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     Each thread block computes :data:`FLASH2_DECODE_TILE_ROWS` rows against its keys in 128-key blocks,
     padding included, at :data:`FLASH2_TILE_SHARE` of the SM's peak: its tiles beyond the first block (which
     the profile's fixed terms price) are the op's ``longest_item_flops``, so a block alone on its SM over a
-    long context is bound by its padded tiles, not by its memory traffic."""
+    long context is bound by its padded tiles, not by its memory traffic.
+
+    Swapping the heads into the rows is a reshape of the query, ``(b, kv_heads, group, d)`` transposed to
+    ``(b x group, kv_heads, d)``, and of the output back: with two sequences or more and two KV heads or more
+    the transposed tensor cannot be viewed in that shape, and each reshape copies it (two elementwise
+    kernels, ``KernelWork.copies``, of ``b x q_heads x d`` elements read and written each)."""
     batch = _value(shape.get("batch", 1))
     kv_heads = _value(shape.get("kv_heads", 1))
     q_heads = _value(shape.get("q_heads", kv_heads))
@@ -277,8 +298,10 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
             rows = batch * kv_heads * math.ceil(q_heads / (kv_heads if kv_heads > 1.0 else 1.0) / 64.0)
             splits = _flash2_splits(rows, blocks, 2 * sms)
             tile = key_flops * (math.ceil(blocks / splits) - 1.0)
+            copies = 2.0 if batch >= 2.0 and kv_heads >= 2.0 else 0.0
             return KernelWork(2.0, 1.0 if splits > 1.0 else 0.0, rows * splits, batch, None, tile,
-                              in_flight=in_flight, tile_share=FLASH2_TILE_SHARE)
+                              in_flight=in_flight, tile_share=FLASH2_TILE_SHARE, copies=copies,
+                              copy_bytes=2.0 * batch * q_heads * head_dim * FLASH2_ACTIVATION_BYTES)
         tile = key_flops * (blocks - 1.0)
         return KernelWork(2.0, 0.0, batch * q_heads * math.ceil(queries / 64.0), batch, None, tile,
                           in_flight=in_flight, tile_share=FLASH2_TILE_SHARE)
@@ -289,8 +312,10 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     splits = _where(swapped, splits, 1.0)
     items = _where(swapped, rows * splits, batch * q_heads * _ceil(queries / 64.0))
     tile = key_flops * (_ceil(blocks / splits) - 1.0)
+    copies = _where(swapped & (batch >= 2.0) & (kv_heads >= 2.0), 2.0, 0.0)
     return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), items, batch, None, tile, in_flight=in_flight,
-                      tile_share=FLASH2_TILE_SHARE)
+                      tile_share=FLASH2_TILE_SHARE, copies=copies,
+                      copy_bytes=2.0 * batch * q_heads * head_dim * FLASH2_ACTIVATION_BYTES)
 
 
 def _flash2_splits(rows: Number, kv_blocks: Number, slots: int) -> Number:
