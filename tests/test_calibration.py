@@ -331,9 +331,12 @@ def test_kinds_a_gpus_tables_lack_are_filled_from_another_profile_transferred():
     filled, kinds = fill_missing(own, other, "h.yaml")
     assert kinds == ["elementwise", "moe"]  # not the GEMMs (measured here), not decode attention (FA3's)
     assert filled.gemm == GEMM and filled.attention_decode is None
-    # the fixed terms are counted in the other GPU's cycles: 5 us there is 5 x 1830 / 1410 us here
-    assert filled.moe.kernel_floor == pytest.approx(5e-6 * 1830 / 1410, rel=1e-12)
-    assert filled.moe.combine_floor == pytest.approx(GEMM.combine_floor * 1830 / 1410, rel=1e-12)
+    # the fixed terms are counted in the other GPU's cycles, a kernel floor only up to the shortest floor of
+    # that profile (its elementwise kernels' 2 us): 5 us there is 2 x 1830 / 1410 + 3 us here; a floor below
+    # 2 us (the combine kernel's 1.5 us) is all cycles
+    assert filled.moe.kernel_floor == pytest.approx(2e-6 * 1830 / 1410 + 3e-6, rel=1e-12)
+    assert filled.moe.combine_floor == pytest.approx(1.5e-6 * 1830 / 1410, rel=1e-12)
+    assert filled.moe.per_sequence == pytest.approx(GEMM.per_sequence * 1830 / 1410, rel=1e-12)
     assert filled.moe.compute_max == GEMM.compute_max and filled.moe.item_bandwidth == GEMM.item_bandwidth
     assert filled.moe.note == "transferred from GPU H (h.yaml): no measurements of this kind here; fused experts"
     assert filled.source == "own tables; elementwise, moe transferred from GPU H (h.yaml)"

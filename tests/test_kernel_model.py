@@ -376,14 +376,26 @@ def test_measurement_rows_on_a_flashattention2_gpu_are_priced_as_the_engine_pric
 def test_fixed_times_are_counted_in_cycles_of_the_fitted_gpu():
     profile = H100.calibration
     assert profile.clock == 1830e6  # written by the fit from hardware/h100.yaml
-    slow = profile.on_clock(915e6)  # a GPU at half the clock: every fixed time doubles, shares stay
-    assert slow.attention_decode.kernel_floor == pytest.approx(2 * profile.attention_decode.kernel_floor)
-    assert slow.attention_decode.item_cost == pytest.approx(2 * profile.attention_decode.item_cost)
+    # the shortest kernel floor of the profile is its elementwise kernels': the part of every floor counted in
+    # cycles; the rest of a longer floor is seconds
+    shortest = profile.elementwise.kernel_floor
+    assert shortest == min(c.kernel_floor for c in (profile.gemm, profile.attention_decode, profile.attention_prefill,
+                                                    profile.moe, profile.elementwise))
+    slow = profile.on_clock(915e6)  # a GPU at half the clock: the cycles take twice as long, shares stay
+    decode = profile.attention_decode
+    assert decode.kernel_floor > shortest > decode.combine_floor
+    assert slow.attention_decode.kernel_floor == pytest.approx(2 * shortest + (decode.kernel_floor - shortest))
+    assert slow.attention_decode.combine_floor == pytest.approx(2 * decode.combine_floor)  # below it: all cycles
+    assert slow.elementwise.kernel_floor == pytest.approx(2 * shortest)
+    assert slow.attention_decode.item_cost == pytest.approx(2 * decode.item_cost)
+    assert slow.attention_decode.per_sequence == pytest.approx(2 * decode.per_sequence)
     assert slow.allreduce_custom.small_latency == pytest.approx(2 * profile.allreduce_custom.small_latency)
-    assert slow.attention_decode.memory_max == profile.attention_decode.memory_max
-    assert slow.attention_decode.item_bandwidth == profile.attention_decode.item_bandwidth
-    a100 = RooflineCost(A100)  # 1410 MHz: a kernel's floor is 1830 / 1410 times the H100's
-    assert a100.profile.gemm.kernel_floor == pytest.approx(profile.gemm.kernel_floor * 1830 / 1410)
+    assert slow.attention_decode.memory_max == decode.memory_max
+    assert slow.attention_decode.item_bandwidth == decode.item_bandwidth
+    a100 = RooflineCost(A100)  # 1410 MHz: the cycles of a floor take 1830 / 1410 times as long as the H100's
+    gemm = profile.gemm.kernel_floor
+    assert a100.profile.gemm.kernel_floor == pytest.approx(shortest * 1830 / 1410 + (gemm - shortest))
+    assert profile.on_clock(1830e6) is profile  # the fitted GPU's own clock: as written
 
 
 def test_flashattention2_copies_the_query_and_output_when_it_swaps_heads_into_rows():

@@ -254,6 +254,9 @@ class EfficiencySpec:
 #: Terms of a profile counted in GPU cycles (see ``CalibrationSpec.clock``).
 CYCLE_TERMS = ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "small_latency", "small_per_peer",
                "large_latency", "large_per_peer", "switch_latency", "switch_per_peer")
+#: Kernel floors: counted in cycles up to the profile's shortest kernel floor, in seconds beyond it
+#: (``CalibrationSpec.on_clock``).
+FLOOR_TERMS = ("kernel_floor", "combine_floor")
 
 #: Kernel kinds a calibration profile may carry curves for (communication is not calibrated).
 CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_decode_fp8kv", "attention_sparse", "attention_prefill",
@@ -396,24 +399,43 @@ class CalibrationSpec:
         "Set when this profile was fitted on another GPU and is applied to this one (calibration: {from: "
         "PATH}): the device it was measured on.", default=None)
     clock: float | None = spec_field(
-        "Boost clock of the GPU the profile was fitted on. Its fixed times (kernel floors, per-sequence and "
-        "per-item costs, collective latencies) are counted in that GPU's cycles: on a GPU with another clock "
-        "they scale by the ratio. Absent: they stay as written.", unit="frequency", default=None, check=positive)
+        "Boost clock of the GPU the profile was fitted on. Its fixed times (per-sequence and per-item costs, "
+        "collective latencies, and kernel floors up to the profile's shortest one) are counted in that GPU's "
+        "cycles: on a GPU with another clock they scale by the ratio. Absent: they stay as written.",
+        unit="frequency", default=None, check=positive)
 
     def __post_init__(self) -> None:
         check_fields(self)
 
     def on_clock(self, clock: float) -> CalibrationSpec:
         """This profile as it applies to a GPU whose boost clock is ``clock``: every term of
-        :data:`CYCLE_TERMS` multiplied by ``self.clock / clock``."""
+        :data:`CYCLE_TERMS` multiplied by ``self.clock / clock``, but a kernel floor (:data:`FLOOR_TERMS`) only
+        up to the profile's shortest kernel floor: ``min(f, f0) x ratio + max(f - f0, 0)``.
+
+        The shortest floor any kernel kind has (``f0``; the elementwise kernels' on the H100) is taken as what
+        every kernel pays to be launched, ramp up and drain: work of the GPU, in its cycles. What a kernel's
+        floor has beyond it is taken as the chain of dependent memory accesses its shortest run waits on (an
+        attention kernel reads its query, then its keys, then its values; the KV-cache write reads the slot
+        before it stores), which take the memory's latency in seconds whatever the SM clock.
+        docs/calibration.md gives the evidence (the shortest kernels of the H100 and A100 tables) and the
+        transfer's figures under each rule."""
         if self.clock is None or clock == self.clock:
             return self
         ratio = self.clock / clock
+        floors = [curve.kernel_floor for curve in (getattr(self, name) for name in CALIBRATED_KERNELS)
+                  if curve is not None and curve.kernel_floor]
+        shortest = min(floors, default=0.0)
+
+        def term(name, value):
+            if name in FLOOR_TERMS:
+                bare = value if value <= shortest else shortest
+                return bare * ratio + (value - bare)
+            return value * ratio
 
         def scaled(curve):
             if curve is None:
                 return None
-            return replace(curve, **{name: getattr(curve, name) * ratio for name in CYCLE_TERMS
+            return replace(curve, **{name: term(name, getattr(curve, name)) for name in CYCLE_TERMS
                                      if getattr(curve, name, None) is not None})
 
         return replace(self, **{name: scaled(getattr(self, name)) for name in (*CALIBRATED_KERNELS, "allreduce_nccl",
