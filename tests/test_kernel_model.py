@@ -429,6 +429,21 @@ def test_flashattention2_copies_the_query_and_output_when_it_swaps_heads_into_ro
     assert np.allclose(cost.op_cost(steps).time_s, main + 2 * one_copy, rtol=1e-12, atol=0)
 
 
+def test_flashattention2_swaps_heads_for_a_prefill_of_one_token_a_sequence_too():
+    """The swap is FlashAttention-2's entry point's, for any call whose sequences have one new token each: a
+    prefill op of four one-token chunks copies as decode does; chunks of two tokens do not swap."""
+    def prefill(tokens):
+        chunks = tuple(PrefillChunk(tokens, 100, True) for _ in range(4))
+        return prefill_attention_op(QWEN3_8B, DenseAttention(), chunks)
+
+    one = kernel_work(prefill(1), 108, "flash2", "flash3")
+    assert (one.copies, one.copy_bytes) == (2.0, 2 * 4 * 32 * 128 * 2)
+    assert kernel_work(prefill(2), 108, "flash2", "flash3").copies == 0.0
+    assert kernel_work(prefill(1), 132).copies == 0.0  # FlashAttention-3
+    single = prefill_attention_op(QWEN3_8B, DenseAttention(), (PrefillChunk(1, 100, True),))
+    assert kernel_work(single, 108, "flash2", "flash3").copies == 0.0  # one sequence: views
+
+
 def test_the_in_switch_protocol_runs_only_where_the_switch_reduces():
     curve = CollectiveCurveSpec(small_latency=5e-6, small_efficiency=0.3, large_latency=20e-6, large_efficiency=0.65,
                                 switch_latency=10e-6, switch_efficiency=0.5)

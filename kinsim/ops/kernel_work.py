@@ -24,9 +24,10 @@ that the public silicon measurements time):
   PackGQA): a chunk of ``q`` new tokens is ``ceil(q x group / 128)`` tiles per KV head, counted chunk by
   chunk (the op's ``tiles``; from the totals where an op does not say). When those tiles would leave the
   GPU idle and a sequence spans more than 4 KV blocks, the keys are split as FlashAttention-3 does
-  (:func:`_prefill_splits`), and a combine kernel merges the splits. A tile's time per key is its
-  tensor-core work plus the part of its softmax exponentials that does not hide under it
-  (:func:`prefill_exp_scale`), so a small head dimension costs more per FLOP than a large one; the
+  (:func:`_prefill_splits`), and a combine kernel merges the splits. On a FlashAttention-2 GPU a call whose
+  sequences have one new token each swaps the heads into the rows as decode does, with its two copies. A
+  tile's time per key is its tensor-core work plus the part of its softmax exponentials that does not hide
+  under it (:func:`prefill_exp_scale`), so a small head dimension costs more per FLOP than a large one; the
   exponentials slow the whole GPU's rate as much as a tile's (``KernelWork.compute_scale``). The KV-cache
   write runs a thread block per new token (vLLM's ``reshape_and_cache_flash``), whatever the heads: the
   op's ``sequences`` are its tokens, priced by the profile's ``per_sequence`` (the same term as a decode
@@ -246,8 +247,14 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
         grid = tiles * kv_heads
         splits = _prefill_splits(grid, kv_blocks, sms)
         # the KV-cache write: a thread block per new token
-        return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), grid * splits, tokens, per_key * keys / splits,
+        work = KernelWork(2.0, _where(splits > 1, 1.0, 0.0), grid * splits, tokens, per_key * keys / splits,
                           longest / splits, compute_scale=exp_scale)
+        if kernels == "flash2":  # one query a sequence: FlashAttention-2 swaps the heads in, as for decode
+            q_heads = _value(shape.get("q_heads", 1))
+            swapped = (queries <= 1.0) & (q_heads > kv_heads) & (sequences >= 2.0) & (kv_heads >= 2.0)
+            work = replace(work, copies=_where(swapped, 2.0, 0.0),
+                           copy_bytes=2.0 * sequences * q_heads * head_dim * FLASH2_ACTIVATION_BYTES)
+        return work
     if op.kernel == "gemm":
         m, n, k = (_value(shape.get(key, 1)) for key in ("m", "n", "k"))
         tiles = _ceil(_maximum(m, 1.0) / GEMM_TILE_M) * _ceil(n / GEMM_TILE_N)
