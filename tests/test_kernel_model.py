@@ -20,9 +20,10 @@ from kinsim.ops.attention import AttentionDims, PrefillChunk, decode_attention_o
 from kinsim.ops.kernel_work import kernel_work
 from kinsim.ops.layers import collective_op, gemm_op
 from kinsim.ops.sharding import HeadShard
+from kinsim.workload.load import load_workload
 from kinsim.workload.spec import DenseAttention
 
-from .conftest import HARDWARE
+from .conftest import HARDWARE, WORKLOADS
 
 H100 = load_hardware(HARDWARE / "h100.yaml")
 #: The A100 priced with the H100's profile transferred, as a GPU without tables of its own is (a100.yaml itself
@@ -442,6 +443,48 @@ def test_flashattention2_swaps_heads_for_a_prefill_of_one_token_a_sequence_too()
     assert kernel_work(prefill(1), 132).copies == 0.0  # FlashAttention-3
     single = prefill_attention_op(QWEN3_8B, DenseAttention(), (PrefillChunk(1, 100, True),))
     assert kernel_work(single, 108, "flash2", "flash3").copies == 0.0  # one sequence: views
+
+
+def test_flashattention2_does_not_swap_heads_in_a_mixed_step_or_under_a_local_window():
+    """A mixed step runs its decodes in one FlashAttention-2 call with its prompts, whose longest query is the
+    longest chunk: no swap, so no split and no copies (one thread block per sequence and query head); a
+    model's sliding-window layers (a local window) do not swap either."""
+    from kinsim.ops.lower import StepBatch, attention_ops
+    from kinsim.workload.spec import SlidingWindowAttention
+
+    workload = load_workload(WORKLOADS / "chat_poisson.yaml")
+    context = np.full(4, 1023.0)
+    mixed = StepBatch(decode_context=context, prefill=(PrefillChunk(512, 0, True),))
+    decode = attention_ops(QWEN3_8B, workload.deployment, DenseAttention(), mixed, 1)[0]
+    assert decode.kernel == "attention_decode" and decode.shape["call_queries"] == 512
+    work = kernel_work(decode, 108, "flash2", "flash3")
+    assert (work.items, work.combines, work.copies) == (4 * 32, 0.0, 0.0)
+    alone = attention_ops(QWEN3_8B, workload.deployment, DenseAttention(), StepBatch(decode_context=context), 1)[0]
+    assert "call_queries" not in alone.shape  # a decode step: the op as before
+    assert kernel_work(alone, 108, "flash2", "flash3").copies == 2.0
+    # FlashAttention-3 packs the heads either way: the mixed step's decode op is priced as before
+    assert kernel_work(decode, 132) == kernel_work(alone, 132)
+    # a sliding-window layer's decode and one-token prefill: no swap
+    windowed = decode_attention_ops(QWEN3_8B, SlidingWindowAttention(window=128), context, model_window=True)[0]
+    assert windowed.shape["window"] == 128
+    assert (kernel_work(windowed, 108, "flash2", "flash3").copies, kernel_work(windowed, 108, "flash2").combines) \
+        == (0.0, 0.0)
+    chunks = tuple(PrefillChunk(1, 100, True) for _ in range(4))
+    local = prefill_attention_op(QWEN3_8B, SlidingWindowAttention(window=128), chunks, model_window=True)
+    assert kernel_work(local, 108, "flash2", "flash3").copies == 0.0
+
+
+def test_the_bare_floor_is_the_elementwise_kernels_or_else_the_shortest():
+    profile = H100.calibration
+    assert profile.bare_floor() == profile.elementwise.kernel_floor
+    without = replace(profile, elementwise=None)  # the shortest floor of the other curves: the GEMM's
+    assert without.bare_floor() == min(profile.gemm.kernel_floor, profile.attention_decode.kernel_floor,
+                                       profile.attention_prefill.kernel_floor, profile.moe.kernel_floor,
+                                       profile.attention_decode_fp8kv.kernel_floor,
+                                       profile.attention_prefill_fp8kv.kernel_floor) == profile.gemm.kernel_floor
+    decode = profile.attention_decode.kernel_floor
+    assert without.on_clock(915e6).attention_decode.kernel_floor == pytest.approx(
+        2 * profile.gemm.kernel_floor + (decode - profile.gemm.kernel_floor))
 
 
 def test_the_in_switch_protocol_runs_only_where_the_switch_reduces():

@@ -288,7 +288,7 @@ def fit_profile(frame, hw: HardwareSpec, source: str, device: str, impl: str | N
         rows = frame[(frame["kernel"] == kernel) & (frame["impl"] == impl)] if impl else default_rows(frame, kernel)
         if len(rows):
             fits.append(fit_kernel(kernel, rows.reset_index(drop=True), hw, elementwise))
-            if kernel == "elementwise":
+            if kernel == "elementwise" and fits[-1].curve is not None:  # (else the lent curve, if any)
                 elementwise = fits[-1].curve
     reduce_rows = frame[frame["kernel"] == "allreduce"]
     for name in ("nccl", "custom"):

@@ -94,7 +94,9 @@ class RooflineCost:
         work = kernel_work(op, hw.gpu.compute.units, hw.gpu.attention_kernels, profile.attention_kernels or "flash3")
         fixed, compute, memory = kernel_terms(curve, work, op.flops, op.bytes, hw, hw.peak(op.dtype))
         copies = work.copies
-        if not isinstance(copies, float) or copies:  # copy kernels besides the op's own, priced as elementwise ops
+        # copy kernels besides the op's own (KernelWork.copies), priced as elementwise ops (np.any of a float costs
+        # about 3 us: a one-step op's plain float is tested as such)
+        if copies != 0.0 if isinstance(copies, float) else np.any(copies):
             fixed = fixed + copies * self.op_cost(copy_op(work.copy_bytes)).time_s
         if isinstance(compute, float) and isinstance(memory, float) and isinstance(fixed, float):
             longest = compute if compute >= memory else memory

@@ -254,8 +254,8 @@ class EfficiencySpec:
 #: Terms of a profile counted in GPU cycles (see ``CalibrationSpec.clock``).
 CYCLE_TERMS = ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "small_latency", "small_per_peer",
                "large_latency", "large_per_peer", "switch_latency", "switch_per_peer")
-#: Kernel floors: counted in cycles up to the profile's shortest kernel floor, in seconds beyond it
-#: (``CalibrationSpec.on_clock``).
+#: Kernel floors: counted in cycles up to the profile's bare floor, in seconds beyond it
+#: (``CalibrationSpec.on_clock``, ``CalibrationSpec.bare_floor``).
 FLOOR_TERMS = ("kernel_floor", "combine_floor")
 
 #: Kernel kinds a calibration profile may carry curves for (communication is not calibrated).
@@ -400,8 +400,8 @@ class CalibrationSpec:
         "PATH}): the device it was measured on.", default=None)
     clock: float | None = spec_field(
         "Boost clock of the GPU the profile was fitted on. Its fixed times (per-sequence and per-item costs, "
-        "collective latencies, and kernel floors up to the profile's shortest one) are counted in that GPU's "
-        "cycles: on a GPU with another clock they scale by the ratio. Absent: they stay as written.",
+        "collective latencies, and kernel floors up to the elementwise kernels' floor) are counted in that "
+        "GPU's cycles: on a GPU with another clock they scale by the ratio. Absent: they stay as written.",
         unit="frequency", default=None, check=positive)
 
     def __post_init__(self) -> None:
@@ -410,10 +410,11 @@ class CalibrationSpec:
     def on_clock(self, clock: float) -> CalibrationSpec:
         """This profile as it applies to a GPU whose boost clock is ``clock``: every term of
         :data:`CYCLE_TERMS` multiplied by ``self.clock / clock``, but a kernel floor (:data:`FLOOR_TERMS`) only
-        up to the profile's shortest kernel floor: ``min(f, f0) x ratio + max(f - f0, 0)``.
+        up to the profile's bare floor ``f0`` (:meth:`bare_floor`): ``min(f, f0) x ratio + max(f - f0, 0)``.
 
-        The shortest floor any kernel kind has (``f0``; the elementwise kernels' on the H100) is taken as what
-        every kernel pays to be launched, ramp up and drain: work of the GPU, in its cycles. What a kernel's
+        The floor of the simplest kernel (``f0``: the elementwise kernels', the shortest any kind has on the H100
+        and the A100) is taken as what every kernel pays to be launched, ramp up and drain: work of the GPU, in
+        its cycles. What a kernel's
         floor has beyond it is taken as the chain of dependent memory accesses its shortest run waits on (an
         attention kernel reads its query, then its keys, then its values; the KV-cache write reads the slot
         before it stores), which take the memory's latency in seconds whatever the SM clock.
@@ -422,9 +423,7 @@ class CalibrationSpec:
         if self.clock is None or clock == self.clock:
             return self
         ratio = self.clock / clock
-        floors = [curve.kernel_floor for curve in (getattr(self, name) for name in CALIBRATED_KERNELS)
-                  if curve is not None and curve.kernel_floor]
-        shortest = min(floors, default=0.0)
+        shortest = self.bare_floor()
 
         def term(name, value):
             if name in FLOOR_TERMS:
@@ -440,6 +439,16 @@ class CalibrationSpec:
 
         return replace(self, **{name: scaled(getattr(self, name)) for name in (*CALIBRATED_KERNELS, "allreduce_nccl",
                                                                                "allreduce_custom")})
+
+    def bare_floor(self) -> float:
+        """The part of every kernel floor counted in cycles (:meth:`on_clock`): the elementwise kernels' floor
+        (the simplest kernel, a streaming copy, and the shortest the H100 and A100 tables time), or without an
+        elementwise curve the shortest floor of the profile's curves (0 without any)."""
+        if self.elementwise is not None and self.elementwise.kernel_floor:
+            return self.elementwise.kernel_floor
+        floors = [curve.kernel_floor for curve in (getattr(self, name) for name in CALIBRATED_KERNELS)
+                  if curve is not None and curve.kernel_floor]
+        return min(floors, default=0.0)
 
     def curve(self, kernel: str) -> KernelCurveSpec | None:
         """The curves of ``kernel`` (a kernel kind), or ``None`` when the profile has none."""

@@ -155,6 +155,7 @@ def decode_attention_ops(
     prefix_shared_read: bool = False,
     count: int = 1,
     model_window: bool = False,
+    call_queries: int = 1,
 ) -> list[Op]:
     """Decode attention (and block top-k selection) for sequences with ``context`` tokens cached.
 
@@ -163,7 +164,9 @@ def decode_attention_ops(
     sequence's shared prompt length and group, used when ``prefix_shared_read`` and the policy is dense.
     ``model_window``: the ops of a model's own sliding-window layers (``policy`` their window), named
     ``attention_decode_window`` and run by the dense kernel over the window (FlashAttention's local window),
-    not by a sparse-attention kernel.
+    not by a sparse-attention kernel. ``call_queries``: the longest query of the attention call the decodes run
+    in (a mixed step runs them in one call with its prompts: the longest chunk; 1 for a decode step), which
+    decides how FlashAttention-2 runs them (:func:`kinsim.ops.kernel_work.kernel_work`).
     """
     context = np.asarray(context, dtype=float)
     n = context.shape[-1]
@@ -174,7 +177,8 @@ def decode_attention_ops(
     blocks = None
     if isinstance(policy, BlockTopKAttention):
         blocks = np.floor(context / policy.block_size).sum(axis=-1)
-    return decode_attention_ops_of(dims, policy, n, attended, read, blocks, count=count, model_window=model_window)
+    return decode_attention_ops_of(dims, policy, n, attended, read, blocks, count=count, model_window=model_window,
+                                   call_queries=call_queries)
 
 
 def _prefix_reread(shared_prefix, group_index) -> float:
@@ -249,11 +253,13 @@ def token_cap(policy: AttentionPolicy) -> int | None:
 
 
 def decode_attention_ops_of(dims: AttentionDims, policy: AttentionPolicy, n: int, attended: Number, read: Number,
-                            blocks: Number | None, count: int = 1, model_window: bool = False) -> list[Op]:
+                            blocks: Number | None, count: int = 1, model_window: bool = False,
+                            call_queries: int = 1) -> list[Op]:
     """The decode attention ops of ``n`` sequences from their totals (per step): ``attended`` tokens
     attended over all sequences, ``read`` tokens read from HBM (``attended`` less a shared prompt read once
-    per group) and, for block top-k, ``blocks`` complete blocks scored. ``model_window``: as for
-    :func:`decode_attention_ops`. Under data-parallel attention (``dims.ranks``) the op is one group's
+    per group) and, for block top-k, ``blocks`` complete blocks scored. ``model_window`` and ``call_queries``:
+    as for :func:`decode_attention_ops`; the shape says them (``window``, ``call_queries``) only where they are
+    not the plain decode step's. Under data-parallel attention (``dims.ranks``) the op is one group's
     even share of them."""
     if dims.ranks > 1:
         ranks = float(dims.ranks)
@@ -273,6 +279,10 @@ def decode_attention_ops_of(dims: AttentionDims, policy: AttentionPolicy, n: int
                "head_dim": dims.shard.head_dim, "kv_tokens_read": read,
                "kv_bytes_per_element": bytes_per_element(dims.kv_dtype)},
     )]
+    if model_window and isinstance(policy, SlidingWindowAttention):
+        ops[0].shape["window"] = policy.window
+    if call_queries > 1:
+        ops[0].shape["call_queries"] = call_queries
     if isinstance(policy, BlockTopKAttention):
         ops.append(block_selection_op_of(dims, policy, n, blocks, count=count))
     return ops

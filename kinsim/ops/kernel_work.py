@@ -251,7 +251,8 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
                           longest / splits, compute_scale=exp_scale)
         if kernels == "flash2":  # one query a sequence: FlashAttention-2 swaps the heads in, as for decode
             q_heads = _value(shape.get("q_heads", 1))
-            swapped = (queries <= 1.0) & (q_heads > kv_heads) & (sequences >= 2.0) & (kv_heads >= 2.0)
+            swapped = ((queries <= 1.0) & (q_heads > kv_heads) & (sequences >= 2.0) & (kv_heads >= 2.0)
+                       & (_value(window) == 0))  # (FlashAttention-2 does not swap under a local window)
             work = replace(work, copies=_where(swapped, 2.0, 0.0),
                            copy_bytes=2.0 * sequences * q_heads * head_dim * FLASH2_ACTIVATION_BYTES)
         return work
@@ -277,11 +278,13 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
 def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     """Decode attention as vLLM's FlashAttention-2 runs it (``mha_varlen_fwd`` with a block table).
 
-    With one query per sequence and more query heads than KV heads (grouped queries), the query heads of a
-    KV head become the rows of one tile (``seqlenq_ngroups_swapped``: ``ceil(group / 64)`` row blocks) and
-    the keys are split by :func:`_flash2_splits` over ``2 x SMs`` slots, merged by a combine kernel;
-    otherwise (multi-head attention, or a speculative verify pass's several queries per sequence) the keys
-    are never split: one thread block per (sequence, head, 64 queries) streams the whole context.
+    With one query per sequence and more query heads than KV heads (grouped queries), in a call whose queries
+    are all one token (``call_queries``: not a mixed step's, whose prompts run in the same call) and without a
+    local window, the query heads of a KV head become the rows of one tile (``seqlenq_ngroups_swapped``:
+    ``ceil(group / 64)`` row blocks) and the keys are split by :func:`_flash2_splits` over ``2 x SMs`` slots,
+    merged by a combine kernel; otherwise (multi-head attention, a mixed step, a local window, or a
+    speculative verify pass's several queries per sequence) the keys are never split: one thread block per
+    (sequence, head, 64 queries) streams the whole context.
 
     Each thread block computes :data:`FLASH2_DECODE_TILE_ROWS` rows against its keys in 128-key blocks,
     padding included, at :data:`FLASH2_TILE_SHARE` of the SM's peak: its tiles beyond the first block (which
@@ -299,9 +302,11 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     tokens = _value(shape.get("kv_tokens_read", batch)) / _maximum(batch, 1.0)
     head_dim = _value(shape.get("head_dim", PROFILE_HEAD_DIM))
     key_flops = 4.0 * FLASH2_DECODE_TILE_ROWS * head_dim * ATTENTION_KV_BLOCK  # one 128-key block of a tile
+    # the swap needs a call whose queries are all one token (not a mixed step's) and no local window
+    single = shape.get("call_queries", 1) <= 1 and not shape.get("window", 0)
     if all(isinstance(x, _SCALAR) for x in (batch, kv_heads, q_heads, queries, tokens, head_dim)):  # floats
         blocks = float(math.ceil((tokens if tokens > 1.0 else 1.0) / ATTENTION_KV_BLOCK))
-        if q_heads > kv_heads and queries <= 1.0:
+        if q_heads > kv_heads and queries <= 1.0 and single:
             rows = batch * kv_heads * math.ceil(q_heads / (kv_heads if kv_heads > 1.0 else 1.0) / 64.0)
             splits = _flash2_splits(rows, blocks, 2 * sms)
             tile = key_flops * (math.ceil(blocks / splits) - 1.0)
@@ -312,7 +317,7 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
         tile = key_flops * (blocks - 1.0)
         return KernelWork(2.0, 0.0, batch * q_heads * math.ceil(queries / 64.0), batch, None, tile,
                           in_flight=in_flight, tile_share=FLASH2_TILE_SHARE)
-    swapped = (q_heads > kv_heads) & (queries <= 1.0)
+    swapped = (q_heads > kv_heads) & (queries <= 1.0) & single
     blocks = _ceil(_maximum(tokens, 1.0) / ATTENTION_KV_BLOCK)
     rows = batch * kv_heads * _ceil(q_heads / _maximum(kv_heads, 1.0) / 64.0)
     splits = _flash2_splits(rows, blocks, 2 * sms)

@@ -268,14 +268,16 @@ def attention_ops(dims: AttentionDims, deployment: DeploymentSpec, policy: Atten
     window_policy, window_layers = window if window is not None else (None, 0)
     ops: list[Op] = []
     if batch.n_decode:
+        # a mixed step runs its decodes in one attention call with its prompts: the call's longest query
+        call = max((chunk.tokens for chunk in batch.prefill), default=1)
         if layers > window_layers:
             ops += decode_attention_ops(dims, policy, batch.decode_context, shared_prefix=batch.shared_prefix,
                                         group_index=batch.group_index,
                                         prefix_shared_read=deployment.prefix_shared_read,
-                                        count=layers - window_layers)
+                                        count=layers - window_layers, call_queries=call)
         if window_layers:
             ops += decode_attention_ops(dims, window_policy, batch.decode_context, count=window_layers,
-                                        model_window=True)
+                                        model_window=True, call_queries=call)
     if batch.prefill:
         if layers > window_layers:
             ops.append(prefill_attention_op(dims, policy, batch.prefill, count=layers - window_layers))
