@@ -387,3 +387,23 @@ def test_a_flashattention2_fit_prices_the_copies_with_the_elementwise_curve_the_
     blind, _ = fit_profile(data, a100, source="synthetic", device="none")
     assert blind.attention_decode.kernel_floor > 1.15 * DECODE.kernel_floor
     assert blind.attention_decode.held_out_mape > 0.05
+
+
+def test_calibrate_fit_with_fill_from_lends_its_elementwise_curve_to_a_flashattention2_decode_fit(tmp_path: Path):
+    """The CLI path of the test above: decode rows of an A100 made with the H100 profile's elementwise curve
+    on the A100's clock pricing the copies; ``calibrate fit --fill-from h100.yaml`` recovers the attention
+    kernel's own floor, and the profile it writes carries that elementwise curve."""
+    a100 = load_hardware(HARDWARE / "a100.yaml", {"calibration": None})
+    lender = load_hardware(HARDWARE / "h100.yaml").calibration
+    lent = lender.on_clock(a100.gpu.compute.clock).elementwise
+    rows = decode_rows()
+    directory = tmp_path / "measured"
+    directory.mkdir()
+    rows.assign(time_s=predict_kernel(rows, "attention_decode", DECODE, a100, lent)).to_csv(
+        directory / "measurements.csv", index=False)
+    out = tmp_path / "a100.yaml"
+    assert main(["calibrate", "fit", str(directory), "--hw", str(HARDWARE / "a100.yaml"), "-o", str(out),
+                 "--fill-from", str(HARDWARE / "calibration" / "h100.yaml")]) == 0
+    profile = load_hardware(HARDWARE / "a100.yaml", {"calibration": str(out)}).calibration
+    assert profile.attention_decode.kernel_floor == pytest.approx(DECODE.kernel_floor, rel=0.05)
+    assert replace(profile.elementwise, note="") == replace(lent, note="")
