@@ -414,21 +414,20 @@ class CalibrationSpec:
 
         The floor of the simplest kernel (``f0``: the elementwise kernels', the shortest any kind has on the H100
         and the A100) is taken as what every kernel pays to be launched, ramp up and drain: work of the GPU, in
-        its cycles. What a kernel's
-        floor has beyond it is taken as the chain of dependent memory accesses its shortest run waits on (an
-        attention kernel reads its query, then its keys, then its values; the KV-cache write reads the slot
-        before it stores), which take the memory's latency in seconds whatever the SM clock.
-        docs/calibration.md gives the evidence (the shortest kernels of the H100 and A100 tables) and the
-        transfer's figures under each rule."""
+        its cycles. What a kernel's floor has beyond it is taken as the chain of dependent memory accesses its
+        shortest run waits on (an attention kernel reads its query, then its keys, then its values; the
+        KV-cache write reads the slot before it stores), which take the memory's latency in seconds whatever
+        the SM clock. docs/calibration.md gives the evidence (the shortest kernels of the H100 and A100 tables)
+        and the transfer's figures under each rule."""
         if self.clock is None or clock == self.clock:
             return self
         ratio = self.clock / clock
-        shortest = self.bare_floor()
+        bare = self.bare_floor()
 
         def term(name, value):
             if name in FLOOR_TERMS:
-                bare = value if value <= shortest else shortest
-                return bare * ratio + (value - bare)
+                cycles = value if value <= bare else bare  # the part in cycles; the rest stays in seconds
+                return cycles * ratio + (value - cycles)
             return value * ratio
 
         def scaled(curve):
