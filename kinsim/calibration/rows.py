@@ -101,13 +101,18 @@ def copies_s(work, hw: HardwareSpec, elementwise: KernelCurveSpec | None) -> np.
     the datasheet roofline without it."""
     if not np.any(work.copies):
         return 0.0
-    op = copy_op(np.asarray(work.copy_bytes, dtype=float))
+    return work.copies * _elementwise_s(copy_op(np.asarray(work.copy_bytes, dtype=float)), hw, elementwise)
+
+
+def _elementwise_s(op: Op, hw: HardwareSpec, elementwise: KernelCurveSpec | None) -> np.ndarray:
+    """Seconds of an elementwise ``op`` (fields may be arrays) as the cost model prices it: by the profile's
+    ``elementwise`` curve, or by the datasheet roofline without one."""
     if elementwise is not None and elementwise.kernel_floor is not None:
         time = kernel_time(elementwise, kernel_work(op, hw.gpu.compute.units), op.flops, op.bytes, hw,
                            hw.peak(op.dtype))
     else:
         time = DatasheetCost(hw).op_cost(op).time_s
-    return work.copies * np.asarray(time, dtype=float)
+    return np.asarray(time, dtype=float)
 
 
 def query_quantize_s(rows, kernel: str, hw: HardwareSpec, elementwise: KernelCurveSpec | None) -> np.ndarray:
@@ -127,12 +132,7 @@ def query_quantize_s(rows, kernel: str, hw: HardwareSpec, elementwise: KernelCur
     tokens = _column(rows, "tokens", 1) if kernel == "attention_prefill" else np.ones(len(rows))
     elements = _column(rows, "batch", 1) * tokens * _q_heads(rows) * _column(rows, "head_dim", 128)
     (op,) = query_quantize("fp8", elements)
-    if elementwise is not None and elementwise.kernel_floor is not None:
-        work = kernel_work(op, hw.gpu.compute.units)
-        time = kernel_time(elementwise, work, op.flops, op.bytes, hw, hw.peak(op.dtype))
-    else:
-        time = DatasheetCost(hw).op_cost(op).time_s
-    return np.where(fp8, np.asarray(time, dtype=float), 0.0)
+    return np.where(fp8, _elementwise_s(op, hw, elementwise), 0.0)
 
 
 def predict_allreduce(rows, curve: CollectiveCurveSpec, hw: HardwareSpec) -> np.ndarray:

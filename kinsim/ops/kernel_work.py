@@ -98,6 +98,12 @@ FLASH2_DECODE_TILE_ROWS = 64
 FLASH2_TILE_SHARE = 0.5
 #: Bytes of a query or output element of FlashAttention-2's decode (bf16 activations).
 FLASH2_ACTIVATION_BYTES = 2.0
+
+
+def _swap_copy_bytes(sequences: Number, q_heads: Number, head_dim: Number) -> Number:
+    """HBM bytes one of FlashAttention-2's swap copies moves: the query's (or the output's) elements of
+    ``sequences`` one-token queries, read and written."""
+    return 2.0 * sequences * q_heads * head_dim * FLASH2_ACTIVATION_BYTES
 #: Head dimension of the attention rows a profile's decode terms are fitted on (every preset's but gpt-oss's).
 PROFILE_HEAD_DIM = 128.0
 #: How a decode attention work item's fixed costs (``item_cost``, ``per_sequence``) grow with the head
@@ -254,7 +260,7 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
             swapped = ((queries <= 1.0) & (q_heads > kv_heads) & (sequences >= 2.0) & (kv_heads >= 2.0)
                        & (_value(window) == 0))  # (FlashAttention-2 does not swap under a local window)
             work = replace(work, copies=_where(swapped, 2.0, 0.0),
-                           copy_bytes=2.0 * sequences * q_heads * head_dim * FLASH2_ACTIVATION_BYTES)
+                           copy_bytes=_swap_copy_bytes(sequences, q_heads, head_dim))
         return work
     if op.kernel == "gemm":
         m, n, k = (_value(shape.get(key, 1)) for key in ("m", "n", "k"))
@@ -313,7 +319,7 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
             copies = 2.0 if batch >= 2.0 and kv_heads >= 2.0 else 0.0
             return KernelWork(2.0, 1.0 if splits > 1.0 else 0.0, rows * splits, batch, None, tile,
                               in_flight=in_flight, tile_share=FLASH2_TILE_SHARE, copies=copies,
-                              copy_bytes=2.0 * batch * q_heads * head_dim * FLASH2_ACTIVATION_BYTES)
+                              copy_bytes=_swap_copy_bytes(batch, q_heads, head_dim))
         tile = key_flops * (blocks - 1.0)
         return KernelWork(2.0, 0.0, batch * q_heads * math.ceil(queries / 64.0), batch, None, tile,
                           in_flight=in_flight, tile_share=FLASH2_TILE_SHARE)
@@ -327,7 +333,7 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     copies = _where(swapped & (batch >= 2.0) & (kv_heads >= 2.0), 2.0, 0.0)
     return KernelWork(2.0, _where(splits > 1, 1.0, 0.0), items, batch, None, tile, in_flight=in_flight,
                       tile_share=FLASH2_TILE_SHARE, copies=copies,
-                      copy_bytes=2.0 * batch * q_heads * head_dim * FLASH2_ACTIVATION_BYTES)
+                      copy_bytes=_swap_copy_bytes(batch, q_heads, head_dim))
 
 
 def _flash2_splits(rows: Number, kv_blocks: Number, slots: int) -> Number:
