@@ -333,9 +333,9 @@ def test_a_lone_flashattention2_decode_block_is_bound_by_its_padded_tiles():
 
     FlashAttention-2 never splits multi-head decode: 8 thread blocks, each computing 64 query rows (one real)
     against 1,024 blocks of 128 keys, the first within the profile's fixed time, at half an SM's peak."""
-    from kinsim.ops.kernel_work import FLASH2_DECODE_TILE_ROWS, FLASH2_TILE_SHARE
+    from kinsim.ops.kernel_work import FLASH2_TILE_ROWS, FLASH2_TILE_SHARE
 
-    assert (FLASH2_DECODE_TILE_ROWS, FLASH2_TILE_SHARE) == (64, 0.5)
+    assert (FLASH2_TILE_ROWS, FLASH2_TILE_SHARE) == (64, 0.5)
     dims = AttentionDims(HeadShard(8, 8, 128, 1))
     op = decode_attention_ops(dims, DenseAttention(), np.array([131071.0]))[0]
     work = kernel_work(op, 108, "flash2", "flash3")
@@ -445,6 +445,58 @@ def test_flashattention2_swaps_heads_for_a_prefill_of_one_token_a_sequence_too()
     assert kernel_work(prefill(1), 132).copies == 0.0  # FlashAttention-3
     single = prefill_attention_op(QWEN3_8B, DenseAttention(), (PrefillChunk(1, 100, True),))
     assert kernel_work(single, 108, "flash2", "flash3").copies == 0.0  # one sequence: views
+
+
+def test_a_flashattention2_prefill_runs_a_64_row_block_per_query_head_never_split():
+    """Hand-worked: two prompts of 100 and 30 tokens (Qwen3-8B at TP 1: 32 query heads of 8 KV heads, d 128).
+
+    vLLM's paged KV cache sends FlashAttention-2's prefill to its split-KV kernel: blocks of 64 rows of one
+    query head, ceil(100 / 64) + ceil(30 / 64) = 3 per head, 96 in all, unsplit, no combine. FlashAttention-3
+    packs a KV head's 4 query heads into 128-row tiles: ceil(400 / 128) + ceil(120 / 128) = 5 per KV head."""
+    from kinsim.ops.kernel_work import FLASH2_TILE_ROWS
+
+    op = prefill_attention_op(QWEN3_8B, DenseAttention(), (PrefillChunk(100, 0, True), PrefillChunk(30, 0, True)))
+    assert (op.shape["tiles"], op.shape["row_blocks"]) == (5.0, 3.0)
+    fa2 = kernel_work(op, 108, "flash2", "flash3")
+    fa3 = kernel_work(op, 132)
+    assert (fa3.items, fa3.combines) == (5 * 8, 0.0)
+    assert (fa2.items, fa2.combines, fa2.sequences, fa2.copies) == (3 * 32, 0.0, 130.0, 0.0)
+    # a block's rows: the average prompt's 65 queries fill its 64; its keys: half the prompt and half a block,
+    # at least one 128-key block, 65 <= 128 of them
+    rows = min(FLASH2_TILE_ROWS, 65)
+    assert fa2.item_flops == 4 * rows * 128 * 128 == fa2.longest_item_flops
+    # priced by the A100's own profile (fitted on FlashAttention-2 rows with this structure)
+    a100 = load_hardware(HARDWARE / "a100.yaml")
+    curve = a100.calibration.attention_prefill
+    fixed = 2 * curve.kernel_floor + 130 * curve.per_sequence + 96 * curve.item_cost / 108
+    compute = max(op.flops / (a100.peak("bf16") * curve.compute_max),
+                  math.ceil(96 / 108) * fa2.item_flops / (curve.item_compute_share * a100.peak("bf16") / 108))
+    memory = op.bytes / (a100.gpu.memory.bandwidth * curve.memory_max)
+    expected = fixed + max(compute, memory) + curve.overlap_loss * min(compute, memory)
+    assert float(RooflineCost(a100).op_cost(op).time_s) == pytest.approx(expected, rel=1e-12)
+
+
+def test_flashattention2_prefill_measurement_rows_count_the_engines_blocks():
+    """A row of the A100 context table (4 prompts of 100 tokens) has the blocks the engine's op of the same
+    prompts has: 4 x ceil(100 / 64) = 8 per query head; and a one-token grouped call keeps the swapped
+    heads' tiles (FA3's count for a group of up to 64 heads) while a multi-head one runs a block per head."""
+    import pandas as pd
+
+    from kinsim.calibration.rows import row_op
+
+    chunks = tuple(PrefillChunk(100, 0, True) for _ in range(4))
+    op = prefill_attention_op(QWEN3_8B, DenseAttention(), chunks)
+    frame = pd.DataFrame([{"kernel": "attention_prefill", "dtype": "bf16", "kv_dtype": "bf16", "flops": op.flops,
+                           "bytes": op.bytes, "time_s": 1e-4, "batch": 4, "tokens": 100, "q_heads": 32,
+                           "kv_heads": 8, "head_dim": 128}])
+    row = row_op(frame, "attention_prefill")
+    assert row.shape["row_blocks"][0] == op.shape["row_blocks"] == 8.0
+    assert kernel_work(row, 108, "flash2", "flash3").items[0] == kernel_work(op, 108, "flash2", "flash3").items
+    one = prefill_attention_op(QWEN3_8B, DenseAttention(), tuple(PrefillChunk(1, 100, True) for _ in range(4)))
+    assert kernel_work(one, 108, "flash2", "flash3").items == kernel_work(one, 108).items == 4 * 8
+    multi_head = AttentionDims(HeadShard(8, 8, 128, 1))
+    one_mha = prefill_attention_op(multi_head, DenseAttention(), tuple(PrefillChunk(1, 100, True) for _ in range(4)))
+    assert kernel_work(one_mha, 108, "flash2", "flash3").items == 4 * 8
 
 
 def test_flashattention2_does_not_swap_heads_in_a_mixed_step_or_under_a_local_window():

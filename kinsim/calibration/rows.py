@@ -20,7 +20,7 @@ from kinsim.cost.collectives import group_bandwidth
 from kinsim.cost.kernel_model import kernel_time
 from kinsim.cost.roofline import DatasheetCost, RooflineCost
 from kinsim.hardware.spec import OP_KERNEL, CollectiveCurveSpec, HardwareSpec, KernelCurveSpec
-from kinsim.ops.kernel_work import ATTENTION_Q_TILE, copy_op, kernel_work
+from kinsim.ops.kernel_work import ATTENTION_Q_TILE, FLASH2_TILE_ROWS, copy_op, kernel_work
 from kinsim.ops.lower import query_quantize
 from kinsim.ops.op import Collective, Op
 
@@ -52,9 +52,11 @@ def row_op(rows, kernel: str) -> Op:
     }
     if "kv_dtype" in rows.columns:  # which attention kernel ran: the fp8-KV one reads 1 byte an element
         shape["kv_bytes_per_element"] = np.where((rows["kv_dtype"] == "fp8").to_numpy(), 1.0, 2.0)
-    if kernel == "attention_prefill":  # batch prompts of one length: whole PackGQA tiles of each
+    if kernel == "attention_prefill":  # batch prompts of one length: whole PackGQA tiles of each (FA3), and
+        # whole 64-row blocks of each of a prompt's query heads (FA2)
         per_prompt = np.ceil(_column(rows, "tokens", 1) * shape["q_heads"] / (shape["kv_heads"] * ATTENTION_Q_TILE))
         shape["tiles"] = batch * per_prompt
+        shape["row_blocks"] = batch * np.ceil(_column(rows, "tokens", 1) / FLASH2_TILE_ROWS)
     # ``context``: tokens a decode step attends over (cache and new token); a sparse row reads its budget
     attended = context
     if "top_k" in rows.columns:

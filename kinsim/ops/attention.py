@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinsim.dtypes import bytes_per_element
+from kinsim.ops.kernel_work import FLASH2_TILE_ROWS
 from kinsim.ops.op import Number, Op
 from kinsim.ops.sharding import HeadShard, shard_heads
 from kinsim.workload.spec import (
@@ -45,7 +46,7 @@ from kinsim.workload.spec import (
     TopKAttention,
 )
 
-#: Query rows per tile of a flash-attention prefill kernel.
+#: Query rows per tile of a flash-attention prefill kernel (FlashAttention-3's, a KV head's query heads packed).
 PREFILL_QUERY_TILE = 128
 
 
@@ -341,14 +342,16 @@ def prefill_attention_op(
     window = None
     if isinstance(policy, SlidingWindowAttention):
         window = int(policy.window + policy.sink_tokens)
-    keys = kv_tokens_read = tokens = cached_total = packed_tiles = 0
+    keys = kv_tokens_read = tokens = cached_total = packed_tiles = row_blocks = 0
     # FlashAttention-3 packs the query heads of a KV head into a tile's rows (PackGQA): a chunk of q tokens
-    # is ceil(q x group / 128) tiles per KV head, in whole numbers (group = q_heads / kv_heads)
+    # is ceil(q x group / 128) tiles per KV head, in whole numbers (group = q_heads / kv_heads);
+    # FlashAttention-2 runs ceil(q / 64) blocks of rows per query head
     q_heads, kv_heads = int(dims.shard.q_heads), int(dims.shard.kv_heads)
     for chunk in chunks:
         q, cached = int(chunk.tokens), int(chunk.cached)
         keys += _sum_min_linear(cached, q, window)
         packed_tiles += -(-(q * q_heads) // (kv_heads * PREFILL_QUERY_TILE))
+        row_blocks += -(-q // FLASH2_TILE_ROWS)
         # the chunk's keys from HBM, once (the tiles' re-reads hit L2): its own and the cached ones in reach
         kv_tokens_read += q + (cached if window is None else min(cached, window))
         tokens += q
@@ -358,7 +361,7 @@ def prefill_attention_op(
         ranks = float(dims.ranks)
         keys, kv_tokens_read, tokens, cached_total = (keys / ranks, kv_tokens_read / ranks, tokens / ranks,
                                                        cached_total / ranks)
-        packed_tiles, sequences = packed_tiles / ranks, sequences / ranks
+        packed_tiles, row_blocks, sequences = packed_tiles / ranks, row_blocks / ranks, sequences / ranks
     return Op(
         name="attention_prefill_window" if model_window else "attention_prefill",
         op_class="attention",
@@ -370,7 +373,7 @@ def prefill_attention_op(
         bytes_written=float((dims.q_bytes_per_token + dims.kv_bytes_per_token) * float(tokens)),
         count=count,
         shape={"sequences": sequences, "tokens": float(tokens), "cached": float(cached_total),
-               "tiles": float(packed_tiles), "window": window or 0,
+               "tiles": float(packed_tiles), "row_blocks": float(row_blocks), "window": window or 0,
                "q_heads": dims.shard.q_heads, "kv_heads": dims.shard.kv_heads, "head_dim": dims.shard.head_dim,
                "kv_bytes_per_element": bytes_per_element(dims.kv_dtype)},
     )

@@ -24,8 +24,11 @@ that the public silicon measurements time):
   PackGQA): a chunk of ``q`` new tokens is ``ceil(q x group / 128)`` tiles per KV head, counted chunk by
   chunk (the op's ``tiles``; from the totals where an op does not say). When those tiles would leave the
   GPU idle and a sequence spans more than 4 KV blocks, the keys are split as FlashAttention-3 does
-  (:func:`_prefill_splits`), and a combine kernel merges the splits. On a FlashAttention-2 GPU a call whose
-  sequences have one new token each swaps the heads into the rows as decode does, with its two copies. A
+  (:func:`_prefill_splits`), and a combine kernel merges the splits. On a FlashAttention-2 GPU the items
+  are FA2's split-KV kernel's thread blocks (vLLM's paged KV cache always takes that kernel): 64 rows of
+  one query head each, ``ceil(q / 64)`` per query head (the op's ``row_blocks``), never split; a call whose
+  sequences have one new token each of a grouped-query model swaps the heads into the rows as decode
+  does (FA3's packed count), with its two copies. A
   tile's time per key is its tensor-core work plus the part of its softmax exponentials that does not hide
   under it (:func:`prefill_exp_scale`), so a small head dimension costs more per FLOP than a large one; the
   exponentials slow the whole GPU's rate as much as a tile's (``KernelWork.compute_scale``). The KV-cache
@@ -86,10 +89,12 @@ ELEMENTWISE_ITEM_BYTES = 65536.0
 #: (4 warps, 128-key tiles for head dimension 128, ``run_mha_fwd_splitkv_dispatch``) loads the next K or V
 #: tile while it computes on the other: one tile in flight.
 IN_FLIGHT_TILE_KEYS = {"flash3": 2 * 2 * 176, "flash2": 128}
-#: Query rows of a FlashAttention-2 decode thread block (the split-KV kernel, which vLLM's paged KV cache
-#: always takes: ``kBlockM = 64`` of ``run_mha_fwd_splitkv_dispatch``): its tensor cores compute all of them,
-#: however few queries are real (one per sequence, or a group's heads).
-FLASH2_DECODE_TILE_ROWS = 64
+#: Query rows of a FlashAttention-2 thread block. vLLM's paged KV cache sends every call, decode or prefill,
+#: to the split-KV kernel (``mha_varlen_fwd`` calls ``run_mha_fwd(..., force_split_kernel=paged_KV)``), whose
+#: tile is ``kBlockM = 64`` rows by ``kBlockN = 128`` keys for head dimension 128
+#: (``run_mha_fwd_splitkv_dispatch``). A decode block's tensor cores compute all 64 rows, however few queries
+#: are real (one per sequence, or a group's heads); a prefill block holds 64 of one head's queries.
+FLASH2_TILE_ROWS = 64
 #: The share of an SM's tensor-core peak a FlashAttention-2 thread block's tiles reach: the FlashAttention-2
 #: paper's lower figure for its forward pass on an A100 (50-73% of the theoretical maximum, Dao 2023,
 #: abstract), the low end for a 4-warp block with 64 rows. A FlashAttention-3 profile fitted on
@@ -255,8 +260,21 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
         # the KV-cache write: a thread block per new token
         work = KernelWork(2.0, _where(splits > 1, 1.0, 0.0), grid * splits, tokens, per_key * keys / splits,
                           longest / splits, compute_scale=exp_scale)
-        if kernels == "flash2":  # one query a sequence: FlashAttention-2 swaps the heads in, as for decode
+        if kernels == "flash2":
             q_heads = _value(shape.get("q_heads", 1))
+            # one query a sequence of a grouped-query model: FlashAttention-2 swaps the heads into the rows,
+            # as for decode (FA3's packed tiles, the same count for a group of up to 64 heads); otherwise its
+            # own grid, one 64-row block per (sequence, query head, 64 queries), never split
+            grouped_one = (queries <= 1.0) & (q_heads > kv_heads)
+            if np.ndim(grouped_one) or not grouped_one:
+                if "row_blocks" in shape:  # counted chunk by chunk (prefill_attention_op, measurement rows)
+                    row_blocks = _value(shape["row_blocks"])
+                else:
+                    row_blocks = sequences * _ceil(_maximum(queries, 1.0) / FLASH2_TILE_ROWS)
+                per_key2 = 4.0 * _minimum(FLASH2_TILE_ROWS, _maximum(queries, 1.0)) * head_dim * exp_scale
+                own = KernelWork(2.0, 0.0, row_blocks * q_heads, tokens, per_key2 * keys,
+                                 per_key2 * kv_blocks * ATTENTION_KV_BLOCK, compute_scale=exp_scale)
+                work = own if not np.ndim(grouped_one) else _choose(grouped_one, work, own)
             swapped = ((queries <= 1.0) & (q_heads > kv_heads) & (sequences >= 2.0) & (kv_heads >= 2.0)
                        & (_value(window) == 0))  # (FlashAttention-2 does not swap under a local window)
             work = replace(work, copies=_where(swapped, 2.0, 0.0),
@@ -281,6 +299,18 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
     return KernelWork(1.0, 0.0, items, 0.0)
 
 
+def _choose(mask: np.ndarray, a: KernelWork, b: KernelWork) -> KernelWork:
+    """Per measurement row, ``a``'s counts where ``mask`` holds and ``b``'s elsewhere (both of one op; the
+    fields that neither sets stay unset)."""
+    def pick(x, y):
+        return None if x is None and y is None else np.where(mask, x, y)
+
+    return KernelWork(pick(a.launches, b.launches), pick(a.combines, b.combines), pick(a.items, b.items),
+                      pick(a.sequences, b.sequences), pick(a.item_flops, b.item_flops),
+                      pick(a.longest_item_flops, b.longest_item_flops), compute_scale=pick(a.compute_scale,
+                                                                                         b.compute_scale))
+
+
 def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     """Decode attention as vLLM's FlashAttention-2 runs it (``mha_varlen_fwd`` with a block table).
 
@@ -292,7 +322,7 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     speculative verify pass's several queries per sequence) the keys are never split: one thread block per
     (sequence, head, 64 queries) streams the whole context.
 
-    Each thread block computes :data:`FLASH2_DECODE_TILE_ROWS` rows against its keys in 128-key blocks,
+    Each thread block computes :data:`FLASH2_TILE_ROWS` rows against its keys in 128-key blocks,
     padding included, at :data:`FLASH2_TILE_SHARE` of the SM's peak: its tiles beyond the first block (which
     the profile's fixed terms price) are the op's ``longest_item_flops``, so a block alone on its SM over a
     long context is bound by its padded tiles, not by its memory traffic.
@@ -307,7 +337,7 @@ def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
     queries = _value(shape.get("queries", batch)) / _maximum(batch, 1.0)  # per sequence
     tokens = _value(shape.get("kv_tokens_read", batch)) / _maximum(batch, 1.0)
     head_dim = _value(shape.get("head_dim", PROFILE_HEAD_DIM))
-    key_flops = 4.0 * FLASH2_DECODE_TILE_ROWS * head_dim * ATTENTION_KV_BLOCK  # one 128-key block of a tile
+    key_flops = 4.0 * FLASH2_TILE_ROWS * head_dim * ATTENTION_KV_BLOCK  # one 128-key block of a tile
     # the swap needs a call whose queries are all one token (not a mixed step's) and no local window
     single = shape.get("call_queries", 1) <= 1 and not shape.get("window", 0)
     if all(isinstance(x, _SCALAR) for x in (batch, kv_heads, q_heads, queries, tokens, head_dim)):  # floats
