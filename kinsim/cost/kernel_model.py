@@ -31,11 +31,13 @@ op's ``KernelWork.compute_scale`` (prefill attention's exponentials; else 1). Re
   (:func:`kinsim.ops.kernel_work.head_dim_scale`), 1 otherwise.
 
 Transfer to another GPU keeps every term as stated: shares apply to the new peaks, the fixed times are
-counted in cycles of the fitted GPU's clock and scale by the clock ratio (``CalibrationSpec.on_clock``,
-applied by the cost model), ``item_bandwidth`` stays (same kernel design, similar memory latency),
-``item_compute_share`` applies to the new per-SM rate; where the new GPU's engines run other attention
-kernels (``gpu.attention_kernels``), decode attention's ``item_bandwidth`` scales by their bytes in flight
-per thread block (``KernelWork.in_flight``). ``docs/calibration.md`` says what error to expect.
+counted in cycles of the fitted GPU's clock and scale by the clock ratio, but for a kernel floor's part
+beyond the simplest kernel's and an attention thread block's ``item_cost``, memory latency in seconds
+(``CalibrationSpec.on_clock``, applied by the cost model); ``item_bandwidth`` stays (same kernel design,
+similar memory latency), ``item_compute_share`` applies to the new per-SM rate; where the new GPU's
+engines run other attention kernels (``gpu.attention_kernels``), decode attention's ``item_bandwidth``
+scales by their bytes in flight per thread block (``KernelWork.in_flight``). ``docs/calibration.md``
+says what error to expect.
 
 Two paths compute the same formula: plain floats for one step's op (the engine prices one op per step
 in exact-steps mode, where numpy's scalar overhead would dominate) and arrays for a segment or a table

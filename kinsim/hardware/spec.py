@@ -257,6 +257,13 @@ CYCLE_TERMS = ("kernel_floor", "combine_floor", "per_sequence", "item_cost", "sm
 #: Kernel floors: counted in cycles up to the profile's bare floor, in seconds beyond it
 #: (``CalibrationSpec.on_clock``, ``CalibrationSpec.bare_floor``).
 FLOOR_TERMS = ("kernel_floor", "combine_floor")
+#: Kinds whose cost per work item (``item_cost``) counts in seconds on every GPU (``CalibrationSpec.on_clock``):
+#: an attention thread block starts with a chain of dependent memory reads (its sequence's length and block
+#: table, then its query and its first page of keys), and its fitted cost is that chain's length, 2.4-3.1 us on
+#: the H100 (4,400-5,700 cycles, several HBM round trips), not arithmetic. A GEMM tile's (0.19 us on the H100,
+#: under one round trip) is the SM's own work, its epilogue and the tile scheduler's: cycles.
+LATENCY_ITEM_KINDS = ("attention_decode", "attention_decode_fp8kv", "attention_sparse", "attention_prefill",
+                      "attention_prefill_fp8kv")
 
 #: Kernel kinds a calibration profile may carry curves for (communication is not calibrated).
 CALIBRATED_KERNELS = ("gemm", "attention_decode", "attention_decode_fp8kv", "attention_sparse", "attention_prefill",
@@ -399,9 +406,10 @@ class CalibrationSpec:
         "Set when this profile was fitted on another GPU and is applied to this one (calibration: {from: "
         "PATH}): the device it was measured on.", default=None)
     clock: float | None = spec_field(
-        "Boost clock of the GPU the profile was fitted on. Its fixed times (per-sequence and per-item costs, "
-        "collective latencies, and kernel floors up to the elementwise kernels' floor) are counted in that "
-        "GPU's cycles: on a GPU with another clock they scale by the ratio. Absent: they stay as written.",
+        "Boost clock of the GPU the profile was fitted on. Its fixed times (per-sequence costs, per-item costs "
+        "but attention's, collective latencies, and kernel floors up to the elementwise kernels' floor) are "
+        "counted in that GPU's cycles: on a GPU with another clock they scale by the ratio. Absent: they stay "
+        "as written.",
         unit="frequency", default=None, check=positive)
 
     def __post_init__(self) -> None:
@@ -410,15 +418,17 @@ class CalibrationSpec:
     def on_clock(self, clock: float) -> CalibrationSpec:
         """This profile as it applies to a GPU whose boost clock is ``clock``: every term of
         :data:`CYCLE_TERMS` multiplied by ``self.clock / clock``, but a kernel floor (:data:`FLOOR_TERMS`) only
-        up to the profile's bare floor ``f0`` (:meth:`bare_floor`): ``min(f, f0) x ratio + max(f - f0, 0)``.
+        up to the profile's bare floor ``f0`` (:meth:`bare_floor`): ``min(f, f0) x ratio + max(f - f0, 0)``,
+        and the ``item_cost`` of the attention kinds (:data:`LATENCY_ITEM_KINDS`) not at all.
 
         The floor of the simplest kernel (``f0``: the elementwise kernels', the shortest any kind has on the H100
         and the A100) is taken as what every kernel pays to be launched, ramp up and drain: work of the GPU, in
         its cycles. What a kernel's floor has beyond it is taken as the chain of dependent memory accesses its
         shortest run waits on (an attention kernel reads its query, then its keys, then its values; the
         KV-cache write reads the slot before it stores), which take the memory's latency in seconds whatever
-        the SM clock. docs/calibration.md gives the evidence (the shortest kernels of the H100 and A100 tables)
-        and the transfer's figures under each rule."""
+        the SM clock; so is an attention thread block's cost, its own chain of dependent reads.
+        docs/calibration.md gives the evidence (the shortest kernels of the H100 and A100 tables) and the
+        transfer's figures under each rule."""
         if self.clock is None or clock == self.clock:
             return self
         ratio = self.clock / clock
@@ -430,14 +440,15 @@ class CalibrationSpec:
                 return cycles * ratio + (value - cycles)
             return value * ratio
 
-        def scaled(curve):
+        def scaled(curve, kind):
             if curve is None:
                 return None
-            return replace(curve, **{name: term(name, getattr(curve, name)) for name in CYCLE_TERMS
+            terms = CYCLE_TERMS if kind not in LATENCY_ITEM_KINDS else tuple(t for t in CYCLE_TERMS if t != "item_cost")
+            return replace(curve, **{name: term(name, getattr(curve, name)) for name in terms
                                      if getattr(curve, name, None) is not None})
 
-        return replace(self, **{name: scaled(getattr(self, name)) for name in (*CALIBRATED_KERNELS, "allreduce_nccl",
-                                                                               "allreduce_custom")})
+        return replace(self, **{kind: scaled(getattr(self, kind), kind)
+                                for kind in (*CALIBRATED_KERNELS, "allreduce_nccl", "allreduce_custom")})
 
     def bare_floor(self) -> float:
         """The part of every kernel floor counted in cycles (:meth:`on_clock`): the elementwise kernels' floor
