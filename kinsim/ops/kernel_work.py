@@ -271,7 +271,8 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
                     row_blocks = _value(shape["row_blocks"])
                 else:
                     row_blocks = sequences * _ceil(_maximum(queries, 1.0) / FLASH2_TILE_ROWS)
-                per_key2 = 4.0 * _minimum(FLASH2_TILE_ROWS, _maximum(queries, 1.0)) * head_dim * exp_scale
+                # a block's real rows: the new tokens over the blocks (64 but in a prompt's last block)
+                per_key2 = 4.0 * (tokens / _maximum(row_blocks, 1.0)) * head_dim * exp_scale
                 own = KernelWork(2.0, 0.0, row_blocks * q_heads, tokens, per_key2 * keys,
                                  per_key2 * kv_blocks * ATTENTION_KV_BLOCK, compute_scale=exp_scale)
                 work = own if not np.ndim(grouped_one) else _choose(grouped_one, work, own)
