@@ -443,9 +443,9 @@ class CalibrationSpec:
         def scaled(curve, kind):
             if curve is None:
                 return None
-            terms = CYCLE_TERMS if kind not in LATENCY_ITEM_KINDS else tuple(t for t in CYCLE_TERMS if t != "item_cost")
-            return replace(curve, **{name: term(name, getattr(curve, name)) for name in terms
-                                     if getattr(curve, name, None) is not None})
+            seconds = ("item_cost",) if kind in LATENCY_ITEM_KINDS else ()  # kept as written
+            return replace(curve, **{name: term(name, getattr(curve, name)) for name in CYCLE_TERMS
+                                     if name not in seconds and getattr(curve, name, None) is not None})
 
         return replace(self, **{kind: scaled(getattr(self, kind), kind)
                                 for kind in (*CALIBRATED_KERNELS, "allreduce_nccl", "allreduce_custom")})

@@ -276,7 +276,7 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
                 own = KernelWork(2.0, 0.0, row_blocks * q_heads, tokens, per_key2 * keys,
                                  per_key2 * kv_blocks * ATTENTION_KV_BLOCK, compute_scale=exp_scale)
                 work = own if not np.ndim(grouped_one) else _choose(grouped_one, work, own)
-            swapped = ((queries <= 1.0) & (q_heads > kv_heads) & (sequences >= 2.0) & (kv_heads >= 2.0)
+            swapped = (grouped_one & (sequences >= 2.0) & (kv_heads >= 2.0)
                        & (_value(window) == 0))  # (FlashAttention-2 does not swap under a local window)
             work = replace(work, copies=_where(swapped, 2.0, 0.0),
                            copy_bytes=_swap_copy_bytes(sequences, q_heads, head_dim))
