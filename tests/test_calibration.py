@@ -82,6 +82,24 @@ def test_fitter_recovers_a_memory_bound_kernel_and_says_what_it_could_not_fit():
     assert fit.curve.compute_max == H100.efficiency.attention_compute and "compute_max kept" in fit.curve.note
 
 
+def test_a_term_no_measurement_depends_on_keeps_its_default_and_says_so():
+    """Decode rows of 16 sequences or more (16 x 8 KV heads = 128 pairs, above 80% of the H100's 132 SMs):
+    FlashAttention-3 never splits them, so no row runs a combine kernel and the fit cannot see its floor. The
+    solver would let such a term drift (A100 prefill, where FlashAttention-2 never combines: 99.5 us, at its
+    bound); the fit keeps the default and names it, and still recovers the rest."""
+    from kinsim.calibration.rows import row_op
+    from kinsim.ops.kernel_work import kernel_work
+
+    rows = decode_rows()
+    rows = rows[rows["batch"] >= 16].reset_index(drop=True)
+    assert not np.any(kernel_work(row_op(rows, "attention_decode"), 132).combines)
+    fit = fit_kernel("attention_decode", synthetic(rows, DECODE, seed=2), H100)
+    assert fit.curve.combine_floor == 0.0 and "combine_floor: no measurement depends on it" in fit.curve.note
+    assert fit.curve.memory_max == pytest.approx(DECODE.memory_max, rel=0.03)
+    # with the split rows, the floor is fitted again
+    assert fit_kernel("attention_decode", synthetic(decode_rows(), DECODE, seed=2), H100).curve.combine_floor > 0.0
+
+
 def test_fp8_kv_attention_rows_include_the_query_quantization_kernel():
     from kinsim.calibration.rows import query_quantize_s
 

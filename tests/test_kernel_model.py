@@ -480,6 +480,70 @@ def test_a_flashattention2_prefill_runs_a_64_row_block_per_query_head_never_spli
     assert float(RooflineCost(a100).op_cost(op).time_s) == pytest.approx(expected, rel=1e-12)
 
 
+def test_a_flashattention2_prefill_grid_ends_a_launch_order_tail_after_its_balanced_time():
+    """Hand-worked: one prompt of 4,096 tokens on the A100 (Qwen3-8B at TP 1, 32 query heads). FlashAttention-2
+    runs 4096 / 64 = 64 row blocks per query head, 2,048 in all on 108 SMs, each head's shortest first: the
+    first reads one 128-key block, the last all 32. The last block starts about when the running blocks have a
+    third of its work left (evenly spread lengths from 128 to 4,096 keys: (L^2 + L s + s^2) / (3 (L + s))), then
+    runs alone at the profile's per-tile share while the rest ran at the whole GPU's share: compute is the
+    op's FLOPs at the whole GPU's rate plus L / tile rate - remainder / (whole rate / 108). FlashAttention-3
+    starts a head's longest tile first and has no such term."""
+    from kinsim.ops.kernel_work import prefill_exp_scale
+
+    op = prefill_attention_op(QWEN3_8B, DenseAttention(), (PrefillChunk(4096, 0, True),))
+    fa2, fa3 = kernel_work(op, 108, "flash2", "flash3"), kernel_work(op, 132)
+    per_key = 4 * 64 * 128 * prefill_exp_scale(128.0)  # 64 real rows a block, head dimension 128
+    assert (fa2.items, fa2.in_launch_order, fa3.in_launch_order) == (2048.0, 1.0, 0.0)
+    assert fa2.longest_item_flops == pytest.approx(per_key * 4096, rel=1e-15)
+    assert fa2.shortest_item_flops == pytest.approx(per_key * 128, rel=1e-15)
+    a100 = load_hardware(HARDWARE / "a100.yaml")
+    curve, peak = a100.calibration.attention_prefill, a100.peak("bf16")
+    big, small = per_key * 4096, per_key * 128
+    remainder = (big * big + big * small + small * small) / (3 * (big + small))
+    whole = op.flops * prefill_exp_scale(128.0) / (peak * curve.compute_max)
+    tail = big / (curve.item_compute_share * peak / 108) - remainder / (curve.compute_max * peak / 108)
+    assert tail > 0.03 * whole  # a few percent of a one-prompt kernel (about 0.4% at 16 prompts)
+    compute = whole + tail  # more than the waves' (19 x the mean block) and the longest block's alone
+    assert compute > max(math.ceil(2048 / 108) * fa2.item_flops, big) / (curve.item_compute_share * peak / 108)
+    fixed = 2 * curve.kernel_floor + 4096 * curve.per_sequence + 2048 * curve.item_cost / 108
+    memory = op.bytes / (a100.gpu.memory.bandwidth * curve.memory_max)
+    expected = fixed + max(compute, memory) + curve.overlap_loss * min(compute, memory)
+    assert float(RooflineCost(a100).op_cost(op).time_s) == pytest.approx(expected, rel=1e-12)
+    # the same op as a one-row array (a table's or a segment's path): the same seconds
+    work = kernel_work(op, 108, "flash2", "flash3")
+    array_work = replace(work, **{name: np.array([getattr(work, name)]) for name in
+                                  ("items", "item_flops", "longest_item_flops", "shortest_item_flops",
+                                   "in_launch_order")})
+    assert kernel_time(curve, array_work, np.array([op.flops]), np.array([op.bytes]), a100, peak)[0] == \
+        pytest.approx(kernel_time(curve, work, float(op.flops), float(op.bytes), a100, peak), rel=1e-12)
+
+
+def test_the_launch_order_tail_matches_an_event_by_event_schedule():
+    """The closed form against a schedule computed block by block: 32 heads of 64 row blocks (1 to 64 units
+    of work, each head's shortest first) on 108 SMs; each SM takes the next block when it frees; ``n`` blocks
+    running share the GPU's rate ``108 x 0.68`` but none runs faster than 0.855 alone (the H100 prefill
+    profile's two shares). The schedule ends 0.54 of the longest block's time alone after the balanced time;
+    the closed form says 1 - 0.855 / (3 x 0.68) x (64^2 + 64 + 1) / (64 x 65) = 0.58: within 10%."""
+    from kinsim.cost.kernel_model import launch_order_tail
+
+    sms, whole, alone = 108, 0.68, 0.855
+    blocks = [float(m + 1) for _ in range(32) for m in range(64)]
+    running, queue, clock = [], list(reversed(blocks)), 0.0
+    while queue or running:
+        while queue and len(running) < sms:
+            running.append(queue.pop())
+        rate = min(alone, sms * whole / len(running))
+        step = min(running) / rate
+        clock += step
+        running = [left - step * rate for left in running if left - step * rate > 1e-9]
+    balanced = sum(blocks) / (sms * whole)
+    simulated = (clock - balanced) / (64 / alone)
+    closed = launch_order_tail(64.0, 1.0, alone, whole) / (64 / alone)
+    assert 0.50 < simulated < 0.56
+    assert closed == pytest.approx(1 - alone / (3 * whole) * (64 * 64 + 64 + 1) / (64 * 65), rel=1e-12)
+    assert closed == pytest.approx(simulated, rel=0.10)
+
+
 def test_flashattention2_prefill_measurement_rows_count_the_engines_blocks():
     """A row of the A100 context table (4 prompts of 100 tokens) has the blocks the engine's op of the same
     prompts has: 4 x ceil(100 / 64) = 8 per query head; and a one-token grouped call keeps the swapped

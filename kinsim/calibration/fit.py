@@ -156,6 +156,15 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec, elementwise: KernelCurveSpec
         return np.log(predict_kernel(train_rows, kernel, curve_of(x), hw, elementwise) / time[train])
 
     start = np.array([TERM_BOUNDS[n][0] for n in free]) / scales
+    # a term no row depends on (a combine floor where no row splits) would drift in the solver: it keeps
+    # its default, with a note
+    at_start = residuals(start)
+    unused = [n for i, n in enumerate(free)
+              if np.array_equal(residuals(np.where(np.arange(len(free)) == i, 0.5 * start, start)), at_start)]
+    if unused:
+        free = [n for n in free if n not in unused]
+        scales = np.array([TERM_BOUNDS[n][3] for n in free])
+        start = np.array([TERM_BOUNDS[n][0] for n in free]) / scales
     low = np.array([TERM_BOUNDS[n][1] for n in free]) / scales
     high = np.array([TERM_BOUNDS[n][2] for n in free]) / scales
     solution = least_squares(residuals, start, bounds=(low, high), x_scale="jac", max_nfev=400)
@@ -170,6 +179,7 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec, elementwise: KernelCurveSpec
     fixed = [n for n in ("compute_max", "memory_max") if n not in free]
     notes = [f"{n} kept from the hardware file (never bounds this kind)" for n in fixed]
     notes += [f"{n}: no limit found" for n in unbounded]
+    notes += [f"{n}: no measurement depends on it (default {getattr(base, n)})" for n in unused]
     note = "; ".join(notes)
     curve = replace(fitted, points=int(train.sum()), held_out_mape=mape, note=note)
     return KernelFit(kernel, curve, rejected)

@@ -7,7 +7,8 @@ SMs, peak rate ``P`` (the op's data type) and HBM bandwidth ``W``, and a profile
     fixed   = launches x kernel_floor + combines x combine_floor + sequences x per_sequence x s
               + items x item_cost x s / S                                                 (seconds)
     compute = max(F x c / (P x e_c(F)),  ceil(items / S) x item FLOPs / (item_compute_share x P / S),
-                  longest item's FLOPs / (item_compute_share x P / S))
+                  longest item's FLOPs / (item_compute_share x P / S),
+                  [a grid in launch order of more than S items] F x c / (P x e_c(F)) + tail)
     memory  = B / (W x e_m(B))  +  B / (items x item_bandwidth)
     time    = fixed + max(compute, memory)
 
@@ -24,6 +25,11 @@ op's ``KernelWork.compute_scale`` (prefill attention's exponentials; else 1). Re
   ``S`` tiles, so a grid of ``S + 1`` tiles takes two waves. Where the kernel's structure fixes the share
   (``KernelWork.tile_share``: FlashAttention-2's decode blocks, whose padded 64-row tiles a profile
   fitted on FlashAttention-3 has no term for), that share replaces the curve's.
+* the launch-order ``tail`` (:func:`launch_order_tail`): where a grid starts its thread blocks in launch
+  order and each group's blocks grow in work, the longest last (FlashAttention-2's causal prefill grid,
+  ``KernelWork.in_launch_order``), that longest block starts only once nearly all the rest is done and then
+  runs alone on its SM, so the kernel ends after its balanced time; FlashAttention-3's scheduler starts a
+  head's longest tile first and has no such tail.
 * ``per_sequence`` and ``item_cost``: time that grows with the sequences a kernel loops over (for prefill
   attention, its new tokens: the KV-cache write's thread block per token) and with its thread blocks
   (scheduling metadata, prologues), independent of the data; ``s`` (``KernelWork.
@@ -76,7 +82,7 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
         if items < 1.0:
             items = 1.0
         e_c = curve.compute_max if not curve.flops_half else saturating(flops, curve.compute_max, curve.flops_half)
-        compute = flops * work.compute_scale / (peak * e_c)
+        compute = whole = flops * work.compute_scale / (peak * e_c)
         share = curve.item_compute_share if work.tile_share is None else work.tile_share
         if share is not None:
             item_rate = share * peak / sms
@@ -84,6 +90,10 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
             compute = max(compute, math.ceil(items / sms) * item_flops / item_rate)
             if work.longest_item_flops is not None:
                 compute = max(compute, work.longest_item_flops / item_rate)
+                if work.in_launch_order and items > sms:
+                    tail = launch_order_tail(work.longest_item_flops, work.shortest_item_flops, item_rate,
+                                             e_c * peak / sms)
+                    compute = max(compute, whole + max(tail, 0.0))
         e_m = curve.memory_max if not curve.bytes_half else saturating(nbytes, curve.memory_max, curve.bytes_half)
         memory = nbytes / (bandwidth * e_m)
         if curve.item_bandwidth is not None:
@@ -93,8 +103,8 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
     nbytes = np.asarray(nbytes, dtype=float)
     items = np.maximum(work.items, 1.0)
     # a curve without a half-saturation point is its maximum everywhere (as in the scalar path)
-    compute = flops * work.compute_scale / (peak * (curve.compute_max if not curve.flops_half else
-                                                    saturating(flops, curve.compute_max, curve.flops_half)))
+    e_c = curve.compute_max if not curve.flops_half else saturating(flops, curve.compute_max, curve.flops_half)
+    compute = whole = flops * work.compute_scale / (peak * e_c)
     share = curve.item_compute_share if work.tile_share is None else work.tile_share
     if share is not None:
         waves = np.ceil(items / sms)
@@ -103,6 +113,12 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
         compute = np.maximum(compute, waves * item_flops / item_rate)
         if work.longest_item_flops is not None:
             compute = np.maximum(compute, work.longest_item_flops / item_rate)
+            if np.any(work.in_launch_order):
+                with np.errstate(invalid="ignore", divide="ignore"):  # (rows without work: not ordered below)
+                    tail = launch_order_tail(work.longest_item_flops, work.shortest_item_flops, item_rate,
+                                             e_c * peak / sms)
+                ordered = (np.asarray(work.in_launch_order) > 0.0) & (items > sms)
+                compute = np.where(ordered, np.maximum(compute, whole + np.maximum(tail, 0.0)), compute)
     memory_rate = bandwidth * (curve.memory_max if not curve.bytes_half else
                                saturating(nbytes, curve.memory_max, curve.bytes_half))
     if warm_l2_bytes is not None and curve.l2_bandwidth_ratio is not None:
@@ -112,6 +128,27 @@ def kernel_terms(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes
     if curve.item_bandwidth is not None:
         memory = memory + nbytes / (items * (curve.item_bandwidth * work.in_flight))
     return fixed, compute, memory
+
+
+def launch_order_tail(longest: Number, shortest: Number, item_rate: float, sm_rate: Number) -> Number:
+    """Seconds by which a grid whose thread blocks start in launch order, each group's blocks growing in work
+    from ``shortest`` to ``longest`` FLOPs (the longest last), ends after its balanced time (its FLOPs at the
+    whole GPU's rate); negative where it does not.
+
+    Each SM takes the next block when it frees one, so the last block, the longest, starts about when the
+    blocks still running elsewhere have on average ``remainder`` FLOPs left, and then runs alone on its SM at
+    ``item_rate`` (FLOP/s: the profile's per-tile share of an SM's peak) while the balanced time had that
+    remainder at ``sm_rate`` (FLOP/s: one SM's part of the whole GPU's sustained rate). The blocks' work is
+    spread evenly from ``shortest`` to ``longest``; a block running at a random instant is picked in
+    proportion to its length and is on average half done, so ``remainder = E[w^2] / (2 E[w]) =
+    (longest^2 + longest x shortest + shortest^2) / (3 (longest + shortest))``: a third of the longest for a
+    prompt without a cached prefix, half of it where every block is as long. An event-by-event schedule of
+    such grids (16 to 128 row blocks a head, 8 to 128 heads, 108 SMs, the H100 prefill profile's two rates)
+    ends 0.51-0.57 of the longest block's time alone after the balanced time (0.44 for 256 row blocks a head,
+    more than the SMs), where this gives 0.58.
+    """
+    remainder = (longest * longest + longest * shortest + shortest * shortest) / (3.0 * (longest + shortest))
+    return longest / item_rate - remainder / sm_rate
 
 
 def kernel_time(curve: KernelCurveSpec, work: KernelWork, flops: Number, nbytes: Number, hw: HardwareSpec,

@@ -26,9 +26,11 @@ that the public silicon measurements time):
   GPU idle and a sequence spans more than 4 KV blocks, the keys are split as FlashAttention-3 does
   (:func:`_prefill_splits`), and a combine kernel merges the splits. On a FlashAttention-2 GPU the items
   are FA2's split-KV kernel's thread blocks (vLLM's paged KV cache always takes that kernel): 64 rows of
-  one query head each, ``ceil(q / 64)`` per query head (the op's ``row_blocks``), never split; a call whose
-  sequences have one new token each of a grouped-query model swaps the heads into the rows as decode
-  does (FA3's packed count), with its two copies. A tile's time per key is its tensor-core work plus the
+  one query head each, ``ceil(q / 64)`` per query head (the op's ``row_blocks``), never split, started in
+  launch order (a head's shortest block first, so its longest starts last: FlashAttention-3's scheduler
+  starts the longest first); a call whose sequences have one new token each of a grouped-query model
+  swaps the heads into the rows as decode does (FA3's packed count), with its two copies. A tile's time
+  per key is its tensor-core work plus the
   part of its softmax exponentials that does not hide under it (:func:`prefill_exp_scale`), so a small
   head dimension costs more per FLOP than a large one; the exponentials slow the whole GPU's rate as much
   as a tile's (``KernelWork.compute_scale``). The KV-cache
@@ -145,6 +147,11 @@ class KernelWork:
         copies: copy kernels the op launches besides its own (FlashAttention-2's swapped query heads:
             :func:`_flash2_decode`), priced as elementwise kernels by the profile's ``elementwise`` curve.
         copy_bytes: HBM bytes each copy moves (read and written).
+        in_launch_order: 1 where the grid's thread blocks start in launch order with each group's blocks
+            growing in work, the longest last (FlashAttention-2's causal prefill grid: its m-block index
+            varies fastest, shortest first), else 0; the kernel then ends later than a balanced schedule
+            would (``kinsim.cost.kernel_model.launch_order_tail``).
+        shortest_item_flops: FLOPs of a group's first (shortest) work item, where ``in_launch_order``.
     """
 
     launches: Number
@@ -159,6 +166,8 @@ class KernelWork:
     compute_scale: Number = 1.0
     copies: Number = 0.0
     copy_bytes: Number = 0.0
+    in_launch_order: Number = 0.0
+    shortest_item_flops: Number = 0.0
 
 
 def copy_op(nbytes: Number) -> Op:
@@ -273,8 +282,13 @@ def _kernel_work(op: Op, sms: int, kernels: str, fitted: str) -> KernelWork:
                     row_blocks = sequences * _ceil(_maximum(queries, 1.0) / FLASH2_TILE_ROWS)
                 # a block's real rows: the new tokens over the blocks (64 but in a prompt's last block)
                 per_key2 = 4.0 * (tokens / _maximum(row_blocks, 1.0)) * head_dim * exp_scale
+                # a (sequence, head)'s blocks start shortest first: the first reads the cached prefix and its
+                # own rows' keys, in whole 128-key blocks
+                first_keys = _ceil((length - queries + _minimum(queries, FLASH2_TILE_ROWS)) / ATTENTION_KV_BLOCK)
+                first_keys = _minimum(_maximum(first_keys, 1.0), kv_blocks) * ATTENTION_KV_BLOCK
                 own = KernelWork(2.0, 0.0, row_blocks * q_heads, tokens, per_key2 * keys,
-                                 per_key2 * kv_blocks * ATTENTION_KV_BLOCK, compute_scale=exp_scale)
+                                 per_key2 * kv_blocks * ATTENTION_KV_BLOCK, compute_scale=exp_scale,
+                                 in_launch_order=1.0, shortest_item_flops=per_key2 * first_keys)
                 work = own if not np.ndim(grouped_one) else _choose(grouped_one, work, own)
             swapped = (grouped_one & (sequences >= 2.0) & (kv_heads >= 2.0)
                        & (_value(window) == 0))  # (FlashAttention-2 does not swap under a local window)
@@ -308,8 +322,10 @@ def _choose(mask: np.ndarray, a: KernelWork, b: KernelWork) -> KernelWork:
 
     return KernelWork(pick(a.launches, b.launches), pick(a.combines, b.combines), pick(a.items, b.items),
                       pick(a.sequences, b.sequences), pick(a.item_flops, b.item_flops),
-                      pick(a.longest_item_flops, b.longest_item_flops), compute_scale=pick(a.compute_scale,
-                                                                                         b.compute_scale))
+                      pick(a.longest_item_flops, b.longest_item_flops),
+                      compute_scale=pick(a.compute_scale, b.compute_scale),
+                      in_launch_order=pick(a.in_launch_order, b.in_launch_order),
+                      shortest_item_flops=pick(a.shortest_item_flops, b.shortest_item_flops))
 
 
 def _flash2_decode(shape: dict, sms: int, in_flight: float) -> KernelWork:
