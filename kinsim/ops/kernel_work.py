@@ -30,10 +30,9 @@ that the public silicon measurements time):
   launch order (a head's shortest block first, so its longest starts last: FlashAttention-3's scheduler
   starts the longest first); a call whose sequences have one new token each of a grouped-query model
   swaps the heads into the rows as decode does (FA3's packed count), with its two copies. A tile's time
-  per key is its tensor-core work plus the
-  part of its softmax exponentials that does not hide under it (:func:`prefill_exp_scale`), so a small
-  head dimension costs more per FLOP than a large one; the exponentials slow the whole GPU's rate as much
-  as a tile's (``KernelWork.compute_scale``). The KV-cache
+  per key is its tensor-core work plus the part of its softmax exponentials that does not hide under it
+  (:func:`prefill_exp_scale`), so a small head dimension costs more per FLOP than a large one; the
+  exponentials slow the whole GPU's rate as much as a tile's (``KernelWork.compute_scale``). The KV-cache
   write runs a thread block per new token (vLLM's ``reshape_and_cache_flash``), whatever the heads: the
   op's ``sequences`` are its tokens, priced by the profile's ``per_sequence`` (the same term as a decode
   step's, whose sequences each write one token).
