@@ -127,8 +127,15 @@ def _exact(direct, first: float, n: int, k: int) -> tuple[float, float, float, t
     ``first`` tokens at step 0: :meth:`~kinsim.engine.pricer._DirectDecodeAttention.step_terms`, the same bits
     as the general engine's."""
     attended = first + n * k
-    time, _, _, compute, memory = direct.step_terms(attended, attended)
-    return time, compute, memory, direct._structure(attended)
+    structure = direct._structure(attended)
+    time, _, _, compute, memory = direct.step_terms(attended, attended, structure)
+    return time, compute, memory, structure
+
+
+def _exact_s(direct, first: float, n: int, k: int) -> float:
+    """:func:`_exact`'s attention seconds alone."""
+    attended = first + n * k
+    return direct.step_terms(attended, attended)[0]
 
 
 class _TableRequest:
@@ -567,7 +574,7 @@ class _Replica:
                 x = x0 + slope * _STEP_INDEX[:limit]
                 ticks = np.rint(x)
                 for k in np.flatnonzero(np.abs(x - ticks) > near).tolist():  # the exact operations decide
-                    ticks[k] = round((base0 + _exact(direct, first, n, k)[0]) * TICKS_PER_S)
+                    ticks[k] = round((base0 + _exact_s(direct, first, n, k)) * TICKS_PER_S)
                 ends = np.cumsum(np.maximum(ticks, 1.0)) + now
                 at = float(ends[-1])
                 if limit < _ARRAY_END_STEPS:  # a list, as short plans (a long one stays an array: _end_run sums it)
@@ -580,7 +587,7 @@ class _Replica:
                 for k in range(limit):
                     tick = (x + 0.5) // 1.0
                     if abs(x - tick) > near:  # the exact operations decide
-                        tick = round((base0 + _exact(direct, first, n, k)[0]) * TICKS_PER_S)
+                        tick = round((base0 + _exact_s(direct, first, n, k)) * TICKS_PER_S)
                     at += tick
                     append(at)
                     x += slope
@@ -589,14 +596,14 @@ class _Replica:
                     x = x0 + slope * k
                     tick = round(x)
                     if abs(x - tick) > near:  # the exact operations decide
-                        tick = round((base0 + _exact(direct, first, n, k)[0]) * TICKS_PER_S)
+                        tick = round((base0 + _exact_s(direct, first, n, k)) * TICKS_PER_S)
                     at += tick if tick > 1 else 1
                     ends.append(at)
             attention = (time0, (time1 - time0) / (limit - 1), split0[1])
         else:
             attention = []
             for k in range(limit):
-                time = _exact(direct, first, n, k)[0]
+                time = _exact_s(direct, first, n, k)
                 tick = round((base0 + time) * TICKS_PER_S)
                 at += tick if tick > 1 else 1
                 ends.append(at)

@@ -548,12 +548,14 @@ class _DirectDecodeAttention:
             return fixed, (items if items > 1.0 else 1.0) * self.item_bandwidth
         return fixed, np.maximum(items, 1.0) * self.item_bandwidth
 
-    def step_terms(self, attended: float, read: float) -> tuple[float, float, float, float, float]:
+    def step_terms(self, attended: float, read: float, structure: tuple | None = None
+                   ) -> tuple[float, float, float, float, float]:
         """One step's attention from its tokens attended and read (whole numbers, as floats): (seconds of all
         layers, FLOPs, HBM bytes, compute seconds, memory seconds, the last four of one layer). The operations
         of :meth:`matrix` on Python floats, so the same bits as its columns (the lean engine,
-        :mod:`kinsim.engine.lean`, prices decode steps with it one at a time)."""
-        fixed, in_flight = self._structure(read)
+        :mod:`kinsim.engine.lean`, prices decode steps with it one at a time). ``structure``: ``_structure(read)``
+        where the caller has it already."""
+        fixed, in_flight = self._structure(read) if structure is None else structure
         flops = self.flops_per_key * attended
         nbytes = (self.kv_bytes_per_token * read + self.query_bytes) + self.written_bytes
         compute = flops / self.peak_rate
