@@ -220,7 +220,8 @@ class _Replica:
         self.generation = 0
         # the step or segment in flight: [prefill chunks (None for decode steps), the decodes' new blocks, start
         # tick, each planned step's end tick (a list; an array for a long plan), steps to run, the step's figures
-        # (a column) or the decode steps' attention seconds, the decoding sequences]
+        # (a column) or the decode steps' attention seconds, the decoding sequences, and where the decode steps were
+        # priced one by one, each one's FLOPs, bytes, compute and memory seconds (else None)]
         self.flight = None
 
     # ------------------------------------------------------------------------------ queue
@@ -523,7 +524,7 @@ class _Replica:
             batch = StepBatch(prefill=tuple(PrefillChunk(*chunk) for chunk in prefill))
             column = self.pricer.step(batch).matrix[:, 0].tolist()
         work = max(float(round(column[0] * TICKS_PER_S)), 1.0)
-        self.flight = [chunks, need, now, [now + work], 1, column, n]
+        self.flight = [chunks, need, now, [now + work], 1, column, n, None]
         self.generation += 1
         self.run.push(now + work, _END, self.index, self.generation)
 
@@ -565,6 +566,7 @@ class _Replica:
             ridge = 1e-12 * max(compute0, memory0, compute1, memory1)
             affine = (split0 == split1 and (compute0 - memory0 > ridge) == (compute1 - memory1 > ridge)
                       and abs(compute0 - memory0) > ridge and abs(compute1 - memory1) > ridge)
+        terms = None
         if affine:
             x0 = (base0 + time0) * TICKS_PER_S
             x1 = (base0 + time1) * TICKS_PER_S
@@ -601,14 +603,16 @@ class _Replica:
                     ends.append(at)
             attention = (time0, (time1 - time0) / (limit - 1), split0[1])
         else:
-            attention = []
+            attention, terms = [], []
             for k in range(limit):
-                time = _exact_s(direct, first, n, k)
+                attended = first + n * k
+                time, flops, nbytes, compute, memory = direct.step_terms(attended, attended)  # (_exact_s)
                 tick = round((base0 + time) * TICKS_PER_S)
                 at += tick if tick > 1 else 1
                 ends.append(at)
                 attention.append(time)
-        self.flight = [None, need, now, ends, limit, attention, n]
+                terms.append((flops, nbytes, compute, memory))
+        self.flight = [None, need, now, ends, limit, attention, n, terms]
         self.generation += 1
         self.run.push(at, _END, self.index, self.generation)
 
@@ -617,12 +621,12 @@ class _Replica:
         """The running step or segment has ended: record it, apply it, plan the next."""
         flight = self.flight
         self.flight = None
-        chunks, need, start, ends, steps, figures, n = flight
+        chunks, need, start, ends, steps, figures, n, terms = flight
         self.planned_at = start if steps == 1 else float(ends[steps - 2])  # the last step's start
         if chunks is not None:
             added = self._end_step(chunks, need, start, ends[0], figures, n)
         else:
-            added = self._end_run(need, start, ends, steps, figures, n)
+            added = self._end_run(need, start, ends, steps, figures, n, terms)
         self._apply(chunks, steps, added, now / TICKS_PER_S)
         if self.run.peek() > now:  # nothing else happens at this instant: decide now
             self.idle = False
@@ -660,9 +664,10 @@ class _Replica:
             self._credit(n, weight, constant, clock_s * gpu_s)
         return need
 
-    def _end_run(self, need: int, start: float, ends: list[float], steps: int, attention, n: int) -> int:
+    def _end_run(self, need: int, start: float, ends: list[float], steps: int, attention, n: int,
+                 terms: list | None) -> int:
         """Record the decode steps that ran (of those planned; ``attention``: each one's attention seconds, or the
-        first's and their growth a step), split their
+        first's and their growth a step; ``terms``: :meth:`_attention_sums`'), split their
         GPU time (:func:`~kinsim.engine.attribution.decode_coefficients`, summed step by step); return the
         blocks they took. One pass over the steps: each one's duration, the blocks it added, its share terms."""
         run = self.run
@@ -734,7 +739,7 @@ class _Replica:
         start_s, end_s = start / TICKS_PER_S, previous / TICKS_PER_S
         direct, _, static = self._batch_terms(n)
         run.rows.run(self.index, start_s, end_s, steps, n, n * steps, used + added, block_ticks / TICKS_PER_S, static,
-                     direct.layers, *self._attention_sums(direct, attention, steps, first))
+                     direct.layers, *self._attention_sums(direct, attention, steps, first, terms))
         if attribute and clock_s > 0.0:
             self._credit(n, weight, constant + other / n, self.gpus * (end_s - start_s) / clock_s)
         return added
@@ -794,10 +799,11 @@ class _Replica:
             other = float((step_s - u)[positive].sum())
         return float(ends_array[-1]), int(added[-1]), block_ticks, clock_s, weight, constant, other
 
-    def _attention_sums(self, direct, attention, steps: int, first: float) -> tuple[float, ...]:
+    def _attention_sums(self, direct, attention, steps: int, first: float, terms: list | None) -> tuple[float, ...]:
         """The decode attention of a run's first ``steps`` steps (``attention``: each planned step's seconds, or
-        the first's and their growth a step; ``first``: tokens the first step attends), summed over the steps:
-        seconds of all layers, and FLOPs, HBM bytes, compute and memory seconds of one layer (the terms of
+        the first's and their growth a step; ``first``: tokens the first step attends; ``terms``: where the plan
+        priced each step, each one's FLOPs, bytes, compute and memory seconds), summed over the steps: seconds
+        of all layers, and FLOPs, HBM bytes, compute and memory seconds of one layer (the terms of
         :func:`~kinsim.engine.pricer.add_attention`)."""
         if type(attention) is tuple:  # one split of the KV: every term affine in the tokens attended, whose sum
             attended = steps * first + direct.n * (steps * (steps - 1) // 2)  # over the steps is a whole number
@@ -807,10 +813,8 @@ class _Replica:
             memory = nbytes / direct.memory_rate + nbytes / attention[2]
             return (steps * attention[0] + attention[1] * (steps * (steps - 1) // 2), flops, nbytes, compute,
                     memory)
-        flops = nbytes = compute = memory = 0.0  # step by step
-        for k in range(steps):
-            attended = first + direct.n * k
-            _, f, b, c, m = direct.step_terms(attended, attended)
+        flops = nbytes = compute = memory = 0.0  # step by step, as the plan priced them
+        for f, b, c, m in terms[:steps]:
             flops += f
             nbytes += b
             compute += c
