@@ -672,7 +672,7 @@ class _Replica:
         blocks they took. One pass over the steps: each one's duration, the blocks it added, its share terms."""
         run = self.run
         used, block, s, residues = self.used_blocks, self.block, self.s, self.residues
-        base0 = self._static(n)[0]
+        direct, base0, static = self._batch_terms(n)
         first = float(self.kv0_sum + n * s + n)
         attribute = run.attribute
         added, block_ticks = need, 0.0
@@ -737,7 +737,6 @@ class _Replica:
                     constant += k * w
                     other += step_s - u
         start_s, end_s = start / TICKS_PER_S, previous / TICKS_PER_S
-        direct, _, static = self._batch_terms(n)
         run.rows.run(self.index, start_s, end_s, steps, n, n * steps, used + added, block_ticks / TICKS_PER_S, static,
                      direct.layers, *self._attention_sums(direct, attention, steps, first, terms))
         if attribute and clock_s > 0.0:
