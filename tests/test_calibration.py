@@ -100,6 +100,28 @@ def test_a_term_no_measurement_depends_on_keeps_its_default_and_says_so():
     assert fit_kernel("attention_decode", synthetic(decode_rows(), DECODE, seed=2), H100).curve.combine_floor > 0.0
 
 
+def test_a_prefill_kind_whose_rows_never_split_takes_its_decode_kinds_combine_floor():
+    """Prefill rows of 16 prompts or more (16 x ceil(1,024 x 4 / 128) tiles x 8 KV heads fill the SMs) never
+    split, so their fit cannot see the combine kernel; the decode rows of 1 and 4 sequences split. The profile's
+    prefill kind takes the decode kind's combine floor (FlashAttention's one combine kernel), saying so."""
+    from kinsim.calibration.rows import row_op
+
+    prefill = pd.DataFrame([{"kernel": "attention_prefill", "impl": "triton", "dtype": "bf16", "batch": batch,
+                             "tokens": tokens, "q_heads": 32, "kv_heads": 8, "head_dim": 128,
+                             "flops": 2.0 * 32 * 128 * tokens * tokens * batch,
+                             "bytes": 4.0 * 8 * 128 * 2 * tokens * batch}
+                            for batch in (16, 32, 64) for tokens in (256, 512, 1024, 2048, 4096)])
+    assert not np.any(kernel_work(row_op(prefill, "attention_prefill"), 132).combines)
+    frame = pd.concat([synthetic(decode_rows(), DECODE, seed=3), synthetic(prefill, DECODE, seed=4)],
+                      ignore_index=True)
+    profile, fits = fit_profile(frame, H100, source="synthetic", device="none")
+    decode_floor = profile.attention_decode.combine_floor
+    assert decode_floor > 0.0
+    assert profile.attention_prefill.combine_floor == decode_floor
+    assert "combine_floor: attention_decode's" in profile.attention_prefill.note
+    assert not next(fit for fit in fits if fit.kernel == "attention_prefill").unused
+
+
 def test_fp8_kv_attention_rows_include_the_query_quantization_kernel():
     from kinsim.calibration.rows import query_quantize_s
 

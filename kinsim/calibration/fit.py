@@ -87,12 +87,14 @@ ALLREDUCE_PROTOCOLS = {"nccl": ("ring", "ring"), "custom": ("oneshot", "ring")}
 @dataclass
 class KernelFit:
     """The fitted terms of one kernel kind or all-reduce implementation (``None`` when too few
-    measurements: ``skipped`` says why), with the measurements that were rejected."""
+    measurements: ``skipped`` says why), with the measurements that were rejected and the free terms no
+    measurement depended on (kept at their defaults)."""
 
     kernel: str
     curve: KernelCurveSpec | CollectiveCurveSpec | None
     rejected: list[str] = field(default_factory=list)
     skipped: str = ""
+    unused: list[str] = field(default_factory=list)
 
 
 def _constants(hw: HardwareSpec, kernel: str) -> tuple[float, float]:
@@ -182,7 +184,7 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec, elementwise: KernelCurveSpec
     notes += [f"{n}: no measurement depends on it (default {getattr(base, n)})" for n in unused]
     note = "; ".join(notes)
     curve = replace(fitted, points=int(train.sum()), held_out_mape=mape, note=note)
-    return KernelFit(kernel, curve, rejected)
+    return KernelFit(kernel, curve, rejected, unused=unused)
 
 
 def fit_allreduce(impl: str, rows, hw: HardwareSpec) -> KernelFit:
@@ -308,10 +310,34 @@ def fit_profile(frame, hw: HardwareSpec, source: str, device: str, impl: str | N
     if all(fit.curve is None for fit in fits):
         raise ValueError(f"no kernel kind has {MIN_POINTS} usable measurements: "
                          + "; ".join(fit.skipped for fit in fits))
+    _lend_combine_floors(fits)
     profile = CalibrationSpec(source=source, device=device, clock=hw.gpu.compute.clock,
                               attention_kernels=hw.gpu.attention_kernels,
                               **{fit.kernel: fit.curve for fit in fits if fit.curve is not None})
     return profile, fits
+
+
+#: The decode kind whose combine floor a prefill kind takes where none of its rows splits: FlashAttention's
+#: split-KV combine is one kernel for both (FA2's ``flash_fwd_splitkv_combine_kernel``, FA3's combine), and a
+#: prefill call splits only when it is decode-like (one new token per sequence; FlashAttention-2 never
+#: splits a prompt, so the A100's context rows never run it).
+COMBINE_FROM = {"attention_prefill": "attention_decode", "attention_prefill_fp8kv": "attention_decode_fp8kv"}
+
+
+def _lend_combine_floors(fits: list[KernelFit]) -> None:
+    """Give each prefill kind whose rows never split (``combine_floor`` unused) the combine floor its decode
+    kind fitted (:data:`COMBINE_FROM`), in place, with a note."""
+    by_kind = {fit.kernel: fit for fit in fits if fit.curve is not None}
+    for kind, source in COMBINE_FROM.items():
+        fit, lender = by_kind.get(kind), by_kind.get(source)
+        if fit is None or "combine_floor" not in fit.unused or lender is None or "combine_floor" in lender.unused:
+            continue
+        floor = lender.curve.combine_floor
+        note = fit.curve.note.replace(
+            f"combine_floor: no measurement depends on it (default {fit.curve.combine_floor})",
+            f"combine_floor: {source}'s (the same combine kernel; no measurement here splits)")
+        fit.curve = replace(fit.curve, combine_floor=floor, note=note)
+        fit.unused = [name for name in fit.unused if name != "combine_floor"]
 
 
 #: Curve kinds that price attention kernels: their op model's structure is per family of attention kernels
