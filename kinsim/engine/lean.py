@@ -72,8 +72,10 @@ _END, _ARRIVAL, _DECIDE = 1, 2, 3
 #: The replica field of a closed loop's release (an arrival event of the heap; open arrivals are kept beside it,
 #: :attr:`LeanRun.arrival_at`).
 _RELEASE = -2
-#: Planned decode steps from which a segment's clock is computed as arrays rather than step by step.
-_ARRAY_STEPS = 32
+#: Planned decode steps from which a segment's clock is computed as arrays rather than step by step (this one
+#: and :data:`_ARRAY_END_STEPS` chosen by ``benchmarks/bench_instructions.py``: 48 and 64 against 32 and 128,
+#: Best-of-32 1.771 G -> 1.704 G instructions, chat 1.660 G -> 1.653 G; 32 / 64 and 48 / 88 did no better).
+_ARRAY_STEPS = 48
 #: Step indices as floats (read-only), cut to a segment's length.
 _STEP_INDEX = np.arange(MAX_SEGMENT_STEPS, dtype=float)
 _STEP_INDEX.flags.writeable = False
@@ -81,7 +83,7 @@ _STEP_INDEX.flags.writeable = False
 _STEP_COUNT = np.arange(MAX_SEGMENT_STEPS)
 _STEP_COUNT.flags.writeable = False
 #: Executed decode steps from which a run's end (its blocks, block-ticks and GPU-time shares) is summed as arrays.
-_ARRAY_END_STEPS = 128
+_ARRAY_END_STEPS = 64
 #: Steps after which the lazily owed GPU time of the decode batch is settled (as
 #: :data:`kinsim.engine.decode_batch.REBASE_STEPS`).
 _REBASE_STEPS = 4096
