@@ -163,14 +163,15 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec, elementwise: KernelCurveSpec
     at_start = residuals(start)
     unused = [n for i, n in enumerate(free)
               if np.array_equal(residuals(np.where(np.arange(len(free)) == i, 0.5 * start, start)), at_start)]
+    declared = list(free)
     if unused:
         free = [n for n in free if n not in unused]
         scales = np.array([TERM_BOUNDS[n][3] for n in free])
         start = np.array([TERM_BOUNDS[n][0] for n in free]) / scales
     low = np.array([TERM_BOUNDS[n][1] for n in free]) / scales
     high = np.array([TERM_BOUNDS[n][2] for n in free]) / scales
-    solution = least_squares(residuals, start, bounds=(low, high), x_scale="jac", max_nfev=400)
-    fitted = curve_of(solution.x)
+    fitted = curve_of(least_squares(residuals, start, bounds=(low, high), x_scale="jac", max_nfev=400).x
+                      if free else start)
     # a per-item limit fitted at its upper bound limits nothing: no such term
     unbounded = [n for n in ("item_bandwidth",) if n in free
                  and getattr(fitted, n) >= TERM_BOUNDS[n][2] * (1 - 1e-6)]
@@ -178,7 +179,7 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec, elementwise: KernelCurveSpec
     scored = held if held.sum() else train
     predicted = predict_kernel(rows[scored], kernel, fitted, hw, elementwise)
     mape = float(np.mean(np.abs(predicted - time[scored]) / time[scored]))
-    fixed = [n for n in ("compute_max", "memory_max") if n not in free]
+    fixed = [n for n in ("compute_max", "memory_max") if n not in declared]
     notes = [f"{n} kept from the hardware file (never bounds this kind)" for n in fixed]
     notes += [f"{n}: no limit found" for n in unbounded]
     notes += [f"{n}: no measurement depends on it (default {getattr(base, n)})" for n in unused]
