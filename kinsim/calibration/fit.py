@@ -182,10 +182,15 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec, elementwise: KernelCurveSpec
     fixed = [n for n in ("compute_max", "memory_max") if n not in declared]
     notes = [f"{n} kept from the hardware file (never bounds this kind)" for n in fixed]
     notes += [f"{n}: no limit found" for n in unbounded]
-    notes += [f"{n}: no measurement depends on it (default {getattr(base, n)})" for n in unused]
+    notes += [_unused_note(n, getattr(base, n)) for n in unused]
     note = "; ".join(notes)
     curve = replace(fitted, points=int(train.sum()), held_out_mape=mape, note=note)
     return KernelFit(kernel, curve, rejected, unused=unused)
+
+
+def _unused_note(term: str, default: float) -> str:
+    """The profile note of a free term that no measurement depends on (kept at ``default``)."""
+    return f"{term}: no measurement depends on it (default {default})"
 
 
 def fit_allreduce(impl: str, rows, hw: HardwareSpec) -> KernelFit:
@@ -335,7 +340,7 @@ def _lend_combine_floors(fits: list[KernelFit]) -> None:
             continue
         floor = lender.curve.combine_floor
         note = fit.curve.note.replace(
-            f"combine_floor: no measurement depends on it (default {fit.curve.combine_floor})",
+            _unused_note("combine_floor", fit.curve.combine_floor),
             f"combine_floor: {source}'s (the same combine kernel; no measurement here splits)")
         fit.curve = replace(fit.curve, combine_floor=floor, note=note)
         fit.unused = [name for name in fit.unused if name != "combine_floor"]
