@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinsim.engine.records import SEGMENT_COLUMNS
 from kinsim.ops.op import OP_CLASSES
 
 #: Bins of the plot series' fine grid.
@@ -83,10 +82,68 @@ class SegmentTotals:
         self._spread(start_s, end_s, tokens_out, kv_block_s)
 
     def append_columns(self, columns: dict[str, np.ndarray]) -> None:
-        """Count rows given as columns (:meth:`kinsim.engine.records.SegmentTable.append_columns`), one by one
-        in their order."""
-        for row in zip(*(columns[name].tolist() for name in SEGMENT_COLUMNS)):
-            self.append(*row)
+        """Count rows given as columns (:meth:`kinsim.engine.records.SegmentTable.append_columns`): the same bits
+        as :meth:`append` row by row in their order, as arrays. Every running sum adds its terms one at a time
+        from the left (``np.cumsum``, which NumPy computes in order, over the total so far and the terms),
+        integers and extremes are order-free, and the bins take their shares in row order
+        (:meth:`_spread_rows`)."""
+        rows = len(columns["replica"])
+        if not rows:
+            return
+        self.rows += rows
+        self.steps += int(columns["steps"].sum())
+        self.prefill_tokens += int(columns["prefill_tokens"].sum())
+        self.tokens_out += int(columns["tokens_out"].sum())
+        for name in ("class_s", "class_flops", "class_bytes"):
+            totals = getattr(self, name)
+            setattr(self, name, _running(np.array(totals), columns[name]).tolist())
+        for name in ("flops", "hbm_bytes", "network_s", "host_link_s", "host_link_bytes", "kv_block_s"):
+            setattr(self, name, float(_running(getattr(self, name), columns[name])))
+        replica, start_s, end_s = columns["replica"], columns["start_s"], columns["end_s"]
+        peaks, block_s = columns["kv_peak_blocks"], columns["kv_block_s"]
+        busy = end_s - start_s
+        for r in np.unique(replica).tolist():
+            mine = replica == r
+            self.busy_s[r] = float(_running(self.busy_s[r], busy[mine]))
+            self.kv_block_s_by_replica[r] = float(_running(self.kv_block_s_by_replica[r], block_s[mine]))
+            self.kv_peak_by_replica[r] = max(self.kv_peak_by_replica[r], int(peaks[mine].max()))
+        self.kv_peak_blocks = max(self.kv_peak_blocks, int(peaks.max()))
+        self.last_end_s = max(self.last_end_s, float(end_s.max()))
+        self._spread_rows(start_s, end_s, columns["tokens_out"], block_s)
+
+    def _spread_rows(self, start_s: np.ndarray, end_s: np.ndarray, tokens: np.ndarray, block_s: np.ndarray) -> None:
+        """:meth:`_spread` of each row in order, as arrays: the rows up to the first that outgrows the grid, then
+        the grid grows, and so on. Each row's shares are :meth:`_spread`'s operations; ``np.add.at`` adds them
+        to the bins in row order."""
+        at = 0
+        rows = len(start_s)
+        tokens = tokens.astype(float)
+        while at < rows:
+            outgrown = np.flatnonzero(end_s[at:] >= FINE_BINS * self.bin_width_s)
+            stop = at + int(outgrown[0]) if len(outgrown) else rows
+            if stop == at:
+                self._spread(float(start_s[at]), float(end_s[at]), float(tokens[at]), float(block_s[at]))
+                at += 1
+                continue
+            width = self.bin_width_s
+            start, end = start_s[at:stop], end_s[at:stop]
+            first = (start / width).astype(np.int64)
+            last = (end / width).astype(np.int64)
+            whole = (first == last) | (end <= start)  # one bin takes the row's whole values
+            counts = np.where(whole, 1, last - first + 1)
+            row = np.repeat(np.arange(stop - at), counts)
+            bins = np.repeat(first, counts) + (np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts))
+            token_values, block_values = tokens[at:stop][row], block_s[at:stop][row]
+            spread = ~whole[row]
+            if spread.any():
+                b, s, e = bins[spread], start[row[spread]], end[row[spread]]
+                overlap = np.clip(np.minimum(e, (b + 1) * width) - np.maximum(s, b * width), 0.0, None)
+                share = overlap / (e - s)
+                token_values[spread] *= share
+                block_values[spread] *= share
+            np.add.at(self._tokens, bins, token_values)
+            np.add.at(self._block_s, bins, block_values)
+            at = stop
 
     def _spread(self, start_s: float, end_s: float, tokens: float, block_s: float) -> None:
         """Add a segment's tokens and block-seconds to the fine bins, evenly over its duration."""
@@ -118,3 +175,9 @@ class SegmentTotals:
             at_edges[-1] = cumulative[-1]  # the fine bin holding the makespan ends inside the last report bin
             per_bin.append(np.diff(at_edges))
         return edges, per_bin[0], per_bin[1]
+
+
+def _running(total, terms: np.ndarray):
+    """``total`` plus each of ``terms`` (along the first axis) one at a time from the left: what a loop of
+    ``+=`` gives, to the bit."""
+    return np.cumsum(np.concatenate((np.asarray(total, dtype=float)[None], terms)), axis=0)[-1]
