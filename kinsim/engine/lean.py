@@ -50,6 +50,7 @@ import bisect
 import gc
 import heapq
 import math
+from itertools import accumulate
 from operator import attrgetter
 
 import numpy as np
@@ -82,6 +83,19 @@ _STEP_INDEX.flags.writeable = False
 #: The same as whole numbers.
 _STEP_COUNT = np.arange(MAX_SEGMENT_STEPS)
 _STEP_COUNT.flags.writeable = False
+_PERIODS: dict[int, np.ndarray] = {}
+
+
+def _periods(block: int) -> np.ndarray:
+    """Whole periods of ``block`` steps in each step index (``k // block``, floats, read-only), kept per block
+    size."""
+    periods = _PERIODS.get(block)
+    if periods is None:
+        periods = _PERIODS[block] = (_STEP_COUNT // block).astype(float)
+        periods.flags.writeable = False
+    return periods
+
+
 #: Executed decode steps from which a run's end (its blocks, block-ticks and GPU-time shares) is summed as arrays.
 _ARRAY_END_STEPS = 64
 #: Steps after which the lazily owed GPU time of the decode batch is settled (as
@@ -362,20 +376,21 @@ class _Replica:
         beyond the first step's (:meth:`Scheduler._blocks_added`'s cut), else ``limit``. Step ``j`` takes a block
         for each member at a multiple of the block then, ``residues[-(s + j) % block]``; over any ``block``
         consecutive steps that is every member once, so by step ``k = q x block + r`` they have taken
-        ``q x n + partial[r]`` blocks, ``partial[r]`` those of steps 1 to ``r``: the first ``k`` past ``room``
-        follows for each ``r`` from a division, whole numbers throughout."""
+        ``q x n + partial[r]`` blocks, ``partial[r]`` those of steps 1 to ``r``. For each ``r`` the fewest whole
+        periods ``q(r)`` past the room follow from a division (at least 1 for ``r = 0``: step 0 is not a step of
+        the run); ``partial`` grows with ``r``, so ``q(r)`` shrinks, and a smaller ``q`` always means an earlier
+        step: the answer is the first ``r`` at the last ``r``'s ``q``, found by bisection. Whole numbers
+        throughout (``tests/test_lean.py`` checks it against the count step by step)."""
         residues, block, s, n = self.residues, self.block, self.s, len(self.members)
-        first, partial = limit, 0
-        for r in range(block):
-            if r:
-                partial += residues[-(s + r) % block]
-            q = 0 if partial > room else (room - partial) // n + 1  # the fewest whole periods past the room
-            if r == 0 and q == 0:
-                q = 1  # step 0 is not a step of the run
-            k = q * block + r
-            if k < first:
-                first = k
-        return first
+        j = -(s + 1) % block
+        partial = [0, *accumulate((residues[j::-1] + residues[:j:-1])[:block - 1])]  # steps 1 .. r, r < block
+        last = partial[-1]
+        if last > room:  # q = 0 from the first r past the room (r = 0 takes 1 period at least)
+            first = bisect.bisect_right(partial, room, 1)
+        else:
+            q = (room - last) // n + 1
+            first = q * block + bisect.bisect_right(partial, room - q * n)
+        return first if first < limit else limit
 
     def _newest_member(self) -> Sequence | None:
         """The decoding sequence last in first-come-first-served order, or None: the top of a heap of the members
@@ -577,9 +592,15 @@ class _Replica:
             if limit >= _ARRAY_STEPS:  # many steps (a long segment, often cut early): as arrays
                 x = x0 + slope * _STEP_INDEX[:limit]
                 ticks = np.rint(x)
-                for k in np.flatnonzero(np.abs(x - ticks) > near).tolist():  # the exact operations decide
-                    ticks[k] = round((base0 + _exact_s(direct, first, n, k)) * TICKS_PER_S)
-                ends = np.cumsum(np.maximum(ticks, 1.0)) + now
+                off = np.subtract(x, ticks, out=x)  # (x is not read again)
+                np.abs(off, out=off)
+                if off.max() > near:
+                    for k in np.flatnonzero(off > near).tolist():  # the exact operations decide
+                        ticks[k] = round((base0 + _exact_s(direct, first, n, k)) * TICKS_PER_S)
+                # each end: the start plus the ticks so far, whole numbers, so exact in any order of addition
+                np.maximum(ticks, 1.0, out=ticks)
+                ticks[0] += now
+                ends = np.cumsum(ticks, out=ticks)
                 at = float(ends[-1])
                 if limit < _ARRAY_END_STEPS:  # a list, as short plans (a long one stays an array: _end_run sums it)
                     ends = ends.tolist()
@@ -720,6 +741,19 @@ class _Replica:
                     constant += k * w
                     other += step_s - u
                 steps_left = 0
+            elif not attribute:  # (``--records none``) the blocks alone, read in order as above
+                j = -(s + 1) % block
+                took = residues[j::-1] + residues[:j:-1]
+                if steps > block + 1:
+                    took *= (steps - 2) // block + 1
+                previous = ends[0]
+                block_ticks = (used + added) * (previous - start)
+                for k in range(1, steps):
+                    end = ends[k]
+                    added += took[k - 1]
+                    block_ticks += (used + added) * (end - previous)
+                    previous = end
+                steps_left = 0
         for k in range(steps_left):
             end = ends[k]
             ticks = end - previous
@@ -780,12 +814,18 @@ class _Replica:
         order (about 1e-16 of them apart)."""
         used, block, s = self.used_blocks, self.block, self.s
         ends_array = np.asarray(ends[:steps], dtype=float)
-        ticks = np.diff(ends_array, prepend=start)
+        ticks = np.empty(steps)  # each step's ticks (np.diff with the start prepended, without its copies)
+        ticks[0] = ends_array[0] - start
+        np.subtract(ends_array[1:], ends_array[:-1], out=ticks[1:])
         k = _STEP_INDEX[:steps]
-        added = np.full(steps, float(need))
-        if steps > 1:  # the blocks the decodes add at step k: the members at a multiple of the block then
-            took = np.asarray(self.residues, dtype=float)[(-(s + _STEP_COUNT[1:steps])) % block]
-            added[1:] += np.cumsum(took)
+        # the blocks the decodes have taken by step k (from need at step 0): step j >= 1 takes the members at
+        # residue -(s + j) mod the block, every member once a period, so by step k = q x block + r they took
+        # q x n plus the first r steps' share of a period (whole numbers: the same as adding them step by step)
+        j = -(s + 1) % block
+        period = [0.0, *accumulate((self.residues[j::-1] + self.residues[:j:-1])[:block - 1])]
+        added = np.resize(np.array(period), steps)
+        added += _periods(block)[:steps] * n
+        added += need
         block_ticks = float(np.dot(used + added, ticks))  # whole numbers: exact in any order
         clock_s = weight = constant = other = 0.0
         if self.run.attribute:
