@@ -83,16 +83,17 @@ _STEP_INDEX.flags.writeable = False
 #: The same as whole numbers.
 _STEP_COUNT = np.arange(MAX_SEGMENT_STEPS)
 _STEP_COUNT.flags.writeable = False
-_PERIODS: dict[int, np.ndarray] = {}
+_PERIODS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _periods(block: int) -> np.ndarray:
-    """Whole periods of ``block`` steps in each step index (``k // block``, floats, read-only), kept per block
-    size."""
+def _periods(block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each step index's whole periods of ``block`` steps (``k // block``, floats) and its place in the period
+    (``k % block``), read-only, kept per block size."""
     periods = _PERIODS.get(block)
     if periods is None:
-        periods = _PERIODS[block] = (_STEP_COUNT // block).astype(float)
-        periods.flags.writeable = False
+        periods = _PERIODS[block] = ((_STEP_COUNT // block).astype(float), _STEP_COUNT % block)
+        for array in periods:
+            array.flags.writeable = False
     return periods
 
 
@@ -823,8 +824,9 @@ class _Replica:
         # q x n plus the first r steps' share of a period (whole numbers: the same as adding them step by step)
         j = -(s + 1) % block
         period = [0.0, *accumulate((self.residues[j::-1] + self.residues[:j:-1])[:block - 1])]
-        added = np.resize(np.array(period), steps)
-        added += _periods(block)[:steps] * n
+        periods, phases = _periods(block)
+        added = np.array(period)[phases[:steps]]
+        added += periods[:steps] * n
         added += need
         block_ticks = float(np.dot(used + added, ticks))  # whole numbers: exact in any order
         clock_s = weight = constant = other = 0.0
@@ -833,11 +835,16 @@ class _Replica:
             clock_s = float(step_s.sum())
             seconds = attention[0] + attention[1] * k if type(attention) is tuple else np.array(attention[:steps])
             time = base0 + seconds
-            positive = time > 0.0
-            u = seconds * np.divide(step_s, time, out=np.zeros(steps), where=positive)
+            if time.min() > 0.0:  # (the common run) every step's share, as below without the masks
+                u = seconds * (step_s / time)
+                left = step_s - u
+            else:
+                positive = time > 0.0
+                u = seconds * np.divide(step_s, time, out=np.zeros(steps), where=positive)
+                left = (step_s - u)[positive]
             w = u / (first + n * k)
             weight, constant = float(w.sum()), float(np.dot(k, w))
-            other = float((step_s - u)[positive].sum())
+            other = float(left.sum())
         return float(ends_array[-1]), int(added[-1]), block_ticks, clock_s, weight, constant, other
 
     def _attention_sums(self, direct, attention, steps: int, first: float, terms: list | None) -> tuple[float, ...]:
