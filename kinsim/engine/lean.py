@@ -75,7 +75,9 @@ _END, _ARRIVAL, _DECIDE = 1, 2, 3
 _RELEASE = -2
 #: Planned decode steps from which a segment's clock is computed as arrays rather than step by step (this one
 #: and :data:`_ARRAY_END_STEPS` chosen by ``benchmarks/bench_instructions.py``: 48 and 64 against 32 and 128,
-#: Best-of-32 1.771 G -> 1.704 G instructions, chat 1.660 G -> 1.653 G; 32 / 64 and 48 / 88 did no better).
+#: Best-of-32 1.771 G -> 1.704 G instructions, chat 1.660 G -> 1.653 G; 32 / 64 and 48 / 88 did no better;
+#: with the cheaper array sums of :meth:`_Replica._run_sums`, 48 / 48: Best-of-32 1.566 -> 1.559 G, chat
+#: 1.648 -> 1.646 G, and 32 / 48 the same).
 _ARRAY_STEPS = 48
 #: Step indices as floats (read-only), cut to a segment's length.
 _STEP_INDEX = np.arange(MAX_SEGMENT_STEPS, dtype=float)
@@ -98,7 +100,7 @@ def _periods(block: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: Executed decode steps from which a run's end (its blocks, block-ticks and GPU-time shares) is summed as arrays.
-_ARRAY_END_STEPS = 64
+_ARRAY_END_STEPS = 48
 #: Steps after which the lazily owed GPU time of the decode batch is settled (as
 #: :data:`kinsim.engine.decode_batch.REBASE_STEPS`).
 _REBASE_STEPS = 4096
