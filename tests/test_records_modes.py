@@ -73,6 +73,39 @@ def test_segment_totals_rebin_a_uniform_rate_exactly():
     assert totals.tokens_out == 3700 and totals.steps == 100
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_segment_totals_take_a_block_of_rows_as_they_take_them_one_by_one(seed):
+    # SegmentTotals.append_columns sums a block as arrays (np.cumsum in order, the bins by np.add.at in row order):
+    # every total and bin the same bits as append row by row, across the grid's growth, rows of no duration,
+    # rows within one fine bin and rows over many, on replicas that appear or not in a block
+    from kinsim.engine.records import SEGMENT_COLUMNS
+
+    rng = np.random.default_rng(seed)
+    rows = 3000
+    start = np.sort(rng.uniform(0.0, 60.0, rows))
+    duration = np.where(rng.random(rows) < 0.1, 0.0, rng.exponential(0.05, rows) * rng.choice([1, 30], rows))
+    classes = 6
+    columns = {"replica": rng.integers(0, 5, rows), "start_s": start, "end_s": start + duration,
+               "steps": rng.integers(1, 300, rows), "decode_seqs": rng.integers(0, 64, rows),
+               "prefill_tokens": rng.integers(0, 4096, rows), "tokens_out": rng.integers(0, 20000, rows),
+               "kv_peak_blocks": rng.integers(0, 9000, rows), "kv_block_s": rng.uniform(0.0, 500.0, rows),
+               "class_s": rng.uniform(0.0, 1.0, (rows, classes)), "class_flops": rng.uniform(0, 1e15, (rows, classes)),
+               "class_bytes": rng.uniform(0, 1e12, (rows, classes)), "flops": rng.uniform(0, 1e15, rows),
+               "hbm_bytes": rng.uniform(0, 1e12, rows), "compute_s": rng.uniform(0, 1, rows),
+               "memory_s": rng.uniform(0, 1, rows), "network_s": rng.uniform(0, 1, rows),
+               "host_link_s": rng.uniform(0, 1e-3, rows), "host_link_bytes": rng.uniform(0, 1e9, rows)}
+    assert set(columns) == set(SEGMENT_COLUMNS)
+    blocks, rowwise = SegmentTotals(replicas=6), SegmentTotals(replicas=6)
+    for lo, hi in ((0, 1), (1, 700), (700, 701), (701, rows)):
+        blocks.append_columns({name: values[lo:hi] for name, values in columns.items()})
+    for row in zip(*(columns[name].tolist() for name in SEGMENT_COLUMNS)):
+        rowwise.append(*row)
+    assert rowwise.bin_width_s > 1e-3 and rowwise.busy_s[5] == 0.0  # the grid grew; one replica had no row
+    assert vars(blocks).keys() == vars(rowwise).keys()
+    for key, value in vars(blocks).items():
+        assert np.array_equal(value, vars(rowwise)[key]), key
+
+
 def test_log_histogram_percentiles_are_within_the_documented_error():
     rng = np.random.default_rng(3)
     values = rng.lognormal(mean=-3.0, sigma=1.5, size=20_000)
