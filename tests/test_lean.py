@@ -253,6 +253,7 @@ def test_where_the_blocks_run_out_in_closed_form_is_the_step_by_step_count(block
     limit = data.draw(st.integers(2, 2048))
     room = data.draw(st.integers(-3, 3 * sum(residues) * limit // block + 10))
     replica = SimpleNamespace(residues=residues, block=block, s=s, members=[None] * sum(residues))
+    replica._period = lambda: lean._Replica._period(replica)
     expected, added = limit, 0
     for k in range(1, limit):
         added += residues[-(s + k) % block]

@@ -384,9 +384,8 @@ class _Replica:
         the run); ``partial`` grows with ``r``, so ``q(r)`` shrinks, and a smaller ``q`` always means an earlier
         step: the answer is the first ``r`` at the last ``r``'s ``q``, found by bisection. Whole numbers
         throughout (``tests/test_lean.py`` checks it against the count step by step)."""
-        residues, block, s, n = self.residues, self.block, self.s, len(self.members)
-        j = -(s + 1) % block
-        partial = [0, *accumulate((residues[j::-1] + residues[:j:-1])[:block - 1])]  # steps 1 .. r, r < block
+        block, n = self.block, len(self.members)
+        partial = [0, *accumulate(self._period()[:block - 1])]  # steps 1 .. r, r < block
         last = partial[-1]
         if last > room:  # q = 0 from the first r past the room (r = 0 takes 1 period at least)
             first = bisect.bisect_right(partial, room, 1)
@@ -394,6 +393,14 @@ class _Replica:
             q = (room - last) // n + 1
             first = q * block + bisect.bisect_right(partial, room - q * n)
         return first if first < limit else limit
+
+    def _period(self) -> list[int]:
+        """The members that take a block at each of the next ``block`` decode steps, in order: step ``k`` (from
+        1) takes those at residue ``-(s + k)`` modulo the block, ``residues[-(s + k) % block]``, and the pattern
+        repeats every ``block`` steps."""
+        j = -(self.s + 1) % self.block
+        residues = self.residues
+        return residues[j::-1] + residues[:j:-1]
 
     def _newest_member(self) -> Sequence | None:
         """The decoding sequence last in first-come-first-served order, or None: the top of a heap of the members
@@ -718,8 +725,7 @@ class _Replica:
             if line and attribute and base0 + min(seconds0, seconds0 + growth * (steps - 1)) > 0.0:
                 # the common run: the loop below with its branches taken once (every step's time is positive:
                 # the line's least) and each step's new blocks read in order from the residues turned around
-                j = -(s + 1) % block  # (step k adds the members at residue -(s + k) mod block)
-                took = residues[j::-1] + residues[:j:-1]
+                took = self._period()
                 if steps > block + 1:
                     took *= (steps - 2) // block + 1
                 ticks = ends[0] - start
@@ -745,8 +751,7 @@ class _Replica:
                     other += step_s - u
                 steps_left = 0
             elif not attribute:  # (``--records none``) the blocks alone, read in order as above
-                j = -(s + 1) % block
-                took = residues[j::-1] + residues[:j:-1]
+                took = self._period()
                 if steps > block + 1:
                     took *= (steps - 2) // block + 1
                 previous = ends[0]
@@ -815,7 +820,7 @@ class _Replica:
         list or an array): (the last step's end tick, the blocks the decodes took, block-ticks, clock seconds,
         and the GPU-time share's weight, constant and other sums). The same terms; the sums add in another
         order (about 1e-16 of them apart)."""
-        used, block, s = self.used_blocks, self.block, self.s
+        used, block = self.used_blocks, self.block
         ends_array = np.asarray(ends[:steps], dtype=float)
         ticks = np.empty(steps)  # each step's ticks (np.diff with the start prepended, without its copies)
         ticks[0] = ends_array[0] - start
@@ -824,8 +829,7 @@ class _Replica:
         # the blocks the decodes have taken by step k (from need at step 0): step j >= 1 takes the members at
         # residue -(s + j) mod the block, every member once a period, so by step k = q x block + r they took
         # q x n plus the first r steps' share of a period (whole numbers: the same as adding them step by step)
-        j = -(s + 1) % block
-        period = [0.0, *accumulate((self.residues[j::-1] + self.residues[:j:-1])[:block - 1])]
+        period = [0.0, *accumulate(self._period()[:block - 1])]
         periods, phases = _periods(block)
         added = np.array(period)[phases[:steps]]
         added += periods[:steps] * n
