@@ -611,9 +611,7 @@ class _Replica:
                 np.maximum(ticks, 1.0, out=ticks)
                 ticks[0] += now
                 ends = np.cumsum(ticks, out=ticks)
-                at = float(ends[-1])
-                if limit < _ARRAY_END_STEPS:  # a list, as short plans (a long one stays an array: _end_run sums it)
-                    ends = ends.tolist()
+                at = float(ends[-1])  # (the plan stays an array: _end_run sums it, or lists the steps of one cut short)
             elif min(x0, x1) >= 1.5:  # every tick is at least 1 (2 at least): no floor to apply
                 # x advances by the slope a step: within k ulps of x0 + slope * k, far inside the margin of
                 # ``near``, so a tick read here is the line's, and one near a half goes to the exact operations
