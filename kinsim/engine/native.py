@@ -48,9 +48,12 @@ def extensions(build_dir: Path | None = None) -> list:
     except ImportError:
         return []
     # (sources relative to the root, where setup.py runs, so that the C files lie in build_dir as in the tree)
-    modules = [Extension(path[:-3].replace("/", "."), [path], optional=True) for path in COMPILED]
-    return cythonize(modules, compiler_directives=DIRECTIVES, quiet=True,
-                     build_dir=None if build_dir is None else str(build_dir))
+    modules = cythonize([Extension(path[:-3].replace("/", "."), [path]) for path in COMPILED],
+                        compiler_directives=DIRECTIVES, quiet=True,
+                        build_dir=None if build_dir is None else str(build_dir))
+    for module in modules:  # (set on cythonize's extensions: it does not carry the flag over)
+        module.optional = True
+    return modules
 
 
 def compile_flags(compiler_type: str) -> list[str]:
