@@ -7,7 +7,7 @@ not built). Both give the same bits (``tests/test_native.py``): the typed number
 integers taking the same operations in the same order as Python's floats and ints, with the compiler told not
 to fuse a multiply and an add (``-ffp-contract=off``: a fused one rounds once where Python rounds twice), and
 the rounding to a tick is still Python's ``round`` (half to even). Measured on 10^5 chat requests on 8
-replicas: 6.8-7.0 s as Python, 5.3-5.5 s compiled (docs/engine.md).
+replicas, alternated: 6.9-7.4 s as Python, 5.3-5.8 s compiled (docs/engine.md).
 
 This module imports nothing of kinsim's (``setup.py`` loads it by its path, before kinsim's dependencies are
 installed)."""
@@ -37,9 +37,9 @@ def wanted() -> bool:
 
 
 def extensions(build_dir: Path | None = None) -> list:
-    """The setuptools extensions of :data:`COMPILED` (paths from the working directory, the project's root
-    where setup.py runs; optional: a failed compile leaves the
-    module as Python), cythonized into ``build_dir``; [] where Cython is missing or :func:`wanted` says no."""
+    """The setuptools extensions of :data:`COMPILED` (paths from the working directory: the project's root,
+    where setup.py runs), cythonized into ``build_dir``, each optional (a failed compile leaves the module as
+    Python); [] where Cython is missing or :func:`wanted` says no."""
     if not wanted():
         return []
     try:
