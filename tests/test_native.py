@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,6 @@ from kinsim.engine.records import SEGMENT_COLUMNS
 from kinsim.engine.simulation import Simulation
 
 from .test_lean import H100, best_of_n, chat
-
-Cython = pytest.importorskip("Cython", reason="Cython compiles the lean engine (pip install '.[dev]')")
 
 SOURCE = Path(native.__file__).with_name("lean.py")
 REQUEST_COLUMNS = ("arrival_s", "admitted_s", "first_token_s", "finish_s", "generated", "preemptions", "gpu_s",
@@ -40,9 +39,10 @@ def _load(name: str, path: Path):
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
     """(the lean module compiled, the same source as Python)."""
+    cython = pytest.importorskip("Cython", reason="Cython compiles the lean engine (pip install '.[dev]')")
     shared = tmp_path_factory.getbasetemp().parent  # (the workers' common directory under pytest-xdist)
     digest = hashlib.sha256(SOURCE.read_bytes() + Path(native.__file__).read_bytes()
-                            + Cython.__version__.encode()).hexdigest()[:16]
+                            + cython.__version__.encode()).hexdigest()[:16]
     target = shared / f"lean-compiled-{digest}"
     with open(shared / "lean-compiled.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -129,3 +129,18 @@ def test_compiled_random_runs_are_the_python_runs_to_the_bit(engines, replicas, 
     compiled, python = run_both(engines, workload)
     if compiled is not None:
         assert_identical(compiled, python)
+
+
+def test_a_build_older_than_its_edited_source_is_named(tmp_path):
+    # an in-place build runs itself, not the source edited since (the interpreter prefers the extension)
+    extension, source = tmp_path / "lean.cpython-311-x86_64-linux-gnu.so", tmp_path / "lean.py"
+    extension.write_bytes(b"")
+    source.write_text("")
+    os.utime(extension, (1000.0, 1000.0))
+    os.utime(source, (1001.5, 1001.5))  # written a moment apart, as an install writes them
+    assert native.stale_build(extension, source) == ""
+    os.utime(source, (1060.0, 1060.0))  # edited a minute after the build
+    message = native.stale_build(extension, source)
+    assert "changed 60 s after its compiled build lean.cpython-311-x86_64-linux-gnu.so" in message
+    assert "rebuild" in message
+    assert native.stale_build(extension, tmp_path / "other.py") == ""  # no source beside it: nothing to say

@@ -53,8 +53,10 @@ import bisect
 import gc
 import heapq
 import math
+import warnings
 from itertools import accumulate
 from operator import attrgetter
+from pathlib import Path
 
 import numpy as np
 
@@ -65,6 +67,7 @@ except ImportError:  # (as Python without Cython installed: the declarations cha
 
 from kinsim.engine.attribution import step_coefficients
 from kinsim.engine.clock import TICKS_PER_S, to_seconds
+from kinsim.engine.native import stale_build
 from kinsim.engine.pricer import _ATTENTION_S
 from kinsim.engine.replica import MAX_SEGMENT_STEPS
 from kinsim.engine.request_records import RequestRecords
@@ -77,6 +80,10 @@ from kinsim.workload.spec import ClosedLoopArrivals, DenseAttention
 
 #: Whether this module runs compiled (kinsim/engine/native.py): the same bits either way, about 20% faster.
 COMPILED: bool = cython.compiled
+if COMPILED:  # (an in-place build runs itself, not the source edited since: say so)
+    _STALE = stale_build(__file__, Path(__file__).with_name("lean.py"))
+    if _STALE:
+        warnings.warn(_STALE, RuntimeWarning, stacklevel=2)
 #: Event kinds, and their priorities at one instant (SimPy's: a timer 1; the general engine's arrivals 2 and
 #: decisions 3, :mod:`kinsim.engine.simulation`).
 _END, _ARRIVAL, _DECIDE = 1, 2, 3

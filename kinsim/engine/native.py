@@ -31,6 +31,26 @@ GCC_FLAGS = ("-ffp-contract=off",)
 PURE_ENV = "KINSIM_PURE_PYTHON"
 
 
+#: Seconds by which a module's source must be newer than its compiled build to count as edited since (an
+#: install writes both within a moment, in either order).
+STALE_AFTER_S = 2.0
+
+
+def stale_build(extension: str | Path, source: str | Path) -> str:
+    """Why the compiled ``extension`` does not run ``source`` (its ``.py``, edited since the build: an in-place
+    or editable build whose edits would silently not run, the interpreter preferring the extension), or ``""``
+    (no source beside it, or not newer than the build by :data:`STALE_AFTER_S`)."""
+    extension, source = Path(extension), Path(source)
+    try:
+        edited = source.stat().st_mtime - extension.stat().st_mtime
+    except OSError:
+        return ""
+    if edited <= STALE_AFTER_S:
+        return ""
+    return (f"{source} changed {edited:.0f} s after its compiled build {extension.name}, which is what runs: rebuild "
+            f"it (pip install -e . or python setup.py build_ext --inplace) or delete it to run the source")
+
+
 def wanted() -> bool:
     """Whether the install should compile (:data:`PURE_ENV` not set)."""
     return os.environ.get(PURE_ENV, "") in ("", "0")
