@@ -78,7 +78,7 @@ from kinsim.ops.attention import PrefillChunk
 from kinsim.ops.lower import StepBatch
 from kinsim.workload.spec import ClosedLoopArrivals, DenseAttention
 
-#: Whether this module runs compiled (kinsim/engine/native.py): the same bits either way, about 20% faster.
+#: Whether this module runs compiled (kinsim/engine/native.py): the same bits either way, about 30% faster.
 COMPILED: bool = cython.compiled
 if COMPILED:  # (an in-place build runs itself, not the source edited since: say so)
     _STALE = stale_build(__file__, Path(__file__).with_name("lean.py"))
@@ -174,6 +174,35 @@ def _exact_s(direct, first: float, n: int, k: int) -> float:
     return direct.step_terms(attended, attended)[0]
 
 
+def _blocks_last(residues: list[int], block: int, s: int, n: int, room: int, limit: int) -> int:
+    """The first step ``k`` in ``1 .. limit - 1`` by whose end a batch of ``n`` decoding members, ``residues[r]``
+    of them holding private tokens (less the step counter) of ``r`` modulo the ``block``, at step counter ``s``,
+    have taken more than ``room`` blocks beyond the first step's (:meth:`Scheduler._blocks_added`'s cut), else
+    ``limit``. Step ``j`` takes a block for each member at a multiple of the block then,
+    ``residues[-(s + j) % block]``; over any ``block`` consecutive steps that is every member once, so by step
+    ``k = q x block + r`` they have taken ``q x n + partial[r]`` blocks, ``partial[r]`` those of steps 1 to
+    ``r``. For each ``r`` the fewest whole periods ``q(r)`` past the room follow from a division (at least 1 for
+    ``r = 0``: step 0 is not a step of the run); ``partial`` grows with ``r``, so ``q(r)`` shrinks, and a smaller
+    ``q`` always means an earlier step: the answer is the first ``r`` at the last ``r``'s ``q``, found by
+    bisection. Whole numbers throughout (``tests/test_lean.py`` checks it against the count step by step)."""
+    partial = [0, *accumulate(_period(residues, block, s)[:block - 1])]  # steps 1 .. r, r < block
+    last = partial[-1]
+    if last > room:  # q = 0 from the first r past the room (r = 0 takes 1 period at least)
+        first = bisect.bisect_right(partial, room, 1)
+    else:
+        q = (room - last) // n + 1
+        first = q * block + bisect.bisect_right(partial, room - q * n)
+    return first if first < limit else limit
+
+
+def _period(residues: list[int], block: int, s: int) -> list[int]:
+    """The members that take a block at each of the next ``block`` decode steps at step counter ``s``, in order:
+    step ``k`` (from 1) takes those at residue ``-(s + k)`` modulo the block, ``residues[-(s + k) % block]``,
+    and the pattern repeats every ``block`` steps."""
+    j = -(s + 1) % block
+    return residues[j::-1] + residues[:j:-1]
+
+
 class _TableRequest:
     """Request ``index`` of a table without scores, hash ids or acceptance rates, as a
     :class:`~kinsim.workload.request.Request` reads (the engine reads its lengths; its names are made when
@@ -196,6 +225,8 @@ class _TableRequest:
         return self.table.group_id(int(self.table.group[self.index]))
 
 
+@cython.final
+@cython.cclass
 class _Replica:
     """One replica's scheduler and steps (the subset of :class:`~kinsim.engine.scheduler.Scheduler` and
     :class:`~kinsim.engine.replica.Replica` that :func:`unsupported` leaves).
@@ -210,6 +241,46 @@ class _Replica:
     at each step (those at a multiple of the block), a heap orders their finishes, and the batch's cached
     tokens are one sum. The general engine keeps the batch in FCFS order; nothing here depends on it
     (pricing reads sums, a finished sequence's record is its own)."""
+
+    # (compiled, an extension type whose fields are C numbers and typed references: kinsim/engine/native.py)
+    index = cython.declare(cython.Py_ssize_t, visibility="public")
+    gpus = cython.declare(cython.Py_ssize_t, visibility="public")
+    block = cython.declare(cython.Py_ssize_t, visibility="public")
+    total_blocks = cython.declare(cython.Py_ssize_t, visibility="public")
+    watermark = cython.declare(cython.Py_ssize_t, visibility="public")
+    max_seqs = cython.declare(cython.Py_ssize_t, visibility="public")
+    max_tokens = cython.declare(cython.Py_ssize_t, visibility="public")
+    used_blocks = cython.declare(cython.Py_ssize_t, visibility="public")
+    waiting_count = cython.declare(cython.Py_ssize_t, visibility="public")
+    resident = cython.declare(cython.Py_ssize_t, visibility="public")
+    kv0_sum = cython.declare(cython.Py_ssize_t, visibility="public")
+    s = cython.declare(cython.Py_ssize_t, visibility="public")
+    groups = cython.declare(cython.Py_ssize_t, visibility="public")
+    preempted = cython.declare(cython.Py_ssize_t, visibility="public")
+    generation = cython.declare(cython.Py_ssize_t, visibility="public")
+    chunked = cython.declare(cython.bint, visibility="public")
+    ahead = cython.declare(cython.bint, visibility="public")
+    no_evict = cython.declare(cython.bint, visibility="public")
+    idle = cython.declare(cython.bint, visibility="public")
+    weight = cython.declare(cython.double, visibility="public")
+    constant = cython.declare(cython.double, visibility="public")
+    run = cython.declare(object, visibility="public")
+    layout = cython.declare(object, visibility="public")
+    planned_at = cython.declare(object, visibility="public")
+    cap = cython.declare(object, visibility="public")
+    pricer = cython.declare(object, visibility="public")
+    waiting = cython.declare(list, visibility="public")
+    queued = cython.declare(set, visibility="public")
+    leads = cython.declare(list, visibility="public")
+    group_states = cython.declare(dict, visibility="public")
+    members = cython.declare(dict, visibility="public")
+    finishes = cython.declare(list, visibility="public")
+    newest = cython.declare(object, visibility="public")
+    residues = cython.declare(list, visibility="public")
+    prefix_stats = cython.declare(dict, visibility="public")
+    static = cython.declare(dict, visibility="public")
+    batch_terms = cython.declare(dict, visibility="public")
+    flight = cython.declare(object, visibility="public")
 
     def __init__(self, run: LeanRun, index: int, gpus: int) -> None:
         sim = run.sim
@@ -265,6 +336,7 @@ class _Replica:
     def outstanding(self) -> int:
         return self.resident + self.waiting_count
 
+    @cython.ccall
     def group_state(self, group: int, prompt_tokens: int) -> GroupState:
         """The state of ``group`` here, made on its first request (:meth:`Scheduler.group_state`)."""
         state = self.group_states.get(group)
@@ -274,6 +346,7 @@ class _Replica:
                                                           self.layout.shared_tokens(prompt_tokens))
         return state
 
+    @cython.ccall
     def head(self) -> Sequence | None:
         """The waiting queue's head (entries of sequences admitted since are dropped)."""
         waiting = self.waiting
@@ -281,6 +354,7 @@ class _Replica:
             self.queued.discard(heapq.heappop(waiting)[1])
         return waiting[0][2] if waiting else None
 
+    @cython.ccall
     def _wait(self, seq: Sequence) -> None:
         """``seq`` waits (:meth:`Scheduler.enqueue`): an entry unless it still has one (same place)."""
         seq.state = WAITING
@@ -290,10 +364,12 @@ class _Replica:
         seq.group.waiting.append(seq)
         self.waiting_count += 1
 
+    @cython.ccall
     def _leave_waiting(self, seq: Sequence) -> None:
         self.waiting_count -= 1
         seq.group.waiting = [other for other in seq.group.waiting if other is not seq]
 
+    @cython.ccall
     def enqueue(self, seq: Sequence, now: float) -> None:
         seq.replica = self.index
         seq.seen_s = now / TICKS_PER_S
@@ -304,10 +380,12 @@ class _Replica:
         elif head_was_empty and self.flight is not None:
             self.cut(now)
 
+    @cython.ccall
     def ask_decision(self, now: float) -> None:
         self.idle = False
         self.run.push(now, _DECIDE, self.index, 0)
 
+    @cython.ccall
     def cut(self, now: float) -> None:
         """End the running segment at the first step boundary at or after ``now``."""
         flight = self.flight
@@ -322,6 +400,7 @@ class _Replica:
             self.run.push(float(ends[j]), _END, self.index, self.generation)
 
     # ------------------------------------------------------------------------------ planning
+    @cython.ccall
     def on_decide(self, now: float) -> None:
         """Plan the next step or segment and start it (or go idle): :meth:`Replica._on_decide` and
         :meth:`Scheduler.plan`. An engine that plans a step ahead admits only the requests it had seen when the
@@ -364,6 +443,7 @@ class _Replica:
                 raise Unsupported("nothing to run with requests waiting")
             self.planned_at = None  # nothing to overlap: it plans at once, and sees what arrived
 
+    @cython.ccall
     def _preempt(self) -> None:
         """Preempt the newest resident sequence by recompute (:meth:`Scheduler._preempt`): it (with the
         followers of a prefill it leads) frees its blocks and waits again, to prefill its prompt and what it
@@ -391,34 +471,17 @@ class _Replica:
             seq.followers = []
             self._wait(seq)
 
+    @cython.ccall
     def _blocks_last(self, room: int, limit: int) -> int:
-        """The first step ``k`` in ``1 .. limit - 1`` by whose end the decodes have taken more than ``room`` blocks
-        beyond the first step's (:meth:`Scheduler._blocks_added`'s cut), else ``limit``. Step ``j`` takes a block
-        for each member at a multiple of the block then, ``residues[-(s + j) % block]``; over any ``block``
-        consecutive steps that is every member once, so by step ``k = q x block + r`` they have taken
-        ``q x n + partial[r]`` blocks, ``partial[r]`` those of steps 1 to ``r``. For each ``r`` the fewest whole
-        periods ``q(r)`` past the room follow from a division (at least 1 for ``r = 0``: step 0 is not a step of
-        the run); ``partial`` grows with ``r``, so ``q(r)`` shrinks, and a smaller ``q`` always means an earlier
-        step: the answer is the first ``r`` at the last ``r``'s ``q``, found by bisection. Whole numbers
-        throughout (``tests/test_lean.py`` checks it against the count step by step)."""
-        block, n = self.block, len(self.members)
-        partial = [0, *accumulate(self._period()[:block - 1])]  # steps 1 .. r, r < block
-        last = partial[-1]
-        if last > room:  # q = 0 from the first r past the room (r = 0 takes 1 period at least)
-            first = bisect.bisect_right(partial, room, 1)
-        else:
-            q = (room - last) // n + 1
-            first = q * block + bisect.bisect_right(partial, room - q * n)
-        return first if first < limit else limit
+        """:func:`_blocks_last` of this batch."""
+        return _blocks_last(self.residues, self.block, self.s, len(self.members), room, limit)
 
+    @cython.ccall
     def _period(self) -> list[int]:
-        """The members that take a block at each of the next ``block`` decode steps, in order: step ``k`` (from
-        1) takes those at residue ``-(s + k)`` modulo the block, ``residues[-(s + k) % block]``, and the pattern
-        repeats every ``block`` steps."""
-        j = -(self.s + 1) % self.block
-        residues = self.residues
-        return residues[j::-1] + residues[:j:-1]
+        """:func:`_period` of this batch."""
+        return _period(self.residues, self.block, self.s)
 
+    @cython.ccall
     def _newest_member(self) -> Sequence | None:
         """The decoding sequence last in first-come-first-served order, or None: the top of a heap of the members
         by that order, made at the replica's first preemption and kept from then on (entries of members that
@@ -435,6 +498,7 @@ class _Replica:
             heapq.heappop(heap)
         return None
 
+    @cython.ccall
     def _release(self, seq: Sequence) -> None:
         """Free a resident sequence's blocks and its hold on its group's shared prompt blocks."""
         self.used_blocks -= seq.private_blocks
@@ -445,6 +509,7 @@ class _Replica:
             self.used_blocks -= group.shared_tokens // self.block
         self.resident -= 1
 
+    @cython.ccall
     def _head(self, head: Sequence, free_blocks: int, reserved: int, budget: int) -> tuple:
         """:meth:`Scheduler._head_decision` without a prefix cache: (whether it can never run, the prompt tokens
         it would prefill now (0: it waits), its tokens, the tokens its group's resident prompt blocks hold of
@@ -475,6 +540,7 @@ class _Replica:
             take = (left if left <= budget else budget) if self.chunked else (left if left <= budget else 0)
         return abort, take, target, cached, lead_blocks, blocks, available
 
+    @cython.ccall
     def _growth(self, seq: Sequence, blocks: int) -> int:
         """No-evict admission: private blocks ``seq`` takes beyond ``blocks`` until its last reserved token
         (:meth:`Scheduler._growth`)."""
@@ -482,6 +548,7 @@ class _Replica:
         final = group.prompt_tokens + (seq.request.output_tokens if self.cap is None else self.cap) - 1
         return max(0, -(-(final - group.shared_tokens) // self.block) - blocks)
 
+    @cython.ccall
     def _promised(self) -> int:
         """No-evict admission: the blocks every resident sequence may still take until its last reserved token
         (:meth:`Scheduler._promised_blocks`)."""
@@ -497,6 +564,7 @@ class _Replica:
                 promised += self._growth(seq, seq.private_blocks)
         return promised
 
+    @cython.ccall
     def _admit(self, chunks: list, budget: int, now_s: float, reserved: int, admit_before: float) -> bool:
         """First-come-first-served admission with head-of-line blocking (:meth:`Scheduler._admit` without a prefix
         cache): a request that has generated nothing takes its group's other waiting members with it, one
@@ -575,6 +643,7 @@ class _Replica:
     @cython.locals(x=cython.double, x0=cython.double, x1=cython.double, slope=cython.double, near=cython.double,
                    tick=cython.double, at=cython.double, base0=cython.double, k=cython.Py_ssize_t,
                    limit=cython.Py_ssize_t, n=cython.Py_ssize_t)
+    @cython.ccall
     def _start_run(self, need: int, now: float, pending: bool = False) -> None:
         """Decode steps of the fixed batch until its first finish, the blocks left or the longest segment, each
         ending on the general engine's tick: priced alone by the direct pricing's operations
@@ -668,6 +737,7 @@ class _Replica:
         self.run.push(at, _END, self.index, self.generation)
 
     # ------------------------------------------------------------------------------ ending
+    @cython.ccall
     def on_end(self, now: float) -> None:
         """The running step or segment has ended: record it, apply it, plan the next."""
         flight = self.flight
@@ -685,6 +755,7 @@ class _Replica:
         else:
             self.ask_decision(now)
 
+    @cython.ccall
     def _end_step(self, chunks: list, need: int, start: float, end: float, column, n: int) -> int:
         """Record a mixed step and split its GPU time (:meth:`Replica._attribute`); return the blocks its
         decodes took."""
@@ -721,6 +792,7 @@ class _Replica:
                    seconds0=cython.double, growth=cython.double, first=cython.double, base0=cython.double,
                    time=cython.double, k=cython.Py_ssize_t, steps=cython.Py_ssize_t, n=cython.Py_ssize_t,
                    used=cython.Py_ssize_t, added=cython.Py_ssize_t, steps_left=cython.Py_ssize_t)
+    @cython.ccall
     def _end_run(self, need: int, start: float, ends: list[float], steps: int, attention, n: int,
                  terms: list | None) -> int:
         """Record the decode steps that ran (of those planned; ``attention``: each one's attention seconds, or the
@@ -811,6 +883,7 @@ class _Replica:
             self._credit(n, weight, constant + other / n, self.gpus * (end_s - start_s) / clock_s)
         return added
 
+    @cython.ccall
     def _batch_terms(self, n: int) -> tuple:
         """(direct pricing, static seconds of a decode step, the static column's number in the row buffer) of a
         batch of ``n`` sequences, kept per ``n``."""
@@ -823,6 +896,7 @@ class _Replica:
             terms = self.batch_terms[n] = (direct, static[0], self.run.rows.static(static))
         return terms
 
+    @cython.ccall
     def _static(self, n: int) -> list[float]:
         """:meth:`~kinsim.engine.pricer.StepPricer.decode_static` of ``n`` sequences as a list, kept per ``n``."""
         base = self.static.get(n)
@@ -830,6 +904,7 @@ class _Replica:
             base = self.static[n] = self.pricer.decode_static(n)[:, 0].tolist()
         return base
 
+    @cython.ccall
     def _credit(self, n: int, weight: float, constant: float, scale: float) -> None:
         """Owe each decoding sequence ``(kv + 1) x weight + constant`` times ``scale`` GPU-seconds
         (``DecodeBatch.credit``)."""
@@ -838,6 +913,7 @@ class _Replica:
             self.weight += weight
             self.constant += self.s * weight + constant
 
+    @cython.ccall
     def _run_sums(self, start: float, ends, steps: int, need: int, first: float, attention, base0: float,
                   n: int) -> tuple:
         """:meth:`_end_run`'s pass over a long run's steps as arrays (``ends``: each planned step's end tick, a
@@ -877,6 +953,7 @@ class _Replica:
             other = float(left.sum())
         return float(ends_array[-1]), int(added[-1]), block_ticks, clock_s, weight, constant, other
 
+    @cython.ccall
     def _attention_sums(self, direct, attention, steps: int, first: float, terms: list | None) -> tuple[float, ...]:
         """The decode attention of a run's first ``steps`` steps (``attention``: each planned step's seconds, or
         the first's and their growth a step; ``first``: tokens the first step attends; ``terms``: where the plan
@@ -899,6 +976,7 @@ class _Replica:
             memory += m
         return math.fsum(attention[:steps]), flops, nbytes, compute, memory
 
+    @cython.ccall
     def _apply(self, chunks, steps: int, added: int, now_s: float) -> None:
         """Account for the steps (:meth:`Scheduler.apply`; ``added``: the blocks the decodes took): decodes
         advance, finished sequences leave, completed prompts join the batch."""
@@ -940,6 +1018,7 @@ class _Replica:
             seq.finish_s = now_s
             self.run.on_finish(seq)
 
+    @cython.ccall
     def _join(self, seq: Sequence) -> None:
         """``seq`` starts decoding."""
         s = self.s
@@ -957,10 +1036,12 @@ class _Replica:
             if len(newest) > 2 * len(self.members) + 64:  # drop the entries of members that have left
                 self.newest = None
 
+    @cython.ccall
     def _owed(self, entry: list) -> float:
         """GPU-seconds a member has been owed so far, settled and lazily (as ``DecodeBatch.owed_gpu_s``)."""
         return entry[7] + ((entry[1] + 1) * (self.weight - entry[5]) + (self.constant - entry[6]))
 
+    @cython.ccall
     def _leave(self, order: int) -> Sequence:
         """A member leaves the batch (its last token, or a preemption), its counters written back."""
         entry = self.members.pop(order)
@@ -974,6 +1055,7 @@ class _Replica:
         seq.gpu_s = self._owed(entry)
         return seq
 
+    @cython.ccall
     def _next_finish(self) -> int:
         """The step counter at which the batch's first finish falls (the heap's entries of members that left by
         preemption are dropped here)."""
@@ -985,6 +1067,7 @@ class _Replica:
                 return last
             heapq.heappop(finishes)
 
+    @cython.ccall
     def _rebase(self) -> None:
         """Settle every member's owed GPU time and restart the step counter and the running sums (as
         ``DecodeBatch.advance``)."""
