@@ -2,13 +2,13 @@
 
 :mod:`kinsim.engine.lean` is plain Python that declares C types in Cython's pure Python mode: its hot loops'
 numbers (``@cython.locals``), and its replica as an extension type of C fields whose methods call each other
-directly (``@cython.cclass``, ``@cython.ccall``). ``pip install`` compiles it with Cython where a C compiler is at hand, and
-runs it as Python where not (the extension is optional; with ``KINSIM_PURE_PYTHON=1`` set at install time it is
-not built). Both give the same bits (``tests/test_native.py``): the typed numbers are C doubles and 64-bit
-integers taking the same operations in the same order as Python's floats and ints, with the compiler told not
-to fuse a multiply and an add (``-ffp-contract=off``: a fused one rounds once where Python rounds twice), and
-the rounding to a tick is still Python's ``round`` (half to even). Measured on 10^5 chat requests on 8
-replicas, alternated: 6.9-7.4 s as Python, 4.7-5.0 s compiled (docs/engine.md).
+directly (``@cython.cclass``, ``@cython.ccall``). ``pip install`` compiles it with Cython where a C compiler is
+at hand, and runs it as Python where not (the extension is optional; with ``KINSIM_PURE_PYTHON=1`` set at
+install time it is not built). Both give the same bits (``tests/test_native.py``): the typed numbers are C
+doubles and 64-bit integers taking the same operations in the same order as Python's floats and ints, with the
+compiler told not to fuse a multiply and an add (``-ffp-contract=off``: a fused one rounds once where Python
+rounds twice), and the rounding to a tick is still Python's ``round`` (half to even). Measured on 10^5 chat
+requests on 8 replicas, alternated: 6.9-7.4 s as Python, 4.7-5.0 s compiled (docs/engine.md).
 
 This module imports nothing of kinsim's (``setup.py`` loads it by its path, before kinsim's dependencies are
 installed)."""
