@@ -29,8 +29,8 @@ general engine does:
   figures summed in another order: equal to the general engine's to about 1e-15 relative, not to the bit.
   ``engine.events`` counts this engine's events (SimPy's less its process's start and end).
 
-Where the install can, the module is compiled by Cython, its decode runs' per-step loops on C numbers
-(:mod:`kinsim.engine.native`; the same bits, ``tests/test_native.py``).
+Where the install can, the module is compiled by Cython: its decode runs' per-step loops on C numbers, its
+replica an extension type of C fields (:mod:`kinsim.engine.native`; the same bits, ``tests/test_native.py``).
 
 ``tests/test_lean.py`` runs both engines on chat workloads (one to six replicas, chunked and whole prefills,
 small budgets, few seats, a small cache, preemptions, a step ahead, no-evict, closed loops, Best-of-N
