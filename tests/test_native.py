@@ -46,7 +46,7 @@ def engines(tmp_path_factory):
     target = shared / f"lean-compiled-{digest}"
     with open(shared / "lean-compiled.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        built = sorted(target.glob("lean.*.so")) + sorted(target.glob("lean.*.pyd"))
+        built = sorted(target.glob("lean.*.so"))
         extension = built[0] if built else native.build_copy(SOURCE, target)
     compiled = _load("lean", extension)
     python = _load("lean_as_python", SOURCE)

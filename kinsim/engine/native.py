@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 #: The modules compiled, as paths from the project's root.
 COMPILED = ("kinsim/engine/lean.py",)
 #: Cython's options: the annotations are documentation (``list[float]`` must not become a type check); the
 #: declared C types are those of ``@cython.locals``.
-DIRECTIVES = {"language_level": 3, "annotation_typing": False, "embedsignature": False}
+DIRECTIVES = {"language_level": 3, "annotation_typing": False}
 #: C compiler options where the compiler takes GCC's (GCC, Clang): no fused multiply-add, so each operation
 #: rounds as Python's does.
 GCC_FLAGS = ("-ffp-contract=off",)
@@ -112,6 +111,3 @@ def build_copy(module: Path, target: Path) -> Path:
     command.run()
     return Path(command.get_ext_fullpath(module.stem))
 
-
-if __name__ == "__main__":  # (python kinsim/engine/native.py DIR: compile lean.py into DIR)
-    print(build_copy(Path(__file__).with_name("lean.py"), Path(sys.argv[1])))
