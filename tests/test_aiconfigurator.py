@@ -336,6 +336,7 @@ def test_staggered_warm_up_lengths():
     row, _ = expressible({**SILICON, "osl": 100})
     raw = workload_of(row)
     raw["requests"]["problems"], raw["requests"]["warmup"], raw["requests"]["stagger_warmup"] = 12, 4, True
+    raw["requests"]["output_tokens"] = raw["requests"]["max_output_tokens"] = 100  # equal answers, no spread
     from kinsim.workload.generate import workload_requests
 
     lengths = [r.output_tokens for r in workload_requests(workload_from_raw(raw, ROOT))]

@@ -321,3 +321,23 @@ def test_a_checkpoint_that_declares_an_fp8_kv_cache_keeps_it_on_a_server_left_at
     for name, declared in (("fp4", "nvfp4"), ("int8", "int8")):
         raw = {**AGG_MOE, "backend": "trtllm", "model_path": f"acme/{name}", "gemm_quant_mode": "fp8"}
         assert expressible(raw, tmp_path) == (None, f"KV cache quantization {declared}")
+
+
+def test_a_continuous_clients_answers_spread_evenly_about_the_rows_length():
+    # vLLM's and TensorRT-LLM's clients draw each answer's length uniformly within 30% of the row's osl
+    # (mean osl), which keeps a closed loop of equal prompts from running in lockstep; SGLang's rounds keep
+    # every answer osl tokens long. By hand: 128 x 0.7 = 89.6 -> 90, 128 x 1.3 = 166.4 -> 166, mean 128.
+    row = {"id": "agg_c4", "mode": "agg", "backend": "vllm", "model_path": "meta-llama/Llama-3.1-8B",
+           "gemm_quant_mode": float("nan"), "isl": 64, "osl": 128, "batch_size": 4, "tp_size": 1,
+           "silicon_ttft_ms": 50.0, "silicon_tpot_ms": 8.0}
+    for backend in ("vllm", "trtllm"):
+        assert CLIENTS[backend].output_spread == 0.3
+        raw = workload_of(expressible({**row, "backend": backend})[0])
+        assert raw["requests"]["output_tokens"] == {"dist": "uniform", "low": 90, "high": 166}
+        assert raw["requests"]["max_output_tokens"] == 166  # the cap never cuts a drawn answer
+    sglang = workload_of(expressible({**row, "backend": "sglang"})[0])["requests"]
+    assert (sglang["output_tokens"], sglang["max_output_tokens"]) == (128, 128)
+    result = simulate(workload_from_raw(workload_of(expressible(row)[0]), ROOT), load_hardware(HARDWARE / "h100.yaml"))
+    lengths = result.requests["generated_tokens"]
+    assert len(lengths) == CLIENTS["vllm"].requests_per_client * 4 and (result.requests["state"] == "finished").all()
+    assert lengths.between(90, 166).all() and lengths.nunique() > 1

@@ -11,11 +11,13 @@ serving-benchmark workload:
   next ``concurrency`` requests when the whole round has ended; how many requests each client sends and
   whether the first round is a warm-up left out of the figures is the backend's :class:`BenchmarkClient`
   (:data:`CLIENTS`; a disaggregated row's clients never wait for a round, :func:`client_of`);
-* every prompt ``isl`` tokens and every answer ``osl`` tokens (fixed lengths, ``ignore_eos``). With equal
-  lengths the first round's clients start in step and prefill their prompts together. A real benchmark's
-  clients then drift out of step (every request's latency jitters by a little); kinsim's would not, as far
-  as its token budget allows, so a backend's client may ``stagger`` them after their first request
-  (``requests.arrival.stagger``: client k waits k / concurrency of its first request's time);
+* every prompt ``isl`` tokens and every answer ``osl`` tokens (``ignore_eos``), or answers drawn about
+  ``osl`` (``BenchmarkClient.output_spread``). The first round's clients start in step and prefill their
+  prompts together. A real benchmark's clients then drift out of step (every request's latency jitters by
+  a little); kinsim's would not, as far as its token budget allows: requests admitted together also end
+  together when their answers are equally long. So a backend's client may ``stagger`` them after their
+  first request (``requests.arrival.stagger``: client k waits k / concurrency of its first request's time)
+  and draw answers of unequal length, which keeps groups from forming again;
 * weights in fp8 where the row's GEMMs are quantized (``gemm_quant_mode`` ``fp8``, or ``fp8_block``:
   FP8 weights with a scale per 128 x 128 block, the same bytes and FP8 tensor-core rate), in ``nvfp4``
   where they are NVFP4, bf16 otherwise; the routed experts in the type of ``moe_quant_mode`` where it is
@@ -95,12 +97,21 @@ class BenchmarkClient:
     clients send together and wait for the whole round (``arrival.rounds``) rather than each sending its
     next request as its previous one ends; ``warmup_round``: the first round is left out of the figures
     (``requests.warmup``; genai-perf, aiperf and ``vllm bench serve`` keep every request unless told);
-    ``stagger``: the clients leave the first round evenly out of step (``arrival.stagger``)."""
+    ``stagger``: the clients leave the first round evenly out of step (``arrival.stagger``);
+    ``output_spread``: each answer's length is drawn uniformly from ``osl x (1 - spread)`` to ``osl x (1 +
+    spread)`` tokens (mean ``osl``; ``vllm bench serve --random-range-ratio``, aiperf's and genai-perf's
+    ``--output-tokens-stddev``), 0 for every answer ``osl`` tokens."""
 
     requests_per_client: int
     rounds: bool
     warmup_round: bool
     stagger: bool = False
+    output_spread: float = 0.0
+
+    def output_range(self, osl: int) -> tuple[int, int]:
+        """(shortest, longest) answer of a row whose answers average ``osl`` tokens, in tokens."""
+        low = max(1, round(osl * (1.0 - self.output_spread)))
+        return low, max(low, round(osl * (1.0 + self.output_spread)))
 
 
 #: The client of each backend's rows, chosen per backend on the H100 rows as the engine overheads are
@@ -108,11 +119,14 @@ class BenchmarkClient:
 #: 18% MAPE, against 76-80% for clients that send as each request ends); vLLM's and TensorRT-LLM's match
 #: a continuous closed loop whose first round counts and whose clients then run out of step, 8 requests
 #: per client (with each backend's frontend time: TTFT 23.8% and 27.6%, against 48% and 34% with 10 and 5
-#: per client in lockstep; TPOT 11.7% and 9.9%, against 11.4% and 9.3%; all over 787 rows).
+#: per client in lockstep; TPOT 11.7% and 9.9%, against 11.4% and 9.3%; all over 787 rows), their answers
+#: within 30% of ``osl`` (all 779 rows TTFT 22.28% -> 21.35%, TPOT 9.04% -> 9.03%).
 CLIENTS: dict[str, BenchmarkClient] = {
     "sglang": BenchmarkClient(requests_per_client=3, rounds=True, warmup_round=False),
-    "vllm": BenchmarkClient(requests_per_client=8, rounds=False, warmup_round=False, stagger=True),
-    "trtllm": BenchmarkClient(requests_per_client=8, rounds=False, warmup_round=False, stagger=True),
+    "vllm": BenchmarkClient(requests_per_client=8, rounds=False, warmup_round=False, stagger=True,
+                            output_spread=0.3),
+    "trtllm": BenchmarkClient(requests_per_client=8, rounds=False, warmup_round=False, stagger=True,
+                              output_spread=0.3),
 }
 
 #: The client of a backend :data:`CLIENTS` does not name.
@@ -517,13 +531,15 @@ def workload_of(row: SiliconRow, engine: str | None = None, gpu: Any = None) -> 
     clients those of :func:`client_of`, its server's defaults those of ``gpu`` (the hardware's
     :class:`~kinsim.hardware.spec.GPUSpec`; None: the H100 of this project's rows, :func:`server_defaults`)."""
     client = client_of(row)
+    low, high = client.output_range(row.osl)
+    output = row.osl if low == high else {"dist": "uniform", "low": low, "high": high}
     return {
         "name": row.id[:80] or "silicon",
         "model": _model_of(row),
         "deployment": _deployment(row, engine or row.backend, gpu),
         "attention": {"policy": "dense"},
         "requests": {"kind": "long_cot", "problems": client.requests_per_client * row.concurrency,
-                     "prompt_tokens": row.isl, "output_tokens": row.osl, "max_output_tokens": row.osl,
+                     "prompt_tokens": row.isl, "output_tokens": output, "max_output_tokens": high,
                      "arrival": {"process": "closed_loop", "concurrency": row.concurrency,
                                  "rounds": client.rounds, "stagger": client.stagger},
                      "warmup": row.concurrency if client.warmup_round else 0},
