@@ -123,12 +123,14 @@ def _possible(rows, hw: HardwareSpec) -> np.ndarray:
     return ok & (~cold | (nbytes <= hw.gpu.memory.bandwidth * time * slack))
 
 
-def _least_cost(least_squares, residuals, start, free, scales, bounds):
+def _least_cost(residuals, start, free, scales, bounds):
     """The solution of lower squared cost of two least-squares runs: from ``start``, and from the same point
     with every share (a term bounded by 1) at 0.95. Where rows leave two shares nearly interchangeable (the
     whole GPU's ``compute_max`` and a tile's ``item_compute_share`` bind together on grids of whole waves),
     the solver can stop at a point of twice the cost of the truth from one start (synthetic GEMM rows with
     SciPy 1.17); starting saturated it comes down the other side."""
+    from scipy.optimize import least_squares
+
     saturated = np.array([0.95 / scale if TERM_BOUNDS[name][2] == 1.0 else x
                           for name, x, scale in zip(free, start, scales)])
     runs = [least_squares(residuals, x0, bounds=bounds, x_scale="jac", max_nfev=400) for x0 in (start, saturated)]
@@ -140,7 +142,6 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec, elementwise: KernelCurveSpec
 
     ``elementwise``: the fitted elementwise curve, which prices the query quantization that fp8-KV
     attention rows include (:func:`~kinsim.calibration.rows.query_quantize_s`)."""
-    from scipy.optimize import least_squares
 
     possible = _possible(rows, hw)
     rejected = [f"{kernel}: {r.flops:.3g} FLOPs, {r.bytes:.3g} bytes in {r.time_s * 1e6:.3g} us is faster than "
@@ -182,7 +183,7 @@ def fit_kernel(kernel: str, rows, hw: HardwareSpec, elementwise: KernelCurveSpec
         start = np.array([TERM_BOUNDS[n][0] for n in free]) / scales
     low = np.array([TERM_BOUNDS[n][1] for n in free]) / scales
     high = np.array([TERM_BOUNDS[n][2] for n in free]) / scales
-    fitted = curve_of(_least_cost(least_squares, residuals, start, free, scales, (low, high)) if free else start)
+    fitted = curve_of(_least_cost(residuals, start, free, scales, (low, high)) if free else start)
     # a per-item limit fitted at its upper bound limits nothing: no such term
     unbounded = [n for n in ("item_bandwidth",) if n in free
                  and getattr(fitted, n) >= TERM_BOUNDS[n][2] * (1 - 1e-6)]
