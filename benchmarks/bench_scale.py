@@ -11,8 +11,11 @@ resident set, as ``CLARIFICATIONS.md`` asks):
 
 For each series it fits the growth exponent of wall time in the number of requests (least squares on
 log-log, over 10^4 to 10^6). Wall times depend on the machine, and this machine's speed varies from run to
-run: the script first times a fixed pure-Python loop (``python_loop_s``) so that figures from different
-runs or machines can be put on one scale. ``--source DIR`` runs the kinsim of another checkout (for a
+run: the script first times a fixed pure-Python loop (``python_loop_s``) and a fixed loop of the object work
+the engine does (``object_loop_s``: tuples on a heap, dictionary entries, floats in lists, attributes), so
+that figures from different runs or machines can be put on one scale. The first alone is not enough: on
+2026-12-06 a host with the same ``python_loop_s`` (0.33 s) as the day before ran the same engine 1.4-1.9x
+slower (docs/engine.md). ``--source DIR`` runs the kinsim of another checkout (for a
 before/after comparison on the same machine).
 
     python benchmarks/bench_scale.py                     # chat 10^4, 10^5 on 8 and 64 replicas, bon 10^4
@@ -56,6 +59,32 @@ def python_loop_s() -> float:
     total = 0
     for i in range(10_000_000):
         total += i
+    return time.perf_counter() - started
+
+
+class _Counter:
+    """An object with two attributes, read and written as the engine's replicas and sequences are."""
+
+    def __init__(self) -> None:
+        self.steps, self.seconds = 0, 0.0
+
+
+def object_loop_s() -> float:
+    """Seconds for a fixed loop of 10^6 rounds of the object work a simulation does (a tuple pushed on and
+    popped off a heap, a dictionary entry set, read and dropped, a float appended to a list, two attributes
+    updated): this machine's speed at the engine's kind of work right now."""
+    import heapq
+    started = time.perf_counter()
+    heap, table, floats, counter = [], {}, [], _Counter()
+    for i in range(1_000_000):
+        heapq.heappush(heap, (i * 0.5 % 97.0, i))
+        table[i] = [i, 0.25 * i]
+        floats.append(table.get(i)[1] + counter.seconds)
+        counter.steps += 1
+        counter.seconds += 1e-3
+        if len(heap) > 64:
+            heapq.heappop(heap)
+            del table[i - 64]
     return time.perf_counter() - started
 
 
@@ -125,8 +154,9 @@ def main() -> None:
                              "meeting at every arrival); the peak RSS column is then the main process's, the "
                              "largest other's beside it")
     args = parser.parse_args()
-    loop = python_loop_s()
-    print(f"python_loop_s {loop:.2f} (10^7 additions; smaller is a faster machine)")
+    loop, objects = python_loop_s(), object_loop_s()
+    print(f"python_loop_s {loop:.2f} (10^7 additions), object_loop_s {objects:.2f} (10^6 rounds of heap, dict, "
+          f"list and attribute work); smaller is a faster machine")
     print(f"{'case':<8} {'requests':>10} {'wall':>9} {'sim':>9} {'peak RSS':>10} {'B/request':>10} "
           f"{'events/req':>10} {'segments':>10} {'steps':>11}", flush=True)
     rows = []
@@ -136,7 +166,7 @@ def main() -> None:
         for power in sizes:
             n = 10 ** power
             row = run(case, n, args.source, "summary" if case == "huge" else None, args.jobs)
-            row["python_loop_s"] = loop
+            row["python_loop_s"], row["object_loop_s"] = loop, objects
             rows.append(row)
             points.append((n, row["wall_s"]))
             workers = (f"  jobs {row['jobs']}, worker peak {row['worker_peak_bytes'] / 2**20:.0f}Mi"
@@ -148,7 +178,7 @@ def main() -> None:
         if slope is not None:
             print(f"{case:<8} growth exponent of wall time in requests: {slope:.3f}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"python_loop_s": loop, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"python_loop_s": loop, "object_loop_s": objects, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
