@@ -28,6 +28,7 @@ before/after comparison on the same machine).
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import os
@@ -73,7 +74,6 @@ def object_loop_s() -> float:
     """Seconds for a fixed loop of 10^6 rounds of the object work a simulation does (a tuple pushed on and
     popped off a heap, a dictionary entry set, read and dropped, a float appended to a list, two attributes
     updated): this machine's speed at the engine's kind of work right now."""
-    import heapq
     started = time.perf_counter()
     heap, table, floats, counter = [], {}, [], _Counter()
     for i in range(1_000_000):
